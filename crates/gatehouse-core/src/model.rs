@@ -1,0 +1,244 @@
+//! Connections and principals.
+
+use serde::{Deserialize, Serialize};
+
+/// What a connection points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    Postgres,
+    Mysql,
+    Http,
+    Aws,
+}
+
+impl ConnectionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+            Self::Http => "http",
+            Self::Aws => "aws",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "mysql" | "mariadb" => Some(Self::Mysql),
+            "http" => Some(Self::Http),
+            "aws" => Some(Self::Aws),
+            _ => None,
+        }
+    }
+
+    fn url_schemes(self) -> &'static [&'static str] {
+        match self {
+            Self::Postgres => &["postgres", "postgresql"],
+            Self::Mysql => &["mysql", "mariadb"],
+            Self::Http | Self::Aws => &["http", "https"],
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-connection session settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
+    /// Longest a single statement may run, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_ms: Option<u64>,
+    /// Most rows returned to a caller per statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_limit: Option<u64>,
+    /// Longest a client session may last, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_session_secs: Option<u64>,
+}
+
+/// A connection as users describe it; the credential travels separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSpec {
+    pub name: String,
+    pub kind: ConnectionKind,
+    pub url: String,
+    /// Groups whose members may use the connection at all.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub settings: ConnectionSettings,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error(
+        "connection name {0:?} is not valid: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+    )]
+    BadName(String),
+    #[error("url {url:?} is not valid: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error(
+        "the url of connection {0:?} contains a password: remove it from the url and pass it as password = {{ env = \"VAR\" }} (or --password-env)"
+    )]
+    PasswordInUrl(String),
+    #[error("group name {0:?} is not valid: use letters, digits, '.', '-', '_', ':' or '/'")]
+    BadGroup(String),
+}
+
+pub fn validate_name(name: &str) -> Result<(), SpecError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::BadName(name.to_string()))
+    }
+}
+
+pub fn validate_group(group: &str) -> Result<(), SpecError> {
+    let ok = !group.is_empty()
+        && group.len() <= 128
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-:/@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::BadGroup(group.to_string()))
+    }
+}
+
+impl ConnectionSpec {
+    /// Checks the name, the groups, and that the url parses, matches the kind
+    /// and carries no password.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        validate_name(&self.name)?;
+        for g in &self.groups {
+            validate_group(g)?;
+        }
+        let bad = |reason: &str| SpecError::BadUrl {
+            url: redact_url(&self.url),
+            reason: reason.to_string(),
+        };
+        let url = url::Url::parse(&self.url).map_err(|e| bad(&e.to_string()))?;
+        if url.password().is_some() {
+            return Err(SpecError::PasswordInUrl(self.name.clone()));
+        }
+        if !self.kind.url_schemes().contains(&url.scheme()) {
+            return Err(bad(&format!(
+                "a {} connection needs a {} url",
+                self.kind,
+                self.kind.url_schemes().join(" or ")
+            )));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("it has no host"));
+        }
+        Ok(())
+    }
+
+    /// Whether a principal with these groups may use the connection.
+    pub fn allows(&self, principal: &Principal) -> bool {
+        self.groups.iter().any(|g| principal.groups.contains(g))
+    }
+}
+
+/// A url with any password replaced, safe to print.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparseable url)".into(),
+    }
+}
+
+/// How a principal proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Authn {
+    /// A Gatehouse API token (service account), by token name.
+    Token { name: String },
+    /// A JWT from an OIDC issuer.
+    Oidc { issuer: String },
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub subject: String,
+    pub groups: Vec<String>,
+    pub authn: Authn,
+    /// When the credential stops being valid (Unix ms), if it expires.
+    pub expires_at: Option<i64>,
+}
+
+impl Principal {
+    pub fn in_any(&self, groups: &[String]) -> bool {
+        self.groups.iter().any(|g| groups.contains(g))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(url: &str) -> ConnectionSpec {
+        ConnectionSpec {
+            name: "shop".into(),
+            kind: ConnectionKind::Postgres,
+            url: url.into(),
+            groups: vec!["agents".into()],
+            settings: ConnectionSettings::default(),
+        }
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(
+            spec("postgres://app@127.0.0.1:5432/shop").validate(),
+            Ok(())
+        );
+        assert_eq!(
+            spec("postgres://app:pw@127.0.0.1/shop").validate(),
+            Err(SpecError::PasswordInUrl("shop".into()))
+        );
+        assert!(matches!(
+            spec("mysql://app@h/db").validate(),
+            Err(SpecError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            spec("not a url").validate(),
+            Err(SpecError::BadUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["shop", "prod-db", "a_1", "9lives"] {
+            assert_eq!(validate_name(ok), Ok(()));
+        }
+        for bad in ["", "Shop", "-x", "a b", "a/b", &"x".repeat(64)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redacted_urls_hide_passwords() {
+        let r = redact_url("postgres://u:topsecret@h/db");
+        assert!(!r.contains("topsecret"));
+    }
+}

@@ -1,0 +1,115 @@
+//! Versioned schema migrations, one list per dialect.
+
+use sqlx::Row;
+
+use crate::{Dialect, Store, StoreError};
+
+/// Each step runs once, in order, inside a transaction.
+const SQLITE: &[&str] = &["CREATE TABLE connections (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        secret TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        groups TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT,
+        revoked_at BIGINT,
+        last_used_at BIGINT,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE audit_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );"];
+
+const POSTGRES: &[&str] = &["CREATE TABLE connections (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        secret TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        groups TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT,
+        revoked_at BIGINT,
+        last_used_at BIGINT,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE audit_events (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ts BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );"];
+
+pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {
+    let steps = match store.dialect {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    };
+    let mut conn = store.pool.acquire().await?;
+    if store.dialect == Dialect::Postgres {
+        // Replicas starting together take turns; the lock ends with the session.
+        sqlx::query("SELECT pg_advisory_lock(740017)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = async {
+        sqlx::query("CREATE TABLE IF NOT EXISTS gh_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            .execute(&mut *conn)
+            .await?;
+        let current: i64 = sqlx::query("SELECT value FROM gh_meta WHERE key = 'schema_version'")
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.get::<String, _>(0))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let known = i64::try_from(steps.len()).unwrap_or(i64::MAX);
+        if current > known {
+            return Err(StoreError::Corrupt(format!(
+                "the store's schema is version {current}, newer than this Gatehouse knows ({known}); upgrade Gatehouse"
+            )));
+        }
+        for (i, step) in steps.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::raw_sql(*step).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO gh_meta (key, value) VALUES ('schema_version', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind((i + 1).to_string())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+    .await;
+    if store.dialect == Dialect::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock(740017)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
+}

@@ -1,0 +1,192 @@
+//! The same suite against SQLite and PostgreSQL.
+
+use gatehouse_core::model::{ConnectionKind, ConnectionSettings, ConnectionSpec};
+
+use crate::testing::{drop_pg_database, fresh_pg_store};
+use crate::*;
+
+async fn for_both<F, Fut>(f: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Store::open_sqlite(&dir.path().join("state.db"))
+        .await
+        .expect("sqlite store");
+    f(sqlite).await;
+    let (pg, url) = fresh_pg_store()
+        .await
+        .expect("PostgreSQL store (is PostgreSQL running on 127.0.0.1:5432?)");
+    f(pg.clone()).await;
+    pg.close().await;
+    drop_pg_database(&url).await.expect("drop test database");
+}
+
+fn conn(name: &str) -> ConnectionRecord {
+    ConnectionRecord {
+        spec: ConnectionSpec {
+            name: name.into(),
+            kind: ConnectionKind::Postgres,
+            url: "postgres://app@127.0.0.1:5432/shop".into(),
+            groups: vec!["agents".into()],
+            settings: ConnectionSettings {
+                row_limit: Some(10),
+                ..Default::default()
+            },
+        },
+        secret: Some("gh1.abc.ciphertext".into()),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+#[tokio::test]
+async fn connections_crud() {
+    for_both(|s| async move {
+        s.insert_connection(&conn("shop")).await.expect("insert");
+        assert!(matches!(
+            s.insert_connection(&conn("shop")).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let got = s
+            .get_connection("shop")
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(got.spec, conn("shop").spec);
+        assert_eq!(got.secret.as_deref(), Some("gh1.abc.ciphertext"));
+        assert!(!format!("{got:?}").contains("ciphertext"));
+
+        let mut changed = conn("shop");
+        changed.spec.groups = vec!["dba".into()];
+        changed.updated_at = 2;
+        assert!(s.update_connection(&changed).await.expect("update"));
+        assert!(
+            !s.update_connection(&conn("nope"))
+                .await
+                .expect("update absent")
+        );
+        assert_eq!(
+            s.get_connection("shop")
+                .await
+                .expect("get")
+                .expect("present")
+                .spec
+                .groups,
+            vec!["dba"]
+        );
+
+        assert!(
+            !s.replace_connection_secret("shop", "stale", "new")
+                .await
+                .expect("cas")
+        );
+        assert!(
+            s.replace_connection_secret("shop", "gh1.abc.ciphertext", "gh1.def.x")
+                .await
+                .expect("cas")
+        );
+
+        s.insert_connection(&conn("analytics"))
+            .await
+            .expect("insert");
+        let names: Vec<_> = s
+            .list_connections()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|c| c.spec.name)
+            .collect();
+        assert_eq!(names, vec!["analytics", "shop"]);
+        assert!(s.delete_connection("shop").await.expect("delete"));
+        assert!(!s.delete_connection("shop").await.expect("delete again"));
+        assert!(s.get_connection("shop").await.expect("get").is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tokens_lifecycle() {
+    for_both(|s| async move {
+        let rec = TokenRecord {
+            name: "bot".into(),
+            hash: "h1".into(),
+            groups: vec!["agents".into()],
+            created_at: 100,
+            expires_at: Some(1_000),
+            revoked_at: None,
+            last_used_at: None,
+            created_by: "admin".into(),
+        };
+        s.insert_token(&rec).await.expect("insert");
+        assert!(matches!(
+            s.insert_token(&rec).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let found = s
+            .find_token_by_hash("h1")
+            .await
+            .expect("find")
+            .expect("present");
+        assert_eq!(found, rec);
+        assert!(found.is_live(999));
+        assert!(!found.is_live(1_000));
+        assert!(s.find_token_by_hash("h2").await.expect("find").is_none());
+        s.touch_token("bot", 500_000).await.expect("touch");
+        assert_eq!(
+            s.get_token("bot")
+                .await
+                .expect("get")
+                .expect("present")
+                .last_used_at,
+            Some(500_000)
+        );
+        assert!(s.revoke_token("bot", 200).await.expect("revoke"));
+        assert!(!s.revoke_token("bot", 300).await.expect("revoke twice"));
+        let t = s.get_token("bot").await.expect("get").expect("present");
+        assert_eq!(t.revoked_at, Some(200));
+        assert!(!t.is_live(150));
+        assert_eq!(s.list_tokens().await.expect("list").len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn audit_and_meta() {
+    for_both(|s| async move {
+        for i in 0..3 {
+            let ev = NewAuditEvent {
+                actor: "admin".into(),
+                action: "connection.create".into(),
+                target: format!("c{i}"),
+                detail: serde_json::json!({"i": i}),
+            };
+            s.append_audit(&ev, 10 + i).await.expect("append");
+        }
+        let evs = s.list_audit(2).await.expect("list");
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].target, "c2");
+        assert_eq!(evs[0].detail, serde_json::json!({"i": 2}));
+        assert!(evs[0].id > evs[1].id);
+
+        assert_eq!(s.get_meta("k").await.expect("meta"), None);
+        assert!(s.set_meta_if_absent("k", "v1").await.expect("meta"));
+        assert!(!s.set_meta_if_absent("k", "v2").await.expect("meta"));
+        s.set_meta("k", "v3").await.expect("meta");
+        assert_eq!(s.get_meta("k").await.expect("meta").as_deref(), Some("v3"));
+        s.ping().await.expect("ping");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    let s = Store::open_sqlite(&path).await.expect("open");
+    s.insert_connection(&conn("shop")).await.expect("insert");
+    s.close().await;
+    let s = Store::open_sqlite(&path).await.expect("reopen");
+    assert!(s.get_connection("shop").await.expect("get").is_some());
+}
