@@ -1,1 +1,193 @@
+//! The Gatehouse server: start-up, shared state and the HTTP API.
+//!
+//! [`start`] opens the store, loads the master keyring, bootstraps the first
+//! admin token and binds the listeners; [`api::router`] is the HTTP API.
+//! Everything is passed explicitly through [`AppState`] so tests can run
+//! several servers in one process.
 
+pub mod api;
+pub mod audit;
+pub mod config;
+pub mod keys;
+pub mod metrics;
+pub mod state;
+pub mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use gatehouse_core::keyring;
+use gatehouse_core::model::Authn;
+use gatehouse_core::now_ms;
+use gatehouse_core::token::{generate_token, token_hash};
+use gatehouse_identity::{Authenticator, OidcValidator};
+use gatehouse_store::{Store, TokenRecord};
+
+pub use config::ServeConfig;
+pub use state::AppState;
+
+/// Why the server could not start. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] gatehouse_store::StoreError),
+    #[error(transparent)]
+    Keyring(#[from] keyring::KeyringError),
+    #[error(
+        "the master key does not open this store's secrets (store key check failed with key ids {0}); start with the key the store was created with, e.g. GATEHOUSE_MASTER_KEY=NEW,OLD"
+    )]
+    WrongMasterKey(String),
+    #[error("OIDC configuration: {0}")]
+    Oidc(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// A started server: where it listens, and the task serving it.
+#[derive(Debug)]
+pub struct Running {
+    pub api_addr: SocketAddr,
+    pub state: AppState,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Prepares state and binds the listeners; serving runs until `shutdown`.
+pub async fn start(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    let data_dir = config.data_dir.clone();
+    create_private_dir(&data_dir)?;
+
+    let store = match &config.store_url {
+        Some(url) => Store::open(url).await?,
+        None => Store::open_sqlite(&data_dir.join("state.db")).await?,
+    };
+    let (ring, source) =
+        keyring::load_or_create(config.master_key.as_ref().map(|s| s.expose()), &data_dir)?;
+    keys::check_or_set_canary(&store, &ring).await?;
+
+    let oidc = match &config.oidc {
+        Some(c) => {
+            let v = OidcValidator::new(c.clone()).map_err(StartError::Oidc)?;
+            if let Err(e) = v.warm_up().await {
+                tracing::warn!(issuer = %c.issuer, error = %e, "OIDC issuer not reachable yet; JWTs will be refused until it is");
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let auth = Authenticator::new(store.clone(), oidc);
+    let state = AppState::new(store, ring, source, auth, config.clone());
+    bootstrap_admin(&state, &data_dir).await?;
+
+    let listener = tokio::net::TcpListener::bind(&config.api_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.api_listen.clone(),
+            source,
+        })?;
+    let api_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.api_listen.clone(),
+        source,
+    })?;
+    let app = api::router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    });
+    Ok(Running {
+        api_addr,
+        state,
+        task,
+    })
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    if !path.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(path).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// On an empty store, creates the `admin` token and writes it (only) to
+/// `<data-dir>/admin.token` with mode 0600.
+async fn bootstrap_admin(state: &AppState, data_dir: &Path) -> Result<(), StartError> {
+    if !state
+        .store
+        .set_meta_if_absent("bootstrapped_at", &now_ms().to_string())
+        .await?
+    {
+        return Ok(());
+    }
+    let token = generate_token();
+    let rec = TokenRecord {
+        name: "admin".into(),
+        hash: token_hash(token.expose()),
+        groups: state.config.admin_groups.clone(),
+        created_at: now_ms(),
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+        created_by: "bootstrap".into(),
+    };
+    state.store.insert_token(&rec).await?;
+    let path = data_dir.join("admin.token");
+    let write_err = |source| StartError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    {
+        use std::io::Write;
+        let mut f = keyring::private_file(&path).map_err(write_err)?;
+        f.write_all(token.expose().as_bytes()).map_err(write_err)?;
+        f.write_all(b"\n").map_err(write_err)?;
+    }
+    state
+        .audit
+        .record(
+            &gatehouse_core::model::Principal {
+                subject: "bootstrap".into(),
+                groups: vec![],
+                authn: Authn::Token {
+                    name: "bootstrap".into(),
+                },
+                expires_at: None,
+            },
+            "token.create",
+            "admin",
+            serde_json::json!({"groups": rec.groups, "bootstrap": true}),
+        )
+        .await;
+    tracing::info!(path = %path.display(), "created the first admin token; it is in this file (mode 0600)");
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Health, readiness, metrics, the OpenAPI document, whoami, audit, keys.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use super::auth::{Admin, Caller};
+use super::error::ApiError;
+use crate::state::AppState;
+
+pub async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: state store");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(
+                    serde_json::json!({"status": "unavailable", "reason": "the state store is not answering"}),
+                ),
+            )
+        }
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], super::OPENAPI)
+}
+
+pub async fn whoami(State(state): State<AppState>, Caller(p): Caller) -> Json<serde_json::Value> {
+    let admin = p.in_any(&state.config.admin_groups);
+    Json(serde_json::json!({
+        "subject": p.subject,
+        "groups": p.groups,
+        "authn": p.authn,
+        "expires_at": p.expires_at,
+        "admin": admin,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let events = state.store.list_audit(limit).await?;
+    Ok(Json(serde_json::json!({ "events": events })))
+}
+
+pub async fn rotate_keys(
+    State(state): State<AppState>,
+    Admin(who): Admin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let report = crate::keys::rotate(&state).await.map_err(|e| match e {
+        crate::keys::RotateError::Store(s) => ApiError::from(s),
+        crate::keys::RotateError::Keyring(k) => ApiError::internal(k),
+    })?;
+    state
+        .audit
+        .record(
+            &who,
+            "keys.rotate",
+            &report.primary_key_id,
+            serde_json::json!({"previous": report.previous_key_ids, "reencrypted": report.reencrypted}),
+        )
+        .await;
+    Ok(Json(serde_json::to_value(&report).unwrap_or_default()))
+}

@@ -1,0 +1,86 @@
+//! The HTTP API under `/v1`, plus `/healthz`, `/readyz` and `/metrics`.
+//! The OpenAPI document (`openapi.json` beside this file) describes every
+//! route in [`ROUTES`]; a test keeps the two in step.
+
+mod apply;
+pub mod auth;
+mod connections;
+pub mod error;
+mod meta;
+mod tokens;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+/// Every route, as (method, path) in OpenAPI's path syntax.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/v1/openapi.json"),
+    ("get", "/v1/whoami"),
+    ("get", "/v1/tokens"),
+    ("post", "/v1/tokens"),
+    ("delete", "/v1/tokens/{name}"),
+    ("get", "/v1/connections"),
+    ("post", "/v1/connections"),
+    ("get", "/v1/connections/{name}"),
+    ("put", "/v1/connections/{name}"),
+    ("delete", "/v1/connections/{name}"),
+    ("post", "/v1/connections/{name}/test"),
+    ("post", "/v1/apply"),
+    ("post", "/v1/keys/rotate"),
+    ("get", "/v1/audit"),
+];
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .route("/metrics", get(meta::metrics))
+        .route("/v1/openapi.json", get(meta::openapi))
+        .route("/v1/whoami", get(meta::whoami))
+        .route("/v1/audit", get(meta::audit))
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{name}", axum::routing::delete(tokens::revoke))
+        .route(
+            "/v1/connections",
+            get(connections::list).post(connections::create),
+        )
+        .route(
+            "/v1/connections/{name}",
+            get(connections::show)
+                .put(connections::put)
+                .delete(connections::remove),
+        )
+        .route("/v1/connections/{name}/test", post(connections::test))
+        .route("/v1/apply", post(apply::apply))
+        .route("/v1/keys/rotate", post(meta::rotate_keys))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .http_request(&method, &route, resp.status().as_u16());
+    resp
+}

@@ -1,0 +1,214 @@
+//! Command-line shape. Every listing takes `--json`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Gatehouse: a privileged-access gateway for AI agents and people"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (embedded SQLite state under --data-dir unless --store is given).
+    Serve(ServeArgs),
+    /// Save the gateway URL and a token to your config file (mode 0600).
+    Login(LoginArgs),
+    /// Show who the configured token belongs to.
+    Whoami(JsonFlag),
+    /// Service-account API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+    /// Connections: the upstreams Gatehouse holds credentials for.
+    #[command(subcommand, alias = "connection")]
+    Connections(ConnectionsCmd),
+    /// Create or update connections from a declarative file.
+    Apply(ApplyArgs),
+    /// Master key management.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Audit events.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for the SQLite store, the master key file and the first admin token.
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+    pub data_dir: PathBuf,
+    /// Address for the HTTP API.
+    #[arg(long, env = "GATEHOUSE_API_LISTEN", default_value = "127.0.0.1:7400")]
+    pub api_listen: String,
+    /// Keep state in PostgreSQL (postgres://…) instead of SQLite.
+    #[arg(long, env = "GATEHOUSE_STORE")]
+    pub store: Option<String>,
+    /// OIDC issuer whose JWTs are accepted as bearer tokens.
+    #[arg(long, env = "GATEHOUSE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Audience (`aud`) the OIDC tokens must carry.
+    #[arg(long, env = "GATEHOUSE_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    pub oidc_audience: Option<String>,
+    /// Claim that lists the caller's groups (dots walk into objects).
+    #[arg(long, env = "GATEHOUSE_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Accepted JWT signing algorithms, comma-separated.
+    #[arg(
+        long,
+        env = "GATEHOUSE_OIDC_ALGORITHMS",
+        default_value = "RS256,ES256,PS256,EdDSA"
+    )]
+    pub oidc_algorithms: String,
+    /// Clock skew tolerated on exp/nbf.
+    #[arg(long, env = "GATEHOUSE_OIDC_LEEWAY", default_value = "30s")]
+    pub oidc_leeway: String,
+    /// Shortest time between two JWKS fetches.
+    #[arg(long, env = "GATEHOUSE_OIDC_JWKS_MIN_REFRESH", default_value = "10s")]
+    pub oidc_jwks_min_refresh: String,
+    /// Groups whose members administer Gatehouse, comma-separated.
+    #[arg(long, env = "GATEHOUSE_ADMIN_GROUPS", default_value = "admin")]
+    pub admin_groups: String,
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, env = "GATEHOUSE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Gateway URL (default: GATEHOUSE_URL or http://127.0.0.1:7400).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Read the token from this file instead of standard input.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCmd {
+    /// Create a token; it is printed once and never again.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Group of the token (repeat for several).
+        #[arg(long = "group", required = true)]
+        groups: Vec<String>,
+        /// Lifetime, e.g. 24h or 30d (default: no expiry).
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (names, groups, status; never the tokens).
+    List(JsonFlag),
+    /// Revoke a token by name.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCmd {
+    /// Register a connection. The password comes from --password-env, --password-file or --password-stdin.
+    Add(AddConnection),
+    /// List connections.
+    List(JsonFlag),
+    /// Show one connection.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a connection.
+    Remove {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connect upstream with the stored credentials and report.
+    Test {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddConnection {
+    pub name: String,
+    /// postgres, mysql, http or aws.
+    #[arg(long)]
+    pub kind: String,
+    /// Upstream URL, without a password.
+    #[arg(long)]
+    pub url: String,
+    /// Group allowed to use it (repeat for several).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Read the password from this environment variable.
+    #[arg(long, group = "pw")]
+    pub password_env: Option<String>,
+    /// Read the password from this file.
+    #[arg(long, group = "pw")]
+    pub password_file: Option<PathBuf>,
+    /// Read the password from standard input.
+    #[arg(long, group = "pw")]
+    pub password_stdin: bool,
+    /// Longest a statement may run, e.g. 30s.
+    #[arg(long)]
+    pub statement_timeout: Option<String>,
+    /// Most rows returned per statement.
+    #[arg(long)]
+    pub row_limit: Option<u64>,
+    /// Longest a session may last, e.g. 8h.
+    #[arg(long)]
+    pub max_session: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The declarative file (TOML).
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+    /// Print the plan without changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Re-encrypt every stored credential under a new master key, without downtime.
+    Rotate(JsonFlag),
+    /// Print a new random master key (for GATEHOUSE_MASTER_KEY).
+    Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// The newest audit events.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}

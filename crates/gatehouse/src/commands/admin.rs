@@ -1,0 +1,389 @@
+//! Commands that call the server's API.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use gatehouse_core::decl;
+use gatehouse_core::duration::parse_duration;
+use gatehouse_core::secret::Secret;
+use serde_json::{Value, json};
+
+use crate::cli::{
+    AddConnection, ApplyArgs, AuditCmd, ConnectionsCmd, KeysCmd, LoginArgs, TokensCmd,
+};
+use crate::client::{self, Client, seg};
+use crate::output::{self, s, table, time};
+
+fn print(v: &Value, as_json: bool, human: impl FnOnce(&Value) -> String) {
+    if as_json {
+        println!("{}", output::json(v));
+    } else {
+        print!("{}", human(v));
+    }
+}
+
+fn read_stdin_secret(what: &str) -> anyhow::Result<Secret> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading the {what} from standard input"))?;
+    let text = text.trim_end_matches(['\n', '\r']).to_string();
+    if text.is_empty() {
+        bail!("standard input was empty; pipe the {what} in");
+    }
+    Ok(Secret::new(text))
+}
+
+pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
+    let existing = client::read_config()?;
+    let url = args
+        .url
+        .clone()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| client::resolve_url(&existing));
+    let token = match &args.token_file {
+        Some(p) => Secret::new(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .trim(),
+        ),
+        None => {
+            eprintln!("Paste your Gatehouse token and press Enter (Ctrl-D to finish):");
+            read_stdin_secret("token")?
+        }
+    };
+    let c = Client::new(url.clone(), token.clone())?;
+    let me = c
+        .get("/v1/whoami")
+        .await
+        .context("the token was not accepted")?;
+    let path = client::config_path()
+        .ok_or_else(|| anyhow!("cannot find a config directory: set GATEHOUSE_CONFIG"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = toml::to_string(&client::ConfigFile {
+        url: Some(url.clone()),
+        token: Some(token.expose().to_string()),
+    })
+    .context("writing the config")?;
+    {
+        use std::io::Write;
+        let mut f = gatehouse_core::keyring::private_file(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        f.write_all(text.as_bytes())?;
+    }
+    println!(
+        "Logged in to {url} as {} (saved to {}, mode 0600)",
+        s(&me, "subject"),
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn whoami(as_json: bool) -> anyhow::Result<ExitCode> {
+    let me = Client::from_env()?.get("/v1/whoami").await?;
+    print(&me, as_json, |v| {
+        format!(
+            "subject: {}\ngroups:  {}\nadmin:   {}\nexpires: {}\n",
+            s(v, "subject"),
+            s(v, "groups"),
+            s(v, "admin"),
+            time(v["expires_at"].as_i64())
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn tokens(cmd: TokensCmd) -> anyhow::Result<ExitCode> {
+    let c = Client::from_env()?;
+    match cmd {
+        TokensCmd::Create {
+            name,
+            groups,
+            ttl,
+            json,
+        } => {
+            if let Some(t) = &ttl {
+                parse_duration(t)?;
+            }
+            let v = c
+                .post(
+                    "/v1/tokens",
+                    &json!({"name": name, "groups": groups, "ttl": ttl}),
+                )
+                .await?;
+            print(&v, json, |v| {
+                format!(
+                    "{}\n\nToken {} created for groups {} (expires: {}).\nThis is the only time it is shown: store it now.\n",
+                    s(v, "token"),
+                    s(v, "name"),
+                    s(v, "groups"),
+                    time(v["expires_at"].as_i64())
+                )
+            });
+        }
+        TokensCmd::List(j) => {
+            let v = c.get("/v1/tokens").await?;
+            print(&v, j.json, |v| {
+                let rows: Vec<Vec<String>> = v["tokens"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            s(t, "name"),
+                            s(t, "groups"),
+                            s(t, "status"),
+                            time(t["expires_at"].as_i64()),
+                            time(t["last_used_at"].as_i64()),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "GROUPS", "STATUS", "EXPIRES", "LAST USED"], &rows)
+            });
+        }
+        TokensCmd::Revoke { name, json } => {
+            let v = c.delete(&format!("/v1/tokens/{}", seg(&name))).await?;
+            print(&v, json, |_| format!("Token {name} revoked.\n"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn connection_body(a: &AddConnection) -> anyhow::Result<Value> {
+    let password = if let Some(var) = &a.password_env {
+        Some(Secret::new(std::env::var(var).map_err(|_| {
+            anyhow!("environment variable {var} is not set (--password-env)")
+        })?))
+    } else if let Some(path) = &a.password_file {
+        Some(Secret::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {} (--password-file)", path.display()))?
+                .trim_end_matches(['\n', '\r']),
+        ))
+    } else if a.password_stdin {
+        Some(read_stdin_secret("password")?)
+    } else {
+        None
+    };
+    let mut settings = serde_json::Map::new();
+    if let Some(t) = &a.statement_timeout {
+        settings.insert(
+            "statement_timeout_ms".into(),
+            json!(parse_duration(t)?.as_millis()),
+        );
+    }
+    if let Some(r) = a.row_limit {
+        settings.insert("row_limit".into(), json!(r));
+    }
+    if let Some(t) = &a.max_session {
+        settings.insert(
+            "max_session_secs".into(),
+            json!(parse_duration(t)?.as_secs()),
+        );
+    }
+    let mut body = json!({
+        "name": a.name, "kind": a.kind, "url": a.url, "groups": a.groups, "settings": settings,
+    });
+    if let Some(pw) = password {
+        body["password"] = json!(pw.expose());
+    }
+    Ok(body)
+}
+
+fn connection_detail(v: &Value) -> String {
+    let settings = v["settings"].as_object().cloned().unwrap_or_default();
+    let settings = if settings.is_empty() {
+        "-".to_string()
+    } else {
+        settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "name:     {}\nkind:     {}\nurl:      {}\ngroups:   {}\npassword: {}\nsettings: {settings}\nupdated:  {}\n",
+        s(v, "name"),
+        s(v, "kind"),
+        s(v, "url"),
+        s(v, "groups"),
+        if v["has_password"].as_bool() == Some(true) {
+            "stored (encrypted)"
+        } else {
+            "none"
+        },
+        time(v["updated_at"].as_i64()),
+    )
+}
+
+pub async fn connections(cmd: ConnectionsCmd) -> anyhow::Result<ExitCode> {
+    let c = Client::from_env()?;
+    match cmd {
+        ConnectionsCmd::Add(a) => {
+            let body = connection_body(&a)?;
+            let v = c.post("/v1/connections", &body).await?;
+            print(&v, a.json, |v| {
+                format!(
+                    "Connection {} added.\n{}",
+                    s(v, "name"),
+                    connection_detail(v)
+                )
+            });
+        }
+        ConnectionsCmd::List(j) => {
+            let v = c.get("/v1/connections").await?;
+            print(&v, j.json, |v| {
+                let rows: Vec<Vec<String>> = v["connections"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| vec![s(c, "name"), s(c, "kind"), s(c, "url"), s(c, "groups")])
+                    .collect();
+                table(&["NAME", "KIND", "URL", "GROUPS"], &rows)
+            });
+        }
+        ConnectionsCmd::Show { name, json } => {
+            let v = c.get(&format!("/v1/connections/{}", seg(&name))).await?;
+            print(&v, json, connection_detail);
+        }
+        ConnectionsCmd::Remove { name, json } => {
+            let v = c.delete(&format!("/v1/connections/{}", seg(&name))).await?;
+            print(&v, json, |_| format!("Connection {name} removed.\n"));
+        }
+        ConnectionsCmd::Test { name, json } => {
+            let v = c
+                .post(&format!("/v1/connections/{}/test", seg(&name)), &json!({}))
+                .await?;
+            let ok = v["ok"].as_bool() == Some(true);
+            print(&v, json, |v| {
+                if ok {
+                    format!(
+                        "OK  {}: {} ({}, {} ms)\n",
+                        name,
+                        s(v, "message"),
+                        s(v, "server_version"),
+                        s(v, "latency_ms")
+                    )
+                } else {
+                    format!(
+                        "FAILED  {}: {} ({} ms)\n",
+                        name,
+                        s(v, "message"),
+                        s(v, "latency_ms")
+                    )
+                }
+            });
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let d = decl::parse_file(&args.file)?;
+    let connections: Vec<Value> = d
+        .connections
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(&c.spec).unwrap_or_default();
+            if let Some(pw) = &c.password {
+                v["password"] = json!(pw.expose());
+            }
+            v
+        })
+        .collect();
+    let c = Client::from_env()?;
+    let v = c
+        .post(
+            "/v1/apply",
+            &json!({"connections": connections, "dry_run": args.dry_run}),
+        )
+        .await?;
+    print(&v, args.json, |v| {
+        let changes = v["changes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut out = String::new();
+        for ch in changes {
+            let fields = s(ch, "fields");
+            let what = match ch["action"].as_str() {
+                Some("create") => "+ create".to_string(),
+                Some("update") => format!("~ update ({fields})"),
+                _ => "= unchanged".to_string(),
+            };
+            out.push_str(&format!("{what}  connection {}\n", s(ch, "name")));
+        }
+        let n = changes
+            .iter()
+            .filter(|c| c["action"] != "unchanged")
+            .count();
+        if args.dry_run {
+            out.push_str(&format!(
+                "Plan: {n} change(s). Nothing was applied (--dry-run).\n"
+            ));
+        } else {
+            out.push_str(&format!("Applied: {n} change(s).\n"));
+        }
+        out
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn keys(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        KeysCmd::Generate => {
+            println!(
+                "{}",
+                gatehouse_core::keyring::Keyring::generate_key().expose()
+            );
+        }
+        KeysCmd::Rotate(j) => {
+            let v = Client::from_env()?
+                .post("/v1/keys/rotate", &json!({}))
+                .await?;
+            print(&v, j.json, |v| {
+                format!(
+                    "Master key rotated: new key {}, {} secret(s) re-encrypted.\n{}\n",
+                    s(v, "primary_key_id"),
+                    s(v, "reencrypted"),
+                    s(v, "note")
+                )
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
+    let AuditCmd::List { limit, json } = cmd;
+    let v = Client::from_env()?
+        .get(&format!("/v1/audit?limit={limit}"))
+        .await?;
+    print(&v, json, |v| {
+        let rows: Vec<Vec<String>> = v["events"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                vec![
+                    s(e, "id"),
+                    time(e["ts"].as_i64()),
+                    s(e, "actor"),
+                    s(e, "action"),
+                    s(e, "target"),
+                ]
+            })
+            .collect();
+        table(&["ID", "TIME", "ACTOR", "ACTION", "TARGET"], &rows)
+    });
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,21 @@
+//! One function per command.
+
+mod admin;
+mod serve;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Login(args) => admin::login(args).await,
+        Command::Whoami(j) => admin::whoami(j.json).await,
+        Command::Tokens(cmd) => admin::tokens(cmd).await,
+        Command::Connections(cmd) => admin::connections(cmd).await,
+        Command::Apply(args) => admin::apply(args).await,
+        Command::Keys(cmd) => admin::keys(cmd).await,
+        Command::Audit(cmd) => admin::audit(cmd).await,
+    }
+}

@@ -1,0 +1,101 @@
+//! `gatehouse serve`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use gatehouse_core::duration::parse_duration;
+use gatehouse_core::secret::Secret;
+use gatehouse_identity::OidcConfig;
+use gatehouse_identity::oidc::parse_algorithm;
+use gatehouse_server::ServeConfig;
+
+use crate::cli::ServeArgs;
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let mut c = ServeConfig::new(&args.data_dir);
+    c.api_listen = args.api_listen.clone();
+    c.store_url = args.store.clone().filter(|s| !s.is_empty());
+    c.master_key = std::env::var("GATEHOUSE_MASTER_KEY")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new);
+    c.admin_groups = list(&args.admin_groups);
+    if c.admin_groups.is_empty() {
+        return Err(anyhow!(
+            "--admin-groups is empty: nobody could administer Gatehouse"
+        ));
+    }
+    if let Some(issuer) = &args.oidc_issuer {
+        let audience = args
+            .oidc_audience
+            .clone()
+            .ok_or_else(|| anyhow!("--oidc-issuer needs --oidc-audience (GATEHOUSE_OIDC_AUDIENCE): the `aud` tokens must carry"))?;
+        let mut o = OidcConfig::new(issuer.clone(), audience);
+        o.groups_claim = args.oidc_groups_claim.clone();
+        o.algorithms = list(&args.oidc_algorithms)
+            .iter()
+            .map(|a| parse_algorithm(a))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow!("--oidc-algorithms: {e}"))?;
+        o.leeway = parse_duration(&args.oidc_leeway).context("--oidc-leeway")?;
+        o.jwks_min_refresh =
+            parse_duration(&args.oidc_jwks_min_refresh).context("--oidc-jwks-min-refresh")?;
+        c.oidc = Some(o);
+    }
+    Ok(c)
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = config(&args)?;
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+    };
+    let running = gatehouse_server::start(config.clone(), shutdown).await?;
+    let store = if config.store_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    tracing::info!(
+        api = %format!("http://{}", running.api_addr),
+        data_dir = %config.data_dir.display(),
+        store,
+        "Gatehouse is serving"
+    );
+    running
+        .task
+        .await
+        .context("the API task failed")?
+        .context("the API server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
