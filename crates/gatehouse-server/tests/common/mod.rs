@@ -1,0 +1,117 @@
+//! A real Gatehouse server started in-process on a free port, with helpers
+//! to call its API.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use gatehouse_server::{Running, ServeConfig, start};
+use serde_json::Value;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub admin: String,
+    pub dir: tempfile::TempDir,
+    pub running: Option<Running>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub http: reqwest::Client,
+}
+
+pub fn config(dir: &std::path::Path) -> ServeConfig {
+    let mut c = ServeConfig::new(dir.join("data"));
+    c.api_listen = "127.0.0.1:0".into();
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path());
+        Self::start_with(dir, c).await
+    }
+
+    pub async fn start_with(dir: tempfile::TempDir, config: ServeConfig) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let data_dir = config.data_dir.clone();
+        let running = start(config, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server starts");
+        let admin = std::fs::read_to_string(data_dir.join("admin.token"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        Self {
+            addr: running.api_addr,
+            admin,
+            dir,
+            running: Some(running),
+            stop: Some(tx),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// Creates a token and returns it.
+    pub async fn token(&self, name: &str, groups: &[&str]) -> String {
+        let (status, v) = self
+            .post("/v1/tokens", &self.admin, serde_json::json!({"name": name, "groups": groups}))
+            .await;
+        assert_eq!(status, 201, "{v}");
+        v["token"].as_str().expect("token").to_string()
+    }
+
+    /// Stops serving and waits for the server task to end.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(r) = self.running.take() {
+            let _ = r.task.await;
+            r.state.store.close().await;
+        }
+    }
+}
+
+/// A TCP port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    port
+}
