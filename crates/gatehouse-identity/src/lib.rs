@@ -13,6 +13,12 @@ use gatehouse_store::Store;
 
 pub use oidc::{OidcConfig, OidcValidator};
 
+/// Makes ring the process's TLS crypto provider (idempotent). Every HTTPS
+/// client in Gatehouse is built after this has run.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Why a credential was refused. The messages are safe to show the caller:
 /// they never contain the credential.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

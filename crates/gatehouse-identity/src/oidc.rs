@@ -114,6 +114,7 @@ impl OidcValidator {
         if config.algorithms.is_empty() {
             return Err("the OIDC algorithm allow-list is empty".into());
         }
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
@@ -305,12 +306,18 @@ impl OidcValidator {
 
 fn select_key(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
     use jsonwebtoken::jwk::AlgorithmParameters as P;
-    let fits = |k: &Jwk| match (&k.algorithm, alg) {
-        (P::RSA(_), Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512)
-        | (P::RSA(_), Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512)
-        | (P::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384)
-        | (P::OctetKeyPair(_), Algorithm::EdDSA) => true,
-        _ => false,
+    let fits = |k: &Jwk| {
+        matches!(
+            (&k.algorithm, alg),
+            (
+                P::RSA(_),
+                Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512
+            ) | (
+                P::RSA(_),
+                Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512
+            ) | (P::EllipticCurve(_), Algorithm::ES256 | Algorithm::ES384)
+                | (P::OctetKeyPair(_), Algorithm::EdDSA)
+        )
     };
     match kid {
         Some(kid) => set

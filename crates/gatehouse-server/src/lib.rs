@@ -70,6 +70,7 @@ pub async fn start(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
+    gatehouse_identity::install_crypto_provider();
     let data_dir = config.data_dir.clone();
     create_private_dir(&data_dir)?;
 

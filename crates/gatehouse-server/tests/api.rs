@@ -1,6 +1,8 @@
 //! The HTTP API against a real server on a free port, with real upstreams
 //! (the machine's PostgreSQL and MariaDB).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{TestServer, closed_port, config};
@@ -9,11 +11,13 @@ use serde_json::json;
 const SECRET: &str = "pw-Zq81-unique-in-this-test";
 
 fn pg_url() -> String {
-    std::env::var("GATEHOUSE_TEST_PG_UPSTREAM").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("GATEHOUSE_TEST_PG_UPSTREAM")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 fn mysql_url() -> String {
-    std::env::var("GATEHOUSE_TEST_MYSQL_UPSTREAM").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    std::env::var("GATEHOUSE_TEST_MYSQL_UPSTREAM")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 #[tokio::test]
@@ -23,9 +27,15 @@ async fn first_start_writes_a_private_admin_token_once() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(s.data_dir().join("admin.token")).expect("token file").permissions().mode();
+        let mode = std::fs::metadata(s.data_dir().join("admin.token"))
+            .expect("token file")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let key_mode = std::fs::metadata(s.data_dir().join("master.key")).expect("key file").permissions().mode();
+        let key_mode = std::fs::metadata(s.data_dir().join("master.key"))
+            .expect("key file")
+            .permissions()
+            .mode();
         assert_eq!(key_mode & 0o777, 0o600);
     }
     let (status, me) = s.get("/v1/whoami", &s.admin).await;
@@ -39,7 +49,10 @@ async fn first_start_writes_a_private_admin_token_once() {
     std::fs::remove_file(dir.path().join("data/admin.token")).expect("remove token file");
     let c = config(dir.path());
     let s2 = TestServer::start_with(dir, c).await;
-    assert!(!s2.data_dir().join("admin.token").exists(), "no second bootstrap token");
+    assert!(
+        !s2.data_dir().join("admin.token").exists(),
+        "no second bootstrap token"
+    );
     let (status, _) = s2.get("/v1/whoami", &s.admin).await;
     assert_eq!(status, 200);
 }
@@ -54,46 +67,88 @@ async fn tokens_are_shown_once_and_can_be_revoked_or_expire() {
     assert_eq!(me["admin"], false);
 
     let (_, list) = s.get("/v1/tokens", &s.admin).await;
-    assert!(!list.to_string().contains(&bot), "listing must never show a token");
+    assert!(
+        !list.to_string().contains(&bot),
+        "listing must never show a token"
+    );
     assert!(!list.to_string().contains(&bot[3..]));
 
     // Not an admin: admin routes are forbidden, with a reason.
     let (status, err) = s.get("/v1/tokens", &bot).await;
     assert_eq!(status, 403);
-    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("admin"));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("admin")
+    );
 
     let (status, _) = s.delete("/v1/tokens/bot", &s.admin).await;
     assert_eq!(status, 200);
     let (status, err) = s.get("/v1/whoami", &bot).await;
     assert_eq!(status, 401);
-    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("revoked"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("revoked"),
+        "{err}"
+    );
     let (status, _) = s.delete("/v1/tokens/nobody", &s.admin).await;
     assert_eq!(status, 404);
 
     // A token with a 1 ms lifetime: once the clock has passed its expiry it is refused.
     let (status, v) = s
-        .post("/v1/tokens", &s.admin, json!({"name": "brief", "groups": ["agents"], "ttl": "1ms"}))
+        .post(
+            "/v1/tokens",
+            &s.admin,
+            json!({"name": "brief", "groups": ["agents"], "ttl": "1ms"}),
+        )
         .await;
     assert_eq!(status, 201);
     let expires = v["expires_at"].as_i64().expect("expiry");
     while gatehouse_core::now_ms() <= expires {
         tokio::task::yield_now().await;
     }
-    let (status, err) = s.get("/v1/whoami", v["token"].as_str().expect("token")).await;
+    let (status, err) = s
+        .get("/v1/whoami", v["token"].as_str().expect("token"))
+        .await;
     assert_eq!(status, 401);
-    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("expired"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
+        "{err}"
+    );
 
     // Wrong, malformed and missing credentials.
-    for bad in ["gh_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "garbage", "a.b.c"] {
+    for bad in [
+        "gh_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "garbage",
+        "a.b.c",
+    ] {
         let (status, _) = s.get("/v1/whoami", bad).await;
         assert_eq!(status, 401, "{bad}");
     }
     let (status, _) = s.get("/v1/whoami", "").await;
     assert_eq!(status, 401);
 
-    let (status, _) = s.post("/v1/tokens", &s.admin, json!({"name": "bot", "groups": ["x"]})).await;
+    let (status, _) = s
+        .post(
+            "/v1/tokens",
+            &s.admin,
+            json!({"name": "bot", "groups": ["x"]}),
+        )
+        .await;
     assert_eq!(status, 409, "names are unique, even when revoked");
-    let (status, _) = s.post("/v1/tokens", &s.admin, json!({"name": "nogroups", "groups": []})).await;
+    let (status, _) = s
+        .post(
+            "/v1/tokens",
+            &s.admin,
+            json!({"name": "nogroups", "groups": []}),
+        )
+        .await;
     assert_eq!(status, 400);
 }
 
@@ -115,7 +170,9 @@ async fn connection_passwords_never_leave_the_gateway_in_clear() {
         let (_, v) = s.get(path, &s.admin).await;
         seen.push_str(&v.to_string());
     }
-    let (_, v) = s.post("/v1/connections/shop/test", &s.admin, json!({})).await;
+    let (_, v) = s
+        .post("/v1/connections/shop/test", &s.admin, json!({}))
+        .await;
     seen.push_str(&v.to_string());
     assert!(!seen.contains(SECRET), "a response contained the password");
 
@@ -156,7 +213,12 @@ async fn callers_only_see_connections_their_groups_may_use() {
     }
     let bot = s.token("bot", &["agents"]).await;
     let (_, v) = s.get("/v1/connections", &bot).await;
-    let names: Vec<_> = v["connections"].as_array().expect("list").iter().map(|c| c["name"].clone()).collect();
+    let names: Vec<_> = v["connections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
     assert_eq!(names, vec![json!("shop")]);
     let (status, _) = s.get("/v1/connections/hr", &bot).await;
     assert_eq!(status, 404, "a connection one may not use is not disclosed");
@@ -175,8 +237,16 @@ async fn connection_test_reaches_real_upstreams() {
     for (name, kind, url) in [
         ("pg", "postgres", pg_url()),
         ("maria", "mysql", mysql_url()),
-        ("down", "postgres", format!("postgres://app@127.0.0.1:{port}/db")),
-        ("maria-bad-user", "mysql", "mysql://no_such_user@127.0.0.1:3306/test".to_string()),
+        (
+            "down",
+            "postgres",
+            format!("postgres://app@127.0.0.1:{port}/db"),
+        ),
+        (
+            "maria-bad-user",
+            "mysql",
+            "mysql://no_such_user@127.0.0.1:3306/test".to_string(),
+        ),
     ] {
         let (status, v) = s
             .post(
@@ -189,25 +259,62 @@ async fn connection_test_reaches_real_upstreams() {
     }
     let (_, v) = s.post("/v1/connections/pg/test", &s.admin, json!({})).await;
     assert_eq!(v["ok"], true, "{v}");
-    assert!(v["server_version"].as_str().unwrap_or_default().starts_with("PostgreSQL"));
-    let (_, v) = s.post("/v1/connections/maria/test", &s.admin, json!({})).await;
-    assert_eq!(v["ok"], false, "root has no password, the stored one is wrong: {v}");
-    let (_, v) = s.post("/v1/connections/maria-bad-user/test", &s.admin, json!({})).await;
+    assert!(
+        v["server_version"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("PostgreSQL")
+    );
+    let (_, v) = s
+        .post("/v1/connections/maria/test", &s.admin, json!({}))
+        .await;
+    assert_eq!(
+        v["ok"], false,
+        "root has no password, the stored one is wrong: {v}"
+    );
+    let (_, v) = s
+        .post("/v1/connections/maria-bad-user/test", &s.admin, json!({}))
+        .await;
     assert_eq!(v["ok"], false);
-    assert!(v["message"].as_str().unwrap_or_default().contains("Access denied"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Access denied"),
+        "{v}"
+    );
     assert!(!v.to_string().contains(SECRET));
-    let (_, v) = s.post("/v1/connections/down/test", &s.admin, json!({})).await;
+    let (_, v) = s
+        .post("/v1/connections/down/test", &s.admin, json!({}))
+        .await;
     assert_eq!(v["ok"], false);
-    assert!(v["message"].as_str().unwrap_or_default().contains("could not be reached"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not be reached"),
+        "{v}"
+    );
 
     // MariaDB with the right (empty) password.
     let (status, _) = s
-        .post("/v1/connections", &s.admin, json!({"name": "maria-ok", "kind": "mysql", "url": mysql_url()}))
+        .post(
+            "/v1/connections",
+            &s.admin,
+            json!({"name": "maria-ok", "kind": "mysql", "url": mysql_url()}),
+        )
         .await;
     assert_eq!(status, 201);
-    let (_, v) = s.post("/v1/connections/maria-ok/test", &s.admin, json!({})).await;
+    let (_, v) = s
+        .post("/v1/connections/maria-ok/test", &s.admin, json!({}))
+        .await;
     assert_eq!(v["ok"], true, "{v}");
-    assert!(v["server_version"].as_str().unwrap_or_default().contains("MariaDB"));
+    assert!(
+        v["server_version"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("MariaDB")
+    );
 }
 
 #[tokio::test]
@@ -219,19 +326,31 @@ async fn apply_is_idempotent_and_dry_run_changes_nothing() {
             {"name": "crm", "kind": "http", "url": "http://127.0.0.1:9000"},
         ]})
     };
-    let (status, v) = s.post("/v1/apply", &s.admin, decl("a", json!(["agents"]), true)).await;
+    let (status, v) = s
+        .post("/v1/apply", &s.admin, decl("a", json!(["agents"]), true))
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["changes"][0]["action"], "create");
     let (_, list) = s.get("/v1/connections", &s.admin).await;
     assert_eq!(list["connections"], json!([]), "dry run wrote nothing");
 
-    let (_, v) = s.post("/v1/apply", &s.admin, decl("a", json!(["agents"]), false)).await;
+    let (_, v) = s
+        .post("/v1/apply", &s.admin, decl("a", json!(["agents"]), false))
+        .await;
     assert_eq!(v["changes"][0]["action"], "create");
     assert_eq!(v["changes"][1]["action"], "create");
-    let (_, v) = s.post("/v1/apply", &s.admin, decl("a", json!(["agents"]), false)).await;
+    let (_, v) = s
+        .post("/v1/apply", &s.admin, decl("a", json!(["agents"]), false))
+        .await;
     assert_eq!(v["changes"][0]["action"], "unchanged");
     assert_eq!(v["changes"][1]["action"], "unchanged");
-    let (_, v) = s.post("/v1/apply", &s.admin, decl("b", json!(["agents", "dba"]), false)).await;
+    let (_, v) = s
+        .post(
+            "/v1/apply",
+            &s.admin,
+            decl("b", json!(["agents", "dba"]), false),
+        )
+        .await;
     assert_eq!(v["changes"][0]["action"], "update");
     assert_eq!(v["changes"][0]["fields"], json!(["groups", "password"]));
     assert!(!v.to_string().contains("\"b\""));
@@ -254,13 +373,34 @@ async fn key_rotation_reencrypts_while_serving_and_a_wrong_key_stops_startup() {
         .await;
     assert_eq!(status, 201);
     let old_key_file = std::fs::read_to_string(s.data_dir().join("master.key")).expect("key file");
-    let before = s.running.as_ref().expect("running").state.store.get_connection("pg").await.expect("get").expect("present");
+    let before = s
+        .running
+        .as_ref()
+        .expect("running")
+        .state
+        .store
+        .get_connection("pg")
+        .await
+        .expect("get")
+        .expect("present");
     let (status, v) = s.post("/v1/keys/rotate", &s.admin, json!({})).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["reencrypted"], 1);
     let new_id = v["primary_key_id"].as_str().expect("id").to_string();
-    let after = s.running.as_ref().expect("running").state.store.get_connection("pg").await.expect("get").expect("present");
-    let (b, a) = (before.secret.expect("sealed"), after.secret.expect("sealed"));
+    let after = s
+        .running
+        .as_ref()
+        .expect("running")
+        .state
+        .store
+        .get_connection("pg")
+        .await
+        .expect("get")
+        .expect("present");
+    let (b, a) = (
+        before.secret.expect("sealed"),
+        after.secret.expect("sealed"),
+    );
     assert_ne!(a, b);
     assert!(a.starts_with(&format!("gh1.{new_id}.")), "{a}");
     let new_key_file = std::fs::read_to_string(s.data_dir().join("master.key")).expect("key file");
@@ -274,12 +414,24 @@ async fn key_rotation_reencrypts_while_serving_and_a_wrong_key_stops_startup() {
     // Restart with the old key in the environment: refused with an actionable error.
     let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().expect("tempdir"));
     s.stop().await;
-    let old_key = old_key_file.lines().find(|l| !l.starts_with('#')).expect("a key").to_string();
+    let old_key = old_key_file
+        .lines()
+        .find(|l| !l.starts_with('#'))
+        .expect("a key")
+        .to_string();
     let mut c = config(dir.path());
     c.master_key = Some(gatehouse_core::secret::Secret::new(old_key));
-    let err = gatehouse_server::start(c, async {}).await.expect_err("wrong key must stop start-up");
-    assert!(err.to_string().contains("master key does not open"), "{err}");
-    assert!(!err.to_string().contains(&old_key_file.lines().nth(1).unwrap_or("x")[..10]));
+    let err = gatehouse_server::start(c, async {})
+        .await
+        .expect_err("wrong key must stop start-up");
+    assert!(
+        err.to_string().contains("master key does not open"),
+        "{err}"
+    );
+    assert!(
+        !err.to_string()
+            .contains(&old_key_file.lines().nth(1).unwrap_or("x")[..10])
+    );
 }
 
 #[tokio::test]
@@ -290,7 +442,10 @@ async fn env_keys_rotate_to_the_first_key_listed() {
     let mut c = config(dir.path());
     c.master_key = Some(old.clone());
     let mut s = TestServer::start_with(dir, c).await;
-    assert!(!s.data_dir().join("master.key").exists(), "no key file when the key comes from the environment");
+    assert!(
+        !s.data_dir().join("master.key").exists(),
+        "no key file when the key comes from the environment"
+    );
     let (status, _) = s
         .post(
             "/v1/connections",
@@ -304,7 +459,11 @@ async fn env_keys_rotate_to_the_first_key_listed() {
     s.stop().await;
 
     let mut c = config(dir.path());
-    c.master_key = Some(gatehouse_core::secret::Secret::new(format!("{},{}", new.expose(), old.expose())));
+    c.master_key = Some(gatehouse_core::secret::Secret::new(format!(
+        "{},{}",
+        new.expose(),
+        old.expose()
+    )));
     let mut s = TestServer::start_with(dir, c).await;
     let (status, v) = s.post("/v1/keys/rotate", &admin, json!({})).await;
     assert_eq!(status, 200, "{v}");
@@ -332,20 +491,39 @@ async fn meta_endpoints_and_openapi_cover_every_route() {
     let (status, doc) = s.get("/v1/openapi.json", "").await;
     assert_eq!(status, 200);
     for (method, path) in gatehouse_server::api::ROUTES {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path} is missing from openapi.json");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is missing from openapi.json"
+        );
     }
-    let documented: usize = doc["paths"].as_object().expect("paths").values().map(|p| p.as_object().map_or(0, |m| m.len())).sum();
-    assert_eq!(documented, gatehouse_server::api::ROUTES.len(), "openapi.json documents a route the server lacks");
+    let documented: usize = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|p| p.as_object().map_or(0, |m| m.len()))
+        .sum();
+    assert_eq!(
+        documented,
+        gatehouse_server::api::ROUTES.len(),
+        "openapi.json documents a route the server lacks"
+    );
     let (_, _) = s.get("/v1/whoami", "nope").await;
     let resp = s.http.get(s.url("/metrics")).send().await.expect("metrics");
     let text = resp.text().await.expect("text");
-    assert!(text.contains("gatehouse_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"), "{text}");
+    assert!(
+        text.contains(
+            "gatehouse_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
     assert!(text.contains("gatehouse_auth_failures_total 1"), "{text}");
 }
 
 #[tokio::test]
 async fn the_server_runs_on_a_postgresql_store() {
-    let url = gatehouse_store::testing::fresh_pg_database().await.expect("fresh database");
+    let url = gatehouse_store::testing::fresh_pg_database()
+        .await
+        .expect("fresh database");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = config(dir.path());
     c.store_url = Some(url.clone());
@@ -365,12 +543,19 @@ async fn the_server_runs_on_a_postgresql_store() {
     assert_eq!(v["ok"], true, "{v}");
 
     // The password is not in the PostgreSQL store in clear.
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect to store");
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to store");
     tokio::spawn(conn);
-    let rows = client.query("SELECT secret FROM connections", &[]).await.expect("query");
+    let rows = client
+        .query("SELECT secret FROM connections", &[])
+        .await
+        .expect("query");
     let sealed: String = rows[0].get(0);
     assert!(sealed.starts_with("gh1.") && !sealed.contains(SECRET));
     drop(client);
     s.stop().await;
-    gatehouse_store::testing::drop_pg_database(&url).await.expect("drop");
+    gatehouse_store::testing::drop_pg_database(&url)
+        .await
+        .expect("drop");
 }

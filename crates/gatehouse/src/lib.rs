@@ -11,7 +11,7 @@ use clap::Parser;
 
 pub fn run() -> ExitCode {
     let args = cli::Cli::parse();
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    gatehouse_identity::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -32,7 +32,7 @@ impl TestServer {
     }
 
     pub async fn start_with(dir: tempfile::TempDir, config: ServeConfig) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        gatehouse_identity::install_crypto_provider();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let data_dir = config.data_dir.clone();
         let running = start(config, async {
@@ -61,7 +61,13 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, self.url(path));
         if !token.is_empty() {
             req = req.bearer_auth(token);
@@ -72,7 +78,10 @@ impl TestServer {
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -80,7 +89,8 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, token, Some(body)).await
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
@@ -90,7 +100,11 @@ impl TestServer {
     /// Creates a token and returns it.
     pub async fn token(&self, name: &str, groups: &[&str]) -> String {
         let (status, v) = self
-            .post("/v1/tokens", &self.admin, serde_json::json!({"name": name, "groups": groups}))
+            .post(
+                "/v1/tokens",
+                &self.admin,
+                serde_json::json!({"name": name, "groups": groups}),
+            )
             .await;
         assert_eq!(status, 201, "{v}");
         v["token"].as_str().expect("token").to_string()

@@ -1,0 +1,378 @@
+//! The `gatehouse` binary end to end: a real `gatehouse serve` process on a
+//! free port, driven by the CLI as a user would, against the machine's
+//! PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+const SECRET: &str = "cli-secret-7Hq2-never-printed";
+
+fn pg_url() -> String {
+    std::env::var("GATEHOUSE_TEST_PG_UPSTREAM")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+    log: mpsc::Receiver<String>,
+    admin: String,
+}
+
+impl Server {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(BIN)
+            .args(["serve", "--api-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env_remove("GATEHOUSE_MASTER_KEY")
+            .env_remove("GATEHOUSE_STORE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gatehouse serve");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut url = None;
+        let mut seen = Vec::new();
+        while url.is_none() {
+            let line = rx
+                .recv()
+                .unwrap_or_else(|_| panic!("gatehouse serve exited early:\n{}", seen.join("\n")));
+            if let Some(i) = line.find("api=http://") {
+                url = line[i + 4..].split_whitespace().next().map(str::to_string);
+            }
+            seen.push(line);
+        }
+        let admin =
+            std::fs::read_to_string(dir.path().join("data/admin.token")).expect("admin token file");
+        let admin = admin.trim().to_string();
+        assert!(
+            !seen.iter().any(|l| l.contains(&admin)),
+            "the admin token must never be logged"
+        );
+        assert!(
+            seen.iter().any(|l| l.contains("admin.token")),
+            "start-up says where the admin token is"
+        );
+        Self {
+            child,
+            url: url.expect("url"),
+            dir,
+            log: rx,
+            admin,
+        }
+    }
+
+    fn cli(&self, token: &str, args: &[&str]) -> Output {
+        self.cli_with(token, args, None, &[])
+    }
+
+    fn cli_with(
+        &self,
+        token: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("GATEHOUSE_URL", &self.url)
+            .env("GATEHOUSE_TOKEN", token)
+            .env("GATEHOUSE_CONFIG", self.dir.path().join("no-config.toml"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn gatehouse");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("wait")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Everything the server has logged so far.
+    fn drain_log(&self) -> String {
+        self.log.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed:\nstdout: {}\nstderr: {}",
+        out(&o),
+        err(&o)
+    );
+    out(&o)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write file");
+}
+
+#[test]
+fn tokens_connections_and_apply_from_the_command_line() {
+    let s = Server::start();
+    let created = ok(s.cli(
+        &s.admin,
+        &[
+            "tokens", "create", "--name", "bot", "--group", "agents", "--ttl", "24h",
+        ],
+    ));
+    let bot = created
+        .lines()
+        .next()
+        .expect("token line")
+        .trim()
+        .to_string();
+    assert!(bot.starts_with("gh_"), "{created}");
+    assert!(created.contains("only time it is shown"));
+    let listed = ok(s.cli(&s.admin, &["tokens", "list"]));
+    assert!(
+        listed.contains("bot") && listed.contains("agents") && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&bot));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(s.cli(&s.admin, &["tokens", "list", "--json"]))).expect("json");
+    assert_eq!(json["tokens"].as_array().map(Vec::len), Some(2));
+
+    // A password from standard input, never from the command line.
+    ok(s.cli_with(
+        &s.admin,
+        &[
+            "connections",
+            "add",
+            "shop",
+            "--kind",
+            "postgres",
+            "--url",
+            &pg_url(),
+            "--group",
+            "agents",
+            "--password-stdin",
+        ],
+        Some(&format!("{SECRET}\n")),
+        &[],
+    ));
+    let tested = ok(s.cli(&s.admin, &["connections", "test", "shop"]));
+    assert!(tested.starts_with("OK"), "{tested}");
+    let shown = ok(s.cli(&s.admin, &["connections", "show", "shop", "--json"]));
+    assert!(!shown.contains(SECRET));
+    assert!(shown.contains("\"has_password\": true"));
+    // The bot sees the connection it may use but cannot change anything.
+    assert!(ok(s.cli(&bot, &["connections", "list"])).contains("shop"));
+    let denied = s.cli(&bot, &["connections", "remove", "shop"]);
+    assert!(!denied.status.success());
+    assert!(err(&denied).contains("needs an admin"), "{}", err(&denied));
+
+    // Declarative file: plan, apply, re-apply.
+    write(
+        &s.path("gatehouse.toml"),
+        &format!(
+            "[[connections]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{}\"\npassword = {{ env = \"SHOP_DB_PASSWORD\" }}\ngroups = [\"analysts\", \"agents\"]\n\n[[connections]]\nname = \"crm\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9000\"\ngroups = [\"agents\"]\n",
+            pg_url()
+        ),
+    );
+    let file = s.path("gatehouse.toml");
+    let file = file.to_str().expect("path");
+    let env = [("SHOP_DB_PASSWORD", SECRET)];
+    let plan = ok(s.cli_with(&s.admin, &["apply", "-f", file, "--dry-run"], None, &env));
+    assert!(
+        plan.contains("~ update (groups)  connection shop"),
+        "{plan}"
+    );
+    assert!(plan.contains("+ create  connection crm"), "{plan}");
+    assert!(plan.contains("Nothing was applied"));
+    let applied = ok(s.cli_with(&s.admin, &["apply", "-f", file], None, &env));
+    assert!(applied.contains("Applied: 2 change(s)"), "{applied}");
+    let again = ok(s.cli_with(&s.admin, &["apply", "-f", file], None, &env));
+    assert!(
+        again.contains("= unchanged  connection shop") && again.contains("Applied: 0 change(s)"),
+        "{again}"
+    );
+
+    // A bad file names the line at fault and changes nothing.
+    write(
+        &s.path("bad.toml"),
+        "[[connections]]\nname = \"x\"\nkind = \"postgres\"\nurl = \"postgres://h/db\"\npasswd = { env = \"X\" }\n",
+    );
+    let bad = s.cli(
+        &s.admin,
+        &["apply", "-f", s.path("bad.toml").to_str().expect("path")],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        err(&bad).contains("bad.toml:line 5") && err(&bad).contains("passwd"),
+        "{}",
+        err(&bad)
+    );
+    let missing_env = s.cli_with(&s.admin, &["apply", "-f", file], None, &[]);
+    assert!(
+        err(&missing_env).contains("SHOP_DB_PASSWORD is not set"),
+        "{}",
+        err(&missing_env)
+    );
+
+    let rotated = ok(s.cli(&s.admin, &["keys", "rotate"]));
+    assert!(rotated.contains("1 secret(s) re-encrypted"), "{rotated}");
+    assert!(ok(s.cli(&s.admin, &["connections", "test", "shop"])).starts_with("OK"));
+
+    let audit = ok(s.cli(&s.admin, &["audit", "list"]));
+    for action in [
+        "token.create",
+        "connection.create",
+        "connection.update",
+        "keys.rotate",
+    ] {
+        assert!(audit.contains(action), "{action} missing from\n{audit}");
+    }
+
+    ok(s.cli(&s.admin, &["tokens", "revoke", "bot"]));
+    let refused = s.cli(&bot, &["whoami"]);
+    assert!(!refused.status.success());
+    assert!(err(&refused).contains("revoked"));
+
+    let log = s.drain_log();
+    assert!(
+        !log.contains(SECRET),
+        "the server log contains a connection password"
+    );
+    assert!(
+        !log.contains(&bot) && !log.contains(&s.admin),
+        "the server log contains a token"
+    );
+}
+
+#[test]
+fn login_saves_a_private_config_and_errors_say_what_to_do() {
+    let s = Server::start();
+    let config = s.path("cfg/config.toml");
+    let token_file = s.path("token");
+    write(&token_file, &format!("{}\n", s.admin));
+    let mut cmd = Command::new(BIN);
+    let o = cmd
+        .args(["login", "--url", &s.url, "--token-file"])
+        .arg(&token_file)
+        .env("GATEHOUSE_CONFIG", &config)
+        .env_remove("GATEHOUSE_TOKEN")
+        .env_remove("GATEHOUSE_URL")
+        .output()
+        .expect("login");
+    assert!(ok(o).contains("Logged in"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config)
+            .expect("config")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let o = Command::new(BIN)
+        .args(["whoami", "--json"])
+        .env("GATEHOUSE_CONFIG", &config)
+        .env_remove("GATEHOUSE_TOKEN")
+        .env_remove("GATEHOUSE_URL")
+        .output()
+        .expect("whoami");
+    let me: serde_json::Value = serde_json::from_str(&ok(o)).expect("json");
+    assert_eq!(me["subject"], "admin");
+
+    // No token anywhere: the error says how to get one.
+    let o = Command::new(BIN)
+        .args(["tokens", "list"])
+        .env("GATEHOUSE_CONFIG", s.path("absent.toml"))
+        .env_remove("GATEHOUSE_TOKEN")
+        .env("GATEHOUSE_URL", &s.url)
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("GATEHOUSE_TOKEN") && err(&o).contains("gatehouse login"),
+        "{}",
+        err(&o)
+    );
+
+    // Nothing listening: the error names the URL and what to check.
+    let o = s.cli_with(
+        &s.admin,
+        &["whoami"],
+        None,
+        &[("GATEHOUSE_URL", "http://127.0.0.1:1")],
+    );
+    assert!(
+        err(&o).contains("cannot reach Gatehouse at http://127.0.0.1:1"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn serve_refuses_bad_settings_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = Command::new(BIN)
+        .args(["serve", "--api-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("GATEHOUSE_MASTER_KEY", "not-a-key")
+        .output()
+        .expect("serve");
+    assert!(!o.status.success());
+    assert!(err(&o).contains("master key is not valid"), "{}", err(&o));
+    let o = Command::new(BIN)
+        .args([
+            "serve",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--oidc-issuer",
+            "https://idp.example",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("GATEHOUSE_MASTER_KEY")
+        .output()
+        .expect("serve");
+    assert!(!o.status.success());
+    assert!(err(&o).contains("--oidc-audience"), "{}", err(&o));
+}
