@@ -213,6 +213,34 @@ impl MasterKey {
     }
 }
 
+/// The keyring in force, shared by every task and swapped atomically when
+/// keys rotate.
+#[derive(Debug, Clone)]
+pub struct SharedKeyring(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Keyring>>>);
+
+impl SharedKeyring {
+    pub fn new(ring: Keyring) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(ring),
+        )))
+    }
+
+    pub fn get(&self) -> std::sync::Arc<Keyring> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn set(&self, ring: Keyring) {
+        let mut g = match self.0.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = std::sync::Arc::new(ring);
+    }
+}
+
 /// Loads the keyring: from `env_value` when given, else from
 /// `<data_dir>/master.key`, creating that file (mode 0600) with a fresh key
 /// when it does not exist.

@@ -3,6 +3,7 @@
 //! Nothing here does I/O except the key file helpers in [`keyring`]; the
 //! store, identity and server crates build on these types.
 
+pub mod credential;
 pub mod decl;
 pub mod duration;
 pub mod keyring;

@@ -1,7 +1,6 @@
 //! Credential encryption with the master keyring, and key rotation.
 
-use std::collections::BTreeMap;
-
+use gatehouse_core::credential::{open, seal};
 use gatehouse_core::keyring::{self, KeySource, Keyring};
 use gatehouse_core::secret::Secret;
 use gatehouse_store::Store;
@@ -12,59 +11,6 @@ use crate::state::AppState;
 
 const CANARY_KEY: &str = "master_key_check";
 const CANARY_CONTEXT: &str = "gatehouse:key-check";
-
-/// The credential of a connection, as encrypted in the store.
-#[derive(Default)]
-pub struct Credential {
-    pub fields: BTreeMap<String, Secret>,
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential")
-            .field("fields", &self.fields.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl Credential {
-    pub fn password(password: Secret) -> Self {
-        Self {
-            fields: BTreeMap::from([("password".to_string(), password)]),
-        }
-    }
-
-    pub fn get(&self, field: &str) -> Option<&Secret> {
-        self.fields.get(field)
-    }
-}
-
-fn context(connection: &str) -> String {
-    format!("gatehouse:connection:{connection}:credential")
-}
-
-pub fn seal(ring: &Keyring, connection: &str, cred: &Credential) -> String {
-    let map: BTreeMap<&str, &str> = cred
-        .fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.expose()))
-        .collect();
-    let plain = zeroize::Zeroizing::new(serde_json::to_vec(&map).unwrap_or_default());
-    ring.encrypt(&plain, &context(connection))
-}
-
-pub fn open(
-    ring: &Keyring,
-    connection: &str,
-    sealed: &str,
-) -> Result<Credential, keyring::KeyringError> {
-    let plain = ring.decrypt(sealed, &context(connection))?;
-    let map: BTreeMap<String, String> =
-        serde_json::from_slice(&plain).map_err(|_| keyring::KeyringError::BadCiphertext)?;
-    Ok(Credential {
-        fields: map.into_iter().map(|(k, v)| (k, Secret::new(v))).collect(),
-    })
-}
 
 /// On a new store, records a value encrypted under the primary key; on an
 /// existing one, checks that the keyring opens it, so a wrong master key

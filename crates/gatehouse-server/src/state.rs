@@ -1,8 +1,8 @@
 //! State shared by every request handler.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use gatehouse_core::keyring::{KeySource, Keyring};
+use gatehouse_core::keyring::{KeySource, Keyring, SharedKeyring};
 use gatehouse_identity::Authenticator;
 use gatehouse_store::Store;
 
@@ -18,7 +18,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServeConfig>,
     pub key_source: KeySource,
-    keyring: Arc<RwLock<Arc<Keyring>>>,
+    pub keys: SharedKeyring,
     /// Serialises key rotations.
     pub rotation: Arc<tokio::sync::Mutex<()>>,
 }
@@ -38,24 +38,17 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             config: Arc::new(config),
             key_source,
-            keyring: Arc::new(RwLock::new(Arc::new(ring))),
+            keys: SharedKeyring::new(ring),
             rotation: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
     /// The keyring in force now.
     pub fn keyring(&self) -> Arc<Keyring> {
-        match self.keyring.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.keys.get()
     }
 
     pub(crate) fn set_keyring(&self, ring: Keyring) {
-        let mut g = match self.keyring.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *g = Arc::new(ring);
+        self.keys.set(ring);
     }
 }

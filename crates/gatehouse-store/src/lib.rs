@@ -8,7 +8,9 @@
 
 mod audit;
 mod connections;
+pub mod recorder;
 mod schema;
+mod sessions;
 mod tokens;
 
 use std::path::Path;
@@ -18,6 +20,7 @@ use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use connections::ConnectionRecord;
+pub use sessions::{RecordEvent, SessionFilter, SessionRecord, StatementRecord};
 pub use tokens::TokenRecord;
 
 #[derive(Debug, thiserror::Error)]

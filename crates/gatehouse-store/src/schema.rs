@@ -4,8 +4,36 @@ use sqlx::Row;
 
 use crate::{Dialect, Store, StoreError};
 
+/// Step 2, the same in both dialects: recorded sessions.
+const SESSIONS: &str = "CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        principal TEXT NOT NULL,
+        authn TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        client_addr TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        ended_at BIGINT,
+        end_reason TEXT
+    );
+    CREATE INDEX sessions_started ON sessions (started_at);
+    CREATE TABLE session_statements (
+        session_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        started_at BIGINT NOT NULL,
+        duration_us BIGINT,
+        sql TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        rule TEXT,
+        command TEXT,
+        rows BIGINT,
+        error TEXT,
+        PRIMARY KEY (session_id, seq)
+    );";
+
 /// Each step runs once, in order, inside a transaction.
-const SQLITE: &[&str] = &["CREATE TABLE connections (
+const SQLITE: &[&str] = &[
+    "CREATE TABLE connections (
         name TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
         url TEXT NOT NULL,
@@ -32,9 +60,12 @@ const SQLITE: &[&str] = &["CREATE TABLE connections (
         action TEXT NOT NULL,
         target TEXT NOT NULL,
         detail TEXT NOT NULL
-    );"];
+    );",
+    SESSIONS,
+];
 
-const POSTGRES: &[&str] = &["CREATE TABLE connections (
+const POSTGRES: &[&str] = &[
+    "CREATE TABLE connections (
         name TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
         url TEXT NOT NULL,
@@ -61,7 +92,9 @@ const POSTGRES: &[&str] = &["CREATE TABLE connections (
         action TEXT NOT NULL,
         target TEXT NOT NULL,
         detail TEXT NOT NULL
-    );"];
+    );",
+    SESSIONS,
+];
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {
     let steps = match store.dialect {

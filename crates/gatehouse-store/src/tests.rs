@@ -190,3 +190,87 @@ async fn reopening_keeps_data_and_schema() {
     let s = Store::open_sqlite(&path).await.expect("reopen");
     assert!(s.get_connection("shop").await.expect("get").is_some());
 }
+
+#[tokio::test]
+async fn sessions_are_recorded_and_filtered() {
+    for_both(|s| async move {
+        let session = |id: &str, who: &str, conn: &str, at: i64| SessionRecord {
+            id: id.into(),
+            principal: who.into(),
+            authn: format!("token:{who}"),
+            connection: conn.into(),
+            protocol: "postgres".into(),
+            client_addr: "127.0.0.1:5000".into(),
+            started_at: at,
+            ended_at: None,
+            end_reason: None,
+        };
+        let stmt = |id: &str, seq: i64, sql: &str| StatementRecord {
+            session_id: id.into(),
+            seq,
+            started_at: 10 + seq,
+            duration_us: Some(5),
+            sql: sql.into(),
+            decision: "allow".into(),
+            rule: None,
+            command: Some("SELECT 1".into()),
+            rows: Some(1),
+            error: None,
+        };
+        s.write_records(&[
+            RecordEvent::SessionStart(session("s1", "bot", "shop", 10)),
+            RecordEvent::Statement(stmt("s1", 1, "SELECT 1")),
+            RecordEvent::Statement(stmt("s1", 2, "SELECT * FROM orders_100%")),
+            RecordEvent::SessionStart(session("s2", "alice", "crm", 20)),
+            RecordEvent::SessionEnd {
+                id: "s1".into(),
+                at: 30,
+                reason: "client closed".into(),
+            },
+        ])
+        .await
+        .expect("write");
+        let all = s
+            .list_sessions(&SessionFilter::default())
+            .await
+            .expect("list");
+        assert_eq!(
+            all.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+            vec!["s2", "s1"]
+        );
+        let by_user = SessionFilter {
+            principal: Some("bot".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.list_sessions(&by_user).await.expect("list").len(), 1);
+        let by_conn = SessionFilter {
+            connection: Some("crm".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.list_sessions(&by_conn).await.expect("list")[0].id, "s2");
+        let since = SessionFilter {
+            since: Some(15),
+            ..Default::default()
+        };
+        assert_eq!(s.list_sessions(&since).await.expect("list")[0].id, "s2");
+        let grep = SessionFilter {
+            grep: Some("orders_100%".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.list_sessions(&grep).await.expect("list").len(), 1);
+        let grep_none = SessionFilter {
+            grep: Some("orders_1000".into()),
+            ..Default::default()
+        };
+        assert!(
+            s.list_sessions(&grep_none).await.expect("list").is_empty(),
+            "_ and % are literal"
+        );
+        let (sess, stmts) = s.get_session("s1").await.expect("get").expect("present");
+        assert_eq!(sess.end_reason.as_deref(), Some("client closed"));
+        assert_eq!(stmts.len(), 2);
+        assert_eq!(stmts[1].sql, "SELECT * FROM orders_100%");
+        assert!(s.get_session("nope").await.expect("get").is_none());
+    })
+    .await;
+}

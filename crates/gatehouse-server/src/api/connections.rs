@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Admin, Caller};
 use super::error::ApiError;
-use crate::keys::{self, Credential};
 use crate::state::AppState;
+use gatehouse_core::credential::{self as keys, Credential};
 
 /// A connection as sent by clients, with its password in clear (over the
 /// API only; it is encrypted before it is stored).

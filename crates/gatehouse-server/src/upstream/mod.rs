@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use gatehouse_core::model::{ConnectionKind, ConnectionSpec};
 use serde::Serialize;
 
-use crate::keys::Credential;
+use gatehouse_core::credential::Credential;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
