@@ -8,6 +8,7 @@ pub mod decl;
 pub mod duration;
 pub mod keyring;
 pub mod model;
+pub mod policy;
 pub mod secret;
 pub mod token;
 

@@ -19,6 +19,13 @@ pub struct ServeConfig {
     pub oidc: Option<OidcConfig>,
     /// Members of these groups may administer Gatehouse.
     pub admin_groups: Vec<String>,
+    /// Address for PostgreSQL clients, e.g. `127.0.0.1:7432`; `None` disables it.
+    pub pg_listen: Option<String>,
+    /// PEM certificate and key shown to PostgreSQL clients; self-signed when absent.
+    pub pg_tls_cert: Option<PathBuf>,
+    pub pg_tls_key: Option<PathBuf>,
+    /// Accept tokens over unencrypted connections from non-loopback clients.
+    pub pg_allow_plaintext: bool,
 }
 
 impl ServeConfig {
@@ -30,6 +37,10 @@ impl ServeConfig {
             master_key: None,
             oidc: None,
             admin_groups: vec!["admin".into()],
+            pg_listen: Some("127.0.0.1:7432".into()),
+            pg_tls_cert: None,
+            pg_tls_key: None,
+            pg_allow_plaintext: false,
         }
     }
 }

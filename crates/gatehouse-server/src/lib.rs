@@ -16,12 +16,16 @@ pub mod upstream;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use gatehouse_core::keyring;
 use gatehouse_core::model::Authn;
 use gatehouse_core::now_ms;
+use gatehouse_core::policy::NoRules;
 use gatehouse_core::token::{generate_token, token_hash};
 use gatehouse_identity::{Authenticator, OidcValidator};
+use gatehouse_pg::PgProxy;
+use gatehouse_store::recorder::Recorder;
 use gatehouse_store::{Store, TokenRecord};
 
 pub use config::ServeConfig;
@@ -50,6 +54,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Tls(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -61,6 +67,10 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Running {
     pub api_addr: SocketAddr,
+    /// Where PostgreSQL clients connect, when enabled.
+    pub pg_addr: Option<SocketAddr>,
+    /// SHA-256 of the certificate shown to PostgreSQL clients.
+    pub pg_tls_fingerprint: Option<String>,
     pub state: AppState,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -93,32 +103,84 @@ pub async fn start(
         None => None,
     };
     let auth = Authenticator::new(store.clone(), oidc);
-    let state = AppState::new(store, ring, source, auth, config.clone());
+    let (recorder, _recorder_task) = Recorder::start(store.clone());
+    let state = AppState::new(store, ring, source, auth, recorder, config.clone());
     bootstrap_admin(&state, &data_dir).await?;
 
-    let listener = tokio::net::TcpListener::bind(&config.api_listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.api_listen.clone(),
-            source,
-        })?;
-    let api_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.api_listen.clone(),
-        source,
-    })?;
+    // One shutdown signal for every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let mut pg_addr = None;
+    let mut pg_tls_fingerprint = None;
+    if let Some(listen) = &config.pg_listen {
+        let tls = gatehouse_pg::tls::server_tls(
+            config.pg_tls_cert.as_deref(),
+            config.pg_tls_key.as_deref(),
+            &data_dir,
+        )
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+        pg_tls_fingerprint = Some(tls.fingerprint.clone());
+        let listener = bind(listen).await?;
+        pg_addr = Some(local_addr(&listener, listen)?);
+        let proxy = Arc::new(PgProxy {
+            store: state.store.clone(),
+            auth: state.auth.clone(),
+            keys: state.keys.clone(),
+            recorder: state.recorder.clone(),
+            hook: Arc::new(NoRules),
+            tls: Some(tls),
+            allow_plaintext_remote: config.pg_allow_plaintext,
+            max_message: gatehouse_pg::DEFAULT_MAX_MESSAGE,
+            sessions: state.live.clone(),
+        });
+        tokio::spawn(gatehouse_pg::serve(
+            proxy,
+            listener,
+            stopped(stop_rx.clone()),
+        ));
+    }
+
+    let listener = bind(&config.api_listen).await?;
+    let api_addr = local_addr(&listener, &config.api_listen)?;
     let app = api::router(state.clone());
+    let api_stop = stopped(stop_rx);
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(api_stop)
         .await
     });
     Ok(Running {
         api_addr,
+        pg_addr,
+        pg_tls_fingerprint,
         state,
         task,
+    })
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+fn local_addr(l: &tokio::net::TcpListener, addr: &str) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
     })
 }
 

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use gatehouse_core::keyring::{KeySource, Keyring, SharedKeyring};
 use gatehouse_identity::Authenticator;
+use gatehouse_pg::LiveSessions;
 use gatehouse_store::Store;
+use gatehouse_store::recorder::Recorder;
 
 use crate::audit::Auditor;
 use crate::config::ServeConfig;
@@ -16,6 +18,9 @@ pub struct AppState {
     pub auth: Authenticator,
     pub audit: Auditor,
     pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Live protocol sessions on this process (cancel keys, kill switches).
+    pub live: LiveSessions,
     pub config: Arc<ServeConfig>,
     pub key_source: KeySource,
     pub keys: SharedKeyring,
@@ -29,6 +34,7 @@ impl AppState {
         ring: Keyring,
         key_source: KeySource,
         auth: Authenticator,
+        recorder: Recorder,
         config: ServeConfig,
     ) -> Self {
         Self {
@@ -36,6 +42,8 @@ impl AppState {
             store,
             auth,
             metrics: Arc::new(Metrics::default()),
+            recorder,
+            live: LiveSessions::default(),
             config: Arc::new(config),
             key_source,
             keys: SharedKeyring::new(ring),

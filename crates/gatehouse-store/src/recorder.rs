@@ -68,3 +68,10 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<RecordEvent>) {
         batch.clear();
     }
 }
+
+impl Recorder {
+    /// Whether the queue is (nearly) full: new statements should be refused.
+    pub fn is_backlogged(&self) -> bool {
+        self.tx.capacity() < 16
+    }
+}

@@ -54,6 +54,18 @@ pub struct ServeArgs {
     /// Address for the HTTP API.
     #[arg(long, env = "GATEHOUSE_API_LISTEN", default_value = "127.0.0.1:7400")]
     pub api_listen: String,
+    /// Address for PostgreSQL clients (`off` disables the PostgreSQL listener).
+    #[arg(long, env = "GATEHOUSE_PG_LISTEN", default_value = "127.0.0.1:7432")]
+    pub pg_listen: String,
+    /// PEM certificate shown to PostgreSQL clients (default: a self-signed one in the data directory).
+    #[arg(long, env = "GATEHOUSE_PG_TLS_CERT", requires = "pg_tls_key")]
+    pub pg_tls_cert: Option<PathBuf>,
+    /// PEM private key of --pg-tls-cert.
+    #[arg(long, env = "GATEHOUSE_PG_TLS_KEY", requires = "pg_tls_cert")]
+    pub pg_tls_key: Option<PathBuf>,
+    /// Accept tokens over unencrypted PostgreSQL connections from non-loopback clients.
+    #[arg(long, env = "GATEHOUSE_PG_ALLOW_PLAINTEXT")]
+    pub pg_allow_plaintext: bool,
     /// Keep state in PostgreSQL (postgres://…) instead of SQLite.
     #[arg(long, env = "GATEHOUSE_STORE")]
     pub store: Option<String>,

@@ -11,6 +11,8 @@ use serde_json::Value;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where PostgreSQL clients connect.
+    pub pg: SocketAddr,
     pub admin: String,
     pub dir: tempfile::TempDir,
     pub running: Option<Running>,
@@ -21,6 +23,7 @@ pub struct TestServer {
 pub fn config(dir: &std::path::Path) -> ServeConfig {
     let mut c = ServeConfig::new(dir.join("data"));
     c.api_listen = "127.0.0.1:0".into();
+    c.pg_listen = Some("127.0.0.1:0".into());
     c
 }
 
@@ -45,6 +48,7 @@ impl TestServer {
             .unwrap_or_default();
         Self {
             addr: running.api_addr,
+            pg: running.pg_addr.expect("PostgreSQL listener"),
             admin,
             dir,
             running: Some(running),
@@ -108,6 +112,32 @@ impl TestServer {
             .await;
         assert_eq!(status, 201, "{v}");
         v["token"].as_str().expect("token").to_string()
+    }
+
+    /// Registers a PostgreSQL connection (upstream `url`, optional password) open to `groups`.
+    pub async fn pg_connection(
+        &self,
+        name: &str,
+        url: &str,
+        password: Option<&str>,
+        groups: &[&str],
+    ) {
+        let mut body =
+            serde_json::json!({"name": name, "kind": "postgres", "url": url, "groups": groups});
+        if let Some(p) = password {
+            body["password"] = serde_json::json!(p);
+        }
+        let (status, v) = self.post("/v1/connections", &self.admin, body).await;
+        assert_eq!(status, 201, "{v}");
+    }
+
+    /// A libpq-style URL for connecting through the gateway.
+    pub fn pg_url(&self, user: &str, connection: &str) -> String {
+        format!(
+            "postgresql://{user}@{}:{}/{connection}",
+            self.pg.ip(),
+            self.pg.port()
+        )
     }
 
     /// Stops serving and waits for the server task to end.

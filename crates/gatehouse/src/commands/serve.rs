@@ -28,6 +28,13 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         .filter(|s| !s.is_empty())
         .map(Secret::new);
     c.admin_groups = list(&args.admin_groups);
+    c.pg_listen = match args.pg_listen.as_str() {
+        "" | "off" => None,
+        addr => Some(addr.to_string()),
+    };
+    c.pg_tls_cert = args.pg_tls_cert.clone();
+    c.pg_tls_key = args.pg_tls_key.clone();
+    c.pg_allow_plaintext = args.pg_allow_plaintext;
     if c.admin_groups.is_empty() {
         return Err(anyhow!(
             "--admin-groups is empty: nobody could administer Gatehouse"
@@ -93,6 +100,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         store,
         "Gatehouse is serving"
     );
+    if let Some(addr) = running.pg_addr {
+        tracing::info!(
+            postgres = %addr,
+            tls_sha256 = running.pg_tls_fingerprint.as_deref().unwrap_or("-"),
+            "PostgreSQL clients: connect with the connection name as the database and a Gatehouse token as the password"
+        );
+    }
     running
         .task
         .await

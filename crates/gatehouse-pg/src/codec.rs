@@ -1,0 +1,448 @@
+//! The PostgreSQL wire protocol (v3) as bytes ↔ typed values. Nothing here
+//! decides, authenticates or logs: it frames, parses with size limits, and
+//! builds the messages the proxy sends. Every parser is a pure function over
+//! a byte slice so it can be fuzzed.
+
+use bytes::{BufMut, BytesMut};
+
+pub const PROTOCOL_V3: i32 = 196_608;
+pub const SSL_REQUEST: i32 = 80_877_103;
+pub const GSSENC_REQUEST: i32 = 80_877_104;
+pub const CANCEL_REQUEST: i32 = 80_877_102;
+
+/// Largest startup packet accepted (PostgreSQL's own limit is 10000).
+pub const MAX_STARTUP: usize = 10_000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("invalid message length {0}")]
+    BadLength(i64),
+    #[error("message of {len} bytes is over the {limit}-byte limit")]
+    TooLarge { len: usize, limit: usize },
+    #[error("malformed {0} message")]
+    Malformed(&'static str),
+    #[error("unsupported protocol version {0}.{1}")]
+    Version(i32, i32),
+}
+
+/// The first packet of a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Startup {
+    Ssl,
+    GssEnc,
+    Cancel { pid: i32, key: i32 },
+    Startup { params: Vec<(String, String)> },
+}
+
+/// Parses the body of a startup packet (after its 4-byte length).
+pub fn parse_startup(body: &[u8]) -> Result<Startup, CodecError> {
+    if body.len() < 4 {
+        return Err(CodecError::Malformed("startup"));
+    }
+    let code = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    let rest = &body[4..];
+    match code {
+        SSL_REQUEST if rest.is_empty() => Ok(Startup::Ssl),
+        GSSENC_REQUEST if rest.is_empty() => Ok(Startup::GssEnc),
+        CANCEL_REQUEST if rest.len() == 8 => Ok(Startup::Cancel {
+            pid: i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]),
+            key: i32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]),
+        }),
+        PROTOCOL_V3 => {
+            let mut params = Vec::new();
+            let mut p = rest;
+            loop {
+                let key = cstr(&mut p).ok_or(CodecError::Malformed("startup"))?;
+                if key.is_empty() {
+                    break;
+                }
+                let value = cstr(&mut p).ok_or(CodecError::Malformed("startup"))?;
+                params.push((key.to_string(), value.to_string()));
+            }
+            Ok(Startup::Startup { params })
+        }
+        SSL_REQUEST | GSSENC_REQUEST | CANCEL_REQUEST => Err(CodecError::Malformed("startup")),
+        v => Err(CodecError::Version(v >> 16, v & 0xffff)),
+    }
+}
+
+/// Reads a NUL-terminated UTF-8 string and advances past it.
+pub fn cstr<'a>(p: &mut &'a [u8]) -> Option<&'a str> {
+    let end = p.iter().position(|b| *b == 0)?;
+    let s = std::str::from_utf8(&p[..end]).ok()?;
+    *p = &p[end + 1..];
+    Some(s)
+}
+
+fn int16(p: &mut &[u8]) -> Option<i16> {
+    if p.len() < 2 {
+        return None;
+    }
+    let v = i16::from_be_bytes([p[0], p[1]]);
+    *p = &p[2..];
+    Some(v)
+}
+
+fn int32(p: &mut &[u8]) -> Option<i32> {
+    if p.len() < 4 {
+        return None;
+    }
+    let v = i32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+    *p = &p[4..];
+    Some(v)
+}
+
+/// If `buf` starts with a complete typed message (tag + length + body),
+/// returns its tag and total length. Errors on a length under 4 or over `limit`.
+pub fn frame(buf: &[u8], limit: usize) -> Result<Option<(u8, usize)>, CodecError> {
+    let Some((tag, total)) = header(buf, limit)? else {
+        return Ok(None);
+    };
+    if buf.len() < total {
+        return Ok(None);
+    }
+    Ok(Some((tag, total)))
+}
+
+/// Tag and total length of the message starting `buf`, once its 5-byte
+/// header has arrived (the body may not have).
+pub fn header(buf: &[u8], limit: usize) -> Result<Option<(u8, usize)>, CodecError> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    if len < 4 {
+        return Err(CodecError::BadLength(i64::from(len)));
+    }
+    let total = usize::try_from(len).map_err(|_| CodecError::BadLength(i64::from(len)))? + 1;
+    if total > limit {
+        return Err(CodecError::TooLarge { len: total, limit });
+    }
+    Ok(Some((buf[0], total)))
+}
+
+/// The body of a framed message (after tag and length).
+pub fn body(msg: &[u8]) -> &[u8] {
+    msg.get(5..).unwrap_or_default()
+}
+
+/// `Query`: the SQL text.
+pub fn parse_query(body: &[u8]) -> Result<&str, CodecError> {
+    let mut p = body;
+    cstr(&mut p).ok_or(CodecError::Malformed("Query"))
+}
+
+/// `Parse`: statement name, SQL text, and parameter type count.
+pub fn parse_parse(body: &[u8]) -> Result<(&str, &str, i16), CodecError> {
+    let mut p = body;
+    let name = cstr(&mut p).ok_or(CodecError::Malformed("Parse"))?;
+    let sql = cstr(&mut p).ok_or(CodecError::Malformed("Parse"))?;
+    let n = int16(&mut p).ok_or(CodecError::Malformed("Parse"))?;
+    if n < 0 || p.len() != usize::try_from(n).unwrap_or(0) * 4 {
+        return Err(CodecError::Malformed("Parse"));
+    }
+    Ok((name, sql, n))
+}
+
+/// `Bind`: portal and statement names (the rest is passed through untouched).
+pub fn parse_bind(body: &[u8]) -> Result<(&str, &str), CodecError> {
+    let mut p = body;
+    let portal = cstr(&mut p).ok_or(CodecError::Malformed("Bind"))?;
+    let stmt = cstr(&mut p).ok_or(CodecError::Malformed("Bind"))?;
+    Ok((portal, stmt))
+}
+
+/// `Execute`: portal name and row limit.
+pub fn parse_execute(body: &[u8]) -> Result<(&str, i32), CodecError> {
+    let mut p = body;
+    let portal = cstr(&mut p).ok_or(CodecError::Malformed("Execute"))?;
+    let max = int32(&mut p).ok_or(CodecError::Malformed("Execute"))?;
+    Ok((portal, max))
+}
+
+/// `Close`: 'S' or 'P' and the name.
+pub fn parse_close(body: &[u8]) -> Result<(u8, &str), CodecError> {
+    let (&kind, mut p) = body.split_first().ok_or(CodecError::Malformed("Close"))?;
+    let name = cstr(&mut p).ok_or(CodecError::Malformed("Close"))?;
+    if kind != b'S' && kind != b'P' {
+        return Err(CodecError::Malformed("Close"));
+    }
+    Ok((kind, name))
+}
+
+/// `CommandComplete`: the command tag.
+pub fn parse_command_complete(body: &[u8]) -> Option<&str> {
+    let mut p = body;
+    cstr(&mut p)
+}
+
+/// Rows affected or returned, from a command tag such as `INSERT 0 5`.
+pub fn tag_rows(tag: &str) -> Option<i64> {
+    let mut parts = tag.split(' ');
+    match parts.next()? {
+        "SELECT" | "UPDATE" | "DELETE" | "COPY" | "FETCH" | "MOVE" | "MERGE" => {
+            parts.next()?.parse().ok()
+        }
+        "INSERT" => parts.nth(1)?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// `ErrorResponse`/`NoticeResponse`: SQLSTATE and message.
+pub fn parse_error(body: &[u8]) -> (String, String) {
+    let mut code = String::new();
+    let mut message = String::new();
+    let mut p = body;
+    while let Some((&field, rest)) = p.split_first() {
+        if field == 0 {
+            break;
+        }
+        p = rest;
+        let Some(v) = cstr(&mut p) else { break };
+        match field {
+            b'C' => code = v.to_string(),
+            b'M' => message = v.to_string(),
+            _ => {}
+        }
+    }
+    (code, message)
+}
+
+/// `Authentication*` request code and its data.
+pub fn parse_auth(body: &[u8]) -> Result<(i32, &[u8]), CodecError> {
+    let mut p = body;
+    let code = int32(&mut p).ok_or(CodecError::Malformed("Authentication"))?;
+    Ok((code, p))
+}
+
+/// `BackendKeyData`: process id and secret key.
+pub fn parse_backend_key(body: &[u8]) -> Result<(i32, i32), CodecError> {
+    let mut p = body;
+    let pid = int32(&mut p).ok_or(CodecError::Malformed("BackendKeyData"))?;
+    let key = int32(&mut p).ok_or(CodecError::Malformed("BackendKeyData"))?;
+    Ok((pid, key))
+}
+
+/// `ParameterStatus`: name and value.
+pub fn parse_parameter_status(body: &[u8]) -> Result<(&str, &str), CodecError> {
+    let mut p = body;
+    let k = cstr(&mut p).ok_or(CodecError::Malformed("ParameterStatus"))?;
+    let v = cstr(&mut p).ok_or(CodecError::Malformed("ParameterStatus"))?;
+    Ok((k, v))
+}
+
+// === builders ===
+
+fn begin(out: &mut BytesMut, tag: u8) -> usize {
+    out.put_u8(tag);
+    let at = out.len();
+    out.put_i32(0);
+    at
+}
+
+fn finish(out: &mut BytesMut, at: usize) {
+    let len = i32::try_from(out.len() - at).unwrap_or(i32::MAX);
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn put_cstr(out: &mut BytesMut, s: &str) {
+    // NUL bytes cannot appear inside a protocol string.
+    out.put_slice(s.replace('\0', "").as_bytes());
+    out.put_u8(0);
+}
+
+/// Severity of an error or notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Fatal,
+    Notice,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "ERROR",
+            Self::Fatal => "FATAL",
+            Self::Notice => "NOTICE",
+        }
+    }
+}
+
+/// `ErrorResponse` (or `NoticeResponse` for `Severity::Notice`).
+pub fn error(
+    out: &mut BytesMut,
+    severity: Severity,
+    code: &str,
+    message: &str,
+    hint: Option<&str>,
+) {
+    let at = begin(
+        out,
+        if severity == Severity::Notice {
+            b'N'
+        } else {
+            b'E'
+        },
+    );
+    for (field, value) in [
+        (b'S', severity.as_str()),
+        (b'V', severity.as_str()),
+        (b'C', code),
+        (b'M', message),
+    ] {
+        out.put_u8(field);
+        put_cstr(out, value);
+    }
+    if let Some(h) = hint {
+        out.put_u8(b'H');
+        put_cstr(out, h);
+    }
+    out.put_u8(0);
+    finish(out, at);
+}
+
+pub fn auth_request(out: &mut BytesMut, code: i32, data: &[u8]) {
+    let at = begin(out, b'R');
+    out.put_i32(code);
+    out.put_slice(data);
+    finish(out, at);
+}
+
+pub fn parameter_status(out: &mut BytesMut, k: &str, v: &str) {
+    let at = begin(out, b'S');
+    put_cstr(out, k);
+    put_cstr(out, v);
+    finish(out, at);
+}
+
+pub fn backend_key_data(out: &mut BytesMut, pid: i32, key: i32) {
+    let at = begin(out, b'K');
+    out.put_i32(pid);
+    out.put_i32(key);
+    finish(out, at);
+}
+
+pub fn ready_for_query(out: &mut BytesMut, status: u8) {
+    let at = begin(out, b'Z');
+    out.put_u8(status);
+    finish(out, at);
+}
+
+/// A frontend startup packet (to the upstream).
+pub fn startup_message(out: &mut BytesMut, params: &[(&str, &str)]) {
+    let at = out.len();
+    out.put_i32(0);
+    out.put_i32(PROTOCOL_V3);
+    for (k, v) in params {
+        put_cstr(out, k);
+        put_cstr(out, v);
+    }
+    out.put_u8(0);
+    let len = i32::try_from(out.len() - at).unwrap_or(i32::MAX);
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+pub fn ssl_request(out: &mut BytesMut) {
+    out.put_i32(8);
+    out.put_i32(SSL_REQUEST);
+}
+
+pub fn cancel_request(out: &mut BytesMut, pid: i32, key: i32) {
+    out.put_i32(16);
+    out.put_i32(CANCEL_REQUEST);
+    out.put_i32(pid);
+    out.put_i32(key);
+}
+
+/// `PasswordMessage` (also carries SASL responses).
+pub fn password(out: &mut BytesMut, data: &[u8]) {
+    let at = begin(out, b'p');
+    out.put_slice(data);
+    finish(out, at);
+}
+
+pub fn sasl_initial_response(out: &mut BytesMut, mechanism: &str, data: &[u8]) {
+    let at = begin(out, b'p');
+    put_cstr(out, mechanism);
+    out.put_i32(i32::try_from(data.len()).unwrap_or(i32::MAX));
+    out.put_slice(data);
+    finish(out, at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_packets() {
+        let mut b = BytesMut::new();
+        startup_message(&mut b, &[("user", "bot"), ("database", "shop")]);
+        assert_eq!(
+            parse_startup(&b[4..]),
+            Ok(Startup::Startup {
+                params: vec![
+                    ("user".into(), "bot".into()),
+                    ("database".into(), "shop".into())
+                ]
+            })
+        );
+        let mut b = BytesMut::new();
+        ssl_request(&mut b);
+        assert_eq!(parse_startup(&b[4..]), Ok(Startup::Ssl));
+        let mut b = BytesMut::new();
+        cancel_request(&mut b, 7, -9);
+        assert_eq!(
+            parse_startup(&b[4..]),
+            Ok(Startup::Cancel { pid: 7, key: -9 })
+        );
+        assert!(parse_startup(&[0, 2, 0, 0]).is_err());
+        assert!(
+            parse_startup(&[0, 3, 0, 0, b'u', 0]).is_err(),
+            "unterminated"
+        );
+    }
+
+    #[test]
+    fn framing_enforces_limits() {
+        assert_eq!(frame(b"Q\0\0\0\x05x", 100), Ok(Some((b'Q', 6))));
+        assert_eq!(frame(b"Q\0\0\0\x05", 100), Ok(None));
+        assert_eq!(frame(b"Q\0\0\0\x03", 100), Err(CodecError::BadLength(3)));
+        assert_eq!(
+            frame(b"Q\xff\xff\xff\xff", 100),
+            Err(CodecError::BadLength(-1))
+        );
+        assert!(matches!(
+            frame(b"Q\0\x01\0\0", 100),
+            Err(CodecError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(parse_query(b"SELECT 1\0"), Ok("SELECT 1"));
+        assert!(parse_query(b"SELECT 1").is_err());
+        assert_eq!(
+            parse_parse(b"s1\0SELECT $1\0\0\x01\0\0\0\x17"),
+            Ok(("s1", "SELECT $1", 1))
+        );
+        assert!(parse_parse(b"s1\0SELECT\0\0\x05").is_err());
+        assert_eq!(parse_bind(b"p\0s\0rest"), Ok(("p", "s")));
+        assert_eq!(parse_execute(b"\0\0\0\0\x0a"), Ok(("", 10)));
+        assert_eq!(parse_close(b"Sx\0"), Ok((b'S', "x")));
+        assert_eq!(tag_rows("INSERT 0 5"), Some(5));
+        assert_eq!(tag_rows("SELECT 3"), Some(3));
+        assert_eq!(tag_rows("CREATE TABLE"), None);
+        let mut b = BytesMut::new();
+        error(
+            &mut b,
+            Severity::Fatal,
+            "28P01",
+            "bad token",
+            Some("get a new one"),
+        );
+        let (code, msg) = parse_error(body(&b));
+        assert_eq!((code.as_str(), msg.as_str()), ("28P01", "bad token"));
+        assert_eq!(frame(&b, 1000).ok().flatten().map(|f| f.1), Some(b.len()));
+    }
+}

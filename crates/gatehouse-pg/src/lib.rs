@@ -1,0 +1,76 @@
+//! Gatehouse's native PostgreSQL proxy.
+//!
+//! Clients (`psql`, drivers, pgbench) connect with the connection's name as
+//! the database and their Gatehouse token as the password. The proxy
+//! authenticates the caller, checks the connection's groups, opens its own
+//! upstream session with the stored credentials, and relays the protocol,
+//! passing every statement through the [`StatementHook`] and recording it.
+//!
+//! Layout: `codec` (bytes ↔ messages, limits), `upstream` (connect and
+//! authenticate upstream), `session` (one client from startup to relay),
+//! `relay` (the two directions of a live session), `tls`, `stream`,
+//! `registry` (cancel keys and live sessions).
+
+pub mod codec;
+mod registry;
+mod relay;
+mod session;
+pub mod stream;
+pub mod tls;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use gatehouse_core::keyring::SharedKeyring;
+use gatehouse_core::policy::StatementHook;
+use gatehouse_identity::Authenticator;
+use gatehouse_store::Store;
+use gatehouse_store::recorder::Recorder;
+use tokio::net::TcpListener;
+
+pub use registry::{LiveSessions, SessionInfo};
+pub use tls::ServerTls;
+
+/// Default largest message a client may send (CopyData included).
+pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+
+/// Everything a PostgreSQL session needs from the rest of Gatehouse.
+#[derive(Debug)]
+pub struct PgProxy {
+    pub store: Store,
+    pub auth: Authenticator,
+    pub keys: SharedKeyring,
+    pub recorder: Recorder,
+    pub hook: Arc<dyn StatementHook>,
+    pub tls: Option<ServerTls>,
+    /// Accept passwords (tokens) over plaintext from non-loopback clients.
+    pub allow_plaintext_remote: bool,
+    pub max_message: usize,
+    pub sessions: LiveSessions,
+}
+
+/// Accepts PostgreSQL clients on `listener` until `shutdown` resolves.
+pub async fn serve(
+    proxy: Arc<PgProxy>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let proxy = proxy.clone();
+                    tokio::spawn(async move { session::handle(proxy, tcp, peer).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a PostgreSQL client failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    proxy.sessions.end_all("the gateway is shutting down");
+}

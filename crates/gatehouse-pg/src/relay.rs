@@ -1,0 +1,655 @@
+//! A live session: two tasks, client→upstream and upstream→client.
+//!
+//! The client side frames every message (up to the size limit), passes
+//! statements (`Query`, `Parse`) through the statement hook and tells the
+//! upstream side, in order, what it forwarded (`Item`s). The upstream side
+//! relays responses, ties them to those items (rows, command tag, error,
+//! duration) for the recording, and inserts Gatehouse's own error for a
+//! refused statement at the point in the stream where the client expects it.
+//! Large upstream messages (big rows, COPY data) are streamed through
+//! without being held whole.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use gatehouse_core::model::Principal;
+use gatehouse_core::now_ms;
+use gatehouse_core::policy::{StatementContext, Verdict};
+use gatehouse_store::{RecordEvent, StatementRecord};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, watch};
+
+use crate::PgProxy;
+use crate::codec::{self, Severity};
+use crate::stream::PgStream;
+
+/// Upstream messages larger than this are streamed through in pieces.
+const STREAM_OVER: usize = 256 * 1024;
+/// Upstream messages the relay needs whole are refused past this size.
+const UPSTREAM_LIMIT: usize = 1 << 30;
+
+pub struct Ctx {
+    pub proxy: Arc<PgProxy>,
+    pub principal: Principal,
+    pub connection: String,
+    pub session_id: String,
+    pub max_session: Option<Duration>,
+}
+
+/// A statement as it runs.
+#[derive(Debug)]
+struct Stmt {
+    seq: i64,
+    sql: Arc<str>,
+    verdict: Arc<Verdict>,
+    started: Instant,
+    started_at: i64,
+    rows: i64,
+    command: Option<String>,
+    error: Option<String>,
+}
+
+/// What the client side forwarded, in order; the upstream side consumes
+/// these as responses arrive.
+#[derive(Debug)]
+enum Item {
+    /// A simple `Query`: done at ReadyForQuery.
+    Simple(Stmt),
+    /// An `Execute`: done at CommandComplete, EmptyQuery, PortalSuspended or error.
+    Exec(Stmt),
+    /// A `Sync` (or `FunctionCall`): done at ReadyForQuery.
+    Sync,
+    /// A refused statement: Gatehouse's error, then (for a simple query, or
+    /// a refused batch that sent nothing upstream) a ReadyForQuery.
+    Refused {
+        stmt: Stmt,
+        error: Bytes,
+        ready: bool,
+    },
+}
+
+enum Ctl {
+    Item(Item),
+}
+
+pub async fn run(
+    ctx: Ctx,
+    client: PgStream,
+    upstream: PgStream,
+    leftover: BytesMut,
+    mut kill: watch::Receiver<Option<String>>,
+) -> String {
+    let ctx = Arc::new(ctx);
+    let (client_r, client_w) = tokio::io::split(client);
+    let (up_r, up_w) = tokio::io::split(upstream);
+    let (tx, rx) = mpsc::channel::<Ctl>(1024);
+    let mut c2u = tokio::spawn(client_to_upstream(ctx.clone(), client_r, up_w, tx));
+    let (end_tx, end_rx) = watch::channel::<Option<String>>(None);
+    let mut u2c = tokio::spawn(upstream_to_client(
+        ctx.clone(),
+        up_r,
+        client_w,
+        rx,
+        leftover,
+        end_rx,
+    ));
+    let deadline = async {
+        match ctx.max_session {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let reason = tokio::select! {
+        r = &mut c2u => {
+            let reason = r.unwrap_or_else(|_| "internal error".into());
+            // Let the upstream side finish relaying what is in flight.
+            let _ = end_tx.send(Some(String::new()));
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut u2c).await;
+            u2c.abort();
+            reason
+        }
+        r = &mut u2c => {
+            c2u.abort();
+            r.unwrap_or_else(|_| "internal error".into())
+        }
+        _ = &mut deadline => {
+            c2u.abort();
+            let _ = end_tx.send(Some("the connection's maximum session length was reached".into()));
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut u2c).await;
+            u2c.abort();
+            "maximum session length reached".into()
+        }
+        why = signalled(&mut kill) => {
+            c2u.abort();
+            let _ = end_tx.send(Some(why.clone()));
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut u2c).await;
+            u2c.abort();
+            format!("ended by Gatehouse: {why}")
+        }
+    };
+    reason
+}
+
+/// Resolves with the message once a watch holds `Some`; never if its sender is gone.
+async fn signalled(rx: &mut watch::Receiver<Option<String>>) -> String {
+    let got = match rx.wait_for(Option::is_some).await {
+        Ok(v) => Some(v.clone().unwrap_or_default()),
+        Err(_) => None,
+    };
+    match got {
+        Some(why) => why,
+        None => std::future::pending().await,
+    }
+}
+
+fn refusal_bytes(message: &str, hint: Option<&str>, code: &str) -> Bytes {
+    let mut b = BytesMut::new();
+    codec::error(&mut b, Severity::Error, code, message, hint);
+    b.freeze()
+}
+
+struct ClientSide {
+    ctx: Arc<Ctx>,
+    tx: mpsc::Sender<Ctl>,
+    /// Prepared statements and portals: name → (SQL, verdict).
+    statements: HashMap<String, (Arc<str>, Arc<Verdict>)>,
+    portals: HashMap<String, (Arc<str>, Arc<Verdict>)>,
+    seq: i64,
+    /// A statement of the current extended-protocol batch was refused:
+    /// drop messages until Sync, then report it.
+    refused: Option<(Stmt, Bytes)>,
+    /// Whether anything of the current batch went upstream.
+    batch_sent: bool,
+}
+
+impl ClientSide {
+    fn stmt(&mut self, sql: Arc<str>, verdict: Arc<Verdict>) -> Stmt {
+        self.seq += 1;
+        Stmt {
+            seq: self.seq,
+            sql,
+            verdict,
+            started: Instant::now(),
+            started_at: now_ms(),
+            rows: 0,
+            command: None,
+            error: None,
+        }
+    }
+
+    fn decide(&self, sql: &str) -> Verdict {
+        if self.ctx.proxy.recorder.is_backlogged() {
+            return Verdict::Deny {
+                rule: "recording".into(),
+                message: "the session recorder is behind, so Gatehouse refuses statements until it catches up (they would run unrecorded)".into(),
+            };
+        }
+        self.ctx.proxy.hook.check(&StatementContext {
+            principal: &self.ctx.principal,
+            connection: &self.ctx.connection,
+            protocol: "postgres",
+            sql,
+        })
+    }
+
+    async fn send(&self, item: Item) -> Result<(), String> {
+        self.tx
+            .send(Ctl::Item(item))
+            .await
+            .map_err(|_| "upstream side ended".to_string())
+    }
+
+    /// Handles one framed client message; returns whether to forward it.
+    async fn message(&mut self, tag: u8, msg: &[u8]) -> Result<bool, String> {
+        let body = codec::body(msg);
+        let malformed = |e: codec::CodecError| format!("protocol error from the client: {e}");
+        if self.refused.is_some() && tag != b'S' {
+            return Ok(false);
+        }
+        match tag {
+            b'Q' => {
+                let sql: Arc<str> = codec::parse_query(body).map_err(malformed)?.into();
+                let verdict = Arc::new(self.decide(&sql));
+                let stmt = self.stmt(sql, verdict.clone());
+                match &*verdict {
+                    Verdict::Allow { .. } => {
+                        self.send(Item::Simple(stmt)).await?;
+                        Ok(true)
+                    }
+                    Verdict::Deny { rule, message } => {
+                        let error = refusal_bytes(
+                            &format!("Gatehouse: {message} (rule \"{rule}\")"),
+                            None,
+                            "42501",
+                        );
+                        self.send(Item::Refused {
+                            stmt,
+                            error,
+                            ready: true,
+                        })
+                        .await?;
+                        Ok(false)
+                    }
+                }
+            }
+            b'P' => {
+                let (name, sql, _) = codec::parse_parse(body).map_err(malformed)?;
+                let sql: Arc<str> = sql.into();
+                let name = name.to_string();
+                let verdict = Arc::new(self.decide(&sql));
+                match &*verdict {
+                    Verdict::Allow { .. } => {
+                        self.statements.insert(name, (sql, verdict));
+                        self.batch_sent = true;
+                        Ok(true)
+                    }
+                    Verdict::Deny { rule, message } => {
+                        let error = refusal_bytes(
+                            &format!("Gatehouse: {message} (rule \"{rule}\")"),
+                            None,
+                            "42501",
+                        );
+                        let stmt = self.stmt(sql, verdict.clone());
+                        self.refused = Some((stmt, error));
+                        Ok(false)
+                    }
+                }
+            }
+            b'B' => {
+                let (portal, stmt) = codec::parse_bind(body).map_err(malformed)?;
+                let entry = self.statements.get(stmt).cloned().unwrap_or_else(|| {
+                    (
+                        Arc::from(format!("(unknown prepared statement \"{stmt}\")")),
+                        Arc::new(Verdict::Allow { rule: None }),
+                    )
+                });
+                self.portals.insert(portal.to_string(), entry);
+                self.batch_sent = true;
+                Ok(true)
+            }
+            b'E' => {
+                let (portal, _) = codec::parse_execute(body).map_err(malformed)?;
+                let (sql, verdict) = self.portals.get(portal).cloned().unwrap_or_else(|| {
+                    (
+                        Arc::from("(unknown portal)"),
+                        Arc::new(Verdict::Allow { rule: None }),
+                    )
+                });
+                let stmt = self.stmt(sql, verdict);
+                self.send(Item::Exec(stmt)).await?;
+                self.batch_sent = true;
+                Ok(true)
+            }
+            b'C' => {
+                let (kind, name) = codec::parse_close(body).map_err(malformed)?;
+                if kind == b'S' {
+                    self.statements.remove(name);
+                } else {
+                    self.portals.remove(name);
+                }
+                self.batch_sent = true;
+                Ok(true)
+            }
+            b'S' => {
+                let sent = std::mem::take(&mut self.batch_sent);
+                match self.refused.take() {
+                    Some((stmt, error)) if !sent => {
+                        self.send(Item::Refused {
+                            stmt,
+                            error,
+                            ready: true,
+                        })
+                        .await?;
+                        Ok(false)
+                    }
+                    Some((stmt, error)) => {
+                        self.send(Item::Refused {
+                            stmt,
+                            error,
+                            ready: false,
+                        })
+                        .await?;
+                        self.send(Item::Sync).await?;
+                        Ok(true)
+                    }
+                    None => {
+                        self.send(Item::Sync).await?;
+                        Ok(true)
+                    }
+                }
+            }
+            b'F' => {
+                let sql: Arc<str> = Arc::from("(fast-path function call)");
+                let verdict = Arc::new(self.decide(&sql));
+                if let Verdict::Deny { rule, message } = &*verdict {
+                    let error = refusal_bytes(
+                        &format!("Gatehouse: {message} (rule \"{rule}\")"),
+                        None,
+                        "42501",
+                    );
+                    let stmt = self.stmt(sql, verdict.clone());
+                    self.send(Item::Refused {
+                        stmt,
+                        error,
+                        ready: true,
+                    })
+                    .await?;
+                    return Ok(false);
+                }
+                let stmt = self.stmt(sql, verdict);
+                self.send(Item::Simple(stmt)).await?;
+                Ok(true)
+            }
+            b'p' => Err("the client sent a password message after authentication".into()),
+            _ => {
+                if matches!(tag, b'D' | b'H') {
+                    self.batch_sent = true;
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
+async fn client_to_upstream(
+    ctx: Arc<Ctx>,
+    mut client: ReadHalf<PgStream>,
+    mut up: WriteHalf<PgStream>,
+    tx: mpsc::Sender<Ctl>,
+) -> String {
+    let limit = ctx.proxy.max_message;
+    let mut side = ClientSide {
+        ctx,
+        tx,
+        statements: HashMap::new(),
+        portals: HashMap::new(),
+        seq: 0,
+        refused: None,
+        batch_sent: false,
+    };
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    loop {
+        match client.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return "client closed".into(),
+            Ok(_) => {}
+        }
+        out.clear();
+        let mut terminate = false;
+        loop {
+            let (tag, total) = match codec::frame(&buf, limit) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => return format!("protocol error from the client: {e}"),
+            };
+            let msg = buf.split_to(total);
+            match side.message(tag, &msg).await {
+                Ok(true) => out.extend_from_slice(&msg),
+                Ok(false) => {}
+                Err(e) => return e,
+            }
+            if tag == b'X' {
+                terminate = true;
+                break;
+            }
+        }
+        if !out.is_empty() && up.write_all(&out).await.is_err() {
+            return "upstream closed".into();
+        }
+        if terminate {
+            let _ = up.shutdown().await;
+            return "client closed".into();
+        }
+        if buf.capacity() > 4 * limit.max(1 << 20) && buf.is_empty() {
+            buf = BytesMut::with_capacity(16 * 1024);
+        }
+    }
+}
+
+struct UpstreamSide {
+    ctx: Arc<Ctx>,
+    pending: VecDeque<Item>,
+    status: u8,
+    out: BytesMut,
+}
+
+impl UpstreamSide {
+    fn finish(&self, mut stmt: Stmt) {
+        let duration = i64::try_from(stmt.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        if stmt.command.as_deref().and_then(codec::tag_rows).is_some() && stmt.rows == 0 {
+            stmt.rows = stmt
+                .command
+                .as_deref()
+                .and_then(codec::tag_rows)
+                .unwrap_or(0);
+        }
+        let _ = self
+            .ctx
+            .proxy
+            .recorder
+            .record(RecordEvent::Statement(StatementRecord {
+                session_id: self.ctx.session_id.clone(),
+                seq: stmt.seq,
+                started_at: stmt.started_at,
+                duration_us: Some(duration),
+                sql: stmt.sql.to_string(),
+                decision: stmt.verdict.label().into(),
+                rule: stmt.verdict.rule().map(str::to_string),
+                command: stmt.command,
+                rows: Some(stmt.rows),
+                error: stmt.error,
+            }));
+    }
+
+    /// Emits refused statements that have reached the front of the queue.
+    fn drain_refused(&mut self) {
+        while matches!(self.pending.front(), Some(Item::Refused { .. })) {
+            if let Some(Item::Refused {
+                mut stmt,
+                error,
+                ready,
+            }) = self.pending.pop_front()
+            {
+                self.out.extend_from_slice(&error);
+                if ready {
+                    codec::ready_for_query(&mut self.out, self.status);
+                }
+                let (_, message) = codec::parse_error(codec::body(&error));
+                stmt.error = Some(format!("42501: {message}"));
+                self.finish(stmt);
+            }
+        }
+    }
+
+    fn push(&mut self, item: Item) {
+        self.pending.push_back(item);
+        self.drain_refused();
+    }
+
+    /// Notes the effect of one upstream message (`body` is complete unless
+    /// the message is being streamed, in which case it is empty).
+    fn observe(&mut self, tag: u8, body: &[u8]) {
+        match tag {
+            b'D' => match self.pending.front_mut() {
+                Some(Item::Simple(s) | Item::Exec(s)) => s.rows += 1,
+                _ => {}
+            },
+            b'C' => {
+                let command = codec::parse_command_complete(body).map(str::to_string);
+                match self.pending.front_mut() {
+                    Some(Item::Exec(_)) => {
+                        if let Some(Item::Exec(mut s)) = self.pending.pop_front() {
+                            s.command = command;
+                            self.finish(s);
+                        }
+                        self.drain_refused();
+                    }
+                    Some(Item::Simple(s)) => {
+                        if let Some(n) = command.as_deref().and_then(codec::tag_rows) {
+                            if s.rows < n {
+                                s.rows = n;
+                            }
+                        }
+                        s.command = command;
+                    }
+                    _ => {}
+                }
+            }
+            b'I' | b's' => {
+                if matches!(self.pending.front(), Some(Item::Exec(_))) {
+                    if let Some(Item::Exec(mut s)) = self.pending.pop_front() {
+                        s.command = Some(if tag == b'I' {
+                            "EMPTY".into()
+                        } else {
+                            "SUSPENDED".into()
+                        });
+                        self.finish(s);
+                    }
+                    self.drain_refused();
+                }
+            }
+            b'E' => {
+                let (code, message) = codec::parse_error(body);
+                let error = format!("{code}: {message}");
+                match self.pending.front_mut() {
+                    Some(Item::Simple(s)) => s.error = Some(error),
+                    Some(Item::Exec(_)) => {
+                        // This Execute failed, and the server skips the rest of
+                        // the batch until Sync.
+                        let mut first = true;
+                        while matches!(self.pending.front(), Some(Item::Exec(_))) {
+                            if let Some(Item::Exec(mut s)) = self.pending.pop_front() {
+                                s.error = Some(if first {
+                                    error.clone()
+                                } else {
+                                    "skipped: an earlier message of the batch failed".into()
+                                });
+                                first = false;
+                                self.finish(s);
+                            }
+                        }
+                        self.drain_refused();
+                    }
+                    _ => {}
+                }
+            }
+            b'Z' => {
+                self.status = body.first().copied().unwrap_or(b'I');
+                loop {
+                    match self.pending.pop_front() {
+                        Some(Item::Simple(s)) => {
+                            self.finish(s);
+                            break;
+                        }
+                        Some(Item::Sync) | None => break,
+                        Some(Item::Exec(mut s)) => {
+                            s.error = Some("no response before the end of the batch".into());
+                            self.finish(s);
+                        }
+                        Some(Item::Refused { stmt, .. }) => self.finish(stmt),
+                    }
+                }
+                self.drain_refused();
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn upstream_to_client(
+    ctx: Arc<Ctx>,
+    mut up: ReadHalf<PgStream>,
+    mut client: WriteHalf<PgStream>,
+    mut rx: mpsc::Receiver<Ctl>,
+    mut buf: BytesMut,
+    mut end: watch::Receiver<Option<String>>,
+) -> String {
+    let mut side = UpstreamSide {
+        ctx,
+        pending: VecDeque::new(),
+        status: b'I',
+        out: BytesMut::with_capacity(16 * 1024),
+    };
+    // Bytes of a large message still to stream through.
+    let mut streaming: usize = 0;
+    let mut ctl_open = true;
+    let mut first = !buf.is_empty();
+    loop {
+        if !first {
+            tokio::select! {
+                biased;
+                ctl = rx.recv(), if ctl_open => {
+                    match ctl {
+                        Some(Ctl::Item(item)) => side.push(item),
+                        None => ctl_open = false,
+                    }
+                    while let Ok(Ctl::Item(item)) = rx.try_recv() {
+                        side.push(item);
+                    }
+                }
+                n = up.read_buf(&mut buf) => match n {
+                    Ok(0) | Err(_) => {
+                        let _ = flush(&mut client, &mut side.out).await;
+                        return "upstream closed".into();
+                    }
+                    Ok(_) => {}
+                },
+                why = signalled(&mut end) => {
+                    if !why.is_empty() {
+                        let mut b = BytesMut::new();
+                        codec::error(&mut b, Severity::Fatal, "57P01", &format!("Gatehouse ended this session: {why}"), None);
+                        side.out.extend_from_slice(&b);
+                    }
+                    let _ = flush(&mut client, &mut side.out).await;
+                    let _ = client.shutdown().await;
+                    return if why.is_empty() { "client closed".into() } else { why };
+                }
+            }
+        }
+        first = false;
+        // Relay every complete message (and the available part of a large one).
+        loop {
+            if streaming > 0 {
+                let n = streaming.min(buf.len());
+                side.out.extend_from_slice(&buf.split_to(n));
+                streaming -= n;
+                if streaming > 0 {
+                    break;
+                }
+                continue;
+            }
+            let (tag, total) = match codec::header(&buf, UPSTREAM_LIMIT) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return format!("protocol error from the upstream: {e}"),
+            };
+            if buf.len() < total {
+                if total > STREAM_OVER && matches!(tag, b'D' | b'd') {
+                    side.observe(tag, &[]);
+                    streaming = total;
+                    continue;
+                }
+                buf.reserve(total - buf.len());
+                break;
+            }
+            let msg = buf.split_to(total);
+            side.observe(tag, codec::body(&msg));
+            side.out.extend_from_slice(&msg);
+        }
+        if !side.out.is_empty() && flush(&mut client, &mut side.out).await.is_err() {
+            return "client closed".into();
+        }
+    }
+}
+
+async fn flush<W: AsyncWrite + Unpin>(w: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
+    let r = w.write_all(out).await;
+    out.clear();
+    if out.capacity() > 4 << 20 {
+        *out = BytesMut::with_capacity(16 * 1024);
+    }
+    r
+}

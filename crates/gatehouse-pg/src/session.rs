@@ -1,0 +1,401 @@
+//! One client, from its first packet to the end: negotiate TLS, read the
+//! startup packet, authenticate the token, authorize the connection, open
+//! the upstream session, then hand over to the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use gatehouse_core::credential;
+use gatehouse_core::model::{Authn, ConnectionKind, Principal};
+use gatehouse_core::now_ms;
+use gatehouse_store::{RecordEvent, SessionRecord};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::PgProxy;
+use crate::codec::{self, Severity, Startup};
+use crate::registry::SessionInfo;
+use crate::relay;
+use crate::stream::PgStream;
+use crate::upstream::{self, Target, UpstreamError};
+
+/// The client has this long to finish start-up and authentication.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Client parameters passed on to the upstream session.
+const FORWARDED_PARAMS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "extra_float_digits",
+    "search_path",
+];
+
+/// A failure shown to the client as a FATAL error with a SQLSTATE.
+struct Refusal {
+    code: &'static str,
+    message: String,
+    hint: Option<String>,
+}
+
+fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+        hint: None,
+    }
+}
+
+impl Refusal {
+    fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
+        self
+    }
+}
+
+pub async fn handle(proxy: Arc<PgProxy>, tcp: TcpStream, peer: SocketAddr) {
+    let started = tokio::time::timeout(STARTUP_TIMEOUT, async {
+        let (mut stream, params) = match negotiate(&proxy, PgStream::Plain(tcp), peer).await {
+            Some(x) => x,
+            None => return None,
+        };
+        let r = match params {
+            Ok(params) => start(&proxy, &mut stream, peer, &params).await,
+            Err(r) => Err(r),
+        };
+        Some((stream, r))
+    })
+    .await;
+    let (mut stream, result) = match started {
+        Ok(Some(x)) => x,
+        Ok(None) | Err(_) => return,
+    };
+    let ready = match result {
+        Ok(Some(ready)) => ready,
+        Ok(None) => return,
+        Err(r) => {
+            let mut out = BytesMut::new();
+            codec::error(
+                &mut out,
+                Severity::Fatal,
+                r.code,
+                &r.message,
+                r.hint.as_deref(),
+            );
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    run(proxy, stream, ready, peer).await;
+}
+
+/// What start-up produced: who, where to, and the upstream session.
+struct Ready {
+    principal: Principal,
+    connection: String,
+    upstream: upstream::Upstream,
+    target: Target,
+    max_session: Option<Duration>,
+}
+
+async fn read_startup(stream: &mut PgStream) -> Result<Option<Startup>, Refusal> {
+    let len = match stream.read_i32().await {
+        Ok(l) => l,
+        Err(_) => return Ok(None),
+    };
+    let len = usize::try_from(len).unwrap_or(0);
+    if !(8..=codec::MAX_STARTUP).contains(&len) {
+        return Err(refuse("08P01", "invalid start-up packet length"));
+    }
+    let mut body = vec![0u8; len - 4];
+    if stream.read_exact(&mut body).await.is_err() {
+        return Ok(None);
+    }
+    codec::parse_startup(&body)
+        .map(Some)
+        .map_err(|e| refuse("08P01", format!("invalid start-up packet: {e}")))
+}
+
+/// Answers SSL and GSS requests and cancel requests until the startup
+/// packet arrives. `None` when the client went away (or only cancelled).
+async fn negotiate(
+    proxy: &PgProxy,
+    mut stream: PgStream,
+    peer: SocketAddr,
+) -> Option<(PgStream, Result<Vec<(String, String)>, Refusal>)> {
+    loop {
+        let packet = match read_startup(&mut stream).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return None,
+            Err(r) => return Some((stream, Err(r))),
+        };
+        match packet {
+            Startup::Ssl => {
+                let tls = proxy.tls.as_ref().filter(|_| !stream.is_tls());
+                let answer = if tls.is_some() { b'S' } else { b'N' };
+                stream.write_all(&[answer]).await.ok()?;
+                if let Some(tls) = tls {
+                    stream = match stream {
+                        PgStream::Plain(tcp) => {
+                            match tokio_rustls::TlsAcceptor::from(tls.config.clone())
+                                .accept(tcp)
+                                .await
+                            {
+                                Ok(t) => PgStream::Server(Box::new(t)),
+                                Err(e) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake with a client failed");
+                                    return None;
+                                }
+                            }
+                        }
+                        other => other,
+                    };
+                }
+            }
+            Startup::GssEnc => stream.write_all(b"N").await.ok()?,
+            Startup::Cancel { pid, key } => {
+                if let Some((target, (upid, ukey))) = proxy.sessions.cancel_target((pid, key)) {
+                    if let Err(e) = upstream::cancel(&target, upid, ukey).await {
+                        tracing::warn!(error = %e, "forwarding a cancel request failed");
+                    }
+                }
+                return None;
+            }
+            Startup::Startup { params } => return Some((stream, Ok(params))),
+        }
+    }
+}
+
+async fn start(
+    proxy: &PgProxy,
+    stream: &mut PgStream,
+    peer: SocketAddr,
+    params: &[(String, String)],
+) -> Result<Option<Ready>, Refusal> {
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let user = param("user").unwrap_or_default().to_string();
+    let database = param("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_string();
+    if param("replication").is_some_and(|r| r != "false" && r != "0") {
+        return Err(refuse(
+            "0A000",
+            "replication connections are not supported through Gatehouse",
+        ));
+    }
+    if !stream.is_tls() && !peer.ip().is_loopback() && !proxy.allow_plaintext_remote {
+        return Err(
+            refuse("28000", "Gatehouse requires TLS from non-local clients")
+                .hint("connect with sslmode=require (or verify-full with Gatehouse's certificate)"),
+        );
+    }
+
+    // Authenticate: the password is the caller's Gatehouse token.
+    let mut out = BytesMut::new();
+    codec::auth_request(&mut out, 3, &[]);
+    if stream.write_all(&out).await.is_err() {
+        return Ok(None);
+    }
+    let mut buf = BytesMut::with_capacity(1024);
+    let token = loop {
+        match codec::frame(&buf, 64 * 1024) {
+            Ok(Some((b'p', total))) => {
+                let mut msg = buf.split_to(total);
+                msg.advance(5);
+                let mut p = &msg[..];
+                let t = codec::cstr(&mut p)
+                    .ok_or_else(|| refuse("08P01", "malformed password message"))?;
+                break gatehouse_core::secret::Secret::new(t);
+            }
+            Ok(Some(_)) => return Err(refuse("08P01", "expected a password message")),
+            Ok(None) => {}
+            Err(e) => return Err(refuse("08P01", format!("invalid password message: {e}"))),
+        }
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    };
+    let principal = proxy.auth.authenticate(token.expose()).await.map_err(|e| {
+        let code = if matches!(e, gatehouse_identity::AuthError::Unavailable(_)) {
+            "08006"
+        } else {
+            "28P01"
+        };
+        refuse(code, format!("Gatehouse: {e}")).hint(
+            "use a Gatehouse token (gatehouse tokens create) or an OIDC token as the password",
+        )
+    })?;
+
+    // Authorize the connection.
+    let not_found = || {
+        refuse(
+            "3D000",
+            format!("Gatehouse has no PostgreSQL connection named \"{database}\""),
+        )
+        .hint("the database name selects the connection: see `gatehouse connections list`")
+    };
+    let rec = proxy
+        .store
+        .get_connection(&database)
+        .await
+        .map_err(|_| {
+            refuse(
+                "08006",
+                "Gatehouse's state store is not answering; try again shortly",
+            )
+        })?
+        .ok_or_else(not_found)?;
+    if rec.spec.kind != ConnectionKind::Postgres {
+        return Err(not_found());
+    }
+    if !rec.spec.allows(&principal) {
+        return Err(refuse(
+            "42501",
+            format!(
+                "{} may not use connection \"{database}\"",
+                principal.subject
+            ),
+        )
+        .hint(format!(
+            "it is open to the groups: {}",
+            rec.spec.groups.join(", ")
+        )));
+    }
+    let cred = match &rec.secret {
+        Some(sealed) => credential::open(&proxy.keys.get(), &rec.spec.name, sealed).map_err(|e| {
+            tracing::error!(connection = %rec.spec.name, error = %e, "cannot open a stored credential");
+            refuse("XX000", "Gatehouse cannot open the stored credential of this connection; an administrator must check the master key")
+        })?,
+        None => credential::Credential::default(),
+    };
+
+    // Open the upstream session with the stored credentials.
+    let target = Target::from_url(&rec.spec.url).map_err(|e| refuse("08006", e.to_string()))?;
+    let app_name = param("application_name").map(str::to_string);
+    let mut extra: Vec<(&str, String)> = FORWARDED_PARAMS
+        .iter()
+        .filter(|k| **k != "application_name")
+        .filter_map(|k| param(k).map(|v| (*k, v.to_string())))
+        .collect();
+    extra.push((
+        "application_name",
+        app_name.unwrap_or_else(|| "gatehouse".into()),
+    ));
+    if let Some(ms) = rec.spec.settings.statement_timeout_ms {
+        extra.push(("options", format!("-c statement_timeout={ms}")));
+    }
+    let extra_ref: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let up = upstream::connect(&target, cred.get("password"), &extra_ref)
+        .await
+        .map_err(|e| {
+            let code = match e {
+                UpstreamError::Unreachable(..) | UpstreamError::Closed => "08006",
+                _ => "08004",
+            };
+            refuse(
+                code,
+                format!("Gatehouse could not open connection \"{database}\": {e}"),
+            )
+        })?;
+    Ok(Some(Ready {
+        principal,
+        connection: rec.spec.name,
+        upstream: up,
+        target,
+        max_session: rec.spec.settings.max_session_secs.map(Duration::from_secs),
+    }))
+}
+
+async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: SocketAddr) {
+    let Ready {
+        principal,
+        connection,
+        mut upstream,
+        target,
+        max_session,
+    } = ready;
+    let session_id = new_session_id();
+    let token = match &principal.authn {
+        Authn::Token { name } => Some(name.clone()),
+        Authn::Oidc { .. } => None,
+    };
+    let info = SessionInfo {
+        id: session_id.clone(),
+        principal: principal.subject.clone(),
+        connection: connection.clone(),
+        token,
+    };
+    let (key, kill) = proxy
+        .sessions
+        .register(info, target, (upstream.pid, upstream.key));
+
+    let mut out = BytesMut::new();
+    codec::auth_request(&mut out, 0, &[]);
+    for (k, v) in &upstream.params {
+        codec::parameter_status(&mut out, k, v);
+    }
+    codec::backend_key_data(&mut out, key.0, key.1);
+    codec::ready_for_query(&mut out, b'I');
+    let authn = match &principal.authn {
+        Authn::Token { name } => format!("token:{name}"),
+        Authn::Oidc { issuer } => format!("oidc:{issuer}"),
+    };
+    let recorded = proxy
+        .recorder
+        .record(RecordEvent::SessionStart(SessionRecord {
+            id: session_id.clone(),
+            principal: principal.subject.clone(),
+            authn,
+            connection: connection.clone(),
+            protocol: "postgres".into(),
+            client_addr: peer.to_string(),
+            started_at: now_ms(),
+            ended_at: None,
+            end_reason: None,
+        }));
+    if let Err(e) = recorded {
+        // Fail closed: a session that cannot be recorded does not start.
+        let mut out = BytesMut::new();
+        codec::error(
+            &mut out,
+            Severity::Fatal,
+            "53000",
+            &format!("Gatehouse: {e}"),
+            None,
+        );
+        let _ = client.write_all(&out).await;
+        proxy.sessions.unregister(key);
+        return;
+    }
+    let reason = if client.write_all(&out).await.is_err() {
+        "client closed".to_string()
+    } else {
+        let leftover = std::mem::take(&mut upstream.leftover);
+        let ctx = relay::Ctx {
+            proxy: proxy.clone(),
+            principal,
+            connection,
+            session_id: session_id.clone(),
+            max_session,
+        };
+        relay::run(ctx, client, upstream.stream, leftover, kill).await
+    };
+    proxy.sessions.unregister(key);
+    let _ = proxy.recorder.record(RecordEvent::SessionEnd {
+        id: session_id,
+        at: now_ms(),
+        reason,
+    });
+}
+
+fn new_session_id() -> String {
+    let mut b = [0u8; 12];
+    rand::Rng::fill(&mut rand::rng(), &mut b);
+    format!("pg_{}", hex::encode(b))
+}
