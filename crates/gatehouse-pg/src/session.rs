@@ -163,6 +163,10 @@ async fn negotiate(
                         tracing::warn!(error = %e, "forwarding a cancel request failed");
                     }
                 }
+                // Close as PostgreSQL does: over TLS, with a close_notify. libpq 17's
+                // cancel (PQcancelCreate, psycopg's cancel_safe) reads until the server
+                // closes and takes a TLS EOF without close_notify as a failed cancel.
+                let _ = stream.shutdown().await;
                 return None;
             }
             Startup::Startup { params } => return Some((stream, Ok(params))),

@@ -37,6 +37,38 @@ pub enum Command {
     /// Audit events.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Recorded sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCmd {
+    /// Recorded sessions, newest first.
+    List {
+        /// Only this principal (token name or OIDC subject).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this connection.
+        #[arg(long)]
+        connection: Option<String>,
+        /// Only sessions started within this long (e.g. 1h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only sessions with a statement containing this text.
+        #[arg(long)]
+        grep: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One session and its statements.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -263,9 +263,17 @@ pub async fn remove(
     if !state.store.delete_connection(&name).await? {
         return Err(ApiError::not_found(format!("no connection named {name:?}")));
     }
+    let ended = state
+        .live
+        .end_where("its connection was removed", |s| s.connection == name);
     state
         .audit
-        .record(&who, "connection.remove", &name, serde_json::json!({}))
+        .record(
+            &who,
+            "connection.remove",
+            &name,
+            serde_json::json!({"sessions_ended": ended}),
+        )
         .await;
     Ok(Json(serde_json::json!({"name": name, "removed": true})))
 }

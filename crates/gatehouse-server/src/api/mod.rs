@@ -7,6 +7,7 @@ pub mod auth;
 mod connections;
 pub mod error;
 mod meta;
+mod sessions;
 mod tokens;
 
 use axum::Router;
@@ -36,6 +37,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/apply"),
     ("post", "/v1/keys/rotate"),
     ("get", "/v1/audit"),
+    ("get", "/v1/sessions"),
+    ("get", "/v1/sessions/{id}"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -62,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/connections/{name}/test", post(connections::test))
         .route("/v1/apply", post(apply::apply))
+        .route("/v1/sessions", get(sessions::list))
+        .route("/v1/sessions/{id}", get(sessions::show))
         .route("/v1/keys/rotate", post(meta::rotate_keys))
         .layer(middleware::from_fn_with_state(
             state.clone(),

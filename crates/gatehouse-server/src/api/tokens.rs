@@ -136,10 +136,19 @@ pub async fn revoke(
         )));
     }
     let changed = state.store.revoke_token(&name, now_ms()).await?;
+    // Sessions opened with this token end now.
+    let ended = state.live.end_where("its token was revoked", |s| {
+        s.token.as_deref() == Some(name.as_str())
+    });
     if changed {
         state
             .audit
-            .record(&who, "token.revoke", &name, serde_json::json!({}))
+            .record(
+                &who,
+                "token.revoke",
+                &name,
+                serde_json::json!({"sessions_ended": ended}),
+            )
             .await;
     }
     Ok(Json(

@@ -10,7 +10,7 @@ use gatehouse_core::secret::Secret;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    AddConnection, ApplyArgs, AuditCmd, ConnectionsCmd, KeysCmd, LoginArgs, TokensCmd,
+    AddConnection, ApplyArgs, AuditCmd, ConnectionsCmd, KeysCmd, LoginArgs, SessionsCmd, TokensCmd,
 };
 use crate::client::{self, Client, seg};
 use crate::output::{self, s, table, time};
@@ -385,5 +385,130 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
             .collect();
         table(&["ID", "TIME", "ACTOR", "ACTION", "TARGET"], &rows)
     });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn query_string(pairs: &[(&str, Option<String>)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", seg(v))))
+        .collect();
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+pub async fn sessions(cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
+    let c = Client::from_env()?;
+    match cmd {
+        SessionsCmd::List {
+            user,
+            connection,
+            since,
+            grep,
+            limit,
+            json,
+        } => {
+            let since = match since {
+                Some(d) => {
+                    let ago = i64::try_from(parse_duration(&d).context("--since")?.as_millis())
+                        .unwrap_or(i64::MAX);
+                    Some((gatehouse_core::now_ms() - ago).to_string())
+                }
+                None => None,
+            };
+            let q = query_string(&[
+                ("user", user),
+                ("connection", connection),
+                ("since", since),
+                ("grep", grep),
+                ("limit", Some(limit.to_string())),
+            ]);
+            let v = c.get(&format!("/v1/sessions{q}")).await?;
+            print(&v, json, |v| {
+                let rows: Vec<Vec<String>> = v["sessions"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            s(x, "id"),
+                            s(x, "principal"),
+                            s(x, "connection"),
+                            s(x, "protocol"),
+                            time(x["started_at"].as_i64()),
+                            if x["ended_at"].is_null() {
+                                "live".into()
+                            } else {
+                                s(x, "end_reason")
+                            },
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["ID", "USER", "CONNECTION", "PROTOCOL", "STARTED", "ENDED"],
+                    &rows,
+                )
+            });
+        }
+        SessionsCmd::Show { id, json } => {
+            let v = c.get(&format!("/v1/sessions/{}", seg(&id))).await?;
+            print(&v, json, |v| {
+                let sess = &v["session"];
+                let mut out = format!(
+                    "session:    {}\nuser:       {} ({})\nconnection: {} ({})\nclient:     {}\nstarted:    {}\nended:      {}\n\n",
+                    s(sess, "id"),
+                    s(sess, "principal"),
+                    s(sess, "authn"),
+                    s(sess, "connection"),
+                    s(sess, "protocol"),
+                    s(sess, "client_addr"),
+                    time(sess["started_at"].as_i64()),
+                    if sess["ended_at"].is_null() {
+                        "still live".to_string()
+                    } else {
+                        format!(
+                            "{} ({})",
+                            time(sess["ended_at"].as_i64()),
+                            s(sess, "end_reason")
+                        )
+                    }
+                );
+                let rows: Vec<Vec<String>> = v["statements"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|st| {
+                        let outcome = if st["error"].is_null() {
+                            s(st, "command")
+                        } else {
+                            format!("ERROR {}", s(st, "error"))
+                        };
+                        let ms = st["duration_us"]
+                            .as_i64()
+                            .map(|us| format!("{:.1}", us as f64 / 1000.0))
+                            .unwrap_or_else(|| "-".into());
+                        vec![
+                            s(st, "seq"),
+                            s(st, "decision"),
+                            ms,
+                            s(st, "rows"),
+                            outcome,
+                            s(st, "sql").replace('\n', " "),
+                        ]
+                    })
+                    .collect();
+                out.push_str(&table(
+                    &["#", "DECISION", "MS", "ROWS", "RESULT", "SQL"],
+                    &rows,
+                ));
+                out
+            });
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

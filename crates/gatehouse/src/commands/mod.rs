@@ -17,5 +17,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => admin::apply(args).await,
         Command::Keys(cmd) => admin::keys(cmd).await,
         Command::Audit(cmd) => admin::audit(cmd).await,
+        Command::Sessions(cmd) => admin::sessions(cmd).await,
     }
 }

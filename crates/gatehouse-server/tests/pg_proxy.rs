@@ -1,0 +1,688 @@
+//! The PostgreSQL proxy end to end: a real server on free ports, the
+//! machine's PostgreSQL behind it, and real clients (psql, pgbench,
+//! tokio-postgres) in front.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{TestServer, closed_port};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
+
+const DIRECT: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", rand_hex())
+}
+
+fn rand_hex() -> String {
+    let n: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    format!("{:x}{:x}", n, std::process::id())
+}
+
+/// Connects through the gateway; spawns the connection task and returns
+/// the client plus a stream of async messages (notices, notifications).
+async fn connect(
+    url: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<AsyncMessage>,
+) {
+    let (client, mut conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect through the gateway");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = stream.next().await {
+            let _ = tx.send(m);
+        }
+    });
+    (client, rx)
+}
+
+async fn connect_err(url: &str) -> tokio_postgres::Error {
+    match tokio_postgres::connect(url, NoTls).await {
+        Ok(_) => panic!("connecting to {url} should have failed"),
+        Err(e) => e,
+    }
+}
+
+fn msg(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_else(|| format!("(no SQLSTATE: {e})"))
+}
+
+async fn gateway() -> (TestServer, String) {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let bot = s.token("bot", &["agents"]).await;
+    (s, bot)
+}
+
+fn url_with(s: &TestServer, token: &str, connection: &str) -> String {
+    format!(
+        "postgresql://bot:{token}@{}:{}/{connection}",
+        s.pg.ip(),
+        s.pg.port()
+    )
+}
+
+#[tokio::test]
+async fn extended_protocol_types_transactions_and_copy_match_direct() {
+    let (s, bot) = gateway().await;
+    let (gw, _) = connect(&url_with(&s, &bot, "shop")).await;
+    let (direct, _) = connect(DIRECT).await;
+    let t = unique("gh_ext");
+    gw.batch_execute(&format!(
+        "CREATE TABLE {t} (id int PRIMARY KEY, name text, score float8, ok bool, data bytea)"
+    ))
+    .await
+    .unwrap();
+
+    // Prepared statements with binary parameters and results.
+    let ins = gw
+        .prepare(&format!("INSERT INTO {t} VALUES ($1, $2, $3, $4, $5)"))
+        .await
+        .unwrap();
+    for i in 0..20i32 {
+        let name = format!("row {i}");
+        let data = vec![i as u8; 3];
+        gw.execute(
+            &ins,
+            &[&i, &name, &(f64::from(i) / 2.0), &(i % 2 == 0), &data],
+        )
+        .await
+        .unwrap();
+    }
+    let q = format!("SELECT id, name, score, ok, data FROM {t} WHERE id >= $1 ORDER BY id");
+    let through: Vec<(i32, String, f64, bool, Vec<u8>)> = gw
+        .query(&q, &[&5i32])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let direct_rows: Vec<(i32, String, f64, bool, Vec<u8>)> = direct
+        .query(&q, &[&5i32])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(through.len(), 15);
+    assert_eq!(through, direct_rows);
+
+    // Pipelining: several queries in flight at once.
+    let futs = (0..10i32).map(|i| {
+        let gw = &gw;
+        let q = format!("SELECT name FROM {t} WHERE id = $1");
+        async move { gw.query_one(&q, &[&i]).await.map(|r| r.get::<_, String>(0)) }
+    });
+    let names = futures_util::future::join_all(futs).await;
+    for (i, n) in names.into_iter().enumerate() {
+        assert_eq!(n.unwrap(), format!("row {i}"));
+    }
+
+    // A portal read two rows at a time (portal suspension).
+    let mut gw = gw;
+    let tx = gw.transaction().await.unwrap();
+    let stmt = tx
+        .prepare(&format!("SELECT id FROM {t} ORDER BY id"))
+        .await
+        .unwrap();
+    let portal = tx.bind(&stmt, &[]).await.unwrap();
+    let first = tx.query_portal(&portal, 2).await.unwrap();
+    let second = tx.query_portal(&portal, 2).await.unwrap();
+    assert_eq!(
+        first.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    assert_eq!(
+        second
+            .iter()
+            .map(|r| r.get::<_, i32>(0))
+            .collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    tx.commit().await.unwrap();
+
+    // An error inside a transaction, then rollback; the session stays usable.
+    let tx = gw.transaction().await.unwrap();
+    tx.execute(
+        &format!("UPDATE {t} SET name = 'changed' WHERE id = 1"),
+        &[],
+    )
+    .await
+    .unwrap();
+    let err = tx
+        .execute(
+            &format!("INSERT INTO {t} VALUES (1, 'dup', 0, true, NULL)"),
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "23505");
+    let err = tx.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(code(&err), "25P02", "in a failed transaction");
+    tx.rollback().await.unwrap();
+    let name: String = gw
+        .query_one(&format!("SELECT name FROM {t} WHERE id = 1"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "row 1");
+
+    // COPY in and out.
+    let sink = gw
+        .copy_in(&format!("COPY {t} (id, name) FROM STDIN"))
+        .await
+        .unwrap();
+    futures_util::pin_mut!(sink);
+    use futures_util::SinkExt;
+    sink.send(bytes::Bytes::from_static(b"100\tcopied a\n101\tcopied b\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 2);
+    let out = gw
+        .copy_out(&format!(
+            "COPY (SELECT id, name FROM {t} WHERE id >= 100 ORDER BY id) TO STDOUT"
+        ))
+        .await
+        .unwrap();
+    let chunks: Vec<bytes::Bytes> = out.map(|c| c.unwrap()).collect().await;
+    assert_eq!(chunks.concat(), b"100\tcopied a\n101\tcopied b\n");
+
+    // Simple-protocol multi-statement strings.
+    let msgs = gw
+        .simple_query(&format!("SELECT 1; SELECT count(*) FROM {t}"))
+        .await
+        .unwrap();
+    let counts: Vec<_> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts, vec!["1", "22"]);
+    gw.batch_execute(&format!("DROP TABLE {t}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn notices_notifications_and_cancel() {
+    let (s, bot) = gateway().await;
+    let url = url_with(&s, &bot, "shop");
+    let (gw, mut msgs) = connect(&url).await;
+    gw.batch_execute("DO $$ BEGIN RAISE NOTICE 'hello from upstream'; END $$")
+        .await
+        .unwrap();
+    let channel = unique("gh_chan");
+    gw.batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .unwrap();
+    let (other, _) = connect(&url).await;
+    other
+        .batch_execute(&format!("NOTIFY {channel}, 'payload-1'"))
+        .await
+        .unwrap();
+    let mut saw_notice = false;
+    let mut saw_notify = false;
+    while !(saw_notice && saw_notify) {
+        // The notification arrives when the listener next reads: poke it.
+        let m = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                tokio::select! {
+                    m = msgs.recv() => return m,
+                    _ = gw.simple_query("SELECT 1") => {}
+                }
+            }
+        })
+        .await
+        .expect("notice and notification arrive");
+        match m {
+            Some(AsyncMessage::Notice(n)) => saw_notice |= n.message() == "hello from upstream",
+            Some(AsyncMessage::Notification(n)) => {
+                saw_notify |= n.channel() == channel && n.payload() == "payload-1"
+            }
+            _ => {}
+        }
+    }
+
+    // A cancel request goes to the gateway with the gateway's key and stops
+    // the upstream query.
+    let token = gw.cancel_token();
+    let sleeper = tokio::spawn(async move { gw.simple_query("SELECT pg_sleep(30)").await });
+    let started = std::time::Instant::now();
+    // Wait until the query is running upstream.
+    loop {
+        let rows = other
+            .query("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'", &[])
+            .await
+            .unwrap();
+        if rows[0].get::<_, i64>(0) > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the sleep never started"
+        );
+    }
+    token.cancel_query(NoTls).await.unwrap();
+    let err = sleeper.await.unwrap().unwrap_err();
+    assert_eq!(code(&err), "57014", "{err}");
+}
+
+#[tokio::test]
+async fn refusals_carry_sqlstates_a_person_can_act_on() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    s.pg_connection("hr", DIRECT, None, &["people-ops"]).await;
+    let down = format!("postgres://postgres@127.0.0.1:{}/test", closed_port());
+    s.pg_connection("down", &down, None, &["agents"]).await;
+    s.pg_connection(
+        "wrongpw",
+        "postgres://gh_scram@127.0.0.1:5432/test",
+        Some("not-the-password"),
+        &["agents"],
+    )
+    .await;
+    let bot = s.token("bot", &["agents"]).await;
+
+    let e = connect_err(&url_with(
+        &s,
+        "gh_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "shop",
+    ))
+    .await;
+    assert_eq!(code(&e), "28P01");
+    let e = connect_err(&url_with(&s, &bot, "nope")).await;
+    assert_eq!(code(&e), "3D000");
+    assert!(
+        msg(&e).contains("no PostgreSQL connection named \"nope\""),
+        "{e:?}"
+    );
+    let e = connect_err(&url_with(&s, &bot, "hr")).await;
+    assert_eq!(code(&e), "42501");
+    assert!(msg(&e).contains("may not use connection \"hr\""), "{e:?}");
+    let e = connect_err(&url_with(&s, &bot, "down")).await;
+    assert_eq!(code(&e), "08006");
+    let e = connect_err(&url_with(&s, &bot, "wrongpw")).await;
+    assert_eq!(code(&e), "08004");
+    assert!(!format!("{e:?}").contains("not-the-password"));
+    let (status, _) = s.delete("/v1/tokens/bot", &s.admin).await;
+    assert_eq!(status, 200);
+    let e = connect_err(&url_with(&s, &bot, "shop")).await;
+    assert_eq!(code(&e), "28P01");
+    assert!(msg(&e).contains("revoked"), "{e:?}");
+}
+
+#[tokio::test]
+async fn stored_credentials_log_in_with_scram_md5_cleartext_and_tls() {
+    let s = TestServer::start().await;
+    for (name, url, pw) in [
+        (
+            "scram",
+            "postgres://gh_scram@127.0.0.1:5432/test?sslmode=disable",
+            "scram-secret-1",
+        ),
+        (
+            "md5",
+            "postgres://gh_md5@127.0.0.1:5432/test?sslmode=disable",
+            "md5-secret-2",
+        ),
+        (
+            "clear",
+            "postgres://gh_clear@127.0.0.1:5432/test?sslmode=disable",
+            "clear-secret-3",
+        ),
+        (
+            "tls",
+            "postgres://gh_tlsonly@127.0.0.1:5432/test?sslmode=require",
+            "",
+        ),
+        (
+            "notls",
+            "postgres://gh_tlsonly@127.0.0.1:5432/test?sslmode=disable",
+            "",
+        ),
+        (
+            "untrusted",
+            "postgres://gh_tlsonly@127.0.0.1:5432/test?sslmode=verify-full",
+            "",
+        ),
+    ] {
+        let pw = if pw.is_empty() { None } else { Some(pw) };
+        s.pg_connection(name, url, pw, &["agents"]).await;
+    }
+    let bot = s.token("bot", &["agents"]).await;
+    for (name, role) in [
+        ("scram", "gh_scram"),
+        ("md5", "gh_md5"),
+        ("clear", "gh_clear"),
+        ("tls", "gh_tlsonly"),
+    ] {
+        let (c, _) = connect(&url_with(&s, &bot, name)).await;
+        let row = c.query_one("SELECT current_user::text, coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[]).await.unwrap();
+        assert_eq!(row.get::<_, String>(0), role, "{name}");
+        assert_eq!(
+            row.get::<_, bool>(1),
+            name == "tls",
+            "{name}: TLS to the upstream"
+        );
+    }
+    // hostssl-only role without TLS: the upstream rejects it.
+    let e = connect_err(&url_with(&s, &bot, "notls")).await;
+    assert_eq!(code(&e), "08004", "{e}");
+    // verify-full against the server's self-signed certificate: refused.
+    let e = connect_err(&url_with(&s, &bot, "untrusted")).await;
+    assert!(msg(&e).contains("TLS"), "{e:?}");
+}
+
+fn psql(url: &str, args: &[&str]) -> (bool, String, String) {
+    // The gateway runs on this test's runtime: block only this worker.
+    let o = tokio::task::block_in_place(|| {
+        Command::new("psql")
+            .arg("-X")
+            .arg("-v")
+            .arg("ON_ERROR_STOP=1")
+            .arg(url)
+            .args(args)
+            .output()
+            .expect("psql (postgresql-client) is installed")
+    });
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describes_copies_and_speaks_tls() {
+    let (s, bot) = gateway().await;
+    let gw = url_with(&s, &bot, "shop");
+    let t = unique("gh_psql");
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("in.csv");
+    std::fs::write(&csv, "1,alpha\n2,beta\n3,gamma\n").unwrap();
+    let (ok, _, err) = psql(
+        &gw,
+        &[
+            "-c",
+            &format!("CREATE TABLE {t} (id int primary key, label text)"),
+        ],
+    );
+    assert!(ok, "{err}");
+    let copy_in = format!("\\copy {t} FROM '{}' WITH (FORMAT csv)", csv.display());
+    let (ok, out, err) = psql(&gw, &["-c", &copy_in]);
+    assert!(ok && out.contains("COPY 3"), "{out}{err}");
+    let out_csv = dir.path().join("out.csv");
+    let copy_out = format!(
+        "\\copy (SELECT * FROM {t} ORDER BY id) TO '{}' WITH (FORMAT csv)",
+        out_csv.display()
+    );
+    let (ok, _, err) = psql(&gw, &["-c", &copy_out]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&out_csv).unwrap(),
+        "1,alpha\n2,beta\n3,gamma\n"
+    );
+    for meta in [
+        format!("\\d {t}"),
+        "\\dt".to_string(),
+        "\\l".to_string(),
+        "\\df pg_sleep".to_string(),
+    ] {
+        let (ok1, through, e1) = psql(&gw, &["-c", &meta]);
+        let (ok2, direct, e2) = psql(DIRECT, &["-c", &meta]);
+        assert!(ok1 && ok2, "{meta}: {e1}{e2}");
+        assert_eq!(through, direct, "{meta} differs through the gateway");
+    }
+    // TLS towards the gateway: require, and verify-full with Gatehouse's certificate.
+    let cert = s.data_dir().join("pg-tls.crt");
+    let tls_url = format!(
+        "postgresql://bot:{bot}@127.0.0.1:{}/shop?sslmode=verify-full&sslrootcert={}",
+        s.pg.port(),
+        cert.display()
+    );
+    let (ok, out, err) = psql(&tls_url, &["-c", "\\conninfo"]);
+    assert!(ok && out.contains("SSL connection"), "{out}{err}");
+    let (ok, out, err) = psql(
+        &format!("{gw}?sslmode=require"),
+        &["-Atc", &format!("SELECT count(*) FROM {t}")],
+    );
+    assert!(ok && out.trim() == "3", "{out}{err}");
+    let (ok, _, err) = psql(&gw, &["-c", &format!("DROP TABLE {t}")]);
+    assert!(ok, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_initialises_and_runs_through_the_gateway() {
+    let s = TestServer::start().await;
+    let db = unique("gh_bench");
+    let (direct, _) = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    s.pg_connection(
+        "bench",
+        &format!("postgres://postgres@127.0.0.1:5432/{db}"),
+        None,
+        &["agents"],
+    )
+    .await;
+    let bot = s.token("bot", &["agents"]).await;
+    let run = |args: &[&str]| {
+        let o = tokio::task::block_in_place(|| {
+            Command::new("pgbench")
+                .args(args)
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &s.pg.port().to_string(),
+                    "-U",
+                    "bot",
+                    "bench",
+                ])
+                .env("PGPASSWORD", &bot)
+                .output()
+                .expect("pgbench is installed")
+        });
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "pgbench {args:?} failed:\n{text}");
+        text
+    };
+    let init = run(&["-i", "-s", "1"]);
+    assert!(init.contains("done in"), "{init}");
+    for mode in ["simple", "extended", "prepared"] {
+        let out = run(&["-M", mode, "-c", "4", "-j", "2", "-t", "50"]);
+        assert!(
+            out.contains("number of transactions actually processed: 200/200"),
+            "{mode}: {out}"
+        );
+        assert!(
+            out.contains("number of failed transactions: 0"),
+            "{mode}: {out}"
+        );
+    }
+    drop(s);
+    direct
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn sessions_and_statements_are_recorded() {
+    let (s, bot) = gateway().await;
+    {
+        let (gw, _) = connect(&url_with(&s, &bot, "shop")).await;
+        gw.simple_query("SELECT generate_series(1, 3)")
+            .await
+            .unwrap();
+        let stmt = gw.prepare("SELECT $1::int + 1").await.unwrap();
+        gw.query(&stmt, &[&41i32]).await.unwrap();
+        gw.simple_query("SELECT * FROM gh_no_such_table")
+            .await
+            .unwrap_err();
+    }
+    // The recorder writes asynchronously: wait for the session to be closed in the store.
+    let started = std::time::Instant::now();
+    let session = loop {
+        let (_, v) = s.get("/v1/sessions?connection=shop", &s.admin).await;
+        let first = v["sessions"][0].clone();
+        if !first["ended_at"].is_null() {
+            break first;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "session never recorded as ended: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(session["principal"], "bot");
+    assert_eq!(session["authn"], "token:bot");
+    assert_eq!(session["end_reason"], "client closed");
+    let id = session["id"].as_str().unwrap();
+    let (_, v) = s.get(&format!("/v1/sessions/{id}"), &s.admin).await;
+    let st = v["statements"].as_array().unwrap();
+    let by_sql = |sql: &str| {
+        st.iter()
+            .find(|x| x["sql"] == sql)
+            .unwrap_or_else(|| panic!("{sql} not recorded in {v}"))
+            .clone()
+    };
+    let a = by_sql("SELECT generate_series(1, 3)");
+    assert_eq!(a["rows"], 3);
+    assert_eq!(a["decision"], "allow");
+    let b = by_sql("SELECT $1::int + 1");
+    assert_eq!(b["rows"], 1);
+    assert_eq!(b["command"], "SELECT 1");
+    let c = by_sql("SELECT * FROM gh_no_such_table");
+    assert!(c["error"].as_str().unwrap().starts_with("42P01"), "{c}");
+    let (_, v) = s.get("/v1/sessions?grep=generate_series", &s.admin).await;
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn revoking_the_token_or_removing_the_connection_ends_live_sessions() {
+    let (s, bot) = gateway().await;
+    let (gw, _) = connect(&url_with(&s, &bot, "shop")).await;
+    gw.simple_query("SELECT 1").await.unwrap();
+    let (status, v) = s.delete("/v1/tokens/bot", &s.admin).await;
+    assert_eq!(status, 200, "{v}");
+    let err = gw.simple_query("SELECT 1").await.unwrap_err();
+    assert!(msg(&err).contains("revoked") || err.is_closed(), "{err}");
+
+    let other = s.token("other", &["agents"]).await;
+    let (gw, _) = connect(&url_with(&s, &other, "shop")).await;
+    gw.simple_query("SELECT 1").await.unwrap();
+    let (status, _) = s.delete("/v1/connections/shop", &s.admin).await;
+    assert_eq!(status, 200);
+    assert!(gw.simple_query("SELECT 1").await.is_err());
+}
+
+/// Sends a startup packet and the token, and reads until ReadyForQuery.
+async fn raw_session(s: &TestServer, token: &str) -> tokio::net::TcpStream {
+    let mut c = tokio::net::TcpStream::connect(s.pg).await.unwrap();
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608i32.to_be_bytes());
+    for kv in ["user", "bot", "database", "shop", ""] {
+        startup.extend_from_slice(kv.as_bytes());
+        startup.push(0);
+    }
+    let mut pkt = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    pkt.extend_from_slice(&startup);
+    c.write_all(&pkt).await.unwrap();
+    let mut auth = [0u8; 9];
+    c.read_exact(&mut auth).await.unwrap();
+    assert_eq!(auth[0], b'R');
+    let mut pw = vec![b'p'];
+    pw.extend_from_slice(&((token.len() + 5) as i32).to_be_bytes());
+    pw.extend_from_slice(token.as_bytes());
+    pw.push(0);
+    c.write_all(&pw).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(6).any(|w| w == [b'Z', 0, 0, 0, 5, b'I']) {
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed during start-up");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    c
+}
+
+async fn read_to_end(c: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_messages_end_only_that_session() {
+    let (s, bot) = gateway().await;
+    let (healthy, _) = connect(&url_with(&s, &bot, "shop")).await;
+
+    // A negative length.
+    let mut c = raw_session(&s, &bot).await;
+    c.write_all(&[b'Q', 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    let _ = read_to_end(&mut c).await;
+
+    // A message claiming to be 1 GiB: refused from its header alone.
+    let mut c = raw_session(&s, &bot).await;
+    c.write_all(&[b'Q', 0x40, 0, 0, 0]).await.unwrap();
+    let _ = read_to_end(&mut c).await;
+
+    // A Query without its terminating NUL.
+    let mut c = raw_session(&s, &bot).await;
+    c.write_all(&[
+        b'Q', 0, 0, 0, 12, b'S', b'E', b'L', b'E', b'C', b'T', b' ', b'1',
+    ])
+    .await
+    .unwrap();
+    let _ = read_to_end(&mut c).await;
+
+    // A start-up packet over the limit, and one with a bogus protocol version.
+    let mut c = tokio::net::TcpStream::connect(s.pg).await.unwrap();
+    c.write_all(&100_000i32.to_be_bytes()).await.unwrap();
+    let out = read_to_end(&mut c).await;
+    assert!(String::from_utf8_lossy(&out).contains("08P01"));
+    let mut c = tokio::net::TcpStream::connect(s.pg).await.unwrap();
+    c.write_all(&[0, 0, 0, 8, 0, 9, 0, 0]).await.unwrap();
+    let out = read_to_end(&mut c).await;
+    assert!(
+        String::from_utf8_lossy(&out).contains("unsupported protocol version"),
+        "{out:?}"
+    );
+
+    // The well-behaved session is untouched, and new ones still work.
+    let v: i32 = healthy.query_one("SELECT 7", &[]).await.unwrap().get(0);
+    assert_eq!(v, 7);
+    let (fresh, _) = connect(&url_with(&s, &bot, "shop")).await;
+    fresh.simple_query("SELECT 1").await.unwrap();
+    let _ = json!({});
+}
