@@ -3,9 +3,17 @@
 //! The client side frames every message (up to the size limit), passes
 //! statements (`Query`, `Parse`) through the statement hook and tells the
 //! upstream side, in order, what it forwarded (`Item`s). The upstream side
-//! relays responses, ties them to those items (rows, command tag, error,
-//! duration) for the recording, and inserts Gatehouse's own error for a
-//! refused statement at the point in the stream where the client expects it.
+//! relays responses and ties them to those items (rows, command tag, error,
+//! duration) for the recording.
+//!
+//! A refused statement never reaches the upstream as written: a `DO` block
+//! that raises Gatehouse's error (SQLSTATE 42501, naming the rule) runs in
+//! its place. A refused simple `Query` is replaced by it; a refused `Parse`
+//! and the rest of its batch are dropped and the batch's `Sync` is replaced
+//! by it, so the client sees exactly what it would for a failed Parse: the
+//! earlier results of the batch, the error, then ReadyForQuery. The upstream
+//! aborts an open transaction as PostgreSQL would, so client and server
+//! never disagree about the session's state.
 //! Large upstream messages (big rows, COPY data) are streamed through
 //! without being held whole.
 
@@ -13,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::{StatementContext, Verdict};
@@ -61,13 +69,6 @@ enum Item {
     Exec(Stmt),
     /// A `Sync` (or `FunctionCall`): done at ReadyForQuery.
     Sync,
-    /// A refused statement: Gatehouse's error, then (for a simple query, or
-    /// a refused batch that sent nothing upstream) a ReadyForQuery.
-    Refused {
-        stmt: Stmt,
-        error: Bytes,
-        ready: bool,
-    },
 }
 
 enum Ctl {
@@ -145,10 +146,32 @@ async fn signalled(rx: &mut watch::Receiver<Option<String>>) -> String {
     }
 }
 
-fn refusal_bytes(message: &str, hint: Option<&str>, code: &str) -> Bytes {
-    let mut b = BytesMut::new();
-    codec::error(&mut b, Severity::Error, code, message, hint);
-    b.freeze()
+/// The statement sent upstream in place of a refused one: it raises
+/// Gatehouse's error there. The message goes in a dollar-quoted literal
+/// whose random tag does not occur in it, so it cannot break out.
+fn raise_sql(rule: &str, message: &str) -> String {
+    let text = format!("Gatehouse refused this statement: {message}");
+    let detail = format!("rule: {rule}");
+    let tag = loop {
+        let t = format!("gh{:08x}", rand::random::<u32>());
+        if !text.contains(&t) && !detail.contains(&t) {
+            break t;
+        }
+    };
+    format!(
+        "DO $o{tag}$ BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = ${tag}${text}${tag}$, DETAIL = ${tag}${detail}${tag}$; END $o{tag}$"
+    )
+}
+
+fn query_message(out: &mut BytesMut, sql: &str) {
+    out.extend_from_slice(b"Q");
+    out.extend_from_slice(
+        &i32::try_from(sql.len() + 5)
+            .unwrap_or(i32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(sql.as_bytes());
+    out.extend_from_slice(b"\0");
 }
 
 struct ClientSide {
@@ -158,11 +181,9 @@ struct ClientSide {
     statements: HashMap<String, (Arc<str>, Arc<Verdict>)>,
     portals: HashMap<String, (Arc<str>, Arc<Verdict>)>,
     seq: i64,
-    /// A statement of the current extended-protocol batch was refused:
-    /// drop messages until Sync, then report it.
-    refused: Option<(Stmt, Bytes)>,
-    /// Whether anything of the current batch went upstream.
-    batch_sent: bool,
+    /// A `Parse` of the current batch was refused: its statement and the
+    /// SQL to run at the batch's `Sync`.
+    refused: Option<(Stmt, String)>,
 }
 
 impl ClientSide {
@@ -202,59 +223,57 @@ impl ClientSide {
             .map_err(|_| "upstream side ended".to_string())
     }
 
-    /// Handles one framed client message; returns whether to forward it.
-    async fn message(&mut self, tag: u8, msg: &[u8]) -> Result<bool, String> {
+    /// Handles one framed client message, appending what goes upstream to `out`.
+    async fn message(&mut self, tag: u8, msg: &[u8], out: &mut BytesMut) -> Result<(), String> {
         let body = codec::body(msg);
         let malformed = |e: codec::CodecError| format!("protocol error from the client: {e}");
-        if self.refused.is_some() && tag != b'S' {
-            return Ok(false);
+        if self.refused.is_some() {
+            // The rest of a batch with a refused Parse is dropped, as the
+            // server drops a batch after an error; its Sync runs the refusal.
+            match tag {
+                b'S' => {
+                    if let Some((stmt, sql)) = self.refused.take() {
+                        self.send(Item::Simple(stmt)).await?;
+                        query_message(out, &sql);
+                    }
+                }
+                b'H' => {
+                    return Err(
+                        "Gatehouse refused a statement of this batch and the client waited on Flush for it; the session was ended"
+                            .into(),
+                    );
+                }
+                b'X' => out.extend_from_slice(msg),
+                _ => {}
+            }
+            return Ok(());
         }
         match tag {
             b'Q' => {
                 let sql: Arc<str> = codec::parse_query(body).map_err(malformed)?.into();
                 let verdict = Arc::new(self.decide(&sql));
                 let stmt = self.stmt(sql, verdict.clone());
+                self.send(Item::Simple(stmt)).await?;
                 match &*verdict {
-                    Verdict::Allow { .. } => {
-                        self.send(Item::Simple(stmt)).await?;
-                        Ok(true)
-                    }
+                    Verdict::Allow { .. } => out.extend_from_slice(msg),
                     Verdict::Deny { rule, message } => {
-                        let error = refusal_bytes(
-                            &format!("Gatehouse: {message} (rule \"{rule}\")"),
-                            None,
-                            "42501",
-                        );
-                        self.send(Item::Refused {
-                            stmt,
-                            error,
-                            ready: true,
-                        })
-                        .await?;
-                        Ok(false)
+                        query_message(out, &raise_sql(rule, message))
                     }
                 }
             }
             b'P' => {
                 let (name, sql, _) = codec::parse_parse(body).map_err(malformed)?;
-                let sql: Arc<str> = sql.into();
-                let name = name.to_string();
-                let verdict = Arc::new(self.decide(&sql));
+                let verdict = Arc::new(self.decide(sql));
                 match &*verdict {
                     Verdict::Allow { .. } => {
-                        self.statements.insert(name, (sql, verdict));
-                        self.batch_sent = true;
-                        Ok(true)
+                        out.extend_from_slice(msg);
+                        self.statements
+                            .insert(name.to_string(), (sql.into(), verdict));
                     }
                     Verdict::Deny { rule, message } => {
-                        let error = refusal_bytes(
-                            &format!("Gatehouse: {message} (rule \"{rule}\")"),
-                            None,
-                            "42501",
-                        );
-                        let stmt = self.stmt(sql, verdict.clone());
-                        self.refused = Some((stmt, error));
-                        Ok(false)
+                        let raise = raise_sql(rule, message);
+                        let stmt = self.stmt(sql.into(), verdict.clone());
+                        self.refused = Some((stmt, raise));
                     }
                 }
             }
@@ -266,9 +285,8 @@ impl ClientSide {
                         Arc::new(Verdict::Allow { rule: None }),
                     )
                 });
+                out.extend_from_slice(msg);
                 self.portals.insert(portal.to_string(), entry);
-                self.batch_sent = true;
-                Ok(true)
             }
             b'E' => {
                 let (portal, _) = codec::parse_execute(body).map_err(malformed)?;
@@ -280,8 +298,7 @@ impl ClientSide {
                 });
                 let stmt = self.stmt(sql, verdict);
                 self.send(Item::Exec(stmt)).await?;
-                self.batch_sent = true;
-                Ok(true)
+                out.extend_from_slice(msg);
             }
             b'C' => {
                 let (kind, name) = codec::parse_close(body).map_err(malformed)?;
@@ -290,67 +307,28 @@ impl ClientSide {
                 } else {
                     self.portals.remove(name);
                 }
-                self.batch_sent = true;
-                Ok(true)
+                out.extend_from_slice(msg);
             }
             b'S' => {
-                let sent = std::mem::take(&mut self.batch_sent);
-                match self.refused.take() {
-                    Some((stmt, error)) if !sent => {
-                        self.send(Item::Refused {
-                            stmt,
-                            error,
-                            ready: true,
-                        })
-                        .await?;
-                        Ok(false)
-                    }
-                    Some((stmt, error)) => {
-                        self.send(Item::Refused {
-                            stmt,
-                            error,
-                            ready: false,
-                        })
-                        .await?;
-                        self.send(Item::Sync).await?;
-                        Ok(true)
-                    }
-                    None => {
-                        self.send(Item::Sync).await?;
-                        Ok(true)
-                    }
-                }
+                self.send(Item::Sync).await?;
+                out.extend_from_slice(msg);
             }
             b'F' => {
-                let sql: Arc<str> = Arc::from("(fast-path function call)");
-                let verdict = Arc::new(self.decide(&sql));
-                if let Verdict::Deny { rule, message } = &*verdict {
-                    let error = refusal_bytes(
-                        &format!("Gatehouse: {message} (rule \"{rule}\")"),
-                        None,
-                        "42501",
-                    );
-                    let stmt = self.stmt(sql, verdict.clone());
-                    self.send(Item::Refused {
-                        stmt,
-                        error,
-                        ready: true,
-                    })
-                    .await?;
-                    return Ok(false);
-                }
-                let stmt = self.stmt(sql, verdict);
+                // Fast-path function calls bypass SQL and so the policy: refused.
+                let verdict = Arc::new(Verdict::Deny {
+                    rule: "fast-path".into(),
+                    message: "fast-path function calls are not allowed through Gatehouse; call the function in SQL".into(),
+                });
+                let stmt = self.stmt(Arc::from("(fast-path function call)"), verdict.clone());
                 self.send(Item::Simple(stmt)).await?;
-                Ok(true)
-            }
-            b'p' => Err("the client sent a password message after authentication".into()),
-            _ => {
-                if matches!(tag, b'D' | b'H') {
-                    self.batch_sent = true;
+                if let Verdict::Deny { rule, message } = &*verdict {
+                    query_message(out, &raise_sql(rule, message));
                 }
-                Ok(true)
             }
+            b'p' => return Err("the client sent a password message after authentication".into()),
+            _ => out.extend_from_slice(msg),
         }
+        Ok(())
     }
 }
 
@@ -368,7 +346,6 @@ async fn client_to_upstream(
         portals: HashMap::new(),
         seq: 0,
         refused: None,
-        batch_sent: false,
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -386,10 +363,8 @@ async fn client_to_upstream(
                 Err(e) => return format!("protocol error from the client: {e}"),
             };
             let msg = buf.split_to(total);
-            match side.message(tag, &msg).await {
-                Ok(true) => out.extend_from_slice(&msg),
-                Ok(false) => {}
-                Err(e) => return e,
+            if let Err(e) = side.message(tag, &msg, &mut out).await {
+                return e;
             }
             if tag == b'X' {
                 terminate = true;
@@ -412,7 +387,6 @@ async fn client_to_upstream(
 struct UpstreamSide {
     ctx: Arc<Ctx>,
     pending: VecDeque<Item>,
-    status: u8,
     out: BytesMut,
 }
 
@@ -444,29 +418,8 @@ impl UpstreamSide {
             }));
     }
 
-    /// Emits refused statements that have reached the front of the queue.
-    fn drain_refused(&mut self) {
-        while matches!(self.pending.front(), Some(Item::Refused { .. })) {
-            if let Some(Item::Refused {
-                mut stmt,
-                error,
-                ready,
-            }) = self.pending.pop_front()
-            {
-                self.out.extend_from_slice(&error);
-                if ready {
-                    codec::ready_for_query(&mut self.out, self.status);
-                }
-                let (_, message) = codec::parse_error(codec::body(&error));
-                stmt.error = Some(format!("42501: {message}"));
-                self.finish(stmt);
-            }
-        }
-    }
-
     fn push(&mut self, item: Item) {
         self.pending.push_back(item);
-        self.drain_refused();
     }
 
     /// Notes the effect of one upstream message (`body` is complete unless
@@ -485,7 +438,6 @@ impl UpstreamSide {
                             s.command = command;
                             self.finish(s);
                         }
-                        self.drain_refused();
                     }
                     Some(Item::Simple(s)) => {
                         if let Some(n) = command.as_deref().and_then(codec::tag_rows) {
@@ -508,7 +460,6 @@ impl UpstreamSide {
                         });
                         self.finish(s);
                     }
-                    self.drain_refused();
                 }
             }
             b'E' => {
@@ -531,29 +482,23 @@ impl UpstreamSide {
                                 self.finish(s);
                             }
                         }
-                        self.drain_refused();
                     }
                     _ => {}
                 }
             }
-            b'Z' => {
-                self.status = body.first().copied().unwrap_or(b'I');
-                loop {
-                    match self.pending.pop_front() {
-                        Some(Item::Simple(s)) => {
-                            self.finish(s);
-                            break;
-                        }
-                        Some(Item::Sync) | None => break,
-                        Some(Item::Exec(mut s)) => {
-                            s.error = Some("no response before the end of the batch".into());
-                            self.finish(s);
-                        }
-                        Some(Item::Refused { stmt, .. }) => self.finish(stmt),
+            b'Z' => loop {
+                match self.pending.pop_front() {
+                    Some(Item::Simple(s)) => {
+                        self.finish(s);
+                        break;
+                    }
+                    Some(Item::Sync) | None => break,
+                    Some(Item::Exec(mut s)) => {
+                        s.error = Some("no response before the end of the batch".into());
+                        self.finish(s);
                     }
                 }
-                self.drain_refused();
-            }
+            },
             _ => {}
         }
     }
@@ -570,7 +515,6 @@ async fn upstream_to_client(
     let mut side = UpstreamSide {
         ctx,
         pending: VecDeque::new(),
-        status: b'I',
         out: BytesMut::with_capacity(16 * 1024),
     };
     // Bytes of a large message still to stream through.

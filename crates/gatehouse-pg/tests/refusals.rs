@@ -1,0 +1,250 @@
+//! Refused statements through the relay, with a hook that refuses any
+//! statement mentioning `forbidden`: the client gets Gatehouse's error
+//! (42501, naming the rule) exactly where it expects one, an open
+//! transaction is aborted as PostgreSQL would abort it, pipelined neighbours
+//! are unaffected, and the refusal is recorded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::keyring::{Keyring, SharedKeyring};
+use gatehouse_core::model::{ConnectionKind, ConnectionSettings, ConnectionSpec};
+use gatehouse_core::policy::{StatementContext, StatementHook, Verdict};
+use gatehouse_core::token::{generate_token, token_hash};
+use gatehouse_identity::Authenticator;
+use gatehouse_pg::{LiveSessions, PgProxy};
+use gatehouse_store::recorder::Recorder;
+use gatehouse_store::{ConnectionRecord, SessionFilter, Store, TokenRecord};
+use tokio_postgres::NoTls;
+
+#[derive(Debug)]
+struct RefuseForbidden;
+
+impl StatementHook for RefuseForbidden {
+    fn check(&self, ctx: &StatementContext<'_>) -> Verdict {
+        if ctx.sql.to_lowercase().contains("forbidden") {
+            Verdict::Deny {
+                rule: "no-forbidden".into(),
+                message:
+                    "statements about forbidden things are refused; it's $$ and 'quotes' proof"
+                        .into(),
+            }
+        } else {
+            Verdict::Allow { rule: None }
+        }
+    }
+}
+
+struct Gw {
+    url: String,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn gateway() -> Gw {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let keys = SharedKeyring::new(Keyring::parse(Keyring::generate_key().expose()).unwrap());
+    let token = generate_token();
+    store
+        .insert_token(&TokenRecord {
+            name: "bot".into(),
+            hash: token_hash(token.expose()),
+            groups: vec!["agents".into()],
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            created_by: "test".into(),
+        })
+        .await
+        .unwrap();
+    store
+        .insert_connection(&ConnectionRecord {
+            spec: ConnectionSpec {
+                name: "shop".into(),
+                kind: ConnectionKind::Postgres,
+                url: "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into(),
+                groups: vec!["agents".into()],
+                settings: ConnectionSettings::default(),
+            },
+            secret: None,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    let (recorder, _) = Recorder::start(store.clone());
+    let proxy = Arc::new(PgProxy {
+        store: store.clone(),
+        auth: Authenticator::new(store.clone(), None),
+        keys,
+        recorder,
+        hook: Arc::new(RefuseForbidden),
+        tls: None,
+        allow_plaintext_remote: false,
+        max_message: gatehouse_pg::DEFAULT_MAX_MESSAGE,
+        sessions: LiveSessions::default(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(gatehouse_pg::serve(proxy, listener, std::future::pending()));
+    Gw {
+        url: format!(
+            "postgresql://bot:{}@{}:{}/shop",
+            token.expose(),
+            addr.ip(),
+            addr.port()
+        ),
+        store,
+        _dir: dir,
+    }
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c
+}
+
+fn refused(e: &tokio_postgres::Error) {
+    let db = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("expected a database error, got {e:?}"));
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message().starts_with("Gatehouse refused this statement"),
+        "{}",
+        db.message()
+    );
+    assert!(
+        db.message().contains("$$ and 'quotes' proof"),
+        "{}",
+        db.message()
+    );
+    assert_eq!(db.detail(), Some("rule: no-forbidden"));
+}
+
+#[tokio::test]
+async fn simple_and_extended_refusals_arrive_in_order() {
+    let gw = gateway().await;
+    let c = connect(&gw.url).await;
+    refused(&c.simple_query("SELECT 'forbidden'").await.unwrap_err());
+    assert_eq!(
+        c.query_one("SELECT 1::int", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    // Extended protocol with parameters.
+    refused(
+        &c.query("SELECT $1::text AS forbidden", &[&"x"])
+            .await
+            .unwrap_err(),
+    );
+    // Pipelined: the neighbours of a refused statement are answered normally.
+    let (a, b, d) = tokio::join!(
+        c.query_one("SELECT 10::int", &[]),
+        c.query_one("SELECT 20::int AS forbidden", &[]),
+        c.query_one("SELECT 30::int", &[]),
+    );
+    assert_eq!(a.unwrap().get::<_, i32>(0), 10);
+    refused(&b.unwrap_err());
+    assert_eq!(d.unwrap().get::<_, i32>(0), 30);
+}
+
+#[tokio::test]
+async fn a_refusal_inside_a_transaction_aborts_it() {
+    let gw = gateway().await;
+    let direct = connect("postgres://postgres@127.0.0.1:5432/test").await;
+    let t = format!("gh_refuse_{}", std::process::id());
+    direct
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (v int)"
+        ))
+        .await
+        .unwrap();
+    let c = connect(&gw.url).await;
+    for extended in [false, true] {
+        c.batch_execute("BEGIN").await.unwrap();
+        c.batch_execute(&format!("INSERT INTO {t} VALUES (1)"))
+            .await
+            .unwrap();
+        let e = if extended {
+            c.query("SELECT $1::int AS forbidden", &[&1i32])
+                .await
+                .unwrap_err()
+        } else {
+            c.batch_execute("SELECT 'forbidden'").await.unwrap_err()
+        };
+        refused(&e);
+        let e = c.query("SELECT 1", &[]).await.unwrap_err();
+        assert_eq!(
+            e.as_db_error()
+                .map(|d| d.code().code().to_string())
+                .as_deref(),
+            Some("25P02"),
+            "extended: {extended}"
+        );
+        // COMMIT of an aborted transaction rolls back, as on PostgreSQL itself.
+        c.batch_execute("COMMIT").await.unwrap();
+        let n: i64 = direct
+            .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            n, 0,
+            "the insert before the refused statement must not be committed (extended: {extended})"
+        );
+    }
+    direct
+        .batch_execute(&format!("DROP TABLE {t}"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn refusals_are_recorded_with_their_rule() {
+    let gw = gateway().await;
+    {
+        let c = connect(&gw.url).await;
+        c.simple_query("SELECT 'forbidden'").await.unwrap_err();
+        c.simple_query("SELECT 'fine'").await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let sessions = gw
+            .store
+            .list_sessions(&SessionFilter::default())
+            .await
+            .unwrap();
+        if let Some(s) = sessions.first().filter(|s| s.ended_at.is_some()) {
+            let (_, stmts) = gw.store.get_session(&s.id).await.unwrap().unwrap();
+            let denied = stmts
+                .iter()
+                .find(|x| x.sql == "SELECT 'forbidden'")
+                .unwrap();
+            assert_eq!(denied.decision, "deny");
+            assert_eq!(denied.rule.as_deref(), Some("no-forbidden"));
+            assert!(
+                denied
+                    .error
+                    .as_deref()
+                    .unwrap_or_default()
+                    .starts_with("42501")
+            );
+            let fine = stmts.iter().find(|x| x.sql == "SELECT 'fine'").unwrap();
+            assert_eq!(fine.decision, "allow");
+            assert_eq!(fine.rows, Some(1));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
