@@ -192,7 +192,7 @@ async fn start(
             "replication connections are not supported through Gatehouse",
         ));
     }
-    if !stream.is_tls() && !peer.ip().is_loopback() && !proxy.allow_plaintext_remote {
+    if !plaintext_ok(stream.is_tls(), peer.ip(), proxy.allow_plaintext_remote) {
         return Err(
             refuse("28000", "Gatehouse requires TLS from non-local clients")
                 .hint("connect with sslmode=require (or verify-full with Gatehouse's certificate)"),
@@ -398,8 +398,36 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
     });
 }
 
+/// Whether the token may be sent over this connection: always over TLS, in
+/// clear only from loopback unless explicitly allowed.
+fn plaintext_ok(tls: bool, peer: std::net::IpAddr, allow_remote: bool) -> bool {
+    tls || allow_remote || peer.is_loopback() || peer.to_canonical().is_loopback()
+}
+
 fn new_session_id() -> String {
     let mut b = [0u8; 12];
     rand::Rng::fill(&mut rand::rng(), &mut b);
     format!("pg_{}", hex::encode(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plaintext_ok;
+
+    #[test]
+    fn tokens_travel_in_clear_only_on_loopback_unless_allowed() {
+        let remote: std::net::IpAddr = "10.1.2.3"
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([10, 1, 2, 3]));
+        let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap_or(remote);
+        assert!(plaintext_ok(
+            false,
+            std::net::IpAddr::from([127, 0, 0, 1]),
+            false
+        ));
+        assert!(plaintext_ok(false, mapped, false));
+        assert!(!plaintext_ok(false, remote, false));
+        assert!(plaintext_ok(true, remote, false));
+        assert!(plaintext_ok(false, remote, true));
+    }
 }

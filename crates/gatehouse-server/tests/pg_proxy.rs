@@ -686,3 +686,41 @@ async fn malformed_and_oversized_messages_end_only_that_session() {
     fresh.simple_query("SELECT 1").await.unwrap();
     let _ = json!({});
 }
+
+#[tokio::test]
+async fn connection_settings_bound_statements_and_sessions() {
+    let s = TestServer::start().await;
+    let (status, v) = s
+        .post(
+            "/v1/connections",
+            &s.admin,
+            json!({"name": "limited", "kind": "postgres", "url": DIRECT, "groups": ["agents"],
+                   "settings": {"statement_timeout_ms": 200, "max_session_secs": 2}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let bot = s.token("bot", &["agents"]).await;
+    let (c, _) = connect(&url_with(&s, &bot, "limited")).await;
+    let e = c.simple_query("SELECT pg_sleep(5)").await.unwrap_err();
+    assert_eq!(
+        code(&e),
+        "57014",
+        "statement_timeout applies upstream: {e:?}"
+    );
+    let started = std::time::Instant::now();
+    // The session is ended by the gateway when its maximum length is reached.
+    let e = loop {
+        match c.simple_query("SELECT 1").await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => break e,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the session was never ended"
+        );
+    };
+    assert!(
+        msg(&e).contains("maximum session length") || e.is_closed(),
+        "{e:?}"
+    );
+}
