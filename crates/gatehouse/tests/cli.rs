@@ -20,6 +20,8 @@ fn pg_url() -> String {
 struct Server {
     child: Child,
     url: String,
+    /// host:port of the PostgreSQL listener.
+    pg: String,
     dir: tempfile::TempDir,
     log: mpsc::Receiver<String>,
     admin: String,
@@ -29,7 +31,14 @@ impl Server {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(BIN)
-            .args(["serve", "--api-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--api-listen",
+                "127.0.0.1:0",
+                "--pg-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.path().join("data"))
             .env_remove("GATEHOUSE_MASTER_KEY")
             .env_remove("GATEHOUSE_STORE")
@@ -47,13 +56,17 @@ impl Server {
             }
         });
         let mut url = None;
+        let mut pg = None;
         let mut seen = Vec::new();
-        while url.is_none() {
+        while url.is_none() || pg.is_none() {
             let line = rx
                 .recv()
                 .unwrap_or_else(|_| panic!("gatehouse serve exited early:\n{}", seen.join("\n")));
             if let Some(i) = line.find("api=http://") {
                 url = line[i + 4..].split_whitespace().next().map(str::to_string);
+            }
+            if let Some(i) = line.find("postgres=") {
+                pg = line[i + 9..].split_whitespace().next().map(str::to_string);
             }
             seen.push(line);
         }
@@ -71,6 +84,7 @@ impl Server {
         Self {
             child,
             url: url.expect("url"),
+            pg: pg.expect("postgres listener"),
             dir,
             log: rx,
             admin,
@@ -255,6 +269,54 @@ fn tokens_connections_and_apply_from_the_command_line() {
         err(&missing_env)
     );
 
+    // psql through the gateway, then the session shows up in `sessions list`/`show`.
+    let (host, port) = s.pg.split_once(':').expect("host:port");
+    let o = Command::new("psql")
+        .args([
+            "-X",
+            "-At",
+            "-h",
+            host,
+            "-p",
+            port,
+            "-U",
+            "bot",
+            "-d",
+            "shop",
+            "-c",
+            "SELECT 40 + 2",
+        ])
+        .env("PGPASSWORD", &bot)
+        .output()
+        .expect("psql");
+    assert_eq!(out(&o).trim(), "42", "{}", err(&o));
+    let listed = loop {
+        let v: serde_json::Value = serde_json::from_str(&ok(
+            s.cli(&s.admin, &["sessions", "list", "--user", "bot", "--json"])
+        ))
+        .expect("json");
+        if v["sessions"][0]["ended_at"].is_i64() {
+            break v;
+        }
+        std::thread::yield_now();
+    };
+    let id = listed["sessions"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let shown = ok(s.cli(&s.admin, &["sessions", "show", &id]));
+    assert!(
+        shown.contains("SELECT 40 + 2")
+            && shown.contains("allow")
+            && shown.contains("client closed"),
+        "{shown}"
+    );
+    let table = ok(s.cli(
+        &s.admin,
+        &["sessions", "list", "--connection", "shop", "--since", "1h"],
+    ));
+    assert!(table.contains(&id) && table.contains("bot"), "{table}");
+
     let rotated = ok(s.cli(&s.admin, &["keys", "rotate"]));
     assert!(rotated.contains("1 secret(s) re-encrypted"), "{rotated}");
     assert!(ok(s.cli(&s.admin, &["connections", "test", "shop"])).starts_with("OK"));
@@ -353,7 +415,14 @@ fn login_saves_a_private_config_and_errors_say_what_to_do() {
 fn serve_refuses_bad_settings_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let o = Command::new(BIN)
-        .args(["serve", "--api-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--pg-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("GATEHOUSE_MASTER_KEY", "not-a-key")
         .output()
