@@ -37,6 +37,10 @@ pub struct StatementRecord {
     pub error: Option<String>,
 }
 
+/// Statements per multi-row insert (10 parameters each, well under
+/// SQLite's and PostgreSQL's limits).
+const STATEMENT_ROWS: usize = 100;
+
 /// What the recorder writes.
 #[derive(Debug, Clone)]
 pub enum RecordEvent {
@@ -85,11 +89,13 @@ fn statement_from_row(row: &AnyRow) -> Result<StatementRecord, StoreError> {
 }
 
 impl Store {
-    /// Writes a batch of recorder events in one transaction.
+    /// Writes a batch of recorder events in one transaction. Consecutive
+    /// statements are written with multi-row inserts.
     pub async fn write_records(&self, events: &[RecordEvent]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for ev in events {
-            match ev {
+        let mut i = 0;
+        while i < events.len() {
+            match &events[i] {
                 RecordEvent::SessionStart(s) => {
                     sqlx::query(
                         "INSERT INTO sessions (id, principal, authn, connection, protocol, client_addr, started_at)
@@ -104,25 +110,56 @@ impl Store {
                     .bind(s.started_at)
                     .execute(&mut *tx)
                     .await?;
+                    i += 1;
                 }
-                RecordEvent::Statement(st) => {
-                    sqlx::query(
+                RecordEvent::Statement(_) => {
+                    let run: Vec<&StatementRecord> = events[i..]
+                        .iter()
+                        .map_while(|e| match e {
+                            RecordEvent::Statement(st) => Some(st),
+                            _ => None,
+                        })
+                        .take(STATEMENT_ROWS)
+                        .collect();
+                    i += run.len();
+                    let mut sql = String::from(
                         "INSERT INTO session_statements
-                         (session_id, seq, started_at, duration_us, sql, decision, rule, command, rows, error)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    )
-                    .bind(&st.session_id)
-                    .bind(st.seq)
-                    .bind(st.started_at)
-                    .bind(st.duration_us)
-                    .bind(&st.sql)
-                    .bind(&st.decision)
-                    .bind(st.rule.clone())
-                    .bind(st.command.clone())
-                    .bind(st.rows)
-                    .bind(st.error.clone())
-                    .execute(&mut *tx)
-                    .await?;
+                         (session_id, seq, started_at, duration_us, sql, decision, rule, command, rows, error) VALUES ",
+                    );
+                    for r in 0..run.len() {
+                        let b = r * 10;
+                        if r > 0 {
+                            sql.push(',');
+                        }
+                        sql.push_str(&format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6,
+                            b + 7,
+                            b + 8,
+                            b + 9,
+                            b + 10
+                        ));
+                    }
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for st in run {
+                        q = q
+                            .bind(&st.session_id)
+                            .bind(st.seq)
+                            .bind(st.started_at)
+                            .bind(st.duration_us)
+                            .bind(&st.sql)
+                            .bind(&st.decision)
+                            .bind(st.rule.clone())
+                            .bind(st.command.clone())
+                            .bind(st.rows)
+                            .bind(st.error.clone());
+                    }
+                    q.execute(&mut *tx).await?;
                 }
                 RecordEvent::SessionEnd { id, at, reason } => {
                     sqlx::query("UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1 AND ended_at IS NULL")
@@ -131,6 +168,7 @@ impl Store {
                         .bind(reason)
                         .execute(&mut *tx)
                         .await?;
+                    i += 1;
                 }
             }
         }

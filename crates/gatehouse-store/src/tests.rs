@@ -274,3 +274,50 @@ async fn sessions_are_recorded_and_filtered() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn large_statement_batches_are_written_whole() {
+    for_both(|s| async move {
+        let mut events = vec![RecordEvent::SessionStart(SessionRecord {
+            id: "big".into(),
+            principal: "bot".into(),
+            authn: "token:bot".into(),
+            connection: "shop".into(),
+            protocol: "postgres".into(),
+            client_addr: "127.0.0.1:1".into(),
+            started_at: 1,
+            ended_at: None,
+            end_reason: None,
+        })];
+        for seq in 1..=250 {
+            events.push(RecordEvent::Statement(StatementRecord {
+                session_id: "big".into(),
+                seq,
+                started_at: seq,
+                duration_us: Some(1),
+                sql: format!("SELECT {seq}"),
+                decision: "allow".into(),
+                rule: None,
+                command: Some("SELECT 1".into()),
+                rows: Some(1),
+                error: if seq % 50 == 0 {
+                    Some("57014: canceled".into())
+                } else {
+                    None
+                },
+            }));
+        }
+        events.push(RecordEvent::SessionEnd {
+            id: "big".into(),
+            at: 9,
+            reason: "client closed".into(),
+        });
+        s.write_records(&events).await.expect("write");
+        let (sess, stmts) = s.get_session("big").await.expect("get").expect("present");
+        assert_eq!(stmts.len(), 250);
+        assert_eq!(stmts[249].sql, "SELECT 250");
+        assert_eq!(stmts.iter().filter(|x| x.error.is_some()).count(), 5);
+        assert_eq!(sess.ended_at, Some(9));
+    })
+    .await;
+}
