@@ -27,7 +27,7 @@ use gatehouse_core::now_ms;
 use gatehouse_core::policy::{StatementContext, Verdict};
 use gatehouse_store::{RecordEvent, StatementRecord};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::PgProxy;
 use crate::codec::{self, Severity};
@@ -71,8 +71,20 @@ enum Item {
     Sync,
 }
 
-enum Ctl {
-    Item(Item),
+/// Items the client side has forwarded and the upstream side has not yet
+/// seen answered. Shared without a channel: responses always arrive after
+/// their item was queued, so the upstream side never waits on it.
+type Pending = Arc<std::sync::Mutex<VecDeque<Item>>>;
+
+/// More unanswered items than this means a client pipelining without
+/// reading; the session is ended.
+const MAX_PENDING: usize = 100_000;
+
+fn lock(p: &Pending) -> std::sync::MutexGuard<'_, VecDeque<Item>> {
+    match p.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 pub async fn run(
@@ -85,14 +97,19 @@ pub async fn run(
     let ctx = Arc::new(ctx);
     let (client_r, client_w) = tokio::io::split(client);
     let (up_r, up_w) = tokio::io::split(upstream);
-    let (tx, rx) = mpsc::channel::<Ctl>(1024);
-    let mut c2u = tokio::spawn(client_to_upstream(ctx.clone(), client_r, up_w, tx));
+    let pending: Pending = Arc::default();
+    let mut c2u = tokio::spawn(client_to_upstream(
+        ctx.clone(),
+        client_r,
+        up_w,
+        pending.clone(),
+    ));
     let (end_tx, end_rx) = watch::channel::<Option<String>>(None);
     let mut u2c = tokio::spawn(upstream_to_client(
         ctx.clone(),
         up_r,
         client_w,
-        rx,
+        pending,
         leftover,
         end_rx,
     ));
@@ -176,7 +193,7 @@ fn query_message(out: &mut BytesMut, sql: &str) {
 
 struct ClientSide {
     ctx: Arc<Ctx>,
-    tx: mpsc::Sender<Ctl>,
+    pending: Pending,
     /// Prepared statements and portals: name → (SQL, verdict).
     statements: HashMap<String, (Arc<str>, Arc<Verdict>)>,
     portals: HashMap<String, (Arc<str>, Arc<Verdict>)>,
@@ -217,10 +234,14 @@ impl ClientSide {
     }
 
     async fn send(&self, item: Item) -> Result<(), String> {
-        self.tx
-            .send(Ctl::Item(item))
-            .await
-            .map_err(|_| "upstream side ended".to_string())
+        let mut q = lock(&self.pending);
+        if q.len() >= MAX_PENDING {
+            return Err(format!(
+                "the client sent more than {MAX_PENDING} requests without reading the answers"
+            ));
+        }
+        q.push_back(item);
+        Ok(())
     }
 
     /// Handles one framed client message, appending what goes upstream to `out`.
@@ -336,12 +357,12 @@ async fn client_to_upstream(
     ctx: Arc<Ctx>,
     mut client: ReadHalf<PgStream>,
     mut up: WriteHalf<PgStream>,
-    tx: mpsc::Sender<Ctl>,
+    pending: Pending,
 ) -> String {
     let limit = ctx.proxy.max_message;
     let mut side = ClientSide {
         ctx,
-        tx,
+        pending,
         statements: HashMap::new(),
         portals: HashMap::new(),
         seq: 0,
@@ -386,7 +407,6 @@ async fn client_to_upstream(
 
 struct UpstreamSide {
     ctx: Arc<Ctx>,
-    pending: VecDeque<Item>,
     out: BytesMut,
 }
 
@@ -418,23 +438,19 @@ impl UpstreamSide {
             }));
     }
 
-    fn push(&mut self, item: Item) {
-        self.pending.push_back(item);
-    }
-
     /// Notes the effect of one upstream message (`body` is complete unless
     /// the message is being streamed, in which case it is empty).
-    fn observe(&mut self, tag: u8, body: &[u8]) {
+    fn observe(&mut self, pending: &mut VecDeque<Item>, tag: u8, body: &[u8]) {
         match tag {
-            b'D' => match self.pending.front_mut() {
+            b'D' => match pending.front_mut() {
                 Some(Item::Simple(s) | Item::Exec(s)) => s.rows += 1,
                 _ => {}
             },
             b'C' => {
                 let command = codec::parse_command_complete(body).map(str::to_string);
-                match self.pending.front_mut() {
+                match pending.front_mut() {
                     Some(Item::Exec(_)) => {
-                        if let Some(Item::Exec(mut s)) = self.pending.pop_front() {
+                        if let Some(Item::Exec(mut s)) = pending.pop_front() {
                             s.command = command;
                             self.finish(s);
                         }
@@ -451,8 +467,8 @@ impl UpstreamSide {
                 }
             }
             b'I' | b's' => {
-                if matches!(self.pending.front(), Some(Item::Exec(_))) {
-                    if let Some(Item::Exec(mut s)) = self.pending.pop_front() {
+                if matches!(pending.front(), Some(Item::Exec(_))) {
+                    if let Some(Item::Exec(mut s)) = pending.pop_front() {
                         s.command = Some(if tag == b'I' {
                             "EMPTY".into()
                         } else {
@@ -465,14 +481,14 @@ impl UpstreamSide {
             b'E' => {
                 let (code, message) = codec::parse_error(body);
                 let error = format!("{code}: {message}");
-                match self.pending.front_mut() {
+                match pending.front_mut() {
                     Some(Item::Simple(s)) => s.error = Some(error),
                     Some(Item::Exec(_)) => {
                         // This Execute failed, and the server skips the rest of
                         // the batch until Sync.
                         let mut first = true;
-                        while matches!(self.pending.front(), Some(Item::Exec(_))) {
-                            if let Some(Item::Exec(mut s)) = self.pending.pop_front() {
+                        while matches!(pending.front(), Some(Item::Exec(_))) {
+                            if let Some(Item::Exec(mut s)) = pending.pop_front() {
                                 s.error = Some(if first {
                                     error.clone()
                                 } else {
@@ -487,7 +503,7 @@ impl UpstreamSide {
                 }
             }
             b'Z' => loop {
-                match self.pending.pop_front() {
+                match pending.pop_front() {
                     Some(Item::Simple(s)) => {
                         self.finish(s);
                         break;
@@ -508,32 +524,20 @@ async fn upstream_to_client(
     ctx: Arc<Ctx>,
     mut up: ReadHalf<PgStream>,
     mut client: WriteHalf<PgStream>,
-    mut rx: mpsc::Receiver<Ctl>,
+    pending: Pending,
     mut buf: BytesMut,
     mut end: watch::Receiver<Option<String>>,
 ) -> String {
     let mut side = UpstreamSide {
         ctx,
-        pending: VecDeque::new(),
         out: BytesMut::with_capacity(16 * 1024),
     };
     // Bytes of a large message still to stream through.
     let mut streaming: usize = 0;
-    let mut ctl_open = true;
     let mut first = !buf.is_empty();
     loop {
         if !first {
             tokio::select! {
-                biased;
-                ctl = rx.recv(), if ctl_open => {
-                    match ctl {
-                        Some(Ctl::Item(item)) => side.push(item),
-                        None => ctl_open = false,
-                    }
-                    while let Ok(Ctl::Item(item)) = rx.try_recv() {
-                        side.push(item);
-                    }
-                }
                 n = up.read_buf(&mut buf) => match n {
                     Ok(0) | Err(_) => {
                         let _ = flush(&mut client, &mut side.out).await;
@@ -555,33 +559,36 @@ async fn upstream_to_client(
         }
         first = false;
         // Relay every complete message (and the available part of a large one).
-        loop {
-            if streaming > 0 {
-                let n = streaming.min(buf.len());
-                side.out.extend_from_slice(&buf.split_to(n));
-                streaming -= n;
+        {
+            let mut q = lock(&pending);
+            loop {
                 if streaming > 0 {
-                    break;
-                }
-                continue;
-            }
-            let (tag, total) = match codec::header(&buf, UPSTREAM_LIMIT) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(e) => return format!("protocol error from the upstream: {e}"),
-            };
-            if buf.len() < total {
-                if total > STREAM_OVER && matches!(tag, b'D' | b'd') {
-                    side.observe(tag, &[]);
-                    streaming = total;
+                    let n = streaming.min(buf.len());
+                    side.out.extend_from_slice(&buf.split_to(n));
+                    streaming -= n;
+                    if streaming > 0 {
+                        break;
+                    }
                     continue;
                 }
-                buf.reserve(total - buf.len());
-                break;
+                let (tag, total) = match codec::header(&buf, UPSTREAM_LIMIT) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => break,
+                    Err(e) => return format!("protocol error from the upstream: {e}"),
+                };
+                if buf.len() < total {
+                    if total > STREAM_OVER && matches!(tag, b'D' | b'd') {
+                        side.observe(&mut q, tag, &[]);
+                        streaming = total;
+                        continue;
+                    }
+                    buf.reserve(total - buf.len());
+                    break;
+                }
+                let msg = buf.split_to(total);
+                side.observe(&mut q, tag, codec::body(&msg));
+                side.out.extend_from_slice(&msg);
             }
-            let msg = buf.split_to(total);
-            side.observe(tag, codec::body(&msg));
-            side.out.extend_from_slice(&msg);
         }
         if !side.out.is_empty() && flush(&mut client, &mut side.out).await.is_err() {
             return "client closed".into();
