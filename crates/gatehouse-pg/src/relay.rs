@@ -442,10 +442,11 @@ impl UpstreamSide {
     /// the message is being streamed, in which case it is empty).
     fn observe(&mut self, pending: &mut VecDeque<Item>, tag: u8, body: &[u8]) {
         match tag {
-            b'D' => match pending.front_mut() {
-                Some(Item::Simple(s) | Item::Exec(s)) => s.rows += 1,
-                _ => {}
-            },
+            b'D' => {
+                if let Some(Item::Simple(s) | Item::Exec(s)) = pending.front_mut() {
+                    s.rows += 1
+                }
+            }
             b'C' => {
                 let command = codec::parse_command_complete(body).map(str::to_string);
                 match pending.front_mut() {
@@ -456,10 +457,10 @@ impl UpstreamSide {
                         }
                     }
                     Some(Item::Simple(s)) => {
-                        if let Some(n) = command.as_deref().and_then(codec::tag_rows) {
-                            if s.rows < n {
-                                s.rows = n;
-                            }
+                        if let Some(n) = command.as_deref().and_then(codec::tag_rows)
+                            && s.rows < n
+                        {
+                            s.rows = n;
                         }
                         s.command = command;
                     }
@@ -467,15 +468,15 @@ impl UpstreamSide {
                 }
             }
             b'I' | b's' => {
-                if matches!(pending.front(), Some(Item::Exec(_))) {
-                    if let Some(Item::Exec(mut s)) = pending.pop_front() {
-                        s.command = Some(if tag == b'I' {
-                            "EMPTY".into()
-                        } else {
-                            "SUSPENDED".into()
-                        });
-                        self.finish(s);
-                    }
+                if matches!(pending.front(), Some(Item::Exec(_)))
+                    && let Some(Item::Exec(mut s)) = pending.pop_front()
+                {
+                    s.command = Some(if tag == b'I' {
+                        "EMPTY".into()
+                    } else {
+                        "SUSPENDED".into()
+                    });
+                    self.finish(s);
                 }
             }
             b'E' => {

@@ -158,10 +158,10 @@ async fn negotiate(
             }
             Startup::GssEnc => stream.write_all(b"N").await.ok()?,
             Startup::Cancel { pid, key } => {
-                if let Some((target, (upid, ukey))) = proxy.sessions.cancel_target((pid, key)) {
-                    if let Err(e) = upstream::cancel(&target, upid, ukey).await {
-                        tracing::warn!(error = %e, "forwarding a cancel request failed");
-                    }
+                if let Some((target, (upid, ukey))) = proxy.sessions.cancel_target((pid, key))
+                    && let Err(e) = upstream::cancel(&target, upid, ukey).await
+                {
+                    tracing::warn!(error = %e, "forwarding a cancel request failed");
                 }
                 // Close as PostgreSQL does: over TLS, with a close_notify. libpq 17's
                 // cancel (PQcancelCreate, psycopg's cancel_safe) reads until the server
