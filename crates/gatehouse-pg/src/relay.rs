@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 use crate::PgProxy;
 use crate::codec::{self, Severity};
-use crate::stream::PgStream;
+use crate::stream::{PgStream, write_flush};
 
 /// Upstream messages larger than this are streamed through in pieces.
 const STREAM_OVER: usize = 256 * 1024;
@@ -392,7 +392,7 @@ async fn client_to_upstream(
                 break;
             }
         }
-        if !out.is_empty() && up.write_all(&out).await.is_err() {
+        if !out.is_empty() && write_flush(&mut up, &out).await.is_err() {
             return "upstream closed".into();
         }
         if terminate {
@@ -598,7 +598,7 @@ async fn upstream_to_client(
 }
 
 async fn flush<W: AsyncWrite + Unpin>(w: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
-    let r = w.write_all(out).await;
+    let r = write_flush(w, out).await;
     out.clear();
     if out.capacity() > 4 << 20 {
         *out = BytesMut::with_capacity(16 * 1024);

@@ -18,7 +18,7 @@ use crate::PgProxy;
 use crate::codec::{self, Severity, Startup};
 use crate::registry::SessionInfo;
 use crate::relay;
-use crate::stream::PgStream;
+use crate::stream::{PgStream, write_flush};
 use crate::upstream::{self, Target, UpstreamError};
 
 /// The client has this long to finish start-up and authentication.
@@ -202,7 +202,7 @@ async fn start(
     // Authenticate: the password is the caller's Gatehouse token.
     let mut out = BytesMut::new();
     codec::auth_request(&mut out, 3, &[]);
-    if stream.write_all(&out).await.is_err() {
+    if write_flush(stream, &out).await.is_err() {
         return Ok(None);
     }
     let mut buf = BytesMut::with_capacity(1024);
@@ -373,11 +373,11 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
             &format!("Gatehouse: {e}"),
             None,
         );
-        let _ = client.write_all(&out).await;
+        let _ = write_flush(&mut client, &out).await;
         proxy.sessions.unregister(key);
         return;
     }
-    let reason = if client.write_all(&out).await.is_err() {
+    let reason = if write_flush(&mut client, &out).await.is_err() {
         "client closed".to_string()
     } else {
         let leftover = std::mem::take(&mut upstream.leftover);

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 #[derive(Debug)]
@@ -82,4 +82,16 @@ impl AsyncWrite for PgStream {
             Self::Client(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
+}
+
+/// Writes all of `buf`, then flushes. When the socket would block, a TLS
+/// stream (tokio-rustls) reports bytes it only encrypted into its session as
+/// written; they leave only on a later write or a flush, so without the flush
+/// the peer may wait for them forever.
+pub async fn write_flush<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    w.write_all(buf).await?;
+    w.flush().await
 }

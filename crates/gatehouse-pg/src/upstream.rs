@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::codec::{self, CodecError};
-use crate::stream::PgStream;
+use crate::stream::{PgStream, write_flush};
 use crate::tls::{SslMode, client_config};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -183,7 +183,9 @@ pub async fn connect(
     let mut params: Vec<(&str, &str)> = vec![("user", &t.user), ("database", &t.database)];
     params.extend_from_slice(extra);
     codec::startup_message(&mut out, &params);
-    s.write_all(&out).await.map_err(|_| UpstreamError::Closed)?;
+    write_flush(&mut s, &out)
+        .await
+        .map_err(|_| UpstreamError::Closed)?;
     let pw = password.map(|p| p.expose().as_bytes()).unwrap_or_default();
     let mut buf = BytesMut::with_capacity(8192);
     let mut scram: Option<ScramSha256> = None;
@@ -250,7 +252,9 @@ pub async fn connect(
                     other => return Err(UpstreamError::UnsupportedAuth(format!("method {other}"))),
                 }
                 if !out.is_empty() {
-                    s.write_all(&out).await.map_err(|_| UpstreamError::Closed)?;
+                    write_flush(&mut s, &out)
+                        .await
+                        .map_err(|_| UpstreamError::Closed)?;
                 }
             }
             b'E' => {
@@ -290,7 +294,9 @@ pub async fn cancel(t: &Target, pid: i32, key: i32) -> Result<(), UpstreamError>
     let mut s = open_stream(t).await?;
     let mut out = BytesMut::new();
     codec::cancel_request(&mut out, pid, key);
-    s.write_all(&out).await.map_err(|_| UpstreamError::Closed)?;
+    write_flush(&mut s, &out)
+        .await
+        .map_err(|_| UpstreamError::Closed)?;
     let _ = s.shutdown().await;
     Ok(())
 }
