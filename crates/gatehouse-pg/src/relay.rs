@@ -25,7 +25,7 @@ use bytes::BytesMut;
 use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::{StatementContext, Verdict};
-use gatehouse_store::{RecordEvent, StatementRecord};
+use gatehouse_store::StatementRecord;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 
@@ -57,6 +57,8 @@ struct Stmt {
     rows: i64,
     command: Option<String>,
     error: Option<String>,
+    /// Room reserved for its record; `None` when the recorder was behind.
+    admission: Option<gatehouse_store::recorder::Admission>,
 }
 
 /// What the client side forwarded, in order; the upstream side consumes
@@ -163,6 +165,13 @@ async fn signalled(rx: &mut watch::Receiver<Option<String>>) -> String {
     }
 }
 
+fn recorder_behind() -> Verdict {
+    Verdict::Deny {
+        rule: "recording".into(),
+        message: "the session recorder is behind, so Gatehouse refuses statements until it catches up (they would run unrecorded)".into(),
+    }
+}
+
 /// The statement sent upstream in place of a refused one: it raises
 /// Gatehouse's error there. The message goes in a dollar-quoted literal
 /// whose random tag does not occur in it, so it cannot break out.
@@ -215,21 +224,21 @@ impl ClientSide {
             rows: 0,
             command: None,
             error: None,
+            admission: self.ctx.proxy.recorder.admit(),
         }
     }
 
-    fn decide(&self, sql: &str) -> Verdict {
-        if self.ctx.proxy.recorder.is_backlogged() {
-            return Verdict::Deny {
-                rule: "recording".into(),
-                message: "the session recorder is behind, so Gatehouse refuses statements until it catches up (they would run unrecorded)".into(),
-            };
+    /// The hook's decision, unless the statement could not be admitted for
+    /// recording: then it is refused (it would run unrecorded).
+    fn decide(&self, stmt: &Stmt) -> Verdict {
+        if stmt.admission.is_none() {
+            return recorder_behind();
         }
         self.ctx.proxy.hook.check(&StatementContext {
             principal: &self.ctx.principal,
             connection: &self.ctx.connection,
             protocol: "postgres",
-            sql,
+            sql: &stmt.sql,
         })
     }
 
@@ -272,8 +281,9 @@ impl ClientSide {
         match tag {
             b'Q' => {
                 let sql: Arc<str> = codec::parse_query(body).map_err(malformed)?.into();
-                let verdict = Arc::new(self.decide(&sql));
-                let stmt = self.stmt(sql, verdict.clone());
+                let mut stmt = self.stmt(sql, Arc::new(Verdict::Allow { rule: None }));
+                let verdict = Arc::new(self.decide(&stmt));
+                stmt.verdict = verdict.clone();
                 self.send(Item::Simple(stmt)).await?;
                 match &*verdict {
                     Verdict::Allow { .. } => out.extend_from_slice(msg),
@@ -284,7 +294,13 @@ impl ClientSide {
             }
             b'P' => {
                 let (name, sql, _) = codec::parse_parse(body).map_err(malformed)?;
-                let verdict = Arc::new(self.decide(sql));
+                // Decided now; admitted for recording when executed.
+                let verdict = Arc::new(self.ctx.proxy.hook.check(&StatementContext {
+                    principal: &self.ctx.principal,
+                    connection: &self.ctx.connection,
+                    protocol: "postgres",
+                    sql,
+                }));
                 match &*verdict {
                     Verdict::Allow { .. } => {
                         out.extend_from_slice(msg);
@@ -317,7 +333,17 @@ impl ClientSide {
                         Arc::new(Verdict::Allow { rule: None }),
                     )
                 });
-                let stmt = self.stmt(sql, verdict);
+                let mut stmt = self.stmt(sql, verdict);
+                if stmt.admission.is_none() {
+                    // Refuse the rest of the batch as for a refused Parse.
+                    let refusal = recorder_behind();
+                    if let Verdict::Deny { rule, message } = &refusal {
+                        let raise = raise_sql(rule, message);
+                        stmt.verdict = Arc::new(refusal.clone());
+                        self.refused = Some((stmt, raise));
+                    }
+                    return Ok(());
+                }
                 self.send(Item::Exec(stmt)).await?;
                 out.extend_from_slice(msg);
             }
@@ -420,11 +446,13 @@ impl UpstreamSide {
                 .and_then(codec::tag_rows)
                 .unwrap_or(0);
         }
-        let _ = self
-            .ctx
-            .proxy
-            .recorder
-            .record(RecordEvent::Statement(StatementRecord {
+        let Some(admission) = stmt.admission.take() else {
+            tracing::warn!(session = %self.ctx.session_id, "a statement refused while the recorder was behind is not recorded");
+            return;
+        };
+        let _ = self.ctx.proxy.recorder.record_statement(
+            admission,
+            StatementRecord {
                 session_id: self.ctx.session_id.clone(),
                 seq: stmt.seq,
                 started_at: stmt.started_at,
@@ -435,7 +463,8 @@ impl UpstreamSide {
                 command: stmt.command,
                 rows: Some(stmt.rows),
                 error: stmt.error,
-            }));
+            },
+        );
     }
 
     /// Notes the effect of one upstream message (`body` is complete unless

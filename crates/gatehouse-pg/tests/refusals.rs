@@ -44,6 +44,10 @@ struct Gw {
 }
 
 async fn gateway() -> Gw {
+    gateway_with(gatehouse_store::recorder::IN_FLIGHT).await
+}
+
+async fn gateway_with(record_limit: usize) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(&dir.path().join("state.db"))
         .await
@@ -78,7 +82,7 @@ async fn gateway() -> Gw {
         })
         .await
         .unwrap();
-    let (recorder, _) = Recorder::start(store.clone());
+    let (recorder, _) = Recorder::with_limit(store.clone(), record_limit);
     let proxy = Arc::new(PgProxy {
         store: store.clone(),
         auth: Authenticator::new(store.clone(), None),
@@ -247,4 +251,26 @@ async fn refusals_are_recorded_with_their_rule() {
         assert!(started.elapsed() < Duration::from_secs(20), "not recorded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn statements_that_cannot_be_recorded_do_not_run() {
+    // A recorder with no room: every statement would go unrecorded.
+    let gw = gateway_with(0).await;
+    let c = connect(&gw.url).await;
+    let e = c.simple_query("SELECT 1").await.unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message().contains("recorder is behind"),
+        "{}",
+        db.message()
+    );
+    let e = c.query("SELECT $1::int", &[&1i32]).await.unwrap_err();
+    assert!(
+        e.as_db_error()
+            .unwrap()
+            .message()
+            .contains("recorder is behind")
+    );
 }
