@@ -1,9 +1,9 @@
 //! The declarative file applied with `gatehouse apply -f gatehouse.toml`.
 //!
 //! Parsing is strict: unknown keys, inlined secrets, invalid names or urls and
-//! duplicate names are errors that name the line at fault. Secrets are
-//! references (`{ env = "VAR" }` or `{ file = "PATH" }`), resolved by the
-//! process that reads the file.
+//! duplicate names are errors that name the line at fault; files over
+//! [`MAX_FILE`] bytes are refused. Secrets are references (`{ env = "VAR" }`
+//! or `{ file = "PATH" }`), resolved by the process that reads the file.
 
 use std::path::{Path, PathBuf};
 
@@ -135,19 +135,47 @@ impl SecretSource for ProcessSecrets {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
+/// Largest file accepted, in bytes. `gatehouse apply` sends the whole file's
+/// connections to the server in one request, whose body limit is also 1 MiB.
+pub const MAX_FILE: usize = 1 << 20;
+
+/// Turns byte offsets into 1-based line numbers; the text is scanned once,
+/// not once per lookup (a file with many connections stays linear).
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        Self(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// One more than the number of newlines before `offset`.
+    fn of(&self, offset: usize) -> usize {
+        self.0.partition_point(|nl| *nl < offset) + 1
+    }
 }
 
 /// Parses and validates the file's text, resolving secret references.
 pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, DeclError> {
+    if text.len() > MAX_FILE {
+        return Err(DeclError {
+            file: None,
+            line: 0,
+            message: format!(
+                "the file is {} bytes, over the {MAX_FILE}-byte limit",
+                text.len()
+            ),
+        });
+    }
+    let lines = Lines::new(text);
     let err = |offset: usize, message: String| DeclError {
         file: None,
-        line: line_of(text, offset),
+        line: lines.of(offset),
         message,
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| {
@@ -155,15 +183,12 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
         err(offset, e.message().trim().to_string())
     })?;
     let mut out = Declaration::default();
+    let mut names = std::collections::HashSet::new();
     for conn in raw.connections {
         let start = conn.span().start;
         let c = conn.into_inner();
         let name_at = c.name.span().start;
-        if out
-            .connections
-            .iter()
-            .any(|d| d.spec.name == *c.name.get_ref())
-        {
+        if !names.insert(c.name.get_ref().clone()) {
             return Err(err(
                 name_at,
                 format!("connection {:?} is declared twice", c.name.get_ref()),
@@ -203,7 +228,7 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
         out.connections.push(DeclConnection {
             spec,
             password,
-            line: line_of(text, start),
+            line: lines.of(start),
         });
     }
     Ok(out)

@@ -132,26 +132,25 @@ fn scramble_for(plugin: &[u8], password: &[u8], scramble: &[u8]) -> Result<Vec<u
     }
 }
 
-/// Connects and authenticates; returns the server version.
-pub async fn test(raw_url: &str, password: Option<&Secret>) -> Result<String, String> {
-    let url = url::Url::parse(raw_url).map_err(|e| format!("the url is not valid: {e}"))?;
-    let host = url.host_str().ok_or("the url has no host")?;
-    let port = url.port().unwrap_or(3306);
-    let user = percent_decode(url.username());
-    let db = percent_decode(url.path().trim_start_matches('/'));
-    let password = password
-        .map(|p| p.expose().as_bytes().to_vec())
-        .unwrap_or_default();
+/// What the server's initial handshake packet (protocol 10) tells the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    /// The server version string.
+    pub version: String,
+    /// The auth-plugin data (scramble), both parts joined, without the trailing NUL.
+    pub scramble: Vec<u8>,
+    /// The authentication plugin the server asks for.
+    pub plugin: Vec<u8>,
+}
 
-    let stream = TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("MySQL could not be reached at {host}:{port}: {e}"))?;
-    let mut conn = Conn { stream, seq: 0 };
-    let hello = conn.read().await?;
+/// Parses the server's initial handshake packet: its body, after the 4-byte
+/// packet header (bodies are limited to `MAX_PACKET` when read). An ERR
+/// packet becomes its message. Pure, so it can be fuzzed (`fuzz/`).
+pub fn parse_handshake(hello: &[u8]) -> Result<Handshake, String> {
     if hello.first() == Some(&0xff) {
-        return Err(err_packet(&hello));
+        return Err(err_packet(hello));
     }
-    let mut p = hello.as_slice();
+    let mut p = hello;
     let proto = take(&mut p, 1)?[0];
     if proto != 10 {
         return Err(format!(
@@ -180,7 +179,34 @@ pub async fn test(raw_url: &str, password: Option<&Secret>) -> Result<String, St
             plugin = take_cstr(&mut p).unwrap_or(p);
         }
     }
-    let plugin = plugin.to_vec();
+    Ok(Handshake {
+        version,
+        scramble,
+        plugin: plugin.to_vec(),
+    })
+}
+
+/// Connects and authenticates; returns the server version.
+pub async fn test(raw_url: &str, password: Option<&Secret>) -> Result<String, String> {
+    let url = url::Url::parse(raw_url).map_err(|e| format!("the url is not valid: {e}"))?;
+    let host = url.host_str().ok_or("the url has no host")?;
+    let port = url.port().unwrap_or(3306);
+    let user = percent_decode(url.username());
+    let db = percent_decode(url.path().trim_start_matches('/'));
+    let password = password
+        .map(|p| p.expose().as_bytes().to_vec())
+        .unwrap_or_default();
+
+    let stream = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("MySQL could not be reached at {host}:{port}: {e}"))?;
+    let mut conn = Conn { stream, seq: 0 };
+    let hello = conn.read().await?;
+    let Handshake {
+        version,
+        scramble,
+        plugin,
+    } = parse_handshake(&hello)?;
 
     let mut caps = CLIENT_LONG_PASSWORD
         | CLIENT_PROTOCOL_41
@@ -257,5 +283,127 @@ mod tests {
             native_password(b"a", b"abcdefghijklmnopqrst"),
             native_password(b"b", b"abcdefghijklmnopqrst")
         );
+    }
+
+    /// A protocol-10 handshake body as MySQL 5.7/8.x sends it.
+    fn hello(version: &str, scramble: &[u8; 20], caps: u32, plugin: Option<&str>) -> Vec<u8> {
+        let mut p = vec![10];
+        p.extend_from_slice(version.as_bytes());
+        p.push(0);
+        p.extend_from_slice(&7u32.to_le_bytes());
+        p.extend_from_slice(&scramble[..8]);
+        p.push(0);
+        p.extend_from_slice(&caps.to_le_bytes()[..2]);
+        p.push(255);
+        p.extend_from_slice(&2u16.to_le_bytes());
+        p.extend_from_slice(&caps.to_le_bytes()[2..]);
+        p.push(21);
+        p.extend_from_slice(&[0; 10]);
+        p.extend_from_slice(&scramble[8..]);
+        p.push(0);
+        if let Some(name) = plugin {
+            p.extend_from_slice(name.as_bytes());
+            p.push(0);
+        }
+        p
+    }
+
+    #[test]
+    fn handshake_packets() {
+        let s = *b"abcdefghijklmnopqrst";
+        let h = parse_handshake(&hello(
+            "8.0.36",
+            &s,
+            u32::MAX,
+            Some("caching_sha2_password"),
+        ));
+        assert_eq!(
+            h,
+            Ok(Handshake {
+                version: "8.0.36".into(),
+                scramble: s.to_vec(),
+                plugin: b"caching_sha2_password".to_vec(),
+            })
+        );
+        // Without CLIENT_PLUGIN_AUTH the plugin is the default.
+        let h = parse_handshake(&hello("5.5", &s, CLIENT_SECURE_CONNECTION, None));
+        assert_eq!(h.map(|h| h.plugin), Ok(b"mysql_native_password".to_vec()));
+        // A pre-4.1 packet that stops after the capability flags.
+        let short = &hello("5.0", &s, 0, None)[..1 + 4 + 4 + 8 + 1 + 2];
+        assert_eq!(
+            parse_handshake(short).map(|h| h.scramble),
+            Ok(s[..8].to_vec())
+        );
+        let err = parse_handshake(b"\xff\x15\x04#28000Access denied");
+        assert_eq!(
+            err,
+            Err("MySQL refused: Access denied (error 1045)".to_string())
+        );
+        assert!(parse_handshake(&[9, b'x', 0]).is_err());
+        assert!(parse_handshake(&[]).is_err());
+    }
+
+    #[test]
+    fn handshake_parser_survives_random_and_truncated_input() {
+        // The seeds of the `mysql_handshake` fuzz target, then truncations and
+        // deterministic xorshift mutations of them (so a failure reproduces);
+        // `fuzz/` runs the coverage-guided version for longer.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus/mysql_handshake");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("seed"))
+                    })
+                    .filter_map(|p| std::fs::read(p).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(seeds.len() >= 3, "seeds in {}", dir.display());
+        seeds.sort();
+        let check = |m: &[u8]| {
+            if let Ok(h) = parse_handshake(m) {
+                assert_eq!(m[0], 10);
+                assert!(h.scramble.len() >= 8 && h.scramble.len() <= m.len());
+                assert!(h.plugin == b"mysql_native_password" || h.plugin.len() < m.len());
+            }
+        };
+        let parsed = seeds.iter().filter(|s| parse_handshake(s).is_ok()).count();
+        assert_eq!(parsed, seeds.len() - 1, "all but the ERR packet parse");
+        for s in &seeds {
+            for cut in 0..=s.len() {
+                check(&s[..cut]);
+            }
+        }
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000u64 {
+            let mut m = if i % 4 == 0 {
+                (0..next() % 96).map(|_| next() as u8).collect()
+            } else {
+                seeds[(next() % seeds.len() as u64) as usize].clone()
+            };
+            for _ in 0..=next() % 4 {
+                if m.is_empty() {
+                    break;
+                }
+                let at = (next() % m.len() as u64) as usize;
+                match next() % 3 {
+                    0 => m[at] = next() as u8,
+                    1 => m.truncate(at),
+                    _ => m.insert(at, next() as u8),
+                }
+            }
+            check(&m);
+        }
     }
 }
