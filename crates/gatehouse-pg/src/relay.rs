@@ -25,7 +25,8 @@ use bytes::BytesMut;
 use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::{StatementContext, Verdict};
-use gatehouse_store::StatementRecord;
+use gatehouse_store::StatementEntry;
+use gatehouse_store::recorder::SessionLog;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 
@@ -35,6 +36,9 @@ use crate::stream::{PgStream, write_flush};
 
 /// Upstream messages larger than this are streamed through in pieces.
 const STREAM_OVER: usize = 256 * 1024;
+/// A session's statement records reach the recorder at most this long
+/// after they were made (sooner when a chunk fills).
+const RECORD_DELAY: Duration = Duration::from_millis(500);
 /// Upstream messages the relay needs whole are refused past this size.
 const UPSTREAM_LIMIT: usize = 1 << 30;
 
@@ -127,8 +131,7 @@ pub async fn run(
             let reason = r.unwrap_or_else(|_| "internal error".into());
             // Let the upstream side finish relaying what is in flight.
             let _ = end_tx.send(Some(String::new()));
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut u2c).await;
-            u2c.abort();
+            finish_upstream(&mut u2c).await;
             reason
         }
         r = &mut u2c => {
@@ -138,19 +141,29 @@ pub async fn run(
         _ = &mut deadline => {
             c2u.abort();
             let _ = end_tx.send(Some("the connection's maximum session length was reached".into()));
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut u2c).await;
-            u2c.abort();
+            finish_upstream(&mut u2c).await;
             "maximum session length reached".into()
         }
         why = signalled(&mut kill) => {
             c2u.abort();
             let _ = end_tx.send(Some(why.clone()));
-            let _ = tokio::time::timeout(Duration::from_secs(5), &mut u2c).await;
-            u2c.abort();
+            finish_upstream(&mut u2c).await;
             format!("ended by Gatehouse: {why}")
         }
     };
     reason
+}
+
+/// Gives the upstream side a moment to relay what is in flight, then stops
+/// it and waits until it is gone (so its last records are handed over).
+async fn finish_upstream(u2c: &mut tokio::task::JoinHandle<String>) {
+    if tokio::time::timeout(Duration::from_secs(5), &mut *u2c)
+        .await
+        .is_err()
+    {
+        u2c.abort();
+        let _ = u2c.await;
+    }
 }
 
 /// Resolves with the message once a watch holds `Some`; never if its sender is gone.
@@ -434,10 +447,12 @@ async fn client_to_upstream(
 struct UpstreamSide {
     ctx: Arc<Ctx>,
     out: BytesMut,
+    /// This session's statement records, sent to the recorder in chunks.
+    log: SessionLog,
 }
 
 impl UpstreamSide {
-    fn finish(&self, mut stmt: Stmt) {
+    fn finish(&mut self, mut stmt: Stmt) {
         let duration = i64::try_from(stmt.started.elapsed().as_micros()).unwrap_or(i64::MAX);
         if stmt.command.as_deref().and_then(codec::tag_rows).is_some() && stmt.rows == 0 {
             stmt.rows = stmt
@@ -450,19 +465,18 @@ impl UpstreamSide {
             tracing::warn!(session = %self.ctx.session_id, "a statement refused while the recorder was behind is not recorded");
             return;
         };
-        let _ = self.ctx.proxy.recorder.record_statement(
+        self.log.push(
             admission,
-            StatementRecord {
-                session_id: self.ctx.session_id.clone(),
+            &StatementEntry {
                 seq: stmt.seq,
                 started_at: stmt.started_at,
                 duration_us: Some(duration),
-                sql: stmt.sql.to_string(),
-                decision: stmt.verdict.label().into(),
-                rule: stmt.verdict.rule().map(str::to_string),
-                command: stmt.command,
+                sql: &stmt.sql,
+                decision: stmt.verdict.label(),
+                rule: stmt.verdict.rule(),
+                command: stmt.command.as_deref(),
                 rows: Some(stmt.rows),
-                error: stmt.error,
+                error: stmt.error.as_deref(),
             },
         );
     }
@@ -558,10 +572,16 @@ async fn upstream_to_client(
     mut buf: BytesMut,
     mut end: watch::Receiver<Option<String>>,
 ) -> String {
+    let log = ctx.proxy.recorder.session_log(&ctx.session_id);
     let mut side = UpstreamSide {
         ctx,
         out: BytesMut::with_capacity(16 * 1024),
+        log,
     };
+    // Records wait at most this long before they go to the recorder.
+    let idle_flush = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(idle_flush);
+    let mut flush_armed = false;
     // Bytes of a large message still to stream through.
     let mut streaming: usize = 0;
     let mut first = !buf.is_empty();
@@ -575,6 +595,11 @@ async fn upstream_to_client(
                     }
                     Ok(_) => {}
                 },
+                () = &mut idle_flush, if flush_armed => {
+                    side.log.flush();
+                    flush_armed = false;
+                    continue;
+                }
                 why = signalled(&mut end) => {
                     if !why.is_empty() {
                         let mut b = BytesMut::new();
@@ -622,6 +647,12 @@ async fn upstream_to_client(
         }
         if !side.out.is_empty() && flush(&mut client, &mut side.out).await.is_err() {
             return "client closed".into();
+        }
+        if !flush_armed && !side.log.is_empty() {
+            idle_flush
+                .as_mut()
+                .reset(tokio::time::Instant::now() + RECORD_DELAY);
+            flush_armed = true;
         }
     }
 }

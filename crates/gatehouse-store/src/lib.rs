@@ -20,7 +20,9 @@ use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use connections::ConnectionRecord;
-pub use sessions::{RecordEvent, SessionFilter, SessionRecord, StatementRecord};
+pub use sessions::{
+    RecordEvent, SessionChunk, SessionFilter, SessionRecord, StatementEntry, StatementRecord,
+};
 pub use tokens::TokenRecord;
 
 #[derive(Debug, thiserror::Error)]

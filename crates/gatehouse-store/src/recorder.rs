@@ -1,6 +1,8 @@
 //! The recorder: sessions and statements are queued and written to the
 //! store in batches by one background task, so recording never blocks the
-//! data path.
+//! data path. Each session gathers its statement records in chunks
+//! ([`SessionLog`]), so the writer stores one row per chunk, not one per
+//! statement.
 //!
 //! Fail closed: a statement may run only once the recorder has *admitted*
 //! it ([`Recorder::admit`]), which reserves room for its record; at most
@@ -72,16 +74,95 @@ impl Recorder {
         self.tx.send(ev).map_err(|_| RecordError::Stopped)
     }
 
-    /// Queues an admitted statement's record; the writer frees its room.
-    pub fn record_statement(
-        &self,
-        mut admission: Admission,
-        st: crate::StatementRecord,
-    ) -> Result<(), RecordError> {
+    /// A buffer for one session's statement records.
+    pub fn session_log(&self, session_id: &str) -> SessionLog {
+        SessionLog {
+            recorder: self.clone(),
+            session_id: session_id.into(),
+            data: Vec::new(),
+            statements: 0,
+            first_seq: 0,
+            last_seq: 0,
+            chunk: 0,
+        }
+    }
+}
+
+/// Statements per chunk, at most.
+pub const CHUNK_STATEMENTS: usize = 256;
+/// Bytes of JSON lines per chunk before it is sent early.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// One session's statement records on their way to the store. Records
+/// gather in a chunk of JSON lines that goes to the writer when it is full,
+/// when [`SessionLog::flush`] is called (the data path calls it when the
+/// session has been quiet for a moment) and when the log is dropped, so a
+/// session's records are never lost with it. Each record comes with its
+/// admission; the room stays reserved until the writer has stored the chunk.
+#[derive(Debug)]
+pub struct SessionLog {
+    recorder: Recorder,
+    session_id: Arc<str>,
+    /// JSON lines (serde_json writes UTF-8).
+    data: Vec<u8>,
+    statements: usize,
+    first_seq: i64,
+    last_seq: i64,
+    chunk: i64,
+}
+
+impl SessionLog {
+    /// Adds an admitted statement's record.
+    pub fn push(&mut self, mut admission: Admission, entry: &crate::StatementEntry<'_>) {
+        // The room is now the chunk's, freed by the writer once stored.
         admission.in_flight = None;
-        self.tx
-            .send(RecordEvent::Statement(st))
-            .map_err(|_| RecordError::Stopped)
+        if self.statements == 0 {
+            self.first_seq = entry.seq;
+        }
+        self.last_seq = entry.seq;
+        self.statements += 1;
+        // Serialising plain strings and integers into memory cannot fail.
+        let _ = serde_json::to_writer(&mut self.data, entry);
+        self.data.push(b'\n');
+        if self.statements >= CHUNK_STATEMENTS || self.data.len() >= CHUNK_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Whether records wait to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.statements == 0
+    }
+
+    /// Sends the records gathered so far to the writer.
+    pub fn flush(&mut self) {
+        if self.statements == 0 {
+            return;
+        }
+        self.chunk += 1;
+        let chunk = crate::SessionChunk {
+            session_id: self.session_id.clone(),
+            chunk: self.chunk,
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            statements: self.statements,
+            data: String::from_utf8(std::mem::take(&mut self.data))
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        };
+        self.statements = 0;
+        if self
+            .recorder
+            .record(RecordEvent::Statements(chunk))
+            .is_err()
+        {
+            tracing::error!(session = %self.session_id, "the session recorder has stopped; statement records were lost");
+        }
+    }
+}
+
+impl Drop for SessionLog {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -122,10 +203,13 @@ async fn write_loop(
                 }
             }
         }
-        let statements = batch
+        let statements: usize = batch
             .iter()
-            .filter(|e| matches!(e, RecordEvent::Statement(_)))
-            .count();
+            .map(|e| match e {
+                RecordEvent::Statements(c) => c.statements,
+                _ => 0,
+            })
+            .sum();
         in_flight.fetch_sub(
             statements.min(in_flight.load(Ordering::Acquire)),
             Ordering::AcqRel,
@@ -156,5 +240,87 @@ mod tests {
             r.admit().is_some(),
             "unused admissions give their room back"
         );
+    }
+
+    fn entry(seq: i64, sql: &str) -> crate::StatementEntry<'_> {
+        crate::StatementEntry {
+            seq,
+            started_at: seq,
+            duration_us: Some(3),
+            sql,
+            decision: "allow",
+            rule: None,
+            command: Some("SELECT 1"),
+            rows: Some(1),
+            error: None,
+        }
+    }
+
+    async fn wait_for_statements(store: &Store, id: &str, n: usize) -> Vec<crate::StatementRecord> {
+        for _ in 0..500 {
+            if let Some((_, st)) = store.get_session(id).await.expect("get")
+                && st.len() >= n
+            {
+                return st;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the records of {id} never reached the store");
+    }
+
+    #[tokio::test]
+    async fn session_logs_write_chunks_and_free_their_room_once_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_sqlite(&dir.path().join("s.db"))
+            .await
+            .expect("store");
+        let (r, _) = Recorder::with_limit(store.clone(), CHUNK_STATEMENTS + 10);
+        r.record(RecordEvent::SessionStart(crate::SessionRecord {
+            id: "s".into(),
+            principal: "bot".into(),
+            authn: "token:bot".into(),
+            connection: "shop".into(),
+            protocol: "postgres".into(),
+            client_addr: "127.0.0.1:1".into(),
+            started_at: 1,
+            ended_at: None,
+            end_reason: None,
+        }))
+        .expect("start");
+        let mut log = r.session_log("s");
+        let total = CHUNK_STATEMENTS + 5;
+        let texts: Vec<String> = (1..=total).map(|i| format!("SELECT '{i}\n\"'")).collect();
+        for (i, sql) in texts.iter().enumerate() {
+            let a = r.admit().expect("room");
+            log.push(a, &entry(i as i64 + 1, sql));
+        }
+        // A full chunk went at once; the rest wait in the log and hold their room.
+        let stored = wait_for_statements(&store, "s", CHUNK_STATEMENTS).await;
+        assert_eq!(stored.len(), CHUNK_STATEMENTS);
+        assert!(!log.is_empty());
+        let mut spare = Vec::new();
+        while let Some(a) = r.admit() {
+            spare.push(a);
+        }
+        assert_eq!(
+            spare.len(),
+            10 + CHUNK_STATEMENTS - 5,
+            "5 records still hold room"
+        );
+        drop(spare);
+        drop(log);
+        let stored = wait_for_statements(&store, "s", total).await;
+        assert_eq!(
+            stored.iter().map(|s| s.sql.clone()).collect::<Vec<_>>(),
+            texts,
+            "every record, in order, text exactly as sent"
+        );
+        for _ in 0..500 {
+            if r.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("stored records must free their room");
     }
 }

@@ -31,6 +31,17 @@ const SESSIONS: &str = "CREATE TABLE sessions (
         PRIMARY KEY (session_id, seq)
     );";
 
+/// Step 3, the same in both dialects: statements are recorded in chunks of
+/// JSON lines, one row per chunk (`session_statements` stays readable).
+const SESSION_CHUNKS: &str = "CREATE TABLE session_chunks (
+        session_id TEXT NOT NULL,
+        chunk BIGINT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (session_id, chunk)
+    );";
+
 /// Each step runs once, in order, inside a transaction.
 const SQLITE: &[&str] = &[
     "CREATE TABLE connections (
@@ -62,6 +73,7 @@ const SQLITE: &[&str] = &[
         detail TEXT NOT NULL
     );",
     SESSIONS,
+    SESSION_CHUNKS,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -94,6 +106,7 @@ const POSTGRES: &[&str] = &[
         detail TEXT NOT NULL
     );",
     SESSIONS,
+    SESSION_CHUNKS,
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {

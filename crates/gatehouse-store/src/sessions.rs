@@ -1,6 +1,6 @@
 //! Recorded sessions and the statements run in them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -22,8 +22,10 @@ pub struct SessionRecord {
 
 /// One statement as it ran. `sql` is the text the client sent; parameters
 /// are not recorded here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatementRecord {
+    /// Not stored in the chunk (the chunk row names its session).
+    #[serde(default, skip_serializing)]
     pub session_id: String,
     pub seq: i64,
     pub started_at: i64,
@@ -37,15 +39,41 @@ pub struct StatementRecord {
     pub error: Option<String>,
 }
 
-/// Statements per multi-row insert (10 parameters each, well under
-/// SQLite's and PostgreSQL's limits).
-const STATEMENT_ROWS: usize = 100;
+/// A statement record as the data path writes it, borrowing its strings.
+/// Serialises to the same JSON line a [`StatementRecord`] reads back.
+#[derive(Debug, Serialize)]
+pub struct StatementEntry<'a> {
+    pub seq: i64,
+    pub started_at: i64,
+    pub duration_us: Option<i64>,
+    pub sql: &'a str,
+    pub decision: &'a str,
+    pub rule: Option<&'a str>,
+    pub command: Option<&'a str>,
+    pub rows: Option<i64>,
+    pub error: Option<&'a str>,
+}
+
+/// Consecutive statements of one session, as JSON lines: the unit the
+/// recorder writes (one row per chunk, not per statement).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionChunk {
+    pub session_id: std::sync::Arc<str>,
+    /// Chunk number within the session, from 1.
+    pub chunk: i64,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// Statements in `data`.
+    pub statements: usize,
+    /// One JSON object per line ([`StatementRecord`] without `session_id`).
+    pub data: String,
+}
 
 /// What the recorder writes.
 #[derive(Debug, Clone)]
 pub enum RecordEvent {
     SessionStart(SessionRecord),
-    Statement(StatementRecord),
+    Statements(SessionChunk),
     SessionEnd { id: String, at: i64, reason: String },
 }
 
@@ -89,8 +117,7 @@ fn statement_from_row(row: &AnyRow) -> Result<StatementRecord, StoreError> {
 }
 
 impl Store {
-    /// Writes a batch of recorder events in one transaction. Consecutive
-    /// statements are written with multi-row inserts.
+    /// Writes a batch of recorder events in one transaction.
     pub async fn write_records(&self, events: &[RecordEvent]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut i = 0;
@@ -112,54 +139,19 @@ impl Store {
                     .await?;
                     i += 1;
                 }
-                RecordEvent::Statement(_) => {
-                    let run: Vec<&StatementRecord> = events[i..]
-                        .iter()
-                        .map_while(|e| match e {
-                            RecordEvent::Statement(st) => Some(st),
-                            _ => None,
-                        })
-                        .take(STATEMENT_ROWS)
-                        .collect();
-                    i += run.len();
-                    let mut sql = String::from(
-                        "INSERT INTO session_statements
-                         (session_id, seq, started_at, duration_us, sql, decision, rule, command, rows, error) VALUES ",
-                    );
-                    for r in 0..run.len() {
-                        let b = r * 10;
-                        if r > 0 {
-                            sql.push(',');
-                        }
-                        sql.push_str(&format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                            b + 1,
-                            b + 2,
-                            b + 3,
-                            b + 4,
-                            b + 5,
-                            b + 6,
-                            b + 7,
-                            b + 8,
-                            b + 9,
-                            b + 10
-                        ));
-                    }
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for st in run {
-                        q = q
-                            .bind(&st.session_id)
-                            .bind(st.seq)
-                            .bind(st.started_at)
-                            .bind(st.duration_us)
-                            .bind(&st.sql)
-                            .bind(&st.decision)
-                            .bind(st.rule.clone())
-                            .bind(st.command.clone())
-                            .bind(st.rows)
-                            .bind(st.error.clone());
-                    }
-                    q.execute(&mut *tx).await?;
+                RecordEvent::Statements(c) => {
+                    sqlx::query(
+                        "INSERT INTO session_chunks (session_id, chunk, first_seq, last_seq, data)
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&*c.session_id)
+                    .bind(c.chunk)
+                    .bind(c.first_seq)
+                    .bind(c.last_seq)
+                    .bind(&c.data)
+                    .execute(&mut *tx)
+                    .await?;
+                    i += 1;
                 }
                 RecordEvent::SessionEnd { id, at, reason } => {
                     sqlx::query("UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1 AND ended_at IS NULL")
@@ -178,18 +170,26 @@ impl Store {
 
     /// Sessions, newest first.
     pub async fn list_sessions(&self, f: &SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
-        let grep = f.grep.as_ref().map(|g| {
+        let like = |g: &str| {
             format!(
                 "%{}%",
                 g.replace('\\', "\\\\")
                     .replace('%', "\\%")
                     .replace('_', "\\_")
             )
+        };
+        // Legacy rows hold the text as sent; chunks hold it JSON-escaped, so
+        // the needle is escaped the same way to match it there.
+        let grep = f.grep.as_deref().map(like);
+        let grep_json = f.grep.as_deref().map(|g| {
+            let quoted = serde_json::to_string(g).unwrap_or_default();
+            like(quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or(""))
         });
         let rows = sqlx::query(concat!(
             "SELECT id, principal, authn, connection, protocol, client_addr, started_at, ended_at, end_reason FROM sessions s",
             " WHERE ($1 IS NULL OR principal = $1) AND ($2 IS NULL OR connection = $2) AND ($3 IS NULL OR started_at >= $3)",
-            " AND ($4 IS NULL OR EXISTS (SELECT 1 FROM session_statements t WHERE t.session_id = s.id AND t.sql LIKE $4 ESCAPE '\\'))",
+            " AND ($4 IS NULL OR EXISTS (SELECT 1 FROM session_statements t WHERE t.session_id = s.id AND t.sql LIKE $4 ESCAPE '\\')",
+            "      OR EXISTS (SELECT 1 FROM session_chunks c WHERE c.session_id = s.id AND c.data LIKE $6 ESCAPE '\\'))",
             " ORDER BY started_at DESC, id LIMIT $5"
         ))
         .bind(f.principal.clone())
@@ -197,6 +197,7 @@ impl Store {
         .bind(f.since)
         .bind(grep)
         .bind(if f.limit > 0 { f.limit } else { 100 })
+        .bind(grep_json)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(session_from_row).collect()
@@ -223,10 +224,30 @@ impl Store {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        let statements = rows
+        let mut statements = rows
             .iter()
             .map(statement_from_row)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let chunks = sqlx::query(
+            "SELECT chunk, data FROM session_chunks WHERE session_id = $1 ORDER BY chunk",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &chunks {
+            let chunk: i64 = row.try_get("chunk")?;
+            let data: String = row.try_get("data")?;
+            for line in data.lines().filter(|l| !l.is_empty()) {
+                let mut st: StatementRecord = serde_json::from_str(line).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "session {id}, recording chunk {chunk}: unreadable statement record: {e}"
+                    ))
+                })?;
+                st.session_id = id.to_string();
+                statements.push(st);
+            }
+        }
+        statements.sort_by_key(|s| s.seq);
         Ok(Some((session, statements)))
     }
 }

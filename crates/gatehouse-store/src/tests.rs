@@ -219,8 +219,15 @@ async fn sessions_are_recorded_and_filtered() {
         };
         s.write_records(&[
             RecordEvent::SessionStart(session("s1", "bot", "shop", 10)),
-            RecordEvent::Statement(stmt("s1", 1, "SELECT 1")),
-            RecordEvent::Statement(stmt("s1", 2, "SELECT * FROM orders_100%")),
+            chunk("s1", 1, &[stmt("s1", 1, "SELECT 1")]),
+            chunk(
+                "s1",
+                2,
+                &[
+                    stmt("s1", 2, "SELECT * FROM orders_100%"),
+                    stmt("s1", 3, r#"SELECT "Quoted\Name" FROM t"#),
+                ],
+            ),
             RecordEvent::SessionStart(session("s2", "alice", "crm", 20)),
             RecordEvent::SessionEnd {
                 id: "s1".into(),
@@ -266,10 +273,21 @@ async fn sessions_are_recorded_and_filtered() {
             s.list_sessions(&grep_none).await.expect("list").is_empty(),
             "_ and % are literal"
         );
+        let grep_quoted = SessionFilter {
+            grep: Some(r#""Quoted\Name""#.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.list_sessions(&grep_quoted).await.expect("list").len(),
+            1,
+            "quotes and backslashes match the text as the client sent it"
+        );
         let (sess, stmts) = s.get_session("s1").await.expect("get").expect("present");
         assert_eq!(sess.end_reason.as_deref(), Some("client closed"));
-        assert_eq!(stmts.len(), 2);
+        assert_eq!(stmts.len(), 3);
         assert_eq!(stmts[1].sql, "SELECT * FROM orders_100%");
+        assert_eq!(stmts[2].sql, r#"SELECT "Quoted\Name" FROM t"#);
+        assert_eq!(stmts[2].session_id, "s1");
         assert!(s.get_session("nope").await.expect("get").is_none());
     })
     .await;
@@ -289,8 +307,8 @@ async fn large_statement_batches_are_written_whole() {
             ended_at: None,
             end_reason: None,
         })];
-        for seq in 1..=250 {
-            events.push(RecordEvent::Statement(StatementRecord {
+        let all: Vec<StatementRecord> = (1..=250)
+            .map(|seq| StatementRecord {
                 session_id: "big".into(),
                 seq,
                 started_at: seq,
@@ -305,7 +323,10 @@ async fn large_statement_batches_are_written_whole() {
                 } else {
                     None
                 },
-            }));
+            })
+            .collect();
+        for (i, part) in all.chunks(100).enumerate() {
+            events.push(chunk("big", i as i64 + 1, part));
         }
         events.push(RecordEvent::SessionEnd {
             id: "big".into(),
@@ -318,6 +339,77 @@ async fn large_statement_batches_are_written_whole() {
         assert_eq!(stmts[249].sql, "SELECT 250");
         assert_eq!(stmts.iter().filter(|x| x.error.is_some()).count(), 5);
         assert_eq!(sess.ended_at, Some(9));
+    })
+    .await;
+}
+
+/// A recorder chunk holding these statements, as the data path writes it.
+fn chunk(id: &str, n: i64, statements: &[StatementRecord]) -> RecordEvent {
+    let mut data = String::new();
+    for st in statements {
+        data.push_str(&serde_json::to_string(st).expect("json"));
+        data.push('\n');
+    }
+    RecordEvent::Statements(crate::SessionChunk {
+        session_id: id.into(),
+        chunk: n,
+        first_seq: statements.first().map_or(0, |s| s.seq),
+        last_seq: statements.last().map_or(0, |s| s.seq),
+        statements: statements.len(),
+        data,
+    })
+}
+
+#[tokio::test]
+async fn statements_recorded_before_chunks_stay_readable() {
+    for_both(|s| async move {
+        s.write_records(&[RecordEvent::SessionStart(SessionRecord {
+            id: "old".into(),
+            principal: "bot".into(),
+            authn: "token:bot".into(),
+            connection: "shop".into(),
+            protocol: "postgres".into(),
+            client_addr: "127.0.0.1:1".into(),
+            started_at: 1,
+            ended_at: None,
+            end_reason: None,
+        })])
+        .await
+        .expect("write");
+        sqlx::query(
+            "INSERT INTO session_statements (session_id, seq, started_at, sql, decision) VALUES ('old', 1, 1, 'SELECT legacy', 'allow')",
+        )
+        .execute(&s.pool)
+        .await
+        .expect("legacy row");
+        s.write_records(&[chunk(
+            "old",
+            1,
+            &[StatementRecord {
+                session_id: "old".into(),
+                seq: 2,
+                started_at: 2,
+                duration_us: None,
+                sql: "SELECT chunked".into(),
+                decision: "allow".into(),
+                rule: None,
+                command: None,
+                rows: None,
+                error: None,
+            }],
+        )])
+        .await
+        .expect("write");
+        let (_, stmts) = s.get_session("old").await.expect("get").expect("present");
+        assert_eq!(
+            stmts.iter().map(|x| x.sql.as_str()).collect::<Vec<_>>(),
+            vec!["SELECT legacy", "SELECT chunked"]
+        );
+        let grep = SessionFilter {
+            grep: Some("legacy".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.list_sessions(&grep).await.expect("list").len(), 1);
     })
     .await;
 }
