@@ -5,7 +5,7 @@
 # side; then Gatehouse's memory at start, after the load and with idle
 # sessions held open.
 #
-#   bench/pgbench.sh [--duration SECONDS] [--clients "1 8 32"] [--modes "simple prepared"]
+#   bench/pgbench.sh [--duration SECONDS] [--repeat ROUNDS] [--clients "1 8 32"] [--modes "simple prepared"]
 #                    [--idle SESSIONS] [--scale N] [--warmup SECONDS] [--skip-build]
 #
 # Needs: PostgreSQL on 127.0.0.1:5432 with trust auth for user postgres,
@@ -17,6 +17,7 @@
 set -euo pipefail
 
 DURATION=15
+REPEAT=3
 CLIENTS="1 8 32"
 MODES="simple prepared"
 IDLE=500
@@ -35,6 +36,7 @@ usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
+    --repeat) REPEAT=$2; shift 2 ;;
     --clients) CLIENTS=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
     --idle) IDLE=$2; shift 2 ;;
@@ -49,7 +51,7 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-repro="cd $ROOT && bench/pgbench.sh --duration $DURATION --clients '$CLIENTS' --modes '$MODES' --idle $IDLE --scale $SCALE --warmup $WARMUP"
+repro="cd $ROOT && bench/pgbench.sh --duration $DURATION --repeat $REPEAT --clients '$CLIENTS' --modes '$MODES' --idle $IDLE --scale $SCALE --warmup $WARMUP"
 [ "$BUILD" = 1 ] || repro="$repro --skip-build"
 echo "# reproduce: $repro"
 echo "# started:   $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
@@ -152,7 +154,7 @@ MAX_CONN=$(psql_direct -d postgres -Atc 'show max_connections')
 RESERVED=$(psql_direct -d postgres -Atc 'show superuser_reserved_connections')
 echo "# postgres:  $PG_VERSION at $PG_HOST:$PG_PORT (max_connections=$MAX_CONN), $($PGBOUNCER --version | head -1), $(pgbench --version)"
 echo "# gatehouse: $GH_BIN ($("$GH_BIN" --version 2>/dev/null || echo 'version ?'))"
-echo "# runs:      pgbench -n -S -T $DURATION, clients {$CLIENTS}, -j min(clients,2), modes {$MODES}, sslmode=disable on every hop"
+echo "# runs:      pgbench -n -S -T $DURATION, $REPEAT interleaved rounds (medians reported), clients {$CLIENTS}, -j min(clients,2), modes {$MODES}, sslmode=disable on every hop"
 echo
 
 if [ "$(psql_direct -d postgres -Atc "select count(*) from pg_database where datname = '$DB'")" = 0 ]; then
@@ -265,8 +267,8 @@ proxy_pid() { case "$1" in pgbouncer) echo "$PGB_PID" ;; gatehouse) echo "$GH_PI
 
 declare -A TPS LAT CPU CPUUS LOAD NOTE
 GH_TXNS=0
-run_pgbench() { # target mode clients seconds [tag]
-  local target=$1 mode=$2 c=$3 secs=$4 tag=${5:-}
+run_pgbench() { # target mode clients seconds [tag] [round]
+  local target=$1 mode=$2 c=$3 secs=$4 tag=${5:-} round=${6:-1}
   local port user pid j log t0 t1
   read -r port user < <(target_args "$target")
   pid=$(proxy_pid "$target")
@@ -280,7 +282,7 @@ run_pgbench() { # target mode clients seconds [tag]
   w1=$(date +%s.%N)
   [ -n "$pid" ] && t1=$(cpu_ticks "$pid")
   [ -n "$tag" ] && return 0
-  local key="$mode/$c/$target"
+  local key="$mode/$c/$target#$round"
   local tps
   tps=$(awk '/^tps = / {print $3; exit}' "$log")
   if [ "$rc" != 0 ] || [ -z "$tps" ]; then
@@ -315,11 +317,41 @@ fi
 say "measuring: $DURATION s per run"
 cpu_snapshot >"$WORK/cpu0"
 MEASURE_T0=$(date +%s)
+TARGETS=(direct pgbouncer gatehouse)
 for mode in $MODES; do
   for c in $CLIENTS; do
-    for t in direct pgbouncer gatehouse; do run_pgbench "$t" "$mode" "$c" "$DURATION"; done
+    # Rounds interleave the targets, each round starting with a different
+    # one, so drift on the shared machine does not favour any of them.
+    for r in $(seq "$REPEAT"); do
+      for i in 0 1 2; do
+        t=${TARGETS[$(((i + r - 1) % 3))]}
+        run_pgbench "$t" "$mode" "$c" "$DURATION" "" "$r"
+      done
+    done
   done
 done
+
+# Each figure is the median over the rounds; a target aborted in any round
+# is reported as aborted.
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{v[NR] = $1} END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+for mode in $MODES; do for c in $CLIENTS; do for t in direct pgbouncer gatehouse; do
+  key="$mode/$c/$t"
+  for arr in TPS LAT CPU CPUUS LOAD; do
+    declare -n A=$arr
+    vals="" aborted=0
+    for r in $(seq "$REPEAT"); do
+      v=${A[$key#$r]:-}
+      [ "$v" = aborted ] && aborted=1
+      [ "$v" = - ] && v=""
+      vals="$vals $v"
+    done
+    if [ "$arr" = TPS ] && [ "$aborted" = 1 ]; then A[$key]=aborted; else A[$key]=$(echo "$vals" | median); fi
+    unset -n A
+  done
+  for r in $(seq "$REPEAT"); do
+    if [ -n "${NOTE[$key#$r]:-}" ]; then NOTE[$key]="${NOTE[$key#$r]}"; fi
+  done
+done; done; done
 
 cpu_snapshot >"$WORK/cpu1"
 MEASURE_SECS=$(($(date +%s) - MEASURE_T0))
@@ -341,22 +373,31 @@ read -r MEM_LOAD_RSS MEM_LOAD_HWM < <(mem_of "$GH_PID")
 # per session to every statement Gatehouse tracked (a simple Query or an
 # Execute, run or refused), so sum(max(seq)) - count(*) counts statements
 # that ran but never reached the store.
-store_q() {
-  python3 - "$GH_DATA/state.db" "$1" <<'PY'
-import sqlite3, sys
+# Statement records are stored in chunks of JSON lines (session_chunks).
+store_stats() {
+  python3 - "$GH_DATA/state.db" <<'PY'
+import json, sqlite3, sys
 con = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=10)
-print(" ".join(str(v if v is not None else 0) for v in con.execute(sys.argv[2]).fetchone()))
+top, n, refused = {}, 0, 0
+for sid, data in con.execute("select session_id, data from session_chunks"):
+    for line in data.splitlines():
+        if not line:
+            continue
+        r = json.loads(line)
+        n += 1
+        refused += r["decision"] != "allow"
+        top[sid] = max(top.get(sid, 0), r["seq"])
+print(sum(top.values()), n, refused)
 PY
 }
 prev=-1
 for _ in $(seq 120); do
-  cur=$(store_q 'select count(*) from session_statements')
+  cur=$(store_stats)
   [ "$cur" = "$prev" ] && break
   prev=$cur
   sleep 1
 done
-read -r TRACKED RECORDED < <(store_q 'select sum(mx), sum(n) from (select max(seq) mx, count(*) n from session_statements group by session_id)')
-REFUSED=$(store_q "select count(*) from session_statements where decision <> 'allow'")
+read -r TRACKED RECORDED REFUSED <<<"$cur"
 
 # PgBouncer keeps its server connections after clients leave; stop it so they
 # are free for the idle-session measurement.

@@ -27,12 +27,12 @@ use gatehouse_core::now_ms;
 use gatehouse_core::policy::{StatementContext, Verdict};
 use gatehouse_store::StatementEntry;
 use gatehouse_store::recorder::SessionLog;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::PgProxy;
 use crate::codec::{self, Severity};
-use crate::stream::{PgStream, write_flush};
+use crate::stream::{PgReader, PgStream, PgWriter, split, write_flush};
 
 /// Upstream messages larger than this are streamed through in pieces.
 const STREAM_OVER: usize = 256 * 1024;
@@ -101,8 +101,8 @@ pub async fn run(
     mut kill: watch::Receiver<Option<String>>,
 ) -> String {
     let ctx = Arc::new(ctx);
-    let (client_r, client_w) = tokio::io::split(client);
-    let (up_r, up_w) = tokio::io::split(upstream);
+    let (client_r, client_w) = split(client);
+    let (up_r, up_w) = split(upstream);
     let pending: Pending = Arc::default();
     let mut c2u = tokio::spawn(client_to_upstream(
         ctx.clone(),
@@ -336,7 +336,12 @@ impl ClientSide {
                     )
                 });
                 out.extend_from_slice(msg);
-                self.portals.insert(portal.to_string(), entry);
+                match self.portals.get_mut(portal) {
+                    Some(slot) => *slot = entry,
+                    None => {
+                        self.portals.insert(portal.to_string(), entry);
+                    }
+                }
             }
             b'E' => {
                 let (portal, _) = codec::parse_execute(body).map_err(malformed)?;
@@ -394,8 +399,8 @@ impl ClientSide {
 
 async fn client_to_upstream(
     ctx: Arc<Ctx>,
-    mut client: ReadHalf<PgStream>,
-    mut up: WriteHalf<PgStream>,
+    mut client: PgReader,
+    mut up: PgWriter,
     pending: Pending,
 ) -> String {
     let limit = ctx.proxy.max_message;
@@ -566,8 +571,8 @@ impl UpstreamSide {
 
 async fn upstream_to_client(
     ctx: Arc<Ctx>,
-    mut up: ReadHalf<PgStream>,
-    mut client: WriteHalf<PgStream>,
+    mut up: PgReader,
+    mut client: PgWriter,
     pending: Pending,
     mut buf: BytesMut,
     mut end: watch::Receiver<Option<String>>,

@@ -95,3 +95,73 @@ pub async fn write_flush<W: AsyncWrite + Unpin + ?Sized>(
     w.write_all(buf).await?;
     w.flush().await
 }
+
+/// The reading half of a [`PgStream`]. Plain TCP splits into independent
+/// halves (no lock shared between the two directions); TLS needs the
+/// session state of both, so its halves share it.
+#[derive(Debug)]
+pub enum PgReader {
+    Plain(tokio::net::tcp::OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<PgStream>),
+}
+
+/// The writing half of a [`PgStream`]; see [`PgReader`].
+#[derive(Debug)]
+pub enum PgWriter {
+    Plain(tokio::net::tcp::OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<PgStream>),
+}
+
+/// Splits a stream into its two directions.
+pub fn split(s: PgStream) -> (PgReader, PgWriter) {
+    match s {
+        PgStream::Plain(tcp) => {
+            let (r, w) = tcp.into_split();
+            (PgReader::Plain(r), PgWriter::Plain(w))
+        }
+        tls => {
+            let (r, w) = tokio::io::split(tls);
+            (PgReader::Tls(r), PgWriter::Tls(w))
+        }
+    }
+}
+
+impl AsyncRead for PgReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PgWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
