@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use crate::duration::parse_duration;
 use crate::model::{ConnectionKind, ConnectionSettings, ConnectionSpec};
+use crate::policy::spec::{Action, DetectorSpec, MaskSpec, Place, PolicySpec, RuleSpec};
 use crate::secret::Secret;
 
 /// An error in the file, with the line it is on (1-based; 0 when unknown).
@@ -28,6 +29,21 @@ pub struct DeclError {
 struct RawFile {
     #[serde(default)]
     connections: Vec<Spanned<RawConnection>>,
+    #[serde(default)]
+    policy: Option<Spanned<RawPolicy>>,
+    #[serde(default)]
+    rules: Vec<Spanned<RuleSpec>>,
+    #[serde(default)]
+    masks: Vec<Spanned<MaskSpec>>,
+    #[serde(default)]
+    detectors: Vec<Spanned<DetectorSpec>>,
+}
+
+/// The `[policy]` table: settings for the policy as a whole.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    default: Action,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +128,10 @@ pub struct DeclConnection {
 #[derive(Debug, Clone, Default)]
 pub struct Declaration {
     pub connections: Vec<DeclConnection>,
+    /// The policy, when the file has a `[policy]` table or any rules, masks
+    /// or detectors; it then replaces the stored policy as a whole. `None`
+    /// leaves the stored policy as it is.
+    pub policy: Option<PolicySpec>,
 }
 
 /// Reads secrets for [`parse`]; tests substitute their own environment.
@@ -230,6 +250,32 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
             password,
             line: lines.of(start),
         });
+    }
+    if raw.policy.is_some()
+        || !raw.rules.is_empty()
+        || !raw.masks.is_empty()
+        || !raw.detectors.is_empty()
+    {
+        let policy_at = raw.policy.as_ref().map_or(0, |p| p.span().start);
+        let rule_at: Vec<usize> = raw.rules.iter().map(|r| r.span().start).collect();
+        let mask_at: Vec<usize> = raw.masks.iter().map(|r| r.span().start).collect();
+        let detector_at: Vec<usize> = raw.detectors.iter().map(|r| r.span().start).collect();
+        let spec = PolicySpec {
+            default: raw.policy.map_or(Action::Allow, |p| p.into_inner().default),
+            rules: raw.rules.into_iter().map(Spanned::into_inner).collect(),
+            masks: raw.masks.into_iter().map(Spanned::into_inner).collect(),
+            detectors: raw.detectors.into_iter().map(Spanned::into_inner).collect(),
+        };
+        spec.validate().map_err(|e| {
+            let at = match e.place {
+                Place::Policy => policy_at,
+                Place::Rule(i) => rule_at.get(i).copied().unwrap_or(0),
+                Place::Mask(i) => mask_at.get(i).copied().unwrap_or(0),
+                Place::Detector(i) => detector_at.get(i).copied().unwrap_or(0),
+            };
+            err(at, e.to_string())
+        })?;
+        out.policy = Some(spec);
     }
     Ok(out)
 }
@@ -370,5 +416,62 @@ row_limit = 1000
             "[[connections]]\nname = \"a\"\nkind = \"oracle\"\nurl = \"postgres://h/db\"\n",
         );
         assert_eq!(e.line, 3);
+    }
+
+    const POLICY: &str = r#"
+[policy]
+default = "allow"
+
+[[rules]]
+name = "agents-read-only"
+connections = ["shop"]            # omitted: every connection
+groups = ["agents"]               # omitted: everyone
+statements = ["write", "ddl", "dcl", "admin"]
+action = "deny"                   # allow | deny | review
+message = "agents are read-only on shop"
+
+[[masks]]
+connections = ["shop"]
+columns = ["public.customers.email", "public.customers.card_number"]
+method = "partial"                # redact | partial | hash | null
+except_groups = ["support-leads"]
+
+[[detectors]]
+connections = ["shop"]
+kinds = ["email", "credit_card", "iban", "us_ssn", "phone", "aws_access_key", "private_key", "jwt"]
+"#;
+
+    #[test]
+    fn parses_the_documented_policy() {
+        let d = parse(POLICY, &secrets()).expect("parses");
+        let p = d.policy.expect("policy");
+        assert_eq!(p.rules.len(), 1);
+        assert_eq!(p.rules[0].statements.len(), 4);
+        assert_eq!(p.masks[0].columns.len(), 2);
+        assert_eq!(p.detectors[0].kinds.len(), 8);
+        assert!(parse(GOOD, &secrets()).expect("parses").policy.is_none());
+    }
+
+    #[test]
+    fn policy_errors_name_their_line() {
+        let e = error_of(&POLICY.replace("\"ddl\"", "\"dll\""));
+        assert_eq!(e.line, 9, "{e}");
+        let bad_regex = format!(
+            "{POLICY}\n[[rules]]\nname = \"r\"\npattern = \"(unclosed\"\naction = \"deny\"\n"
+        );
+        let e = error_of(&bad_regex);
+        assert_eq!(e.line, 23, "{e}");
+        assert!(e.message.contains("regular expression"), "{e}");
+        let dup = format!("{POLICY}\n[[rules]]\nname = \"agents-read-only\"\naction = \"allow\"\n");
+        let e = error_of(&dup);
+        assert!(e.message.contains("declared twice"), "{e}");
+        assert_eq!(e.line, 23, "{e}");
+        let e = error_of("[[rules]]\nname = \"r\"\naction = \"review\"\n");
+        assert!(e.message.contains("approvers"), "{e}");
+        assert_eq!(e.line, 1, "{e}");
+        let e = error_of("[[masks]]\ncolumns = [\"email\"]\nmethod = \"redact\"\n");
+        assert!(e.message.contains("schema.table.column"), "{e}");
+        let e = error_of("[[rules]]\nname = \"r\"\nhours = \"9-17\"\naction = \"deny\"\n");
+        assert!(e.message.contains("HH:MM"), "{e}");
     }
 }

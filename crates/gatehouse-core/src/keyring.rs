@@ -178,6 +178,24 @@ impl Keyring {
         Ok(Self { keys })
     }
 
+    /// A 32-byte key for `purpose`, derived from the primary master key
+    /// (XChaCha20 keystream under a nonce that hashes the purpose). The
+    /// same keyring gives the same key; rotating the master key changes it.
+    pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        let digest = Sha256::digest(format!("gatehouse derive v1: {purpose}").as_bytes());
+        let mut out = Zeroizing::new([0u8; 32]);
+        if let Ok(ct) = self.keys[0].cipher.encrypt(
+            XNonce::from_slice(&digest[..24]),
+            Payload {
+                msg: &[0u8; 32],
+                aad: b"",
+            },
+        ) {
+            out.copy_from_slice(&ct[..32]);
+        }
+        out
+    }
+
     /// The keyring reduced to its primary key.
     pub fn primary_only(&self) -> Self {
         Self {

@@ -13,7 +13,7 @@ pub const CANCEL_REQUEST: i32 = 80_877_102;
 /// Largest startup packet accepted (PostgreSQL's own limit is 10000).
 pub const MAX_STARTUP: usize = 10_000;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
     #[error("invalid message length {0}")]
     BadLength(i64),
@@ -229,6 +229,132 @@ pub fn parse_parameter_status(body: &[u8]) -> Result<(&str, &str), CodecError> {
     let k = cstr(&mut p).ok_or(CodecError::Malformed("ParameterStatus"))?;
     let v = cstr(&mut p).ok_or(CodecError::Malformed("ParameterStatus"))?;
     Ok((k, v))
+}
+
+/// One column of a `RowDescription`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    /// The table the column comes from (0: none, e.g. an expression).
+    pub table_oid: u32,
+    pub column: i16,
+    pub type_oid: u32,
+    pub type_len: i16,
+    pub type_mod: i32,
+    /// 0 text, 1 binary.
+    pub format: i16,
+}
+
+/// Most columns a result can have (PostgreSQL allows 1664 in a target list).
+pub const MAX_FIELDS: usize = 4096;
+
+/// `RowDescription`: its fields.
+pub fn parse_row_description(body: &[u8]) -> Result<Vec<Field>, CodecError> {
+    let bad = CodecError::Malformed("RowDescription");
+    let mut p = body;
+    let n = int16(&mut p).ok_or(bad.clone())?;
+    let n = usize::try_from(n).map_err(|_| bad.clone())?;
+    if n > MAX_FIELDS {
+        return Err(bad);
+    }
+    let mut fields = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = cstr(&mut p).ok_or(bad.clone())?.to_string();
+        let table_oid = int32(&mut p).ok_or(bad.clone())? as u32;
+        let column = int16(&mut p).ok_or(bad.clone())?;
+        let type_oid = int32(&mut p).ok_or(bad.clone())? as u32;
+        let type_len = int16(&mut p).ok_or(bad.clone())?;
+        let type_mod = int32(&mut p).ok_or(bad.clone())?;
+        let format = int16(&mut p).ok_or(bad.clone())?;
+        fields.push(Field {
+            name,
+            table_oid,
+            column,
+            type_oid,
+            type_len,
+            type_mod,
+            format,
+        });
+    }
+    if !p.is_empty() {
+        return Err(bad);
+    }
+    Ok(fields)
+}
+
+pub fn row_description(out: &mut BytesMut, fields: &[Field]) {
+    let at = begin(out, b'T');
+    out.put_i16(i16::try_from(fields.len()).unwrap_or(i16::MAX));
+    for f in fields {
+        put_cstr(out, &f.name);
+        out.put_u32(f.table_oid);
+        out.put_i16(f.column);
+        out.put_u32(f.type_oid);
+        out.put_i16(f.type_len);
+        out.put_i32(f.type_mod);
+        out.put_i16(f.format);
+    }
+    finish(out, at);
+}
+
+/// `DataRow`: its values (`None` is NULL), borrowed from `body`.
+pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, CodecError> {
+    let bad = CodecError::Malformed("DataRow");
+    let mut p = body;
+    let n = int16(&mut p).ok_or(bad.clone())?;
+    let n = usize::try_from(n).map_err(|_| bad.clone())?;
+    if n > MAX_FIELDS {
+        return Err(bad);
+    }
+    let mut values = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = int32(&mut p).ok_or(bad.clone())?;
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let len = usize::try_from(len).map_err(|_| bad.clone())?;
+        if p.len() < len {
+            return Err(bad);
+        }
+        values.push(Some(&p[..len]));
+        p = &p[len..];
+    }
+    if !p.is_empty() {
+        return Err(bad);
+    }
+    Ok(values)
+}
+
+/// Writes a `DataRow` from its values (`None` is NULL).
+pub fn data_row<'a>(out: &mut BytesMut, values: impl ExactSizeIterator<Item = Option<&'a [u8]>>) {
+    let at = begin(out, b'D');
+    out.put_i16(i16::try_from(values.len()).unwrap_or(i16::MAX));
+    for v in values {
+        match v {
+            None => out.put_i32(-1),
+            Some(b) => {
+                out.put_i32(i32::try_from(b.len()).unwrap_or(i32::MAX));
+                out.put_slice(b);
+            }
+        }
+    }
+    finish(out, at);
+}
+
+/// `Describe` of a portal.
+pub fn describe_portal(out: &mut BytesMut, portal: &str) {
+    let at = begin(out, b'D');
+    out.put_u8(b'P');
+    put_cstr(out, portal);
+    finish(out, at);
+}
+
+/// `Query`.
+pub fn query(out: &mut BytesMut, sql: &str) {
+    let at = begin(out, b'Q');
+    put_cstr(out, sql);
+    finish(out, at);
 }
 
 // === builders ===

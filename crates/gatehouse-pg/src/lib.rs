@@ -4,14 +4,17 @@
 //! the database and their Gatehouse token as the password. The proxy
 //! authenticates the caller, checks the connection's groups, opens its own
 //! upstream session with the stored credentials, and relays the protocol,
-//! passing every statement through the [`StatementHook`] and recording it.
+//! passing every statement through the policy, masking results, and
+//! recording it.
 //!
 //! Layout: `codec` (bytes ↔ messages, limits), `upstream` (connect and
 //! authenticate upstream), `session` (one client from startup to relay),
 //! `relay` (the two directions of a live session), `tls`, `stream`,
 //! `registry` (cancel keys and live sessions).
 
+pub mod catalog;
 pub mod codec;
+mod mask;
 mod registry;
 mod relay;
 mod session;
@@ -22,8 +25,8 @@ pub mod upstream;
 use std::sync::Arc;
 
 use gatehouse_core::keyring::SharedKeyring;
-use gatehouse_core::policy::StatementHook;
 use gatehouse_identity::Authenticator;
+use gatehouse_policy::PolicySource;
 use gatehouse_store::Store;
 use gatehouse_store::recorder::Recorder;
 use tokio::net::TcpListener;
@@ -41,7 +44,10 @@ pub struct PgProxy {
     pub auth: Authenticator,
     pub keys: SharedKeyring,
     pub recorder: Recorder,
-    pub hook: Arc<dyn StatementHook>,
+    /// The policy in force (asked again for every statement).
+    pub policy: Arc<dyn PolicySource>,
+    /// Where result columns come from, per connection (for masking).
+    pub catalog: catalog::Catalog,
     pub tls: Option<ServerTls>,
     /// Accept passwords (tokens) over plaintext from non-loopback clients.
     pub allow_plaintext_remote: bool,

@@ -21,17 +21,20 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
-use gatehouse_core::policy::{StatementContext, Verdict};
+use gatehouse_core::policy::Verdict;
+use gatehouse_policy::{Engine, StatementMask};
 use gatehouse_store::StatementEntry;
 use gatehouse_store::recorder::SessionLog;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::PgProxy;
+use crate::catalog::CatalogAccess;
 use crate::codec::{self, Severity};
+use crate::mask::{RowMask, Session as MaskSession};
 use crate::stream::{PgReader, PgStream, PgWriter, split, write_flush};
 
 /// Upstream messages larger than this are streamed through in pieces.
@@ -39,6 +42,8 @@ const STREAM_OVER: usize = 256 * 1024;
 /// A session's statement records reach the recorder at most this long
 /// after they were made (sooner when a chunk fills).
 const RECORD_DELAY: Duration = Duration::from_millis(500);
+/// Masked rows are rewritten whole; larger ones end the session.
+const MASKED_ROW_LIMIT: usize = 64 << 20;
 /// Upstream messages the relay needs whole are refused past this size.
 const UPSTREAM_LIMIT: usize = 1 << 30;
 
@@ -48,6 +53,9 @@ pub struct Ctx {
     pub connection: String,
     pub session_id: String,
     pub max_session: Option<Duration>,
+    /// How to read the upstream's catalog (to find where result columns
+    /// come from, for masking).
+    pub catalog: CatalogAccess,
 }
 
 /// A statement as it runs.
@@ -63,6 +71,8 @@ struct Stmt {
     error: Option<String>,
     /// Room reserved for its record; `None` when the recorder was behind.
     admission: Option<gatehouse_store::recorder::Admission>,
+    /// How its results are masked; `None`: they pass untouched.
+    mask: Option<StatementMask>,
 }
 
 /// What the client side forwarded, in order; the upstream side consumes
@@ -75,6 +85,11 @@ enum Item {
     Exec(Stmt),
     /// A `Sync` (or `FunctionCall`): done at ReadyForQuery.
     Sync,
+    /// Gatehouse's own `Describe` of a portal, sent before an `Execute`
+    /// whose results are masked, so that a `RowDescription` (where each
+    /// column comes from, its format) precedes the rows. Its answer is
+    /// used here and not passed to the client.
+    Describe,
 }
 
 /// Items the client side has forwarded and the upstream side has not yet
@@ -202,6 +217,29 @@ fn raise_sql(rule: &str, message: &str) -> String {
     )
 }
 
+/// The rule and message to refuse a statement with, if it is not allowed.
+/// Statements held for review are refused for now, saying so: this version
+/// cannot hold a statement until people approve it.
+fn refusal(v: &Verdict) -> Option<(&str, std::borrow::Cow<'_, str>)> {
+    match v {
+        Verdict::Allow { .. } => None,
+        Verdict::Deny { rule, message } => Some((rule, message.as_str().into())),
+        Verdict::Review {
+            rule,
+            message,
+            approvers,
+            ..
+        } => Some((
+            rule,
+            format!(
+                "{message}; it needs approval by {}, and this version of Gatehouse cannot hold statements for approval, so it is refused",
+                approvers.join(", ")
+            )
+            .into(),
+        )),
+    }
+}
+
 fn query_message(out: &mut BytesMut, sql: &str) {
     out.extend_from_slice(b"Q");
     out.extend_from_slice(
@@ -238,21 +276,31 @@ impl ClientSide {
             command: None,
             error: None,
             admission: self.ctx.proxy.recorder.admit(),
+            mask: None,
         }
     }
 
-    /// The hook's decision, unless the statement could not be admitted for
-    /// recording: then it is refused (it would run unrecorded).
-    fn decide(&self, stmt: &Stmt) -> Verdict {
+    fn engine(&self) -> Arc<Engine> {
+        self.ctx.proxy.policy.engine()
+    }
+
+    fn statement_mask(&self, engine: &Engine, sql: &str) -> Option<StatementMask> {
+        engine.statement_mask(&self.ctx.principal, &self.ctx.connection, sql)
+    }
+
+    /// The policy's decision, unless the statement could not be admitted
+    /// for recording: then it is refused (it would run unrecorded).
+    fn decide(&self, engine: &Engine, stmt: &Stmt) -> Verdict {
         if stmt.admission.is_none() {
             return recorder_behind();
         }
-        self.ctx.proxy.hook.check(&StatementContext {
-            principal: &self.ctx.principal,
-            connection: &self.ctx.connection,
-            protocol: "postgres",
-            sql: &stmt.sql,
-        })
+        self.check(engine, &stmt.sql)
+    }
+
+    fn check(&self, engine: &Engine, sql: &str) -> Verdict {
+        engine
+            .decide(&self.ctx.principal, &self.ctx.connection, sql, now_ms())
+            .verdict
     }
 
     async fn send(&self, item: Item) -> Result<(), String> {
@@ -294,34 +342,29 @@ impl ClientSide {
         match tag {
             b'Q' => {
                 let sql: Arc<str> = codec::parse_query(body).map_err(malformed)?.into();
+                let engine = self.engine();
                 let mut stmt = self.stmt(sql, Arc::new(Verdict::Allow { rule: None }));
-                let verdict = Arc::new(self.decide(&stmt));
+                let verdict = Arc::new(self.decide(&engine, &stmt));
                 stmt.verdict = verdict.clone();
+                stmt.mask = self.statement_mask(&engine, &stmt.sql);
                 self.send(Item::Simple(stmt)).await?;
-                match &*verdict {
-                    Verdict::Allow { .. } => out.extend_from_slice(msg),
-                    Verdict::Deny { rule, message } => {
-                        query_message(out, &raise_sql(rule, message))
-                    }
+                match refusal(&verdict) {
+                    None => out.extend_from_slice(msg),
+                    Some((rule, message)) => query_message(out, &raise_sql(rule, &message)),
                 }
             }
             b'P' => {
                 let (name, sql, _) = codec::parse_parse(body).map_err(malformed)?;
                 // Decided now; admitted for recording when executed.
-                let verdict = Arc::new(self.ctx.proxy.hook.check(&StatementContext {
-                    principal: &self.ctx.principal,
-                    connection: &self.ctx.connection,
-                    protocol: "postgres",
-                    sql,
-                }));
-                match &*verdict {
-                    Verdict::Allow { .. } => {
+                let verdict = Arc::new(self.check(&self.engine(), sql));
+                match refusal(&verdict) {
+                    None => {
                         out.extend_from_slice(msg);
                         self.statements
                             .insert(name.to_string(), (sql.into(), verdict));
                     }
-                    Verdict::Deny { rule, message } => {
-                        let raise = raise_sql(rule, message);
+                    Some((rule, message)) => {
+                        let raise = raise_sql(rule, &message);
                         let stmt = self.stmt(sql.into(), verdict.clone());
                         self.refused = Some((stmt, raise));
                     }
@@ -361,6 +404,11 @@ impl ClientSide {
                         self.refused = Some((stmt, raise));
                     }
                     return Ok(());
+                }
+                stmt.mask = self.statement_mask(&self.engine(), &stmt.sql);
+                if stmt.mask.is_some() {
+                    self.send(Item::Describe).await?;
+                    codec::describe_portal(out, portal);
                 }
                 self.send(Item::Exec(stmt)).await?;
                 out.extend_from_slice(msg);
@@ -454,6 +502,10 @@ struct UpstreamSide {
     out: BytesMut,
     /// This session's statement records, sent to the recorder in chunks.
     log: SessionLog,
+    /// Masking state: resolved relations, the key for hashed values.
+    masking: MaskSession,
+    /// How the rows of the current result are masked, if they are.
+    rows: Option<RowMask>,
 }
 
 impl UpstreamSide {
@@ -532,11 +584,12 @@ impl UpstreamSide {
                 let error = format!("{code}: {message}");
                 match pending.front_mut() {
                     Some(Item::Simple(s)) => s.error = Some(error),
-                    Some(Item::Exec(_)) => {
-                        // This Execute failed, and the server skips the rest of
-                        // the batch until Sync.
+                    Some(Item::Exec(_) | Item::Describe) => {
+                        // This Execute (or Gatehouse's Describe before it)
+                        // failed, and the server skips the rest of the batch
+                        // until Sync.
                         let mut first = true;
-                        while matches!(pending.front(), Some(Item::Exec(_))) {
+                        while matches!(pending.front(), Some(Item::Exec(_) | Item::Describe)) {
                             if let Some(Item::Exec(mut s)) = pending.pop_front() {
                                 s.error = Some(if first {
                                     error.clone()
@@ -558,6 +611,7 @@ impl UpstreamSide {
                         break;
                     }
                     Some(Item::Sync) | None => break,
+                    Some(Item::Describe) => {}
                     Some(Item::Exec(mut s)) => {
                         s.error = Some("no response before the end of the batch".into());
                         self.finish(s);
@@ -565,6 +619,77 @@ impl UpstreamSide {
                 }
             },
             _ => {}
+        }
+    }
+}
+
+/// What to do with one upstream message.
+enum Step {
+    /// Pass it to the client as it is.
+    Forward,
+    /// It was handled (rewritten into the output, or not for the client).
+    Consumed,
+    /// Where some result columns come from must be looked up first.
+    Lookup(Vec<u32>, StatementMask),
+}
+
+impl UpstreamSide {
+    /// Handles one complete upstream message `msg` (tag and length included).
+    fn message(&mut self, q: &mut VecDeque<Item>, tag: u8, msg: &[u8]) -> Result<Step, String> {
+        let body = codec::body(msg);
+        match tag {
+            b'T' => {
+                let ours = matches!(q.front(), Some(Item::Describe));
+                let mask = match (ours, q.front(), q.get(1)) {
+                    (true, _, Some(Item::Exec(s))) => s.mask.clone(),
+                    (false, Some(Item::Simple(s) | Item::Exec(s)), _) => s.mask.clone(),
+                    _ => None,
+                };
+                self.rows = None;
+                if let Some(mask) = mask {
+                    let fields = codec::parse_row_description(body)
+                        .map_err(|e| format!("protocol error from the upstream: {e}"))?;
+                    let missing = self.masking.unresolved(&fields, &mask);
+                    if !missing.is_empty() {
+                        return Ok(Step::Lookup(missing, mask));
+                    }
+                    self.rows = self.masking.row_mask(&fields, &mask);
+                }
+                if ours {
+                    q.pop_front();
+                    return Ok(Step::Consumed);
+                }
+                self.observe(q, tag, body);
+                Ok(Step::Forward)
+            }
+            b'n' if matches!(q.front(), Some(Item::Describe)) => {
+                // NoData for Gatehouse's Describe: the statement returns no rows.
+                q.pop_front();
+                self.rows = None;
+                Ok(Step::Consumed)
+            }
+            b'D' if self.rows.is_some() => {
+                self.observe(q, tag, body);
+                if let Some(rows) = &self.rows {
+                    self.masking
+                        .mask_row(rows, body, &mut self.out)
+                        .map_err(|e| {
+                            format!(
+                                "Gatehouse could not mask a result row ({e}); the session was ended"
+                            )
+                        })?;
+                }
+                Ok(Step::Consumed)
+            }
+            b'C' | b'I' | b's' | b'E' | b'Z' => {
+                self.rows = None;
+                self.observe(q, tag, body);
+                Ok(Step::Forward)
+            }
+            _ => {
+                self.observe(q, tag, body);
+                Ok(Step::Forward)
+            }
         }
     }
 }
@@ -578,10 +703,13 @@ async fn upstream_to_client(
     mut end: watch::Receiver<Option<String>>,
 ) -> String {
     let log = ctx.proxy.recorder.session_log(&ctx.session_id);
+    let masking = MaskSession::new(&ctx.proxy.keys.get());
     let mut side = UpstreamSide {
         ctx,
         out: BytesMut::with_capacity(16 * 1024),
         log,
+        masking,
+        rows: None,
     };
     // Records wait at most this long before they go to the recorder.
     let idle_flush = tokio::time::sleep(Duration::ZERO);
@@ -619,6 +747,7 @@ async fn upstream_to_client(
         }
         first = false;
         // Relay every complete message (and the available part of a large one).
+        let mut lookup: Option<(Vec<u32>, StatementMask)> = None;
         {
             let mut q = lock(&pending);
             loop {
@@ -637,7 +766,14 @@ async fn upstream_to_client(
                     Err(e) => return format!("protocol error from the upstream: {e}"),
                 };
                 if buf.len() < total {
-                    if total > STREAM_OVER && matches!(tag, b'D' | b'd') {
+                    if side.rows.is_some() && tag == b'D' {
+                        // A masked row is rewritten whole: it must fit.
+                        if total > MASKED_ROW_LIMIT {
+                            return format!(
+                                "a result row of {total} bytes is over the {MASKED_ROW_LIMIT}-byte limit for rows Gatehouse masks; the session was ended"
+                            );
+                        }
+                    } else if total > STREAM_OVER && matches!(tag, b'D' | b'd') {
                         side.observe(&mut q, tag, &[]);
                         streaming = total;
                         continue;
@@ -645,10 +781,28 @@ async fn upstream_to_client(
                     buf.reserve(total - buf.len());
                     break;
                 }
-                let msg = buf.split_to(total);
-                side.observe(&mut q, tag, codec::body(&msg));
-                side.out.extend_from_slice(&msg);
+                match side.message(&mut q, tag, &buf[..total]) {
+                    Ok(Step::Forward) => {
+                        let msg = buf.split_to(total);
+                        side.out.extend_from_slice(&msg);
+                    }
+                    Ok(Step::Consumed) => buf.advance(total),
+                    Ok(Step::Lookup(oids, mask)) => {
+                        lookup = Some((oids, mask));
+                        break;
+                    }
+                    Err(e) => return e,
+                }
             }
+        }
+        if let Some((oids, mask)) = lookup {
+            // Find where the columns come from, then go over the same
+            // RowDescription again (no read: it is still in the buffer).
+            let catalog = side.ctx.catalog.clone();
+            side.masking
+                .resolve(&side.ctx.proxy.catalog, &catalog, &oids, &mask)
+                .await;
+            first = true;
         }
         if !side.out.is_empty() && flush(&mut client, &mut side.out).await.is_err() {
             return "client closed".into();

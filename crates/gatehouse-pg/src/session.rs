@@ -98,6 +98,8 @@ struct Ready {
     principal: Principal,
     connection: String,
     upstream: upstream::Upstream,
+    /// The stored password, for the catalog lookups masking needs.
+    password: Option<gatehouse_core::secret::Secret>,
     target: Target,
     max_session: Option<Duration>,
 }
@@ -311,6 +313,7 @@ async fn start(
         principal,
         connection: rec.spec.name,
         upstream: up,
+        password: cred.get("password").cloned(),
         target,
         max_session: rec.spec.settings.max_session_secs.map(Duration::from_secs),
     }))
@@ -321,9 +324,15 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
         principal,
         connection,
         mut upstream,
+        password,
         target,
         max_session,
     } = ready;
+    let catalog = crate::catalog::CatalogAccess {
+        connection: connection.clone(),
+        target: target.clone(),
+        password,
+    };
     let session_id = new_session_id();
     let token = match &principal.authn {
         Authn::Token { name } => Some(name.clone()),
@@ -387,6 +396,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
             connection,
             session_id: session_id.clone(),
             max_session,
+            catalog,
         };
         relay::run(ctx, client, upstream.stream, leftover, kill).await
     };

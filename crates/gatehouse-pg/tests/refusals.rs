@@ -1,4 +1,4 @@
-//! Refused statements through the relay, with a hook that refuses any
+//! Refused statements through the relay, with a policy that refuses any
 //! statement mentioning `forbidden`: the client gets Gatehouse's error
 //! (42501, naming the rule) exactly where it expects one, an open
 //! transaction is aborted as PostgreSQL would abort it, pipelined neighbours
@@ -11,30 +11,30 @@ use std::time::Duration;
 
 use gatehouse_core::keyring::{Keyring, SharedKeyring};
 use gatehouse_core::model::{ConnectionKind, ConnectionSettings, ConnectionSpec};
-use gatehouse_core::policy::{StatementContext, StatementHook, Verdict};
+use gatehouse_core::policy::spec::{Action, PolicySpec, RuleSpec};
 use gatehouse_core::token::{generate_token, token_hash};
 use gatehouse_identity::Authenticator;
 use gatehouse_pg::{LiveSessions, PgProxy};
+use gatehouse_policy::{Engine, FixedPolicy};
 use gatehouse_store::recorder::Recorder;
 use gatehouse_store::{ConnectionRecord, SessionFilter, Store, TokenRecord};
 use tokio_postgres::NoTls;
 
-#[derive(Debug)]
-struct RefuseForbidden;
-
-impl StatementHook for RefuseForbidden {
-    fn check(&self, ctx: &StatementContext<'_>) -> Verdict {
-        if ctx.sql.to_lowercase().contains("forbidden") {
-            Verdict::Deny {
-                rule: "no-forbidden".into(),
-                message:
-                    "statements about forbidden things are refused; it's $$ and 'quotes' proof"
-                        .into(),
-            }
-        } else {
-            Verdict::Allow { rule: None }
-        }
-    }
+/// The policy engine with one rule: statements mentioning `forbidden` are denied.
+fn refuse_forbidden() -> Arc<FixedPolicy> {
+    let spec = PolicySpec {
+        rules: vec![RuleSpec {
+            name: "no-forbidden".into(),
+            pattern: Some("(?i)forbidden".into()),
+            action: Action::Deny,
+            message: Some(
+                "statements about forbidden things are refused; it's $$ and 'quotes' proof".into(),
+            ),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Arc::new(FixedPolicy(Arc::new(Engine::new(spec).unwrap())))
 }
 
 struct Gw {
@@ -88,7 +88,8 @@ async fn gateway_with(record_limit: usize) -> Gw {
         auth: Authenticator::new(store.clone(), None),
         keys,
         recorder,
-        hook: Arc::new(RefuseForbidden),
+        policy: refuse_forbidden(),
+        catalog: Default::default(),
         tls: None,
         allow_plaintext_remote: false,
         max_message: gatehouse_pg::DEFAULT_MAX_MESSAGE,

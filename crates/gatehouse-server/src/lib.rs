@@ -10,6 +10,7 @@ pub mod audit;
 pub mod config;
 pub mod keys;
 pub mod metrics;
+pub mod policy;
 pub mod state;
 pub mod upstream;
 
@@ -21,12 +22,12 @@ use std::sync::Arc;
 use gatehouse_core::keyring;
 use gatehouse_core::model::Authn;
 use gatehouse_core::now_ms;
-use gatehouse_core::policy::NoRules;
 use gatehouse_core::token::{generate_token, token_hash};
 use gatehouse_identity::{Authenticator, OidcValidator};
 use gatehouse_pg::PgProxy;
 use gatehouse_store::recorder::Recorder;
 use gatehouse_store::{Store, TokenRecord};
+use policy::PolicyHandle;
 
 pub use config::ServeConfig;
 pub use state::AppState;
@@ -56,6 +57,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Tls(String),
+    #[error("{0}")]
+    Policy(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -104,7 +107,11 @@ pub async fn start(
     };
     let auth = Authenticator::new(store.clone(), oidc);
     let (recorder, _recorder_task) = Recorder::start(store.clone());
-    let state = AppState::new(store, ring, source, auth, recorder, config.clone());
+    let policy = PolicyHandle::load(&store)
+        .await
+        .map_err(StartError::Policy)?;
+    policy.watch(store.clone());
+    let state = AppState::new(store, ring, source, auth, recorder, policy, config.clone());
     bootstrap_admin(&state, &data_dir).await?;
 
     // One shutdown signal for every listener.
@@ -134,7 +141,8 @@ pub async fn start(
             auth: state.auth.clone(),
             keys: state.keys.clone(),
             recorder: state.recorder.clone(),
-            hook: Arc::new(NoRules),
+            policy: Arc::new(state.policy.clone()),
+            catalog: Default::default(),
             tls: Some(tls),
             allow_plaintext_remote: config.pg_allow_plaintext,
             max_message: gatehouse_pg::DEFAULT_MAX_MESSAGE,

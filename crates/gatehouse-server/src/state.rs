@@ -11,6 +11,7 @@ use gatehouse_store::recorder::Recorder;
 use crate::audit::Auditor;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
+use crate::policy::PolicyHandle;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -19,6 +20,8 @@ pub struct AppState {
     pub audit: Auditor,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The policy in force.
+    pub policy: PolicyHandle,
     /// Live protocol sessions on this process (cancel keys, kill switches).
     pub live: LiveSessions,
     pub config: Arc<ServeConfig>,
@@ -35,6 +38,7 @@ impl AppState {
         key_source: KeySource,
         auth: Authenticator,
         recorder: Recorder,
+        policy: PolicyHandle,
         config: ServeConfig,
     ) -> Self {
         Self {
@@ -43,6 +47,7 @@ impl AppState {
             auth,
             metrics: Arc::new(Metrics::default()),
             recorder,
+            policy,
             live: LiveSessions::default(),
             config: Arc::new(config),
             key_source,

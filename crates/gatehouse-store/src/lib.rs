@@ -8,6 +8,7 @@
 
 mod audit;
 mod connections;
+mod policy;
 pub mod recorder;
 mod schema;
 mod sessions;
@@ -20,6 +21,7 @@ use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use connections::ConnectionRecord;
+pub use policy::StoredPolicy;
 pub use sessions::{
     RecordEvent, SessionChunk, SessionFilter, SessionRecord, StatementEntry, StatementRecord,
 };

@@ -42,6 +42,15 @@ const SESSION_CHUNKS: &str = "CREATE TABLE session_chunks (
         PRIMARY KEY (session_id, chunk)
     );";
 
+/// Step 4, the same in both dialects: the policy document.
+const POLICY: &str = "CREATE TABLE policy (
+        id BIGINT PRIMARY KEY,
+        doc TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        updated_by TEXT NOT NULL
+    );";
+
 /// Each step runs once, in order, inside a transaction.
 const SQLITE: &[&str] = &[
     "CREATE TABLE connections (
@@ -74,6 +83,7 @@ const SQLITE: &[&str] = &[
     );",
     SESSIONS,
     SESSION_CHUNKS,
+    POLICY,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -107,6 +117,7 @@ const POSTGRES: &[&str] = &[
     );",
     SESSIONS,
     SESSION_CHUNKS,
+    POLICY,
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {

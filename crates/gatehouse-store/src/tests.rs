@@ -413,3 +413,27 @@ async fn statements_recorded_before_chunks_stay_readable() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn policy_is_versioned() {
+    for_both(|s| async move {
+        let empty = s.get_policy().await.expect("get");
+        assert_eq!(empty.version, 0);
+        assert!(empty.spec.is_empty());
+        let mut spec = gatehouse_core::policy::spec::PolicySpec::default();
+        spec.rules.push(gatehouse_core::policy::spec::RuleSpec {
+            name: "r".into(),
+            action: gatehouse_core::policy::spec::Action::Deny,
+            statements: vec![gatehouse_core::policy::spec::Class::Ddl],
+            ..Default::default()
+        });
+        assert_eq!(s.put_policy(&spec, "admin", 5).await.expect("put"), 1);
+        assert_eq!(s.put_policy(&spec, "alice", 6).await.expect("put"), 2);
+        let got = s.get_policy().await.expect("get");
+        assert_eq!(got.spec, spec);
+        assert_eq!(got.version, 2);
+        assert_eq!(got.updated_by.as_deref(), Some("alice"));
+        assert_eq!(s.policy_version().await.expect("version"), 2);
+    })
+    .await;
+}

@@ -29,8 +29,11 @@ pub enum Command {
     /// Connections: the upstreams Gatehouse holds credentials for.
     #[command(subcommand, alias = "connection")]
     Connections(ConnectionsCmd),
-    /// Create or update connections from a declarative file.
+    /// Create or update connections, and replace the policy, from a declarative file.
     Apply(ApplyArgs),
+    /// The policy: rules, masks and detectors.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Master key management.
     #[command(subcommand)]
     Keys(KeysCmd),
@@ -40,6 +43,26 @@ pub enum Command {
     /// Recorded sessions.
     #[command(subcommand)]
     Sessions(SessionsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// The policy in force, as stored.
+    Show(JsonFlag),
+    /// Decide a statement without running it: prints the decision and the
+    /// rule that made it. Exits 0 when allowed, 1 when denied or held for review.
+    Test {
+        /// A group name, or a token (API token or OIDC JWT) to decide as.
+        #[arg(long = "as", value_name = "GROUP_OR_TOKEN")]
+        as_: String,
+        /// The connection the statement would run on.
+        #[arg(long)]
+        connection: String,
+        /// The statement.
+        sql: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
-//! `POST /v1/apply`: make the stored connections match a declaration.
-//! Idempotent; `dry_run` returns the plan without writing.
+//! `POST /v1/apply`: make the stored connections, and the policy when the
+//! declaration has one, match a declaration. Idempotent; `dry_run` returns
+//! the plan without writing.
 
 use axum::Json;
 use axum::extract::State;
@@ -17,6 +18,9 @@ pub struct ApplyRequest {
     connections: Vec<ConnectionInput>,
     #[serde(default)]
     dry_run: bool,
+    /// Replaces the whole policy when present.
+    #[serde(default)]
+    policy: Option<gatehouse_core::policy::spec::PolicySpec>,
 }
 
 pub async fn apply(
@@ -34,6 +38,10 @@ pub async fn apply(
             )));
         }
     }
+    if let Some(p) = &req.policy {
+        gatehouse_policy::Engine::new(p.clone())
+            .map_err(|e| ApiError::bad_request(format!("policy: {e}")))?;
+    }
     let mut changes = Vec::with_capacity(req.connections.len());
     for c in &req.connections {
         let existing = state.store.get_connection(&c.name).await?;
@@ -44,7 +52,21 @@ pub async fn apply(
             write(&state, &who, c, change).await?;
         }
     }
+    let policy = match req.policy {
+        None => "not declared",
+        Some(p) if req.dry_run => {
+            if state.store.get_policy().await?.spec == p {
+                "unchanged"
+            } else {
+                "replace"
+            }
+        }
+        Some(p) => match super::policy::replace(&state, &who, p).await? {
+            Some(_) => "replaced",
+            None => "unchanged",
+        },
+    };
     Ok(Json(
-        serde_json::json!({"dry_run": req.dry_run, "changes": changes}),
+        serde_json::json!({"dry_run": req.dry_run, "changes": changes, "policy": policy}),
     ))
 }

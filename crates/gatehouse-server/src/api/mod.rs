@@ -7,6 +7,7 @@ pub mod auth;
 mod connections;
 pub mod error;
 mod meta;
+mod policy;
 mod sessions;
 mod tokens;
 
@@ -35,6 +36,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/connections/{name}"),
     ("post", "/v1/connections/{name}/test"),
     ("post", "/v1/apply"),
+    ("get", "/v1/policy"),
+    ("put", "/v1/policy"),
+    ("post", "/v1/policy/test"),
     ("post", "/v1/keys/rotate"),
     ("get", "/v1/audit"),
     ("get", "/v1/sessions"),
@@ -65,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/connections/{name}/test", post(connections::test))
         .route("/v1/apply", post(apply::apply))
+        .route("/v1/policy", get(policy::get).put(policy::put))
+        .route("/v1/policy/test", post(policy::test))
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", get(sessions::show))
         .route("/v1/keys/rotate", post(meta::rotate_keys))

@@ -10,7 +10,8 @@ use gatehouse_core::secret::Secret;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    AddConnection, ApplyArgs, AuditCmd, ConnectionsCmd, KeysCmd, LoginArgs, SessionsCmd, TokensCmd,
+    AddConnection, ApplyArgs, AuditCmd, ConnectionsCmd, KeysCmd, LoginArgs, PolicyCmd, SessionsCmd,
+    TokensCmd,
 };
 use crate::client::{self, Client, seg};
 use crate::output::{self, s, table, time};
@@ -300,12 +301,11 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let c = Client::from_env()?;
-    let v = c
-        .post(
-            "/v1/apply",
-            &json!({"connections": connections, "dry_run": args.dry_run}),
-        )
-        .await?;
+    let mut body = json!({"connections": connections, "dry_run": args.dry_run});
+    if let Some(p) = &d.policy {
+        body["policy"] = serde_json::to_value(p)?;
+    }
+    let v = c.post("/v1/apply", &body).await?;
     print(&v, args.json, |v| {
         let changes = v["changes"]
             .as_array()
@@ -321,10 +321,18 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             };
             out.push_str(&format!("{what}  connection {}\n", s(ch, "name")));
         }
-        let n = changes
+        let mut n = changes
             .iter()
             .filter(|c| c["action"] != "unchanged")
             .count();
+        match v["policy"].as_str() {
+            Some("replace") | Some("replaced") => {
+                n += 1;
+                out.push_str("~ replace  policy\n");
+            }
+            Some("unchanged") => out.push_str("= unchanged  policy\n"),
+            _ => {}
+        }
         if args.dry_run {
             out.push_str(&format!(
                 "Plan: {n} change(s). Nothing was applied (--dry-run).\n"
@@ -511,4 +519,94 @@ pub async fn sessions(cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn policy(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
+    let c = Client::from_env()?;
+    match cmd {
+        PolicyCmd::Show(j) => {
+            let v = c.get("/v1/policy").await?;
+            print(&v, j.json, |v| {
+                let p = &v["policy"];
+                let mut out = format!(
+                    "policy version {} (default: {}), updated {} by {}\n",
+                    s(v, "version"),
+                    s(p, "default"),
+                    time(v["updated_at"].as_i64()),
+                    s(v, "updated_by"),
+                );
+                let count = |k: &str| p[k].as_array().map_or(0, Vec::len);
+                out.push_str(&format!(
+                    "{} rule(s), {} mask(s), {} detector(s)\n",
+                    count("rules"),
+                    count("masks"),
+                    count("detectors")
+                ));
+                for r in p["rules"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                    out.push_str(&format!("  {:<7} {}\n", s(r, "action"), s(r, "name")));
+                }
+                out
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCmd::Test {
+            as_,
+            connection,
+            sql,
+            json,
+        } => {
+            let v = c
+                .post(
+                    "/v1/policy/test",
+                    &json!({"as": as_, "connection": connection, "sql": sql}),
+                )
+                .await?;
+            let action = v["decision"]["verdict"]["action"]
+                .as_str()
+                .unwrap_or("deny")
+                .to_string();
+            print(&v, json, |v| {
+                let d = &v["decision"]["verdict"];
+                let a = &v["analysis"];
+                let mut out = format!("decision: {}\n", s(d, "action"));
+                out.push_str(&format!(
+                    "rule:     {}\n",
+                    d["rule"].as_str().unwrap_or("(none: no rule matched)")
+                ));
+                if let Some(m) = d["message"].as_str() {
+                    out.push_str(&format!("message:  {m}\n"));
+                }
+                match a["class"].as_str() {
+                    Some(class) => out.push_str(&format!("class:    {class}\n")),
+                    None => out.push_str(&format!("parse:    {}\n", s(a, "parse_error"))),
+                }
+                let list = |k: &str| {
+                    a[k].as_array()
+                        .map(|xs| {
+                            xs.iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default()
+                };
+                for (label, k) in [
+                    ("reads", "tables_read"),
+                    ("writes", "tables_written"),
+                    ("calls", "functions"),
+                ] {
+                    let l = list(k);
+                    if !l.is_empty() {
+                        out.push_str(&format!("{label:<9} {l}\n"));
+                    }
+                }
+                out
+            });
+            Ok(if action == "allow" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
 }

@@ -18,5 +18,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(cmd) => admin::keys(cmd).await,
         Command::Audit(cmd) => admin::audit(cmd).await,
         Command::Sessions(cmd) => admin::sessions(cmd).await,
+        Command::Policy(cmd) => admin::policy(cmd).await,
     }
 }

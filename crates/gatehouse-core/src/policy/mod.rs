@@ -3,6 +3,8 @@
 //! The policy engine implements [`StatementHook`]; until rules are
 //! configured, [`NoRules`] allows every statement and says so in the record.
 
+pub mod spec;
+
 use crate::model::Principal;
 
 /// What is being decided.
@@ -21,6 +23,13 @@ pub enum Verdict {
     Allow { rule: Option<String> },
     /// Refuse it with a message naming the rule.
     Deny { rule: String, message: String },
+    /// Hold it until people approve it (a `review` rule).
+    Review {
+        rule: String,
+        message: String,
+        approvers: Vec<String>,
+        approvals: u32,
+    },
 }
 
 impl Verdict {
@@ -28,13 +37,14 @@ impl Verdict {
         match self {
             Self::Allow { .. } => "allow",
             Self::Deny { .. } => "deny",
+            Self::Review { .. } => "review",
         }
     }
 
     pub fn rule(&self) -> Option<&str> {
         match self {
             Self::Allow { rule } => rule.as_deref(),
-            Self::Deny { rule, .. } => Some(rule),
+            Self::Deny { rule, .. } | Self::Review { rule, .. } => Some(rule),
         }
     }
 }

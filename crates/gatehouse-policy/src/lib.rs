@@ -1,0 +1,15 @@
+//! The policy engine: decides every statement against the rules.
+//!
+//! Statements are analysed with PostgreSQL's own grammar ([`analyze`]);
+//! analyses are cached by text, so a prepared statement run a million
+//! times is parsed once. Deny beats review beats allow; within an action
+//! the first rule in the policy's order wins and is named in the decision.
+
+pub mod analyze;
+pub mod detect;
+pub mod mask;
+mod rules;
+
+pub use analyze::{Analysis, Class, ColumnRefs, analyze, column_refs};
+pub use mask::{MaskPlan, mask_text};
+pub use rules::{Decision, Engine, FixedPolicy, PolicySource, StatementMask};

@@ -1,0 +1,328 @@
+//! Masking: which result columns a caller sees masked, and how values are
+//! rewritten. Columns are matched by where the data comes from (the table
+//! and column a result column originates in), not by the name the result
+//! gives it, so aliases do not dodge a mask.
+
+use std::sync::Arc;
+
+use gatehouse_core::model::Principal;
+use gatehouse_core::policy::spec::{DetectorKind, MaskMethod, PolicySpec};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::analyze::ColumnRefs;
+use crate::detect::Detectors;
+
+/// What replaces a redacted value.
+pub const REDACTED: &str = "[REDACTED]";
+
+#[derive(Debug, Clone)]
+struct ColumnPattern {
+    schema: Option<String>,
+    table: String,
+    column: String,
+    method: MaskMethod,
+}
+
+/// The masks and detectors that apply to one caller on one connection.
+#[derive(Debug)]
+pub struct MaskPlan {
+    columns: Vec<ColumnPattern>,
+    /// Content detectors for text values, if any apply.
+    pub detectors: Option<Arc<Detectors>>,
+}
+
+/// How strict a method is, to pick one when several masks name a column.
+fn strictness(m: MaskMethod) -> u8 {
+    match m {
+        MaskMethod::Hash => 0,
+        MaskMethod::Partial => 1,
+        MaskMethod::Redact => 2,
+        MaskMethod::Null => 3,
+    }
+}
+
+impl MaskPlan {
+    /// The plan for `principal` on `connection`; `None` when no mask or
+    /// detector applies (results then pass through untouched).
+    pub fn for_caller(
+        spec: &PolicySpec,
+        principal: &Principal,
+        connection: &str,
+        detectors: &dyn Fn(&[DetectorKind]) -> Arc<Detectors>,
+    ) -> Option<MaskPlan> {
+        let applies = |conns: &[String], except: &[String]| {
+            (conns.is_empty() || conns.iter().any(|c| c == connection)) && !principal.in_any(except)
+        };
+        let mut columns = Vec::new();
+        for m in &spec.masks {
+            if !applies(&m.connections, &m.except_groups) {
+                continue;
+            }
+            for c in &m.columns {
+                let parts: Vec<String> = c.split('.').map(str::to_lowercase).collect();
+                let (schema, table, column) = match parts.as_slice() {
+                    [s, t, c] => (Some(s.clone()), t.clone(), c.clone()),
+                    [t, c] => (None, t.clone(), c.clone()),
+                    _ => continue,
+                };
+                columns.push(ColumnPattern {
+                    schema,
+                    table,
+                    column,
+                    method: m.method,
+                });
+            }
+        }
+        let mut kinds: Vec<DetectorKind> = spec
+            .detectors
+            .iter()
+            .filter(|d| applies(&d.connections, &d.except_groups))
+            .flat_map(|d| d.kinds.iter().copied())
+            .collect();
+        kinds.sort_by_key(|k| k.name());
+        kinds.dedup();
+        if columns.is_empty() && kinds.is_empty() {
+            return None;
+        }
+        Some(MaskPlan {
+            columns,
+            detectors: (!kinds.is_empty()).then(|| detectors(&kinds)),
+        })
+    }
+
+    /// The method for a table column, if a mask names it (the strictest
+    /// when several do).
+    pub fn method_for(&self, schema: &str, table: &str, column: &str) -> Option<MaskMethod> {
+        self.columns
+            .iter()
+            .filter(|p| {
+                p.table.eq_ignore_ascii_case(table)
+                    && p.column.eq_ignore_ascii_case(column)
+                    && p.schema
+                        .as_deref()
+                        .is_none_or(|s| s.eq_ignore_ascii_case(schema))
+            })
+            .map(|p| p.method)
+            .max_by_key(|m| strictness(*m))
+    }
+
+    /// Whether masks name columns at all (not only detectors).
+    pub fn has_columns(&self) -> bool {
+        !self.columns.is_empty()
+    }
+
+    /// Whether a table as a statement names it (`t` or `s.t`) may hold a
+    /// masked column. An unqualified name matches any schema.
+    fn masks_table(&self, name: &str) -> bool {
+        let (schema, table) = match name.rsplit_once('.') {
+            Some((s, t)) => (Some(s), t),
+            None => (None, name),
+        };
+        self.columns.iter().any(|p| {
+            p.table.eq_ignore_ascii_case(table)
+                && match (&p.schema, schema) {
+                    (Some(ps), Some(s)) => ps.eq_ignore_ascii_case(s),
+                    _ => true,
+                }
+        })
+    }
+
+    /// Whether result columns computed by this statement (with no table of
+    /// origin) may carry masked data: it mentions a masked column's name, a
+    /// `*`, or a masked table (or its alias) as a whole row. `None` (the
+    /// statement did not parse) counts as yes.
+    pub fn taints(&self, refs: Option<&ColumnRefs>) -> bool {
+        if self.columns.is_empty() {
+            return false;
+        }
+        let Some(refs) = refs else { return true };
+        let masked_tables: Vec<&(String, Option<String>)> = refs
+            .relations
+            .iter()
+            .filter(|(name, _)| self.masks_table(name))
+            .collect();
+        if masked_tables.is_empty() {
+            // A masked column name on a table no mask covers is not masked
+            // data; only views and functions could hide one: views report
+            // their own origin, and are resolved by the data path.
+            return refs
+                .names
+                .iter()
+                .any(|n| self.columns.iter().any(|p| p.column == *n))
+                && refs.relations.is_empty();
+        }
+        refs.star
+            || refs.names.iter().any(|n| {
+                self.columns.iter().any(|p| p.column == *n)
+                    || masked_tables.iter().any(|(name, alias)| {
+                        alias.as_deref() == Some(n.as_str())
+                            || name.rsplit('.').next() == Some(n.as_str())
+                    })
+            })
+    }
+
+    /// Why a statement that copies data out must be refused, if it must:
+    /// `COPY` streams rows in a format the masker does not rewrite.
+    pub fn refuse_copy(&self, refs: Option<&ColumnRefs>) -> Option<String> {
+        let refs = refs?;
+        if !refs.copy_out || self.columns.is_empty() && self.detectors.is_none() {
+            return None;
+        }
+        if self.detectors.is_some() || refs.relations.iter().any(|(n, _)| self.masks_table(n)) {
+            return Some(
+                "COPY … TO of data under a mask or a content detector is not allowed; run a SELECT instead (its results are masked)"
+                    .into(),
+            );
+        }
+        None
+    }
+}
+
+/// Rewrites one text value; `None` means SQL NULL.
+pub fn mask_text(method: MaskMethod, value: &str, hash_key: &[u8]) -> Option<String> {
+    match method {
+        MaskMethod::Null => None,
+        MaskMethod::Redact => Some(REDACTED.into()),
+        MaskMethod::Partial => {
+            let n = value.chars().count();
+            if n <= 4 {
+                return Some("*".repeat(n.max(4)));
+            }
+            let keep: String = value.chars().skip(n - 4).collect();
+            Some(format!("{}{keep}", "*".repeat(n - 4)))
+        }
+        MaskMethod::Hash => {
+            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(hash_key) else {
+                return None;
+            };
+            mac.update(value.as_bytes());
+            let tag = mac.finalize().into_bytes();
+            Some(format!("h_{}", hex_lower(&tag[..12])))
+        }
+    }
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(char::from(DIGITS[usize::from(x >> 4)]));
+        s.push(char::from(DIGITS[usize::from(x & 15)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::column_refs;
+    use gatehouse_core::model::Authn;
+
+    fn who(groups: &[&str]) -> Principal {
+        Principal {
+            subject: "bot".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            authn: Authn::Token { name: "bot".into() },
+            expires_at: None,
+        }
+    }
+
+    fn plan(groups: &[&str]) -> Option<MaskPlan> {
+        let spec: PolicySpec = toml::from_str(
+            r#"
+[[masks]]
+connections = ["shop"]
+columns = ["public.customers.email", "customers.card_number"]
+method = "partial"
+except_groups = ["support-leads"]
+[[masks]]
+columns = ["public.customers.email"]
+method = "hash"
+"#,
+        )
+        .expect("toml");
+        MaskPlan::for_caller(&spec, &who(groups), "shop", &|k| {
+            Arc::new(Detectors::new(k))
+        })
+    }
+
+    #[test]
+    fn columns_by_origin_and_groups() {
+        let p = plan(&["agents"]).expect("masks apply");
+        assert_eq!(
+            p.method_for("public", "customers", "email"),
+            Some(MaskMethod::Partial),
+            "the strictest of two"
+        );
+        assert_eq!(
+            p.method_for("crm", "customers", "card_number"),
+            Some(MaskMethod::Partial),
+            "no schema: any"
+        );
+        assert_eq!(p.method_for("crm", "customers", "email"), None);
+        assert_eq!(p.method_for("public", "customers", "name"), None);
+        let lead = plan(&["support-leads"]).expect("the hash mask has no exception");
+        assert_eq!(
+            lead.method_for("public", "customers", "email"),
+            Some(MaskMethod::Hash)
+        );
+        assert_eq!(lead.method_for("public", "customers", "card_number"), None);
+    }
+
+    #[test]
+    fn computed_columns_are_tainted_by_masked_data() {
+        let p = plan(&[]).expect("masks apply");
+        let t = |sql: &str| p.taints(column_refs(sql).as_ref());
+        assert!(t("SELECT upper(email) FROM customers"));
+        assert!(t("SELECT email || '' FROM public.customers"));
+        assert!(t("SELECT row_to_json(c) FROM customers c"));
+        assert!(t("SELECT to_jsonb(customers) FROM customers"));
+        assert!(t("SELECT json_agg(c.*) FROM customers c"));
+        assert!(t("SELECT string_agg(x.email, ',') FROM customers x"));
+        assert!(t("SELECT (c).email FROM customers c"));
+        assert!(!t("SELECT count(*) FROM customers"));
+        assert!(!t("SELECT upper(name) FROM customers"));
+        assert!(
+            !t("SELECT upper(email) FROM staff"),
+            "another table's email"
+        );
+        assert!(t("SELEC garbage"), "unparsed counts as tainted");
+    }
+
+    #[test]
+    fn methods() {
+        let k = [7u8; 32];
+        assert_eq!(
+            mask_text(MaskMethod::Redact, "a@b.c", &k).as_deref(),
+            Some(REDACTED)
+        );
+        assert_eq!(mask_text(MaskMethod::Null, "x", &k), None);
+        assert_eq!(
+            mask_text(MaskMethod::Partial, "4111111111111111", &k).as_deref(),
+            Some("************1111")
+        );
+        assert_eq!(
+            mask_text(MaskMethod::Partial, "abc", &k).as_deref(),
+            Some("****")
+        );
+        assert_eq!(
+            mask_text(MaskMethod::Partial, "ééééé5", &k).as_deref(),
+            Some("**ééé5"),
+            "characters, not bytes"
+        );
+        let a = mask_text(MaskMethod::Hash, "alice@example.com", &k);
+        assert_eq!(
+            a,
+            mask_text(MaskMethod::Hash, "alice@example.com", &k),
+            "deterministic"
+        );
+        assert_ne!(a, mask_text(MaskMethod::Hash, "bob@example.com", &k));
+        assert_ne!(
+            a,
+            mask_text(MaskMethod::Hash, "alice@example.com", &[8u8; 32]),
+            "keyed"
+        );
+        assert!(a.unwrap_or_default().starts_with("h_"));
+    }
+}

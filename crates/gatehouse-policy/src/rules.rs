@@ -1,0 +1,712 @@
+//! Compiled rules and the decision.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+
+use gatehouse_core::model::Principal;
+use gatehouse_core::policy::spec::{
+    Action, PolicyError, PolicySpec, RuleSpec, parse_day, parse_hours, parse_utc_offset,
+};
+use gatehouse_core::policy::{StatementContext, StatementHook, Verdict};
+use serde::Serialize;
+
+use crate::analyze::{Analysis, ColumnRefs, analyze, column_refs};
+use crate::detect::Detectors;
+use crate::mask::MaskPlan;
+use gatehouse_core::policy::spec::DetectorKind;
+
+/// A rule ready to match.
+#[derive(Debug)]
+struct Rule {
+    spec: RuleSpec,
+    pattern: Option<regex::Regex>,
+    hours: Option<(u32, u32)>,
+    /// Bit d set: day d (0 = Monday) matches; 0: every day.
+    days: u8,
+    offset_min: i32,
+}
+
+/// The outcome for one statement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    #[serde(serialize_with = "verdict_json")]
+    pub verdict: Verdict,
+    /// `None` when no rule applies to the caller on the connection, so the
+    /// statement was not analysed.
+    #[serde(skip)]
+    pub analysis: Option<Arc<Analysis>>,
+}
+
+fn verdict_json<S: serde::Serializer>(v: &Verdict, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(None)?;
+    m.serialize_entry("action", v.label())?;
+    m.serialize_entry("rule", &v.rule())?;
+    match v {
+        Verdict::Allow { .. } => {}
+        Verdict::Deny { message, .. } => m.serialize_entry("message", message)?,
+        Verdict::Review {
+            message,
+            approvers,
+            approvals,
+            ..
+        } => {
+            m.serialize_entry("message", message)?;
+            m.serialize_entry("approvers", approvers)?;
+            m.serialize_entry("approvals", approvals)?;
+        }
+    }
+    m.end()
+}
+
+const CACHE_SHARDS: usize = 16;
+/// Analyses kept per shard; a full shard is emptied (cheap, bounded).
+const CACHE_PER_SHARD: usize = 1024;
+/// Texts longer than this are analysed every time, not cached.
+const CACHE_MAX_TEXT: usize = 16 * 1024;
+
+type Shard<T> = Mutex<HashMap<Arc<str>, Arc<T>>>;
+
+/// A bounded cache of per-text results (analyses, column references).
+#[derive(Debug)]
+struct Cache<T> {
+    shards: [Shard<T>; CACHE_SHARDS],
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl<T> Default for Cache<T> {
+    fn default() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl<T> Cache<T> {
+    fn get(&self, sql: &str, compute: impl Fn(&str) -> T) -> Arc<T> {
+        if sql.len() > CACHE_MAX_TEXT {
+            return Arc::new(compute(sql));
+        }
+        let shard = &self.shards[(self.hasher.hash_one(sql) as usize) % CACHE_SHARDS];
+        if let Some(a) = lock(shard).get(sql) {
+            return a.clone();
+        }
+        let a = Arc::new(compute(sql));
+        let mut m = lock(shard);
+        if m.len() >= CACHE_PER_SHARD {
+            m.clear();
+        }
+        m.insert(Arc::from(sql), a.clone());
+        a
+    }
+}
+
+/// A connection and a caller's sorted groups.
+type PlanKey = (String, Vec<String>);
+
+/// What masking a statement's results needs.
+#[derive(Debug, Clone)]
+pub struct StatementMask {
+    pub plan: Arc<MaskPlan>,
+    /// Computed result columns (no table of origin) may carry masked data.
+    pub taint: bool,
+}
+
+/// The compiled policy.
+#[derive(Debug)]
+pub struct Engine {
+    spec: PolicySpec,
+    rules: Vec<Rule>,
+    cache: Cache<Analysis>,
+    refs: Cache<Option<ColumnRefs>>,
+    /// Mask plans by (connection, the caller's sorted groups).
+    plans: Mutex<HashMap<PlanKey, Option<Arc<MaskPlan>>>>,
+    detectors: Mutex<HashMap<Vec<DetectorKind>, Arc<Detectors>>>,
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    // Iterative wildcard match ('*' only), ASCII case-insensitive.
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < t.len() {
+        if i < p.len() && p[i] != b'*' && p[i].eq_ignore_ascii_case(&t[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == b'*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == b'*')
+}
+
+/// Whether a table as a statement names it matches a rule's pattern. An
+/// unqualified name matches whatever schema the pattern gives: the
+/// search_path decides at run time which table it is.
+fn table_matches(pattern: &str, table: &str) -> bool {
+    let (ps, pt) = match pattern.split_once('.') {
+        Some((s, t)) => (Some(s), t),
+        None => (None, pattern),
+    };
+    let (ts, tt) = match table.rsplit_once('.') {
+        Some((s, t)) => (Some(s), t),
+        None => (None, table),
+    };
+    glob(pt, tt)
+        && match (ps, ts) {
+            (Some(ps), Some(ts)) => glob(ps, ts),
+            _ => true,
+        }
+}
+
+/// No patterns, or one of them matches one of the tables.
+fn any_table<'a>(pats: &[String], mut tables: impl Iterator<Item = &'a String>) -> bool {
+    pats.is_empty() || tables.any(|t| pats.iter().any(|p| table_matches(p, t)))
+}
+
+/// Minute of the day and day of the week (0 = Monday) at `now_ms`, shifted
+/// by `offset_min`.
+fn local_time(now_ms: i64, offset_min: i32) -> (u32, u32) {
+    let minutes = now_ms.div_euclid(60_000) + i64::from(offset_min);
+    let minute = u32::try_from(minutes.rem_euclid(1440)).unwrap_or(0);
+    // 1970-01-01 was a Thursday (3 with Monday = 0).
+    let day = u32::try_from((minutes.div_euclid(1440) + 3).rem_euclid(7)).unwrap_or(0);
+    (minute, day)
+}
+
+impl Rule {
+    fn compile(spec: &RuleSpec) -> Rule {
+        // Validated before: these parse.
+        let pattern = spec.pattern.as_deref().and_then(|p| {
+            regex::RegexBuilder::new(p)
+                .size_limit(gatehouse_core::policy::spec::PATTERN_SIZE_LIMIT)
+                .build()
+                .ok()
+        });
+        let days = spec
+            .days
+            .iter()
+            .filter_map(|d| parse_day(d))
+            .fold(0u8, |acc, d| acc | (1 << d));
+        Rule {
+            spec: spec.clone(),
+            pattern,
+            hours: spec.hours.as_deref().and_then(parse_hours),
+            days,
+            offset_min: spec
+                .utc_offset
+                .as_deref()
+                .and_then(parse_utc_offset)
+                .unwrap_or(0),
+        }
+    }
+
+    /// Whether the rule is about this caller on this connection.
+    fn applies(&self, principal: &Principal, connection: &str) -> bool {
+        (self.spec.connections.is_empty() || self.spec.connections.iter().any(|c| c == connection))
+            && (self.spec.groups.is_empty() || principal.in_any(&self.spec.groups))
+    }
+
+    fn in_time(&self, now_ms: i64) -> bool {
+        if self.hours.is_none() && self.days == 0 {
+            return true;
+        }
+        let (minute, day) = local_time(now_ms, self.offset_min);
+        let day_ok = self.days == 0 || self.days & (1 << day) != 0;
+        let hour_ok = match self.hours {
+            None => true,
+            Some((s, e)) if s <= e => minute >= s && minute < e,
+            Some((s, e)) => minute >= s || minute < e,
+        };
+        day_ok && hour_ok
+    }
+
+    /// Whether the statement meets every condition the rule names. For
+    /// text that does not parse, conditions on its content cannot be
+    /// checked: they count as met for deny and review rules (fail closed)
+    /// and as unmet for allow rules.
+    fn matches(&self, a: &Analysis, sql: &str, now_ms: i64) -> bool {
+        let s = &self.spec;
+        if !self.in_time(now_ms) {
+            return false;
+        }
+        if let Some(p) = &self.pattern
+            && !p.is_match(sql)
+        {
+            return false;
+        }
+        let Some(class) = a.class else {
+            return s.unparsed || s.action != Action::Allow;
+        };
+        if s.unparsed {
+            return false;
+        }
+        (s.statements.is_empty() || s.statements.contains(&class))
+            && any_table(
+                &s.tables,
+                a.tables_read.iter().chain(a.tables_written.iter()),
+            )
+            && any_table(&s.tables_read, a.tables_read.iter())
+            && any_table(&s.tables_written, a.tables_written.iter())
+            && (s.functions.is_empty()
+                || a.functions
+                    .iter()
+                    .any(|f| s.functions.iter().any(|p| glob(p, f))))
+    }
+
+    fn verdict(&self, a: &Analysis) -> Verdict {
+        let s = &self.spec;
+        let why = if a.reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" (the statement {})", a.reasons.join("; "))
+        };
+        match s.action {
+            Action::Allow => Verdict::Allow {
+                rule: Some(s.name.clone()),
+            },
+            Action::Deny => Verdict::Deny {
+                rule: s.name.clone(),
+                message: format!(
+                    "{}{why}",
+                    s.message
+                        .clone()
+                        .unwrap_or_else(|| format!("denied by rule {}", s.name))
+                ),
+            },
+            Action::Review => Verdict::Review {
+                rule: s.name.clone(),
+                message: format!(
+                    "{}{why}",
+                    s.message.clone().unwrap_or_else(|| format!(
+                        "rule {} requires approval by {}",
+                        s.name,
+                        s.approvers.join(", ")
+                    ))
+                ),
+                approvers: s.approvers.clone(),
+                approvals: s.approvals.unwrap_or(1),
+            },
+        }
+    }
+}
+
+impl Engine {
+    /// Compiles a policy; it is validated first.
+    pub fn new(spec: PolicySpec) -> Result<Engine, PolicyError> {
+        spec.validate()?;
+        let rules = spec.rules.iter().map(Rule::compile).collect();
+        Ok(Engine {
+            spec,
+            rules,
+            cache: Cache::default(),
+            refs: Cache::default(),
+            plans: Mutex::default(),
+            detectors: Mutex::default(),
+        })
+    }
+
+    /// An engine with no rules: everything is allowed, nothing analysed.
+    pub fn empty() -> Engine {
+        Engine {
+            spec: PolicySpec::default(),
+            rules: Vec::new(),
+            cache: Cache::default(),
+            refs: Cache::default(),
+            plans: Mutex::default(),
+            detectors: Mutex::default(),
+        }
+    }
+
+    pub fn spec(&self) -> &PolicySpec {
+        &self.spec
+    }
+
+    /// Analyses a statement (cached).
+    pub fn analysis(&self, sql: &str) -> Arc<Analysis> {
+        self.cache.get(sql, analyze)
+    }
+
+    /// Column references of a statement (cached); `None` if it does not parse.
+    pub fn column_refs(&self, sql: &str) -> Arc<Option<ColumnRefs>> {
+        self.refs.get(sql, column_refs)
+    }
+
+    /// The masks and detectors for this caller on this connection, if any.
+    pub fn mask_plan(&self, principal: &Principal, connection: &str) -> Option<Arc<MaskPlan>> {
+        if self.spec.masks.is_empty() && self.spec.detectors.is_empty() {
+            return None;
+        }
+        let mut groups = principal.groups.clone();
+        groups.sort();
+        let key = (connection.to_string(), groups);
+        if let Some(p) = lock(&self.plans).get(&key) {
+            return p.clone();
+        }
+        let plan = MaskPlan::for_caller(&self.spec, principal, connection, &|kinds| {
+            lock(&self.detectors)
+                .entry(kinds.to_vec())
+                .or_insert_with(|| Arc::new(Detectors::new(kinds)))
+                .clone()
+        })
+        .map(Arc::new);
+        let mut plans = lock(&self.plans);
+        if plans.len() > 10_000 {
+            plans.clear();
+        }
+        plans.insert(key, plan.clone());
+        plan
+    }
+
+    /// How to mask the results of one statement, if anything is masked.
+    pub fn statement_mask(
+        &self,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+    ) -> Option<StatementMask> {
+        let plan = self.mask_plan(principal, connection)?;
+        let taint = plan.has_columns() && plan.taints(self.column_refs(sql).as_ref().as_ref());
+        Some(StatementMask { plan, taint })
+    }
+
+    /// Decides one statement at `now_ms` (Unix milliseconds).
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+        now_ms: i64,
+    ) -> Decision {
+        let decision = self.decide_rules(principal, connection, sql, now_ms);
+        if !matches!(decision.verdict, Verdict::Allow { .. }) {
+            return decision;
+        }
+        if let Some(plan) = self.mask_plan(principal, connection)
+            && let Some(message) = plan.refuse_copy(self.column_refs(sql).as_ref().as_ref())
+        {
+            return Decision {
+                verdict: Verdict::Deny {
+                    rule: "masking".into(),
+                    message,
+                },
+                analysis: decision.analysis,
+            };
+        }
+        decision
+    }
+
+    fn decide_rules(
+        &self,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+        now_ms: i64,
+    ) -> Decision {
+        let applicable: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.applies(principal, connection))
+            .collect();
+        if applicable.is_empty() && self.spec.default == Action::Allow {
+            return Decision {
+                verdict: Verdict::Allow { rule: None },
+                analysis: None,
+            };
+        }
+        let a = self.analysis(sql);
+        let mut best: Option<&Rule> = None;
+        for r in applicable {
+            if r.matches(&a, sql, now_ms) && best.is_none_or(|b| r.spec.action > b.spec.action) {
+                best = Some(r);
+            }
+        }
+        let verdict = match (best, a.class) {
+            (Some(r), _) => r.verdict(&a),
+            (None, None) => Verdict::Deny {
+                rule: "unparsed".into(),
+                message: format!(
+                    "Gatehouse could not parse this statement ({}), so it is refused; a rule with unparsed = true can allow such statements",
+                    a.parse_error.as_deref().unwrap_or("unknown error")
+                ),
+            },
+            (None, Some(_)) => match self.spec.default {
+                Action::Deny => Verdict::Deny {
+                    rule: "default".into(),
+                    message: "no rule allows this statement and the policy's default is deny"
+                        .into(),
+                },
+                _ => Verdict::Allow { rule: None },
+            },
+        };
+        Decision {
+            verdict,
+            analysis: Some(a),
+        }
+    }
+}
+
+/// Where the data path gets the policy in force (it may change while a
+/// session runs; each statement asks again).
+pub trait PolicySource: Send + Sync + std::fmt::Debug {
+    fn engine(&self) -> Arc<Engine>;
+}
+
+/// A policy that never changes (tests, tools).
+#[derive(Debug, Clone)]
+pub struct FixedPolicy(pub Arc<Engine>);
+
+impl PolicySource for FixedPolicy {
+    fn engine(&self) -> Arc<Engine> {
+        self.0.clone()
+    }
+}
+
+/// The engine as a statement hook, with the clock.
+impl StatementHook for Engine {
+    fn check(&self, ctx: &StatementContext<'_>) -> Verdict {
+        self.decide(
+            ctx.principal,
+            ctx.connection,
+            ctx.sql,
+            gatehouse_core::now_ms(),
+        )
+        .verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::model::Authn;
+
+    fn who(groups: &[&str]) -> Principal {
+        Principal {
+            subject: "bot".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            authn: Authn::Token { name: "bot".into() },
+            expires_at: None,
+        }
+    }
+
+    fn engine(toml_rules: &str) -> Engine {
+        let spec: PolicySpec = toml::from_str(toml_rules).expect("toml");
+        Engine::new(spec).expect("valid")
+    }
+
+    const NOON_WED: i64 = 1_764_763_200_000; // 2025-12-03 12:00 UTC, a Wednesday
+
+    fn decide(e: &Engine, groups: &[&str], sql: &str) -> Verdict {
+        e.decide(&who(groups), "shop", sql, NOON_WED).verdict
+    }
+
+    #[test]
+    fn the_documented_read_only_rule() {
+        let e = engine(
+            r#"
+[[rules]]
+name = "agents-read-only"
+connections = ["shop"]
+groups = ["agents"]
+statements = ["write", "ddl", "dcl", "admin"]
+action = "deny"
+message = "agents are read-only on shop"
+"#,
+        );
+        assert_eq!(
+            decide(&e, &["agents"], "SELECT * FROM t"),
+            Verdict::Allow { rule: None }
+        );
+        match decide(
+            &e,
+            &["agents"],
+            "WITH x AS (DELETE FROM t RETURNING 1) SELECT * FROM x",
+        ) {
+            Verdict::Deny { rule, message } => {
+                assert_eq!(rule, "agents-read-only");
+                assert_eq!(message, "agents are read-only on shop");
+            }
+            v => panic!("{v:?}"),
+        }
+        match decide(&e, &["agents"], "SELECT pg_terminate_backend(1)") {
+            Verdict::Deny { message, .. } => {
+                assert!(message.contains("calls pg_terminate_backend"), "{message}")
+            }
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(
+            decide(&e, &["humans"], "DROP TABLE t"),
+            Verdict::Allow { rule: None },
+            "other groups are not concerned"
+        );
+        assert_eq!(
+            e.decide(&who(&["agents"]), "crm", "DROP TABLE t", NOON_WED)
+                .verdict,
+            Verdict::Allow { rule: None },
+            "other connections are not concerned"
+        );
+    }
+
+    #[test]
+    fn deny_beats_review_beats_allow() {
+        let e = engine(
+            r#"
+[[rules]]
+name = "ok"
+action = "allow"
+[[rules]]
+name = "check-deletes"
+statements = ["write"]
+action = "review"
+approvers = ["dba"]
+[[rules]]
+name = "no-orders"
+tables = ["public.orders"]
+action = "deny"
+"#,
+        );
+        assert_eq!(
+            decide(&e, &[], "SELECT 1"),
+            Verdict::Allow {
+                rule: Some("ok".into())
+            }
+        );
+        assert!(
+            matches!(decide(&e, &[], "DELETE FROM t"), Verdict::Review { rule, .. } if rule == "check-deletes")
+        );
+        assert!(
+            matches!(decide(&e, &[], "DELETE FROM orders"), Verdict::Deny { rule, .. } if rule == "no-orders")
+        );
+        assert!(
+            matches!(decide(&e, &[], "select * from PUBLIC.orders"), Verdict::Deny { rule, .. } if rule == "no-orders")
+        );
+        assert_eq!(
+            decide(&e, &[], "SELECT * FROM crm.orders"),
+            Verdict::Allow {
+                rule: Some("ok".into())
+            },
+            "another schema's table"
+        );
+    }
+
+    #[test]
+    fn unparsed_statements_are_denied_unless_a_rule_allows_them() {
+        let e = engine(
+            "default = \"allow\"\n[[rules]]\nname = \"x\"\nstatements = [\"admin\"]\naction = \"deny\"\n",
+        );
+        match decide(&e, &[], "SELEC 1") {
+            Verdict::Deny { rule, message } => {
+                assert_eq!(
+                    rule, "x",
+                    "a deny rule's conditions count as met for unparsed text"
+                );
+                assert!(!message.is_empty());
+            }
+            v => panic!("{v:?}"),
+        }
+        let e = engine("[[rules]]\nname = \"t\"\ntables = [\"secrets\"]\naction = \"allow\"\n");
+        assert!(
+            matches!(decide(&e, &[], "SELEC 1"), Verdict::Deny { rule, .. } if rule == "unparsed")
+        );
+        let e = engine("[[rules]]\nname = \"legacy\"\nunparsed = true\naction = \"allow\"\n");
+        assert_eq!(
+            decide(&e, &[], "SELEC 1"),
+            Verdict::Allow {
+                rule: Some("legacy".into())
+            }
+        );
+    }
+
+    #[test]
+    fn functions_patterns_and_time() {
+        let e = engine(
+            r#"
+[[rules]]
+name = "no-dblink"
+functions = ["dblink*"]
+action = "deny"
+[[rules]]
+name = "no-sleep-text"
+pattern = "(?i)pg_sleep"
+action = "deny"
+[[rules]]
+name = "office-hours-writes"
+statements = ["write"]
+hours = "18:00-08:00"
+action = "deny"
+[[rules]]
+name = "weekend"
+statements = ["ddl"]
+days = ["sat", "sun"]
+action = "deny"
+"#,
+        );
+        assert!(
+            matches!(decide(&e, &[], "SELECT dblink_exec('x', 'y')"), Verdict::Deny { rule, .. } if rule == "no-dblink")
+        );
+        assert!(
+            matches!(decide(&e, &[], "select PG_SLEEP(1)"), Verdict::Deny { rule, .. } if rule == "no-sleep-text")
+        );
+        assert_eq!(
+            decide(&e, &[], "UPDATE t SET a = 1"),
+            Verdict::Allow { rule: None },
+            "noon is inside office hours"
+        );
+        let night = NOON_WED + 10 * 3_600_000; // 22:00
+        assert!(
+            matches!(e.decide(&who(&[]), "shop", "UPDATE t SET a = 1", night).verdict, Verdict::Deny { rule, .. } if rule == "office-hours-writes")
+        );
+        assert_eq!(
+            decide(&e, &[], "CREATE TABLE x (a int)"),
+            Verdict::Allow { rule: None }
+        );
+        let saturday = NOON_WED + 3 * 86_400_000;
+        assert!(
+            matches!(e.decide(&who(&[]), "shop", "CREATE TABLE x (a int)", saturday).verdict, Verdict::Deny { rule, .. } if rule == "weekend")
+        );
+    }
+
+    #[test]
+    fn default_deny() {
+        let e = engine(
+            "default = \"deny\"\n[[rules]]\nname = \"reads\"\nstatements = [\"read\"]\naction = \"allow\"\n",
+        );
+        assert_eq!(
+            decide(&e, &[], "SELECT 1"),
+            Verdict::Allow {
+                rule: Some("reads".into())
+            }
+        );
+        assert!(
+            matches!(decide(&e, &[], "INSERT INTO t VALUES (1)"), Verdict::Deny { rule, .. } if rule == "default")
+        );
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("dblink*", "dblink_exec"));
+        assert!(glob("*", ""));
+        assert!(glob("a*c", "abbbc"));
+        assert!(!glob("a*c", "abbbd"));
+        assert!(table_matches("public.orders", "orders"));
+        assert!(table_matches("orders", "crm.orders"));
+        assert!(!table_matches("public.orders", "crm.orders"));
+        assert!(table_matches("crm.*", "crm.anything"));
+    }
+}

@@ -1,0 +1,133 @@
+//! The policy: read it, replace it, and test a statement against it.
+
+use axum::Json;
+use axum::extract::State;
+use gatehouse_core::model::{Authn, Principal};
+use gatehouse_core::policy::spec::PolicySpec;
+use gatehouse_policy::Engine;
+use serde::Deserialize;
+
+use super::auth::Admin;
+use super::error::ApiError;
+use crate::state::AppState;
+
+pub async fn get(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let stored = state.store.get_policy().await?;
+    Ok(Json(serde_json::json!({
+        "version": stored.version,
+        "updated_at": stored.updated_at,
+        "updated_by": stored.updated_by,
+        "policy": stored.spec,
+    })))
+}
+
+/// Validates and stores a policy, records the change and puts it in force
+/// here (other replicas pick it up within [`crate::policy::POLL`]).
+/// Returns the new version, or `None` when the policy was already this one.
+pub(crate) async fn replace(
+    state: &AppState,
+    who: &Principal,
+    spec: PolicySpec,
+) -> Result<Option<i64>, ApiError> {
+    let engine = Engine::new(spec.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let current = state.store.get_policy().await?;
+    if current.spec == spec {
+        return Ok(None);
+    }
+    let version = state
+        .store
+        .put_policy(&spec, &who.subject, gatehouse_core::now_ms())
+        .await?;
+    state.policy.install(version, engine);
+    state
+        .audit
+        .record(
+            who,
+            "policy.update",
+            "policy",
+            serde_json::json!({
+                "version": version,
+                "rules": spec.rules.len(),
+                "masks": spec.masks.len(),
+                "detectors": spec.detectors.len(),
+                "default": spec.default.name(),
+            }),
+        )
+        .await;
+    Ok(Some(version))
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    Admin(who): Admin,
+    Json(spec): Json<PolicySpec>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let changed = replace(&state, &who, spec).await?;
+    Ok(Json(serde_json::json!({
+        "changed": changed.is_some(),
+        "version": changed.unwrap_or(state.policy.version()),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    /// A group name, or a token (API token or OIDC JWT) whose principal to use.
+    #[serde(rename = "as")]
+    as_: String,
+    connection: String,
+    sql: String,
+}
+
+/// Decides a statement without running it.
+pub async fn test(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Json(req): Json<TestRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if req.sql.len() > gatehouse_pg::DEFAULT_MAX_MESSAGE {
+        return Err(ApiError::bad_request("the statement is too long"));
+    }
+    // A token is tried first; anything that is not one is a group name.
+    let principal = match state.auth.authenticate(&req.as_).await {
+        Ok(p) => p,
+        Err(_) => {
+            gatehouse_core::model::validate_name(&req.as_).map_err(|_| {
+                ApiError::bad_request(
+                    "`as` is neither a valid token nor a group name (letters, digits, '-', '_')",
+                )
+            })?;
+            Principal {
+                subject: format!("(member of {})", req.as_),
+                groups: vec![req.as_.clone()],
+                authn: Authn::Token {
+                    name: "(policy test)".into(),
+                },
+                expires_at: None,
+            }
+        }
+    };
+    let engine = state.policy.engine();
+    let decision = engine.decide(
+        &principal,
+        &req.connection,
+        &req.sql,
+        gatehouse_core::now_ms(),
+    );
+    let analysis = match &decision.analysis {
+        Some(a) => serde_json::to_value(a.as_ref()).map_err(ApiError::internal)?,
+        None => {
+            serde_json::to_value(engine.analysis(&req.sql).as_ref()).map_err(ApiError::internal)?
+        }
+    };
+    Ok(Json(serde_json::json!({
+        "principal": { "subject": principal.subject, "groups": principal.groups },
+        "connection": req.connection,
+        "decision": decision,
+        "analysis": analysis,
+        "policy_version": state.policy.version(),
+    })))
+}

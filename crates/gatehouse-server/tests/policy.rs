@@ -1,0 +1,403 @@
+//! The policy end to end: rules stored through the API decide statements
+//! sent by real clients through the PostgreSQL proxy to the machine's
+//! PostgreSQL, and masks rewrite the results those clients receive.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::TestServer;
+use serde_json::{Value, json};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+const DIRECT: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{:x}{:x}", n as u64, std::process::id())
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect through the gateway");
+    tokio::spawn(conn);
+    client
+}
+
+fn url(s: &TestServer, token: &str) -> String {
+    format!(
+        "postgresql://bot:{token}@{}:{}/shop",
+        s.pg.ip(),
+        s.pg.port()
+    )
+}
+
+async fn put_policy(s: &TestServer, policy: Value) {
+    let (status, v) = s
+        .call(reqwest::Method::PUT, "/v1/policy", &s.admin, Some(policy))
+        .await;
+    assert_eq!(status, 200, "{v}");
+}
+
+fn db_error(e: &tokio_postgres::Error) -> (String, String, String) {
+    let d = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a database error: {e}"));
+    (
+        d.code().code().to_string(),
+        d.message().to_string(),
+        d.detail().unwrap_or_default().to_string(),
+    )
+}
+
+/// Text values of every row of a simple query.
+async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    c.simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rules_decide_statements_from_real_clients() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents", "dba"])
+        .await;
+    let agent = s.token("bot", &["agents"]).await;
+    let dba = s.token("dba1", &["dba"]).await;
+    let t = unique("gh_pol");
+    let gw_dba = connect(&url(&s, &dba)).await;
+    gw_dba
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (id int, v text); INSERT INTO {t} VALUES (1, 'a')"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({
+            "rules": [
+                {"name": "agents-read-only", "connections": ["shop"], "groups": ["agents"],
+                 "statements": ["write", "ddl", "dcl", "admin"], "action": "deny",
+                 "message": "agents are read-only on shop"},
+                {"name": "no-sleep", "functions": ["pg_sleep*"], "action": "deny"}
+            ]
+        }),
+    )
+    .await;
+
+    let gw = connect(&url(&s, &agent)).await;
+    // Reads run.
+    assert_eq!(
+        rows(&gw, &format!("SELECT v FROM {t}")).await,
+        vec![vec![Some("a".to_string())]]
+    );
+    // A write, simple protocol: refused with the rule named.
+    let e = gw
+        .simple_query(&format!("DELETE FROM {t}"))
+        .await
+        .unwrap_err();
+    let (code, message, detail) = db_error(&e);
+    assert_eq!(code, "42501");
+    assert!(
+        message.contains("agents are read-only on shop"),
+        "{message}"
+    );
+    assert_eq!(detail, "rule: agents-read-only");
+    // A write hidden in a CTE, extended protocol.
+    let e = gw
+        .query(
+            &format!("WITH x AS (DELETE FROM {t} RETURNING id) SELECT id FROM x"),
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: agents-read-only");
+    // An admin function call, with the reason.
+    let e = gw
+        .simple_query("SELECT pg_terminate_backend(pg_backend_pid())")
+        .await
+        .unwrap_err();
+    assert!(db_error(&e).1.contains("calls pg_terminate_backend"), "{e}");
+    // Two statements in one string: the strictest decides.
+    let e = gw
+        .simple_query(&format!("SELECT 1; DROP TABLE {t}"))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: agents-read-only");
+    // Unparsable text is refused (fail closed), with the parser's reason.
+    let e = gw.simple_query("SELEC 1").await.unwrap_err();
+    let (_, message, _) = db_error(&e);
+    assert!(
+        message.contains("could not parse") || message.contains("read-only"),
+        "{message}"
+    );
+    // A rule for everyone.
+    let e = gw_dba.simple_query("SELECT pg_sleep(0)").await.unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: no-sleep");
+    // The session is still usable, and nothing was deleted.
+    assert_eq!(
+        rows(&gw, &format!("SELECT count(*) FROM {t}")).await,
+        vec![vec![Some("1".to_string())]]
+    );
+    // The DBA writes.
+    gw_dba
+        .batch_execute(&format!("INSERT INTO {t} VALUES (2, 'b')"))
+        .await
+        .unwrap();
+
+    // A policy change applies to the live session's next statement.
+    put_policy(&s, json!({"default": "deny", "rules": [{"name": "only-count", "pattern": "^SELECT count", "action": "allow"}]})).await;
+    assert!(
+        gw.simple_query(&format!("SELECT count(*) FROM {t}"))
+            .await
+            .is_ok()
+    );
+    let e = gw
+        .simple_query(&format!("SELECT v FROM {t}"))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: default");
+
+    // policy test decides without running.
+    put_policy(&s, json!({"rules": [{"name": "agents-read-only", "groups": ["agents"], "statements": ["write"], "action": "deny"}]})).await;
+    let (status, v) = s
+        .post(
+            "/v1/policy/test",
+            &s.admin,
+            json!({"as": "agents", "connection": "shop", "sql": format!("DELETE FROM {t}")}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["decision"]["verdict"]["action"], "deny");
+    assert_eq!(v["decision"]["verdict"]["rule"], "agents-read-only");
+    assert_eq!(v["analysis"]["class"], "write");
+    let (_, v) = s
+        .post(
+            "/v1/policy/test",
+            &s.admin,
+            json!({"as": dba, "connection": "shop", "sql": format!("DELETE FROM {t}")}),
+        )
+        .await;
+    assert_eq!(
+        v["decision"]["verdict"]["action"], "allow",
+        "a token's own groups: {v}"
+    );
+    assert_eq!(
+        rows(&gw_dba, &format!("SELECT count(*) FROM {t}")).await,
+        vec![vec![Some("2".to_string())]]
+    );
+
+    // Refusals are recorded with their rule.
+    let (_, list) = s.get("/v1/sessions?user=bot", &s.admin).await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_string();
+    let mut denied = Vec::new();
+    for _ in 0..300 {
+        let (_, session) = s.get(&format!("/v1/sessions/{id}"), &s.admin).await;
+        denied = session["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|st| st["decision"] == "deny")
+            .map(|st| st["rule"].as_str().unwrap_or("").to_string())
+            .collect();
+        if denied.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(denied.iter().any(|r| r == "agents-read-only"), "{denied:?}");
+    assert!(denied.iter().any(|r| r == "default"), "{denied:?}");
+
+    // A bad policy is refused with the rule at fault; the old one stays.
+    let (status, v) = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/policy",
+            &s.admin,
+            Some(json!({"rules": [{"name": "x", "pattern": "(", "action": "deny"}]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("rule #1"),
+        "{v}"
+    );
+    gw_dba
+        .batch_execute(&format!("DROP TABLE {t}"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masks_follow_the_data_through_aliases_views_and_expressions() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents", "support-leads", "dba"])
+        .await;
+    let agent = s.token("bot", &["agents"]).await;
+    let lead = s.token("lead", &["support-leads"]).await;
+    let t = unique("gh_cust");
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int, name text, email text, card_number varchar(32), age int, note text, profile jsonb);
+             INSERT INTO public.{t} VALUES
+               (1, 'Alice', 'alice@example.com', '4111111111111111', 34, 'call me at bob@example.org or card 4111 1111 1111 1111', '{{\"email\": \"alice@example.com\"}}'),
+               (2, 'Bob', 'bob@example.com', '5500000000000004', 41, 'nothing to see', NULL);
+             CREATE VIEW {t}_v AS SELECT id, email AS contact FROM public.{t};"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({
+            "masks": [
+                {"connections": ["shop"], "columns": [format!("public.{t}.email"), format!("{t}.card_number")],
+                 "method": "partial", "except_groups": ["support-leads"]},
+                {"columns": [format!("public.{t}.age")], "method": "redact"},
+                {"columns": [format!("public.{t}.name")], "method": "hash"},
+                {"columns": [format!("public.{t}.profile")], "method": "redact"}
+            ],
+            "detectors": [{"connections": ["shop"], "kinds": ["email", "credit_card"], "except_groups": ["support-leads"]}]
+        }),
+    )
+    .await;
+    let gw = connect(&url(&s, &agent)).await;
+
+    // An alias does not dodge the mask (text protocol).
+    assert_eq!(
+        rows(
+            &gw,
+            &format!("SELECT email AS x, card_number AS y FROM {t} WHERE id = 1")
+        )
+        .await,
+        vec![vec![
+            Some("*************.com".to_string()),
+            Some("************1111".to_string())
+        ]]
+    );
+    // Extended protocol with binary results, all columns.
+    let r = gw
+        .query(&format!("SELECT * FROM {t} WHERE id = $1"), &[&1i32])
+        .await
+        .unwrap();
+    let row = &r[0];
+    assert_eq!(row.get::<_, i32>("id"), 1, "unmasked columns pass");
+    assert_eq!(row.get::<_, String>("email"), "*************.com");
+    assert_eq!(
+        row.get::<_, Option<i32>>("age"),
+        None,
+        "a masked number is withheld (NULL)"
+    );
+    let hashed: String = row.get("name");
+    assert!(hashed.starts_with("h_") && hashed != "Alice", "{hashed}");
+    let note: String = row.get("note");
+    assert!(
+        !note.contains("bob@example.org") && !note.contains("4111 1111"),
+        "detectors mask free text: {note}"
+    );
+    assert!(note.contains("call me at"), "{note}");
+    // Deterministic hashing: equal values give equal tokens (GROUP BY still works).
+    let again = gw
+        .query(&format!("SELECT name FROM {t} WHERE id = 1"), &[])
+        .await
+        .unwrap();
+    assert_eq!(again[0].get::<_, String>(0), hashed);
+    // Expressions over masked columns, whole rows and aggregates.
+    for sql in [
+        format!("SELECT upper(email) FROM {t} WHERE id = 1"),
+        format!("SELECT email || '' FROM {t} WHERE id = 1"),
+        format!("SELECT row_to_json(c)::text FROM {t} c WHERE id = 1"),
+        format!("SELECT to_jsonb(c)::text FROM {t} c WHERE id = 1"),
+        format!("SELECT json_agg(c)::text FROM {t} c"),
+        format!("SELECT string_agg(email, ',') FROM {t}"),
+        format!("SELECT (c).email FROM {t} c WHERE id = 1"),
+        format!("SELECT a.email FROM {t} a JOIN {t} b ON a.id = b.id WHERE a.id = 1"),
+        format!("SELECT x.e FROM (SELECT email AS e FROM {t}) x WHERE x.e LIKE 'alice%'"),
+        format!("SELECT contact FROM {t}_v WHERE id = 1"),
+        format!("WITH x AS (SELECT * FROM {t}) SELECT email FROM x WHERE id = 1"),
+        format!("SELECT email FROM {t} WHERE id = 1 UNION ALL SELECT 'x'"),
+        format!("SELECT CASE WHEN id = 1 THEN email END FROM {t} WHERE id = 1"),
+        format!("SELECT coalesce(email, '') FROM {t} WHERE id = 1"),
+        format!("SELECT ARRAY[email]::text FROM {t} WHERE id = 1"),
+        format!("SELECT E.EMAIL FROM {t} AS E WHERE id = 1"),
+        format!("SELECT \"email\" FROM \"{t}\" WHERE id = 1"),
+    ] {
+        let got = rows(&gw, &sql).await;
+        let text = format!("{got:?}");
+        assert!(
+            !text.contains("alice@example.com") && !text.contains("ALICE@EXAMPLE.COM"),
+            "{sql} leaked: {text}"
+        );
+        assert!(!got.is_empty(), "{sql} returned no row");
+    }
+    // A computed column that does not read masked data is left alone.
+    assert_eq!(
+        rows(&gw, &format!("SELECT count(*) FROM {t}")).await,
+        vec![vec![Some("2".to_string())]]
+    );
+    // jsonb under a mask stays valid JSON.
+    let p = gw
+        .query(&format!("SELECT profile FROM {t} WHERE id = 1"), &[])
+        .await
+        .unwrap();
+    let profile: Option<String> = p[0].try_get::<_, Option<String>>(0).ok().flatten();
+    assert!(
+        profile.is_none() || !profile.clone().unwrap_or_default().contains("alice"),
+        "{profile:?}"
+    );
+    // COPY of a masked table out is refused, naming why.
+    let e = gw
+        .simple_query(&format!("COPY {t} TO STDOUT"))
+        .await
+        .unwrap_err();
+    let (code, message, detail) = db_error(&e);
+    assert_eq!(
+        (code.as_str(), detail.as_str()),
+        ("42501", "rule: masking"),
+        "{message}"
+    );
+    // The exception group sees the data; masks without the exception still apply.
+    let gl = connect(&url(&s, &lead)).await;
+    assert_eq!(
+        rows(&gl, &format!("SELECT email, age FROM {t} WHERE id = 1")).await,
+        vec![vec![Some("alice@example.com".to_string()), None]]
+    );
+    // Real psql, as a user would run it.
+    let out = Command::new("psql")
+        .arg(url(&s, &agent))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            &format!("SELECT email FROM {t} ORDER BY id"),
+        ])
+        .env("PGSSLMODE", "disable")
+        .output()
+        .expect("psql");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.trim(), "*************.com\n***********.com");
+    direct
+        .batch_execute(&format!("DROP VIEW {t}_v; DROP TABLE public.{t}"))
+        .await
+        .unwrap();
+}
