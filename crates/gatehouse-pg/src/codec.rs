@@ -326,6 +326,64 @@ pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, CodecError> {
     Ok(values)
 }
 
+/// The values of a `DataRow` as byte ranges of `body` (`None` is NULL),
+/// into `into` (cleared first; reused across rows to avoid allocating).
+pub fn data_row_ranges(
+    body: &[u8],
+    into: &mut Vec<Option<std::ops::Range<usize>>>,
+) -> Result<(), CodecError> {
+    let bad = CodecError::Malformed("DataRow");
+    into.clear();
+    let mut p = body;
+    let n = int16(&mut p).ok_or(bad.clone())?;
+    let n = usize::try_from(n).map_err(|_| bad.clone())?;
+    if n > MAX_FIELDS {
+        return Err(bad);
+    }
+    let mut at = 2;
+    for _ in 0..n {
+        let len = int32(&mut p).ok_or(bad.clone())?;
+        at += 4;
+        if len < 0 {
+            into.push(None);
+            continue;
+        }
+        let len = usize::try_from(len).map_err(|_| bad.clone())?;
+        if p.len() < len {
+            return Err(bad);
+        }
+        into.push(Some(at..at + len));
+        p = &p[len..];
+        at += len;
+    }
+    if !p.is_empty() {
+        return Err(bad);
+    }
+    Ok(())
+}
+
+/// Starts a `DataRow` of `n` values; append each with [`data_row_value`],
+/// then close it with [`data_row_end`] (given what this returned).
+pub fn data_row_begin(out: &mut BytesMut, n: usize) -> usize {
+    let at = begin(out, b'D');
+    out.put_i16(i16::try_from(n).unwrap_or(i16::MAX));
+    at
+}
+
+pub fn data_row_value(out: &mut BytesMut, v: Option<&[u8]>) {
+    match v {
+        None => out.put_i32(-1),
+        Some(b) => {
+            out.put_i32(i32::try_from(b.len()).unwrap_or(i32::MAX));
+            out.put_slice(b);
+        }
+    }
+}
+
+pub fn data_row_end(out: &mut BytesMut, at: usize) {
+    finish(out, at);
+}
+
 /// Writes a `DataRow` from its values (`None` is NULL).
 pub fn data_row<'a>(out: &mut BytesMut, values: impl ExactSizeIterator<Item = Option<&'a [u8]>>) {
     let at = begin(out, b'D');

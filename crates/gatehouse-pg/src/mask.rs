@@ -65,6 +65,8 @@ pub struct Session {
     /// OIDs the catalog could not resolve (columns from them are withheld).
     unresolvable: HashSet<u32>,
     hash_key: Zeroizing<[u8; 32]>,
+    /// Reused for each row's value ranges.
+    ranges: Vec<Option<std::ops::Range<usize>>>,
 }
 
 impl Session {
@@ -73,6 +75,7 @@ impl Session {
             relations: HashMap::new(),
             unresolvable: HashSet::new(),
             hash_key: keys.derive("mask-hash"),
+            ranges: Vec::new(),
         }
     }
 
@@ -184,42 +187,57 @@ impl Session {
         })
     }
 
-    /// Writes `body` (a DataRow's) masked into `out`.
-    pub fn mask_row(&self, rows: &RowMask, body: &[u8], out: &mut BytesMut) -> Result<(), String> {
-        let values = codec::parse_data_row(body).map_err(|e| e.to_string())?;
-        if values.len() != rows.actions.len() {
+    /// Writes `body` (a DataRow's) masked into `out`: unmasked values are
+    /// copied as they are, only masked ones are rewritten.
+    pub fn mask_row(
+        &mut self,
+        rows: &RowMask,
+        body: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        codec::data_row_ranges(body, &mut self.ranges).map_err(|e| e.to_string())?;
+        if self.ranges.len() != rows.actions.len() {
             return Err(format!(
                 "the row has {} values for {} columns",
-                values.len(),
+                self.ranges.len(),
                 rows.actions.len()
             ));
         }
-        let masked: Vec<Option<std::borrow::Cow<'_, [u8]>>> = values
-            .iter()
-            .zip(&rows.actions)
-            .map(|(v, a)| {
-                let v = (*v)?;
-                match *a {
-                    Action::Pass => Some(v.into()),
-                    Action::Withhold => None,
-                    Action::Mask(method, text) => {
-                        let text = text?;
-                        let s = decode(v, text)?;
+        let at = codec::data_row_begin(out, self.ranges.len());
+        for (range, action) in self.ranges.iter().zip(&rows.actions) {
+            let Some(range) = range else {
+                codec::data_row_value(out, None);
+                continue;
+            };
+            let v = &body[range.clone()];
+            match *action {
+                Action::Pass => codec::data_row_value(out, Some(v)),
+                Action::Withhold => codec::data_row_value(out, None),
+                Action::Mask(method, text) => {
+                    let masked = text.and_then(|t| {
+                        let s = decode(v, t)?;
                         let m = mask_text(method, s, &*self.hash_key)?;
-                        Some(encode(&m, text, true).into())
-                    }
-                    Action::Detect(text) => {
-                        let s = decode(v, text)?;
-                        let detectors = rows.plan.plan.detectors.as_ref()?;
-                        match detectors.redact(s) {
-                            None => Some(v.into()),
-                            Some(r) => Some(encode(&r, text, false).into()),
-                        }
+                        Some(encode(&m, t, true))
+                    });
+                    codec::data_row_value(out, masked.as_deref());
+                }
+                Action::Detect(text) => {
+                    let Some(s) = decode(v, text) else {
+                        codec::data_row_value(out, None);
+                        continue;
+                    };
+                    match rows.plan.plan.detectors.as_ref() {
+                        // Detectors were planned for this column; without them, withhold.
+                        None => codec::data_row_value(out, None),
+                        Some(d) => match d.redact(s) {
+                            None => codec::data_row_value(out, Some(v)),
+                            Some(r) => codec::data_row_value(out, Some(&encode(&r, text, false))),
+                        },
                     }
                 }
-            })
-            .collect();
-        codec::data_row(out, masked.iter().map(|v| v.as_deref()));
+            }
+        }
+        codec::data_row_end(out, at);
         Ok(())
     }
 }

@@ -522,13 +522,20 @@ impl UpstreamSide {
             tracing::warn!(session = %self.ctx.session_id, "a statement refused while the recorder was behind is not recorded");
             return;
         };
+        // Content detectors that apply to the caller's results apply to the
+        // recorded text too (literals in statements can carry the same data).
+        let redacted = stmt
+            .mask
+            .as_ref()
+            .and_then(|m| m.plan.detectors.as_ref())
+            .and_then(|d| d.redact(&stmt.sql));
         self.log.push(
             admission,
             &StatementEntry {
                 seq: stmt.seq,
                 started_at: stmt.started_at,
                 duration_us: Some(duration),
-                sql: &stmt.sql,
+                sql: redacted.as_deref().unwrap_or(&stmt.sql),
                 decision: stmt.verdict.label(),
                 rule: stmt.verdict.rule(),
                 command: stmt.command.as_deref(),

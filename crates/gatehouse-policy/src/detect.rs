@@ -641,10 +641,47 @@ fn all_same(mut digits: impl Iterator<Item = u8>) -> bool {
 // ---------------------------------------------------------------------------
 // IBAN.
 
-/// Total IBAN length by country (the SWIFT IBAN registry); `None`: not a
-/// registry country, any length 15-34 is accepted.
-fn iban_len(cc: [u8; 2]) -> Option<usize> {
-    Some(match &cc {
+/// The IBAN format of a country in the SWIFT IBAN registry: total length,
+/// and whether its BBAN is all digits. `None`: not a registry country.
+fn iban_country(cc: [u8; 2]) -> Option<(usize, bool)> {
+    // All-digit BBANs (AT 16n, BE 12n, DE 18n, ...): hexadecimal ids that
+    // happen to start with such a country code (`be12...`) cannot match.
+    let numeric = matches!(
+        &cc,
+        b"AE"
+            | b"AT"
+            | b"BA"
+            | b"BE"
+            | b"CZ"
+            | b"DE"
+            | b"DK"
+            | b"EE"
+            | b"EG"
+            | b"ES"
+            | b"FI"
+            | b"FO"
+            | b"GL"
+            | b"HR"
+            | b"HU"
+            | b"IL"
+            | b"IS"
+            | b"LT"
+            | b"LY"
+            | b"ME"
+            | b"NO"
+            | b"PL"
+            | b"PT"
+            | b"RS"
+            | b"SD"
+            | b"SE"
+            | b"SI"
+            | b"SK"
+            | b"TL"
+            | b"TN"
+            | b"VA"
+            | b"XK"
+    );
+    let len = match &cc {
         b"NO" => 15,
         b"BE" => 16,
         b"DK" | b"FI" | b"FK" | b"FO" | b"GL" | b"NL" | b"SD" => 18,
@@ -665,7 +702,8 @@ fn iban_len(cc: [u8; 2]) -> Option<usize> {
         b"LC" => 32,
         b"RU" => 33,
         _ => return None,
-    })
+    };
+    Some((len, numeric))
 }
 
 /// Value of an alphanumeric for mod-97: digits 0-9, letters 10-35.
@@ -688,26 +726,34 @@ fn mod97_push(r: u32, c: u8) -> u32 {
 
 /// An IBAN whose check digits start at `p` (two letters before it): the
 /// end of the longest valid one. Either contiguous, or in blocks of four
-/// separated by single spaces (the last block 1-4 characters). Case is
-/// ignored. Valid: ISO 13616 mod-97 == 1 and the registry length of the
-/// country (any 15-34 for other countries).
+/// separated by single spaces (the last block 1-4 characters). Valid: ISO
+/// 13616 mod-97 == 1 and, for a registry country, its length (and all-digit
+/// BBAN where the registry says so), in any case; for another country, any
+/// length 15-34, upper case only (lower-case hexadecimal ids would
+/// otherwise match one time in 97).
 fn iban_at(b: &[u8], p: usize) -> Option<usize> {
     if (p >= 3 && is_word(b[p - 3])) || !is_digit_at(b, p + 1) {
         return None;
     }
     let cc = [b[p - 2].to_ascii_uppercase(), b[p - 1].to_ascii_uppercase()];
-    let want = iban_len(cc);
+    let country = iban_country(cc);
+    let upper = |c: &u8| !c.is_ascii_lowercase();
+    if country.is_none() && !b[p - 2..p].iter().all(upper) {
+        return None;
+    }
     // The rearranged number is BBAN + country + check digits.
     let tail = [cc[0], cc[1], b[p], b[p + 1]];
-    let valid = |r: u32, n: usize| {
+    let valid = |r: u32, n: usize, bban: &Bban| {
         (11..=30).contains(&n)
-            && want.is_none_or(|w| w == n + 4)
+            && match country {
+                Some((len, numeric)) => len == n + 4 && !(numeric && bban.letters),
+                None => !bban.lower,
+            }
             && tail.iter().fold(r, |r, &c| mod97_push(r, c)) == 1
     };
     let alnum = |i: usize| b.get(i).is_some_and(u8::is_ascii_alphanumeric);
     let mut q = p + 2;
-    let mut r = 0;
-    let mut n = 0;
+    let mut bban = Bban::default();
     if b.get(q) == Some(&b' ') {
         let mut best = None;
         while b.get(q) == Some(&b' ') && alnum(q + 1) {
@@ -719,12 +765,10 @@ fn iban_at(b: &[u8], p: usize) -> Option<usize> {
             if alnum(e) || b.get(e) == Some(&b'_') {
                 break; // A longer word: not a block.
             }
-            n += e - s;
-            if n > 30 {
+            if !b[s..e].iter().all(|&c| bban.push(c)) {
                 break;
             }
-            r = b[s..e].iter().fold(r, |r, &c| mod97_push(r, c));
-            if valid(r, n) {
+            if valid(bban.r, bban.n, &bban) {
                 best = Some(e);
             }
             if e - s < 4 {
@@ -735,14 +779,34 @@ fn iban_at(b: &[u8], p: usize) -> Option<usize> {
         best
     } else {
         while alnum(q) {
-            n += 1;
-            if n > 30 {
+            if !bban.push(b[q]) {
                 return None;
             }
-            r = mod97_push(r, b[q]);
             q += 1;
         }
-        (b.get(q) != Some(&b'_') && valid(r, n)).then_some(q)
+        (b.get(q) != Some(&b'_') && valid(bban.r, bban.n, &bban)).then_some(q)
+    }
+}
+
+/// The BBAN read so far.
+#[derive(Debug, Default)]
+struct Bban {
+    /// Its value mod 97.
+    r: u32,
+    /// Its length.
+    n: usize,
+    letters: bool,
+    lower: bool,
+}
+
+impl Bban {
+    /// Appends `c`; false when the BBAN grows too long (over 30).
+    fn push(&mut self, c: u8) -> bool {
+        self.n += 1;
+        self.r = mod97_push(self.r, c);
+        self.letters |= c.is_ascii_alphabetic();
+        self.lower |= c.is_ascii_lowercase();
+        self.n <= 30
     }
 }
 
@@ -1017,6 +1081,8 @@ mod tests {
                 "FR14 2004 1010 0505 0001 3M02 606",
             ),
             ("NO9386011117947", "NO9386011117947"),
+            // Not in the registry: any length, upper case.
+            ("XY93 1234 5678 9012 3", "XY93 1234 5678 9012 3"),
         ] {
             assert_finds(Iban, text, want);
         }
@@ -1028,6 +1094,13 @@ mod tests {
             "DE8937040044053201300",
             "XDE89370400440532013000",
             "ab12cdef34567890abcdef12",
+            // Hexadecimal ids (W3C trace context) that pass mod-97.
+            "trace=00-aa07be8061b20191-01",
+            "00-af074da0a8a47594f3ac4e229481f986-f75492430371be3d-01",
+            // Right checksum, but a BE BBAN is all digits.
+            "BE3453900754703A",
+            // Not in the registry: upper case only.
+            "xy93 1234 5678 9012 3",
         ] {
             assert_clean(text);
         }

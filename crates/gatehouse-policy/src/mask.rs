@@ -185,12 +185,17 @@ pub fn mask_text(method: MaskMethod, value: &str, hash_key: &[u8]) -> Option<Str
         MaskMethod::Null => None,
         MaskMethod::Redact => Some(REDACTED.into()),
         MaskMethod::Partial => {
+            // Keep the last four characters; one pass, one allocation.
             let n = value.chars().count();
             if n <= 4 {
                 return Some("*".repeat(n.max(4)));
             }
-            let keep: String = value.chars().skip(n - 4).collect();
-            Some(format!("{}{keep}", "*".repeat(n - 4)))
+            let keep_from = value.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+            let tail = &value[keep_from..];
+            let mut out = String::with_capacity(n - 4 + tail.len());
+            out.extend(std::iter::repeat_n('*', n - 4));
+            out.push_str(tail);
+            Some(out)
         }
         MaskMethod::Hash => {
             let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(hash_key) else {

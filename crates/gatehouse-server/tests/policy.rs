@@ -376,6 +376,28 @@ async fn masks_follow_the_data_through_aliases_views_and_expressions() {
         rows(&gl, &format!("SELECT email, age FROM {t} WHERE id = 1")).await,
         vec![vec![Some("alice@example.com".to_string()), None]]
     );
+    // Detectors see computed values and literals too, and the recorded
+    // statement text is scanned like the results.
+    let lit = rows(&gw, "SELECT 'write to carol@example.net' AS x").await;
+    assert_eq!(lit.len(), 1);
+    let lit = lit[0][0].clone().unwrap_or_default();
+    assert!(
+        !lit.contains("carol@example.net") && lit.starts_with("write to "),
+        "{lit}"
+    );
+    let (_, list) = s.get("/v1/sessions?user=bot", &s.admin).await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_string();
+    let mut recorded = String::new();
+    for _ in 0..300 {
+        let (_, session) = s.get(&format!("/v1/sessions/{id}"), &s.admin).await;
+        recorded = session["statements"].to_string();
+        if recorded.contains("write to ") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(recorded.contains("write to "), "{recorded}");
+    assert!(!recorded.contains("carol@example.net"), "{recorded}");
     // Real psql, as a user would run it.
     let out = Command::new("psql")
         .arg(url(&s, &agent))

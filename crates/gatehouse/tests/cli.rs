@@ -445,3 +445,98 @@ fn serve_refuses_bad_settings_with_a_clear_message() {
     assert!(!o.status.success());
     assert!(err(&o).contains("--oidc-audience"), "{}", err(&o));
 }
+
+#[test]
+fn policy_from_the_declarative_file_and_policy_test() {
+    let s = Server::start();
+    let file = s.path("policy.toml");
+    write(
+        &file,
+        &format!(
+            r#"
+[[connections]]
+name = "shop"
+kind = "postgres"
+url = "{}"
+groups = ["agents"]
+
+[policy]
+default = "allow"
+
+[[rules]]
+name = "agents-read-only"
+connections = ["shop"]
+groups = ["agents"]
+statements = ["write", "ddl", "dcl", "admin"]
+action = "deny"
+message = "agents are read-only on shop"
+
+[[masks]]
+connections = ["shop"]
+columns = ["public.customers.email"]
+method = "partial"
+"#,
+            pg_url()
+        ),
+    );
+    let f = file.to_str().expect("path");
+    let plan = ok(s.cli(&s.admin, &["apply", "-f", f, "--dry-run"]));
+    assert!(plan.contains("replace  policy"), "{plan}");
+    let applied = ok(s.cli(&s.admin, &["apply", "-f", f]));
+    assert!(applied.contains("replace  policy"), "{applied}");
+    let again = ok(s.cli(&s.admin, &["apply", "-f", f]));
+    assert!(again.contains("= unchanged  policy"), "{again}");
+
+    let shown = ok(s.cli(&s.admin, &["policy", "show"]));
+    assert!(
+        shown.contains("1 rule(s), 1 mask(s), 0 detector(s)"),
+        "{shown}"
+    );
+    assert!(shown.contains("agents-read-only"), "{shown}");
+
+    // Denied: exit code 1, the rule and the analysis printed.
+    let denied = s.cli(
+        &s.admin,
+        &[
+            "policy",
+            "test",
+            "--as",
+            "agents",
+            "--connection",
+            "shop",
+            "WITH x AS (DELETE FROM orders RETURNING *) SELECT * FROM x",
+        ],
+    );
+    assert_eq!(denied.status.code(), Some(1), "{}", err(&denied));
+    let text = out(&denied);
+    assert!(text.contains("decision: deny"), "{text}");
+    assert!(text.contains("rule:     agents-read-only"), "{text}");
+    assert!(text.contains("class:    write"), "{text}");
+    assert!(text.contains("orders"), "{text}");
+    // Allowed for another group: exit code 0.
+    let allowed = ok(s.cli(
+        &s.admin,
+        &[
+            "policy",
+            "test",
+            "--as",
+            "dba",
+            "--connection",
+            "shop",
+            "DELETE FROM orders",
+        ],
+    ));
+    assert!(allowed.contains("decision: allow"), "{allowed}");
+
+    // A policy error names its line, and nothing changes.
+    let bad = s.path("bad-policy.toml");
+    write(
+        &bad,
+        "[[rules]]\nname = \"r\"\nstatements = [\"writes\"]\naction = \"deny\"\n",
+    );
+    let o = s.cli(&s.admin, &["apply", "-f", bad.to_str().expect("path")]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("line 3"), "{}", err(&o));
+    let shown = ok(s.cli(&s.admin, &["policy", "show"]));
+    assert!(shown.contains("agents-read-only"), "{shown}");
+}
