@@ -231,6 +231,30 @@ pub fn parse_parameter_status(body: &[u8]) -> Result<(&str, &str), CodecError> {
     Ok((k, v))
 }
 
+/// Rewrites an `ErrorResponse` or `NoticeResponse` body: each field's text
+/// goes through `f(field code, text)`; the message is written to `out`
+/// with its tag. A malformed body is written with no fields but its tag.
+pub fn rewrite_fields(
+    out: &mut BytesMut,
+    tag: u8,
+    body: &[u8],
+    mut f: impl FnMut(u8, &str) -> String,
+) {
+    let at = begin(out, tag);
+    let mut p = body;
+    while let Some((&field, rest)) = p.split_first() {
+        if field == 0 {
+            break;
+        }
+        p = rest;
+        let Some(v) = cstr(&mut p) else { break };
+        out.put_u8(field);
+        put_cstr(out, &f(field, v));
+    }
+    out.put_u8(0);
+    finish(out, at);
+}
+
 /// One column of a `RowDescription`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {

@@ -293,3 +293,38 @@ fn json_string(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// Error and notice text for a statement that reads masked columns: the
+/// server quotes values in its messages (`invalid input syntax for type
+/// integer: "alice@example.com"`), so every quoted part of the message,
+/// detail, hint, where and internal-query fields is redacted, and the
+/// detectors run over what is left.
+pub fn scrub_text(field: u8, text: &str, mask: &StatementMask) -> String {
+    if !matches!(field, b'M' | b'D' | b'H' | b'W' | b'q' | b'p') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['"', '\'']) {
+        let q = rest[i..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=i]);
+        let after = &rest[i + 1..];
+        match after.find(q) {
+            Some(j) => {
+                out.push_str(gatehouse_policy::mask::REDACTED);
+                out.push(q);
+                rest = &after[j + 1..];
+            }
+            None => {
+                // An unbalanced quote: redact the rest.
+                out.push_str(gatehouse_policy::mask::REDACTED);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    match mask.plan.detectors.as_ref().and_then(|d| d.redact(&out)) {
+        Some(r) => r,
+        None => out,
+    }
+}

@@ -688,7 +688,32 @@ impl UpstreamSide {
                 }
                 Ok(Step::Consumed)
             }
-            b'C' | b'I' | b's' | b'E' | b'Z' => {
+            b'E' | b'N' => {
+                // Messages about a statement that reads masked columns are
+                // scrubbed: the server quotes values in them.
+                let mask = match q.front() {
+                    Some(Item::Simple(s) | Item::Exec(s)) => s.mask.clone(),
+                    Some(Item::Describe) => match q.get(1) {
+                        Some(Item::Exec(s)) => s.mask.clone(),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if tag == b'E' {
+                    self.rows = None;
+                }
+                self.observe(q, tag, body);
+                match mask.filter(|m| m.taint) {
+                    None => Ok(Step::Forward),
+                    Some(m) => {
+                        codec::rewrite_fields(&mut self.out, tag, body, |f, t| {
+                            crate::mask::scrub_text(f, t, &m)
+                        });
+                        Ok(Step::Consumed)
+                    }
+                }
+            }
+            b'C' | b'I' | b's' | b'Z' => {
                 self.rows = None;
                 self.observe(q, tag, body);
                 Ok(Step::Forward)

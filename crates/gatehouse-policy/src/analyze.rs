@@ -28,6 +28,9 @@ pub struct Analysis {
     pub tables_written: BTreeSet<String>,
     /// Functions called or defined, unqualified and lower-case.
     pub functions: BTreeSet<String>,
+    /// The string holds an anonymous code block (`DO`), whose effects the
+    /// parser cannot see.
+    pub anonymous_code: bool,
     /// Why the class is what it is, when it is not the statement's own kind
     /// (e.g. "calls pg_terminate_backend"). For `policy test` and errors.
     pub reasons: Vec<String>,
@@ -210,6 +213,7 @@ pub fn analyze(sql: &str) -> Analysis {
         tables_read: BTreeSet::new(),
         tables_written: BTreeSet::new(),
         functions: BTreeSet::new(),
+        anonymous_code: false,
         reasons: Vec::new(),
     };
     if sql.contains('\0') {
@@ -237,6 +241,7 @@ pub fn analyze(sql: &str) -> Analysis {
     let mut needs_tree = false;
     for t in &summary.statement_types {
         raise(&mut class, class_of(t));
+        a.anonymous_code |= t == "DoStmt";
         needs_tree |= matches!(t.as_str(), "CopyStmt" | "VariableSetStmt" | "ExplainStmt");
     }
     for t in &summary.tables {

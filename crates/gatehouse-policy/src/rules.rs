@@ -399,7 +399,13 @@ impl Engine {
             return decision;
         }
         if let Some(plan) = self.mask_plan(principal, connection)
-            && let Some(message) = plan.refuse_copy(self.column_refs(sql).as_ref().as_ref())
+            && let Some(message) = plan
+                .refuse_copy(self.column_refs(sql).as_ref().as_ref())
+                .or_else(|| {
+                    (plan.has_columns() && self.analysis(sql).anonymous_code).then(|| {
+                        "DO blocks are not allowed where columns are masked: code run inside them could read masked columns and report them unmasked".to_string()
+                    })
+                })
         {
             return Decision {
                 verdict: Verdict::Deny {
