@@ -11,14 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use gatehouse_core::policy::spec::DetectorKind;
-
-// Compiled from its source file so that the benchmark measures this module
-// whatever `lib.rs` currently wires in as `detect`.
-#[allow(dead_code, unused_imports)]
-#[path = "../src/detect.rs"]
-mod detect;
-
-use detect::Detectors;
+use gatehouse_policy::detect::Detectors;
 
 const TARGET: usize = 64 << 20;
 /// One PII item per this many bytes, on average.

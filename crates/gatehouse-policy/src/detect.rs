@@ -16,12 +16,13 @@ use std::fmt;
 
 use gatehouse_core::policy::spec::DetectorKind;
 
-/// Values longer than this are still scanned in full: there is no truncation
-/// and no window that could cut a finding in two. The pass is linear whatever
-/// the length (no candidate is examined twice, each costs work bounded by its
-/// own length, and a PEM block without its `END` line ends the scan, as the
-/// finding runs to the end of the text). Callers may use this bound to
-/// account for the cost of big values.
+/// Values longer than this are still scanned in full: there is no
+/// truncation and no window that could cut a finding in two (fail closed).
+/// The pass stays linear whatever the length: every byte is looked at a
+/// bounded number of times (the scan resumes after each candidate; an email
+/// looks back at most to the previous `@`; a PEM block without its `END`
+/// line runs to the end of the text and ends the scan). Callers may use
+/// this bound to account for the cost of big values.
 pub const MAX_SCAN: usize = 1 << 20;
 
 /// One finding: the byte range in the scanned text and its kind.
