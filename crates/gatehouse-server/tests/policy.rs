@@ -454,6 +454,45 @@ async fn masks_follow_the_data_through_aliases_views_and_expressions() {
     }
     assert!(recorded.contains("write to "), "{recorded}");
     assert!(!recorded.contains("carol@example.net"), "{recorded}");
+    // Real Python drivers: asyncpg (binary, prepared, cursors) and psycopg
+    // (server-side cursor).
+    let out = tokio::process::Command::new("python3")
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/compat/masking_drivers.py"),
+        )
+        .env("GATEHOUSE_DSN", url(&s, &agent))
+        .env("TABLE", &t)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .await
+        .expect("python3 (scripts/test installs asyncpg and psycopg)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let masked = json!(["*************.com", "***********.com"]);
+    assert_eq!(got["fetchrow"][0], "*************.com", "{got}");
+    assert_eq!(got["fetchrow"][1], Value::Null, "{got}");
+    assert!(
+        !got["fetchrow"][2]
+            .as_str()
+            .unwrap_or("")
+            .contains("bob@example.org"),
+        "{got}"
+    );
+    assert_eq!(got["prepared"], masked, "{got}");
+    assert_eq!(got["cursor"], masked, "{got}");
+    assert_eq!(
+        got["psycopg_server_cursor"],
+        json!([
+            ["*************.com", "************1111"],
+            ["***********.com", "************0004"]
+        ]),
+        "{got}"
+    );
     // Real psql, as a user would run it.
     let out = Command::new("psql")
         .arg(url(&s, &agent))
