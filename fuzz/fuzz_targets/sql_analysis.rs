@@ -1,6 +1,9 @@
 //! The SQL analysis (libpg_query through `pg_query`, then our walk of its
-//! tree): any text is analysed without panicking, and text that does not
-//! parse has no class (so the policy fails closed on it).
+//! tree): any text is analysed without panicking; text that does not parse
+//! has no class (so the policy fails closed on it). `column_refs` may give
+//! up (`None`) where the summary parser succeeded (the full parse tree is
+//! deeper, and under the sanitizer the parser's stack limit is reached
+//! sooner); `None` counts as "reads masked data", which fails closed.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -13,9 +16,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let a = gatehouse_policy::analyze(sql);
     assert_eq!(a.class.is_none(), a.parse_error.is_some(), "{a:?}");
-    let refs = gatehouse_policy::column_refs(sql);
-    if a.class.is_some() && !sql.contains('\0') {
-        // What the summary parser accepts, the full parser accepts too.
-        assert!(refs.is_some() || sql.len() > 60_000, "{sql:?}");
+    if let Some(refs) = gatehouse_policy::column_refs(sql) {
+        assert!(refs.names.iter().all(|n| n.to_lowercase() == *n), "{refs:?}");
     }
 });
