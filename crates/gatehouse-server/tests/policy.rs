@@ -518,3 +518,77 @@ async fn masks_follow_the_data_through_aliases_views_and_expressions() {
         .await
         .unwrap();
 }
+
+/// Two replicas on one PostgreSQL store: a policy changed through one is in
+/// force on the other's live sessions within its poll interval.
+#[tokio::test]
+async fn a_policy_change_reaches_the_other_replica() {
+    let store = gatehouse_store::testing::fresh_pg_database()
+        .await
+        .expect("fresh database");
+    let key = gatehouse_core::keyring::Keyring::generate_key();
+    let replica = |dir: tempfile::TempDir| {
+        let mut c = common::config(dir.path());
+        c.store_url = Some(store.clone());
+        c.master_key = Some(key.clone());
+        TestServer::start_with(dir, c)
+    };
+    let mut a = replica(tempfile::tempdir().unwrap()).await;
+    let mut b = replica(tempfile::tempdir().unwrap()).await;
+    let admin = a.admin.clone();
+    let (status, v) = a
+        .post(
+            "/v1/connections",
+            &admin,
+            json!({"name": "shop", "kind": "postgres", "url": DIRECT, "groups": ["agents"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let bot = a.token("bot", &["agents"]).await;
+    let t = unique("gh_repl");
+    let on_b = connect(&url(&b, &bot)).await;
+    on_b.batch_execute(&format!("CREATE TABLE {t} (id int)"))
+        .await
+        .unwrap();
+
+    let (status, v) = a
+        .call(
+            reqwest::Method::PUT,
+            "/v1/policy",
+            &admin,
+            Some(json!({"rules": [{"name": "no-writes", "groups": ["agents"], "statements": ["write", "ddl"], "action": "deny"}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    // Replica B reloads within its poll interval (2 s); wait for what a
+    // user would see, a refusal, with a generous bound.
+    let mut refused = None;
+    for _ in 0..200 {
+        match on_b
+            .simple_query(&format!("INSERT INTO {t} VALUES (1)"))
+            .await
+        {
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    let e = refused.expect("replica B never applied the new policy");
+    assert_eq!(db_error(&e).2, "rule: no-writes");
+    let (_, v) = b.get("/v1/policy", &admin).await;
+    assert_eq!(v["policy"]["rules"][0]["name"], "no-writes", "{v}");
+
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!("DROP TABLE {t}"))
+        .await
+        .unwrap();
+    drop(on_b);
+    a.stop().await;
+    b.stop().await;
+    gatehouse_store::testing::drop_pg_database(&store)
+        .await
+        .expect("drop");
+}
