@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): pgbench select-only throughput of PostgreSQL
 # directly, through PgBouncer (session mode) and through Gatehouse's
-# PostgreSQL proxy (statement hook and recording on, the default), side by
+# PostgreSQL proxy (policy engine and recording on, the default), side by
 # side; then Gatehouse's memory at start, after the load and with idle
 # sessions held open.
 #

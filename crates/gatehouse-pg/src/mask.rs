@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use gatehouse_core::keyring::Keyring;
 use gatehouse_core::policy::spec::MaskMethod;
 use gatehouse_policy::StatementMask;
-use gatehouse_policy::mask::mask_text;
+use gatehouse_policy::mask::{mask_text, strictness};
 use zeroize::Zeroizing;
 
 use crate::catalog::{Catalog, CatalogAccess, Relation};
@@ -98,13 +98,7 @@ impl Session {
     }
 
     /// Resolves relations (and what views read) through the catalog.
-    pub async fn resolve(
-        &mut self,
-        catalog: &Catalog,
-        access: &CatalogAccess,
-        oids: &[u32],
-        _mask: &StatementMask,
-    ) {
+    pub async fn resolve(&mut self, catalog: &Catalog, access: &CatalogAccess, oids: &[u32]) {
         match catalog.resolve(access, oids).await {
             Ok(found) => {
                 for o in oids {
@@ -141,7 +135,7 @@ impl Session {
                 for (t, c) in &rel.reads {
                     if let Some(m) = self.column_method(mask, *t, *c, depth + 1)? {
                         strictest = Some(match strictest {
-                            Some(s) if rank(s) >= rank(m) => s,
+                            Some(s) if strictness(s) >= strictness(m) => s,
                             _ => m,
                         });
                     }
@@ -239,15 +233,6 @@ impl Session {
         }
         codec::data_row_end(out, at);
         Ok(())
-    }
-}
-
-fn rank(m: MaskMethod) -> u8 {
-    match m {
-        MaskMethod::Hash => 0,
-        MaskMethod::Partial => 1,
-        MaskMethod::Redact => 2,
-        MaskMethod::Null => 3,
     }
 }
 

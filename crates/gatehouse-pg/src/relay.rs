@@ -1,7 +1,7 @@
 //! A live session: two tasks, client→upstream and upstream→client.
 //!
 //! The client side frames every message (up to the size limit), passes
-//! statements (`Query`, `Parse`) through the statement hook and tells the
+//! statements (`Query`, `Parse`) to the policy engine in force and tells the
 //! upstream side, in order, what it forwarded (`Item`s). The upstream side
 //! relays responses and ties them to those items (rows, command tag, error,
 //! duration) for the recording.
@@ -25,7 +25,7 @@ use bytes::{Buf, BytesMut};
 use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
-use gatehouse_policy::{Engine, StatementMask};
+use gatehouse_policy::{Engine, MaskPlan, StatementMask};
 use gatehouse_store::StatementEntry;
 use gatehouse_store::recorder::SessionLog;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -261,6 +261,8 @@ struct ClientSide {
     /// A `Parse` of the current batch was refused: its statement and the
     /// SQL to run at the batch's `Sync`.
     refused: Option<(Stmt, String)>,
+    /// The caller's mask plan under the policy it was made from.
+    plan: Option<(Arc<Engine>, Option<Arc<MaskPlan>>)>,
 }
 
 impl ClientSide {
@@ -284,17 +286,35 @@ impl ClientSide {
         self.ctx.proxy.policy.engine()
     }
 
-    fn statement_mask(&self, engine: &Engine, sql: &str) -> Option<StatementMask> {
-        engine.statement_mask(&self.ctx.principal, &self.ctx.connection, sql)
+    /// How an `Execute`'s results are masked. The caller's mask plan is
+    /// kept for as long as the same policy is in force (it depends only on
+    /// the policy, the caller and the connection).
+    fn execute_mask(&mut self, engine: &Arc<Engine>, sql: &str) -> Option<StatementMask> {
+        let plan = match &self.plan {
+            Some((e, plan)) if Arc::ptr_eq(e, engine) => plan.clone(),
+            _ => {
+                let plan = engine.mask_plan(&self.ctx.principal, &self.ctx.connection);
+                self.plan = Some((engine.clone(), plan.clone()));
+                plan
+            }
+        }?;
+        Some(engine.mask_for(plan, sql))
     }
 
-    /// The policy's decision, unless the statement could not be admitted
-    /// for recording: then it is refused (it would run unrecorded).
-    fn decide(&self, engine: &Engine, stmt: &Stmt) -> Verdict {
+    /// The policy's decision and how the results are masked, unless the
+    /// statement could not be admitted for recording: then it is refused
+    /// (it would run unrecorded).
+    fn decide(&self, engine: &Engine, stmt: &Stmt) -> (Verdict, Option<StatementMask>) {
         if stmt.admission.is_none() {
-            return recorder_behind();
+            return (recorder_behind(), None);
         }
-        self.check(engine, &stmt.sql)
+        let d = engine.decide(
+            &self.ctx.principal,
+            &self.ctx.connection,
+            &stmt.sql,
+            now_ms(),
+        );
+        (d.verdict, d.mask)
     }
 
     fn check(&self, engine: &Engine, sql: &str) -> Verdict {
@@ -344,9 +364,10 @@ impl ClientSide {
                 let sql: Arc<str> = codec::parse_query(body).map_err(malformed)?.into();
                 let engine = self.engine();
                 let mut stmt = self.stmt(sql, Arc::new(Verdict::Allow { rule: None }));
-                let verdict = Arc::new(self.decide(&engine, &stmt));
+                let (verdict, mask) = self.decide(&engine, &stmt);
+                let verdict = Arc::new(verdict);
                 stmt.verdict = verdict.clone();
-                stmt.mask = self.statement_mask(&engine, &stmt.sql);
+                stmt.mask = mask;
                 self.send(Item::Simple(stmt)).await?;
                 match refusal(&verdict) {
                     None => out.extend_from_slice(msg),
@@ -405,7 +426,8 @@ impl ClientSide {
                     }
                     return Ok(());
                 }
-                stmt.mask = self.statement_mask(&self.engine(), &stmt.sql);
+                let engine = self.engine();
+                stmt.mask = self.execute_mask(&engine, &stmt.sql);
                 if stmt.mask.is_some() {
                     self.send(Item::Describe).await?;
                     codec::describe_portal(out, portal);
@@ -459,6 +481,7 @@ async fn client_to_upstream(
         portals: HashMap::new(),
         seq: 0,
         refused: None,
+        plan: None,
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -637,7 +660,7 @@ enum Step {
     /// It was handled (rewritten into the output, or not for the client).
     Consumed,
     /// Where some result columns come from must be looked up first.
-    Lookup(Vec<u32>, StatementMask),
+    Lookup(Vec<u32>),
 }
 
 impl UpstreamSide {
@@ -658,7 +681,7 @@ impl UpstreamSide {
                         .map_err(|e| format!("protocol error from the upstream: {e}"))?;
                     let missing = self.masking.unresolved(&fields, &mask);
                     if !missing.is_empty() {
-                        return Ok(Step::Lookup(missing, mask));
+                        return Ok(Step::Lookup(missing));
                     }
                     self.rows = self.masking.row_mask(&fields, &mask);
                 }
@@ -779,7 +802,7 @@ async fn upstream_to_client(
         }
         first = false;
         // Relay every complete message (and the available part of a large one).
-        let mut lookup: Option<(Vec<u32>, StatementMask)> = None;
+        let mut lookup: Option<Vec<u32>> = None;
         {
             let mut q = lock(&pending);
             loop {
@@ -819,20 +842,20 @@ async fn upstream_to_client(
                         side.out.extend_from_slice(&msg);
                     }
                     Ok(Step::Consumed) => buf.advance(total),
-                    Ok(Step::Lookup(oids, mask)) => {
-                        lookup = Some((oids, mask));
+                    Ok(Step::Lookup(oids)) => {
+                        lookup = Some(oids);
                         break;
                     }
                     Err(e) => return e,
                 }
             }
         }
-        if let Some((oids, mask)) = lookup {
+        if let Some(oids) = lookup {
             // Find where the columns come from, then go over the same
             // RowDescription again (no read: it is still in the buffer).
-            let catalog = side.ctx.catalog.clone();
+            let ctx = side.ctx.clone();
             side.masking
-                .resolve(&side.ctx.proxy.catalog, &catalog, &oids, &mask)
+                .resolve(&ctx.proxy.catalog, &ctx.catalog, &oids)
                 .await;
             first = true;
         }

@@ -13,3 +13,18 @@ mod rules;
 pub use analyze::{Analysis, Class, ColumnRefs, analyze, column_refs};
 pub use mask::{MaskPlan, mask_text};
 pub use rules::{Decision, Engine, FixedPolicy, PolicySource, StatementMask};
+
+#[cfg(test)]
+mod test_support {
+    use gatehouse_core::model::{Authn, Principal};
+
+    /// A token principal named `bot` in `groups`.
+    pub fn who(groups: &[&str]) -> Principal {
+        Principal {
+            subject: "bot".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            authn: Authn::Token { name: "bot".into() },
+            expires_at: None,
+        }
+    }
+}

@@ -32,8 +32,9 @@ pub struct MaskPlan {
     pub detectors: Option<Arc<Detectors>>,
 }
 
-/// How strict a method is, to pick one when several masks name a column.
-fn strictness(m: MaskMethod) -> u8 {
+/// How strict a method is, to pick one when several masks apply to a
+/// column: `null` > `redact` > `partial` > `hash`.
+pub fn strictness(m: MaskMethod) -> u8 {
     match m {
         MaskMethod::Hash => 0,
         MaskMethod::Partial => 1,
@@ -222,16 +223,7 @@ fn hex_lower(b: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::analyze::column_refs;
-    use gatehouse_core::model::Authn;
-
-    fn who(groups: &[&str]) -> Principal {
-        Principal {
-            subject: "bot".into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            authn: Authn::Token { name: "bot".into() },
-            expires_at: None,
-        }
-    }
+    use crate::test_support::who;
 
     fn plan(groups: &[&str]) -> Option<MaskPlan> {
         let spec: PolicySpec = toml::from_str(

@@ -5,10 +5,10 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
 use gatehouse_core::model::Principal;
+use gatehouse_core::policy::Verdict;
 use gatehouse_core::policy::spec::{
     Action, PolicyError, PolicySpec, RuleSpec, parse_day, parse_hours, parse_utc_offset,
 };
-use gatehouse_core::policy::{StatementContext, StatementHook, Verdict};
 use serde::Serialize;
 
 use crate::analyze::{Analysis, ColumnRefs, analyze, column_refs};
@@ -36,6 +36,9 @@ pub struct Decision {
     /// statement was not analysed.
     #[serde(skip)]
     pub analysis: Option<Arc<Analysis>>,
+    /// For an allowed statement: how its results are masked, if they are.
+    #[serde(skip)]
+    pub mask: Option<StatementMask>,
 }
 
 fn verdict_json<S: serde::Serializer>(v: &Verdict, s: S) -> Result<S::Ok, S::Error> {
@@ -374,19 +377,14 @@ impl Engine {
         plan
     }
 
-    /// How to mask the results of one statement, if anything is masked.
-    pub fn statement_mask(
-        &self,
-        principal: &Principal,
-        connection: &str,
-        sql: &str,
-    ) -> Option<StatementMask> {
-        let plan = self.mask_plan(principal, connection)?;
+    /// How to mask the results of `sql` under `plan` (from [`Self::mask_plan`]).
+    pub fn mask_for(&self, plan: Arc<MaskPlan>, sql: &str) -> StatementMask {
         let taint = plan.has_columns() && plan.taints(self.column_refs(sql).as_ref().as_ref());
-        Some(StatementMask { plan, taint })
+        StatementMask { plan, taint }
     }
 
-    /// Decides one statement at `now_ms` (Unix milliseconds).
+    /// Decides one statement at `now_ms` (Unix milliseconds); an allowed
+    /// statement comes with how its results are masked, if they are.
     pub fn decide(
         &self,
         principal: &Principal,
@@ -394,26 +392,30 @@ impl Engine {
         sql: &str,
         now_ms: i64,
     ) -> Decision {
-        let decision = self.decide_rules(principal, connection, sql, now_ms);
+        let mut decision = self.decide_rules(principal, connection, sql, now_ms);
         if !matches!(decision.verdict, Verdict::Allow { .. }) {
             return decision;
         }
-        if let Some(plan) = self.mask_plan(principal, connection)
-            && let Some(message) = plan
-                .refuse_copy(self.column_refs(sql).as_ref().as_ref())
-                .or_else(|| {
-                    (plan.has_columns() && self.analysis(sql).anonymous_code).then(|| {
-                        "DO blocks are not allowed where columns are masked: code run inside them could read masked columns and report them unmasked".to_string()
-                    })
-                })
-        {
-            return Decision {
-                verdict: Verdict::Deny {
+        let Some(plan) = self.mask_plan(principal, connection) else {
+            return decision;
+        };
+        let refs = self.column_refs(sql);
+        let refusal = plan.refuse_copy(refs.as_ref().as_ref()).or_else(|| {
+            (plan.has_columns() && self.analysis(sql).anonymous_code).then(|| {
+                "DO blocks are not allowed where columns are masked: code run inside them could read masked columns and report them unmasked".to_string()
+            })
+        });
+        match refusal {
+            Some(message) => {
+                decision.verdict = Verdict::Deny {
                     rule: "masking".into(),
                     message,
-                },
-                analysis: decision.analysis,
-            };
+                };
+            }
+            None => {
+                let taint = plan.has_columns() && plan.taints(refs.as_ref().as_ref());
+                decision.mask = Some(StatementMask { plan, taint });
+            }
         }
         decision
     }
@@ -434,6 +436,7 @@ impl Engine {
             return Decision {
                 verdict: Verdict::Allow { rule: None },
                 analysis: None,
+                mask: None,
             };
         }
         let a = self.analysis(sql);
@@ -464,6 +467,7 @@ impl Engine {
         Decision {
             verdict,
             analysis: Some(a),
+            mask: None,
         }
     }
 }
@@ -484,32 +488,10 @@ impl PolicySource for FixedPolicy {
     }
 }
 
-/// The engine as a statement hook, with the clock.
-impl StatementHook for Engine {
-    fn check(&self, ctx: &StatementContext<'_>) -> Verdict {
-        self.decide(
-            ctx.principal,
-            ctx.connection,
-            ctx.sql,
-            gatehouse_core::now_ms(),
-        )
-        .verdict
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatehouse_core::model::Authn;
-
-    fn who(groups: &[&str]) -> Principal {
-        Principal {
-            subject: "bot".into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            authn: Authn::Token { name: "bot".into() },
-            expires_at: None,
-        }
-    }
+    use crate::test_support::who;
 
     fn engine(toml_rules: &str) -> Engine {
         let spec: PolicySpec = toml::from_str(toml_rules).expect("toml");

@@ -5,7 +5,6 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use gatehouse_core::policy::{StatementContext, StatementHook, Verdict};
 use gatehouse_policy::Engine;
 use gatehouse_store::{Store, StoreError};
 
@@ -89,12 +88,6 @@ impl PolicyHandle {
                 }
             }
         });
-    }
-}
-
-impl StatementHook for PolicyHandle {
-    fn check(&self, ctx: &StatementContext<'_>) -> Verdict {
-        self.engine().check(ctx)
     }
 }
 

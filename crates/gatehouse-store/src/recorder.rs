@@ -275,18 +275,8 @@ mod tests {
             .await
             .expect("store");
         let (r, _) = Recorder::with_limit(store.clone(), CHUNK_STATEMENTS + 10);
-        r.record(RecordEvent::SessionStart(crate::SessionRecord {
-            id: "s".into(),
-            principal: "bot".into(),
-            authn: "token:bot".into(),
-            connection: "shop".into(),
-            protocol: "postgres".into(),
-            client_addr: "127.0.0.1:1".into(),
-            started_at: 1,
-            ended_at: None,
-            end_reason: None,
-        }))
-        .expect("start");
+        r.record(RecordEvent::SessionStart(crate::tests::session_record("s")))
+            .expect("start");
         let mut log = r.session_log("s");
         let total = CHUNK_STATEMENTS + 5;
         let texts: Vec<String> = (1..=total).map(|i| format!("SELECT '{i}\n\"'")).collect();

@@ -296,17 +296,7 @@ async fn sessions_are_recorded_and_filtered() {
 #[tokio::test]
 async fn large_statement_batches_are_written_whole() {
     for_both(|s| async move {
-        let mut events = vec![RecordEvent::SessionStart(SessionRecord {
-            id: "big".into(),
-            principal: "bot".into(),
-            authn: "token:bot".into(),
-            connection: "shop".into(),
-            protocol: "postgres".into(),
-            client_addr: "127.0.0.1:1".into(),
-            started_at: 1,
-            ended_at: None,
-            end_reason: None,
-        })];
+        let mut events = vec![RecordEvent::SessionStart(session_record("big"))];
         let all: Vec<StatementRecord> = (1..=250)
             .map(|seq| StatementRecord {
                 session_id: "big".into(),
@@ -363,17 +353,7 @@ fn chunk(id: &str, n: i64, statements: &[StatementRecord]) -> RecordEvent {
 #[tokio::test]
 async fn statements_recorded_before_chunks_stay_readable() {
     for_both(|s| async move {
-        s.write_records(&[RecordEvent::SessionStart(SessionRecord {
-            id: "old".into(),
-            principal: "bot".into(),
-            authn: "token:bot".into(),
-            connection: "shop".into(),
-            protocol: "postgres".into(),
-            client_addr: "127.0.0.1:1".into(),
-            started_at: 1,
-            ended_at: None,
-            end_reason: None,
-        })])
+        s.write_records(&[RecordEvent::SessionStart(session_record("old"))])
         .await
         .expect("write");
         sqlx::query(
@@ -436,4 +416,19 @@ async fn policy_is_versioned() {
         assert_eq!(s.policy_version().await.expect("version"), 2);
     })
     .await;
+}
+
+/// A session of `bot` on `shop`, started at 1.
+pub(crate) fn session_record(id: &str) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        principal: "bot".into(),
+        authn: "token:bot".into(),
+        connection: "shop".into(),
+        protocol: "postgres".into(),
+        client_addr: "127.0.0.1:1".into(),
+        started_at: 1,
+        ended_at: None,
+        end_reason: None,
+    }
 }

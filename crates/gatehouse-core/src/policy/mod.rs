@@ -1,20 +1,7 @@
-//! The statement hook every protocol calls before a statement goes upstream.
-//!
-//! The policy engine implements [`StatementHook`]; until rules are
-//! configured, [`NoRules`] allows every statement and says so in the record.
+//! The policy as written ([`spec`]) and the decision it makes for one
+//! statement ([`Verdict`]). The engine that decides is `gatehouse-policy`.
 
 pub mod spec;
-
-use crate::model::Principal;
-
-/// What is being decided.
-#[derive(Debug)]
-pub struct StatementContext<'a> {
-    pub principal: &'a Principal,
-    pub connection: &'a str,
-    pub protocol: &'a str,
-    pub sql: &'a str,
-}
 
 /// The decision for one statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,19 +33,5 @@ impl Verdict {
             Self::Allow { rule } => rule.as_deref(),
             Self::Deny { rule, .. } | Self::Review { rule, .. } => Some(rule),
         }
-    }
-}
-
-pub trait StatementHook: Send + Sync + std::fmt::Debug {
-    fn check(&self, ctx: &StatementContext<'_>) -> Verdict;
-}
-
-/// No policy configured: every statement is allowed (and recorded as such).
-#[derive(Debug, Default)]
-pub struct NoRules;
-
-impl StatementHook for NoRules {
-    fn check(&self, _: &StatementContext<'_>) -> Verdict {
-        Verdict::Allow { rule: None }
     }
 }
