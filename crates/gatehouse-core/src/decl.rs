@@ -12,7 +12,9 @@ use toml::Spanned;
 
 use crate::duration::parse_duration;
 use crate::model::{ConnectionKind, ConnectionSettings, ConnectionSpec};
-use crate::policy::spec::{Action, DetectorSpec, MaskSpec, Place, PolicySpec, RuleSpec};
+use crate::policy::spec::{
+    AccessSpec, Action, DetectorSpec, MaskSpec, Place, PolicySpec, RuleSpec,
+};
 use crate::secret::Secret;
 
 /// An error in the file, with the line it is on (1-based; 0 when unknown).
@@ -37,13 +39,20 @@ struct RawFile {
     masks: Vec<Spanned<MaskSpec>>,
     #[serde(default)]
     detectors: Vec<Spanned<DetectorSpec>>,
+    #[serde(default)]
+    access: Vec<Spanned<AccessSpec>>,
 }
 
 /// The `[policy]` table: settings for the policy as a whole.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
+    #[serde(default)]
     default: Action,
+    #[serde(default)]
+    review_timeout: Option<String>,
+    #[serde(default)]
+    break_glass: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -255,16 +264,26 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
         || !raw.rules.is_empty()
         || !raw.masks.is_empty()
         || !raw.detectors.is_empty()
+        || !raw.access.is_empty()
     {
         let policy_at = raw.policy.as_ref().map_or(0, |p| p.span().start);
         let rule_at: Vec<usize> = raw.rules.iter().map(|r| r.span().start).collect();
         let mask_at: Vec<usize> = raw.masks.iter().map(|r| r.span().start).collect();
         let detector_at: Vec<usize> = raw.detectors.iter().map(|r| r.span().start).collect();
+        let access_at: Vec<usize> = raw.access.iter().map(|r| r.span().start).collect();
+        let settings = raw.policy.map(Spanned::into_inner);
+        let (default, review_timeout, break_glass) = match settings {
+            Some(p) => (p.default, p.review_timeout, p.break_glass),
+            None => (Action::Allow, None, Vec::new()),
+        };
         let spec = PolicySpec {
-            default: raw.policy.map_or(Action::Allow, |p| p.into_inner().default),
+            default,
             rules: raw.rules.into_iter().map(Spanned::into_inner).collect(),
             masks: raw.masks.into_iter().map(Spanned::into_inner).collect(),
             detectors: raw.detectors.into_iter().map(Spanned::into_inner).collect(),
+            review_timeout,
+            break_glass,
+            access: raw.access.into_iter().map(Spanned::into_inner).collect(),
         };
         spec.validate().map_err(|e| {
             let at = match e.place {
@@ -272,6 +291,7 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
                 Place::Rule(i) => rule_at.get(i).copied().unwrap_or(0),
                 Place::Mask(i) => mask_at.get(i).copied().unwrap_or(0),
                 Place::Detector(i) => detector_at.get(i).copied().unwrap_or(0),
+                Place::Access(i) => access_at.get(i).copied().unwrap_or(0),
             };
             err(at, e.to_string())
         })?;

@@ -152,6 +152,48 @@ pub fn parse_bind(body: &[u8]) -> Result<(&str, &str), CodecError> {
     Ok((portal, stmt))
 }
 
+/// One bound parameter: `Some((binary, bytes))`, or `None` for NULL.
+pub type BoundValue<'a> = Option<(bool, &'a [u8])>;
+
+/// A `Bind`'s parameters: the raw bytes of the parameter formats and
+/// values (what an approval is bound to), and each value as
+/// `Some((binary, bytes))` or `None` for NULL.
+pub fn bind_params(body: &[u8]) -> Result<(&[u8], Vec<BoundValue<'_>>), CodecError> {
+    let bad = || CodecError::Malformed("Bind");
+    let mut p = body;
+    cstr(&mut p).ok_or_else(bad)?;
+    cstr(&mut p).ok_or_else(bad)?;
+    let start = p;
+    let nformats = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
+    let mut formats = Vec::with_capacity(nformats.min(1024));
+    for _ in 0..nformats {
+        formats.push(int16(&mut p).ok_or_else(bad)?);
+    }
+    let nparams = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
+    let mut values = Vec::with_capacity(nparams.min(1024));
+    for i in 0..nparams {
+        let len = int32(&mut p).ok_or_else(bad)?;
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let len = usize::try_from(len).map_err(|_| bad())?;
+        if p.len() < len {
+            return Err(bad());
+        }
+        let (v, rest) = p.split_at(len);
+        p = rest;
+        let binary = match formats.len() {
+            0 => false,
+            1 => formats[0] == 1,
+            _ => formats.get(i).copied().unwrap_or(0) == 1,
+        };
+        values.push(Some((binary, v)));
+    }
+    let used = start.len() - p.len();
+    Ok((&start[..used], values))
+}
+
 /// `Execute`: portal name and row limit.
 pub fn parse_execute(body: &[u8]) -> Result<(&str, i32), CodecError> {
     let mut p = body;

@@ -31,7 +31,7 @@ use gatehouse_store::Store;
 use gatehouse_store::recorder::Recorder;
 use tokio::net::TcpListener;
 
-pub use registry::{LiveSessions, SessionInfo};
+pub use registry::{LiveSessions, SessionGrants, SessionInfo};
 pub use tls::ServerTls;
 
 /// Default largest message a client may send (CopyData included).
@@ -53,6 +53,8 @@ pub struct PgProxy {
     pub allow_plaintext_remote: bool,
     pub max_message: usize,
     pub sessions: LiveSessions,
+    /// Reviews and just-in-time grants.
+    pub access: gatehouse_access::Access,
 }
 
 /// Accepts PostgreSQL clients on `listener` until `shutdown` resolves.

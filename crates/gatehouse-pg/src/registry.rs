@@ -16,6 +16,26 @@ pub struct SessionInfo {
     pub connection: String,
     /// The token name, when the caller used an API token.
     pub token: Option<String>,
+    /// The caller's groups when the session started.
+    pub groups: Vec<String>,
+    /// When the caller's credential stops being valid (Unix ms), if it expires.
+    pub expires_at: Option<i64>,
+    /// Just-in-time grants the session depends on (it was opened through
+    /// one, or one of its statements ran because of one).
+    pub grants: Vec<String>,
+}
+
+/// The grants a live session depends on, shared with its relay.
+pub type SessionGrants = Arc<Mutex<Vec<String>>>;
+
+/// What a live session's relay needs from the registry.
+#[derive(Debug)]
+pub(crate) struct Registered {
+    pub key: (i32, i32),
+    pub kill: watch::Receiver<Option<String>>,
+    pub grants: SessionGrants,
+    /// Woken when the client sends a cancel request for this session.
+    pub cancelled: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]
@@ -24,6 +44,16 @@ struct Entry {
     upstream: Target,
     upstream_key: (i32, i32),
     kill: watch::Sender<Option<String>>,
+    grants: SessionGrants,
+    cancelled: Arc<tokio::sync::Notify>,
+}
+
+/// Adds a grant to the ones a session depends on.
+pub(crate) fn depend_on(grants: &SessionGrants, id: &str) {
+    let mut g = lock(grants);
+    if !g.iter().any(|x| x == id) {
+        g.push(id.to_string());
+    }
 }
 
 /// Cancel keys and kill switches of the sessions on this process.
@@ -47,8 +77,10 @@ impl LiveSessions {
         info: SessionInfo,
         upstream: Target,
         upstream_key: (i32, i32),
-    ) -> ((i32, i32), watch::Receiver<Option<String>>) {
+    ) -> Registered {
         let (tx, rx) = watch::channel(None);
+        let grants: SessionGrants = Arc::new(Mutex::new(info.grants.clone()));
+        let cancelled = Arc::new(tokio::sync::Notify::new());
         let mut map = lock(&self.inner);
         loop {
             let key = (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>());
@@ -58,8 +90,15 @@ impl LiveSessions {
                     upstream,
                     upstream_key,
                     kill: tx,
+                    grants: grants.clone(),
+                    cancelled: cancelled.clone(),
                 });
-                return (key, rx);
+                return Registered {
+                    key,
+                    kill: rx,
+                    grants,
+                    cancelled,
+                };
             }
         }
     }
@@ -69,14 +108,23 @@ impl LiveSessions {
     }
 
     /// The upstream target and key for one of our cancel keys.
+    /// The upstream target and key for one of our cancel keys; a statement
+    /// of that session waiting for review is told too.
     pub(crate) fn cancel_target(&self, key: (i32, i32)) -> Option<(Target, (i32, i32))> {
-        lock(&self.inner)
-            .get(&key)
-            .map(|e| (e.upstream.clone(), e.upstream_key))
+        lock(&self.inner).get(&key).map(|e| {
+            e.cancelled.notify_waiters();
+            (e.upstream.clone(), e.upstream_key)
+        })
+    }
+
+    fn snapshot(e: &Entry) -> SessionInfo {
+        let mut info = e.info.clone();
+        info.grants = lock(&e.grants).clone();
+        info
     }
 
     pub fn list(&self) -> Vec<SessionInfo> {
-        lock(&self.inner).values().map(|e| e.info.clone()).collect()
+        lock(&self.inner).values().map(Self::snapshot).collect()
     }
 
     /// Ends every session for which `pred` holds, telling the client why.
@@ -84,7 +132,7 @@ impl LiveSessions {
     pub fn end_where(&self, reason: &str, pred: impl Fn(&SessionInfo) -> bool) -> usize {
         let map = lock(&self.inner);
         let mut n = 0;
-        for e in map.values().filter(|e| pred(&e.info)) {
+        for e in map.values().filter(|e| pred(&Self::snapshot(e))) {
             let _ = e.kill.send(Some(reason.to_string()));
             n += 1;
         }

@@ -29,7 +29,7 @@ use gatehouse_policy::{Engine, MaskPlan, StatementMask};
 use gatehouse_store::StatementEntry;
 use gatehouse_store::recorder::SessionLog;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::PgProxy;
 use crate::catalog::CatalogAccess;
@@ -56,6 +56,28 @@ pub struct Ctx {
     /// How to read the upstream's catalog (to find where result columns
     /// come from, for masking).
     pub catalog: CatalogAccess,
+    /// The just-in-time grants this session depends on.
+    pub grants: crate::registry::SessionGrants,
+    /// Woken by the client's cancel requests.
+    pub cancelled: Arc<tokio::sync::Notify>,
+}
+
+/// A statement held for review, and what to send when it is decided.
+struct Hold {
+    stmt: Stmt,
+    /// The client's message (`Query` or `Execute`).
+    msg: BytesMut,
+    /// For an `Execute`: its portal.
+    portal: Option<String>,
+    /// Bound parameters: raw (for the binding) and as text.
+    params: Option<Arc<Params>>,
+}
+
+/// A portal's bound parameters, kept only for statements held for review.
+#[derive(Debug)]
+struct Params {
+    raw: Vec<u8>,
+    text: Option<String>,
 }
 
 /// A statement as it runs.
@@ -119,11 +141,15 @@ pub async fn run(
     let (client_r, client_w) = split(client);
     let (up_r, up_w) = split(upstream);
     let pending: Pending = Arc::default();
+    // Notices from the client side (a statement held for review) go to the
+    // client through the upstream side, between whole messages.
+    let (notice_tx, notice_rx) = mpsc::unbounded_channel::<BytesMut>();
     let mut c2u = tokio::spawn(client_to_upstream(
         ctx.clone(),
         client_r,
         up_w,
         pending.clone(),
+        notice_tx,
     ));
     let (end_tx, end_rx) = watch::channel::<Option<String>>(None);
     let mut u2c = tokio::spawn(upstream_to_client(
@@ -133,6 +159,7 @@ pub async fn run(
         pending,
         leftover,
         end_rx,
+        notice_rx,
     ));
     let deadline = async {
         match ctx.max_session {
@@ -217,27 +244,17 @@ fn raise_sql(rule: &str, message: &str) -> String {
     )
 }
 
-/// The rule and message to refuse a statement with, if it is not allowed.
-/// Statements held for review are refused for now, saying so: this version
-/// cannot hold a statement until people approve it.
-fn refusal(v: &Verdict) -> Option<(&str, std::borrow::Cow<'_, str>)> {
+/// The rule and message to refuse a statement with, if it is denied
+/// (statements for review are held, not refused, until decided).
+fn refusal(v: &Verdict) -> Option<(&str, &str)> {
     match v {
-        Verdict::Allow { .. } => None,
-        Verdict::Deny { rule, message } => Some((rule, message.as_str().into())),
-        Verdict::Review {
-            rule,
-            message,
-            approvers,
-            ..
-        } => Some((
-            rule,
-            format!(
-                "{message}; it needs approval by {}, and this version of Gatehouse cannot hold statements for approval, so it is refused",
-                approvers.join(", ")
-            )
-            .into(),
-        )),
+        Verdict::Allow { .. } | Verdict::Review { .. } => None,
+        Verdict::Deny { rule, message } => Some((rule, message)),
     }
+}
+
+fn in_words(ms: u64) -> String {
+    gatehouse_core::duration::format_duration(Duration::from_millis(ms))
 }
 
 fn query_message(out: &mut BytesMut, sql: &str) {
@@ -251,12 +268,17 @@ fn query_message(out: &mut BytesMut, sql: &str) {
     out.extend_from_slice(b"\0");
 }
 
+type Portal = (Arc<str>, Arc<Verdict>, Option<Arc<Params>>);
+
 struct ClientSide {
     ctx: Arc<Ctx>,
     pending: Pending,
-    /// Prepared statements and portals: name → (SQL, verdict).
+    /// Prepared statements: name → (SQL, verdict).
     statements: HashMap<String, (Arc<str>, Arc<Verdict>)>,
-    portals: HashMap<String, (Arc<str>, Arc<Verdict>)>,
+    /// Portals: name → (SQL, verdict, parameters if held for review).
+    portals: HashMap<String, Portal>,
+    /// Notices for the client (sent through the upstream side).
+    notices: mpsc::UnboundedSender<BytesMut>,
     seq: i64,
     /// A `Parse` of the current batch was refused: its statement and the
     /// SQL to run at the batch's `Sync`.
@@ -308,19 +330,200 @@ impl ClientSide {
         if stmt.admission.is_none() {
             return (recorder_behind(), None);
         }
-        let d = engine.decide(
-            &self.ctx.principal,
-            &self.ctx.connection,
-            &stmt.sql,
-            now_ms(),
-        );
+        let d = self.decision(engine, &stmt.sql);
         (d.verdict, d.mask)
     }
 
     fn check(&self, engine: &Engine, sql: &str) -> Verdict {
-        engine
-            .decide(&self.ctx.principal, &self.ctx.connection, sql, now_ms())
-            .verdict
+        self.decision(engine, sql).verdict
+    }
+
+    /// The policy's decision, with the caller's just-in-time grant on this
+    /// connection if one is live; a statement that runs because of a grant
+    /// makes the session depend on it (it ends when the grant does).
+    fn decision(&self, engine: &Engine, sql: &str) -> gatehouse_policy::Decision {
+        let grant = self
+            .ctx
+            .proxy
+            .access
+            .grant_for(&self.ctx.principal.subject, &self.ctx.connection);
+        let d = engine.decide_with_grant(
+            &self.ctx.principal,
+            &self.ctx.connection,
+            sql,
+            now_ms(),
+            grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
+        );
+        if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (&grant, &d.verdict)
+            && r.starts_with("grant:")
+        {
+            crate::registry::depend_on(&self.ctx.grants, id);
+        }
+        d
+    }
+
+    /// Holds a statement for review: finds or creates the review, tells
+    /// the client (a NOTICE naming the review and how to approve it), and
+    /// waits for the decision. Client input that arrives meanwhile is kept
+    /// in `buf` for later. Returns the verdict the statement runs under.
+    async fn hold(
+        &mut self,
+        h: &Hold,
+        client: &mut PgReader,
+        buf: &mut BytesMut,
+        limit: usize,
+    ) -> Result<Verdict, String> {
+        let Verdict::Review {
+            rule,
+            message,
+            approvers,
+            approvals,
+            timeout_ms,
+            require_reason,
+        } = &*h.stmt.verdict
+        else {
+            return Ok((*h.stmt.verdict).clone());
+        };
+        let deny = |m: String| Verdict::Deny {
+            rule: rule.clone(),
+            message: m,
+        };
+        let reason = gatehouse_access::reason_in(&h.stmt.sql);
+        if *require_reason && reason.is_none() {
+            return Ok(deny(format!(
+                "{message}; rule {rule} needs a reason: add the comment `-- reason: why` to the statement and send it again"
+            )));
+        }
+        let access = &self.ctx.proxy.access;
+        let req = gatehouse_access::HoldRequest {
+            connection: &self.ctx.connection,
+            principal: &self.ctx.principal,
+            sql: &h.stmt.sql,
+            params_raw: h.params.as_ref().map_or(&[][..], |p| &p.raw[..]),
+            params_text: h.params.as_ref().and_then(|p| p.text.clone()),
+            rule,
+            approvers,
+            approvals: *approvals,
+            timeout_ms: *timeout_ms,
+            reason,
+            session_id: Some(&self.ctx.session_id),
+        };
+        let id = match access.hold(&req).await {
+            Ok(gatehouse_access::Held::Approved { review }) => {
+                return Ok(Verdict::Allow {
+                    rule: Some(format!("{rule} (approved in review {review})")),
+                });
+            }
+            Ok(gatehouse_access::Held::Pending { review, .. }) => review,
+            Err(e) => {
+                tracing::warn!(session = %self.ctx.session_id, error = %e, "could not create a review");
+                return Ok(deny(format!(
+                    "{message}; Gatehouse could not create the review ({e}), so the statement is refused"
+                )));
+            }
+        };
+        let mut notice = BytesMut::new();
+        codec::error(
+            &mut notice,
+            Severity::Notice,
+            "01000",
+            &format!(
+                "Gatehouse is holding this statement for review {id}: {message}. Waiting up to {} for the decision.",
+                in_words(*timeout_ms)
+            ),
+            Some(&format!(
+                "approve with: gatehouse reviews approve {id}   reject with: gatehouse reviews reject {id} --reason \"…\""
+            )),
+        );
+        let _ = self.notices.send(notice);
+        let deadline = now_ms().saturating_add(i64::try_from(*timeout_ms).unwrap_or(i64::MAX));
+        let wait = access.wait(&id, &self.ctx.principal, deadline);
+        tokio::pin!(wait);
+        let cancelled = self.ctx.cancelled.clone();
+        let outcome = loop {
+            tokio::select! {
+                o = &mut wait => break o,
+                () = cancelled.notified() => {
+                    return Ok(deny(format!(
+                        "the client cancelled the statement while it waited for review {id}"
+                    )));
+                }
+                n = client.read_buf(buf) => match n {
+                    Ok(0) | Err(_) => {
+                        return Err(format!("client closed while a statement waited for review {id}"));
+                    }
+                    Ok(_) if buf.len() > limit.saturating_mul(2) => {
+                        return Err(format!(
+                            "the client sent more than {} bytes while a statement waited for review {id}",
+                            limit.saturating_mul(2)
+                        ));
+                    }
+                    Ok(_) => {}
+                },
+            }
+        };
+        Ok(match outcome {
+            gatehouse_access::Outcome::Approved { by } => Verdict::Allow {
+                rule: Some(format!(
+                    "{rule} (review {id} approved by {})",
+                    by.join(", ")
+                )),
+            },
+            gatehouse_access::Outcome::Rejected { by, reason } => {
+                deny(format!("review {id} was rejected by {by}: {reason}"))
+            }
+            gatehouse_access::Outcome::Expired => deny(format!(
+                "review {id} was not approved within {}, so the statement did not run",
+                in_words(*timeout_ms)
+            )),
+            gatehouse_access::Outcome::UsedElsewhere => deny(format!(
+                "review {id} was approved, but its approval (good for one run) was used by another run of the same statement; send it again to ask for a new review"
+            )),
+        })
+    }
+
+    /// Sends a held statement on under the verdict it got.
+    async fn release(
+        &mut self,
+        mut h: Hold,
+        verdict: Verdict,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        let refused = refusal(&verdict).map(|(rule, message)| raise_sql(rule, message));
+        h.stmt.verdict = Arc::new(verdict);
+        match (h.portal, refused) {
+            (None, None) => {
+                self.send(Item::Simple(h.stmt)).await?;
+                out.extend_from_slice(&h.msg);
+            }
+            (None, Some(raise)) => {
+                self.send(Item::Simple(h.stmt)).await?;
+                query_message(out, &raise);
+            }
+            (Some(portal), None) => self.execute(h.stmt, &portal, &h.msg, out).await?,
+            (Some(_), Some(raise)) => self.refused = Some((h.stmt, raise)),
+        }
+        Ok(())
+    }
+
+    /// Forwards an allowed `Execute`, asking for the portal's description
+    /// first when its rows are masked.
+    async fn execute(
+        &mut self,
+        mut stmt: Stmt,
+        portal: &str,
+        msg: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        let engine = self.engine();
+        stmt.mask = self.execute_mask(&engine, &stmt.sql);
+        if stmt.mask.is_some() {
+            self.send(Item::Describe).await?;
+            codec::describe_portal(out, portal);
+        }
+        self.send(Item::Exec(stmt)).await?;
+        out.extend_from_slice(msg);
+        Ok(())
     }
 
     async fn send(&self, item: Item) -> Result<(), String> {
@@ -334,8 +537,14 @@ impl ClientSide {
         Ok(())
     }
 
-    /// Handles one framed client message, appending what goes upstream to `out`.
-    async fn message(&mut self, tag: u8, msg: &[u8], out: &mut BytesMut) -> Result<(), String> {
+    /// Handles one framed client message, appending what goes upstream to
+    /// `out`; a statement held for review is returned instead.
+    async fn message(
+        &mut self,
+        tag: u8,
+        msg: &BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<Option<Hold>, String> {
         let body = codec::body(msg);
         let malformed = |e: codec::CodecError| format!("protocol error from the client: {e}");
         if self.refused.is_some() {
@@ -357,7 +566,7 @@ impl ClientSide {
                 b'X' => out.extend_from_slice(msg),
                 _ => {}
             }
-            return Ok(());
+            return Ok(None);
         }
         match tag {
             b'Q' => {
@@ -368,10 +577,18 @@ impl ClientSide {
                 let verdict = Arc::new(verdict);
                 stmt.verdict = verdict.clone();
                 stmt.mask = mask;
+                if matches!(*verdict, Verdict::Review { .. }) {
+                    return Ok(Some(Hold {
+                        stmt,
+                        msg: msg.clone(),
+                        portal: None,
+                        params: None,
+                    }));
+                }
                 self.send(Item::Simple(stmt)).await?;
                 match refusal(&verdict) {
                     None => out.extend_from_slice(msg),
-                    Some((rule, message)) => query_message(out, &raise_sql(rule, &message)),
+                    Some((rule, message)) => query_message(out, &raise_sql(rule, message)),
                 }
             }
             b'P' => {
@@ -385,7 +602,7 @@ impl ClientSide {
                             .insert(name.to_string(), (sql.into(), verdict));
                     }
                     Some((rule, message)) => {
-                        let raise = raise_sql(rule, &message);
+                        let raise = raise_sql(rule, message);
                         let stmt = self.stmt(sql.into(), verdict.clone());
                         self.refused = Some((stmt, raise));
                     }
@@ -399,7 +616,18 @@ impl ClientSide {
                         Arc::new(Verdict::Allow { rule: None }),
                     )
                 });
+                // Parameters matter only to a statement held for review.
+                let params = if matches!(*entry.1, Verdict::Review { .. }) {
+                    let (raw, values) = codec::bind_params(body).map_err(malformed)?;
+                    Some(Arc::new(Params {
+                        raw: raw.to_vec(),
+                        text: gatehouse_access::params_text(&values),
+                    }))
+                } else {
+                    None
+                };
                 out.extend_from_slice(msg);
+                let entry = (entry.0, entry.1, params);
                 match self.portals.get_mut(portal) {
                     Some(slot) => *slot = entry,
                     None => {
@@ -409,12 +637,21 @@ impl ClientSide {
             }
             b'E' => {
                 let (portal, _) = codec::parse_execute(body).map_err(malformed)?;
-                let (sql, verdict) = self.portals.get(portal).cloned().unwrap_or_else(|| {
-                    (
-                        Arc::from("(unknown portal)"),
-                        Arc::new(Verdict::Allow { rule: None }),
-                    )
-                });
+                let (sql, verdict, params) =
+                    self.portals.get(portal).cloned().unwrap_or_else(|| {
+                        (
+                            Arc::from("(unknown portal)"),
+                            Arc::new(Verdict::Allow { rule: None }),
+                            None,
+                        )
+                    });
+                // Decided at Parse; a statement for review is looked at
+                // again (a just-in-time grant may cover it by now).
+                let verdict = if matches!(*verdict, Verdict::Review { .. }) {
+                    Arc::new(self.check(&self.engine(), &sql))
+                } else {
+                    verdict
+                };
                 let mut stmt = self.stmt(sql, verdict);
                 if stmt.admission.is_none() {
                     // Refuse the rest of the batch as for a refused Parse.
@@ -424,16 +661,23 @@ impl ClientSide {
                         stmt.verdict = Arc::new(refusal.clone());
                         self.refused = Some((stmt, raise));
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
-                let engine = self.engine();
-                stmt.mask = self.execute_mask(&engine, &stmt.sql);
-                if stmt.mask.is_some() {
-                    self.send(Item::Describe).await?;
-                    codec::describe_portal(out, portal);
+                match &*stmt.verdict {
+                    Verdict::Review { .. } => {
+                        return Ok(Some(Hold {
+                            stmt,
+                            msg: msg.clone(),
+                            portal: Some(portal.to_string()),
+                            params,
+                        }));
+                    }
+                    Verdict::Deny { rule, message } => {
+                        let raise = raise_sql(rule, message);
+                        self.refused = Some((stmt, raise));
+                    }
+                    Verdict::Allow { .. } => self.execute(stmt, portal, msg, out).await?,
                 }
-                self.send(Item::Exec(stmt)).await?;
-                out.extend_from_slice(msg);
             }
             b'C' => {
                 let (kind, name) = codec::parse_close(body).map_err(malformed)?;
@@ -463,7 +707,7 @@ impl ClientSide {
             b'p' => return Err("the client sent a password message after authentication".into()),
             _ => out.extend_from_slice(msg),
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -472,6 +716,7 @@ async fn client_to_upstream(
     mut client: PgReader,
     mut up: PgWriter,
     pending: Pending,
+    notices: mpsc::UnboundedSender<BytesMut>,
 ) -> String {
     let limit = ctx.proxy.max_message;
     let mut side = ClientSide {
@@ -479,6 +724,7 @@ async fn client_to_upstream(
         pending,
         statements: HashMap::new(),
         portals: HashMap::new(),
+        notices,
         seq: 0,
         refused: None,
         plan: None,
@@ -499,8 +745,23 @@ async fn client_to_upstream(
                 Err(e) => return format!("protocol error from the client: {e}"),
             };
             let msg = buf.split_to(total);
-            if let Err(e) = side.message(tag, &msg, &mut out).await {
-                return e;
+            match side.message(tag, &msg, &mut out).await {
+                Err(e) => return e,
+                Ok(None) => {}
+                Ok(Some(hold)) => {
+                    // What came before goes now; the rest waits with it.
+                    if !out.is_empty() && write_flush(&mut up, &out).await.is_err() {
+                        return "upstream closed".into();
+                    }
+                    out.clear();
+                    let verdict = match side.hold(&hold, &mut client, &mut buf, limit).await {
+                        Ok(v) => v,
+                        Err(e) => return e,
+                    };
+                    if let Err(e) = side.release(hold, verdict, &mut out).await {
+                        return e;
+                    }
+                }
             }
             if tag == b'X' {
                 terminate = true;
@@ -756,6 +1017,7 @@ async fn upstream_to_client(
     pending: Pending,
     mut buf: BytesMut,
     mut end: watch::Receiver<Option<String>>,
+    mut notices: mpsc::UnboundedReceiver<BytesMut>,
 ) -> String {
     let log = ctx.proxy.recorder.session_log(&ctx.session_id);
     let masking = MaskSession::new(&ctx.proxy.keys.get());
@@ -773,9 +1035,16 @@ async fn upstream_to_client(
     // Bytes of a large message still to stream through.
     let mut streaming: usize = 0;
     let mut first = !buf.is_empty();
+    // Notices waiting for a message boundary.
+    let mut held: Vec<BytesMut> = Vec::new();
     loop {
         if !first {
             tokio::select! {
+                Some(n) = notices.recv() => {
+                    held.push(n);
+                    first = true;
+                    continue;
+                }
                 n = up.read_buf(&mut buf) => match n {
                     Ok(0) | Err(_) => {
                         let _ = flush(&mut client, &mut side.out).await;
@@ -858,6 +1127,11 @@ async fn upstream_to_client(
                 .resolve(&ctx.proxy.catalog, &ctx.catalog, &oids)
                 .await;
             first = true;
+        }
+        if streaming == 0 {
+            for n in held.drain(..) {
+                side.out.extend_from_slice(&n);
+            }
         }
         if !side.out.is_empty() && flush(&mut client, &mut side.out).await.is_err() {
             return "client closed".into();

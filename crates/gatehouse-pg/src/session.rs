@@ -102,6 +102,8 @@ struct Ready {
     password: Option<gatehouse_core::secret::Secret>,
     target: Target,
     max_session: Option<Duration>,
+    /// The just-in-time grant that opened the connection to the caller.
+    via_grant: Option<String>,
 }
 
 async fn read_startup(stream: &mut PgStream) -> Result<Option<Startup>, Refusal> {
@@ -260,7 +262,16 @@ async fn start(
     if rec.spec.kind != ConnectionKind::Postgres {
         return Err(not_found());
     }
-    if !rec.spec.allows(&principal) {
+    // Open to the caller's groups, or through a live just-in-time grant.
+    let via_grant = if rec.spec.allows(&principal) {
+        None
+    } else {
+        proxy
+            .access
+            .grant_for(&principal.subject, &rec.spec.name)
+            .map(|(id, _)| id)
+    };
+    if !rec.spec.allows(&principal) && via_grant.is_none() {
         return Err(refuse(
             "42501",
             format!(
@@ -316,6 +327,7 @@ async fn start(
         password: cred.get("password").cloned(),
         target,
         max_session: rec.spec.settings.max_session_secs.map(Duration::from_secs),
+        via_grant,
     }))
 }
 
@@ -327,6 +339,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
         password,
         target,
         max_session,
+        via_grant,
     } = ready;
     let catalog = crate::catalog::CatalogAccess {
         connection: connection.clone(),
@@ -343,10 +356,14 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
         principal: principal.subject.clone(),
         connection: connection.clone(),
         token,
+        groups: principal.groups.clone(),
+        expires_at: principal.expires_at,
+        grants: via_grant.into_iter().collect(),
     };
-    let (key, kill) = proxy
+    let reg = proxy
         .sessions
         .register(info, target, (upstream.pid, upstream.key));
+    let key = reg.key;
 
     let mut out = BytesMut::new();
     codec::auth_request(&mut out, 0, &[]);
@@ -397,8 +414,10 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
             session_id: session_id.clone(),
             max_session,
             catalog,
+            grants: reg.grants,
+            cancelled: reg.cancelled,
         };
-        relay::run(ctx, client, upstream.stream, leftover, kill).await
+        relay::run(ctx, client, upstream.stream, leftover, reg.kill).await
     };
     proxy.sessions.unregister(key);
     let _ = proxy.recorder.record(RecordEvent::SessionEnd {

@@ -94,6 +94,11 @@ async fn gateway_with(record_limit: usize) -> Gw {
         allow_plaintext_remote: false,
         max_message: gatehouse_pg::DEFAULT_MAX_MESSAGE,
         sessions: LiveSessions::default(),
+        access: gatehouse_access::Access::new(
+            store.clone(),
+            gatehouse_access::audit::Auditor::new(store.clone()),
+            None,
+        ),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

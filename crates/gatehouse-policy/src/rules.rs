@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::analyze::{Analysis, ColumnRefs, analyze, column_refs};
 use crate::detect::Detectors;
 use crate::mask::MaskPlan;
-use gatehouse_core::policy::spec::DetectorKind;
+use gatehouse_core::policy::spec::{DetectorKind, Level};
 
 /// A rule ready to match.
 #[derive(Debug)]
@@ -273,7 +273,7 @@ impl Rule {
                     .any(|f| s.functions.iter().any(|p| glob(p, f))))
     }
 
-    fn verdict(&self, a: &Analysis) -> Verdict {
+    fn verdict(&self, a: &Analysis, policy: &PolicySpec) -> Verdict {
         let s = &self.spec;
         let why = if a.reasons.is_empty() {
             String::new()
@@ -298,13 +298,16 @@ impl Rule {
                 message: format!(
                     "{}{why}",
                     s.message.clone().unwrap_or_else(|| format!(
-                        "rule {} requires approval by {}",
+                        "rule {} requires {} approval(s) by members of {}",
                         s.name,
+                        s.approvals.unwrap_or(1),
                         s.approvers.join(", ")
                     ))
                 ),
                 approvers: s.approvers.clone(),
                 approvals: s.approvals.unwrap_or(1),
+                timeout_ms: policy.review_timeout_ms(Some(s)),
+                require_reason: s.require_reason,
             },
         }
     }
@@ -392,8 +395,38 @@ impl Engine {
         sql: &str,
         now_ms: i64,
     ) -> Decision {
+        self.decide_with_grant(principal, connection, sql, now_ms, None)
+    }
+
+    /// Like [`Self::decide`] for a caller holding a just-in-time grant
+    /// (`(grant id, level)`) on the connection: a statement the grant's
+    /// level covers runs without review, and where the policy's default
+    /// would refuse it; deny rules still apply.
+    pub fn decide_with_grant(
+        &self,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+        now_ms: i64,
+        grant: Option<(&str, Level)>,
+    ) -> Decision {
         let mut decision = self.decide_rules(principal, connection, sql, now_ms);
-        if !matches!(decision.verdict, Verdict::Allow { .. }) {
+        if let Some((id, level)) = grant {
+            let by_default =
+                matches!(&decision.verdict, Verdict::Deny { rule, .. } if rule == "default");
+            let covered = decision
+                .analysis
+                .as_ref()
+                .and_then(|a| a.class)
+                .is_some_and(|c| level.covers(c));
+            if covered && (by_default || matches!(decision.verdict, Verdict::Review { .. })) {
+                decision.verdict = Verdict::Allow {
+                    rule: Some(format!("grant:{id}")),
+                };
+            }
+        }
+        // A statement held for review gets its mask now: it runs if approved.
+        if matches!(decision.verdict, Verdict::Deny { .. }) {
             return decision;
         }
         let Some(plan) = self.mask_plan(principal, connection) else {
@@ -447,7 +480,7 @@ impl Engine {
             }
         }
         let verdict = match (best, a.class) {
-            (Some(r), _) => r.verdict(&a),
+            (Some(r), _) => r.verdict(&a, &self.spec),
             (None, None) => Verdict::Deny {
                 rule: "unparsed".into(),
                 message: format!(

@@ -26,6 +26,14 @@ pub struct ServeConfig {
     pub pg_tls_key: Option<PathBuf>,
     /// Accept tokens over unencrypted connections from non-loopback clients.
     pub pg_allow_plaintext: bool,
+    /// The API's address as people reach it, for links in notifications;
+    /// default `http://<api_listen>`.
+    pub public_url: Option<String>,
+    /// Slack-compatible incoming webhooks told about reviews (secret URLs).
+    pub notify_slack: Vec<Secret>,
+    /// Generic JSON webhooks told about reviews, signed with `notify_secret`.
+    pub notify_webhooks: Vec<Secret>,
+    pub notify_secret: Option<Secret>,
 }
 
 impl ServeConfig {
@@ -41,6 +49,35 @@ impl ServeConfig {
             pg_tls_cert: None,
             pg_tls_key: None,
             pg_allow_plaintext: false,
+            public_url: None,
+            notify_slack: Vec::new(),
+            notify_webhooks: Vec::new(),
+            notify_secret: None,
         }
+    }
+
+    /// The review notifier, if any webhook is configured.
+    pub fn notifier(&self) -> Result<Option<gatehouse_access::Notifier>, String> {
+        use gatehouse_access::{Notifier, Webhook, WebhookFormat};
+        let hooks: Vec<Webhook> = self
+            .notify_slack
+            .iter()
+            .map(|u| Webhook {
+                url: u.clone(),
+                format: WebhookFormat::Slack,
+            })
+            .chain(self.notify_webhooks.iter().map(|u| Webhook {
+                url: u.clone(),
+                format: WebhookFormat::Json,
+            }))
+            .collect();
+        if hooks.is_empty() {
+            return Ok(None);
+        }
+        let public = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.api_listen));
+        Notifier::new(hooks, self.notify_secret.clone(), public).map(Some)
     }
 }

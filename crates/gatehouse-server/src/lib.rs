@@ -6,8 +6,9 @@
 //! several servers in one process.
 
 pub mod api;
-pub mod audit;
+pub use gatehouse_access::audit;
 pub mod config;
+pub mod guard;
 pub mod keys;
 pub mod metrics;
 pub mod policy;
@@ -59,6 +60,8 @@ pub enum StartError {
     Tls(String),
     #[error("{0}")]
     Policy(String),
+    #[error("review notifications: {0}")]
+    Notify(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -111,8 +114,11 @@ pub async fn start(
         .await
         .map_err(StartError::Policy)?;
     policy.watch(store.clone());
-    let state = AppState::new(store, ring, source, auth, recorder, policy, config.clone());
+    let state = AppState::new(store, ring, source, auth, recorder, policy, config.clone())
+        .map_err(StartError::Notify)?;
     bootstrap_admin(&state, &data_dir).await?;
+    state.access.refresh_grants().await?;
+    guard::spawn(state.clone());
 
     // One shutdown signal for every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -147,6 +153,7 @@ pub async fn start(
             allow_plaintext_remote: config.pg_allow_plaintext,
             max_message: gatehouse_pg::DEFAULT_MAX_MESSAGE,
             sessions: state.live.clone(),
+            access: state.access.clone(),
         });
         tokio::spawn(gatehouse_pg::serve(
             proxy,

@@ -8,10 +8,10 @@ use gatehouse_pg::LiveSessions;
 use gatehouse_store::Store;
 use gatehouse_store::recorder::Recorder;
 
-use crate::audit::Auditor;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::policy::PolicyHandle;
+use gatehouse_access::audit::Auditor;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -29,6 +29,8 @@ pub struct AppState {
     pub keys: SharedKeyring,
     /// Serialises key rotations.
     pub rotation: Arc<tokio::sync::Mutex<()>>,
+    /// Reviews and just-in-time grants.
+    pub access: gatehouse_access::Access,
 }
 
 impl AppState {
@@ -40,9 +42,12 @@ impl AppState {
         recorder: Recorder,
         policy: PolicyHandle,
         config: ServeConfig,
-    ) -> Self {
-        Self {
-            audit: Auditor::new(store.clone()),
+    ) -> Result<Self, String> {
+        let audit = Auditor::new(store.clone());
+        let notifier = config.notifier()?;
+        Ok(Self {
+            access: gatehouse_access::Access::new(store.clone(), audit.clone(), notifier),
+            audit,
             store,
             auth,
             metrics: Arc::new(Metrics::default()),
@@ -53,7 +58,7 @@ impl AppState {
             key_source,
             keys: SharedKeyring::new(ring),
             rotation: Arc::new(tokio::sync::Mutex::new(())),
-        }
+        })
     }
 
     /// The keyring in force now.

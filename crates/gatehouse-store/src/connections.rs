@@ -96,6 +96,8 @@ impl Store {
         .bind(rec.updated_at)
         .execute(&self.pool)
         .await?;
+        // Its groups may have changed: live sessions are checked again.
+        self.bump_access_epoch().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -145,6 +147,7 @@ impl Store {
             .bind(name)
             .execute(&self.pool)
             .await?;
+        self.bump_access_epoch().await?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -10,6 +10,7 @@ mod audit;
 mod connections;
 mod policy;
 pub mod recorder;
+pub mod reviews;
 mod schema;
 mod sessions;
 mod tokens;
@@ -22,6 +23,7 @@ use sqlx::{AnyPool, Row};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use connections::ConnectionRecord;
 pub use policy::StoredPolicy;
+pub use reviews::{GrantRecord, ReviewRecord, Vote, VoteError};
 pub use sessions::{
     RecordEvent, SessionChunk, SessionFilter, SessionRecord, StatementEntry, StatementRecord,
 };

@@ -51,6 +51,54 @@ const POLICY: &str = "CREATE TABLE policy (
         updated_by TEXT NOT NULL
     );";
 
+/// Step 5, the same in both dialects: reviews, their votes, and
+/// just-in-time grants.
+const REVIEWS: &str = "CREATE TABLE reviews (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        binding TEXT NOT NULL,
+        statement TEXT,
+        params TEXT,
+        rule TEXT NOT NULL,
+        approvers TEXT NOT NULL,
+        approvals_needed BIGINT NOT NULL,
+        reason TEXT,
+        level TEXT,
+        duration_ms BIGINT,
+        state TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        decided_at BIGINT,
+        executed_at BIGINT,
+        session_id TEXT,
+        grant_id TEXT
+    );
+    CREATE INDEX reviews_binding ON reviews (binding, requester);
+    CREATE INDEX reviews_state ON reviews (state, expires_at);
+    CREATE TABLE review_votes (
+        review_id TEXT NOT NULL,
+        approver TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        reason TEXT,
+        at BIGINT NOT NULL,
+        break_glass BIGINT NOT NULL,
+        PRIMARY KEY (review_id, approver)
+    );
+    CREATE TABLE grants (
+        id TEXT PRIMARY KEY,
+        review_id TEXT NOT NULL UNIQUE,
+        connection TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        level TEXT NOT NULL,
+        reason TEXT,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        revoked_at BIGINT,
+        revoked_by TEXT
+    );";
+
 /// Each step runs once, in order, inside a transaction.
 const SQLITE: &[&str] = &[
     "CREATE TABLE connections (
@@ -84,6 +132,7 @@ const SQLITE: &[&str] = &[
     SESSIONS,
     SESSION_CHUNKS,
     POLICY,
+    REVIEWS,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -118,6 +167,7 @@ const POSTGRES: &[&str] = &[
     SESSIONS,
     SESSION_CHUNKS,
     POLICY,
+    REVIEWS,
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {

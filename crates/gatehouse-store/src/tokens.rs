@@ -114,6 +114,7 @@ impl Store {
                 .bind(at)
                 .execute(&self.pool)
                 .await?;
+        self.bump_access_epoch().await?;
         Ok(done.rows_affected() == 1)
     }
 

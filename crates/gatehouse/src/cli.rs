@@ -43,6 +43,82 @@ pub enum Command {
     /// Recorded sessions.
     #[command(subcommand)]
     Sessions(SessionsCmd),
+    /// Reviews: statements and access requests waiting for approval.
+    #[command(subcommand, alias = "review")]
+    Reviews(ReviewsCmd),
+    /// Just-in-time access: ask for a time-bound grant, list and revoke grants.
+    #[command(subcommand)]
+    Access(AccessCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewsCmd {
+    /// Reviews you may see (your requests, the ones you may approve), newest first.
+    List {
+        /// Only the ones still waiting for a decision.
+        #[arg(long)]
+        pending: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One review: the exact statement, who asked and why, the votes.
+    Show {
+        id: String,
+        /// Wait up to this long (e.g. 30s) for a pending review to be decided.
+        #[arg(long)]
+        wait: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a review (you cannot approve your own).
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject a review; the reason is shown to the requester.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCmd {
+    /// Ask for a time-bound grant on a connection; approvers are notified.
+    Request {
+        /// The connection.
+        connection: String,
+        /// read, write, ddl or admin.
+        #[arg(long, default_value = "read")]
+        level: String,
+        /// How long, e.g. 30m (at most what the policy allows).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// Why you need it (shown to approvers and audited).
+        #[arg(long)]
+        reason: String,
+        /// Wait for the decision (up to this long, e.g. 10m) and print it.
+        #[arg(long, value_name = "DURATION")]
+        wait: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live grants (yours; all of them for administrators).
+    List(JsonFlag),
+    /// End a grant now; sessions that depend on it end too.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +225,15 @@ pub struct ServeArgs {
     /// Groups whose members administer Gatehouse, comma-separated.
     #[arg(long, env = "GATEHOUSE_ADMIN_GROUPS", default_value = "admin")]
     pub admin_groups: String,
+    /// The API's address as people reach it, for links in review notifications.
+    #[arg(long, env = "GATEHOUSE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Slack-compatible incoming webhook URLs told about reviews, comma-separated.
+    #[arg(long, env = "GATEHOUSE_NOTIFY_SLACK", hide_env_values = true)]
+    pub notify_slack: Option<String>,
+    /// JSON webhook URLs told about reviews (signed with GATEHOUSE_NOTIFY_SECRET), comma-separated.
+    #[arg(long, env = "GATEHOUSE_NOTIFY_WEBHOOK", hide_env_values = true)]
+    pub notify_webhook: Option<String>,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "GATEHOUSE_LOG", default_value = "info")]
     pub log: String,

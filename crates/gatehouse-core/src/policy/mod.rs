@@ -16,6 +16,10 @@ pub enum Verdict {
         message: String,
         approvers: Vec<String>,
         approvals: u32,
+        /// How long the statement waits for a decision, in milliseconds.
+        timeout_ms: u64,
+        /// The caller must give a reason (`-- reason: …`).
+        require_reason: bool,
     },
 }
 

@@ -126,6 +126,130 @@ pub struct PolicySpec {
     pub masks: Vec<MaskSpec>,
     #[serde(default)]
     pub detectors: Vec<DetectorSpec>,
+    /// How long a held statement waits for its review (default 10 minutes),
+    /// e.g. `"10m"`; a rule's own `timeout` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_timeout: Option<String>,
+    /// Members of these groups may approve any review alone (break glass);
+    /// every such approval is marked in the audit trail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub break_glass: Vec<String>,
+    /// Who may ask for just-in-time access to which connections.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<AccessSpec>,
+}
+
+/// Access levels a just-in-time grant gives, each covering the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Reads (and transaction control, `SET` and the like).
+    Read,
+    /// Also inserts, updates and deletes.
+    Write,
+    /// Also schema changes.
+    Ddl,
+    /// Everything: also grants, roles and administrative functions.
+    Admin,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Read => "read",
+            Level::Write => "write",
+            Level::Ddl => "ddl",
+            Level::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(Level::Read),
+            "write" => Some(Level::Write),
+            "ddl" => Some(Level::Ddl),
+            "admin" => Some(Level::Admin),
+            _ => None,
+        }
+    }
+
+    /// Whether a grant at this level covers a statement of class `c`.
+    pub fn covers(self, c: Class) -> bool {
+        let need = match c {
+            Class::Transaction | Class::Other | Class::Read => Level::Read,
+            Class::Write => Level::Write,
+            Class::Ddl => Level::Ddl,
+            Class::Dcl | Class::Admin => Level::Admin,
+        };
+        need <= self
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Who may request just-in-time access (`[[access]]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSpec {
+    /// Connection names (`*` for all).
+    pub connections: Vec<String>,
+    /// Groups whose members may ask.
+    pub requesters: Vec<String>,
+    /// Levels they may ask for; empty: `read` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub levels: Vec<Level>,
+    /// Groups whose members approve the request.
+    pub approvers: Vec<String>,
+    /// Distinct approvals needed (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u32>,
+    /// Longest grant, e.g. `"1h"` (default one hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<String>,
+}
+
+/// Default time a held statement waits for a decision.
+pub const DEFAULT_REVIEW_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+/// Default longest just-in-time grant.
+pub const DEFAULT_MAX_GRANT_MS: u64 = 60 * 60 * 1000;
+
+impl PolicySpec {
+    /// How long statements held by `rule` wait, in milliseconds.
+    pub fn review_timeout_ms(&self, rule: Option<&RuleSpec>) -> u64 {
+        rule.and_then(|r| r.timeout.as_deref())
+            .or(self.review_timeout.as_deref())
+            .and_then(|t| crate::duration::parse_duration(t).ok())
+            .map_or(DEFAULT_REVIEW_TIMEOUT_MS, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            })
+    }
+}
+
+impl AccessSpec {
+    pub fn max_duration_ms(&self) -> u64 {
+        self.max_duration
+            .as_deref()
+            .and_then(|t| crate::duration::parse_duration(t).ok())
+            .map_or(DEFAULT_MAX_GRANT_MS, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            })
+    }
+
+    pub fn levels(&self) -> Vec<Level> {
+        if self.levels.is_empty() {
+            vec![Level::Read]
+        } else {
+            self.levels.clone()
+        }
+    }
+
+    pub fn covers_connection(&self, connection: &str) -> bool {
+        self.connections.iter().any(|c| c == "*" || c == connection)
+    }
 }
 
 /// A rule: when every condition it names holds, its action applies.
@@ -177,6 +301,12 @@ pub struct RuleSpec {
     /// For `review`: distinct approvals needed (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<u32>,
+    /// For `review`: how long the statement waits for a decision, e.g. `"5m"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// For `review`: the caller must say why (`-- reason: …` in the statement).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_reason: bool,
 }
 
 /// Columns whose values are masked in results.
@@ -211,6 +341,7 @@ pub enum Place {
     Rule(usize),
     Mask(usize),
     Detector(usize),
+    Access(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -219,6 +350,7 @@ pub enum Place {
     Place::Rule(i) => format!("rule #{}: ", i + 1),
     Place::Mask(i) => format!("mask #{}: ", i + 1),
     Place::Detector(i) => format!("detector #{}: ", i + 1),
+    Place::Access(i) => format!("access #{}: ", i + 1),
 })]
 pub struct PolicyError {
     pub place: Place,
@@ -230,6 +362,17 @@ pub const MAX_PATTERN: usize = 4096;
 pub const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 /// Rules, masks and detectors, at most, each.
 pub const MAX_ITEMS: usize = 10_000;
+
+/// A duration such as `"10m"`, at least one second and at most 30 days.
+fn check_duration(t: &str) -> Result<(), String> {
+    match crate::duration::parse_duration(t) {
+        Ok(d) if d.as_secs() >= 1 && d.as_secs() <= 30 * 86_400 => Ok(()),
+        Ok(_) => Err(format!("{t:?} must be between 1s and 30d")),
+        Err(_) => Err(format!(
+            "{t:?} is not a duration such as \"30s\", \"10m\" or \"2h\""
+        )),
+    }
+}
 
 /// Minutes since midnight for `HH:MM`.
 fn minutes(s: &str) -> Option<u32> {
@@ -293,6 +436,9 @@ impl PolicySpec {
         self.rules.is_empty()
             && self.masks.is_empty()
             && self.detectors.is_empty()
+            && self.access.is_empty()
+            && self.break_glass.is_empty()
+            && self.review_timeout.is_none()
             && self.default == Action::Allow
     }
 
@@ -308,6 +454,7 @@ impl PolicySpec {
             ("rules", self.rules.len()),
             ("masks", self.masks.len()),
             ("detectors", self.detectors.len()),
+            ("access entries", self.access.len()),
         ] {
             if n > MAX_ITEMS {
                 return Err(err(
@@ -397,10 +544,20 @@ impl PolicySpec {
                     if r.approvals == Some(0) {
                         return Err(e("approvals is at least 1".into()));
                     }
+                    if let Some(t) = &r.timeout {
+                        check_duration(t).map_err(|m| e(format!("timeout {m}")))?;
+                    }
                 }
                 _ => {
-                    if !r.approvers.is_empty() || r.approvals.is_some() {
-                        return Err(e("approvers and approvals belong to review rules".into()));
+                    if !r.approvers.is_empty()
+                        || r.approvals.is_some()
+                        || r.timeout.is_some()
+                        || r.require_reason
+                    {
+                        return Err(e(
+                            "approvers, approvals, timeout and require_reason belong to review rules"
+                                .into(),
+                        ));
                     }
                 }
             }
@@ -419,6 +576,30 @@ impl PolicySpec {
                         format!("column {c:?} must be `schema.table.column` or `table.column`"),
                     ));
                 }
+            }
+        }
+        if let Some(t) = &self.review_timeout {
+            check_duration(t).map_err(|m| err(Place::Policy, format!("review_timeout {m}")))?;
+        }
+        for g in &self.break_glass {
+            crate::model::validate_group(g).map_err(|x| err(Place::Policy, x.to_string()))?;
+        }
+        for (i, a) in self.access.iter().enumerate() {
+            let e = |m: String| err(Place::Access(i), m);
+            if a.connections.is_empty() {
+                return Err(e("an access entry names its connections (or \"*\")".into()));
+            }
+            if a.requesters.is_empty() {
+                return Err(e("an access entry names the groups that may request".into()));
+            }
+            if a.approvers.is_empty() {
+                return Err(e("an access entry names its approvers (groups)".into()));
+            }
+            if a.approvals == Some(0) {
+                return Err(e("approvals is at least 1".into()));
+            }
+            if let Some(t) = &a.max_duration {
+                check_duration(t).map_err(|m| e(format!("max_duration {m}")))?;
             }
         }
         for (i, d) in self.detectors.iter().enumerate() {

@@ -8,6 +8,7 @@ mod connections;
 pub mod error;
 mod meta;
 mod policy;
+mod reviews;
 mod sessions;
 mod tokens;
 
@@ -43,6 +44,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/audit"),
     ("get", "/v1/sessions"),
     ("get", "/v1/sessions/{id}"),
+    ("get", "/v1/reviews"),
+    ("get", "/v1/reviews/{id}"),
+    ("post", "/v1/reviews/{id}/approve"),
+    ("post", "/v1/reviews/{id}/reject"),
+    ("post", "/v1/access/requests"),
+    ("get", "/v1/access/grants"),
+    ("delete", "/v1/access/grants/{id}"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -74,6 +82,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(sessions::list))
         .route("/v1/sessions/{id}", get(sessions::show))
         .route("/v1/keys/rotate", post(meta::rotate_keys))
+        .route("/v1/reviews", get(reviews::list))
+        .route("/v1/reviews/{id}", get(reviews::show))
+        .route("/v1/reviews/{id}/approve", post(reviews::approve))
+        .route("/v1/reviews/{id}/reject", post(reviews::reject))
+        .route("/v1/access/requests", post(reviews::request))
+        .route("/v1/access/grants", get(reviews::grants))
+        .route(
+            "/v1/access/grants/{id}",
+            axum::routing::delete(reviews::revoke),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

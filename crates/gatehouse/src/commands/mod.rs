@@ -1,6 +1,7 @@
 //! One function per command.
 
 mod admin;
+mod reviews;
 mod serve;
 
 use std::process::ExitCode;
@@ -19,5 +20,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => admin::audit(cmd).await,
         Command::Sessions(cmd) => admin::sessions(cmd).await,
         Command::Policy(cmd) => admin::policy(cmd).await,
+        Command::Reviews(cmd) => reviews::reviews(cmd).await,
+        Command::Access(cmd) => reviews::access(cmd).await,
     }
 }

@@ -35,6 +35,21 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     c.pg_tls_cert = args.pg_tls_cert.clone();
     c.pg_tls_key = args.pg_tls_key.clone();
     c.pg_allow_plaintext = args.pg_allow_plaintext;
+    c.public_url = args.public_url.clone().filter(|s| !s.is_empty());
+    let secrets = |v: &Option<String>| -> Vec<Secret> {
+        v.as_deref()
+            .map(list)
+            .unwrap_or_default()
+            .into_iter()
+            .map(Secret::new)
+            .collect()
+    };
+    c.notify_slack = secrets(&args.notify_slack);
+    c.notify_webhooks = secrets(&args.notify_webhook);
+    c.notify_secret = std::env::var("GATEHOUSE_NOTIFY_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new);
     if c.admin_groups.is_empty() {
         return Err(anyhow!(
             "--admin-groups is empty: nobody could administer Gatehouse"

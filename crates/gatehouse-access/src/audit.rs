@@ -53,3 +53,25 @@ impl Auditor {
         }
     }
 }
+
+impl Auditor {
+    /// Appends an event made by Gatehouse itself or by a subject without a
+    /// live principal (`actor` such as `gatehouse`), logging a failure.
+    pub async fn record_system(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) {
+        let ev = NewAuditEvent {
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            detail,
+        };
+        if let Err(e) = self.store.append_audit(&ev, now_ms()).await {
+            tracing::error!(action, target, error = %e, "could not write an audit event");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The `gatehouse` binary as a user runs it: a real `gatehouse serve` process
+//! on free ports, and the CLI pointed at it.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+pub const SECRET: &str = "cli-secret-7Hq2-never-printed";
+
+pub fn pg_url() -> String {
+    std::env::var("GATEHOUSE_TEST_PG_UPSTREAM")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    /// host:port of the PostgreSQL listener.
+    pub pg: String,
+    pub dir: tempfile::TempDir,
+    pub log: mpsc::Receiver<String>,
+    pub admin: String,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--api-listen",
+                "127.0.0.1:0",
+                "--pg-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env_remove("GATEHOUSE_MASTER_KEY")
+            .env_remove("GATEHOUSE_STORE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gatehouse serve");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut url = None;
+        let mut pg = None;
+        let mut seen = Vec::new();
+        while url.is_none() || pg.is_none() {
+            let line = rx
+                .recv()
+                .unwrap_or_else(|_| panic!("gatehouse serve exited early:\n{}", seen.join("\n")));
+            if let Some(i) = line.find("api=http://") {
+                url = line[i + 4..].split_whitespace().next().map(str::to_string);
+            }
+            if let Some(i) = line.find("postgres=") {
+                pg = line[i + 9..].split_whitespace().next().map(str::to_string);
+            }
+            seen.push(line);
+        }
+        let admin =
+            std::fs::read_to_string(dir.path().join("data/admin.token")).expect("admin token file");
+        let admin = admin.trim().to_string();
+        assert!(
+            !seen.iter().any(|l| l.contains(&admin)),
+            "the admin token must never be logged"
+        );
+        assert!(
+            seen.iter().any(|l| l.contains("admin.token")),
+            "start-up says where the admin token is"
+        );
+        Self {
+            child,
+            url: url.expect("url"),
+            pg: pg.expect("postgres listener"),
+            dir,
+            log: rx,
+            admin,
+        }
+    }
+
+    pub fn cli(&self, token: &str, args: &[&str]) -> Output {
+        self.cli_with(token, args, None, &[])
+    }
+
+    pub fn cli_with(
+        &self,
+        token: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("GATEHOUSE_URL", &self.url)
+            .env("GATEHOUSE_TOKEN", token)
+            .env("GATEHOUSE_CONFIG", self.dir.path().join("no-config.toml"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn gatehouse");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("wait")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Everything the server has logged so far.
+    pub fn drain_log(&self) -> String {
+        self.log.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed:\nstdout: {}\nstderr: {}",
+        out(&o),
+        err(&o)
+    );
+    out(&o)
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write file");
+}
