@@ -40,6 +40,11 @@ fn bodies(body: &[u8]) {
     if let Ok((portal, stmt)) = codec::parse_bind(body) {
         assert!(portal.len() + stmt.len() + 2 <= body.len());
     }
+    if let Ok((raw, values)) = codec::bind_params(body) {
+        assert!(codec::parse_bind(body).is_ok() && raw.len() <= body.len());
+        let bytes: usize = values.iter().flatten().map(|(_, v)| v.len()).sum();
+        assert!(bytes + 4 * values.len() <= raw.len());
+    }
     if let Ok((portal, _)) = codec::parse_execute(body) {
         assert!(portal.len() + 5 <= body.len());
     }

@@ -254,6 +254,7 @@ mod tests {
 
     #[test]
     fn json_hooks_need_a_secret_and_urls_must_be_http() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let json_hook = Webhook {
             url: Secret::new("http://127.0.0.1:9/hook"),
             format: WebhookFormat::Json,

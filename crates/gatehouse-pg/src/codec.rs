@@ -622,6 +622,27 @@ pub fn sasl_initial_response(out: &mut BytesMut, mechanism: &str, data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bind_parameters_are_read_with_their_formats() {
+        // portal "", statement "s1", formats [1], params [int4 7, NULL], results [].
+        let mut b = Vec::new();
+        b.extend_from_slice(b"\0s1\0");
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&2i16.to_be_bytes());
+        b.extend_from_slice(&4i32.to_be_bytes());
+        b.extend_from_slice(&7i32.to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        let (raw, values) = bind_params(&b).expect("parses");
+        assert_eq!(values, vec![Some((true, &7i32.to_be_bytes()[..])), None]);
+        assert_eq!(raw, &b[4..b.len() - 2]);
+        // A value longer than the message is refused, not read past.
+        let mut bad = b.clone();
+        bad[10..14].copy_from_slice(&400i32.to_be_bytes());
+        assert!(bind_params(&bad).is_err());
+    }
+
     use super::*;
 
     #[test]

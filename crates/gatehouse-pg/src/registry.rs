@@ -20,6 +20,8 @@ pub struct SessionInfo {
     pub groups: Vec<String>,
     /// When the caller's credential stops being valid (Unix ms), if it expires.
     pub expires_at: Option<i64>,
+    /// When the session started (Unix ms).
+    pub started_at: i64,
     /// Just-in-time grants the session depends on (it was opened through
     /// one, or one of its statements ran because of one).
     pub grants: Vec<String>,

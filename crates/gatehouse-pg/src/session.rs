@@ -358,6 +358,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
         token,
         groups: principal.groups.clone(),
         expires_at: principal.expires_at,
+        started_at: now_ms(),
         grants: via_grant.into_iter().collect(),
     };
     let reg = proxy

@@ -34,6 +34,17 @@ struct Known {
     connections: HashMap<String, ConnectionSpec>,
     /// Token expiry times (Unix ms), for tokens that expire.
     token_expiry: HashMap<String, i64>,
+    /// When this was read from the store (Unix ms).
+    loaded_at: i64,
+}
+
+/// What the guard concludes about one session.
+enum Verdict {
+    Keep,
+    End(String),
+    /// It names a token or connection newer than what the guard knows:
+    /// reload before deciding.
+    Newer,
 }
 
 /// Starts the guard, restarting it should it ever fail (a guard that stopped
@@ -84,7 +95,15 @@ async fn guard(state: AppState) {
                 if ended.contains(&s.id) {
                     continue;
                 }
-                if let Some(reason) = why_end(&state, &known, &s, now) {
+                let reason = match check(&state, &known, &s, now) {
+                    Verdict::Keep => continue,
+                    Verdict::Newer => {
+                        last_full = 0;
+                        continue;
+                    }
+                    Verdict::End(reason) => reason,
+                };
+                {
                     state.live.end_where(&reason, |x| x.id == s.id);
                     state
                         .audit
@@ -108,7 +127,10 @@ async fn guard(state: AppState) {
 
 async fn reload(state: &AppState, now: i64) -> Result<Known, gatehouse_store::StoreError> {
     state.access.refresh_grants().await?;
-    let mut k = Known::default();
+    let mut k = Known {
+        loaded_at: now,
+        ..Known::default()
+    };
     for t in state.store.list_tokens().await? {
         if let Some(e) = t.expires_at {
             k.token_expiry.insert(t.name.clone(), e);
@@ -121,33 +143,42 @@ async fn reload(state: &AppState, now: i64) -> Result<Known, gatehouse_store::St
     Ok(k)
 }
 
-/// Why session `s` must end now, if it must.
-fn why_end(state: &AppState, k: &Known, s: &SessionInfo, now: i64) -> Option<String> {
+/// Whether session `s` must end now, and why.
+fn check(state: &AppState, k: &Known, s: &SessionInfo, now: i64) -> Verdict {
+    // Tokens and connections made after the last reload are not known yet;
+    // missing from a reload made after the session started, they are gone.
+    let stale = k.loaded_at <= s.started_at;
     if s.expires_at.is_some_and(|e| e <= now) {
-        return Some("the caller's credential expired".into());
+        return Verdict::End("the caller's credential expired".into());
     }
     if let Some(t) = &s.token {
-        let live = k.tokens.get(t).copied().unwrap_or(false)
-            && k.token_expiry.get(t).is_none_or(|e| now < *e);
-        if !live {
-            return Some("its token was revoked or expired".into());
+        match k.tokens.get(t) {
+            None if stale => return Verdict::Newer,
+            Some(true) if k.token_expiry.get(t).is_none_or(|e| now < *e) => {}
+            _ => return Verdict::End("its token was revoked or expired".into()),
         }
     }
     for g in &s.grants {
         if !state.access.grant_live(g) {
-            return Some(format!("its access grant {g} ended"));
+            return Verdict::End(format!("its access grant {g} ended"));
         }
     }
     match k.connections.get(&s.connection) {
-        None => Some("its connection was removed".into()),
+        None if stale => Verdict::Newer,
+        None => Verdict::End("its connection was removed".into()),
         Some(spec) => {
             let by_group = spec.groups.iter().any(|g| s.groups.contains(g));
             let by_grant = state
                 .access
                 .grant_for(&s.principal, &s.connection)
                 .is_some();
-            (!by_group && !by_grant)
-                .then(|| "the caller may no longer use its connection".to_string())
+            if by_group || by_grant {
+                Verdict::Keep
+            } else if stale {
+                Verdict::Newer
+            } else {
+                Verdict::End("the caller may no longer use its connection".into())
+            }
         }
     }
 }

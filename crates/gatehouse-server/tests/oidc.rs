@@ -229,3 +229,41 @@ async fn an_oidc_group_can_administer() {
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["created_by"], "dana");
 }
+
+/// A PostgreSQL session opened with an OIDC token ends when the token
+/// expires, and its recording says so.
+#[tokio::test]
+async fn a_session_ends_when_its_oidc_token_expires() {
+    let p = Provider::start(3);
+    let s = gateway(&p, Duration::ZERO).await;
+    s.pg_connection(
+        "shop",
+        "postgres://postgres@127.0.0.1:5432/test",
+        None,
+        &["agents"],
+    )
+    .await;
+    let token = p.token("dana", &["agents"], "gatehouse").await;
+    let client = common::connect(&common::url(&s, &token)).await;
+    client.simple_query("SELECT 1").await.unwrap();
+    let mut reason = None;
+    for _ in 0..600 {
+        let (_, v) = s.get("/v1/sessions?user=dana", &s.admin).await;
+        if let Some(r) = v["sessions"][0]["end_reason"].as_str() {
+            reason = Some(r.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        reason.expect("the session outlived its token"),
+        "ended by Gatehouse: the caller's credential expired"
+    );
+    let e = client.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        e.as_db_error()
+            .is_some_and(|d| d.message().contains("credential expired"))
+            || e.is_closed(),
+        "{e}"
+    );
+}

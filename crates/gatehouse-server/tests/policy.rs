@@ -8,53 +8,11 @@ mod common;
 
 use std::process::Command;
 
-use common::TestServer;
+use common::{TestServer, connect, db_error, put_policy, unique, url};
 use serde_json::{Value, json};
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
 const DIRECT: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-fn unique(prefix: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{:x}{:x}", n as u64, std::process::id())
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("connect through the gateway");
-    tokio::spawn(conn);
-    client
-}
-
-fn url(s: &TestServer, token: &str) -> String {
-    format!(
-        "postgresql://bot:{token}@{}:{}/shop",
-        s.pg.ip(),
-        s.pg.port()
-    )
-}
-
-async fn put_policy(s: &TestServer, policy: Value) {
-    let (status, v) = s
-        .call(reqwest::Method::PUT, "/v1/policy", &s.admin, Some(policy))
-        .await;
-    assert_eq!(status, 200, "{v}");
-}
-
-fn db_error(e: &tokio_postgres::Error) -> (String, String, String) {
-    let d = e
-        .as_db_error()
-        .unwrap_or_else(|| panic!("not a database error: {e}"));
-    (
-        d.code().code().to_string(),
-        d.message().to_string(),
-        d.detail().unwrap_or_default().to_string(),
-    )
-}
 
 /// Text values of every row of a simple query.
 async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {

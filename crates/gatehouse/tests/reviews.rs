@@ -213,6 +213,28 @@ fn a_held_statement_runs_once_when_approved_and_fails_when_rejected() {
     let (ran, _, stderr) = finish(other);
     assert!(!ran && stderr.contains("withdrawn"), "{stderr}");
 
+    // Ctrl-C in psql (a cancel request) stops the wait.
+    let cancelled = format!("DELETE FROM {one} WHERE id = 3");
+    let waiting = psql_bg(&s, &alice, &cancelled);
+    let id5 = pending_review(&s, &bob, &cancelled, &[]);
+    let interrupted = Command::new("kill")
+        .args(["-INT", &waiting.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let (ran, _, stderr) = finish(waiting);
+    assert!(!ran);
+    assert!(
+        stderr.contains(&format!(
+            "cancelled the statement while it waited for review {id5}"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        direct(&format!("SELECT count(*) FROM {one} WHERE id = 3")),
+        "1"
+    );
+
     // Two approvals: one is not enough.
     let sql2 = format!("DELETE FROM {two}");
     let held2 = psql_bg(&s, &alice, &sql2);

@@ -159,3 +159,46 @@ pub fn closed_port() -> u16 {
     drop(l);
     port
 }
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{:x}{:x}", n as u64, std::process::id())
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect through the gateway");
+    tokio::spawn(conn);
+    client
+}
+
+pub fn url(s: &TestServer, token: &str) -> String {
+    format!(
+        "postgresql://bot:{token}@{}:{}/shop",
+        s.pg.ip(),
+        s.pg.port()
+    )
+}
+
+pub async fn put_policy(s: &TestServer, policy: Value) {
+    let (status, v) = s
+        .call(reqwest::Method::PUT, "/v1/policy", &s.admin, Some(policy))
+        .await;
+    assert_eq!(status, 200, "{v}");
+}
+
+pub fn db_error(e: &tokio_postgres::Error) -> (String, String, String) {
+    let d = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a database error: {e}"));
+    (
+        d.code().code().to_string(),
+        d.message().to_string(),
+        d.detail().unwrap_or_default().to_string(),
+    )
+}
