@@ -74,7 +74,7 @@ async fn parameters_are_part_of_what_is_approved() {
     let c = client.clone();
     let q = sql.clone();
     let run = tokio::spawn(async move { c.execute(q.as_str(), &[&2i32]).await });
-    let r2 = pending(&s, &dba, &sql, &[id.clone()]).await;
+    let r2 = pending(&s, &dba, &sql, std::slice::from_ref(&id)).await;
     assert_eq!(r2["params"], "$1=\\x00000002");
     let id2 = r2["id"].as_str().unwrap().to_string();
     // Long-poll: a waiter sees the decision as soon as it is made.
