@@ -669,7 +669,6 @@ impl Access {
                 "grant {id} is not live (expired or already revoked)"
             )));
         }
-        self.store.bump_access_epoch().await?;
         self.refresh_grants().await?;
         self.audit
             .record(

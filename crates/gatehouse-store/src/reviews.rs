@@ -485,6 +485,7 @@ impl Store {
         .bind(by)
         .execute(&self.pool)
         .await?;
+        self.bump_access_epoch().await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -432,3 +432,162 @@ pub(crate) fn session_record(id: &str) -> SessionRecord {
         end_reason: None,
     }
 }
+
+fn review(id: &str, needed: i64, expires_at: i64) -> ReviewRecord {
+    ReviewRecord {
+        id: id.into(),
+        kind: reviews::kind::COMMAND.into(),
+        connection: "shop".into(),
+        requester: "alice".into(),
+        binding: format!("b-{id}"),
+        statement: Some("DELETE FROM t".into()),
+        params: None,
+        rule: "r".into(),
+        approvers: vec!["dba".into()],
+        approvals_needed: needed,
+        reason: None,
+        level: None,
+        duration_ms: None,
+        state: reviews::state::PENDING.into(),
+        created_at: 1,
+        expires_at,
+        decided_at: None,
+        executed_at: None,
+        session_id: None,
+        grant_id: None,
+        votes: Vec::new(),
+    }
+}
+
+fn vote(who: &str, decision: &str, at: i64) -> Vote {
+    Vote {
+        approver: who.into(),
+        decision: decision.into(),
+        reason: None,
+        at,
+        break_glass: false,
+    }
+}
+
+#[tokio::test]
+async fn reviews_are_decided_and_used_once_even_when_raced() {
+    for_both(|s| async move {
+        let far = i64::MAX / 2;
+        s.insert_review(&review("rv_1", 2, far))
+            .await
+            .expect("insert");
+        let r = s
+            .vote_review("rv_1", &vote("bob", "approve", 10), far)
+            .await
+            .expect("vote");
+        assert_eq!(r.state, "pending");
+        assert!(matches!(
+            s.vote_review("rv_1", &vote("bob", "approve", 11), far)
+                .await,
+            Err(VoteError::AlreadyVoted(_))
+        ));
+        let r = s
+            .vote_review("rv_1", &vote("carol", "approve", 12), far)
+            .await
+            .expect("vote");
+        assert_eq!(r.state, "approved");
+        assert_eq!(r.votes.len(), 2);
+        assert!(matches!(
+            s.vote_review("rv_1", &vote("dave", "approve", 13), far)
+                .await,
+            Err(VoteError::NotPending { .. })
+        ));
+        assert_eq!(
+            s.open_review_for("b-rv_1", "alice", 20)
+                .await
+                .expect("find")
+                .map(|r| r.id),
+            Some("rv_1".to_string())
+        );
+        assert_eq!(
+            s.open_review_for("b-rv_1", "mallory", 20)
+                .await
+                .expect("find"),
+            None
+        );
+        // Ten concurrent uses of one approval: exactly one wins.
+        let uses = (0..10).map(|_| {
+            let s = s.clone();
+            async move { s.consume_review("rv_1", 30).await.expect("consume") }
+        });
+        let won = futures_util::future::join_all(uses).await;
+        assert_eq!(won.iter().filter(|w| **w).count(), 1);
+        assert_eq!(
+            s.open_review_for("b-rv_1", "alice", 40)
+                .await
+                .expect("find"),
+            None
+        );
+
+        // A rejection decides at once; an expired review takes no votes.
+        s.insert_review(&review("rv_2", 3, far))
+            .await
+            .expect("insert");
+        let r = s
+            .vote_review("rv_2", &vote("bob", "reject", 10), far)
+            .await
+            .expect("vote");
+        assert_eq!(r.state, "rejected");
+        s.insert_review(&review("rv_3", 1, 100))
+            .await
+            .expect("insert");
+        assert_eq!(
+            s.expire_reviews(100).await.expect("expire"),
+            vec!["rv_3".to_string()]
+        );
+        assert!(matches!(
+            s.vote_review("rv_3", &vote("bob", "approve", 101), far)
+                .await,
+            Err(VoteError::NotPending { .. })
+        ));
+        assert!(!s.consume_review("rv_3", 101).await.expect("consume"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn grants_are_created_once_and_revoked_once() {
+    for_both(|s| async move {
+        let g = GrantRecord {
+            id: "gr_1".into(),
+            review_id: "rv_9".into(),
+            connection: "shop".into(),
+            principal: "alice".into(),
+            level: "write".into(),
+            reason: Some("fix".into()),
+            created_at: 10,
+            expires_at: 1000,
+            revoked_at: None,
+            revoked_by: None,
+        };
+        let first = s.insert_grant(&g).await.expect("insert");
+        let again = s
+            .insert_grant(&GrantRecord {
+                id: "gr_2".into(),
+                ..g.clone()
+            })
+            .await
+            .expect("insert again");
+        assert_eq!(again.id, first.id, "one grant per approved request");
+        assert_eq!(s.live_grants(500).await.expect("live").len(), 1);
+        assert!(
+            s.live_grants(1000).await.expect("live").is_empty(),
+            "expired"
+        );
+        let before = s.access_epoch().await.expect("epoch");
+        assert!(s.revoke_grant("gr_1", "admin", 500).await.expect("revoke"));
+        assert!(
+            !s.revoke_grant("gr_1", "admin", 501)
+                .await
+                .expect("revoke twice")
+        );
+        assert!(s.access_epoch().await.expect("epoch") > before);
+        assert!(s.live_grants(500).await.expect("live").is_empty());
+    })
+    .await;
+}
