@@ -474,6 +474,66 @@ pub fn describe_portal(out: &mut BytesMut, portal: &str) {
     finish(out, at);
 }
 
+/// `Parse` of an unnamed statement with no parameter types given.
+pub fn parse_message(out: &mut BytesMut, sql: &str) {
+    let at = begin(out, b'P');
+    put_cstr(out, "");
+    put_cstr(out, sql);
+    out.put_i16(0);
+    finish(out, at);
+}
+
+/// `Bind` of the unnamed portal to the unnamed statement: text parameters
+/// (`None` is NULL), text results.
+pub fn bind_text(out: &mut BytesMut, params: &[Option<&str>]) {
+    let at = begin(out, b'B');
+    put_cstr(out, "");
+    put_cstr(out, "");
+    out.put_i16(0);
+    out.put_i16(i16::try_from(params.len()).unwrap_or(i16::MAX));
+    for p in params {
+        match p {
+            None => out.put_i32(-1),
+            Some(v) => {
+                out.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
+                out.put_slice(v.as_bytes());
+            }
+        }
+    }
+    out.put_i16(1);
+    out.put_i16(0);
+    finish(out, at);
+}
+
+/// `Execute` of the unnamed portal, at most `max_rows` rows (0: all).
+pub fn execute_message(out: &mut BytesMut, max_rows: i32) {
+    let at = begin(out, b'E');
+    put_cstr(out, "");
+    out.put_i32(max_rows);
+    finish(out, at);
+}
+
+/// A message with no body (`Sync` 'S', `Terminate` 'X').
+pub fn empty_message(out: &mut BytesMut, tag: u8) {
+    let at = begin(out, tag);
+    finish(out, at);
+}
+
+/// The fields of an `ErrorResponse` or `NoticeResponse`: (code, text).
+pub fn fields(body: &[u8]) -> Vec<(u8, &str)> {
+    let mut out = Vec::new();
+    let mut p = body;
+    while let Some((&field, rest)) = p.split_first() {
+        if field == 0 {
+            break;
+        }
+        p = rest;
+        let Some(v) = cstr(&mut p) else { break };
+        out.push((field, v));
+    }
+    out
+}
+
 /// `Query`.
 pub fn query(out: &mut BytesMut, sql: &str) {
     let at = begin(out, b'Q');

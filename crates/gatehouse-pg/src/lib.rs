@@ -14,10 +14,11 @@
 
 pub mod catalog;
 pub mod codec;
+pub mod local;
 mod mask;
 mod registry;
 mod relay;
-mod session;
+pub mod session;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
@@ -32,6 +33,7 @@ use gatehouse_store::recorder::Recorder;
 use tokio::net::TcpListener;
 
 pub use registry::{LiveSessions, SessionGrants, SessionInfo};
+pub use session::{OpenError, open_local};
 pub use tls::ServerTls;
 
 /// Default largest message a client may send (CopyData included).

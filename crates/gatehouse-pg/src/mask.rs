@@ -58,6 +58,18 @@ pub struct RowMask {
     plan: StatementMask,
 }
 
+impl RowMask {
+    /// Indexes of the columns whose values are masked or withheld.
+    pub fn masked_columns(&self) -> Vec<usize> {
+        self.actions
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| matches!(a, Action::Mask(..) | Action::Withhold))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
 /// A session's masking state.
 #[derive(Debug)]
 pub struct Session {

@@ -60,6 +60,11 @@ pub struct Ctx {
     pub grants: crate::registry::SessionGrants,
     /// Woken by the client's cancel requests.
     pub cancelled: Arc<tokio::sync::Notify>,
+    /// A session opened inside Gatehouse (query API, MCP): a statement for
+    /// review is not waited on (the caller gets the review id at once and
+    /// sends the statement again once it is approved), and which result
+    /// columns are masked is announced (see [`crate::local`]).
+    pub local: bool,
 }
 
 /// A statement held for review, and what to send when it is decided.
@@ -107,6 +112,9 @@ enum Item {
     Exec(Stmt),
     /// A `Sync` (or `FunctionCall`): done at ReadyForQuery.
     Sync,
+    /// An answer (by tag) to a message Gatehouse sent in the client's
+    /// batch, not passed to the client.
+    Swallow(u8),
     /// Gatehouse's own `Describe` of a portal, sent before an `Execute`
     /// whose results are masked, so that a `RowDescription` (where each
     /// column comes from, its format) precedes the rows. Its answer is
@@ -422,6 +430,20 @@ impl ClientSide {
                 )));
             }
         };
+        if self.ctx.local {
+            let mut notice = BytesMut::new();
+            codec::error(
+                &mut notice,
+                Severity::Notice,
+                "01000",
+                crate::local::HELD,
+                Some(&id),
+            );
+            let _ = self.notices.send(notice);
+            return Ok(deny(format!(
+                "{message}; it is held for review {id}: once approved, send the same statement again"
+            )));
+        }
         let mut notice = BytesMut::new();
         codec::error(
             &mut notice,
@@ -553,8 +575,21 @@ impl ClientSide {
             match tag {
                 b'S' => {
                     if let Some((stmt, sql)) = self.refused.take() {
-                        self.send(Item::Simple(stmt)).await?;
-                        query_message(out, &sql);
+                        // The refusal runs as the batch's last statement, in
+                        // the extended protocol: if the upstream is already
+                        // skipping to Sync after an error of its own, it
+                        // skips this too (the client has that error); if
+                        // not, the raised error aborts the batch as a failed
+                        // statement would. Its ParseComplete and BindComplete
+                        // are not for the client.
+                        self.send(Item::Swallow(b'1')).await?;
+                        self.send(Item::Swallow(b'2')).await?;
+                        self.send(Item::Exec(stmt)).await?;
+                        codec::parse_message(out, &sql);
+                        codec::bind_text(out, &[]);
+                        codec::execute_message(out, 0);
+                        self.send(Item::Sync).await?;
+                        out.extend_from_slice(msg);
                     }
                 }
                 b'H' => {
@@ -902,7 +937,7 @@ impl UpstreamSide {
                         break;
                     }
                     Some(Item::Sync) | None => break,
-                    Some(Item::Describe) => {}
+                    Some(Item::Describe | Item::Swallow(_)) => {}
                     Some(Item::Exec(mut s)) => {
                         s.error = Some("no response before the end of the batch".into());
                         self.finish(s);
@@ -928,6 +963,10 @@ impl UpstreamSide {
     /// Handles one complete upstream message `msg` (tag and length included).
     fn message(&mut self, q: &mut VecDeque<Item>, tag: u8, msg: &[u8]) -> Result<Step, String> {
         let body = codec::body(msg);
+        if matches!(q.front(), Some(Item::Swallow(t)) if *t == tag) {
+            q.pop_front();
+            return Ok(Step::Consumed);
+        }
         match tag {
             b'T' => {
                 let ours = matches!(q.front(), Some(Item::Describe));
@@ -945,6 +984,12 @@ impl UpstreamSide {
                         return Ok(Step::Lookup(missing));
                     }
                     self.rows = self.masking.row_mask(&fields, &mask);
+                    if self.ctx.local
+                        && !ours
+                        && let Some(rows) = &self.rows
+                    {
+                        crate::local::announce_masked(&mut self.out, &rows.masked_columns());
+                    }
                 }
                 if ours {
                     q.pop_front();

@@ -90,7 +90,62 @@ pub async fn handle(proxy: Arc<PgProxy>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    run(proxy, stream, ready, peer).await;
+    let how = How {
+        protocol: "postgres",
+        client_addr: peer.to_string(),
+        local: false,
+    };
+    run(proxy, stream, ready, how).await;
+}
+
+/// How a session was opened, for its recording and its relay.
+struct How {
+    protocol: &'static str,
+    client_addr: String,
+    /// Opened inside Gatehouse (query API, MCP): statements for review are
+    /// not waited on, and masked columns are announced.
+    local: bool,
+}
+
+/// Why a session opened inside Gatehouse could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenError {
+    /// SQLSTATE: 3D000 unknown connection, 42501 no access, 08006 upstream
+    /// unreachable, …
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Opens a session for `principal` on `connection` inside Gatehouse: the
+/// same authorization, upstream login, policy, masking, reviews and
+/// recording as a PostgreSQL client's, over an in-memory pipe. Returns
+/// the client end, past start-up.
+pub async fn open_local(
+    proxy: Arc<PgProxy>,
+    principal: Principal,
+    connection: &str,
+    protocol: &'static str,
+    client_addr: String,
+) -> Result<crate::local::Client, OpenError> {
+    let ready = connect(&proxy, principal, connection, &[])
+        .await
+        .map_err(|r| OpenError {
+            code: r.code,
+            message: r.message,
+        })?;
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let how = How {
+        protocol,
+        client_addr,
+        local: true,
+    };
+    tokio::spawn(run(proxy.clone(), PgStream::Local(theirs), ready, how));
+    crate::local::Client::start(proxy, ours)
+        .await
+        .map_err(|message| OpenError {
+            code: "08006",
+            message,
+        })
 }
 
 /// What start-up produced: who, where to, and the upstream session.
@@ -240,7 +295,19 @@ async fn start(
         )
     })?;
 
-    // Authorize the connection.
+    connect(proxy, principal, &database, params).await.map(Some)
+}
+
+/// Authorizes `principal` on connection `database` and opens the upstream
+/// session with the stored credential.
+async fn connect(
+    proxy: &PgProxy,
+    principal: Principal,
+    database: &str,
+    params: &[(String, String)],
+) -> Result<Ready, Refusal> {
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let database = database.to_string();
     let not_found = || {
         refuse(
             "3D000",
@@ -320,7 +387,7 @@ async fn start(
                 format!("Gatehouse could not open connection \"{database}\": {e}"),
             )
         })?;
-    Ok(Some(Ready {
+    Ok(Ready {
         principal,
         connection: rec.spec.name,
         upstream: up,
@@ -328,10 +395,10 @@ async fn start(
         target,
         max_session: rec.spec.settings.max_session_secs.map(Duration::from_secs),
         via_grant,
-    }))
+    })
 }
 
-async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: SocketAddr) {
+async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) {
     let Ready {
         principal,
         connection,
@@ -372,6 +439,9 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
         codec::parameter_status(&mut out, k, v);
     }
     codec::backend_key_data(&mut out, key.0, key.1);
+    if how.local {
+        codec::parameter_status(&mut out, crate::local::SESSION_PARAM, &session_id);
+    }
     codec::ready_for_query(&mut out, b'I');
     let authn = match &principal.authn {
         Authn::Token { name } => format!("token:{name}"),
@@ -384,8 +454,8 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
             principal: principal.subject.clone(),
             authn,
             connection: connection.clone(),
-            protocol: "postgres".into(),
-            client_addr: peer.to_string(),
+            protocol: how.protocol.into(),
+            client_addr: how.client_addr,
             started_at: now_ms(),
             ended_at: None,
             end_reason: None,
@@ -417,6 +487,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, peer: Sock
             catalog,
             grants: reg.grants,
             cancelled: reg.cancelled,
+            local: how.local,
         };
         relay::run(ctx, client, upstream.stream, leftover, reg.kill).await
     };

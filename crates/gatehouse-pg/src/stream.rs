@@ -12,11 +12,14 @@ pub enum PgStream {
     Plain(TcpStream),
     Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A session opened inside Gatehouse (the query API, MCP): an
+    /// in-memory pipe, no network.
+    Local(tokio::io::DuplexStream),
 }
 
 impl PgStream {
     pub fn is_tls(&self) -> bool {
-        !matches!(self, Self::Plain(_))
+        matches!(self, Self::Server(_) | Self::Client(_))
     }
 }
 
@@ -30,6 +33,7 @@ impl AsyncRead for PgStream {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Server(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Self::Client(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Local(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -44,6 +48,7 @@ impl AsyncWrite for PgStream {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Server(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Self::Client(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Local(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -56,6 +61,7 @@ impl AsyncWrite for PgStream {
             Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Self::Server(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             Self::Client(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Self::Local(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -64,6 +70,7 @@ impl AsyncWrite for PgStream {
             Self::Plain(s) => s.is_write_vectored(),
             Self::Server(s) => s.is_write_vectored(),
             Self::Client(s) => s.is_write_vectored(),
+            Self::Local(s) => s.is_write_vectored(),
         }
     }
 
@@ -72,6 +79,7 @@ impl AsyncWrite for PgStream {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
             Self::Server(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Self::Client(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Local(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -80,6 +88,7 @@ impl AsyncWrite for PgStream {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Server(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Self::Client(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Local(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -147,7 +147,7 @@ pub async fn start(
             auth: state.auth.clone(),
             keys: state.keys.clone(),
             recorder: state.recorder.clone(),
-            policy: Arc::new(state.policy.clone()),
+            policy: state.pg.policy.clone(),
             catalog: Default::default(),
             tls: Some(tls),
             allow_plaintext_remote: config.pg_allow_plaintext,

@@ -31,6 +31,9 @@ pub struct AppState {
     pub rotation: Arc<tokio::sync::Mutex<()>>,
     /// Reviews and just-in-time grants.
     pub access: gatehouse_access::Access,
+    /// The PostgreSQL proxy the query API and MCP open sessions through
+    /// (the same policy, masking, reviews and recording as `psql`'s).
+    pub pg: Arc<gatehouse_pg::PgProxy>,
 }
 
 impl AppState {
@@ -45,18 +48,35 @@ impl AppState {
     ) -> Result<Self, String> {
         let audit = Auditor::new(store.clone());
         let notifier = config.notifier()?;
+        let access = gatehouse_access::Access::new(store.clone(), audit.clone(), notifier);
+        let keys = SharedKeyring::new(ring);
+        let live = LiveSessions::default();
+        let pg = Arc::new(gatehouse_pg::PgProxy {
+            store: store.clone(),
+            auth: auth.clone(),
+            keys: keys.clone(),
+            recorder: recorder.clone(),
+            policy: Arc::new(policy.clone()),
+            catalog: Default::default(),
+            tls: None,
+            allow_plaintext_remote: false,
+            max_message: gatehouse_pg::DEFAULT_MAX_MESSAGE,
+            sessions: live.clone(),
+            access: access.clone(),
+        });
         Ok(Self {
-            access: gatehouse_access::Access::new(store.clone(), audit.clone(), notifier),
+            access,
+            pg,
             audit,
             store,
             auth,
             metrics: Arc::new(Metrics::default()),
             recorder,
             policy,
-            live: LiveSessions::default(),
+            live,
             config: Arc::new(config),
             key_source,
-            keys: SharedKeyring::new(ring),
+            keys,
             rotation: Arc::new(tokio::sync::Mutex::new(())),
         })
     }

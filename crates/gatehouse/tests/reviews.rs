@@ -18,16 +18,6 @@ fn table(prefix: &str) -> String {
     format!("{prefix}_{}", std::process::id())
 }
 
-/// Runs SQL on the upstream directly (as the database owner).
-fn direct(sql: &str) -> String {
-    let o = Command::new("psql")
-        .args([&pg_url(), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("run psql");
-    assert!(o.status.success(), "{sql}: {}", err(&o));
-    out(&o).trim().to_string()
-}
-
 /// A `psql -c SQL` through the gateway, running in the background.
 fn psql_bg(s: &Server, token: &str, sql: &str) -> Child {
     let (host, port) = s.pg.rsplit_once(':').expect("host:port");
@@ -76,10 +66,6 @@ fn finish(mut child: Child) -> (bool, String, String) {
     }
 }
 
-fn json(o: std::process::Output) -> serde_json::Value {
-    serde_json::from_str(&ok(o)).expect("json output")
-}
-
 /// Waits until a pending review whose statement contains `needle` exists,
 /// and returns its id.
 fn pending_review(s: &Server, token: &str, needle: &str, not: &[&str]) -> String {
@@ -96,20 +82,6 @@ fn pending_review(s: &Server, token: &str, needle: &str, not: &[&str]) -> String
         assert!(Instant::now() < end, "no pending review for {needle}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn token(s: &Server, name: &str, group: &str) -> String {
-    let created = ok(s.cli(
-        &s.admin,
-        &["tokens", "create", "--name", name, "--group", group],
-    ));
-    created.lines().next().unwrap().trim().to_string()
-}
-
-fn apply(s: &Server, text: &str) {
-    let path = s.dir.path().join("policy.toml");
-    std::fs::write(&path, text).unwrap();
-    ok(s.cli(&s.admin, &["apply", "-f", path.to_str().unwrap()]));
 }
 
 #[test]

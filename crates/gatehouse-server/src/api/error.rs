@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// More fields of the error object (e.g. the rule that refused).
+    pub extra: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -19,7 +21,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            extra: None,
         }
+    }
+
+    /// Adds fields (an object's) to the error object.
+    pub fn with(mut self, extra: serde_json::Value) -> Self {
+        self.extra = Some(extra);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -71,7 +80,17 @@ impl From<gatehouse_store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut error = serde_json::json!({"code": self.code, "message": self.message});
+        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(e)) =
+            (self.extra, &mut error)
+        {
+            for (k, v) in extra {
+                if !v.is_null() {
+                    e.insert(k, v);
+                }
+            }
+        }
+        let body = serde_json::json!({ "error": error });
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(

@@ -8,6 +8,7 @@ mod connections;
 pub mod error;
 mod meta;
 mod policy;
+pub mod query;
 mod reviews;
 mod sessions;
 mod tokens;
@@ -36,6 +37,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/connections/{name}"),
     ("delete", "/v1/connections/{name}"),
     ("post", "/v1/connections/{name}/test"),
+    ("post", "/v1/connections/{name}/query"),
+    ("get", "/v1/connections/{name}/schema"),
     ("post", "/v1/apply"),
     ("get", "/v1/policy"),
     ("put", "/v1/policy"),
@@ -76,6 +79,8 @@ pub fn router(state: AppState) -> Router {
                 .delete(connections::remove),
         )
         .route("/v1/connections/{name}/test", post(connections::test))
+        .route("/v1/connections/{name}/query", post(query::query))
+        .route("/v1/connections/{name}/schema", get(query::schema))
         .route("/v1/apply", post(apply::apply))
         .route("/v1/policy", get(policy::get).put(policy::put))
         .route("/v1/policy/test", post(policy::test))

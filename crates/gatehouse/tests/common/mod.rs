@@ -163,3 +163,34 @@ pub fn ok(o: Output) -> String {
 pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write file");
 }
+
+/// Runs SQL on the upstream directly (as the database owner), with `psql`.
+pub fn direct(sql: &str) -> String {
+    let o = Command::new("psql")
+        .args([&pg_url(), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(o.status.success(), "{sql}: {}", err(&o));
+    out(&o).trim().to_string()
+}
+
+/// The JSON a successful command printed.
+pub fn json(o: Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).expect("json output")
+}
+
+/// Creates an API token for `name` in `group` and returns it.
+pub fn token(s: &Server, name: &str, group: &str) -> String {
+    let created = ok(s.cli(
+        &s.admin,
+        &["tokens", "create", "--name", name, "--group", group],
+    ));
+    created.lines().next().unwrap().trim().to_string()
+}
+
+/// Applies a declarative file (connections, policy) as the administrator.
+pub fn apply(s: &Server, text: &str) {
+    let path = s.dir.path().join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    ok(s.cli(&s.admin, &["apply", "-f", path.to_str().unwrap()]));
+}
