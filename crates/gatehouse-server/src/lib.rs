@@ -10,6 +10,7 @@ pub use gatehouse_access::audit;
 pub mod config;
 pub mod guard;
 pub mod keys;
+pub mod mcp;
 pub mod metrics;
 pub mod policy;
 pub mod state;

@@ -49,6 +49,48 @@ pub enum Command {
     /// Just-in-time access: ask for a time-bound grant, list and revoke grants.
     #[command(subcommand)]
     Access(AccessCmd),
+    /// Run one SQL statement on a connection through Gatehouse and print the result.
+    Exec(ExecArgs),
+    /// Open psql on a connection through Gatehouse (the token goes in the
+    /// environment, never on the command line).
+    Connect {
+        /// The connection.
+        connection: String,
+        /// Extra arguments for psql.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Serve Gatehouse's MCP tools over stdio for a local MCP client,
+    /// forwarding to the gateway at GATEHOUSE_URL with GATEHOUSE_TOKEN.
+    Mcp,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The connection.
+    pub connection: String,
+    /// The statement (or use -f, or standard input).
+    #[arg(short = 'c', long = "command", conflicts_with = "file")]
+    pub command: Option<String>,
+    /// A file holding the statement.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// A value for $1, $2, … (repeat in order).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// table (default), json or csv.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// At most this many rows.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Cancel the statement after this long, e.g. 10s.
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// When the statement is held for review, wait up to this long (e.g.
+    /// 10m) for the decision, then run it once approved.
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

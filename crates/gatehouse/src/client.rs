@@ -122,6 +122,44 @@ impl Client {
         bail!("{message} (HTTP {})", status.as_u16())
     }
 
+    /// Like [`Self::request`], but any HTTP status is an answer: (status, body).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(self.token.expose());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach Gatehouse at {}: {} (is `gatehouse serve` running? set GATEHOUSE_URL to point elsewhere)",
+                self.base,
+                e.without_url()
+            )
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.context("reading the response")?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        ))
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn token(&self) -> &Secret {
+        &self.token
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         self.request(reqwest::Method::GET, path, None).await
     }

@@ -72,3 +72,35 @@ impl FromRequestParts<AppState> for Admin {
         }
     }
 }
+
+/// Guards `/mcp`: the bearer credential must authenticate; otherwise 401
+/// with a `WWW-Authenticate` challenge pointing at the protected-resource
+/// metadata, as MCP clients expect.
+pub async fn mcp_bearer(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (mut parts, body) = req.into_parts();
+    match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(_) => {
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Err(e) => {
+            let base = super::meta::base_url(&state, &parts.headers);
+            let status = e.status;
+            let mut resp = e.into_response();
+            if status == StatusCode::UNAUTHORIZED
+                && let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+                    "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource\""
+                ))
+            {
+                resp.headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, v);
+            }
+            resp
+        }
+    }
+}

@@ -89,3 +89,34 @@ pub async fn rotate_keys(
         .await;
     Ok(Json(serde_json::to_value(&report).unwrap_or_default()))
 }
+
+/// Where this server is reached: the configured public URL, or the scheme
+/// and `Host` the request came with.
+pub(crate) fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    if let Some(u) = &state.config.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| state.config.api_listen.clone(), str::to_string);
+    format!("http://{host}")
+}
+
+/// OAuth 2.0 protected-resource metadata (RFC 9728) for the MCP endpoint:
+/// bearer tokens in the header, issued by the configured OIDC issuer (or
+/// Gatehouse API tokens).
+pub async fn protected_resource(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Json<serde_json::Value> {
+    let base = base_url(&state, &headers);
+    let issuers: Vec<String> = state.config.oidc.iter().map(|o| o.issuer.clone()).collect();
+    Json(serde_json::json!({
+        "resource": format!("{base}/mcp"),
+        "authorization_servers": issuers,
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Gatehouse",
+    }))
+}

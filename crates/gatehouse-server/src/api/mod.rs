@@ -28,6 +28,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/v1/openapi.json"),
     ("get", "/v1/whoami"),
+    ("get", "/.well-known/oauth-protected-resource"),
+    ("post", "/mcp"),
     ("get", "/v1/tokens"),
     ("post", "/v1/tokens"),
     ("delete", "/v1/tokens/{name}"),
@@ -58,7 +60,28 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The API, with the MCP server at `/mcp` (whose tools call the API).
 pub fn router(state: AppState) -> Router {
+    let api = api_router(state.clone());
+    let mcp = crate::mcp::service(api.clone(), &state);
+    api.route(
+        "/.well-known/oauth-protected-resource",
+        get(meta::protected_resource),
+    )
+    .route(
+        "/.well-known/oauth-protected-resource/mcp",
+        get(meta::protected_resource),
+    )
+    .with_state(state.clone())
+    .nest_service(
+        "/mcp",
+        tower::ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(state, auth::mcp_bearer))
+            .service(mcp),
+    )
+}
+
+fn api_router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
@@ -102,7 +125,6 @@ pub fn router(state: AppState) -> Router {
             count_requests,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
-        .with_state(state)
 }
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {

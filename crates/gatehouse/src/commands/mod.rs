@@ -1,6 +1,7 @@
 //! One function per command.
 
 mod admin;
+mod agents;
 mod reviews;
 mod serve;
 
@@ -22,5 +23,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(cmd) => admin::policy(cmd).await,
         Command::Reviews(cmd) => reviews::reviews(cmd).await,
         Command::Access(cmd) => reviews::access(cmd).await,
+        Command::Exec(args) => agents::exec(args).await,
+        Command::Connect { connection, args } => agents::connect(&connection, &args).await,
+        Command::Mcp => agents::mcp().await,
     }
 }
