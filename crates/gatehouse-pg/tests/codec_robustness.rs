@@ -192,6 +192,9 @@ fn bodies(body: &[u8]) {
     if let Ok((portal, stmt)) = codec::parse_bind(body) {
         assert!(portal.len() + stmt.len() + 2 <= body.len());
     }
+    for (code, text) in codec::fields(body) {
+        assert!(code != 0 && text.len() < body.len() && !text.contains('\0'));
+    }
     if let Ok((raw, values)) = codec::bind_params(body) {
         assert!(codec::parse_bind(body).is_ok() && raw.len() <= body.len());
         let bytes: usize = values.iter().flatten().map(|(_, v)| v.len()).sum();

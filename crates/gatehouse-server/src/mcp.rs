@@ -200,7 +200,16 @@ fn call_for(tool: &str, args: &JsonObject) -> Result<Call, String> {
 fn result_for(tool: &str, status: u16, body: Value) -> CallToolResult {
     let (is_error, value) = match (tool, status) {
         (_, 200) => (false, body),
-        ("query", 202) => (false, body),
+        ("query", 202) => (
+            false,
+            json!({
+                "status": "pending_review",
+                "review_id": body["review_id"],
+                "message": body["message"],
+                "approve_command": body["approve_command"],
+                "next": "tell the user the review id and approve command; call get_review with wait_seconds to wait; once approved, call query again with exactly the same sql and params (it runs once)",
+            }),
+        ),
         ("request_access", 202) => (
             false,
             json!({

@@ -220,6 +220,13 @@ async fn callers_only_see_connections_their_groups_may_use() {
         .map(|c| c["name"].clone())
         .collect();
     assert_eq!(names, vec![json!("shop")]);
+    // Where the upstream is (host, database user) is not shown to users.
+    assert!(v["connections"][0].get("url").is_none(), "{v}");
+    let (_, one) = s.get("/v1/connections/shop", &bot).await;
+    assert_eq!(one["kind"], "postgres");
+    assert!(one.get("url").is_none(), "{one}");
+    let (_, as_admin) = s.get("/v1/connections/shop", &s.admin).await;
+    assert_eq!(as_admin["url"], pg_url().as_str());
     let (status, _) = s.get("/v1/connections/hr", &bot).await;
     assert_eq!(status, 404, "a connection one may not use is not disclosed");
     let (status, _) = s.delete("/v1/connections/shop", &bot).await;
@@ -508,6 +515,27 @@ async fn meta_endpoints_and_openapi_cover_every_route() {
         "openapi.json documents a route the server lacks"
     );
     let (_, _) = s.get("/v1/whoami", "nope").await;
+    // Protected-resource metadata names /mcp; a forged Host cannot inject
+    // text into it or into the 401 challenge.
+    let (status, meta) = s.get("/.well-known/oauth-protected-resource", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(meta["resource"], format!("http://{}/mcp", s.addr));
+    let forged = s
+        .http
+        .post(s.url("/mcp"))
+        .header("host", "evil.example\"x")
+        .send()
+        .await
+        .expect("mcp");
+    assert_eq!(forged.status().as_u16(), 401);
+    let challenge = forged.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii");
+    assert!(!challenge.contains("evil"), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer resource_metadata=\"http://"),
+        "{challenge}"
+    );
     let resp = s.http.get(s.url("/metrics")).send().await.expect("metrics");
     let text = resp.text().await.expect("text");
     assert!(

@@ -99,7 +99,12 @@ pub(crate) fn base_url(state: &AppState, headers: &axum::http::HeaderMap) -> Str
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
         .map_or_else(|| state.config.api_listen.clone(), str::to_string);
     format!("http://{host}")
 }

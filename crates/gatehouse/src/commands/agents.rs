@@ -158,6 +158,10 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
                     "held for review {id}; waiting for the decision (approve with: gatehouse reviews approve {id})"
                 );
                 let state = wait_for(&c, &id, until).await?;
+                if state == "pending" {
+                    eprintln!("review {id} is still pending; the statement did not run");
+                    return Ok(ExitCode::from(EXIT_HELD));
+                }
                 if state != "approved" {
                     eprintln!("review {id} is {state}; the statement did not run");
                     return Ok(ExitCode::from(1));
