@@ -75,3 +75,273 @@ impl Auditor {
         }
     }
 }
+
+/// Signs checkpoints of the audit chain's head with an Ed25519 key derived
+/// from the master key (so nobody with only the store can forge one).
+pub fn signing_key(ring: &gatehouse_core::keyring::Keyring) -> ed25519_dalek::SigningKey {
+    let seed = ring.derive("audit checkpoint ed25519");
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+}
+
+/// Hex public key of [`signing_key`]: what auditors keep and check against.
+pub fn public_key_hex(ring: &gatehouse_core::keyring::Keyring) -> String {
+    hex::encode(signing_key(ring).verifying_key().to_bytes())
+}
+
+impl Auditor {
+    /// Signs the chain's current head, unless a checkpoint already covers
+    /// it. Returns the checkpoint written, if any.
+    pub async fn checkpoint(
+        &self,
+        ring: &gatehouse_core::keyring::Keyring,
+    ) -> Result<Option<gatehouse_store::Checkpoint>, StoreError> {
+        use ed25519_dalek::Signer;
+        let Some((event_id, head_hash)) = self.store.audit_head().await? else {
+            return Ok(None);
+        };
+        if self
+            .store
+            .checkpoints()
+            .await?
+            .last()
+            .is_some_and(|c| c.event_id >= event_id)
+        {
+            return Ok(None);
+        }
+        let ts = now_ms();
+        let key = signing_key(ring);
+        let sig = key.sign(&gatehouse_store::Checkpoint::message(
+            event_id, &head_hash, ts,
+        ));
+        let c = gatehouse_store::Checkpoint {
+            event_id,
+            head_hash,
+            ts,
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+            signature: hex::encode(sig.to_bytes()),
+        };
+        self.store.insert_checkpoint(&c).await?;
+        Ok(Some(c))
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verification {
+    pub ok: bool,
+    /// Events read.
+    pub events: i64,
+    /// Checkpoints whose signature and head matched.
+    pub checkpoints: usize,
+    /// The first problem, naming the entry.
+    pub problem: Option<String>,
+    /// The entry the problem is about.
+    pub entry: Option<i64>,
+    /// Events after the newest valid checkpoint (protected only by the chain).
+    pub unsigned_tail: i64,
+}
+
+/// Walks the whole chain and every checkpoint. `trusted` are the hex
+/// public keys whose checkpoints count (the gateway's current key, plus
+/// any the auditor kept from before a master-key rotation).
+pub async fn verify(store: &Store, trusted: &[String]) -> Result<Verification, StoreError> {
+    use std::collections::HashMap;
+    // Read everything once (id, stored hash, prev, content check).
+    struct Row {
+        id: i64,
+        prev: String,
+        hash: String,
+        content_ok: bool,
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let batch = store.audit_chain(after, 5000).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for e in &batch {
+            let prev = e.prev_hash.clone().unwrap_or_default();
+            let hash = e.hash.clone().unwrap_or_default();
+            let computed =
+                gatehouse_store::chain_hash(&prev, e.ts, &e.actor, &e.action, &e.target, &e.detail);
+            rows.push(Row {
+                id: e.id,
+                content_ok: !hash.is_empty() && computed == hash,
+                prev,
+                hash,
+            });
+        }
+        after = batch.last().map_or(after, |e| e.id);
+    }
+    let at: HashMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.hash.as_str(), i))
+        .collect();
+    let mut report = Verification {
+        ok: true,
+        events: i64::try_from(rows.len()).unwrap_or(i64::MAX),
+        checkpoints: 0,
+        problem: None,
+        entry: None,
+        unsigned_tail: 0,
+    };
+    let fail = |report: &mut Verification, entry: i64, msg: String| {
+        report.ok = false;
+        report.entry = Some(entry);
+        report.problem = Some(msg);
+    };
+    for i in 0..rows.len() {
+        let r = &rows[i];
+        let expected = if i == 0 {
+            gatehouse_store::GENESIS
+        } else {
+            rows[i - 1].hash.as_str()
+        };
+        let next_skips_me = rows
+            .get(i + 1)
+            .is_some_and(|n| i > 0 && n.prev == rows[i - 1].hash)
+            || (i == 0
+                && rows
+                    .get(1)
+                    .is_some_and(|n| n.prev == gatehouse_store::GENESIS));
+        if !r.content_ok {
+            if next_skips_me {
+                fail(
+                    &mut report,
+                    r.id,
+                    format!(
+                        "entry {} was inserted: the entry after it follows the one before it",
+                        r.id
+                    ),
+                );
+            } else {
+                fail(
+                    &mut report,
+                    r.id,
+                    format!(
+                        "entry {} was modified: its content does not match its hash",
+                        r.id
+                    ),
+                );
+            }
+            break;
+        }
+        if r.prev != expected {
+            let msg = match at.get(r.prev.as_str()) {
+                Some(&j) if j > i => format!(
+                    "entry {} is out of order: it follows entry {}, which comes after it",
+                    r.id, rows[j].id
+                ),
+                Some(&j) if j + 1 < i => {
+                    let first = rows[j + 1].id;
+                    fail(
+                        &mut report,
+                        first,
+                        format!(
+                            "entry {first} was inserted: entry {} follows entry {} directly",
+                            r.id, rows[j].id
+                        ),
+                    );
+                    break;
+                }
+                _ if i > 0 => format!(
+                    "an entry between {} and {} was deleted: entry {} follows a hash that is not in the log",
+                    rows[i - 1].id,
+                    r.id,
+                    r.id
+                ),
+                _ => format!(
+                    "entries before {} were deleted: the first entry does not start the chain",
+                    r.id
+                ),
+            };
+            fail(&mut report, r.id, msg);
+            break;
+        }
+    }
+    // Checkpoints: each must be signed by a trusted key over a head that is
+    // still in the chain, at the same entry.
+    let by_id: HashMap<i64, &str> = rows.iter().map(|r| (r.id, r.hash.as_str())).collect();
+    let mut newest_signed = 0i64;
+    for c in store.checkpoints().await? {
+        if !report.ok {
+            break;
+        }
+        if !trusted
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&c.public_key))
+        {
+            fail(
+                &mut report,
+                c.event_id,
+                format!(
+                    "the checkpoint at entry {} is signed by key {}, which is not trusted (if the master key was rotated, pass the earlier public key with --public-key)",
+                    c.event_id, c.public_key
+                ),
+            );
+            break;
+        }
+        let signed = checkpoint_signature_ok(&c);
+        if !signed {
+            fail(
+                &mut report,
+                c.event_id,
+                format!("the checkpoint at entry {} has a bad signature", c.event_id),
+            );
+            break;
+        }
+        match by_id.get(&c.event_id) {
+            None => {
+                fail(
+                    &mut report,
+                    c.event_id,
+                    format!(
+                        "entry {} is missing: a signed checkpoint covers it, so the log was truncated or the entry deleted",
+                        c.event_id
+                    ),
+                );
+                break;
+            }
+            Some(h) if *h != c.head_hash => {
+                fail(
+                    &mut report,
+                    c.event_id,
+                    format!(
+                        "the log up to entry {} was rewritten: it no longer matches the signed checkpoint",
+                        c.event_id
+                    ),
+                );
+                break;
+            }
+            Some(_) => {
+                report.checkpoints += 1;
+                newest_signed = newest_signed.max(c.event_id);
+            }
+        }
+    }
+    report.unsigned_tail =
+        i64::try_from(rows.iter().filter(|r| r.id > newest_signed).count()).unwrap_or(i64::MAX);
+    Ok(report)
+}
+
+fn checkpoint_signature_ok(c: &gatehouse_store::Checkpoint) -> bool {
+    use ed25519_dalek::Verifier;
+    let key: Option<[u8; 32]> = hex::decode(&c.public_key)
+        .ok()
+        .and_then(|b| b.try_into().ok());
+    let sig: Option<[u8; 64]> = hex::decode(&c.signature)
+        .ok()
+        .and_then(|b| b.try_into().ok());
+    match (key, sig) {
+        (Some(k), Some(s)) => ed25519_dalek::VerifyingKey::from_bytes(&k).is_ok_and(|vk| {
+            vk.verify(
+                &gatehouse_store::Checkpoint::message(c.event_id, &c.head_hash, c.ts),
+                &ed25519_dalek::Signature::from_bytes(&s),
+            )
+            .is_ok()
+        }),
+        _ => false,
+    }
+}

@@ -82,6 +82,9 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// How often the audit chain's head is signed (when it moved).
+pub const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Prepares state and binds the listeners; serving runs until `shutdown`.
 pub async fn start(
     config: ServeConfig,
@@ -120,6 +123,22 @@ pub async fn start(
     bootstrap_admin(&state, &data_dir).await?;
     state.access.refresh_grants().await?;
     guard::spawn(state.clone());
+    // Signed checkpoints of the audit chain's head, every minute it moved.
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + AUDIT_CHECKPOINT_EVERY,
+                AUDIT_CHECKPOINT_EVERY,
+            );
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.audit.checkpoint(&state.keyring()).await {
+                    tracing::warn!(error = %e, "could not write an audit checkpoint");
+                }
+            }
+        });
+    }
 
     // One shutdown signal for every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

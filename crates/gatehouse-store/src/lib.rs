@@ -20,7 +20,7 @@ use std::path::Path;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
-pub use audit::{AuditEvent, NewAuditEvent};
+pub use audit::{AuditEvent, ChainedEvent, Checkpoint, GENESIS, NewAuditEvent, chain_hash};
 pub use connections::ConnectionRecord;
 pub use policy::StoredPolicy;
 pub use reviews::{GrantRecord, ReviewRecord, Vote, VoteError};
@@ -53,6 +53,9 @@ pub enum Dialect {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// Serialises appends to the audit chain in this process (PostgreSQL
+    /// replicas also take an advisory lock).
+    audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -105,8 +108,13 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        let store = Self { pool, dialect };
+        let store = Self {
+            pool,
+            dialect,
+            audit_lock: Default::default(),
+        };
         schema::migrate(&store).await?;
+        store.seal_audit_chain().await?;
         Ok(store)
     }
 
@@ -115,6 +123,19 @@ impl Store {
     }
 
     /// Round-trips to the database; used by `/readyz`.
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), so a transaction that reads before it
+    /// writes waits for other writers instead of failing with "database is
+    /// locked" when one committed after its read.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -316,7 +316,7 @@ impl Store {
         vote: &Vote,
         approved_until: i64,
     ) -> Result<ReviewRecord, VoteError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let mut tx = self.begin_write().await.map_err(StoreError::from)?;
         let row = sqlx::query("SELECT state, approvals_needed FROM reviews WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)

@@ -99,6 +99,19 @@ const REVIEWS: &str = "CREATE TABLE reviews (
         revoked_by TEXT
     );";
 
+/// Step 6, the same in both dialects: the audit log becomes a hash chain
+/// (each event carries the hash of the one before), with signed
+/// checkpoints of its head.
+const AUDIT_CHAIN: &str = "ALTER TABLE audit_events ADD COLUMN prev_hash TEXT;
+    ALTER TABLE audit_events ADD COLUMN hash TEXT;
+    CREATE TABLE audit_checkpoints (
+        event_id BIGINT PRIMARY KEY,
+        head_hash TEXT NOT NULL,
+        ts BIGINT NOT NULL,
+        public_key TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );";
+
 /// Each step runs once, in order, inside a transaction.
 const SQLITE: &[&str] = &[
     "CREATE TABLE connections (
@@ -133,6 +146,7 @@ const SQLITE: &[&str] = &[
     SESSION_CHUNKS,
     POLICY,
     REVIEWS,
+    AUDIT_CHAIN,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -168,6 +182,7 @@ const POSTGRES: &[&str] = &[
     SESSION_CHUNKS,
     POLICY,
     REVIEWS,
+    AUDIT_CHAIN,
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {

@@ -119,7 +119,7 @@ fn statement_from_row(row: &AnyRow) -> Result<StatementRecord, StoreError> {
 impl Store {
     /// Writes a batch of recorder events in one transaction.
     pub async fn write_records(&self, events: &[RecordEvent]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut i = 0;
         while i < events.len() {
             match &events[i] {

@@ -405,4 +405,27 @@ pub enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check the audit log's hash chain and signed checkpoints; exits 1
+    /// naming the first entry modified, deleted, inserted or reordered.
+    Verify {
+        /// Also trust checkpoints signed by this public key (hex), e.g. one
+        /// kept from before a master-key rotation. Repeatable.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the audit log as JSON lines (with hashes) to standard output.
+    Export {
+        /// Only events within this long (e.g. 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// jsonl (the only format).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
+    /// Sign a checkpoint of the chain's head now (the server also does so every minute).
+    Checkpoint(JsonFlag),
+    /// The public key checkpoints are signed with: keep a copy outside Gatehouse.
+    PublicKey,
 }

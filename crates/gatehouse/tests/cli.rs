@@ -384,3 +384,44 @@ method = "partial"
     let shown = ok(s.cli(&s.admin, &["policy", "show"]));
     assert!(shown.contains("agents-read-only"), "{shown}");
 }
+
+#[test]
+fn audit_verify_names_the_entry_changed_in_the_store() {
+    let s = Server::start();
+    for name in ["a", "b", "c"] {
+        ok(s.cli(
+            &s.admin,
+            &["tokens", "create", "--name", name, "--group", "agents"],
+        ));
+    }
+    let checked = ok(s.cli(&s.admin, &["audit", "checkpoint"]));
+    assert!(checked.contains("signed the head at entry 4"), "{checked}");
+    let fine = ok(s.cli(&s.admin, &["audit", "verify"]));
+    assert!(
+        fine.starts_with("OK: 4 entries chained, 1 signed checkpoints verified"),
+        "{fine}"
+    );
+    let key = ok(s.cli(&s.admin, &["audit", "public-key"]));
+    assert_eq!(key.trim().len(), 64, "{key}");
+    let exported = ok(s.cli(&s.admin, &["audit", "export", "--since", "1h"]));
+    assert_eq!(exported.lines().count(), 4, "{exported}");
+
+    // Someone with access to the SQLite file changes what a token was given.
+    let db = s.dir.path().join("data/state.db");
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE audit_events SET detail = '{\\\"groups\\\":[\\\"admin\\\"]}' WHERE id = 3\"); c.commit()",
+        ])
+        .arg(&db)
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "{}", err(&o));
+    let bad = s.cli(&s.admin, &["audit", "verify"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        err(&bad).contains("TAMPERED: entry 3 was modified"),
+        "{}",
+        err(&bad)
+    );
+}

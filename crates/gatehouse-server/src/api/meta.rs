@@ -125,3 +125,98 @@ pub async fn protected_resource(
         "resource_name": "Gatehouse",
     }))
 }
+
+/// The Ed25519 public key audit checkpoints are signed with (not secret:
+/// auditors keep a copy outside Gatehouse and verify against it).
+pub async fn audit_public_key(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "algorithm": "ed25519",
+        "public_key": gatehouse_access::audit::public_key_hex(&state.keyring()),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyQuery {
+    /// More trusted public keys (hex, comma-separated), e.g. from before a
+    /// master-key rotation.
+    public_key: Option<String>,
+}
+
+/// Walks the audit chain and its checkpoints.
+pub async fn audit_verify(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Query(q): Query<VerifyQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut trusted = vec![gatehouse_access::audit::public_key_hex(&state.keyring())];
+    trusted.extend(
+        q.public_key
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string),
+    );
+    let report = gatehouse_access::audit::verify(&state.store, &trusted).await?;
+    Ok(Json(serde_json::to_value(&report).unwrap_or_default()))
+}
+
+/// Signs a checkpoint of the chain's head now.
+pub async fn audit_checkpoint(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = state.audit.checkpoint(&state.keyring()).await?;
+    Ok(Json(serde_json::json!({ "checkpoint": c })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// Unix milliseconds.
+    since: Option<i64>,
+    /// Only `jsonl`.
+    format: Option<String>,
+}
+
+/// Audit events as JSON lines, oldest first, with their chain hashes.
+pub async fn audit_export(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+    Query(q): Query<ExportQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    if q.format.as_deref().is_some_and(|f| f != "jsonl") {
+        return Err(ApiError::bad_request("format must be jsonl"));
+    }
+    let since = q.since.unwrap_or(0);
+    let mut out = String::new();
+    let mut after = 0i64;
+    loop {
+        let batch = state.store.audit_since(since, after, 5000).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for e in &batch {
+            let detail: serde_json::Value = serde_json::from_str(&e.detail)
+                .unwrap_or(serde_json::Value::String(e.detail.clone()));
+            out.push_str(
+                &serde_json::json!({
+                    "id": e.id, "ts": e.ts, "actor": e.actor, "action": e.action,
+                    "target": e.target, "detail": detail,
+                    "prev_hash": e.prev_hash, "hash": e.hash,
+                })
+                .to_string(),
+            );
+            out.push('\n');
+        }
+        after = batch.last().map_or(after, |e| e.id);
+    }
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        out,
+    )
+        .into_response())
+}

@@ -47,6 +47,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/policy/test"),
     ("post", "/v1/keys/rotate"),
     ("get", "/v1/audit"),
+    ("get", "/v1/audit/verify"),
+    ("get", "/v1/audit/export"),
+    ("get", "/v1/audit/public-key"),
+    ("post", "/v1/audit/checkpoint"),
     ("get", "/v1/sessions"),
     ("get", "/v1/sessions/{id}"),
     ("get", "/v1/reviews"),
@@ -89,6 +93,10 @@ fn api_router(state: AppState) -> Router<AppState> {
         .route("/v1/openapi.json", get(meta::openapi))
         .route("/v1/whoami", get(meta::whoami))
         .route("/v1/audit", get(meta::audit))
+        .route("/v1/audit/verify", get(meta::audit_verify))
+        .route("/v1/audit/export", get(meta::audit_export))
+        .route("/v1/audit/public-key", get(meta::audit_public_key))
+        .route("/v1/audit/checkpoint", post(meta::audit_checkpoint))
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{name}", axum::routing::delete(tokens::revoke))
         .route(

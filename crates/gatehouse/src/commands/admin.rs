@@ -371,7 +371,92 @@ pub async fn keys(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn audit(cmd: AuditCmd) -> anyhow::Result<ExitCode> {
-    let AuditCmd::List { limit, json } = cmd;
+    let (limit, json) = match cmd {
+        AuditCmd::List { limit, json } => (limit, json),
+        AuditCmd::Verify { public_keys, json } => {
+            let q = if public_keys.is_empty() {
+                String::new()
+            } else {
+                format!("?public_key={}", seg(&public_keys.join(",")))
+            };
+            let v = Client::from_env()?
+                .get(&format!("/v1/audit/verify{q}"))
+                .await?;
+            let ok = v["ok"] == true;
+            print(&v, json, |v| {
+                if ok {
+                    format!(
+                        "OK: {} entries chained, {} signed checkpoints verified, {} entries after the newest checkpoint\n",
+                        v["events"], v["checkpoints"], v["unsigned_tail"]
+                    )
+                } else {
+                    String::new()
+                }
+            });
+            if !ok {
+                eprintln!(
+                    "TAMPERED: {}",
+                    v["problem"]
+                        .as_str()
+                        .unwrap_or("the audit log does not verify")
+                );
+                return Ok(ExitCode::from(1));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        AuditCmd::Export { since, format } => {
+            if format != "jsonl" {
+                bail!("--format must be jsonl");
+            }
+            let since = match since {
+                Some(d) => {
+                    let ago = i64::try_from(parse_duration(&d).context("--since")?.as_millis())
+                        .unwrap_or(i64::MAX);
+                    gatehouse_core::now_ms() - ago
+                }
+                None => 0,
+            };
+            let c = Client::from_env()?;
+            let (status, v) = c
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/v1/audit/export?since={since}&format=jsonl"),
+                    None,
+                )
+                .await?;
+            match v {
+                Value::String(text) if status == 200 => print!("{text}"),
+                // A single event parses as JSON: print it back as one line.
+                other if status == 200 => println!("{other}"),
+                other => bail!(
+                    "{} (HTTP {status})",
+                    other["error"]["message"]
+                        .as_str()
+                        .unwrap_or("export failed")
+                ),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        AuditCmd::Checkpoint(j) => {
+            let v = Client::from_env()?
+                .post("/v1/audit/checkpoint", &serde_json::json!({}))
+                .await?;
+            print(&v, j.json, |v| match v["checkpoint"].as_object() {
+                Some(c) => format!(
+                    "signed the head at entry {} ({})\n",
+                    c["event_id"],
+                    c["head_hash"].as_str().unwrap_or_default()
+                ),
+                None => "nothing new to sign: the newest checkpoint covers the head\n".into(),
+            });
+            return Ok(ExitCode::SUCCESS);
+        }
+        AuditCmd::PublicKey => {
+            let v = Client::from_env()?.get("/v1/audit/public-key").await?;
+            println!("{}", v["public_key"].as_str().unwrap_or_default());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let v = Client::from_env()?
         .get(&format!("/v1/audit?limit={limit}"))
         .await?;
