@@ -9,11 +9,49 @@ use gatehouse_store::{NewAuditEvent, Store, StoreError};
 #[derive(Debug, Clone)]
 pub struct Auditor {
     store: Store,
+    /// When each credential was last written down as used (Unix ms).
+    used: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
+
+/// A credential's use is written down at most this often.
+const USE_EVERY_MS: i64 = 60_000;
 
 impl Auditor {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            used: Default::default(),
+        }
+    }
+
+    /// Writes down that `who` used their credential (`via`: http, mcp, …),
+    /// at most once a minute per credential.
+    pub async fn credential_used(&self, who: &Principal, via: &str) {
+        let key = match &who.authn {
+            Authn::Token { name } => format!("token:{name}"),
+            Authn::Oidc { issuer } => format!("oidc:{issuer}:{}", who.subject),
+        };
+        let now = now_ms();
+        {
+            let mut used = match self.used.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if used.get(&key).is_some_and(|t| now - t < USE_EVERY_MS) {
+                return;
+            }
+            if used.len() > 100_000 {
+                used.clear();
+            }
+            used.insert(key, now);
+        }
+        self.record(
+            who,
+            "credential.use",
+            &who.subject,
+            serde_json::json!({"protocol": via}),
+        )
+        .await;
     }
 
     /// Appends an event; `detail` must not contain secrets.

@@ -504,6 +504,31 @@ impl ClientSide {
         })
     }
 
+    /// Puts a refusal in the audit trail: who, where, which rule, and the
+    /// statement's SHA-256 (its text, which may hold data, is in the
+    /// session's recording, not in the audit log).
+    fn audit_refusal(&self, sql: &str, rule: &str) {
+        use sha2::Digest;
+        if rule == "recording" {
+            // The recorder is behind: auditing each refusal would add load.
+            return;
+        }
+        let audit = self.ctx.proxy.access.audit().clone();
+        let principal = self.ctx.principal.clone();
+        let detail = serde_json::json!({
+            "rule": rule,
+            "connection": self.ctx.connection,
+            "session": self.ctx.session_id,
+            "statement_sha256": hex::encode(sha2::Sha256::digest(sql.as_bytes())),
+        });
+        let session = self.ctx.session_id.clone();
+        tokio::spawn(async move {
+            audit
+                .record(&principal, "statement.deny", &session, detail)
+                .await;
+        });
+    }
+
     /// Sends a held statement on under the verdict it got.
     async fn release(
         &mut self,
@@ -511,7 +536,10 @@ impl ClientSide {
         verdict: Verdict,
         out: &mut BytesMut,
     ) -> Result<(), String> {
-        let refused = refusal(&verdict).map(|(rule, message)| raise_sql(rule, message));
+        let refused = refusal(&verdict).map(|(rule, message)| {
+            self.audit_refusal(&h.stmt.sql, rule);
+            raise_sql(rule, message)
+        });
         h.stmt.verdict = Arc::new(verdict);
         match (h.portal, refused) {
             (None, None) => {
@@ -620,10 +648,14 @@ impl ClientSide {
                         params: None,
                     }));
                 }
+                let text = stmt.sql.clone();
                 self.send(Item::Simple(stmt)).await?;
                 match refusal(&verdict) {
                     None => out.extend_from_slice(msg),
-                    Some((rule, message)) => query_message(out, &raise_sql(rule, message)),
+                    Some((rule, message)) => {
+                        self.audit_refusal(&text, rule);
+                        query_message(out, &raise_sql(rule, message))
+                    }
                 }
             }
             b'P' => {
@@ -637,6 +669,7 @@ impl ClientSide {
                             .insert(name.to_string(), (sql.into(), verdict));
                     }
                     Some((rule, message)) => {
+                        self.audit_refusal(sql, rule);
                         let raise = raise_sql(rule, message);
                         let stmt = self.stmt(sql.into(), verdict.clone());
                         self.refused = Some((stmt, raise));
@@ -708,6 +741,7 @@ impl ClientSide {
                         }));
                     }
                     Verdict::Deny { rule, message } => {
+                        self.audit_refusal(&stmt.sql, rule);
                         let raise = raise_sql(rule, message);
                         self.refused = Some((stmt, raise));
                     }

@@ -77,6 +77,20 @@ pub async fn handle(proxy: Arc<PgProxy>, tcp: TcpStream, peer: SocketAddr) {
         Ok(Some(ready)) => ready,
         Ok(None) => return,
         Err(r) => {
+            if matches!(r.code, "28P01" | "28000" | "42501" | "3D000") {
+                // Refused logins are audit events (the message never holds
+                // the credential).
+                proxy
+                    .access
+                    .audit()
+                    .record_system(
+                        "anonymous",
+                        "login.refused",
+                        &peer.to_string(),
+                        serde_json::json!({"protocol": "postgres", "code": r.code, "message": r.message}),
+                    )
+                    .await;
+            }
             let mut out = BytesMut::new();
             codec::error(
                 &mut out,
@@ -455,7 +469,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
             authn,
             connection: connection.clone(),
             protocol: how.protocol.into(),
-            client_addr: how.client_addr,
+            client_addr: how.client_addr.clone(),
             started_at: now_ms(),
             ended_at: None,
             end_reason: None,
@@ -473,6 +487,20 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
         let _ = write_flush(&mut client, &out).await;
         proxy.sessions.unregister(key);
         return;
+    }
+    // Logins by database clients are audit events (the API's and MCP's
+    // sessions are recorded but not audited one by one).
+    let audited = (!how.local).then(|| (proxy.access.audit().clone(), principal.clone()));
+    if let Some((audit, who)) = &audited {
+        audit.credential_used(who, "postgres").await;
+        audit
+            .record(
+                who,
+                "session.start",
+                &session_id,
+                serde_json::json!({"connection": connection, "protocol": how.protocol, "client": how.client_addr}),
+            )
+            .await;
     }
     let reason = if write_flush(&mut client, &out).await.is_err() {
         "client closed".to_string()
@@ -492,6 +520,16 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
         relay::run(ctx, client, upstream.stream, leftover, reg.kill).await
     };
     proxy.sessions.unregister(key);
+    if let Some((audit, who)) = &audited {
+        audit
+            .record(
+                who,
+                "session.end",
+                &session_id,
+                serde_json::json!({"reason": reason}),
+            )
+            .await;
+    }
     let _ = proxy.recorder.record(RecordEvent::SessionEnd {
         id: session_id,
         at: now_ms(),

@@ -34,6 +34,8 @@ pub struct ServeConfig {
     /// Generic JSON webhooks told about reviews, signed with `notify_secret`.
     pub notify_webhooks: Vec<Secret>,
     pub notify_secret: Option<Secret>,
+    /// Where the audit log is streamed (syslog over TCP, HTTP).
+    pub audit_sinks: Vec<crate::siem::Sink>,
 }
 
 impl ServeConfig {
@@ -53,6 +55,7 @@ impl ServeConfig {
             notify_slack: Vec::new(),
             notify_webhooks: Vec::new(),
             notify_secret: None,
+            audit_sinks: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod mcp;
 pub mod metrics;
 pub mod policy;
+pub mod siem;
 pub mod state;
 pub mod upstream;
 
@@ -123,6 +124,9 @@ pub async fn start(
     bootstrap_admin(&state, &data_dir).await?;
     state.access.refresh_grants().await?;
     guard::spawn(state.clone());
+    for (i, sink) in config.audit_sinks.iter().enumerate() {
+        tokio::spawn(siem::run(state.store.clone(), sink.clone(), i));
+    }
     // Signed checkpoints of the audit chain's head, every minute it moved.
     {
         let state = state.clone();

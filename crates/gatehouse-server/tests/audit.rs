@@ -10,8 +10,8 @@ use common::TestServer;
 use serde_json::{Value, json};
 
 /// A server on a fresh PostgreSQL store with a few audit events (the
-/// first admin token's, then `n` token creations), and a direct client to
-/// the store.
+/// first admin token's, the admin credential's first use, then `n` token
+/// creations), and a direct client to the store.
 struct Chain {
     s: TestServer,
     db: tokio_postgres::Client,
@@ -87,7 +87,7 @@ async fn an_untouched_log_verifies_and_checkpoints_are_signed() {
     let c = Chain::new(4).await;
     let v = c.verify().await;
     assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(v["events"], 5);
+    assert_eq!(v["events"], 6);
     let cp = c.checkpoint().await;
     let (_, key) = c.s.get("/v1/audit/public-key", "").await;
     assert_eq!(cp["public_key"], key["public_key"]);
@@ -112,9 +112,10 @@ async fn an_untouched_log_verifies_and_checkpoints_are_signed() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 6);
+    assert_eq!(lines.len(), 7);
     assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
-    assert_eq!(lines[5]["action"], "token.create");
+    assert_eq!(lines[1]["action"], "credential.use");
+    assert_eq!(lines[6]["action"], "token.create");
     c.done().await;
 }
 
@@ -253,4 +254,224 @@ async fn a_rewritten_chain_or_a_truncated_tail_fails_its_checkpoint() {
         "not trusted",
     );
     c.done().await;
+}
+
+/// Event ids a receiver got, in arrival order (duplicates kept).
+type Got = std::sync::Arc<std::sync::Mutex<Vec<i64>>>;
+
+/// A syslog receiver on `port` (0: any) reading octet-counted RFC 5424
+/// frames; returns its port and a handle that stops it.
+async fn syslog_receiver(port: u16, got: Got) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => break l,
+            // The port of a receiver just stopped can take a moment to free.
+            Err(_) => tokio::task::yield_now().await,
+        }
+    };
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut buf).await;
+            let mut rest = &buf[..];
+            while let Some(sp) = rest.iter().position(|b| *b == b' ') {
+                let len: usize = std::str::from_utf8(&rest[..sp]).unwrap().parse().unwrap();
+                let msg = std::str::from_utf8(&rest[sp + 1..sp + 1 + len]).unwrap();
+                assert!(msg.starts_with("<85>1 "), "{msg}");
+                let json: Value =
+                    serde_json::from_str(&msg[msg.find("] ").unwrap() + 2..]).unwrap();
+                got.lock().unwrap().push(json["id"].as_i64().unwrap());
+                rest = &rest[sp + 1 + len..];
+            }
+        }
+    });
+    (port, task)
+}
+
+/// Waits until `got` holds every id from 1 to `n` (in order of first arrival).
+async fn received(got: &Got, n: i64) {
+    for _ in 0..1500 {
+        let mut seen = Vec::new();
+        for id in got.lock().unwrap().iter() {
+            if !seen.contains(id) {
+                seen.push(*id);
+            }
+        }
+        if seen.len() as i64 >= n {
+            assert_eq!(
+                seen,
+                (1..=n).collect::<Vec<_>>(),
+                "events arrive in order, none lost"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the receiver got {:?}, not 1..={n}", got.lock().unwrap());
+}
+
+#[tokio::test]
+async fn the_audit_log_streams_to_syslog_and_survives_the_receiver_going_away() {
+    let got: Got = Default::default();
+    let (port, receiver) = syslog_receiver(0, got.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::config(dir.path());
+    c.audit_sinks = vec![gatehouse_server::siem::Sink::Syslog(format!(
+        "127.0.0.1:{port}"
+    ))];
+    let s = TestServer::start_with(dir, c).await;
+    for i in 0..3 {
+        s.token(&format!("bot{i}"), &["agents"]).await;
+    }
+    // The first admin token, its first use, three tokens.
+    received(&got, 5).await;
+    // The receiver goes away; events keep coming.
+    receiver.abort();
+    let _ = receiver.await;
+    for i in 3..6 {
+        s.token(&format!("bot{i}"), &["agents"]).await;
+    }
+    // It comes back on the same port: nothing was lost.
+    let (_, receiver) = syslog_receiver(port, got.clone()).await;
+    received(&got, 8).await;
+    receiver.abort();
+}
+
+#[tokio::test]
+async fn the_audit_log_streams_to_http_and_survives_the_receiver_going_away() {
+    use axum::http::StatusCode;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let got: Got = Default::default();
+    // While down, connections already open are answered 503 (and nothing
+    // is taken); new ones are refused (the listener is gone).
+    let up = std::sync::Arc::new(AtomicBool::new(true));
+    let serve = |listener: tokio::net::TcpListener, got: Got| {
+        let up = up.clone();
+        let app = axum::Router::new().fallback(move |body: String| {
+            let got = got.clone();
+            let up = up.clone();
+            async move {
+                if !up.load(Ordering::SeqCst) {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                for line in body.lines() {
+                    let v: Value = serde_json::from_str(line).unwrap();
+                    got.lock().unwrap().push(v["id"].as_i64().unwrap());
+                }
+                StatusCode::OK
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = serve(listener, got.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::config(dir.path());
+    c.audit_sinks = vec![gatehouse_server::siem::Sink::Http(
+        gatehouse_core::secret::Secret::new(format!("http://127.0.0.1:{port}/ingest")),
+    )];
+    let s = TestServer::start_with(dir, c).await;
+    s.token("bot0", &["agents"]).await;
+    received(&got, 3).await;
+    up.store(false, Ordering::SeqCst);
+    receiver.abort();
+    let _ = receiver.await;
+    for i in 1..4 {
+        s.token(&format!("bot{i}"), &["agents"]).await;
+    }
+    let listener = loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => break l,
+            Err(_) => tokio::task::yield_now().await,
+        }
+    };
+    up.store(true, Ordering::SeqCst);
+    let receiver = serve(listener, got.clone());
+    received(&got, 6).await;
+    receiver.abort();
+}
+
+/// Database logins, refused logins, refused statements and credential use
+/// are audit events; a refused statement's text (which may hold data) is
+/// not, only its hash.
+#[tokio::test]
+async fn logins_refusals_and_denied_statements_are_audited() {
+    let s = TestServer::start().await;
+    s.pg_connection(
+        "shop",
+        "postgres://postgres@127.0.0.1:5432/test",
+        None,
+        &["agents"],
+    )
+    .await;
+    let bot = s.token("bot", &["agents"]).await;
+    common::put_policy(
+        &s,
+        json!({"rules": [{"name": "no-ddl", "statements": ["ddl"], "action": "deny"}]}),
+    )
+    .await;
+    let client = common::connect(&common::url(&s, &bot)).await;
+    client.simple_query("SELECT 1").await.unwrap();
+    let secret_literal = "CREATE TABLE leak_4111111111111111 (id int)";
+    assert!(client.batch_execute(secret_literal).await.is_err());
+    drop(client);
+    let bad = format!(
+        "postgresql://bot:gh_not_a_real_token@{}:{}/shop",
+        s.pg.ip(),
+        s.pg.port()
+    );
+    assert!(
+        tokio_postgres::connect(&bad, tokio_postgres::NoTls)
+            .await
+            .is_err()
+    );
+    let mut events = Value::Null;
+    for _ in 0..500 {
+        let (_, v) = s.get("/v1/audit?limit=100", &s.admin).await;
+        let has = |a: &str| {
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["action"] == a)
+        };
+        if [
+            "session.start",
+            "statement.deny",
+            "session.end",
+            "login.refused",
+            "credential.use",
+        ]
+        .iter()
+        .all(|a| has(a))
+        {
+            events = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let all = events["events"]
+        .as_array()
+        .expect("every kind of event arrived");
+    let deny = all
+        .iter()
+        .find(|e| e["action"] == "statement.deny")
+        .unwrap();
+    assert_eq!(deny["actor"], "bot");
+    assert_eq!(deny["detail"]["rule"], "no-ddl");
+    assert_eq!(
+        deny["detail"]["statement_sha256"].as_str().unwrap().len(),
+        64
+    );
+    assert!(!events.to_string().contains("4111111111111111"));
+    let refused = all.iter().find(|e| e["action"] == "login.refused").unwrap();
+    assert_eq!(refused["detail"]["code"], "28P01");
+    assert!(!events.to_string().contains("gh_not_a_real_token"));
+    let (_, v) = s.get("/v1/audit/verify", &s.admin).await;
+    assert_eq!(v["ok"], true, "{v}");
 }

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (embedded SQLite state under --data-dir unless --store is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Save the gateway URL and a token to your config file (mode 0600).
     Login(LoginArgs),
     /// Show who the configured token belongs to.
@@ -276,6 +276,12 @@ pub struct ServeArgs {
     /// JSON webhook URLs told about reviews (signed with GATEHOUSE_NOTIFY_SECRET), comma-separated.
     #[arg(long, env = "GATEHOUSE_NOTIFY_WEBHOOK", hide_env_values = true)]
     pub notify_webhook: Option<String>,
+    /// Stream the audit log to a syslog receiver over TCP (RFC 5424, octet counted), host:port.
+    #[arg(long, env = "GATEHOUSE_AUDIT_SYSLOG")]
+    pub audit_syslog: Option<String>,
+    /// Stream the audit log to this HTTP endpoint (JSON lines POSTs).
+    #[arg(long, env = "GATEHOUSE_AUDIT_WEBHOOK", hide_env_values = true)]
+    pub audit_webhook: Option<String>,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "GATEHOUSE_LOG", default_value = "info")]
     pub log: String,

@@ -395,16 +395,16 @@ fn audit_verify_names_the_entry_changed_in_the_store() {
         ));
     }
     let checked = ok(s.cli(&s.admin, &["audit", "checkpoint"]));
-    assert!(checked.contains("signed the head at entry 4"), "{checked}");
+    assert!(checked.contains("signed the head at entry 5"), "{checked}");
     let fine = ok(s.cli(&s.admin, &["audit", "verify"]));
     assert!(
-        fine.starts_with("OK: 4 entries chained, 1 signed checkpoints verified"),
+        fine.starts_with("OK: 5 entries chained, 1 signed checkpoints verified"),
         "{fine}"
     );
     let key = ok(s.cli(&s.admin, &["audit", "public-key"]));
     assert_eq!(key.trim().len(), 64, "{key}");
     let exported = ok(s.cli(&s.admin, &["audit", "export", "--since", "1h"]));
-    assert_eq!(exported.lines().count(), 4, "{exported}");
+    assert_eq!(exported.lines().count(), 5, "{exported}");
 
     // Someone with access to the SQLite file changes what a token was given.
     let db = s.dir.path().join("data/state.db");

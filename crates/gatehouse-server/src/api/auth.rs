@@ -43,9 +43,21 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         match state.auth.authenticate(token).await {
-            Ok(p) => Ok(Caller(p)),
+            Ok(p) => {
+                state.audit.credential_used(&p, "http").await;
+                Ok(Caller(p))
+            }
             Err(e) => {
                 state.metrics.auth_failure();
+                state
+                    .audit
+                    .record_system(
+                        "anonymous",
+                        "login.refused",
+                        parts.uri.path(),
+                        serde_json::json!({"protocol": "http", "message": e.to_string()}),
+                    )
+                    .await;
                 let status = match e {
                     AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::UNAUTHORIZED,

@@ -11,7 +11,7 @@ use crate::cli::{Cli, Command};
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Login(args) => admin::login(args).await,
         Command::Whoami(j) => admin::whoami(j.json).await,
         Command::Tokens(cmd) => admin::tokens(cmd).await,

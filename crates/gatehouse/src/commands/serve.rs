@@ -46,6 +46,22 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     };
     c.notify_slack = secrets(&args.notify_slack);
     c.notify_webhooks = secrets(&args.notify_webhook);
+    if let Some(a) = args.audit_syslog.as_deref().filter(|a| !a.is_empty()) {
+        if !a.contains(':') {
+            return Err(anyhow!(
+                "--audit-syslog must be host:port, e.g. siem.example.com:6514"
+            ));
+        }
+        c.audit_sinks
+            .push(gatehouse_server::siem::Sink::Syslog(a.to_string()));
+    }
+    if let Some(u) = args.audit_webhook.as_deref().filter(|u| !u.is_empty()) {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            return Err(anyhow!("--audit-webhook must be an http(s) URL"));
+        }
+        c.audit_sinks
+            .push(gatehouse_server::siem::Sink::Http(Secret::new(u)));
+    }
     c.notify_secret = std::env::var("GATEHOUSE_NOTIFY_SECRET")
         .ok()
         .filter(|s| !s.is_empty())
