@@ -70,6 +70,8 @@ struct RawConnection {
     #[serde(default)]
     row_limit: Option<u64>,
     #[serde(default)]
+    record_rows: Option<u64>,
+    #[serde(default)]
     max_session: Option<Spanned<String>>,
 }
 
@@ -225,6 +227,7 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
         }
         let mut settings = ConnectionSettings {
             row_limit: c.row_limit,
+            record_rows: c.record_rows,
             ..Default::default()
         };
         if let Some(t) = &c.statement_timeout {

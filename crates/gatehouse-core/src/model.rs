@@ -60,7 +60,16 @@ pub struct ConnectionSettings {
     /// Longest a client session may last, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_session_secs: Option<u64>,
+    /// Rows of each result kept in the session recording, as the caller
+    /// saw them (masked); default 10, 0 records no results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_rows: Option<u64>,
 }
+
+/// Result rows recorded per statement when a connection does not say.
+pub const DEFAULT_RECORD_ROWS: u64 = 10;
+/// Bytes of result values recorded per statement, at most.
+pub const RECORD_BYTES: usize = 16 * 1024;
 
 /// A connection as users describe it; the credential travels separately.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

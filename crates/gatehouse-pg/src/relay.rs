@@ -56,6 +56,8 @@ pub struct Ctx {
     /// How to read the upstream's catalog (to find where result columns
     /// come from, for masking).
     pub catalog: CatalogAccess,
+    /// Result rows kept per statement in the recording (0: none).
+    pub record_rows: usize,
     /// The just-in-time grants this session depends on.
     pub grants: crate::registry::SessionGrants,
     /// Woken by the client's cancel requests.
@@ -100,6 +102,12 @@ struct Stmt {
     admission: Option<gatehouse_store::recorder::Admission>,
     /// How its results are masked; `None`: they pass untouched.
     mask: Option<StatementMask>,
+    /// Its result's column names, and its first rows as the client saw
+    /// them, for the recording.
+    columns: Option<Vec<String>>,
+    sample: Vec<Vec<Option<String>>>,
+    sample_bytes: usize,
+    sample_truncated: bool,
 }
 
 /// What the client side forwarded, in order; the upstream side consumes
@@ -309,6 +317,10 @@ impl ClientSide {
             error: None,
             admission: self.ctx.proxy.recorder.admit(),
             mask: None,
+            columns: None,
+            sample: Vec::new(),
+            sample_bytes: 0,
+            sample_truncated: false,
         }
     }
 
@@ -861,6 +873,41 @@ struct UpstreamSide {
     rows: Option<RowMask>,
 }
 
+/// A recorded value: text as sent, anything else (binary format) as hex.
+fn recorded_value(v: &[u8]) -> String {
+    match std::str::from_utf8(v) {
+        Ok(t) => t.to_string(),
+        Err(_) => format!("\\x{}", hex::encode(&v[..v.len().min(256)])),
+    }
+}
+
+/// Keeps the first `limit` rows of the current statement's result (the
+/// DataRow body `row`, as the client receives it) for the recording.
+fn capture(limit: usize, q: &mut VecDeque<Item>, row: Option<&[u8]>) {
+    {
+        let Some(Item::Simple(s) | Item::Exec(s)) = q.front_mut() else {
+            return;
+        };
+        if limit == 0 {
+            return;
+        }
+        let Some(row) = row else {
+            // Streamed through in pieces: too large to record.
+            s.sample_truncated = true;
+            return;
+        };
+        if s.sample.len() >= limit || s.sample_bytes >= gatehouse_core::model::RECORD_BYTES {
+            s.sample_truncated = true;
+            return;
+        }
+        if let Ok(values) = codec::parse_data_row(row) {
+            s.sample_bytes += row.len();
+            s.sample
+                .push(values.into_iter().map(|v| v.map(recorded_value)).collect());
+        }
+    }
+}
+
 impl UpstreamSide {
     fn finish(&mut self, mut stmt: Stmt) {
         let duration = i64::try_from(stmt.started.elapsed().as_micros()).unwrap_or(i64::MAX);
@@ -894,6 +941,9 @@ impl UpstreamSide {
                 command: stmt.command.as_deref(),
                 rows: Some(stmt.rows),
                 error: stmt.error.as_deref(),
+                columns: stmt.columns.as_deref(),
+                result: (!stmt.sample.is_empty()).then_some(stmt.sample.as_slice()),
+                result_truncated: stmt.sample_truncated,
             },
         );
     }
@@ -1025,6 +1075,21 @@ impl UpstreamSide {
                         crate::local::announce_masked(&mut self.out, &rows.masked_columns());
                     }
                 }
+                if self.ctx.record_rows > 0 {
+                    let target = match (ours, q.front_mut()) {
+                        (true, _) => match q.get_mut(1) {
+                            Some(Item::Exec(s)) => Some(s),
+                            _ => None,
+                        },
+                        (false, Some(Item::Simple(s) | Item::Exec(s))) => Some(s),
+                        _ => None,
+                    };
+                    if let Some(s) = target
+                        && let Ok(fields) = codec::parse_row_description(body)
+                    {
+                        s.columns = Some(fields.into_iter().map(|f| f.name).collect());
+                    }
+                }
                 if ours {
                     q.pop_front();
                     return Ok(Step::Consumed);
@@ -1041,6 +1106,7 @@ impl UpstreamSide {
             b'D' if self.rows.is_some() => {
                 self.observe(q, tag, body);
                 if let Some(rows) = &self.rows {
+                    let at = self.out.len();
                     self.masking
                         .mask_row(rows, body, &mut self.out)
                         .map_err(|e| {
@@ -1048,6 +1114,8 @@ impl UpstreamSide {
                                 "Gatehouse could not mask a result row ({e}); the session was ended"
                             )
                         })?;
+                    // Recorded as the client sees it: masked.
+                    capture(self.ctx.record_rows, q, self.out.get(at + 5..));
                 }
                 Ok(Step::Consumed)
             }
@@ -1079,6 +1147,11 @@ impl UpstreamSide {
             b'C' | b'I' | b's' | b'Z' => {
                 self.rows = None;
                 self.observe(q, tag, body);
+                Ok(Step::Forward)
+            }
+            b'D' => {
+                self.observe(q, tag, body);
+                capture(self.ctx.record_rows, q, Some(body));
                 Ok(Step::Forward)
             }
             _ => {
@@ -1178,6 +1251,9 @@ async fn upstream_to_client(
                         }
                     } else if total > STREAM_OVER && matches!(tag, b'D' | b'd') {
                         side.observe(&mut q, tag, &[]);
+                        if tag == b'D' {
+                            capture(side.ctx.record_rows, &mut q, None);
+                        }
                         streaming = total;
                         continue;
                     }

@@ -171,6 +171,8 @@ struct Ready {
     password: Option<gatehouse_core::secret::Secret>,
     target: Target,
     max_session: Option<Duration>,
+    /// Result rows kept per statement in the recording.
+    record_rows: usize,
     /// The just-in-time grant that opened the connection to the caller.
     via_grant: Option<String>,
 }
@@ -408,6 +410,13 @@ async fn connect(
         password: cred.get("password").cloned(),
         target,
         max_session: rec.spec.settings.max_session_secs.map(Duration::from_secs),
+        record_rows: usize::try_from(
+            rec.spec
+                .settings
+                .record_rows
+                .unwrap_or(gatehouse_core::model::DEFAULT_RECORD_ROWS),
+        )
+        .unwrap_or(usize::MAX),
         via_grant,
     })
 }
@@ -420,6 +429,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
         password,
         target,
         max_session,
+        record_rows,
         via_grant,
     } = ready;
     let catalog = crate::catalog::CatalogAccess {
@@ -516,6 +526,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
             grants: reg.grants,
             cancelled: reg.cancelled,
             local: how.local,
+            record_rows,
         };
         relay::run(ctx, client, upstream.stream, leftover, reg.kill).await
     };

@@ -253,6 +253,7 @@ mod tests {
             command: Some("SELECT 1"),
             rows: Some(1),
             error: None,
+            ..Default::default()
         }
     }
 

@@ -22,7 +22,7 @@ pub struct SessionRecord {
 
 /// One statement as it ran. `sql` is the text the client sent; parameters
 /// are not recorded here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatementRecord {
     /// Not stored in the chunk (the chunk row names its session).
     #[serde(default, skip_serializing)]
@@ -37,11 +37,20 @@ pub struct StatementRecord {
     pub command: Option<String>,
     pub rows: Option<i64>,
     pub error: Option<String>,
+    /// The result's column names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// The first rows of the result as the caller saw them (masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Vec<Vec<Option<String>>>>,
+    /// More rows or bytes came than were recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub result_truncated: bool,
 }
 
 /// A statement record as the data path writes it, borrowing its strings.
 /// Serialises to the same JSON line a [`StatementRecord`] reads back.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct StatementEntry<'a> {
     pub seq: i64,
     pub started_at: i64,
@@ -52,6 +61,12 @@ pub struct StatementEntry<'a> {
     pub command: Option<&'a str>,
     pub rows: Option<i64>,
     pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<&'a [Vec<Option<String>>]>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub result_truncated: bool,
 }
 
 /// Consecutive statements of one session, as JSON lines: the unit the
@@ -113,6 +128,9 @@ fn statement_from_row(row: &AnyRow) -> Result<StatementRecord, StoreError> {
         command: row.try_get("command")?,
         rows: row.try_get("rows")?,
         error: row.try_get("error")?,
+        columns: None,
+        result: None,
+        result_truncated: false,
     })
 }
 

@@ -216,6 +216,7 @@ async fn sessions_are_recorded_and_filtered() {
             command: Some("SELECT 1".into()),
             rows: Some(1),
             error: None,
+            ..Default::default()
         };
         s.write_records(&[
             RecordEvent::SessionStart(session("s1", "bot", "shop", 10)),
@@ -313,6 +314,7 @@ async fn large_statement_batches_are_written_whole() {
                 } else {
                     None
                 },
+                ..Default::default()
             })
             .collect();
         for (i, part) in all.chunks(100).enumerate() {
@@ -376,6 +378,7 @@ async fn statements_recorded_before_chunks_stay_readable() {
                 command: None,
                 rows: None,
                 error: None,
+                ..Default::default()
             }],
         )])
         .await

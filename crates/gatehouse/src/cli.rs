@@ -210,6 +210,17 @@ pub enum SessionsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Play a session back in the terminal at its original pace: each
+    /// statement, the decision, and its result as the caller saw it.
+    Replay {
+        id: String,
+        /// Faster (2 = twice as fast) or slower (0.5).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Print everything at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Debug, Args)]

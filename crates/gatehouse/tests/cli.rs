@@ -425,3 +425,63 @@ fn audit_verify_names_the_entry_changed_in_the_store() {
         err(&bad)
     );
 }
+
+#[test]
+fn sessions_replay_shows_statements_and_results_as_the_caller_saw_them() {
+    let s = Server::start();
+    let t = format!("replay_{}", std::process::id());
+    direct(&format!(
+        "DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id int, email text); INSERT INTO {t} VALUES (1, 'ann@example.com'), (2, 'bob@example.com')"
+    ));
+    let bot = token(&s, "bot", "agents");
+    apply(
+        &s,
+        &format!(
+            "[[connections]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{}\"\ngroups = [\"agents\"]\nrecord_rows = 1\n\n[[masks]]\ncolumns = [\"{t}.email\"]\nmethod = \"redact\"\n",
+            pg_url()
+        ),
+    );
+    let (host, port) = s.pg.rsplit_once(':').unwrap();
+    let o = Command::new("psql")
+        .args(["-X", "-h", host, "-p", port, "-U", "bot", "-d", "shop"])
+        .args(["-c", &format!("SELECT id, email FROM {t} ORDER BY id")])
+        .args(["-c", "SELECT 1/0"])
+        .env("PGPASSWORD", &bot)
+        .env("PGSSLMODE", "disable")
+        .output()
+        .unwrap();
+    assert!(out(&o).contains("[REDACTED]"), "{}", out(&o));
+    // The recording is written within a moment of the session's end.
+    let mut id = String::new();
+    for _ in 0..500 {
+        let v = json(s.cli(&s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+        if v["sessions"][0]["end_reason"].is_string() {
+            id = v["sessions"][0]["id"].as_str().unwrap().to_string();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!id.is_empty(), "the session was not recorded as ended");
+    let shown = json(s.cli(&s.admin, &["sessions", "show", &id, "--json"]));
+    let first = &shown["statements"][0];
+    assert_eq!(first["columns"], serde_json::json!(["id", "email"]));
+    assert_eq!(first["result"], serde_json::json!([["1", "[REDACTED]"]]));
+    assert_eq!(first["result_truncated"], true);
+    let replay = ok(s.cli(&s.admin, &["sessions", "replay", &id, "--no-wait"]));
+    assert!(
+        replay.contains(&format!("SELECT id, email FROM {t} ORDER BY id")),
+        "{replay}"
+    );
+    assert!(
+        replay.contains("[REDACTED]") && replay.contains("SELECT 2"),
+        "{replay}"
+    );
+    assert!(
+        replay.contains("more rows than the recording keeps"),
+        "{replay}"
+    );
+    assert!(replay.contains("ERROR 22012: division by zero"), "{replay}");
+    assert!(replay.contains("session ended"), "{replay}");
+    assert!(!replay.contains("example.com") && !shown.to_string().contains("example.com"));
+    direct(&format!("DROP TABLE {t}"));
+}

@@ -602,8 +602,99 @@ pub async fn sessions(cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
                 out
             });
         }
+        SessionsCmd::Replay { id, speed, no_wait } => {
+            if !(speed.is_finite() && speed > 0.0) {
+                bail!("--speed must be a positive number");
+            }
+            let v = c.get(&format!("/v1/sessions/{}", seg(&id))).await?;
+            replay(&v, speed, no_wait).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a recorded session statement by statement, waiting between
+/// them as long as the session did (divided by `speed`).
+async fn replay(v: &Value, speed: f64, no_wait: bool) {
+    use std::io::Write;
+    let sess = &v["session"];
+    let start = sess["started_at"].as_i64().unwrap_or(0);
+    println!(
+        "session {} · {} ({}) on {} via {} from {} · started {}",
+        s(sess, "id"),
+        s(sess, "principal"),
+        s(sess, "authn"),
+        s(sess, "connection"),
+        s(sess, "protocol"),
+        s(sess, "client_addr"),
+        time(Some(start))
+    );
+    let mut last = start;
+    for st in v["statements"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let at = st["started_at"].as_i64().unwrap_or(last);
+        if !no_wait && at > last {
+            let ms = ((at - last) as f64 / speed) as u64;
+            let _ = std::io::stdout().flush();
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        last = at.max(last);
+        let rule = st["rule"]
+            .as_str()
+            .map(|r| format!(" (rule {r})"))
+            .unwrap_or_default();
+        println!(
+            "\n[+{:.3}s] {}{rule}\n{}",
+            (at - start) as f64 / 1000.0,
+            s(st, "decision"),
+            st["sql"].as_str().unwrap_or_default()
+        );
+        if let Some(cols) = st["columns"].as_array() {
+            let headers: Vec<String> = cols
+                .iter()
+                .map(|c| c.as_str().unwrap_or_default().to_string())
+                .collect();
+            let rows: Vec<Vec<String>> = st["result"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|r| {
+                    r.as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|x| {
+                            x.as_str()
+                                .map_or_else(|| "NULL".to_string(), str::to_string)
+                        })
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+            print!("{}", table(&refs, &rows));
+            if st["result_truncated"] == true {
+                println!("… (more rows than the recording keeps)");
+            }
+        }
+        let ms = st["duration_us"]
+            .as_i64()
+            .map_or(0.0, |us| us as f64 / 1000.0);
+        match st["error"].as_str() {
+            Some(e) => println!("ERROR {e} ({ms:.1} ms)"),
+            None => println!("{} ({ms:.1} ms)", s(st, "command")),
+        }
+    }
+    if !sess["ended_at"].is_null() {
+        println!(
+            "\nsession ended {} ({})",
+            time(sess["ended_at"].as_i64()),
+            s(sess, "end_reason")
+        );
+    }
 }
 
 pub async fn policy(cmd: PolicyCmd) -> anyhow::Result<ExitCode> {
