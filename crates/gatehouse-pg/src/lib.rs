@@ -57,6 +57,9 @@ pub struct PgProxy {
     pub sessions: LiveSessions,
     /// Reviews and just-in-time grants.
     pub access: gatehouse_access::Access,
+    /// When the recorder is behind, run statements unrecorded (logged)
+    /// instead of refusing them. Off by default: fail closed.
+    pub record_fail_open: bool,
 }
 
 /// Accepts PostgreSQL clients on `listener` until `shutdown` resolves.

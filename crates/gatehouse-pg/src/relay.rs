@@ -347,7 +347,7 @@ impl ClientSide {
     /// statement could not be admitted for recording: then it is refused
     /// (it would run unrecorded).
     fn decide(&self, engine: &Engine, stmt: &Stmt) -> (Verdict, Option<StatementMask>) {
-        if stmt.admission.is_none() {
+        if stmt.admission.is_none() && !self.ctx.proxy.record_fail_open {
             return (recorder_behind(), None);
         }
         let d = self.decision(engine, &stmt.sql);
@@ -733,7 +733,7 @@ impl ClientSide {
                     verdict
                 };
                 let mut stmt = self.stmt(sql, verdict);
-                if stmt.admission.is_none() {
+                if stmt.admission.is_none() && !self.ctx.proxy.record_fail_open {
                     // Refuse the rest of the batch as for a refused Parse.
                     let refusal = recorder_behind();
                     if let Verdict::Deny { rule, message } = &refusal {

@@ -48,6 +48,10 @@ async fn gateway() -> Gw {
 }
 
 async fn gateway_with(record_limit: usize) -> Gw {
+    gateway_opts(record_limit, false).await
+}
+
+async fn gateway_opts(record_limit: usize, record_fail_open: bool) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(&dir.path().join("state.db"))
         .await
@@ -99,6 +103,7 @@ async fn gateway_with(record_limit: usize) -> Gw {
             gatehouse_access::audit::Auditor::new(store.clone()),
             None,
         ),
+        record_fail_open,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -279,4 +284,14 @@ async fn statements_that_cannot_be_recorded_do_not_run() {
             .message()
             .contains("recorder is behind")
     );
+}
+
+#[tokio::test]
+async fn failing_open_runs_statements_the_recorder_cannot_take() {
+    // Configured to favour availability: the same full recorder lets
+    // statements run (unrecorded, with a warning in the log).
+    let gw = gateway_opts(0, true).await;
+    let c = connect(&gw.url).await;
+    let rows = c.query("SELECT $1::int", &[&7i32]).await.unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 7);
 }

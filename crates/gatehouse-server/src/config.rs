@@ -36,6 +36,9 @@ pub struct ServeConfig {
     pub notify_secret: Option<Secret>,
     /// Where the audit log is streamed (syslog over TCP, HTTP).
     pub audit_sinks: Vec<crate::siem::Sink>,
+    /// Run statements unrecorded when the recorder is behind (default:
+    /// refuse them).
+    pub record_fail_open: bool,
 }
 
 impl ServeConfig {
@@ -56,6 +59,7 @@ impl ServeConfig {
             notify_webhooks: Vec::new(),
             notify_secret: None,
             audit_sinks: Vec::new(),
+            record_fail_open: false,
         }
     }
 

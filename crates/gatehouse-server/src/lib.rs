@@ -178,6 +178,7 @@ pub async fn start(
             max_message: gatehouse_pg::DEFAULT_MAX_MESSAGE,
             sessions: state.live.clone(),
             access: state.access.clone(),
+            record_fail_open: config.record_fail_open,
         });
         tokio::spawn(gatehouse_pg::serve(
             proxy,

@@ -63,6 +63,7 @@ impl AppState {
             max_message: gatehouse_pg::DEFAULT_MAX_MESSAGE,
             sessions: live.clone(),
             access: access.clone(),
+            record_fail_open: config.record_fail_open,
         });
         Ok(Self {
             access,

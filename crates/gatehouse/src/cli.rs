@@ -293,6 +293,10 @@ pub struct ServeArgs {
     /// Stream the audit log to this HTTP endpoint (JSON lines POSTs).
     #[arg(long, env = "GATEHOUSE_AUDIT_WEBHOOK", hide_env_values = true)]
     pub audit_webhook: Option<String>,
+    /// When the session recorder falls behind: `refuse` statements (default,
+    /// fail closed) or `run` them unrecorded (logged).
+    #[arg(long, env = "GATEHOUSE_WHEN_RECORDER_BEHIND", default_value = "refuse", value_parser = ["refuse", "run"])]
+    pub when_recorder_behind: String,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "GATEHOUSE_LOG", default_value = "info")]
     pub log: String,

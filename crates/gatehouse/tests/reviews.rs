@@ -445,6 +445,9 @@ fn revoking_a_grant_or_a_token_closes_the_sessions_that_depend_on_it() {
         .as_str()
         .unwrap()
         .to_string();
+    // The grant makes the connection visible to its holder, too.
+    let listed = ok(s.cli(&alice, &["connections", "list"]));
+    assert!(listed.contains("shop"), "{listed}");
     let mut session = Interactive::open(&s, &alice);
     session.send("SELECT 'through the grant';");
     session.expect("through the grant");

@@ -245,7 +245,9 @@ pub async fn list(
         .list_connections()
         .await?
         .into_iter()
-        .filter(|c| admin || c.spec.allows(&p))
+        .filter(|c| {
+            admin || c.spec.allows(&p) || state.access.grant_for(&p.subject, &c.spec.name).is_some()
+        })
         .map(|c| view(c, admin))
         .collect();
     Ok(Json(serde_json::json!({ "connections": conns })))
@@ -258,7 +260,13 @@ async fn visible(
 ) -> Result<ConnectionRecord, ApiError> {
     let admin = p.in_any(&state.config.admin_groups);
     match state.store.get_connection(name).await? {
-        Some(c) if admin || c.spec.allows(p) => Ok(c),
+        Some(c)
+            if admin
+                || c.spec.allows(p)
+                || state.access.grant_for(&p.subject, &c.spec.name).is_some() =>
+        {
+            Ok(c)
+        }
         // Same answer whether it is absent or not allowed: names are not disclosed.
         _ => Err(ApiError::not_found(format!(
             "no connection named {name:?} that you may use (see `gatehouse connections list`)"

@@ -36,6 +36,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     c.pg_tls_key = args.pg_tls_key.clone();
     c.pg_allow_plaintext = args.pg_allow_plaintext;
     c.public_url = args.public_url.clone().filter(|s| !s.is_empty());
+    c.record_fail_open = args.when_recorder_behind == "run";
     let secrets = |v: &Option<String>| -> Vec<Secret> {
         v.as_deref()
             .map(list)
