@@ -11,7 +11,14 @@ pub struct Auditor {
     store: Store,
     /// When each credential was last written down as used (Unix ms).
     used: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+    /// Refused logins per source: when last written down, and how many
+    /// were left out since.
+    refused: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>>,
 }
+
+/// Refused logins from one source are written down at most this often
+/// (the ones in between are counted in the next event).
+const REFUSED_EVERY_MS: i64 = 1_000;
 
 /// A credential's use is written down at most this often.
 const USE_EVERY_MS: i64 = 60_000;
@@ -21,7 +28,38 @@ impl Auditor {
         Self {
             store,
             used: Default::default(),
+            refused: Default::default(),
         }
+    }
+
+    /// Writes down a refused login from `source` (a client address, or an
+    /// API path), at most once a second per source: a flood of bad
+    /// credentials becomes one event a second, with `suppressed` counting
+    /// the refusals left out since the last one.
+    pub async fn login_refused(&self, source: &str, mut detail: serde_json::Value) {
+        let now = now_ms();
+        let suppressed = {
+            let mut refused = match self.refused.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if refused.len() > 100_000 {
+                refused.clear();
+            }
+            let entry = refused.entry(source.to_string()).or_insert((i64::MIN, 0));
+            if now.saturating_sub(entry.0) < REFUSED_EVERY_MS {
+                entry.1 += 1;
+                return;
+            }
+            let left_out = entry.1;
+            *entry = (now, 0);
+            left_out
+        };
+        if let serde_json::Value::Object(m) = &mut detail {
+            m.insert("suppressed".into(), serde_json::json!(suppressed));
+        }
+        self.record_system("anonymous", "login.refused", source, detail)
+            .await;
     }
 
     /// Writes down that `who` used their credential (`via`: http, mcp, …),
@@ -381,5 +419,32 @@ fn checkpoint_signature_ok(c: &gatehouse_store::Checkpoint) -> bool {
             .is_ok()
         }),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_flood_of_refused_logins_is_a_trickle_of_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("s.db")).await.unwrap();
+        let audit = Auditor::new(store.clone());
+        for _ in 0..200 {
+            audit
+                .login_refused("203.0.113.9", serde_json::json!({"protocol": "postgres"}))
+                .await;
+        }
+        audit
+            .login_refused("198.51.100.1", serde_json::json!({"protocol": "http"}))
+            .await;
+        let events = store.list_audit(1000).await.unwrap();
+        let from = |ip: &str| events.iter().filter(|e| e.target == ip).count();
+        // One a second per source at most: 200 refusals in far less than
+        // the test's run time give one or two events, not 200.
+        assert!((1..=2).contains(&from("203.0.113.9")), "{events:?}");
+        assert_eq!(from("198.51.100.1"), 1, "other sources are not held back");
     }
 }

@@ -83,11 +83,9 @@ pub async fn handle(proxy: Arc<PgProxy>, tcp: TcpStream, peer: SocketAddr) {
                 proxy
                     .access
                     .audit()
-                    .record_system(
-                        "anonymous",
-                        "login.refused",
-                        &peer.to_string(),
-                        serde_json::json!({"protocol": "postgres", "code": r.code, "message": r.message}),
+                    .login_refused(
+                        &peer.ip().to_string(),
+                        serde_json::json!({"protocol": "postgres", "client": peer.to_string(), "code": r.code, "message": r.message}),
                     )
                     .await;
             }

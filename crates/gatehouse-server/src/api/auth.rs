@@ -49,13 +49,15 @@ impl FromRequestParts<AppState> for Caller {
             }
             Err(e) => {
                 state.metrics.auth_failure();
+                let source = parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
                 state
                     .audit
-                    .record_system(
-                        "anonymous",
-                        "login.refused",
-                        parts.uri.path(),
-                        serde_json::json!({"protocol": "http", "message": e.to_string()}),
+                    .login_refused(
+                        &source,
+                        serde_json::json!({"protocol": "http", "path": parts.uri.path(), "message": e.to_string()}),
                     )
                     .await;
                 let status = match e {
