@@ -115,8 +115,9 @@ pub enum Outcome {
     UsedElsewhere,
 }
 
-/// Live grants by (principal, connection).
-type GrantMap = HashMap<(String, String), Vec<GrantRecord>>;
+/// Live grants by principal (looked up by `&str`, without allocating, on
+/// every statement).
+type GrantMap = HashMap<String, Vec<GrantRecord>>;
 
 /// The review service, shared by every protocol of one process.
 #[derive(Debug, Clone)]
@@ -685,11 +686,9 @@ impl Access {
     /// Reloads the live grants from the store.
     pub async fn refresh_grants(&self) -> Result<(), StoreError> {
         let live = self.store.live_grants(now_ms()).await?;
-        let mut map: HashMap<(String, String), Vec<GrantRecord>> = HashMap::new();
+        let mut map = GrantMap::new();
         for g in live {
-            map.entry((g.principal.clone(), g.connection.clone()))
-                .or_default()
-                .push(g);
+            map.entry(g.principal.clone()).or_default().push(g);
         }
         *lock_write(&self.grants) = map;
         Ok(())
@@ -697,11 +696,11 @@ impl Access {
 
     /// The widest live grant this subject holds on the connection now.
     pub fn grant_for(&self, subject: &str, connection: &str) -> Option<(String, Level)> {
-        let now = now_ms();
         let map = lock_read(&self.grants);
-        map.get(&(subject.to_string(), connection.to_string()))?
-            .iter()
-            .filter(|g| g.is_live(now))
+        let held = map.get(subject)?;
+        let now = now_ms();
+        held.iter()
+            .filter(|g| g.connection == connection && g.is_live(now))
             .filter_map(|g| Level::parse(&g.level).map(|l| (g.id.clone(), l)))
             .max_by_key(|(_, l)| *l)
     }

@@ -246,15 +246,7 @@ async fn a_session_ends_when_its_oidc_token_expires() {
     let token = p.token("dana", &["agents"], "gatehouse").await;
     let client = common::connect(&common::url(&s, &token)).await;
     client.simple_query("SELECT 1").await.unwrap();
-    let mut reason = None;
-    for _ in 0..600 {
-        let (_, v) = s.get("/v1/sessions?user=dana", &s.admin).await;
-        if let Some(r) = v["sessions"][0]["end_reason"].as_str() {
-            reason = Some(r.to_string());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let reason = common::end_reason(&s, &s.admin, "dana").await;
     assert_eq!(
         reason.expect("the session outlived its token"),
         "ended by Gatehouse: the caller's credential expired"

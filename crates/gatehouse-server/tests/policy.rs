@@ -493,14 +493,8 @@ async fn a_policy_change_reaches_the_other_replica() {
         .await
         .expect("fresh database");
     let key = gatehouse_core::keyring::Keyring::generate_key();
-    let replica = |dir: tempfile::TempDir| {
-        let mut c = common::config(dir.path());
-        c.store_url = Some(store.clone());
-        c.master_key = Some(key.clone());
-        TestServer::start_with(dir, c)
-    };
-    let mut a = replica(tempfile::tempdir().unwrap()).await;
-    let mut b = replica(tempfile::tempdir().unwrap()).await;
+    let mut a = common::replica(&store, &key).await;
+    let mut b = common::replica(&store, &key).await;
     let admin = a.admin.clone();
     let (status, v) = a
         .post(

@@ -398,14 +398,8 @@ async fn revocation_on_one_replica_ends_sessions_on_another() {
         .await
         .expect("fresh database");
     let key = gatehouse_core::keyring::Keyring::generate_key();
-    let replica = |dir: tempfile::TempDir| {
-        let mut c = common::config(dir.path());
-        c.store_url = Some(store.clone());
-        c.master_key = Some(key.clone());
-        TestServer::start_with(dir, c)
-    };
-    let mut a = replica(tempfile::tempdir().unwrap()).await;
-    let mut b = replica(tempfile::tempdir().unwrap()).await;
+    let mut a = common::replica(&store, &key).await;
+    let mut b = common::replica(&store, &key).await;
     // The store was started by A: its admin token serves on B too.
     let admin = a.admin.clone();
     a.pg_connection("shop", DIRECT, None, &["staff"]).await;
@@ -475,15 +469,7 @@ async fn revocation_on_one_replica_ends_sessions_on_another() {
         .delete(&format!("/v1/access/grants/{grant}"), &a.admin)
         .await;
     assert_eq!(status, 200);
-    let mut reason = None;
-    for _ in 0..600 {
-        let (_, v) = b.get("/v1/sessions?user=ctr", &admin).await;
-        if let Some(r) = v["sessions"][0]["end_reason"].as_str() {
-            reason = Some(r.to_string());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let reason = common::end_reason(&b, &admin, "ctr").await;
     assert_eq!(
         reason.expect("the session on B outlived its grant"),
         format!("ended by Gatehouse: its access grant {grant} ended")
@@ -517,15 +503,7 @@ async fn closing_a_connection_to_a_group_ends_its_sessions() {
         )
         .await;
     assert_eq!(status, 200, "{v}");
-    let mut reason = None;
-    for _ in 0..600 {
-        let (_, v) = s.get("/v1/sessions?user=bot", &s.admin).await;
-        if let Some(r) = v["sessions"][0]["end_reason"].as_str() {
-            reason = Some(r.to_string());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let reason = common::end_reason(&s, &s.admin, "bot").await;
     assert_eq!(
         reason.expect("the session outlived its access"),
         "ended by Gatehouse: the caller may no longer use its connection"

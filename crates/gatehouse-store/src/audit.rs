@@ -197,14 +197,7 @@ impl Store {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<ChainedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, ts, actor, action, target, detail, prev_hash, hash FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(chained_from_row).collect()
+        self.audit_since(i64::MIN, after_id, limit).await
     }
 
     /// Events since `since_ms`, in id order, after `after_id`.

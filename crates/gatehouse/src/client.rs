@@ -92,26 +92,8 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> anyhow::Result<serde_json::Value> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self
-            .http
-            .request(method, &url)
-            .bearer_auth(self.token.expose());
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach Gatehouse at {}: {} (is `gatehouse serve` running? set GATEHOUSE_URL to point elsewhere)",
-                self.base,
-                e.without_url()
-            )
-        })?;
-        let status = resp.status();
-        let text = resp.text().await.context("reading the response")?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        if status.is_success() {
+        let (status, value) = self.send(method, path, body).await?;
+        if (200..300).contains(&status) {
             return Ok(value);
         }
         let message = value
@@ -119,7 +101,7 @@ impl Client {
             .and_then(|m| m.as_str())
             .map(str::to_string)
             .unwrap_or_else(|| value.to_string());
-        bail!("{message} (HTTP {})", status.as_u16())
+        bail!("{message} (HTTP {status})")
     }
 
     /// Like [`Self::request`], but any HTTP status is an answer: (status, body).

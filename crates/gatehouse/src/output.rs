@@ -53,6 +53,29 @@ pub fn time(ms: Option<i64>) -> String {
     )
 }
 
+/// The elements of a JSON array (none when it is not one).
+pub fn items(v: &serde_json::Value) -> &[serde_json::Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// A JSON array of arrays as table cells: strings as they are, other
+/// values as JSON, `null` as `null_as`.
+pub fn cells(rows: &serde_json::Value, null_as: &str) -> Vec<Vec<String>> {
+    items(rows)
+        .iter()
+        .map(|r| {
+            items(r)
+                .iter()
+                .map(|v| match v {
+                    serde_json::Value::Null => null_as.to_string(),
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
 pub fn json(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }

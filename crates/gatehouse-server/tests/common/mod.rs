@@ -202,3 +202,25 @@ pub fn db_error(e: &tokio_postgres::Error) -> (String, String, String) {
         d.detail().unwrap_or_default().to_string(),
     )
 }
+
+/// A replica on a shared PostgreSQL store (`store` URL) with master key `key`.
+pub async fn replica(store: &str, key: &gatehouse_core::secret::Secret) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path());
+    c.store_url = Some(store.to_string());
+    c.master_key = Some(key.clone());
+    TestServer::start_with(dir, c).await
+}
+
+/// Waits (up to about 12 s) until `user`'s newest recorded session has
+/// ended, as seen through `s` with token `admin`; returns why it ended.
+pub async fn end_reason(s: &TestServer, admin: &str, user: &str) -> Option<String> {
+    for _ in 0..600 {
+        let (_, v) = s.get(&format!("/v1/sessions?user={user}"), admin).await;
+        if let Some(r) = v["sessions"][0]["end_reason"].as_str() {
+            return Some(r.to_string());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    None
+}

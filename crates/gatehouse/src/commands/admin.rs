@@ -657,23 +657,7 @@ async fn replay(v: &Value, speed: f64, no_wait: bool) {
                 .iter()
                 .map(|c| c.as_str().unwrap_or_default().to_string())
                 .collect();
-            let rows: Vec<Vec<String>> = st["result"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(|r| {
-                    r.as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|x| {
-                            x.as_str()
-                                .map_or_else(|| "NULL".to_string(), str::to_string)
-                        })
-                        .collect()
-                })
-                .collect();
+            let rows = output::cells(&st["result"], "NULL");
             let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
             print!("{}", table(&refs, &rows));
             if st["result_truncated"] == true {

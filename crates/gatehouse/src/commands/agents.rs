@@ -16,14 +16,6 @@ const EXIT_DENIED: u8 = 3;
 /// Exit code of `exec` when the statement is held for review.
 const EXIT_HELD: u8 = 2;
 
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// A CSV field, quoted when it needs to be.
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -48,20 +40,7 @@ fn print_rows(v: &Value, format: &str) -> anyhow::Result<()> {
             }
         })
         .collect();
-    let rows: Vec<Vec<String>> = v["rows"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(cell)
-                .collect()
-        })
-        .collect();
+    let rows = crate::output::cells(&v["rows"], "");
     match format {
         "json" => println!("{}", crate::output::json(v)),
         "csv" => {
@@ -97,7 +76,7 @@ fn print_rows(v: &Value, format: &str) -> anyhow::Result<()> {
         .map(Vec::as_slice)
         .unwrap_or_default()
     {
-        eprintln!("NOTICE: {}", cell(n));
+        eprintln!("NOTICE: {}", n.as_str().unwrap_or_default());
     }
     Ok(())
 }

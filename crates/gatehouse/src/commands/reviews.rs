@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{AccessCmd, ReviewsCmd};
 use crate::client::{Client, seg};
-use crate::output::{self, s, table, time};
+use crate::output::{self, items, s, table, time};
 
 fn print(v: &Value, as_json: bool, human: impl FnOnce(&Value) -> String) {
     if as_json {
@@ -15,10 +15,6 @@ fn print(v: &Value, as_json: bool, human: impl FnOnce(&Value) -> String) {
     } else {
         print!("{}", human(v));
     }
-}
-
-fn list_of<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v[key].as_array().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// What a review asks for, in one line.
@@ -41,7 +37,7 @@ fn subject(r: &Value) -> String {
 }
 
 fn approvals(r: &Value) -> String {
-    let got = list_of(r, "votes")
+    let got = items(&r["votes"])
         .iter()
         .filter(|v| s(v, "decision") == "approve")
         .count();
@@ -68,7 +64,7 @@ fn review_text(r: &Value) -> String {
         "approvers",
         format!(
             "{} ({} approvals given)",
-            list_of(r, "approvers")
+            items(&r["approvers"])
                 .iter()
                 .filter_map(Value::as_str)
                 .collect::<Vec<_>>()
@@ -85,7 +81,7 @@ fn review_text(r: &Value) -> String {
     line(&mut out, "decided", time(r["decided_at"].as_i64()));
     line(&mut out, "executed", time(r["executed_at"].as_i64()));
     line(&mut out, "session", s(r, "session_id"));
-    for v in list_of(r, "votes") {
+    for v in items(&r["votes"]) {
         let glass = if v["break_glass"].as_bool() == Some(true) {
             " (break glass)"
         } else {
@@ -132,7 +128,7 @@ pub async fn reviews(cmd: ReviewsCmd) -> anyhow::Result<ExitCode> {
                 .get(&format!("/v1/reviews?pending={pending}&limit={limit}"))
                 .await?;
             print(&v, json, |v| {
-                let rows: Vec<Vec<String>> = list_of(v, "reviews")
+                let rows: Vec<Vec<String>> = items(&v["reviews"])
                     .iter()
                     .map(|r| {
                         vec![
@@ -259,7 +255,7 @@ pub async fn access(cmd: AccessCmd) -> anyhow::Result<ExitCode> {
         AccessCmd::List(j) => {
             let v = c.get("/v1/access/grants").await?;
             print(&v, j.json, |v| {
-                let rows: Vec<Vec<String>> = list_of(v, "grants")
+                let rows: Vec<Vec<String>> = items(&v["grants"])
                     .iter()
                     .map(|g| {
                         vec![
