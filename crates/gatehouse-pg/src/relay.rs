@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -160,12 +161,16 @@ pub async fn run(
     // Notices from the client side (a statement held for review) go to the
     // client through the upstream side, between whole messages.
     let (notice_tx, notice_rx) = mpsc::unbounded_channel::<BytesMut>();
+    // Set once the client has sent Terminate: the upstream closing after
+    // that is the client's doing, whichever side notices first.
+    let terminated = Arc::new(AtomicBool::new(false));
     let mut c2u = tokio::spawn(client_to_upstream(
         ctx.clone(),
         client_r,
         up_w,
         pending.clone(),
         notice_tx,
+        terminated.clone(),
     ));
     let (end_tx, end_rx) = watch::channel::<Option<String>>(None);
     let mut u2c = tokio::spawn(upstream_to_client(
@@ -194,7 +199,11 @@ pub async fn run(
         }
         r = &mut u2c => {
             c2u.abort();
-            r.unwrap_or_else(|_| "internal error".into())
+            if terminated.load(Ordering::Acquire) {
+                "client closed".into()
+            } else {
+                r.unwrap_or_else(|_| "internal error".into())
+            }
         }
         _ = &mut deadline => {
             c2u.abort();
@@ -798,6 +807,7 @@ async fn client_to_upstream(
     mut up: PgWriter,
     pending: Pending,
     notices: mpsc::UnboundedSender<BytesMut>,
+    terminated: Arc<AtomicBool>,
 ) -> String {
     let limit = ctx.proxy.max_message;
     let mut side = ClientSide {
@@ -845,6 +855,7 @@ async fn client_to_upstream(
                 }
             }
             if tag == b'X' {
+                terminated.store(true, Ordering::Release);
                 terminate = true;
                 break;
             }
