@@ -39,6 +39,11 @@ pub struct ServeConfig {
     /// Run statements unrecorded when the recorder is behind (default:
     /// refuse them).
     pub record_fail_open: bool,
+    /// Where statement records with their results go instead of the store:
+    /// `s3://bucket/prefix` or a directory.
+    pub recordings: Option<String>,
+    /// Recordings of sessions that ended longer ago than this are deleted.
+    pub recordings_retention: Option<std::time::Duration>,
 }
 
 impl ServeConfig {
@@ -60,6 +65,8 @@ impl ServeConfig {
             notify_secret: None,
             audit_sinks: Vec::new(),
             record_fail_open: false,
+            recordings: None,
+            recordings_retention: None,
         }
     }
 

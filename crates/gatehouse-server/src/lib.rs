@@ -64,6 +64,8 @@ pub enum StartError {
     Policy(String),
     #[error("review notifications: {0}")]
     Notify(String),
+    #[error("{0}")]
+    Recordings(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -86,6 +88,45 @@ pub struct Running {
 /// How often the audit chain's head is signed (when it moved).
 pub const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Deletes recordings of sessions that ended longer than `keep` ago: at
+/// start, then every quarter of `keep` (between a second and an hour).
+async fn prune_recordings(state: AppState, keep: std::time::Duration) {
+    let every = (keep / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(3600),
+    );
+    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let before = now_ms().saturating_sub(keep_ms);
+        // A session with no end may still run on another replica sharing
+        // a PostgreSQL store: those wait 30 more days.
+        let unended = match state.store.dialect() {
+            gatehouse_store::Dialect::Sqlite => before,
+            gatehouse_store::Dialect::Postgres => before.saturating_sub(30 * 86_400_000),
+        };
+        let live = state.live.list().into_iter().map(|s| s.id).collect();
+        match state.store.prune_sessions(before, unended, &live).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(sessions = n, "deleted expired session recordings");
+                state
+                    .audit
+                    .record_system(
+                        "gatehouse",
+                        "recordings.expired",
+                        "sessions",
+                        serde_json::json!({"sessions": n, "ended_before": before}),
+                    )
+                    .await;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not delete expired session recordings"),
+        }
+    }
+}
+
 /// Prepares state and binds the listeners; serving runs until `shutdown`.
 pub async fn start(
     config: ServeConfig,
@@ -95,10 +136,19 @@ pub async fn start(
     let data_dir = config.data_dir.clone();
     create_private_dir(&data_dir)?;
 
-    let store = match &config.store_url {
+    let mut store = match &config.store_url {
         Some(url) => Store::open(url).await?,
         None => Store::open_sqlite(&data_dir.join("state.db")).await?,
     };
+    if let Some(spec) = &config.recordings {
+        let rs = gatehouse_store::recordings::RecordingStore::from_spec(spec)
+            .map_err(StartError::Recordings)?;
+        rs.check()
+            .await
+            .map_err(|e| StartError::Recordings(format!("--recordings: {e}")))?;
+        tracing::info!(recordings = %rs.describe(), "statement records and results go to the recording store; the state store keeps an index");
+        store = store.with_recordings(rs);
+    }
     let (ring, source) =
         keyring::load_or_create(config.master_key.as_ref().map(|s| s.expose()), &data_dir)?;
     keys::check_or_set_canary(&store, &ring).await?;
@@ -142,6 +192,10 @@ pub async fn start(
                 }
             }
         });
+    }
+
+    if let Some(keep) = config.recordings_retention {
+        tokio::spawn(prune_recordings(state.clone(), keep));
     }
 
     // One shutdown signal for every listener.

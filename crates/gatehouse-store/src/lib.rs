@@ -10,6 +10,7 @@ mod audit;
 mod connections;
 mod policy;
 pub mod recorder;
+pub mod recordings;
 pub mod reviews;
 mod schema;
 mod sessions;
@@ -35,6 +36,8 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("{0} already exists")]
     Conflict(String),
+    #[error("the recording store failed: {0}")]
+    Recordings(String),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("the state store at {url} cannot be opened: {source}")]
@@ -56,6 +59,8 @@ pub struct Store {
     /// Serialises appends to the audit chain in this process (PostgreSQL
     /// replicas also take an advisory lock).
     audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Where statement records go when not into the store itself.
+    recordings: Option<std::sync::Arc<recordings::RecordingStore>>,
 }
 
 impl Store {
@@ -112,6 +117,7 @@ impl Store {
             pool,
             dialect,
             audit_lock: Default::default(),
+            recordings: None,
         };
         schema::migrate(&store).await?;
         store.seal_audit_chain().await?;
@@ -120,6 +126,13 @@ impl Store {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Statement records (with their results) go to `rs` from now on; the
+    /// store keeps an index of them.
+    pub fn with_recordings(mut self, rs: recordings::RecordingStore) -> Self {
+        self.recordings = Some(std::sync::Arc::new(rs));
+        self
     }
 
     /// Round-trips to the database; used by `/readyz`.

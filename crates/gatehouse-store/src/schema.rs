@@ -112,6 +112,13 @@ const AUDIT_CHAIN: &str = "ALTER TABLE audit_events ADD COLUMN prev_hash TEXT;
         signature TEXT NOT NULL
     );";
 
+/// Step 7, the same in both dialects: a chunk of statement records may
+/// live outside the store (a directory or a bucket); `location` says where,
+/// and `data` then holds the statements without their results (the index).
+const RECORDING_FILES: &str = "ALTER TABLE session_chunks ADD COLUMN location TEXT;
+    ALTER TABLE session_chunks ADD COLUMN bytes BIGINT;
+    CREATE INDEX sessions_ended ON sessions (ended_at);";
+
 /// Each step runs once, in order, inside a transaction.
 const SQLITE: &[&str] = &[
     "CREATE TABLE connections (
@@ -147,6 +154,7 @@ const SQLITE: &[&str] = &[
     POLICY,
     REVIEWS,
     AUDIT_CHAIN,
+    RECORDING_FILES,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -183,6 +191,7 @@ const POSTGRES: &[&str] = &[
     POLICY,
     REVIEWS,
     AUDIT_CHAIN,
+    RECORDING_FILES,
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {

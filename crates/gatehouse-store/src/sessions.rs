@@ -135,8 +135,22 @@ fn statement_from_row(row: &AnyRow) -> Result<StatementRecord, StoreError> {
 }
 
 impl Store {
-    /// Writes a batch of recorder events in one transaction.
+    /// Writes a batch of recorder events in one transaction. With a
+    /// recording store, each chunk goes there first and the transaction
+    /// writes its index row.
     pub async fn write_records(&self, events: &[RecordEvent]) -> Result<(), StoreError> {
+        let mut placed: Vec<Option<(String, String)>> = vec![None; events.len()];
+        if let Some(rs) = &self.recordings {
+            for (i, ev) in events.iter().enumerate() {
+                if let RecordEvent::Statements(c) = ev {
+                    let location = rs
+                        .put(&c.session_id, c.chunk, c.data.as_bytes())
+                        .await
+                        .map_err(StoreError::Recordings)?;
+                    placed[i] = Some((location, index_lines(&c.data)));
+                }
+            }
+        }
         let mut tx = self.begin_write().await?;
         let mut i = 0;
         while i < events.len() {
@@ -158,15 +172,21 @@ impl Store {
                     i += 1;
                 }
                 RecordEvent::Statements(c) => {
+                    let (location, data) = match &placed[i] {
+                        Some((l, index)) => (Some(l.as_str()), index.as_str()),
+                        None => (None, c.data.as_str()),
+                    };
                     sqlx::query(
-                        "INSERT INTO session_chunks (session_id, chunk, first_seq, last_seq, data)
-                         VALUES ($1, $2, $3, $4, $5)",
+                        "INSERT INTO session_chunks (session_id, chunk, first_seq, last_seq, data, location, bytes)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(&*c.session_id)
                     .bind(c.chunk)
                     .bind(c.first_seq)
                     .bind(c.last_seq)
-                    .bind(&c.data)
+                    .bind(data)
+                    .bind(location)
+                    .bind(i64::try_from(c.data.len()).unwrap_or(i64::MAX))
                     .execute(&mut *tx)
                     .await?;
                     i += 1;
@@ -247,14 +267,30 @@ impl Store {
             .map(statement_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         let chunks = sqlx::query(
-            "SELECT chunk, data FROM session_chunks WHERE session_id = $1 ORDER BY chunk",
+            "SELECT chunk, data, location FROM session_chunks WHERE session_id = $1 ORDER BY chunk",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
         for row in &chunks {
             let chunk: i64 = row.try_get("chunk")?;
-            let data: String = row.try_get("data")?;
+            let mut data: String = row.try_get("data")?;
+            let location: Option<String> = row.try_get("location")?;
+            if let Some(location) = location {
+                // The full records (with results) are outside the store; if
+                // they cannot be read, the index still tells what ran.
+                match &self.recordings {
+                    Some(rs) => match rs.get(&location).await {
+                        Ok(full) => data = full,
+                        Err(e) => {
+                            tracing::warn!(session = %id, chunk, error = %e, "recorded results are not readable; showing the index only");
+                        }
+                    },
+                    None => {
+                        tracing::warn!(session = %id, chunk, %location, "this chunk was recorded outside the store, but no --recordings location is set; showing the index only");
+                    }
+                }
+            }
             for line in data.lines().filter(|l| !l.is_empty()) {
                 let mut st: StatementRecord = serde_json::from_str(line).map_err(|e| {
                     StoreError::Corrupt(format!(
@@ -267,5 +303,82 @@ impl Store {
         }
         statements.sort_by_key(|s| s.seq);
         Ok(Some((session, statements)))
+    }
+}
+
+/// The index kept in the store for a chunk stored elsewhere: each record
+/// without its result.
+fn index_lines(data: &str) -> String {
+    let mut out = String::with_capacity(data.len() / 2);
+    for line in data.lines().filter(|l| !l.is_empty()) {
+        match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(line) {
+            Ok(mut m) => {
+                m.remove("columns");
+                m.remove("result");
+                m.remove("result_truncated");
+                out.push_str(&serde_json::Value::Object(m).to_string());
+            }
+            Err(_) => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+impl Store {
+    /// Deletes the recordings of sessions that ended before `before_ms`,
+    /// with their chunks in the recording store, and of sessions with no
+    /// end that started before `unended_before_ms` and are not in `live`
+    /// (their server stopped without ending them; with replicas, another
+    /// may still run them, so the caller gives those a wider margin).
+    /// Returns how many sessions went. A session whose files cannot be
+    /// deleted stays, to be tried again.
+    pub async fn prune_sessions(
+        &self,
+        before_ms: i64,
+        unended_before_ms: i64,
+        live: &std::collections::HashSet<String>,
+    ) -> Result<usize, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM sessions WHERE ended_at < $1 OR (ended_at IS NULL AND started_at < $2)
+             ORDER BY started_at LIMIT 1000",
+        )
+        .bind(before_ms)
+        .bind(unended_before_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut gone = 0;
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            if live.contains(&id) {
+                continue;
+            }
+            if let Some(rs) = &self.recordings {
+                let locations: Vec<String> = sqlx::query(
+                    "SELECT location FROM session_chunks WHERE session_id = $1 AND location IS NOT NULL",
+                )
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>("location"))
+                .collect::<Result<_, _>>()?;
+                if let Err(e) = rs.delete(&id, &locations).await {
+                    tracing::warn!(session = %id, error = %e, "could not delete an expired recording; will try again");
+                    continue;
+                }
+            }
+            let mut tx = self.begin_write().await?;
+            for table in [
+                "DELETE FROM session_chunks WHERE session_id = $1",
+                "DELETE FROM session_statements WHERE session_id = $1",
+                "DELETE FROM sessions WHERE id = $1",
+            ] {
+                sqlx::query(table).bind(&id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            gone += 1;
+        }
+        Ok(gone)
     }
 }

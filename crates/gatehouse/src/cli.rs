@@ -297,6 +297,15 @@ pub struct ServeArgs {
     /// fail closed) or `run` them unrecorded (logged).
     #[arg(long, env = "GATEHOUSE_WHEN_RECORDER_BEHIND", default_value = "refuse", value_parser = ["refuse", "run"])]
     pub when_recorder_behind: String,
+    /// Keep statement records and their results in S3-compatible storage
+    /// (`s3://BUCKET/PREFIX`; credentials, region and endpoint from the
+    /// standard AWS_* variables) or a directory, as gzip'd JSON lines; the
+    /// store keeps an index.
+    #[arg(long, env = "GATEHOUSE_RECORDINGS")]
+    pub recordings: Option<String>,
+    /// Delete recordings of sessions that ended longer ago than this (e.g. `90d`).
+    #[arg(long, env = "GATEHOUSE_RECORDINGS_RETENTION")]
+    pub recordings_retention: Option<String>,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "GATEHOUSE_LOG", default_value = "info")]
     pub log: String,

@@ -37,6 +37,14 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     c.pg_allow_plaintext = args.pg_allow_plaintext;
     c.public_url = args.public_url.clone().filter(|s| !s.is_empty());
     c.record_fail_open = args.when_recorder_behind == "run";
+    c.recordings = args.recordings.clone();
+    if let Some(r) = &args.recordings_retention {
+        let d = parse_duration(r).context("--recordings-retention")?;
+        if d < std::time::Duration::from_secs(1) {
+            return Err(anyhow!("--recordings-retention must be at least 1s"));
+        }
+        c.recordings_retention = Some(d);
+    }
     let secrets = |v: &Option<String>| -> Vec<Secret> {
         v.as_deref()
             .map(list)

@@ -24,23 +24,35 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub log: mpsc::Receiver<String>,
     pub admin: String,
+    /// What the server logged while starting.
+    pub startup: String,
 }
 
 impl Server {
     pub fn start() -> Self {
+        Self::start_with(&[], &[])
+    }
+
+    /// A server started with extra `serve` flags and environment.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--api-listen",
-                "127.0.0.1:0",
-                "--pg-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env_remove("GATEHOUSE_MASTER_KEY")
-            .env_remove("GATEHOUSE_STORE")
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "serve",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .args(args)
+        .env_remove("GATEHOUSE_MASTER_KEY")
+        .env_remove("GATEHOUSE_STORE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -87,6 +99,7 @@ impl Server {
             dir,
             log: rx,
             admin,
+            startup: seen.join("\n"),
         }
     }
 
