@@ -413,7 +413,7 @@ mod tests {
         assert_eq!(gunzip(&whole).unwrap(), "{\"seq\":1}\n{\"seq\":2}\n");
         // A location cannot name a file outside the directory.
         assert!(rs.get("../x.jsonl.gz#0+10").await.is_err());
-        rs.delete("pg_1", &[a.clone()]).await.unwrap();
+        rs.delete("pg_1", std::slice::from_ref(&a)).await.unwrap();
         assert!(rs.get(&a).await.is_err());
         rs.delete("pg_1", &[a]).await.unwrap();
     }
@@ -505,7 +505,7 @@ mod tests {
         // Once it is no longer running, the unended old session goes too.
         assert_eq!(
             store
-                .prune_sessions(500, &Default::default())
+                .prune_sessions(500, 500, &Default::default())
                 .await
                 .unwrap(),
             1
