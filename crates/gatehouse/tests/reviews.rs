@@ -167,6 +167,34 @@ fn a_held_statement_runs_once_when_approved_and_fails_when_rejected() {
         direct(&format!("SELECT count(*) FROM {one} WHERE id = 1")),
         "1"
     );
+    // The recordings say which review each statement waited on and how it ended.
+    let sessions = json(s.cli(&s.admin, &["sessions", "list", "--user", "alice", "--json"]));
+    let recorded: Vec<serde_json::Value> = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|x| {
+            let shown = json(s.cli(
+                &s.admin,
+                &["sessions", "show", x["id"].as_str().unwrap(), "--json"],
+            ));
+            shown["statements"].as_array().cloned().unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        recorded.iter().any(|st| st["decision"] == "allow"
+            && st["rule"]
+                .as_str()
+                .is_some_and(|r| r.contains(&format!("review {id} approved by bob")))),
+        "{recorded:?}"
+    );
+    assert!(
+        recorded.iter().any(|st| st["decision"] == "deny"
+            && st["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&format!("review {id2} was rejected by bob")))),
+        "{recorded:?}"
+    );
 
     // A changed command is not covered by an approval of another: it is
     // held under its own review.
