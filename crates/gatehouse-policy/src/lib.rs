@@ -1,18 +1,21 @@
 //! The policy engine: decides every statement against the rules.
 //!
-//! Statements are analysed with PostgreSQL's own grammar ([`analyze`]);
+//! Statements are analysed with PostgreSQL's own grammar ([`analyze`]), or
+//! for MySQL and MariaDB with sqlparser's MySQL dialect ([`analyze_mysql`]);
 //! analyses are cached by text, so a prepared statement run a million
 //! times is parsed once. Deny beats review beats allow; within an action
 //! the first rule in the policy's order wins and is named in the decision.
 
 pub mod analyze;
+pub mod analyze_mysql;
 pub mod detect;
 pub mod mask;
 mod rules;
 
 pub use analyze::{Analysis, Class, ColumnRefs, analyze, column_refs};
+pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
 pub use mask::{MaskPlan, mask_text};
-pub use rules::{Decision, Engine, FixedPolicy, PolicySource, StatementMask};
+pub use rules::{Decision, Engine, FixedPolicy, PolicySource, SqlDialect, StatementMask};
 
 #[cfg(test)]
 mod test_support {

@@ -12,9 +12,32 @@ use gatehouse_core::policy::spec::{
 use serde::Serialize;
 
 use crate::analyze::{Analysis, ColumnRefs, analyze, column_refs};
+use crate::analyze_mysql::{analyze_mysql, column_refs_mysql};
 use crate::detect::Detectors;
 use crate::mask::MaskPlan;
+use gatehouse_core::model::ConnectionKind;
 use gatehouse_core::policy::spec::{DetectorKind, Level};
+
+/// The SQL dialect a statement's text is in: how it is analysed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SqlDialect {
+    /// PostgreSQL, with PostgreSQL's own grammar.
+    #[default]
+    Postgres,
+    /// MySQL and MariaDB, with sqlparser's MySQL dialect.
+    Mysql,
+}
+
+impl SqlDialect {
+    /// The dialect of statements on a connection of this kind, if it takes SQL.
+    pub fn for_connection(kind: ConnectionKind) -> Option<SqlDialect> {
+        match kind {
+            ConnectionKind::Postgres => Some(SqlDialect::Postgres),
+            ConnectionKind::Mysql => Some(SqlDialect::Mysql),
+            ConnectionKind::Http | ConnectionKind::Aws => None,
+        }
+    }
+}
 
 /// A rule ready to match.
 #[derive(Debug)]
@@ -131,6 +154,9 @@ pub struct Engine {
     rules: Vec<Rule>,
     cache: Cache<Analysis>,
     refs: Cache<Option<ColumnRefs>>,
+    /// The same for MySQL text (the same text may mean something else there).
+    mysql_cache: Cache<Analysis>,
+    mysql_refs: Cache<Option<ColumnRefs>>,
     /// Mask plans by (connection, the caller's sorted groups).
     plans: Mutex<HashMap<PlanKey, Option<Arc<MaskPlan>>>>,
     detectors: Mutex<HashMap<Vec<DetectorKind>, Arc<Detectors>>>,
@@ -323,6 +349,8 @@ impl Engine {
             rules,
             cache: Cache::default(),
             refs: Cache::default(),
+            mysql_cache: Cache::default(),
+            mysql_refs: Cache::default(),
             plans: Mutex::default(),
             detectors: Mutex::default(),
         })
@@ -335,6 +363,8 @@ impl Engine {
             rules: Vec::new(),
             cache: Cache::default(),
             refs: Cache::default(),
+            mysql_cache: Cache::default(),
+            mysql_refs: Cache::default(),
             plans: Mutex::default(),
             detectors: Mutex::default(),
         }
@@ -344,14 +374,32 @@ impl Engine {
         &self.spec
     }
 
-    /// Analyses a statement (cached).
+    /// Analyses a PostgreSQL statement (cached).
     pub fn analysis(&self, sql: &str) -> Arc<Analysis> {
-        self.cache.get(sql, analyze)
+        self.analysis_in(SqlDialect::Postgres, sql)
     }
 
-    /// Column references of a statement (cached); `None` if it does not parse.
+    /// Analyses a statement in `dialect` (cached per dialect).
+    pub fn analysis_in(&self, dialect: SqlDialect, sql: &str) -> Arc<Analysis> {
+        match dialect {
+            SqlDialect::Postgres => self.cache.get(sql, analyze),
+            SqlDialect::Mysql => self.mysql_cache.get(sql, analyze_mysql),
+        }
+    }
+
+    /// Column references of a PostgreSQL statement (cached); `None` if it
+    /// does not parse.
     pub fn column_refs(&self, sql: &str) -> Arc<Option<ColumnRefs>> {
-        self.refs.get(sql, column_refs)
+        self.column_refs_in(SqlDialect::Postgres, sql)
+    }
+
+    /// Column references of a statement in `dialect` (cached per dialect);
+    /// `None` if it does not parse.
+    pub fn column_refs_in(&self, dialect: SqlDialect, sql: &str) -> Arc<Option<ColumnRefs>> {
+        match dialect {
+            SqlDialect::Postgres => self.refs.get(sql, column_refs),
+            SqlDialect::Mysql => self.mysql_refs.get(sql, column_refs_mysql),
+        }
     }
 
     /// The masks and detectors for this caller on this connection, if any.
@@ -380,14 +428,27 @@ impl Engine {
         plan
     }
 
-    /// How to mask the results of `sql` under `plan` (from [`Self::mask_plan`]).
+    /// How to mask the results of PostgreSQL `sql` under `plan` (from
+    /// [`Self::mask_plan`]).
     pub fn mask_for(&self, plan: Arc<MaskPlan>, sql: &str) -> StatementMask {
-        let taint = plan.has_columns() && plan.taints(self.column_refs(sql).as_ref().as_ref());
+        self.mask_for_in(SqlDialect::Postgres, plan, sql)
+    }
+
+    /// How to mask the results of `sql` in `dialect` under `plan`.
+    pub fn mask_for_in(
+        &self,
+        dialect: SqlDialect,
+        plan: Arc<MaskPlan>,
+        sql: &str,
+    ) -> StatementMask {
+        let taint =
+            plan.has_columns() && plan.taints(self.column_refs_in(dialect, sql).as_ref().as_ref());
         StatementMask { plan, taint }
     }
 
-    /// Decides one statement at `now_ms` (Unix milliseconds); an allowed
-    /// statement comes with how its results are masked, if they are.
+    /// Decides one PostgreSQL statement at `now_ms` (Unix milliseconds);
+    /// an allowed statement comes with how its results are masked, if they
+    /// are.
     pub fn decide(
         &self,
         principal: &Principal,
@@ -396,6 +457,18 @@ impl Engine {
         now_ms: i64,
     ) -> Decision {
         self.decide_with_grant(principal, connection, sql, now_ms, None)
+    }
+
+    /// Like [`Self::decide`] for a statement in `dialect`.
+    pub fn decide_in(
+        &self,
+        dialect: SqlDialect,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+        now_ms: i64,
+    ) -> Decision {
+        self.decide_with_grant_in(dialect, principal, connection, sql, now_ms, None)
     }
 
     /// Like [`Self::decide`] for a caller holding a just-in-time grant
@@ -410,7 +483,27 @@ impl Engine {
         now_ms: i64,
         grant: Option<(&str, Level)>,
     ) -> Decision {
-        let mut decision = self.decide_rules(principal, connection, sql, now_ms);
+        self.decide_with_grant_in(
+            SqlDialect::Postgres,
+            principal,
+            connection,
+            sql,
+            now_ms,
+            grant,
+        )
+    }
+
+    /// Like [`Self::decide_with_grant`] for a statement in `dialect`.
+    pub fn decide_with_grant_in(
+        &self,
+        dialect: SqlDialect,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+        now_ms: i64,
+        grant: Option<(&str, Level)>,
+    ) -> Decision {
+        let mut decision = self.decide_rules(dialect, principal, connection, sql, now_ms);
         if let Some((id, level)) = grant {
             let by_default =
                 matches!(&decision.verdict, Verdict::Deny { rule, .. } if rule == "default");
@@ -432,10 +525,20 @@ impl Engine {
         let Some(plan) = self.mask_plan(principal, connection) else {
             return decision;
         };
-        let refs = self.column_refs(sql);
-        let refusal = plan.refuse_copy(refs.as_ref().as_ref()).or_else(|| {
-            (plan.has_columns() && self.analysis(sql).anonymous_code).then(|| {
-                "DO blocks are not allowed where columns are masked: code run inside them could read masked columns and report them unmasked".to_string()
+        let refs = self.column_refs_in(dialect, sql);
+        let refusal = plan
+            .refuse_copy(refs.as_ref().as_ref())
+            .map(|m| match dialect {
+                SqlDialect::Postgres => m,
+                SqlDialect::Mysql => "SELECT … INTO OUTFILE of data under a mask or a content detector is not allowed; run the SELECT without INTO (its results are masked)".to_string(),
+            })
+            .or_else(|| {
+            (plan.has_columns() && self.analysis_in(dialect, sql).anonymous_code).then(|| {
+                match dialect {
+                    SqlDialect::Postgres => "DO blocks are not allowed where columns are masked: code run inside them could read masked columns and report them unmasked",
+                    SqlDialect::Mysql => "statements prepared from text (PREPARE, EXECUTE) are not allowed where columns are masked: the statement they run could read masked columns and report them unmasked",
+                }
+                .to_string()
             })
         });
         match refusal {
@@ -455,6 +558,7 @@ impl Engine {
 
     fn decide_rules(
         &self,
+        dialect: SqlDialect,
         principal: &Principal,
         connection: &str,
         sql: &str,
@@ -472,7 +576,7 @@ impl Engine {
                 mask: None,
             };
         }
-        let a = self.analysis(sql);
+        let a = self.analysis_in(dialect, sql);
         let mut best: Option<&Rule> = None;
         for r in applicable {
             if r.matches(&a, sql, now_ms) && best.is_none_or(|b| r.spec.action > b.spec.action) {
@@ -717,6 +821,187 @@ action = "deny"
         assert!(
             matches!(decide(&e, &[], "INSERT INTO t VALUES (1)"), Verdict::Deny { rule, .. } if rule == "default")
         );
+    }
+
+    fn decide_mysql(e: &Engine, groups: &[&str], sql: &str) -> Verdict {
+        e.decide_in(SqlDialect::Mysql, &who(groups), "shop", sql, NOON_WED)
+            .verdict
+    }
+
+    #[test]
+    fn mysql_statements_meet_the_same_rules() {
+        let e = engine(
+            r#"
+[[rules]]
+name = "read-only"
+statements = ["write"]
+action = "deny"
+[[rules]]
+name = "no-users"
+tables = ["users"]
+action = "deny"
+[[rules]]
+name = "no-file-reads"
+functions = ["load_file"]
+action = "deny"
+"#,
+        );
+        assert!(
+            matches!(decide_mysql(&e, &[], "DELETE FROM orders"), Verdict::Deny { rule, .. } if rule == "read-only")
+        );
+        assert!(
+            matches!(decide_mysql(&e, &[], "SELECT 1 /*! ; DELETE FROM orders */"), Verdict::Deny { rule, .. } if rule == "read-only"),
+            "an executable comment is code"
+        );
+        assert_eq!(
+            decide_mysql(&e, &[], "SELECT * FROM orders"),
+            Verdict::Allow { rule: None }
+        );
+        for sql in [
+            "SELECT * FROM `users`",
+            "SELECT * FROM shop.users",
+            "SELECT * FROM `Shop`.`Users` u",
+            "SELECT 1 FROM dual WHERE EXISTS (SELECT 1 FROM users)",
+        ] {
+            assert!(
+                matches!(decide_mysql(&e, &[], sql), Verdict::Deny { ref rule, .. } if rule == "no-users"),
+                "{sql}"
+            );
+        }
+        assert!(
+            matches!(decide_mysql(&e, &[], "SELECT LOAD_FILE('/etc/passwd')"), Verdict::Deny { rule, .. } if rule == "no-file-reads")
+        );
+        // Text that does not parse is refused (fail closed), naming why.
+        match decide_mysql(&e, &[], "HANDLER t READ NEXT; FOO") {
+            Verdict::Deny { rule, message } => {
+                assert_eq!(rule, "read-only", "deny rules count as met: {message}");
+            }
+            v => panic!("{v:?}"),
+        }
+        let e = engine("[[rules]]\nname = \"t\"\ntables = [\"x\"]\naction = \"allow\"\n");
+        match decide_mysql(&e, &[], "SELECT `unterminated") {
+            Verdict::Deny { rule, message } => {
+                assert_eq!(rule, "unparsed");
+                assert!(message.contains("not closed"), "{message}");
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn dialects_have_their_own_caches() {
+        let e = engine("[[rules]]\nname = \"w\"\nstatements = [\"write\"]\naction = \"deny\"\n");
+        // A backtick means nothing to PostgreSQL; in MySQL it quotes a name.
+        let sql = "SELECT `a` FROM t";
+        for _ in 0..2 {
+            assert_eq!(e.analysis_in(SqlDialect::Postgres, sql).class, None);
+            assert_eq!(
+                e.analysis_in(SqlDialect::Mysql, sql).class,
+                Some(gatehouse_core::policy::spec::Class::Read)
+            );
+        }
+        // '\'' ends a string in PostgreSQL but not in MySQL's default mode.
+        assert_eq!(
+            e.analysis("SELECT 'a\\'").class,
+            Some(gatehouse_core::policy::spec::Class::Read)
+        );
+        assert_eq!(e.analysis_in(SqlDialect::Mysql, "SELECT 'a\\'").class, None);
+        assert!(matches!(
+            e.decide(&who(&[]), "shop", "SELECT 'a\\'", NOON_WED)
+                .verdict,
+            Verdict::Allow { .. }
+        ));
+        assert!(
+            matches!(decide_mysql(&e, &[], "SELECT 'a\\'"), Verdict::Deny { rule, .. } if rule == "w")
+        );
+        assert_eq!(
+            SqlDialect::for_connection(gatehouse_core::model::ConnectionKind::Mysql),
+            Some(SqlDialect::Mysql)
+        );
+        assert_eq!(
+            SqlDialect::for_connection(gatehouse_core::model::ConnectionKind::Http),
+            None
+        );
+    }
+
+    #[test]
+    fn mysql_masking() {
+        let e = engine(
+            r#"
+[[masks]]
+columns = ["shop.customers.email"]
+method = "redact"
+"#,
+        );
+        let mask = |sql: &str| {
+            let d = e.decide_in(SqlDialect::Mysql, &who(&[]), "shop", sql, NOON_WED);
+            (d.verdict, d.mask.map(|m| m.taint))
+        };
+        // A computed column that mentions a masked column is tainted.
+        for sql in [
+            "SELECT CONCAT(c.email, '') FROM customers c",
+            "SELECT upper(email) FROM shop.customers",
+            "SELECT CASE WHEN id > 0 THEN email END FROM customers",
+            "SELECT JSON_OBJECT('e', email) FROM customers",
+            "SELECT GROUP_CONCAT(email) FROM customers",
+            "SELECT * FROM customers",
+            "SELECT /*!40001 upper(email) AS e, */ 1 FROM customers",
+        ] {
+            assert_eq!(
+                mask(sql),
+                (Verdict::Allow { rule: None }, Some(true)),
+                "{sql}"
+            );
+        }
+        for sql in [
+            "SELECT count(*) FROM customers",
+            "SELECT upper(name) FROM customers",
+            "SELECT upper(email) FROM staff",
+        ] {
+            assert_eq!(
+                mask(sql),
+                (Verdict::Allow { rule: None }, Some(false)),
+                "{sql}"
+            );
+        }
+        let plan = e.mask_plan(&who(&[]), "shop").expect("a plan");
+        assert!(
+            e.mask_for_in(
+                SqlDialect::Mysql,
+                plan.clone(),
+                "SELECT upper(`email`) FROM `customers`"
+            )
+            .taint
+        );
+        assert!(
+            !e.mask_for_in(
+                SqlDialect::Mysql,
+                plan.clone(),
+                "SELECT upper(`name`) FROM `customers`"
+            )
+            .taint
+        );
+        assert!(
+            e.mask_for_in(SqlDialect::Mysql, plan, "SELEC garbage")
+                .taint,
+            "unparsed counts as tainted"
+        );
+        // Statements prepared from text could read masked columns unseen;
+        // and INTO OUTFILE writes masked data to a file.
+        for sql in [
+            "PREPARE s FROM @q",
+            "EXECUTE s",
+            "SELECT email FROM customers INTO OUTFILE '/tmp/x'",
+        ] {
+            assert!(
+                matches!(mask(sql).0, Verdict::Deny { ref rule, .. } if rule == "masking"),
+                "{sql}"
+            );
+        }
+        match mask("SELECT email FROM customers INTO OUTFILE '/tmp/x'").0 {
+            Verdict::Deny { message, .. } => assert!(message.contains("INTO OUTFILE"), "{message}"),
+            v => panic!("{v:?}"),
+        }
     }
 
     #[test]

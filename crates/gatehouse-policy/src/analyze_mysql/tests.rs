@@ -1,0 +1,122 @@
+use super::*;
+
+#[test]
+fn readings_follow_server_versions() {
+    let texts = |sql: &str| -> Vec<String> {
+        readings(sql)
+            .expect("lexes")
+            .into_iter()
+            .map(|(t, _)| t.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(texts("SELECT 1"), vec!["SELECT 1"]);
+    // Every executable comment as code first; then each server version
+    // that makes a difference.
+    assert_eq!(
+        texts("SELECT 1 /*!50000 , 2 */ /*!80000 , 3 */"),
+        vec!["SELECT 1 , 2 , 3", "SELECT 1", "SELECT 1 , 2"]
+    );
+    // MySQL skips /*M! … */; MariaDB runs it.
+    assert_eq!(
+        texts("SELECT 1 /*M! , 2 */"),
+        vec!["SELECT 1 , 2", "SELECT 1"]
+    );
+    // A backslash: the NO_BACKSLASH_ESCAPES reading too, when it differs.
+    assert_eq!(texts("SELECT 'a\\\\b'").len(), 1, "same strings either way");
+    assert_eq!(
+        texts("SELECT 'a\\'; DELETE FROM t; -- '"),
+        vec![
+            "SELECT 'a\\\\\\'; DELETE FROM t; -- '",
+            "SELECT 'a\\\\'; DELETE FROM t;"
+        ]
+    );
+    let many: String = (0..20)
+        .map(|v| format!("/*!{} , {v} */", 50000 + v))
+        .collect();
+    assert!(
+        readings(&format!("SELECT 1 {many}")).is_err(),
+        "too many readings"
+    );
+}
+
+#[test]
+fn runs_of_tokens_are_bounded() {
+    let t = |sql: &str| check_runs(&tokens_of(sql).expect("tokenizes"));
+    assert!(t(&format!("SELECT 1{}", " + 1".repeat(MAX_RUN / 2 - 2))).is_ok());
+    assert!(t(&format!("SELECT 1{}", " + 1".repeat(MAX_RUN / 2 + 1))).is_err());
+    // Commas and parentheses end a run: long lists are fine.
+    let list = vec!["(1, 'a', NULL)"; 5000].join(", ");
+    assert!(t(&format!("INSERT INTO t VALUES {list}")).is_ok());
+}
+
+/// The deepest inputs the limits allow are analysed whatever the caller's
+/// stack (the analysis runs on its own threads), and deeper ones refused.
+#[test]
+fn deep_inputs_do_not_overflow_the_callers_stack() {
+    let chain = format!(
+        "SELECT * FROM t WHERE {}",
+        (0..MAX_RUN / 4 - 10)
+            .map(|i| format!("a = {i}"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    );
+    let mut derived = String::from("SELECT 1");
+    for _ in 0..12 {
+        derived = format!("SELECT * FROM ({derived}) x WHERE NOT NOT EXISTS (SELECT 1)");
+    }
+    let nested = format!(
+        "SELECT {}1{}",
+        "CASE WHEN 1 THEN ".repeat(20),
+        " END".repeat(20)
+    );
+    let handle = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let a = analyze_mysql(&chain);
+            assert_eq!(a.class, Some(Class::Read), "{:?}", a.parse_error);
+            assert!(column_refs_mysql(&chain).is_some_and(|r| r.names.contains("a")));
+            assert_eq!(analyze_mysql(&derived).class, Some(Class::Read));
+            assert_eq!(analyze_mysql(&nested).class, Some(Class::Read));
+            // Each kind of nesting, from shallow to past the limit: the
+            // shallow ones parse, the deepest are refused, none overflows.
+            let kinds: [fn(usize) -> String; 6] = [
+                |n| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n)),
+                |n| {
+                    format!(
+                        "SELECT * FROM {}t{}",
+                        "(SELECT * FROM ".repeat(n),
+                        ") x".repeat(n)
+                    )
+                },
+                |n| {
+                    format!(
+                        "SELECT * FROM {}t{}",
+                        "(t JOIN ".repeat(n),
+                        " ON 1)".repeat(n)
+                    )
+                },
+                |n| format!("SELECT {}1", "NOT ".repeat(n)),
+                |n| format!("SELECT {}1{}", "f(".repeat(n), ")".repeat(n)),
+                |n| {
+                    format!(
+                        "SELECT {}1{}",
+                        "CASE WHEN 1 THEN ".repeat(n),
+                        " END".repeat(n)
+                    )
+                },
+            ];
+            for kind in kinds {
+                for n in 1..=100 {
+                    let a = analyze_mysql(&kind(n));
+                    if n <= 5 {
+                        assert!(a.class.is_some(), "{}: {:?}", kind(n), a.parse_error);
+                    }
+                    if n == 100 {
+                        assert_eq!(a.class, None, "{}", kind(n));
+                    }
+                }
+            }
+        })
+        .expect("spawn");
+    assert!(handle.join().is_ok());
+}
