@@ -32,7 +32,7 @@ pub type SessionGrants = Arc<Mutex<Vec<String>>>;
 
 /// What a live session's relay needs from the registry.
 #[derive(Debug)]
-pub(crate) struct Registered {
+pub struct Registered {
     pub key: (i32, i32),
     pub kill: watch::Receiver<Option<String>>,
     pub grants: SessionGrants,
@@ -43,7 +43,8 @@ pub(crate) struct Registered {
 #[derive(Debug)]
 struct Entry {
     info: SessionInfo,
-    upstream: Target,
+    /// Where a PostgreSQL cancel request goes (none for other protocols).
+    upstream: Option<Target>,
     upstream_key: (i32, i32),
     kill: watch::Sender<Option<String>>,
     grants: SessionGrants,
@@ -51,7 +52,7 @@ struct Entry {
 }
 
 /// Adds a grant to the ones a session depends on.
-pub(crate) fn depend_on(grants: &SessionGrants, id: &str) {
+pub fn depend_on(grants: &SessionGrants, id: &str) {
     let mut g = lock(grants);
     if !g.iter().any(|x| x == id) {
         g.push(id.to_string());
@@ -74,10 +75,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl LiveSessions {
     /// Registers a session under a fresh random cancel key, returned with
     /// the receiver that tells the session to end.
-    pub(crate) fn register(
+    pub fn register(
         &self,
         info: SessionInfo,
-        upstream: Target,
+        upstream: Option<Target>,
         upstream_key: (i32, i32),
     ) -> Registered {
         let (tx, rx) = watch::channel(None);
@@ -105,7 +106,7 @@ impl LiveSessions {
         }
     }
 
-    pub(crate) fn unregister(&self, key: (i32, i32)) {
+    pub fn unregister(&self, key: (i32, i32)) {
         lock(&self.inner).remove(&key);
     }
 
@@ -113,9 +114,9 @@ impl LiveSessions {
     /// The upstream target and key for one of our cancel keys; a statement
     /// of that session waiting for review is told too.
     pub(crate) fn cancel_target(&self, key: (i32, i32)) -> Option<(Target, (i32, i32))> {
-        lock(&self.inner).get(&key).map(|e| {
+        lock(&self.inner).get(&key).and_then(|e| {
             e.cancelled.notify_waiters();
-            (e.upstream.clone(), e.upstream_key)
+            Some((e.upstream.clone()?, e.upstream_key))
         })
     }
 

@@ -452,7 +452,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
     };
     let reg = proxy
         .sessions
-        .register(info, target, (upstream.pid, upstream.key));
+        .register(info, Some(target), (upstream.pid, upstream.key));
     let key = reg.key;
 
     let mut out = BytesMut::new();

@@ -26,6 +26,11 @@ pub struct ServeConfig {
     pub pg_tls_key: Option<PathBuf>,
     /// Accept tokens over unencrypted connections from non-loopback clients.
     pub pg_allow_plaintext: bool,
+    /// Address for MySQL clients, e.g. `127.0.0.1:7306`; `None` disables it.
+    /// It shows the same certificate as the PostgreSQL listener.
+    pub mysql_listen: Option<String>,
+    /// Accept tokens over unencrypted MySQL connections from non-loopback clients.
+    pub mysql_allow_plaintext: bool,
     /// The API's address as people reach it, for links in notifications;
     /// default `http://<api_listen>`.
     pub public_url: Option<String>,
@@ -59,6 +64,8 @@ impl ServeConfig {
             pg_tls_cert: None,
             pg_tls_key: None,
             pg_allow_plaintext: false,
+            mysql_listen: None,
+            mysql_allow_plaintext: false,
             public_url: None,
             notify_slack: Vec::new(),
             notify_webhooks: Vec::new(),

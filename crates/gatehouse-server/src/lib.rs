@@ -81,6 +81,8 @@ pub struct Running {
     pub pg_addr: Option<SocketAddr>,
     /// SHA-256 of the certificate shown to PostgreSQL clients.
     pub pg_tls_fingerprint: Option<String>,
+    /// Where MySQL clients connect, when enabled.
+    pub mysql_addr: Option<SocketAddr>,
     pub state: AppState,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -241,6 +243,35 @@ pub async fn start(
         ));
     }
 
+    let mut mysql_addr = None;
+    if let Some(listen) = &config.mysql_listen {
+        let tls = gatehouse_pg::tls::server_tls(
+            config.pg_tls_cert.as_deref(),
+            config.pg_tls_key.as_deref(),
+            &data_dir,
+        )
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+        let listener = bind(listen).await?;
+        mysql_addr = Some(local_addr(&listener, listen)?);
+        let proxy = Arc::new(gatehouse_mysql::MysqlProxy {
+            store: state.store.clone(),
+            auth: state.auth.clone(),
+            keys: state.keys.clone(),
+            recorder: state.recorder.clone(),
+            policy: state.pg.policy.clone(),
+            tls: Some(tls.config),
+            allow_plaintext_remote: config.mysql_allow_plaintext,
+            sessions: state.live.clone(),
+            access: state.access.clone(),
+            record_fail_open: config.record_fail_open,
+        });
+        tokio::spawn(gatehouse_mysql::serve(
+            proxy,
+            listener,
+            stopped(stop_rx.clone()),
+        ));
+    }
+
     let listener = bind(&config.api_listen).await?;
     let api_addr = local_addr(&listener, &config.api_listen)?;
     let app = api::router(state.clone());
@@ -257,6 +288,7 @@ pub async fn start(
         api_addr,
         pg_addr,
         pg_tls_fingerprint,
+        mysql_addr,
         state,
         task,
     })

@@ -250,6 +250,12 @@ pub struct ServeArgs {
     /// Accept tokens over unencrypted PostgreSQL connections from non-loopback clients.
     #[arg(long, env = "GATEHOUSE_PG_ALLOW_PLAINTEXT")]
     pub pg_allow_plaintext: bool,
+    /// Address for MySQL clients (`off` disables the MySQL listener).
+    #[arg(long, env = "GATEHOUSE_MYSQL_LISTEN", default_value = "127.0.0.1:7306")]
+    pub mysql_listen: String,
+    /// Accept tokens over unencrypted MySQL connections from non-loopback clients.
+    #[arg(long, env = "GATEHOUSE_MYSQL_ALLOW_PLAINTEXT")]
+    pub mysql_allow_plaintext: bool,
     /// Keep state in PostgreSQL (postgres://…) instead of SQLite.
     #[arg(long, env = "GATEHOUSE_STORE")]
     pub store: Option<String>,

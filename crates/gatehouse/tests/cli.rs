@@ -265,6 +265,8 @@ fn serve_refuses_bad_settings_with_a_clear_message() {
             "127.0.0.1:0",
             "--pg-listen",
             "off",
+            "--mysql-listen",
+            "off",
             "--data-dir",
         ])
         .arg(dir.path())
@@ -278,6 +280,8 @@ fn serve_refuses_bad_settings_with_a_clear_message() {
             "serve",
             "--api-listen",
             "127.0.0.1:0",
+            "--mysql-listen",
+            "off",
             "--oidc-issuer",
             "https://idp.example",
             "--data-dir",

@@ -192,6 +192,8 @@ fn a_bucket_that_refuses_the_key_stops_start_up_with_the_reason() {
             "127.0.0.1:0",
             "--pg-listen",
             "off",
+            "--mysql-listen",
+            "off",
             "--data-dir",
         ])
         .arg(dir.path())

@@ -35,6 +35,11 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     c.pg_tls_cert = args.pg_tls_cert.clone();
     c.pg_tls_key = args.pg_tls_key.clone();
     c.pg_allow_plaintext = args.pg_allow_plaintext;
+    c.mysql_listen = match args.mysql_listen.as_str() {
+        "off" | "" => None,
+        a => Some(a.to_string()),
+    };
+    c.mysql_allow_plaintext = args.mysql_allow_plaintext;
     c.public_url = args.public_url.clone().filter(|s| !s.is_empty());
     c.record_fail_open = args.when_recorder_behind == "run";
     c.recordings = args.recordings.clone();
@@ -145,6 +150,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             postgres = %addr,
             tls_sha256 = running.pg_tls_fingerprint.as_deref().unwrap_or("-"),
             "PostgreSQL clients: connect with the connection name as the database and a Gatehouse token as the password"
+        );
+    }
+    if let Some(addr) = running.mysql_addr {
+        tracing::info!(
+            mysql = %addr,
+            "MySQL clients: connect with the connection name as the database and a Gatehouse token as the password"
         );
     }
     running

@@ -21,6 +21,8 @@ pub struct Server {
     pub url: String,
     /// host:port of the PostgreSQL listener.
     pub pg: String,
+    /// host:port of the MySQL listener.
+    pub mysql: String,
     pub dir: tempfile::TempDir,
     pub log: mpsc::Receiver<String>,
     pub admin: String,
@@ -42,6 +44,8 @@ impl Server {
             "--api-listen",
             "127.0.0.1:0",
             "--pg-listen",
+            "127.0.0.1:0",
+            "--mysql-listen",
             "127.0.0.1:0",
             "--data-dir",
         ])
@@ -68,8 +72,9 @@ impl Server {
         });
         let mut url = None;
         let mut pg = None;
+        let mut mysql = None;
         let mut seen = Vec::new();
-        while url.is_none() || pg.is_none() {
+        while url.is_none() || pg.is_none() || mysql.is_none() {
             let line = rx
                 .recv()
                 .unwrap_or_else(|_| panic!("gatehouse serve exited early:\n{}", seen.join("\n")));
@@ -78,6 +83,9 @@ impl Server {
             }
             if let Some(i) = line.find("postgres=") {
                 pg = line[i + 9..].split_whitespace().next().map(str::to_string);
+            }
+            if let Some(i) = line.find("mysql=") {
+                mysql = line[i + 6..].split_whitespace().next().map(str::to_string);
             }
             seen.push(line);
         }
@@ -96,6 +104,7 @@ impl Server {
             child,
             url: url.expect("url"),
             pg: pg.expect("postgres listener"),
+            mysql: mysql.expect("mysql listener"),
             dir,
             log: rx,
             admin,

@@ -1,0 +1,454 @@
+//! The MySQL proxy: accepts clients, authenticates their token (sent as
+//! the password), authorizes the connection, logs in upstream with the
+//! stored credential, and hands over to the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::credential;
+use gatehouse_core::keyring::SharedKeyring;
+use gatehouse_core::model::{Authn, ConnectionKind, Principal};
+use gatehouse_core::now_ms;
+use gatehouse_identity::Authenticator;
+use gatehouse_pg::tls::SslMode;
+use gatehouse_pg::{LiveSessions, SessionInfo};
+use gatehouse_policy::PolicySource;
+use gatehouse_store::recorder::Recorder;
+use gatehouse_store::{RecordEvent, SessionRecord, Store};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::codec::{
+    CLIENT_DEPRECATE_EOF, CLIENT_MULTI_RESULTS, CLIENT_PROTOCOL_41, CLIENT_PS_MULTI_RESULTS,
+};
+use crate::handshake::{self, HandshakeConfig, PasswordExchange};
+use crate::relay;
+use crate::upstream::{self, ConnectOptions, Target, UpstreamTls};
+
+/// Everything a MySQL session needs from the rest of Gatehouse.
+#[derive(Debug)]
+pub struct MysqlProxy {
+    pub store: Store,
+    pub auth: Authenticator,
+    pub keys: SharedKeyring,
+    pub recorder: Recorder,
+    pub policy: Arc<dyn PolicySource>,
+    /// The certificate shown to clients (TLS is offered when set).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Accept tokens over plain TCP from non-loopback clients.
+    pub allow_plaintext_remote: bool,
+    pub sessions: LiveSessions,
+    pub access: gatehouse_access::Access,
+    pub record_fail_open: bool,
+}
+
+/// Accepts MySQL clients on `listener` until `shutdown` resolves.
+pub async fn serve(
+    proxy: Arc<MysqlProxy>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let proxy = proxy.clone();
+                    tokio::spawn(async move { handle(proxy, tcp, peer).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a MySQL client failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Capabilities whose difference between the client and the upstream
+/// would change the shape of replies.
+const SHAPE: u32 =
+    CLIENT_PROTOCOL_41 | CLIENT_DEPRECATE_EOF | CLIENT_MULTI_RESULTS | CLIENT_PS_MULTI_RESULTS;
+
+/// The server version clients are greeted with.
+pub const GREETING_VERSION: &str = "5.7.99-Gatehouse";
+
+/// A refused login, shown as a MySQL error.
+struct Refusal {
+    code: u16,
+    state: &'static str,
+    message: String,
+}
+
+fn refuse(code: u16, state: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        state,
+        message: message.into(),
+    }
+}
+
+async fn handle(proxy: Arc<MysqlProxy>, tcp: TcpStream, peer: SocketAddr) {
+    let mut config = HandshakeConfig::new(proxy.tls.clone().map(tokio_rustls::TlsAcceptor::from));
+    config.connection_id = rand::random::<u32>() & 0x7fff_ffff;
+    // The greeting comes before the client names its connection, so the
+    // upstream's version is not known yet. A 5.7 version keeps drivers
+    // from choosing MySQL 8-only collations (utf8mb4_0900_ai_ci), which
+    // MariaDB upstreams do not have.
+    config.server_version = GREETING_VERSION.to_string();
+    config.exchange = PasswordExchange::Auto;
+    config.allow_plaintext_password = proxy.allow_plaintext_remote
+        || peer.ip().is_loopback()
+        || peer.ip().to_canonical().is_loopback();
+    let mut login = match handshake::accept(tcp, &config).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::info!(client = %peer, error = %e, "a MySQL client's handshake failed");
+            return;
+        }
+    };
+    let started = tokio::time::timeout(Duration::from_secs(60), start(&proxy, &login)).await;
+    let ready = match started {
+        Ok(Ok(r)) => r,
+        Ok(Err(r)) => {
+            if matches!(r.code, 1045 | 1044 | 1049) {
+                proxy
+                    .access
+                    .audit()
+                    .login_refused(
+                        &peer.ip().to_string(),
+                        serde_json::json!({"protocol": "mysql", "client": peer.to_string(), "code": r.code, "message": r.message}),
+                    )
+                    .await;
+            }
+            let _ = handshake::send_err(&mut login.stream, login.seq, r.code, r.state, &r.message)
+                .await;
+            return;
+        }
+        Err(_) => return,
+    };
+    run(proxy, login, ready, peer).await;
+}
+
+struct Ready {
+    principal: Principal,
+    connection: String,
+    database: Option<String>,
+    upstream: upstream::Upstream,
+    max_session: Option<Duration>,
+    record_rows: usize,
+    via_grant: Option<String>,
+}
+
+/// Where a `mysql://user@host:port/db?sslmode=…` connection URL points.
+fn target(url: &str) -> Result<(Target, Option<String>, SslMode), String> {
+    let u = url::Url::parse(url).map_err(|e| format!("the connection URL is not valid: {e}"))?;
+    let host = u
+        .host_str()
+        .ok_or("the connection URL has no host")?
+        .trim_matches(['[', ']'])
+        .to_string();
+    let db = u.path().trim_start_matches('/');
+    let mut mode = SslMode::Prefer;
+    for (k, v) in u.query_pairs() {
+        if k == "sslmode" || k == "ssl-mode" {
+            mode = SslMode::parse(&v.to_ascii_lowercase()).ok_or_else(|| {
+                format!("sslmode={v} is not supported: use disable, prefer, require or verify-full")
+            })?;
+        }
+    }
+    Ok((
+        Target {
+            host,
+            port: u.port().unwrap_or(3306),
+            user: percent(u.username()),
+        },
+        (!db.is_empty()).then(|| percent(db)),
+        mode,
+    ))
+}
+
+fn percent(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+async fn start(proxy: &MysqlProxy, login: &handshake::ClientLogin) -> Result<Ready, Refusal> {
+    let principal = proxy
+        .auth
+        .authenticate(login.password.expose())
+        .await
+        .map_err(|e| {
+            let code = if matches!(e, gatehouse_identity::AuthError::Unavailable(_)) {
+                2013
+            } else {
+                1045
+            };
+            refuse(
+                code,
+                "28000",
+                format!(
+                    "Access denied: Gatehouse: {e} (use a Gatehouse token or an OIDC token as the password)"
+                ),
+            )
+        })?;
+    let Some(name) = login.database.clone().filter(|d| !d.is_empty()) else {
+        return Err(refuse(
+            1046,
+            "3D000",
+            "Gatehouse: name the connection as the database (e.g. `mysql -D shop`); see `gatehouse connections list`",
+        ));
+    };
+    let not_found = || {
+        refuse(
+            1049,
+            "42000",
+            format!(
+                "Gatehouse has no MySQL connection named \"{name}\" (the database name selects the connection: see `gatehouse connections list`)"
+            ),
+        )
+    };
+    let rec = proxy
+        .store
+        .get_connection(&name)
+        .await
+        .map_err(|_| {
+            refuse(
+                2013,
+                "HY000",
+                "Gatehouse's state store is not answering; try again shortly",
+            )
+        })?
+        .ok_or_else(not_found)?;
+    if rec.spec.kind != ConnectionKind::Mysql {
+        return Err(not_found());
+    }
+    let via_grant = if rec.spec.allows(&principal) {
+        None
+    } else {
+        proxy
+            .access
+            .grant_for(&principal.subject, &rec.spec.name)
+            .map(|(id, _)| id)
+    };
+    if !rec.spec.allows(&principal) && via_grant.is_none() {
+        return Err(refuse(
+            1044,
+            "42000",
+            format!(
+                "Access denied: {} may not use connection \"{name}\" (it is open to the groups: {})",
+                principal.subject,
+                rec.spec.groups.join(", ")
+            ),
+        ));
+    }
+    let cred = match &rec.secret {
+        Some(sealed) => credential::open(&proxy.keys.get(), &rec.spec.name, sealed).map_err(|e| {
+            tracing::error!(connection = %rec.spec.name, error = %e, "cannot open a stored credential");
+            refuse(1045, "28000", "Gatehouse cannot open the stored credential of this connection; an administrator must check the master key")
+        })?,
+        None => credential::Credential::default(),
+    };
+    let (target, database, mode) = target(&rec.spec.url).map_err(|e| refuse(2003, "HY000", e))?;
+    let tls = match mode {
+        SslMode::Disable => None,
+        mode => {
+            let config = gatehouse_pg::tls::client_config(mode, None)
+                .map_err(|e| refuse(2026, "HY000", e.to_string()))?;
+            let server_name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|e| refuse(2026, "HY000", format!("TLS server name: {e}")))?;
+            Some(UpstreamTls {
+                connector: tokio_rustls::TlsConnector::from(config),
+                server_name,
+                required: mode != SslMode::Prefer,
+            })
+        }
+    };
+    let caps = login.negotiated();
+    let options = ConnectOptions {
+        database: database.clone(),
+        capabilities: caps,
+        charset: login.charset,
+        connect_attrs: vec![("program_name".into(), "gatehouse".into())],
+        max_payload: relay::MAX_PACKET,
+        ..ConnectOptions::default()
+    };
+    let empty = gatehouse_core::secret::Secret::default();
+    let up = upstream::connect(
+        &target,
+        cred.get("password").unwrap_or(&empty),
+        tls.as_ref(),
+        &options,
+    )
+    .await
+    .map_err(|e| {
+        refuse(
+            2003,
+            "HY000",
+            format!("Gatehouse could not open connection \"{name}\": {e}"),
+        )
+    })?;
+    if (up.capabilities ^ caps) & SHAPE != 0 {
+        return Err(refuse(
+            2003,
+            "HY000",
+            format!(
+                "connection \"{name}\": the database server and this client disagree on protocol features Gatehouse relays as is (capabilities {:#x} vs {:#x})",
+                up.capabilities & SHAPE,
+                caps & SHAPE
+            ),
+        ));
+    }
+    Ok(Ready {
+        principal,
+        connection: rec.spec.name,
+        database,
+        upstream: up,
+        max_session: rec.spec.settings.max_session_secs.map(Duration::from_secs),
+        record_rows: usize::try_from(
+            rec.spec
+                .settings
+                .record_rows
+                .unwrap_or(gatehouse_core::model::DEFAULT_RECORD_ROWS),
+        )
+        .unwrap_or(usize::MAX),
+        via_grant,
+    })
+}
+
+fn new_session_id() -> String {
+    let mut b = [0u8; 12];
+    rand::Rng::fill(&mut rand::rng(), &mut b);
+    format!("my_{}", hex::encode(b))
+}
+
+async fn run(
+    proxy: Arc<MysqlProxy>,
+    mut login: handshake::ClientLogin,
+    ready: Ready,
+    peer: SocketAddr,
+) {
+    let Ready {
+        principal,
+        connection,
+        database,
+        upstream,
+        max_session,
+        record_rows,
+        via_grant,
+    } = ready;
+    let session_id = new_session_id();
+    let token = match &principal.authn {
+        Authn::Token { name } => Some(name.clone()),
+        Authn::Oidc { .. } => None,
+    };
+    let info = SessionInfo {
+        id: session_id.clone(),
+        principal: principal.subject.clone(),
+        connection: connection.clone(),
+        token,
+        groups: principal.groups.clone(),
+        expires_at: principal.expires_at,
+        started_at: now_ms(),
+        grants: via_grant.into_iter().collect(),
+    };
+    let reg = proxy.sessions.register(
+        info,
+        None,
+        (i32::try_from(upstream.connection_id).unwrap_or(0), 0),
+    );
+    let authn = match &principal.authn {
+        Authn::Token { name } => format!("token:{name}"),
+        Authn::Oidc { issuer } => format!("oidc:{issuer}"),
+    };
+    let recorded = proxy
+        .recorder
+        .record(RecordEvent::SessionStart(SessionRecord {
+            id: session_id.clone(),
+            principal: principal.subject.clone(),
+            authn,
+            connection: connection.clone(),
+            protocol: "mysql".into(),
+            client_addr: peer.to_string(),
+            started_at: now_ms(),
+            ended_at: None,
+            end_reason: None,
+        }));
+    if let Err(e) = recorded {
+        let _ = handshake::send_err(
+            &mut login.stream,
+            login.seq,
+            1927,
+            "HY000",
+            &format!("Gatehouse: {e}"),
+        )
+        .await;
+        proxy.sessions.unregister(reg.key);
+        return;
+    }
+    let audit = proxy.access.audit().clone();
+    audit.credential_used(&principal, "mysql").await;
+    audit
+        .record(
+            &principal,
+            "session.start",
+            &session_id,
+            serde_json::json!({"connection": connection, "protocol": "mysql", "client": peer.to_string()}),
+        )
+        .await;
+    let caps = login.negotiated();
+    let reason = if login.send_ok().await.is_err() {
+        "client closed".to_string()
+    } else {
+        let ctx = relay::Ctx {
+            proxy: proxy.clone(),
+            principal: principal.clone(),
+            connection,
+            session_id: session_id.clone(),
+            database,
+            capabilities: caps,
+            record_rows,
+            max_session,
+            grants: reg.grants,
+            hash_key: proxy.keys.get().derive("mask-hash"),
+        };
+        relay::run(ctx, login.stream, upstream.stream, reg.kill).await
+    };
+    proxy.sessions.unregister(reg.key);
+    audit
+        .record(
+            &principal,
+            "session.end",
+            &session_id,
+            serde_json::json!({"reason": reason}),
+        )
+        .await;
+    let _ = proxy.recorder.record(RecordEvent::SessionEnd {
+        id: session_id,
+        at: now_ms(),
+        reason,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_urls_name_the_target_database_and_tls() {
+        let (t, db, mode) =
+            target("mysql://app%40x@db.internal:3307/shop?sslmode=require").unwrap();
+        assert_eq!(t.host, "db.internal");
+        assert_eq!(t.port, 3307);
+        assert_eq!(t.user, "app@x");
+        assert_eq!(db.as_deref(), Some("shop"));
+        assert_eq!(mode, SslMode::Require);
+        assert!(target("mysql://u@h/db?sslmode=bogus").is_err());
+        let (t, db, _) = target("mariadb://root@127.0.0.1/").unwrap();
+        assert_eq!((t.port, db), (3306, None));
+    }
+}

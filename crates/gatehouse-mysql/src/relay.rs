@@ -1,0 +1,1006 @@
+//! A live MySQL session: each command from the client is decided, relayed
+//! to the upstream, and its reply relayed back (rows masked where the
+//! policy says), then recorded. MySQL clients wait for each reply before
+//! the next command, so one task serves both directions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use gatehouse_core::model::Principal;
+use gatehouse_core::now_ms;
+use gatehouse_core::policy::Verdict;
+use gatehouse_core::policy::spec::MaskMethod;
+use gatehouse_policy::{ColumnRefs, Engine, MaskPlan, SqlDialect, mask_text};
+use gatehouse_store::StatementEntry;
+use gatehouse_store::recorder::{Admission, SessionLog};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+use crate::MysqlProxy;
+use crate::codec::result::{
+    BinaryType, ColumnDefinition, Value, build_binary_row, build_err, build_text_row, is_err,
+    is_result_end, parse_binary_row, parse_column_count, parse_column_definition, parse_err,
+    parse_ok, parse_text_row,
+};
+use crate::codec::stmt::parse_prepare_ok;
+use crate::codec::{
+    self, CLIENT_DEPRECATE_EOF, Command, SERVER_MORE_RESULTS_EXISTS, parse_command,
+};
+use crate::stream::{MysqlStream, ReadError, read_packet};
+
+/// Largest packet relayed either way.
+pub const MAX_PACKET: usize = 64 << 20;
+/// Bytes of replies gathered before they are written to the client.
+const FLUSH_AT: usize = 64 * 1024;
+/// MySQL's "access denied" for a statement (ER_SPECIFIC_ACCESS_DENIED_ERROR).
+const DENIED: u16 = 1227;
+
+pub(crate) struct Ctx {
+    pub proxy: Arc<MysqlProxy>,
+    pub principal: Principal,
+    pub connection: String,
+    pub session_id: String,
+    /// The upstream database the connection is for.
+    pub database: Option<String>,
+    /// Capabilities in force on both sides.
+    pub capabilities: u32,
+    pub record_rows: usize,
+    pub max_session: Option<Duration>,
+    pub grants: gatehouse_pg::SessionGrants,
+    /// Key for hashed masks.
+    pub hash_key: Zeroizing<[u8; 32]>,
+}
+
+type Reader<S> = BufReader<ReadHalf<MysqlStream<S>>>;
+type Writer<S> = WriteHalf<MysqlStream<S>>;
+
+/// A statement prepared on the upstream.
+struct Prepared {
+    sql: Arc<str>,
+    /// Result columns of its last execution (for `COM_STMT_FETCH`).
+    columns: Vec<ColumnDefinition>,
+}
+
+/// One statement on its way, for its record.
+struct Stmt {
+    seq: i64,
+    sql: Arc<str>,
+    started: Instant,
+    started_at: i64,
+    admission: Option<Admission>,
+    verdict: Verdict,
+    rows: i64,
+    command: Option<String>,
+    error: Option<String>,
+    columns: Option<Vec<String>>,
+    sample: Vec<Vec<Option<String>>>,
+    sample_bytes: usize,
+    truncated: bool,
+}
+
+/// How one result column is shown to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Pass,
+    /// Masked; text types get the masked text, others NULL.
+    Mask(MaskMethod, bool),
+    /// Scanned by the content detectors (text types only).
+    Detect,
+}
+
+/// The caller's mask plan for a statement, whether it mentions masked
+/// columns (taint), and the statement's references.
+type MaskCtx = (Arc<MaskPlan>, bool, Arc<Option<ColumnRefs>>);
+
+struct RowMask {
+    actions: Vec<Action>,
+    plan: Arc<MaskPlan>,
+}
+
+struct Session<S> {
+    ctx: Ctx,
+    client_r: Reader<S>,
+    client_w: Writer<S>,
+    up_r: Reader<tokio::net::TcpStream>,
+    up_w: Writer<tokio::net::TcpStream>,
+    out: BytesMut,
+    log: SessionLog,
+    seq: i64,
+    prepared: HashMap<u32, Prepared>,
+}
+
+/// Runs the session until either side ends it; returns why it ended.
+pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    ctx: Ctx,
+    client: MysqlStream<S>,
+    upstream: MysqlStream<tokio::net::TcpStream>,
+    mut kill: watch::Receiver<Option<String>>,
+) -> String {
+    let (cr, cw) = tokio::io::split(client);
+    let (ur, uw) = tokio::io::split(upstream);
+    let log = ctx.proxy.recorder.session_log(&ctx.session_id);
+    let deadline = ctx.max_session;
+    let mut s = Session {
+        ctx,
+        client_r: BufReader::with_capacity(16 * 1024, cr),
+        client_w: cw,
+        up_r: BufReader::with_capacity(64 * 1024, ur),
+        up_w: uw,
+        out: BytesMut::with_capacity(FLUSH_AT * 2),
+        log,
+        seq: 0,
+        prepared: HashMap::new(),
+    };
+    let limit = async {
+        match deadline {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(limit);
+    let reason = loop {
+        let packet = tokio::select! {
+            p = read_packet(&mut s.client_r, MAX_PACKET) => p,
+            why = signalled(&mut kill) => {
+                s.fatal(&format!("Gatehouse ended this session: {why}")).await;
+                break format!("ended by Gatehouse: {why}");
+            }
+            () = &mut limit => {
+                s.fatal("Gatehouse ended this session: the connection's maximum session length was reached").await;
+                break "maximum session length reached".into();
+            }
+        };
+        let packet = match packet {
+            Ok(p) => p,
+            Err(ReadError::Closed) => break "client closed".into(),
+            Err(ReadError::Io(_)) => break "client closed".into(),
+            Err(ReadError::Codec(e)) => break format!("protocol error from the client: {e}"),
+        };
+        // A command that waits (for a review) can be ended too.
+        let step = tokio::select! {
+            r = s.command(&packet.payload) => r,
+            why = signalled(&mut kill) => {
+                s.fatal(&format!("Gatehouse ended this session: {why}")).await;
+                break format!("ended by Gatehouse: {why}");
+            }
+        };
+        match step {
+            Ok(true) => {}
+            Ok(false) => break "client closed".into(),
+            Err(e) => break e,
+        }
+        if !s.out.is_empty() && s.flush().await.is_err() {
+            break "client closed".into();
+        }
+    };
+    let _ = s.up_w.shutdown().await;
+    reason
+}
+
+/// Resolves with the message once a watch holds `Some`; never if its sender is gone.
+async fn signalled(rx: &mut watch::Receiver<Option<String>>) -> String {
+    let got = match rx.wait_for(Option::is_some).await {
+        Ok(v) => Some(v.clone().unwrap_or_default()),
+        Err(_) => None,
+    };
+    match got {
+        Some(why) => why,
+        None => std::future::pending().await,
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.client_w.write_all(&self.out).await;
+        self.out.clear();
+        r?;
+        self.client_w.flush().await
+    }
+
+    /// Tells the client the session is over (an ERR as the reply to
+    /// whatever it sends next, or now).
+    async fn fatal(&mut self, message: &str) {
+        let mut p = BytesMut::new();
+        build_err(&mut p, 1927, "70100", message);
+        codec::put_packet(&mut self.out, 1, &p);
+        let _ = self.flush().await;
+        let _ = self.client_w.shutdown().await;
+    }
+
+    /// An ERR reply from Gatehouse to the command just received.
+    fn refuse(&mut self, code: u16, state: &str, message: &str) {
+        let mut p = BytesMut::new();
+        build_err(&mut p, code, state, message);
+        codec::put_packet(&mut self.out, 1, &p);
+    }
+
+    fn engine(&self) -> Arc<Engine> {
+        self.ctx.proxy.policy.engine()
+    }
+
+    fn stmt(&mut self, sql: Arc<str>) -> Stmt {
+        self.seq += 1;
+        Stmt {
+            seq: self.seq,
+            sql,
+            started: Instant::now(),
+            started_at: now_ms(),
+            admission: self.ctx.proxy.recorder.admit(),
+            verdict: Verdict::Allow { rule: None },
+            rows: 0,
+            command: None,
+            error: None,
+            columns: None,
+            sample: Vec::new(),
+            sample_bytes: 0,
+            truncated: false,
+        }
+    }
+
+    /// The policy's verdict on `sql` (with the caller's grant, if live),
+    /// and the mask plan for its results.
+    fn decide(&mut self, sql: &str, admitted: bool) -> (Verdict, Option<MaskCtx>) {
+        if !admitted && !self.ctx.proxy.record_fail_open {
+            return (
+                Verdict::Deny {
+                    rule: "recording".into(),
+                    message: "the session recorder is behind, so Gatehouse refuses statements it could not record; try again shortly".into(),
+                },
+                None,
+            );
+        }
+        let engine = self.engine();
+        let grant = self
+            .ctx
+            .proxy
+            .access
+            .grant_for(&self.ctx.principal.subject, &self.ctx.connection);
+        let d = engine.decide_with_grant_in(
+            SqlDialect::Mysql,
+            &self.ctx.principal,
+            &self.ctx.connection,
+            sql,
+            now_ms(),
+            grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
+        );
+        if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (&grant, &d.verdict)
+            && r.starts_with("grant:")
+        {
+            gatehouse_pg::depend_on(&self.ctx.grants, id);
+        }
+        let mask = d.mask.map(|m| {
+            let refs = engine.column_refs_in(SqlDialect::Mysql, sql);
+            (m.plan, m.taint, refs)
+        });
+        (d.verdict, mask)
+    }
+
+    /// Holds a statement for review until it is decided; returns the
+    /// verdict it runs under.
+    async fn hold(&mut self, stmt: &Stmt, params: &[u8]) -> Verdict {
+        let Verdict::Review {
+            rule,
+            message,
+            approvers,
+            approvals,
+            timeout_ms,
+            require_reason,
+        } = &stmt.verdict
+        else {
+            return stmt.verdict.clone();
+        };
+        let deny = |m: String| Verdict::Deny {
+            rule: rule.clone(),
+            message: m,
+        };
+        let reason = gatehouse_access::reason_in(&stmt.sql);
+        if *require_reason && reason.is_none() {
+            return deny(format!(
+                "{message}; rule {rule} needs a reason: add the comment `-- reason: why` to the statement and send it again"
+            ));
+        }
+        let access = self.ctx.proxy.access.clone();
+        let req = gatehouse_access::HoldRequest {
+            connection: &self.ctx.connection,
+            principal: &self.ctx.principal,
+            sql: &stmt.sql,
+            params_raw: params,
+            params_text: None,
+            rule,
+            approvers,
+            approvals: *approvals,
+            timeout_ms: *timeout_ms,
+            reason,
+            session_id: Some(&self.ctx.session_id),
+        };
+        let id = match access.hold(&req).await {
+            Ok(gatehouse_access::Held::Approved { review }) => {
+                return Verdict::Allow {
+                    rule: Some(format!("{rule} (approved in review {review})")),
+                };
+            }
+            Ok(gatehouse_access::Held::Pending { review, .. }) => review,
+            Err(e) => {
+                return deny(format!(
+                    "{message}; Gatehouse could not create the review ({e}), so the statement is refused"
+                ));
+            }
+        };
+        tracing::info!(session = %self.ctx.session_id, review = %id, "a MySQL statement waits for review");
+        let deadline = now_ms().saturating_add(i64::try_from(*timeout_ms).unwrap_or(i64::MAX));
+        match access.wait(&id, &self.ctx.principal, deadline).await {
+            gatehouse_access::Outcome::Approved { by } => Verdict::Allow {
+                rule: Some(format!(
+                    "{rule} (review {id} approved by {})",
+                    by.join(", ")
+                )),
+            },
+            gatehouse_access::Outcome::Rejected { by, reason } => {
+                deny(format!("review {id} was rejected by {by}: {reason}"))
+            }
+            gatehouse_access::Outcome::Expired => deny(format!(
+                "review {id} (approve with: gatehouse reviews approve {id}) was not approved in time, so the statement did not run"
+            )),
+            gatehouse_access::Outcome::UsedElsewhere => deny(format!(
+                "review {id} was approved, but its approval (good for one run) was used by another run of the same statement; send it again to ask for a new review"
+            )),
+        }
+    }
+
+    /// Refuses a statement: ERR to the client, audit, record.
+    fn refuse_stmt(&mut self, mut stmt: Stmt, rule: &str, message: &str) {
+        let text = format!("Gatehouse blocked this statement (rule {rule}): {message}");
+        self.refuse(DENIED, "42000", &text);
+        stmt.error = Some(text);
+        if rule != "recording" {
+            use sha2::Digest;
+            let audit = self.ctx.proxy.access.audit().clone();
+            let principal = self.ctx.principal.clone();
+            let detail = serde_json::json!({
+                "rule": rule,
+                "connection": self.ctx.connection,
+                "session": self.ctx.session_id,
+                "protocol": "mysql",
+                "statement_sha256": hex::encode(sha2::Sha256::digest(stmt.sql.as_bytes())),
+            });
+            tokio::spawn(async move {
+                audit
+                    .record(&principal, "statement.deny", &principal.subject, detail)
+                    .await;
+            });
+        }
+        self.record(stmt);
+    }
+
+    fn record(&mut self, mut stmt: Stmt) {
+        let Some(admission) = stmt.admission.take() else {
+            return;
+        };
+        let duration = i64::try_from(stmt.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        self.log.push(
+            admission,
+            &StatementEntry {
+                seq: stmt.seq,
+                started_at: stmt.started_at,
+                duration_us: Some(duration),
+                sql: &stmt.sql,
+                decision: stmt.verdict.label(),
+                rule: stmt.verdict.rule(),
+                command: stmt.command.as_deref(),
+                rows: Some(stmt.rows),
+                error: stmt.error.as_deref(),
+                columns: stmt.columns.as_deref(),
+                result: (!stmt.sample.is_empty()).then_some(stmt.sample.as_slice()),
+                result_truncated: stmt.truncated,
+            },
+        );
+        self.log.flush();
+    }
+
+    /// Serves one command; `Ok(false)` when the client quit.
+    async fn command(&mut self, payload: &[u8]) -> Result<bool, String> {
+        let (cmd, body) = match parse_command(payload) {
+            Ok(x) => x,
+            Err(_) => {
+                self.refuse(1047, "08S01", "Gatehouse: unknown command");
+                return Ok(true);
+            }
+        };
+        match cmd {
+            Command::Quit => Ok(false),
+            Command::Query => {
+                let Ok(text) = std::str::from_utf8(body) else {
+                    let stmt = self.stmt(Arc::from(lossy(body)));
+                    self.refuse_stmt(stmt, "unparsed", "the statement is not valid UTF-8; Gatehouse only passes statements it can read");
+                    return Ok(true);
+                };
+                let mut stmt = self.stmt(Arc::from(text));
+                let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
+                stmt.verdict = verdict;
+                if matches!(stmt.verdict, Verdict::Review { .. }) {
+                    stmt.verdict = self.hold(&stmt, &[]).await;
+                }
+                if let Verdict::Deny { rule, message } = &stmt.verdict {
+                    let (rule, message) = (rule.clone(), message.clone());
+                    self.refuse_stmt(stmt, &rule, &message);
+                    return Ok(true);
+                }
+                if let Some(message) = self.database_switch(&stmt.sql) {
+                    stmt.verdict = Verdict::Deny {
+                        rule: "database".into(),
+                        message: message.clone(),
+                    };
+                    self.refuse_stmt(stmt, "database", &message);
+                    return Ok(true);
+                }
+                self.forward(payload).await?;
+                self.result_sets(&mut stmt, false, mask, None).await?;
+                self.record(stmt);
+                Ok(true)
+            }
+            Command::StmtPrepare => {
+                let Ok(text) = std::str::from_utf8(body) else {
+                    let stmt = self.stmt(Arc::from(lossy(body)));
+                    self.refuse_stmt(stmt, "unparsed", "the statement is not valid UTF-8");
+                    return Ok(true);
+                };
+                let sql: Arc<str> = Arc::from(text);
+                // Decided now (a refused statement is not prepared) and
+                // again at each execution.
+                let (verdict, _) = self.decide(&sql, true);
+                if let Verdict::Deny { rule, message } = &verdict {
+                    let mut stmt = self.stmt(sql);
+                    stmt.verdict = verdict.clone();
+                    let (rule, message) = (rule.clone(), message.clone());
+                    self.refuse_stmt(stmt, &rule, &message);
+                    return Ok(true);
+                }
+                self.forward(payload).await?;
+                self.prepare_reply(sql).await?;
+                Ok(true)
+            }
+            Command::StmtExecute => {
+                let id = body
+                    .get(..4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                let Some(sql) = id
+                    .and_then(|id| self.prepared.get(&id))
+                    .map(|p| p.sql.clone())
+                else {
+                    self.refuse(1243, "HY000", "Gatehouse: unknown prepared statement");
+                    return Ok(true);
+                };
+                let id = id.unwrap_or_default();
+                let mut stmt = self.stmt(sql);
+                let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
+                stmt.verdict = verdict;
+                if matches!(stmt.verdict, Verdict::Review { .. }) {
+                    stmt.verdict = self.hold(&stmt, &payload[5.min(payload.len())..]).await;
+                }
+                if let Verdict::Deny { rule, message } = &stmt.verdict {
+                    let (rule, message) = (rule.clone(), message.clone());
+                    self.refuse_stmt(stmt, &rule, &message);
+                    return Ok(true);
+                }
+                self.forward(payload).await?;
+                self.result_sets(&mut stmt, true, mask, Some(id)).await?;
+                self.record(stmt);
+                Ok(true)
+            }
+            Command::StmtFetch => {
+                // Rows of an open cursor: masked with its execution's columns.
+                let id = body
+                    .get(..4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or_default();
+                let Some(p) = self.prepared.get(&id) else {
+                    self.refuse(1243, "HY000", "Gatehouse: unknown prepared statement");
+                    return Ok(true);
+                };
+                let (sql, columns) = (p.sql.clone(), p.columns.clone());
+                let mut stmt = self.stmt(sql);
+                let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
+                stmt.verdict = verdict;
+                if let Verdict::Deny { rule, message } = &stmt.verdict {
+                    let (rule, message) = (rule.clone(), message.clone());
+                    self.refuse_stmt(stmt, &rule, &message);
+                    return Ok(true);
+                }
+                self.forward(payload).await?;
+                let rm = self.row_mask(&columns, mask);
+                self.rows(&mut stmt, true, &columns, rm.as_ref()).await?;
+                self.record(stmt);
+                Ok(true)
+            }
+            Command::StmtClose => {
+                if let Some(b) = body.get(..4) {
+                    self.prepared
+                        .remove(&u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                }
+                self.forward(payload).await?;
+                Ok(true)
+            }
+            Command::StmtSendLongData => {
+                self.forward(payload).await?;
+                Ok(true)
+            }
+            Command::InitDb => {
+                let wanted = lossy(body);
+                let same = self
+                    .ctx
+                    .database
+                    .as_deref()
+                    .is_some_and(|d| d.eq_ignore_ascii_case(&wanted));
+                if !same {
+                    self.refuse(
+                        1044,
+                        "42000",
+                        &format!(
+                            "Gatehouse: connection \"{}\" is for database {}; switching to {wanted} is not allowed (connect through the Gatehouse connection for that database)",
+                            self.ctx.connection,
+                            self.ctx.database.as_deref().unwrap_or("(none)")
+                        ),
+                    );
+                    return Ok(true);
+                }
+                self.forward(payload).await?;
+                self.one_reply().await?;
+                Ok(true)
+            }
+            Command::Ping
+            | Command::Statistics
+            | Command::StmtReset
+            | Command::SetOption
+            | Command::ResetConnection => {
+                if cmd == Command::ResetConnection {
+                    self.prepared.clear();
+                }
+                self.forward(payload).await?;
+                self.one_reply().await?;
+                Ok(true)
+            }
+            Command::FieldList => {
+                self.forward(payload).await?;
+                // Column definitions until EOF (or an ERR).
+                loop {
+                    let p = self.read_up().await?;
+                    let end = is_err(&p.payload) || codec::result::is_eof(&p.payload);
+                    self.relay(&p);
+                    if end {
+                        break;
+                    }
+                }
+                Ok(true)
+            }
+            Command::ChangeUser => {
+                self.refuse(
+                    1045,
+                    "28000",
+                    "Gatehouse: changing user within a session is not supported; open a new connection with the other token",
+                );
+                Ok(true)
+            }
+            other => {
+                self.refuse(
+                    DENIED,
+                    "42000",
+                    &format!("Gatehouse does not pass the {other:?} command"),
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    /// Why a statement may not run because it switches to another
+    /// database (`USE other`); `USE` of the connection's own database is
+    /// fine. Anything else the analysis says changes the database (a `USE`
+    /// among other statements) is refused too.
+    fn database_switch(&self, sql: &str) -> Option<String> {
+        let a = self.engine().analysis_in(SqlDialect::Mysql, sql);
+        if !a.reasons.iter().any(|r| r.contains("changes database")) {
+            return None;
+        }
+        let t = sql.trim().trim_end_matches(';').trim();
+        let named = t
+            .get(..4)
+            .filter(|k| k.eq_ignore_ascii_case("use "))
+            .map(|_| t[4..].trim().trim_matches('`'))
+            .filter(|n| !n.is_empty() && !n.contains([';', ' ', '`', '/', '#', '-']));
+        let own = self.ctx.database.as_deref();
+        if named.is_some() && named == own {
+            return None;
+        }
+        Some(format!(
+            "connection \"{}\" is for database {}; switching databases is not allowed (connect through the Gatehouse connection for the other database)",
+            self.ctx.connection,
+            own.unwrap_or("(none)")
+        ))
+    }
+
+    async fn forward(&mut self, payload: &[u8]) -> Result<(), String> {
+        let mut b = BytesMut::with_capacity(payload.len() + 4);
+        codec::put_packet(&mut b, 0, payload);
+        self.up_w
+            .write_all(&b)
+            .await
+            .map_err(|_| "upstream closed".to_string())?;
+        self.up_w
+            .flush()
+            .await
+            .map_err(|_| "upstream closed".to_string())
+    }
+
+    async fn read_up(&mut self) -> Result<crate::stream::Packet, String> {
+        read_packet(&mut self.up_r, MAX_PACKET)
+            .await
+            .map_err(|e| match e {
+                ReadError::Closed | ReadError::Io(_) => "upstream closed".to_string(),
+                ReadError::Codec(e) => format!("protocol error from the upstream: {e}"),
+            })
+    }
+
+    /// Queues a packet for the client as the upstream sent it.
+    fn relay(&mut self, p: &crate::stream::Packet) {
+        codec::put_packet(&mut self.out, p.seq, &p.payload);
+    }
+
+    async fn maybe_flush(&mut self) -> Result<(), String> {
+        if self.out.len() >= FLUSH_AT {
+            self.flush()
+                .await
+                .map_err(|_| "client closed".to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn one_reply(&mut self) -> Result<(), String> {
+        let p = self.read_up().await?;
+        self.relay(&p);
+        Ok(())
+    }
+
+    /// The reply to `COM_STMT_PREPARE`: PREPARE_OK, then parameter and
+    /// column definitions.
+    async fn prepare_reply(&mut self, sql: Arc<str>) -> Result<(), String> {
+        let p = self.read_up().await?;
+        self.relay(&p);
+        if is_err(&p.payload) {
+            return Ok(());
+        }
+        let ok = parse_prepare_ok(&p.payload)
+            .map_err(|e| format!("protocol error from the upstream: {e}"))?;
+        let eof = self.ctx.capabilities & CLIENT_DEPRECATE_EOF == 0;
+        for n in [usize::from(ok.params), usize::from(ok.columns)] {
+            if n == 0 {
+                continue;
+            }
+            for _ in 0..n + usize::from(eof) {
+                let d = self.read_up().await?;
+                self.relay(&d);
+            }
+        }
+        self.prepared.insert(
+            ok.statement_id,
+            Prepared {
+                sql,
+                columns: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The mask for a result with these columns; `None` when nothing in it
+    /// is masked or scanned.
+    fn row_mask(&self, columns: &[ColumnDefinition], mask: Option<MaskCtx>) -> Option<RowMask> {
+        let (plan, taint, refs) = mask?;
+        let tables: Vec<String> = refs
+            .as_ref()
+            .as_ref()
+            .map(|r| {
+                r.relations
+                    .iter()
+                    .map(|(t, _)| t.rsplit('.').next().unwrap_or(t).to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let actions: Vec<Action> = columns
+            .iter()
+            .map(|c| {
+                let text = is_text(c);
+                let method = if !plan.has_columns() {
+                    None
+                } else if c.org_table.is_empty()
+                    || !tables.iter().any(|t| t.eq_ignore_ascii_case(&c.org_table))
+                {
+                    // Computed, or from a derived table or view the
+                    // statement does not name: masked when the statement
+                    // mentions a masked column.
+                    plan.method_for(&c.schema, &c.org_table, &c.org_name)
+                        .or(taint.then_some(MaskMethod::Redact))
+                } else {
+                    plan.method_for(&c.schema, &c.org_table, &c.org_name)
+                };
+                match method {
+                    Some(m) => Action::Mask(m, text),
+                    None if text && plan.detectors.is_some() => Action::Detect,
+                    None => Action::Pass,
+                }
+            })
+            .collect();
+        actions
+            .iter()
+            .any(|a| *a != Action::Pass)
+            .then_some(RowMask { actions, plan })
+    }
+
+    /// Relays the result sets of a query or execution (several with
+    /// multi-statements or procedures) and notes what they held.
+    async fn result_sets(
+        &mut self,
+        stmt: &mut Stmt,
+        binary: bool,
+        mask: Option<MaskCtx>,
+        prepared: Option<u32>,
+    ) -> Result<(), String> {
+        let caps = self.ctx.capabilities;
+        loop {
+            let p = self.read_up().await?;
+            match p.payload.first() {
+                Some(0x00) => {
+                    let ok = parse_ok(&p.payload, caps)
+                        .map_err(|e| format!("protocol error from the upstream: {e}"))?;
+                    stmt.rows += i64::try_from(ok.affected_rows).unwrap_or(i64::MAX);
+                    stmt.command = Some(format!("OK {} rows affected", ok.affected_rows));
+                    self.relay(&p);
+                    if ok.status & SERVER_MORE_RESULTS_EXISTS == 0 {
+                        return Ok(());
+                    }
+                }
+                Some(0xFF) => {
+                    let e = parse_err(&p.payload)
+                        .map_err(|e| format!("protocol error from the upstream: {e}"))?;
+                    stmt.error = Some(format!(
+                        "{} ({}): {}",
+                        e.code,
+                        e.sql_state.unwrap_or_default(),
+                        e.message
+                    ));
+                    self.relay(&p);
+                    return Ok(());
+                }
+                Some(0xFB) => {
+                    // LOAD DATA LOCAL: Gatehouse never offers the client's
+                    // files; the server gets an empty file and replies.
+                    let mut b = BytesMut::new();
+                    codec::put_packet(&mut b, p.next_seq(), &[]);
+                    self.up_w
+                        .write_all(&b)
+                        .await
+                        .map_err(|_| "upstream closed".to_string())?;
+                    self.up_w
+                        .flush()
+                        .await
+                        .map_err(|_| "upstream closed".to_string())?;
+                }
+                _ => {
+                    let (n, _) = parse_column_count(&p.payload, caps)
+                        .map_err(|e| format!("protocol error from the upstream: {e}"))?;
+                    self.relay(&p);
+                    let mut columns = Vec::with_capacity(n.min(4096));
+                    for _ in 0..n {
+                        let d = self.read_up().await?;
+                        columns.push(
+                            parse_column_definition(&d.payload)
+                                .map_err(|e| format!("protocol error from the upstream: {e}"))?,
+                        );
+                        self.relay(&d);
+                    }
+                    if caps & CLIENT_DEPRECATE_EOF == 0 {
+                        let e = self.read_up().await?;
+                        self.relay(&e);
+                        // A cursor was opened: rows come with COM_STMT_FETCH.
+                        if let Ok(eof) = codec::result::parse_eof(&e.payload)
+                            && eof.status & codec::SERVER_STATUS_CURSOR_EXISTS != 0
+                        {
+                            if let Some(p) = prepared.and_then(|id| self.prepared.get_mut(&id)) {
+                                p.columns = columns;
+                            }
+                            return Ok(());
+                        }
+                    }
+                    stmt.columns = Some(columns.iter().map(|c| c.name.clone()).collect());
+                    let rm = self.row_mask(&columns, mask.clone());
+                    let more = self.rows(stmt, binary, &columns, rm.as_ref()).await?;
+                    if let Some(p) = prepared.and_then(|id| self.prepared.get_mut(&id)) {
+                        p.columns = columns;
+                    }
+                    if !more {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relays rows until the end of the result set, masking them; returns
+    /// whether more result sets follow.
+    async fn rows(
+        &mut self,
+        stmt: &mut Stmt,
+        binary: bool,
+        columns: &[ColumnDefinition],
+        mask: Option<&RowMask>,
+    ) -> Result<bool, String> {
+        let caps = self.ctx.capabilities;
+        let types: Vec<BinaryType> = if binary {
+            columns.iter().map(ColumnDefinition::binary_type).collect()
+        } else {
+            Vec::new()
+        };
+        loop {
+            let p = self.read_up().await?;
+            if is_err(&p.payload) {
+                if let Ok(e) = parse_err(&p.payload) {
+                    stmt.error = Some(format!(
+                        "{} ({}): {}",
+                        e.code,
+                        e.sql_state.unwrap_or_default(),
+                        e.message
+                    ));
+                }
+                self.relay(&p);
+                return Ok(false);
+            }
+            if is_result_end(&p.payload, caps) {
+                let status = if caps & CLIENT_DEPRECATE_EOF != 0 {
+                    parse_ok(&p.payload, caps).map(|o| o.status).unwrap_or(0)
+                } else {
+                    codec::result::parse_eof(&p.payload)
+                        .map(|e| e.status)
+                        .unwrap_or(0)
+                };
+                stmt.command = Some(format!("SELECT {}", stmt.rows));
+                self.relay(&p);
+                return Ok(status & SERVER_MORE_RESULTS_EXISTS != 0);
+            }
+            stmt.rows += 1;
+            let row = match mask {
+                None => None,
+                Some(m) => Some(self.mask_row(m, &p.payload, binary, &types)?),
+            };
+            let shown: &[u8] = row.as_deref().unwrap_or(&p.payload);
+            if stmt.sample.len() < self.ctx.record_rows && !stmt.truncated {
+                let cells = cells(shown, binary, &types, columns.len());
+                let size: usize = cells.iter().flatten().map(String::len).sum();
+                if stmt.sample_bytes + size > gatehouse_core::model::RECORD_BYTES {
+                    stmt.truncated = true;
+                } else {
+                    stmt.sample_bytes += size;
+                    stmt.sample.push(cells);
+                }
+            } else if stmt.sample.len() >= self.ctx.record_rows && self.ctx.record_rows > 0 {
+                stmt.truncated = true;
+            }
+            codec::put_packet(&mut self.out, p.seq, shown);
+            self.maybe_flush().await?;
+        }
+    }
+
+    fn mask_row(
+        &self,
+        m: &RowMask,
+        payload: &[u8],
+        binary: bool,
+        types: &[BinaryType],
+    ) -> Result<Vec<u8>, String> {
+        let key = &*self.ctx.hash_key;
+        let masked = |action: Action, v: &[u8]| -> Option<Vec<u8>> {
+            match action {
+                Action::Pass => Some(v.to_vec()),
+                Action::Mask(method, true) => {
+                    let s = std::str::from_utf8(v).ok()?;
+                    mask_text(method, s, key).map(String::into_bytes)
+                }
+                Action::Mask(_, false) => None,
+                Action::Detect => {
+                    let s = std::str::from_utf8(v).ok()?;
+                    match m.plan.detectors.as_ref()?.redact(s) {
+                        Some(r) => Some(r.into_bytes()),
+                        None => Some(v.to_vec()),
+                    }
+                }
+            }
+        };
+        let mut out = BytesMut::with_capacity(payload.len());
+        if binary {
+            let values = parse_binary_row(payload, types)
+                .map_err(|e| format!("protocol error from the upstream: {e}"))?;
+            // For each value: keep it (None), or replace it (NULL or bytes).
+            let replaced: Vec<Option<Option<Vec<u8>>>> = values
+                .iter()
+                .zip(&m.actions)
+                .map(|(v, a)| match (a, v) {
+                    (Action::Pass, _) | (_, Value::Null) => None,
+                    (_, Value::Bytes(b)) => Some(masked(*a, b)),
+                    _ => Some(None),
+                })
+                .collect();
+            let shown: Vec<Value<'_>> = values
+                .iter()
+                .zip(&replaced)
+                .map(|(v, r)| match r {
+                    None => *v,
+                    Some(None) => Value::Null,
+                    Some(Some(b)) => Value::Bytes(b),
+                })
+                .collect();
+            build_binary_row(&mut out, types, &shown).map_err(|e| format!("masking a row: {e}"))?;
+        } else {
+            let values = parse_text_row(payload, m.actions.len())
+                .map_err(|e| format!("protocol error from the upstream: {e}"))?;
+            let owned: Vec<Option<Vec<u8>>> = values
+                .iter()
+                .zip(&m.actions)
+                .map(|(v, a)| v.and_then(|v| masked(*a, v)))
+                .collect();
+            let refs: Vec<Option<&[u8]>> = owned.iter().map(|o| o.as_deref()).collect();
+            build_text_row(&mut out, &refs);
+        }
+        Ok(out.to_vec())
+    }
+}
+
+/// Whether a column holds text (masked text replaces it; other types
+/// become NULL when masked).
+fn is_text(c: &ColumnDefinition) -> bool {
+    use crate::codec::result::FieldType as T;
+    c.charset != 63
+        && matches!(
+            T::from_code(c.column_type),
+            Some(
+                T::VarChar
+                    | T::VarString
+                    | T::String
+                    | T::TinyBlob
+                    | T::MediumBlob
+                    | T::LongBlob
+                    | T::Blob
+                    | T::Json
+                    | T::Enum
+                    | T::Set
+            )
+        )
+}
+
+/// A row's values as text, for the recording.
+fn cells(payload: &[u8], binary: bool, types: &[BinaryType], n: usize) -> Vec<Option<String>> {
+    if binary {
+        match parse_binary_row(payload, types) {
+            Ok(values) => values
+                .iter()
+                .map(|v| match v {
+                    Value::Null => None,
+                    Value::Int(i) => Some(i.to_string()),
+                    Value::UInt(u) => Some(u.to_string()),
+                    Value::Float(f) => Some(f.to_string()),
+                    Value::Double(d) => Some(d.to_string()),
+                    Value::Bytes(b) => Some(lossy(b)),
+                    other => Some(format!("{other:?}")),
+                })
+                .collect(),
+            Err(_) => vec![None; n],
+        }
+    } else {
+        match parse_text_row(payload, n) {
+            Ok(values) => values.iter().map(|v| v.map(lossy)).collect(),
+            Err(_) => vec![None; n],
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! The MySQL proxy end to end: a real `gatehouse serve`, the machine's
+//! MariaDB behind it with a password Gatehouse holds, and real clients in
+//! front of it (the `mariadb` command line client, PyMySQL,
+//! mysql-connector-python with server-side prepared statements, node
+//! `mysql2`), compared with a direct connection.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+const APP_PASSWORD: &str = "my-app-pw-Zq81-never-shown";
+
+/// Runs SQL on MariaDB directly as root (database `test`).
+fn direct_my(sql: &str) -> String {
+    let o = Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            "root",
+            "--batch",
+            "--skip-column-names",
+            "test",
+            "-e",
+            sql,
+        ])
+        .output()
+        .expect("mariadb");
+    assert!(o.status.success(), "{sql}: {}", err(&o));
+    out(&o)
+}
+
+/// `mariadb -e SQL` through the gateway; (success, stdout, stderr).
+fn via(s: &Server, token: &str, sql: &str) -> (bool, String, String) {
+    let (host, port) = s.mysql.rsplit_once(':').unwrap();
+    let o = Command::new("mariadb")
+        .args([
+            "-h",
+            host,
+            "-P",
+            port,
+            "-u",
+            "bot",
+            "--batch",
+            "--skip-column-names",
+            "shop",
+            "-e",
+            sql,
+        ])
+        .env("MYSQL_PWD", token)
+        .output()
+        .expect("mariadb");
+    (o.status.success(), out(&o), err(&o))
+}
+
+fn python(script: &str, args: &[&str]) -> (bool, String, String) {
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    (o.status.success(), out(&o), err(&o))
+}
+
+struct Fixture {
+    s: Server,
+    bot: String,
+    table: String,
+}
+
+fn setup(name: &str) -> Fixture {
+    let table = format!("gh_my_{name}_{}", std::process::id());
+    direct_my(&format!(
+        "CREATE USER IF NOT EXISTS 'gh_app'@'%' IDENTIFIED BY '{APP_PASSWORD}';
+         CREATE USER IF NOT EXISTS 'gh_app'@'localhost' IDENTIFIED BY '{APP_PASSWORD}';
+         GRANT ALL ON test.* TO 'gh_app'@'%'; GRANT ALL ON test.* TO 'gh_app'@'localhost';
+         DROP TABLE IF EXISTS {table};
+         CREATE TABLE {table} (id INT PRIMARY KEY, email VARCHAR(100), note VARCHAR(100), score DECIMAL(5,2));
+         INSERT INTO {table} VALUES (1, 'ann@example.com', 'first', 1.50), (2, 'bob@example.org', 'second', 2.25), (3, NULL, 'third', NULL);"
+    ));
+    let s = Server::start();
+    let bot = token(&s, "bot", "agents");
+    let file = s.path("mysql.toml");
+    write(
+        &file,
+        &format!(
+            "[[connections]]\nname = \"shop\"\nkind = \"mysql\"\nurl = \"mysql://gh_app@127.0.0.1:3306/test?sslmode=disable\"\npassword = {{ env = \"SHOP_MY_PASSWORD\" }}\ngroups = [\"agents\"]\n\n\
+             [policy]\ndefault = \"allow\"\n\n\
+             [[rules]]\nname = \"no-deletes\"\nconnections = [\"shop\"]\nstatements = [\"write\"]\ntables = [\"{table}\"]\naction = \"deny\"\nmessage = \"agents may not change {table}\"\n\n\
+             [[rules]]\nname = \"no-admin\"\nstatements = [\"admin\", \"dcl\"]\naction = \"deny\"\n\n\
+             [[masks]]\nconnections = [\"shop\"]\ncolumns = [\"test.{table}.email\"]\nmethod = \"partial\"\n"
+        ),
+    );
+    ok(s.cli_with(
+        &s.admin,
+        &["apply", "-f", file.to_str().unwrap()],
+        None,
+        &[("SHOP_MY_PASSWORD", APP_PASSWORD)],
+    ));
+    Fixture { s, bot, table }
+}
+
+#[test]
+fn the_mariadb_client_reads_through_the_gateway_with_the_stored_password() {
+    let f = setup("cli");
+    let t = &f.table;
+    // Unmasked columns are exactly what a direct connection gives.
+    let q = format!("SELECT id, note, score FROM {t} ORDER BY id");
+    let (ok_, got, e) = via(&f.s, &f.bot, &q);
+    assert!(ok_, "{e}");
+    assert_eq!(got, direct_my(&q));
+    // Several result sets in one go.
+    let (ok_, got, e) = via(&f.s, &f.bot, "SELECT 1; SELECT 'two'");
+    assert!(ok_, "{e}");
+    assert_eq!(got, "1\ntwo\n");
+    // A wrong token, an unknown connection: MySQL errors a person can act on.
+    let (ok_, _, e) = via(&f.s, "gh_not-a-token", "SELECT 1");
+    assert!(!ok_ && e.contains("1045") && e.contains("Gatehouse"), "{e}");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let o = Command::new("mariadb")
+        .args([
+            "-h", host, "-P", port, "-u", "bot", "nope", "-e", "SELECT 1",
+        ])
+        .env("MYSQL_PWD", &f.bot)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && err(&o).contains("no MySQL connection named \"nope\""),
+        "{}",
+        err(&o)
+    );
+    // Switching to another database is refused; the same one is fine.
+    let (ok_, _, e) = via(&f.s, &f.bot, "USE mysql");
+    assert!(!ok_, "{e}");
+    let (ok_, got, e) = via(&f.s, &f.bot, "USE test; SELECT DATABASE()");
+    assert!(ok_, "{e}");
+    assert_eq!(got.trim(), "test");
+    // The stored password is never shown, and the caller never needed it.
+    let log = format!("{}\n{}", f.s.startup, f.s.drain_log());
+    assert!(!log.contains(APP_PASSWORD));
+}
+
+#[test]
+fn statements_are_decided_by_the_policy_and_masks_follow_the_column_not_its_alias() {
+    let f = setup("policy");
+    let t = &f.table;
+    let (ok_, _, e) = via(&f.s, &f.bot, &format!("DELETE FROM {t} WHERE id = 1"));
+    assert!(!ok_);
+    assert!(
+        e.contains("no-deletes") && e.contains(&format!("agents may not change {t}")),
+        "{e}"
+    );
+    assert_eq!(direct_my(&format!("SELECT count(*) FROM {t}")).trim(), "3");
+    // Hidden in a multi-statement string or an executable comment: still refused.
+    for sneaky in [
+        format!("SELECT 1; DELETE FROM {t}"),
+        format!("SELECT 1 /*! ; DELETE FROM {t} */"),
+        format!("select 1 /*!50000 ; update {t} set note = 'x' */"),
+    ] {
+        let (ok_, _, e) = via(&f.s, &f.bot, &sneaky);
+        assert!(!ok_ && e.contains("no-deletes"), "{sneaky}: {e}");
+    }
+    assert_eq!(
+        direct_my(&format!("SELECT count(*) FROM {t} WHERE note = 'x'")).trim(),
+        "0"
+    );
+    let (ok_, _, e) = via(&f.s, &f.bot, "SET GLOBAL max_connections = 5");
+    assert!(!ok_ && e.contains("no-admin"), "{e}");
+    // Masked by origin: as named, aliased, qualified (partial: the last
+    // four characters stay); through a derived table (masked either way).
+    for q in [
+        format!("SELECT email FROM {t} WHERE id = 1"),
+        format!("SELECT email AS contact FROM {t} WHERE id = 1"),
+        format!("SELECT `email` FROM test.{t} WHERE id = 1"),
+        format!("SELECT x.e FROM (SELECT email AS e FROM {t} WHERE id = 1) x"),
+    ] {
+        let (ok_, got, e) = via(&f.s, &f.bot, &q);
+        assert!(ok_, "{q}: {e}");
+        assert!(
+            !got.contains("ann@") && !got.trim().is_empty(),
+            "{q}: {got}"
+        );
+        if !q.contains(" x") {
+            assert!(got.trim().ends_with(".com"), "{q}: {got}");
+        }
+    }
+    let (ok_, got, e) = via(
+        &f.s,
+        &f.bot,
+        &format!("SELECT CONCAT(email, '') FROM {t} WHERE id = 1"),
+    );
+    assert!(ok_, "{e}");
+    assert!(
+        !got.contains("ann@"),
+        "a computed column from a masked one is masked: {got}"
+    );
+    // NULL stays NULL.
+    let (_, got, _) = via(&f.s, &f.bot, &format!("SELECT email FROM {t} WHERE id = 3"));
+    assert_eq!(got.trim(), "NULL");
+    // Refusals are audit events naming the rule.
+    let audit =
+        ok(f.s.cli(&f.s.admin, &["audit", "export", "--format", "jsonl"]));
+    assert!(
+        audit.contains("statement.deny") && audit.contains("no-deletes"),
+        "{audit}"
+    );
+}
+
+const PY_CLIENTS: &str = r#"
+import sys, json
+host, port, token, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out = {}
+import pymysql
+c = pymysql.connect(host=host, port=port, user="bot", password=token, database="shop")
+with c.cursor() as cur:
+    cur.execute(f"SELECT id, email, note FROM {table} WHERE id <= %s ORDER BY id", (2,))
+    out["pymysql"] = [list(r) for r in cur.fetchall()]
+    try:
+        cur.execute(f"UPDATE {table} SET note = %s WHERE id = 1", ("changed",))
+        out["pymysql_update"] = "ran"
+    except pymysql.err.MySQLError as e:
+        out["pymysql_update"] = str(e)
+    # USE as a statement: another database is refused, its own is fine.
+    for sql in ["USE mysql", "SELECT 1; USE mysql", "use `test`"]:
+        try:
+            cur.execute(sql)
+            out[sql] = "ran"
+        except pymysql.err.MySQLError as e:
+            out[sql] = str(e)
+    cur.execute("SELECT DATABASE()")
+    out["database"] = cur.fetchall()[0][0]
+c.close()
+import mysql.connector
+# Over TLS (Gatehouse's self-signed certificate): this driver sends a
+# password in clear only over TLS.
+c = mysql.connector.connect(host=host, port=port, user="bot", password=token, database="shop",
+                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True)
+cur = c.cursor(prepared=True)
+cur.execute(f"SELECT id, email, score FROM {table} WHERE id = %s", (2,))
+out["connector_prepared"] = [[str(v) if v is not None else None for v in r] for r in cur.fetchall()]
+cur.execute(f"SELECT id FROM {table} WHERE id > %s ORDER BY id", (0,))
+out["connector_ids"] = [r[0] for r in cur.fetchall()]
+# A parameter sent in pieces (COM_STMT_SEND_LONG_DATA).
+import io
+cur.execute("SELECT LENGTH(%s)", (io.BytesIO(b"x" * 100000),))
+out["long_data"] = cur.fetchall()[0][0]
+# COM_PING, COM_STATISTICS, COM_RESET_CONNECTION, COM_INIT_DB to the same database.
+c.ping()
+out["statistics"] = "Uptime" in str(c.cmd_statistics())
+c.cmd_reset_connection()
+c.cmd_init_db("test")
+cur = c.cursor()
+cur.execute("SELECT DATABASE()")
+out["after_reset"] = cur.fetchall()[0][0]
+c.close()
+print(json.dumps(out))
+"#;
+
+#[test]
+fn python_drivers_text_and_prepared_statements_masked() {
+    let f = setup("py");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let (ok_, got, e) = python(PY_CLIENTS, &[host, port, &f.bot, &f.table]);
+    assert!(ok_, "{e}");
+    let v: serde_json::Value = serde_json::from_str(got.trim()).expect(&got);
+    let rows = &v["pymysql"];
+    assert_eq!(rows[0][0], 1);
+    assert_eq!(rows[0][2], "first");
+    let masked = rows[0][1].as_str().unwrap();
+    assert!(
+        masked != "ann@example.com" && masked.ends_with(".com"),
+        "{masked}"
+    );
+    assert!(
+        v["pymysql_update"].as_str().unwrap().contains("no-deletes"),
+        "{v}"
+    );
+    let p = &v["connector_prepared"][0];
+    assert_eq!(p[0], "2");
+    assert_eq!(p[2], "2.25");
+    let masked = p[1].as_str().unwrap();
+    assert!(
+        masked != "bob@example.org" && masked.ends_with(".org"),
+        "{masked}"
+    );
+    assert_eq!(v["connector_ids"], serde_json::json!([1, 2, 3]));
+    assert_eq!(v["long_data"], 100000);
+    assert_eq!(v["statistics"], true);
+    assert_eq!(v["after_reset"], "test");
+    // Recorded: statements with their masked results.
+    let sessions = json(f.s.cli(&f.s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+    let mut texts = String::new();
+    for x in sessions["sessions"].as_array().unwrap() {
+        assert_eq!(x["protocol"], "mysql");
+        let shown = json(f.s.cli(
+            &f.s.admin,
+            &["sessions", "show", x["id"].as_str().unwrap(), "--json"],
+        ));
+        texts.push_str(&shown.to_string());
+    }
+    assert!(texts.contains("SELECT id, email, score FROM"), "{texts}");
+    assert!(
+        !texts.contains("bob@example.org") && !texts.contains("ann@example.com"),
+        "{texts}"
+    );
+    assert!(texts.contains("no-deletes"), "{texts}");
+}
+
+#[test]
+fn node_mysql2_prepared_statements() {
+    let f = setup("node");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../gatehouse-mysql/tests/mysql-clients"
+    );
+    let script = format!(
+        "const m = require('{dir}/node_modules/mysql2/promise');
+         (async () => {{
+           const c = await m.createConnection({{host: '{host}', port: {port}, user: 'bot', password: process.argv[1], database: 'shop', ssl: {{ rejectUnauthorized: false }}}});
+           const [rows] = await c.execute('SELECT id, email FROM {t} WHERE id = ?', [1]);
+           let denied = '';
+           try {{ await c.execute('DELETE FROM {t} WHERE id = ?', [1]); }} catch (e) {{ denied = e.message; }}
+           console.log(JSON.stringify({{rows, denied}}));
+           await c.end();
+         }})().catch(e => {{ console.error(e.message); process.exit(1); }});",
+        t = f.table
+    );
+    let o = Command::new("node")
+        .arg("-e")
+        .arg(&script)
+        .arg(&f.bot)
+        .output()
+        .expect("node");
+    assert!(o.status.success(), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
+    assert_eq!(v["rows"][0]["id"], 1);
+    let masked = v["rows"][0]["email"].as_str().unwrap();
+    assert!(
+        masked != "ann@example.com" && masked.ends_with(".com"),
+        "{masked}"
+    );
+    assert!(v["denied"].as_str().unwrap().contains("no-deletes"), "{v}");
+}
+
+#[test]
+fn a_held_statement_runs_once_approved_and_a_revoked_token_ends_the_session() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let f = setup("review");
+    let notes = format!("{}_notes", f.table);
+    direct_my(&format!(
+        "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
+    ));
+    // Writes to it wait for a DBA.
+    let file = f.s.path("review.toml");
+    write(
+        &file,
+        &format!(
+            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"notes-need-a-dba\"\nstatements = [\"write\"]\ntables = [\"{notes}\"]\naction = \"review\"\napprovers = [\"dba\"]\n"
+        ),
+    );
+    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    let dba = token(&f.s, "dana", "dba");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let held = Command::new("mariadb")
+        .args(["-h", host, "-P", port, "-u", "bot", "shop", "-e"])
+        .arg(format!("UPDATE {notes} SET note = 'approved' WHERE id = 1"))
+        .env("MYSQL_PWD", &f.bot)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = loop {
+        let v = json(f.s.cli(&dba, &["reviews", "list", "--pending", "--json"]));
+        if let Some(r) = v["reviews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["statement"].as_str().is_some_and(|x| x.contains(&notes)))
+        {
+            break r["id"].as_str().unwrap().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        direct_my(&format!("SELECT note FROM {notes}")).trim(),
+        "old",
+        "it waits"
+    );
+    ok(f.s.cli(&dba, &["reviews", "approve", &id]));
+    let o = held.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        direct_my(&format!("SELECT note FROM {notes}")).trim(),
+        "approved"
+    );
+
+    // A live session ends the moment its token is revoked.
+    let script = r#"
+import sys, pymysql
+c = pymysql.connect(host=sys.argv[1], port=int(sys.argv[2]), user="bot", password=sys.argv[3], database="shop")
+cur = c.cursor()
+cur.execute("SELECT 1")
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    cur.execute("SELECT 2")
+    print("ran", flush=True)
+except Exception as e:
+    print("refused:", e, flush=True)
+"#;
+    let mut py = Command::new("python3")
+        .args(["-c", script, host, port, &f.bot])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    ok(f.s.cli(&f.s.admin, &["tokens", "revoke", "bot"]));
+    // Ended by the gateway (seen in the session list), then the client finds out.
+    loop {
+        let v = json(f.s.cli(&f.s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+        let live = v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["ended_at"].is_null());
+        if !live {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    writeln!(py.stdin.take().unwrap()).unwrap();
+    let answer = lines.next().unwrap().unwrap();
+    assert!(answer.starts_with("refused:"), "{answer}");
+    let _ = py.wait();
+    let v = json(f.s.cli(&f.s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+    assert!(
+        v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["end_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("ended by Gatehouse"))),
+        "{v}"
+    );
+}
+
+#[test]
+fn local_files_are_never_read_and_garbage_ends_only_its_own_connection() {
+    use std::io::{Read, Write};
+    let f = setup("local");
+    let load = format!("{}_load", f.table);
+    direct_my(&format!(
+        "DROP TABLE IF EXISTS {load}; CREATE TABLE {load} (line TEXT)"
+    ));
+    let data = f.s.path("secret.txt");
+    write(&data, "a line from the client's disk\n");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let o = Command::new("mariadb")
+        .args([
+            "-h",
+            host,
+            "-P",
+            port,
+            "-u",
+            "bot",
+            "--local-infile=1",
+            "shop",
+            "-e",
+        ])
+        .arg(format!(
+            "LOAD DATA LOCAL INFILE '{}' INTO TABLE {load}",
+            data.display()
+        ))
+        .env("MYSQL_PWD", &f.bot)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "LOAD DATA LOCAL must be refused");
+    assert_eq!(
+        direct_my(&format!("SELECT count(*) FROM {load}")).trim(),
+        "0"
+    );
+    // Bytes that are not MySQL: that connection ends, the server goes on.
+    for junk in [
+        &b"\xff\xff\xff\x00garbage"[..],
+        &[0u8; 3][..],
+        &b"\x05\x00\x00\x01\x03SELECT"[..],
+    ] {
+        let mut tcp = std::net::TcpStream::connect(&f.s.mysql).unwrap();
+        let mut greeting = [0u8; 4];
+        tcp.read_exact(&mut greeting).unwrap();
+        let _ = tcp.write_all(junk);
+        drop(tcp);
+    }
+    let (ok_, got, e) = via(&f.s, &f.bot, "SELECT 'still serving'");
+    assert!(ok_, "{e}");
+    assert_eq!(got.trim(), "still serving");
+}
+
+#[test]
+fn a_just_in_time_grant_opens_the_connection_and_its_revocation_closes_it() {
+    let f = setup("grant");
+    let t = &f.table;
+    let file = f.s.path("grant.toml");
+    write(
+        &file,
+        "[policy]\ndefault = \"deny\"\n\n[[rules]]\nname = \"reads\"\nstatements = [\"read\"]\naction = \"allow\"\n\n\
+         [[access]]\nconnections = [\"shop\"]\nrequesters = [\"contractors\"]\nlevels = [\"write\"]\napprovers = [\"dba\"]\nmax_duration = \"1h\"\n",
+    );
+    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    let carl = token(&f.s, "carl", "contractors");
+    let dba = token(&f.s, "dana", "dba");
+    let as_carl = |sql: &str| {
+        let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+        let o = Command::new("mariadb")
+            .args([
+                "-h",
+                host,
+                "-P",
+                port,
+                "-u",
+                "carl",
+                "--batch",
+                "--skip-column-names",
+                "shop",
+                "-e",
+                sql,
+            ])
+            .env("MYSQL_PWD", &carl)
+            .output()
+            .unwrap();
+        (o.status.success(), out(&o), err(&o))
+    };
+    let (ok_, _, e) = as_carl("SELECT 1");
+    assert!(!ok_ && e.contains("may not use connection \"shop\""), "{e}");
+    let asked = json(f.s.cli(
+        &carl,
+        &[
+            "access",
+            "request",
+            "shop",
+            "--level",
+            "write",
+            "--for",
+            "30m",
+            "--reason",
+            "fix row 2",
+            "--json",
+        ],
+    ));
+    let id = asked["review"]["id"].as_str().unwrap().to_string();
+    ok(f.s.cli(&dba, &["reviews", "approve", &id]));
+    let (ok_, _, e) = as_carl(&format!("UPDATE {t} SET note = 'fixed' WHERE id = 2"));
+    assert!(ok_, "{e}");
+    assert_eq!(
+        direct_my(&format!("SELECT note FROM {t} WHERE id = 2")).trim(),
+        "fixed"
+    );
+    let grants = json(f.s.cli(&carl, &["access", "list", "--json"]));
+    let grant = grants["grants"][0]["id"].as_str().unwrap().to_string();
+    ok(f.s.cli(&f.s.admin, &["access", "revoke", &grant]));
+    let (ok_, _, e) = as_carl("SELECT 1");
+    assert!(!ok_ && e.contains("may not use connection"), "{e}");
+}
