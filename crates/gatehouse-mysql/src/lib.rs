@@ -15,10 +15,13 @@
 
 pub mod codec;
 pub mod handshake;
+pub mod local;
 pub mod proxy;
 mod relay;
+pub use relay::LocalEvent;
 pub mod scramble;
 pub mod stream;
 pub mod upstream;
 
+pub use local::{LocalClient, open_local};
 pub use proxy::{MysqlProxy, serve};

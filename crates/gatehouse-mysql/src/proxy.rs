@@ -23,6 +23,7 @@ use crate::codec::{
 };
 use crate::handshake::{self, HandshakeConfig, PasswordExchange};
 use crate::relay;
+use crate::stream::MysqlStream;
 use crate::upstream::{self, ConnectOptions, Target, UpstreamTls};
 
 /// Everything a MySQL session needs from the rest of Gatehouse.
@@ -76,10 +77,10 @@ const SHAPE: u32 =
 pub const GREETING_VERSION: &str = "5.7.99-Gatehouse";
 
 /// A refused login, shown as a MySQL error.
-struct Refusal {
-    code: u16,
-    state: &'static str,
-    message: String,
+pub(crate) struct Refusal {
+    pub code: u16,
+    pub state: &'static str,
+    pub message: String,
 }
 
 fn refuse(code: u16, state: &'static str, message: impl Into<String>) -> Refusal {
@@ -129,10 +130,18 @@ async fn handle(proxy: Arc<MysqlProxy>, tcp: TcpStream, peer: SocketAddr) {
         }
         Err(_) => return,
     };
-    run(proxy, login, ready, peer).await;
+    let how = How {
+        protocol: "mysql",
+        client_addr: peer.to_string(),
+        caps: login.negotiated(),
+        seq: login.seq,
+        local: None,
+    };
+    run(proxy, login.stream, ready, how).await;
 }
 
-struct Ready {
+pub(crate) struct Ready {
+    pub session_id: String,
     principal: Principal,
     connection: String,
     database: Option<String>,
@@ -203,6 +212,18 @@ async fn start(proxy: &MysqlProxy, login: &handshake::ClientLogin) -> Result<Rea
             "Gatehouse: name the connection as the database (e.g. `mysql -D shop`); see `gatehouse connections list`",
         ));
     };
+    connect(proxy, principal, &name, login.negotiated(), login.charset).await
+}
+
+/// Authorizes `principal` on connection `name` and logs in upstream with
+/// the stored credential, asking for the client's capabilities `caps`.
+pub(crate) async fn connect(
+    proxy: &MysqlProxy,
+    principal: Principal,
+    name: &str,
+    caps: u32,
+    charset: u8,
+) -> Result<Ready, Refusal> {
     let not_found = || {
         refuse(
             1049,
@@ -214,7 +235,7 @@ async fn start(proxy: &MysqlProxy, login: &handshake::ClientLogin) -> Result<Rea
     };
     let rec = proxy
         .store
-        .get_connection(&name)
+        .get_connection(name)
         .await
         .map_err(|_| {
             refuse(
@@ -268,11 +289,10 @@ async fn start(proxy: &MysqlProxy, login: &handshake::ClientLogin) -> Result<Rea
             })
         }
     };
-    let caps = login.negotiated();
     let options = ConnectOptions {
         database: database.clone(),
         capabilities: caps,
-        charset: login.charset,
+        charset,
         connect_attrs: vec![("program_name".into(), "gatehouse".into())],
         max_payload: relay::MAX_PACKET,
         ..ConnectOptions::default()
@@ -304,6 +324,7 @@ async fn start(proxy: &MysqlProxy, login: &handshake::ClientLogin) -> Result<Rea
         ));
     }
     Ok(Ready {
+        session_id: new_session_id(),
         principal,
         connection: rec.spec.name,
         database,
@@ -326,13 +347,28 @@ fn new_session_id() -> String {
     format!("my_{}", hex::encode(b))
 }
 
-async fn run(
+/// How a session was opened, for its recording and its relay.
+pub(crate) struct How {
+    pub protocol: &'static str,
+    pub client_addr: String,
+    /// Capabilities in force with the client.
+    pub caps: u32,
+    /// Sequence id of the OK that ends the login.
+    pub seq: u8,
+    /// Opened inside Gatehouse (query API, MCP): events for its client.
+    pub local: Option<tokio::sync::mpsc::UnboundedSender<relay::LocalEvent>>,
+}
+
+pub(crate) async fn run<S>(
     proxy: Arc<MysqlProxy>,
-    mut login: handshake::ClientLogin,
+    mut client: MysqlStream<S>,
     ready: Ready,
-    peer: SocketAddr,
-) {
+    how: How,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let Ready {
+        session_id,
         principal,
         connection,
         database,
@@ -341,7 +377,6 @@ async fn run(
         record_rows,
         via_grant,
     } = ready;
-    let session_id = new_session_id();
     let token = match &principal.authn {
         Authn::Token { name } => Some(name.clone()),
         Authn::Oidc { .. } => None,
@@ -372,16 +407,16 @@ async fn run(
             principal: principal.subject.clone(),
             authn,
             connection: connection.clone(),
-            protocol: "mysql".into(),
-            client_addr: peer.to_string(),
+            protocol: how.protocol.into(),
+            client_addr: how.client_addr.clone(),
             started_at: now_ms(),
             ended_at: None,
             end_reason: None,
         }));
     if let Err(e) = recorded {
         let _ = handshake::send_err(
-            &mut login.stream,
-            login.seq,
+            &mut client,
+            how.seq,
             1927,
             "HY000",
             &format!("Gatehouse: {e}"),
@@ -390,18 +425,29 @@ async fn run(
         proxy.sessions.unregister(reg.key);
         return;
     }
+    // Logins by database clients are audit events (the API's and MCP's
+    // sessions are recorded but not audited one by one).
     let audit = proxy.access.audit().clone();
-    audit.credential_used(&principal, "mysql").await;
-    audit
-        .record(
-            &principal,
-            "session.start",
-            &session_id,
-            serde_json::json!({"connection": connection, "protocol": "mysql", "client": peer.to_string()}),
-        )
-        .await;
-    let caps = login.negotiated();
-    let reason = if login.send_ok().await.is_err() {
+    let audited = how.local.is_none();
+    if audited {
+        audit.credential_used(&principal, "mysql").await;
+        audit
+            .record(
+                &principal,
+                "session.start",
+                &session_id,
+                serde_json::json!({"connection": connection, "protocol": how.protocol, "client": how.client_addr}),
+            )
+            .await;
+    }
+    let ok = handshake::send_ok(
+        &mut client,
+        how.seq,
+        how.caps,
+        crate::codec::SERVER_STATUS_AUTOCOMMIT,
+    )
+    .await;
+    let reason = if ok.is_err() {
         "client closed".to_string()
     } else {
         let ctx = relay::Ctx {
@@ -410,23 +456,26 @@ async fn run(
             connection,
             session_id: session_id.clone(),
             database,
-            capabilities: caps,
+            capabilities: how.caps,
             record_rows,
             max_session,
             grants: reg.grants,
             hash_key: proxy.keys.get().derive("mask-hash"),
+            local: how.local,
         };
-        relay::run(ctx, login.stream, upstream.stream, reg.kill).await
+        relay::run(ctx, client, upstream.stream, reg.kill).await
     };
     proxy.sessions.unregister(reg.key);
-    audit
-        .record(
-            &principal,
-            "session.end",
-            &session_id,
-            serde_json::json!({"reason": reason}),
-        )
-        .await;
+    if audited {
+        audit
+            .record(
+                &principal,
+                "session.end",
+                &session_id,
+                serde_json::json!({"reason": reason}),
+            )
+            .await;
+    }
     let _ = proxy.recorder.record(RecordEvent::SessionEnd {
         id: session_id,
         at: now_ms(),

@@ -52,6 +52,21 @@ pub(crate) struct Ctx {
     pub grants: gatehouse_pg::SessionGrants,
     /// Key for hashed masks.
     pub hash_key: Zeroizing<[u8; 32]>,
+    /// Opened inside Gatehouse: its client is told what the wire does not
+    /// say (which columns are masked, a refusal's rule, a review's id), and
+    /// statements for review are not waited on.
+    pub local: Option<tokio::sync::mpsc::UnboundedSender<LocalEvent>>,
+}
+
+/// What a local session's client learns beside the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalEvent {
+    /// The next result's masked columns (indexes).
+    Masked(Vec<usize>),
+    /// The statement was refused by this rule.
+    Refused { rule: String, message: String },
+    /// The statement is held for this review.
+    Held { review: String, message: String },
 }
 
 type Reader<S> = BufReader<ReadHalf<MysqlStream<S>>>;
@@ -333,6 +348,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 ));
             }
         };
+        if let Some(local) = &self.ctx.local {
+            let m = format!(
+                "{message}; it is held for review {id}: once approved, send the same statement again"
+            );
+            let _ = local.send(LocalEvent::Held {
+                review: id.clone(),
+                message: m.clone(),
+            });
+            return deny(m);
+        }
         tracing::info!(session = %self.ctx.session_id, review = %id, "a MySQL statement waits for review");
         let deadline = now_ms().saturating_add(i64::try_from(*timeout_ms).unwrap_or(i64::MAX));
         match access.wait(&id, &self.ctx.principal, deadline).await {
@@ -356,6 +381,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Refuses a statement: ERR to the client, audit, record.
     fn refuse_stmt(&mut self, mut stmt: Stmt, rule: &str, message: &str) {
+        if let Some(local) = &self.ctx.local {
+            let _ = local.send(LocalEvent::Refused {
+                rule: rule.to_string(),
+                message: message.to_string(),
+            });
+        }
         let text = format!("Gatehouse blocked this statement (rule {rule}): {message}");
         self.refuse(DENIED, "42000", &text);
         stmt.error = Some(text);
@@ -817,6 +848,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                     stmt.columns = Some(columns.iter().map(|c| c.name.clone()).collect());
                     let rm = self.row_mask(&columns, mask.clone());
+                    if let Some(local) = &self.ctx.local {
+                        let masked = rm.as_ref().map_or_else(Vec::new, |m| {
+                            m.actions
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, a)| matches!(a, Action::Mask(..)))
+                                .map(|(i, _)| i)
+                                .collect()
+                        });
+                        let _ = local.send(LocalEvent::Masked(masked));
+                    }
                     let more = self.rows(stmt, binary, &columns, rm.as_ref()).await?;
                     if let Some(p) = prepared.and_then(|id| self.prepared.get_mut(&id)) {
                         p.columns = columns;
@@ -980,7 +1022,12 @@ fn is_text(c: &ColumnDefinition) -> bool {
 }
 
 /// A row's values as text, for the recording.
-fn cells(payload: &[u8], binary: bool, types: &[BinaryType], n: usize) -> Vec<Option<String>> {
+pub(crate) fn cells(
+    payload: &[u8],
+    binary: bool,
+    types: &[BinaryType],
+    n: usize,
+) -> Vec<Option<String>> {
     if binary {
         match parse_binary_row(payload, types) {
             Ok(values) => values

@@ -258,7 +258,7 @@ pub async fn start(
             auth: state.auth.clone(),
             keys: state.keys.clone(),
             recorder: state.recorder.clone(),
-            policy: state.pg.policy.clone(),
+            policy: state.mysql.policy.clone(),
             tls: Some(tls.config),
             allow_plaintext_remote: config.mysql_allow_plaintext,
             sessions: state.live.clone(),

@@ -34,6 +34,9 @@ pub struct AppState {
     /// The PostgreSQL proxy the query API and MCP open sessions through
     /// (the same policy, masking, reviews and recording as `psql`'s).
     pub pg: Arc<gatehouse_pg::PgProxy>,
+    /// The MySQL proxy, likewise (its listener, when enabled, serves
+    /// through the same one, with the TLS certificate added).
+    pub mysql: Arc<gatehouse_mysql::MysqlProxy>,
 }
 
 impl AppState {
@@ -65,9 +68,22 @@ impl AppState {
             access: access.clone(),
             record_fail_open: config.record_fail_open,
         });
+        let mysql = Arc::new(gatehouse_mysql::MysqlProxy {
+            store: store.clone(),
+            auth: auth.clone(),
+            keys: keys.clone(),
+            recorder: recorder.clone(),
+            policy: pg.policy.clone(),
+            tls: None,
+            allow_plaintext_remote: false,
+            sessions: live.clone(),
+            access: access.clone(),
+            record_fail_open: config.record_fail_open,
+        });
         Ok(Self {
             access,
             pg,
+            mysql,
             audit,
             store,
             auth,

@@ -68,6 +68,18 @@ fn python(script: &str, args: &[&str]) -> (bool, String, String) {
     (o.status.success(), out(&o), err(&o))
 }
 
+/// Replaces the policy: writes to `table` wait for a member of `dba`.
+fn review_writes(s: &Server, table: &str) {
+    let file = s.path("review.toml");
+    write(
+        &file,
+        &format!(
+            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"writes-need-a-dba\"\nstatements = [\"write\"]\ntables = [\"{table}\"]\naction = \"review\"\napprovers = [\"dba\"]\n"
+        ),
+    );
+    ok(s.cli(&s.admin, &["apply", "-f", file.to_str().unwrap()]));
+}
+
 struct Fixture {
     s: Server,
     bot: String,
@@ -359,14 +371,7 @@ fn a_held_statement_runs_once_approved_and_a_revoked_token_ends_the_session() {
         "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
     ));
     // Writes to it wait for a DBA.
-    let file = f.s.path("review.toml");
-    write(
-        &file,
-        &format!(
-            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"notes-need-a-dba\"\nstatements = [\"write\"]\ntables = [\"{notes}\"]\naction = \"review\"\napprovers = [\"dba\"]\n"
-        ),
-    );
-    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    review_writes(&f.s, &notes);
     let dba = token(&f.s, "dana", "dba");
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
     let held = Command::new("mariadb")
@@ -572,4 +577,140 @@ fn a_just_in_time_grant_opens_the_connection_and_its_revocation_closes_it() {
     ok(f.s.cli(&f.s.admin, &["access", "revoke", &grant]));
     let (ok_, _, e) = as_carl("SELECT 1");
     assert!(!ok_ && e.contains("may not use connection"), "{e}");
+}
+
+#[test]
+fn the_query_api_exec_and_mcp_reach_mysql_connections_through_the_same_policy() {
+    let f = setup("api");
+    let t = &f.table;
+    // `gatehouse exec` (the query API): rows as JSON, the masked column flagged.
+    let v = json(f.s.cli(
+        &f.bot,
+        &[
+            "exec",
+            "shop",
+            "-c",
+            &format!("SELECT id, email, score FROM {t} WHERE id <= ? ORDER BY id"),
+            "--param",
+            "2",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(v["columns"][1]["name"], "email");
+    assert_eq!(v["columns"][1]["masked"], true, "{v}");
+    assert_eq!(v["columns"][0]["masked"], false, "{v}");
+    assert_eq!(v["rows"][0][0], 1, "numbers stay numbers: {v}");
+    assert_eq!(v["rows"][1][2], "2.25", "decimals keep their digits: {v}");
+    let email = v["rows"][0][1].as_str().unwrap();
+    assert!(email != "ann@example.com" && email.ends_with(".com"), "{v}");
+    // Text protocol too, and a refusal that names the rule.
+    let v = json(f.s.cli(
+        &f.bot,
+        &[
+            "exec",
+            "shop",
+            "-c",
+            &format!("SELECT note FROM {t} WHERE id = 3"),
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(v["rows"][0][0], "third");
+    let denied =
+        f.s.cli(&f.bot, &["exec", "shop", "-c", &format!("DELETE FROM {t}")]);
+    assert!(
+        !denied.status.success() && err(&denied).contains("no-deletes"),
+        "{}",
+        err(&denied)
+    );
+    assert_eq!(direct_my(&format!("SELECT count(*) FROM {t}")).trim(), "3");
+    // The MCP server's tools (official Python SDK client).
+    let steps = serde_json::json!([
+        {"call": "tool", "name": "query", "arguments": {"connection": "shop", "sql": format!("SELECT email AS contact FROM {t} WHERE id = 2")}},
+        {"call": "tool", "name": "describe_connection", "arguments": {"connection": "shop"}},
+    ]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/mcp/python_client.py"
+    );
+    let mut child = Command::new("python3")
+        .args([
+            "-B",
+            script,
+            &format!("{}/mcp", f.s.url.trim_end_matches('/')),
+        ])
+        .env("GATEHOUSE_TOKEN", &f.bot)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(steps.to_string().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}\n{}", out(&o), err(&o));
+    let lines: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rows = &lines[1]["json"];
+    assert_eq!(rows["columns"][0]["masked"], true, "{rows}");
+    let contact = rows["rows"][0][0].as_str().unwrap();
+    assert!(
+        contact != "bob@example.org" && contact.ends_with(".org"),
+        "{rows}"
+    );
+    let schema = &lines[2]["json"];
+    let table = schema["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == t.as_str())
+        .expect("the table is described");
+    assert!(
+        table["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "email" && c["masked"] == true),
+        "{table}"
+    );
+    // A statement for review is not waited on through the API: its review id comes back.
+    review_writes(&f.s, t);
+    let held = f.s.cli(
+        &f.bot,
+        &[
+            "exec",
+            "shop",
+            "-c",
+            &format!("UPDATE {t} SET note = 'x' WHERE id = 1"),
+        ],
+    );
+    assert!(!held.status.success());
+    assert!(
+        err(&held).contains("held for review rv_")
+            && err(&held).contains("gatehouse reviews approve rv_"),
+        "{}",
+        err(&held)
+    );
+    assert_eq!(
+        direct_my(&format!("SELECT note FROM {t} WHERE id = 1")).trim(),
+        "first"
+    );
+    // Recorded as sessions of protocol http, like PostgreSQL's.
+    let v = json(f.s.cli(&f.s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+    assert!(
+        v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["protocol"] == "http" && x["connection"] == "shop"),
+        "{v}"
+    );
 }

@@ -164,11 +164,21 @@ pub async fn run(
     client_addr: String,
 ) -> Result<Outcome, ApiError> {
     let rec = state.store.get_connection(name).await?;
+    let mysql = rec
+        .as_ref()
+        .is_some_and(|r| r.spec.kind == ConnectionKind::Mysql);
     let settings = match &rec {
-        Some(r) if r.spec.kind == ConnectionKind::Postgres => r.spec.settings.clone(),
+        Some(r)
+            if matches!(
+                r.spec.kind,
+                ConnectionKind::Postgres | ConnectionKind::Mysql
+            ) =>
+        {
+            r.spec.settings.clone()
+        }
         Some(r) => {
             return Err(ApiError::bad_request(format!(
-                "connection {name:?} is a {} connection; the query API serves PostgreSQL connections",
+                "connection {name:?} is a {} connection; the query API serves PostgreSQL and MySQL connections",
                 r.spec.kind
             )));
         }
@@ -186,33 +196,49 @@ pub async fn run(
         Some(t) => duration(t)?.min(cap_time),
         None => cap_time,
     };
-    let mut client =
-        gatehouse_pg::open_local(state.pg.clone(), who.clone(), name, protocol, client_addr)
-            .await
-            .map_err(|e| match e.code {
-                "3D000" => ApiError::not_found(format!(
-                    "no PostgreSQL connection named {name:?} (see `gatehouse connections list`)"
-                )),
-                "42501" => ApiError::forbidden(e.message),
-                "53000" => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "recorder_behind",
-                    e.message,
-                ),
-                _ => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", e.message),
-            })?;
+    let open_failed = |e: gatehouse_pg::OpenError| match e.code {
+        "3D000" => ApiError::not_found(format!(
+            "no database connection named {name:?} (see `gatehouse connections list`)"
+        )),
+        "42501" => ApiError::forbidden(e.message),
+        "53000" => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "recorder_behind",
+            e.message,
+        ),
+        _ => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", e.message),
+    };
     let params: Vec<Option<String>> = req.params.iter().map(param_text).collect();
-    let result = client
-        .query_within(
-            timeout,
-            &req.sql,
-            &params,
-            u32::try_from(limit).unwrap_or(u32::MAX),
-            MAX_RESULT_BYTES,
-        )
-        .await;
-    let session_id = client.session_id.clone();
-    client.close().await;
+    let max_rows = u32::try_from(limit).unwrap_or(u32::MAX);
+    // Both local clients answer the same calls; one statement, then close.
+    macro_rules! one_statement {
+        ($open:expr) => {{
+            let mut client = $open.await.map_err(open_failed)?;
+            let result = client
+                .query_within(timeout, &req.sql, &params, max_rows, MAX_RESULT_BYTES)
+                .await;
+            let session_id = client.session_id.clone();
+            client.close().await;
+            (result, session_id)
+        }};
+    }
+    let (result, session_id) = if mysql {
+        one_statement!(gatehouse_mysql::open_local(
+            state.mysql.clone(),
+            who.clone(),
+            name,
+            protocol,
+            client_addr
+        ))
+    } else {
+        one_statement!(gatehouse_pg::open_local(
+            state.pg.clone(),
+            who.clone(),
+            name,
+            protocol,
+            client_addr
+        ))
+    };
     match result {
         Ok(answer) => Ok(Outcome::Rows { answer, session_id }),
         Err(Failure::Refused { rule, message }) => Ok(Outcome::Refused { rule, message }),
@@ -287,8 +313,18 @@ pub async fn describe(
         FROM information_schema.columns c \
         WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') \
         ORDER BY c.table_schema, c.table_name, c.ordinal_position";
+    // MySQL: the connection's own database (the others are not reachable through it).
+    const MYSQL_COLUMNS: &str = "SELECT c.table_schema, c.table_name, c.column_name, c.data_type \
+        FROM information_schema.columns c \
+        WHERE c.table_schema = DATABASE() \
+        ORDER BY c.table_schema, c.table_name, c.ordinal_position";
+    let mysql = state
+        .store
+        .get_connection(name)
+        .await?
+        .is_some_and(|r| r.spec.kind == ConnectionKind::Mysql);
     let req = QueryRequest {
-        sql: COLUMNS.into(),
+        sql: if mysql { MYSQL_COLUMNS } else { COLUMNS }.into(),
         params: Vec::new(),
         limit: Some(MAX_ROW_LIMIT),
         timeout: None,
