@@ -35,6 +35,8 @@ use crate::stream::{MysqlStream, ReadError, read_packet};
 pub const MAX_PACKET: usize = 64 << 20;
 /// Bytes of replies gathered before they are written to the client.
 const FLUSH_AT: usize = 64 * 1024;
+/// How long a quiet session's records wait before they go to the recorder.
+const RECORD_DELAY: Duration = Duration::from_millis(500);
 /// MySQL's "access denied" for a statement (ER_SPECIFIC_ACCESS_DENIED_ERROR).
 const DENIED: u16 = 1227;
 
@@ -156,9 +158,25 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
     };
     tokio::pin!(limit);
+    // Records go to the recorder in chunks: when a chunk is full, and when
+    // the session has been quiet for a moment.
+    let idle_flush = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(idle_flush);
+    let mut flush_armed = false;
     let reason = loop {
+        if !flush_armed && !s.log.is_empty() {
+            idle_flush
+                .as_mut()
+                .reset(tokio::time::Instant::now() + RECORD_DELAY);
+            flush_armed = true;
+        }
         let packet = tokio::select! {
             p = read_packet(&mut s.client_r, MAX_PACKET) => p,
+            () = &mut idle_flush, if flush_armed => {
+                s.log.flush();
+                flush_armed = false;
+                continue;
+            }
             why = signalled(&mut kill) => {
                 s.fatal(&format!("Gatehouse ended this session: {why}")).await;
                 break format!("ended by Gatehouse: {why}");
@@ -432,7 +450,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 result_truncated: stmt.truncated,
             },
         );
-        self.log.flush();
     }
 
     /// Serves one command; `Ok(false)` when the client quit.
