@@ -192,6 +192,12 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             Err(ReadError::Io(_)) => break "client closed".into(),
             Err(ReadError::Codec(e)) => break format!("protocol error from the client: {e}"),
         };
+        if packet.seq != 0 {
+            break format!(
+                "protocol error from the client: a command starts with sequence id 0, not {}",
+                packet.seq
+            );
+        }
         // A command that waits (for a review) can be ended too.
         let step = tokio::select! {
             r = s.command(&packet.payload) => r,

@@ -714,3 +714,50 @@ fn the_query_api_exec_and_mcp_reach_mysql_connections_through_the_same_policy() 
         "{v}"
     );
 }
+
+#[test]
+fn detectors_redact_what_they_find_and_a_malformed_packet_after_login_ends_only_that_session() {
+    let f = setup("detect");
+    let t = &f.table;
+    direct_my(&format!(
+        "UPDATE {t} SET note = 'call ann@example.com' WHERE id = 1"
+    ));
+    let file = f.s.path("detect.toml");
+    write(
+        &file,
+        "[policy]\ndefault = \"allow\"\n\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n",
+    );
+    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    let (ok_, got, e) = via(&f.s, &f.bot, &format!("SELECT note FROM {t} WHERE id = 1"));
+    assert!(ok_, "{e}");
+    assert!(
+        got.starts_with("call ") && !got.contains("ann@example.com"),
+        "{got}"
+    );
+    // Logged in, then bytes that are no MySQL packet (a sequence id out of
+    // order): that session ends; the server and other sessions go on.
+    let script = r#"
+import sys, pymysql
+c = pymysql.connect(host=sys.argv[1], port=int(sys.argv[2]), user="bot", password=sys.argv[3], database="shop")
+c._sock.sendall(b"\x05\x00\x00\x07\x03SELECT")
+c._sock.settimeout(10)
+print("closed" if c._sock.recv(100) == b"" else "answered")
+"#;
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let (ok_, got, e) = python(script, &[host, port, &f.bot]);
+    assert!(ok_, "{e}");
+    assert_eq!(got.trim(), "closed");
+    let v = json(f.s.cli(&f.s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+    assert!(
+        v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["end_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("protocol error from the client"))),
+        "{v}"
+    );
+    let (ok_, got, _) = via(&f.s, &f.bot, "SELECT 'still serving'");
+    assert!(ok_ && got.trim() == "still serving");
+}
