@@ -761,3 +761,33 @@ print("closed" if c._sock.recv(100) == b"" else "answered")
     let (ok_, got, _) = via(&f.s, &f.bot, "SELECT 'still serving'");
     assert!(ok_ && got.trim() == "still serving");
 }
+
+#[test]
+fn cursors_fetch_masked_rows_and_statements_reset() {
+    let f = setup("cursor");
+    let script = r#"
+import sys, json, mysql.connector
+host, port, token, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+c = mysql.connector.connect(host=host, port=port, user="bot", password=token, database="shop",
+                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True)
+st = c.cmd_stmt_prepare(f"SELECT id, email FROM {table} ORDER BY id".encode())
+# COM_STMT_EXECUTE with a read-only cursor, then COM_STMT_FETCH two rows at a time.
+c.cmd_stmt_execute(st["statement_id"], data=(), parameters=(), flags=1)
+c.cmd_stmt_fetch(st["statement_id"], 2)
+rows, _ = c.get_rows(binary=True, columns=st["columns"])
+c.cmd_stmt_reset(st["statement_id"])
+c.cmd_stmt_close(st["statement_id"])
+print(json.dumps([list(r) for r in rows]))
+"#;
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let (ok_, got, e) = python(script, &[host, port, &f.bot, &f.table]);
+    assert!(ok_, "{e}");
+    let rows: serde_json::Value = serde_json::from_str(got.trim()).expect(&got);
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    assert_eq!(rows[0][0], 1);
+    let email = rows[0][1].as_str().unwrap();
+    assert!(
+        email != "ann@example.com" && email.ends_with(".com"),
+        "fetched rows are masked: {rows}"
+    );
+}
