@@ -19,6 +19,7 @@
 //!   ([`audit`]).
 
 pub mod audit;
+pub mod connect;
 pub mod notify;
 
 use std::collections::HashMap;
@@ -763,5 +764,85 @@ mod tests {
         let p = params_text(&[Some((false, b"42")), None, Some((true, &[0xde, 0xad]))]);
         assert_eq!(p.as_deref(), Some("$1=42, $2=NULL, $3=\\xdead"));
         assert_eq!(params_text(&[]), None);
+    }
+}
+
+/// How a statement for review starts, in every protocol's data path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// Waiting for review `0`.
+    Pending(String),
+    /// Decided at once: refused (no reason given, no review could be made)
+    /// or allowed (an approval for this exact statement was waiting).
+    Decided(gatehouse_core::policy::Verdict),
+}
+
+impl Access {
+    /// Checks the statement's reason when the rule requires one, then finds
+    /// or creates its review. `message` is the rule's.
+    pub async fn start_hold(
+        &self,
+        req: &HoldRequest<'_>,
+        message: &str,
+        require_reason: bool,
+    ) -> Started {
+        use gatehouse_core::policy::Verdict;
+        let deny = |m: String| {
+            Started::Decided(Verdict::Deny {
+                rule: req.rule.to_string(),
+                message: m,
+            })
+        };
+        if require_reason && req.reason.is_none() {
+            return deny(format!(
+                "{message}; rule {} needs a reason: add the comment `-- reason: why` to the statement and send it again",
+                req.rule
+            ));
+        }
+        match self.hold(req).await {
+            Ok(Held::Approved { review }) => Started::Decided(Verdict::Allow {
+                rule: Some(format!("{} (approved in review {review})", req.rule)),
+            }),
+            Ok(Held::Pending { review, .. }) => Started::Pending(review),
+            Err(e) => {
+                tracing::warn!(session = ?req.session_id, error = %e, "could not create a review");
+                deny(format!(
+                    "{message}; Gatehouse could not create the review ({e}), so the statement is refused"
+                ))
+            }
+        }
+    }
+}
+
+/// The verdict a held statement runs under once review `id` of `rule`
+/// ended with `outcome`.
+pub fn review_verdict(
+    rule: &str,
+    id: &str,
+    outcome: Outcome,
+    timeout_ms: u64,
+) -> gatehouse_core::policy::Verdict {
+    use gatehouse_core::policy::Verdict;
+    let deny = |message: String| Verdict::Deny {
+        rule: rule.to_string(),
+        message,
+    };
+    match outcome {
+        Outcome::Approved { by } => Verdict::Allow {
+            rule: Some(format!(
+                "{rule} (review {id} approved by {})",
+                by.join(", ")
+            )),
+        },
+        Outcome::Rejected { by, reason } => {
+            deny(format!("review {id} was rejected by {by}: {reason}"))
+        }
+        Outcome::Expired => deny(format!(
+            "review {id} was not approved within {}, so the statement did not run",
+            gatehouse_core::duration::format_duration(Duration::from_millis(timeout_ms))
+        )),
+        Outcome::UsedElsewhere => deny(format!(
+            "review {id} was approved, but its approval (good for one run) was used by another run of the same statement; send it again to ask for a new review"
+        )),
     }
 }

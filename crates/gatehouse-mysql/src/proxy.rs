@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_core::credential;
 use gatehouse_core::keyring::SharedKeyring;
 use gatehouse_core::model::{Authn, ConnectionKind, Principal};
 use gatehouse_core::now_ms;
@@ -151,6 +150,46 @@ pub(crate) struct Ready {
     via_grant: Option<String>,
 }
 
+/// Logs in to the server a `mysql://` connection URL names, with the
+/// stored `password`, asking for `caps`; returns the session and the
+/// URL's database. Errors carry the MySQL client error code to show
+/// (2003 unreachable or refused, 2026 TLS setup) and never the password.
+pub async fn open_upstream(
+    url: &str,
+    password: Option<&gatehouse_core::secret::Secret>,
+    caps: u32,
+    charset: u8,
+) -> Result<(upstream::Upstream, Option<String>), (u16, String)> {
+    let (target, database, mode) = target(url).map_err(|e| (2003, e))?;
+    let tls = match mode {
+        SslMode::Disable => None,
+        mode => {
+            let config =
+                gatehouse_pg::tls::client_config(mode, None).map_err(|e| (2026, e.to_string()))?;
+            let server_name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|e| (2026, format!("TLS server name: {e}")))?;
+            Some(UpstreamTls {
+                connector: tokio_rustls::TlsConnector::from(config),
+                server_name,
+                required: mode != SslMode::Prefer,
+            })
+        }
+    };
+    let options = ConnectOptions {
+        database: database.clone(),
+        capabilities: caps,
+        charset,
+        connect_attrs: vec![("program_name".into(), "gatehouse".into())],
+        max_payload: relay::MAX_PACKET,
+        ..ConnectOptions::default()
+    };
+    let empty = gatehouse_core::secret::Secret::default();
+    let up = upstream::connect(&target, password.unwrap_or(&empty), tls.as_ref(), &options)
+        .await
+        .map_err(|e| (2003, e.to_string()))?;
+    Ok((up, database))
+}
+
 /// Where a `mysql://user@host:port/db?sslmode=…` connection URL points.
 fn target(url: &str) -> Result<(Target, Option<String>, SslMode), String> {
     let u = url::Url::parse(url).map_err(|e| format!("the connection URL is not valid: {e}"))?;
@@ -224,94 +263,52 @@ pub(crate) async fn connect(
     caps: u32,
     charset: u8,
 ) -> Result<Ready, Refusal> {
-    let not_found = || {
-        refuse(
-            1049,
-            "42000",
-            format!(
-                "Gatehouse has no MySQL connection named \"{name}\" (the database name selects the connection: see `gatehouse connections list`)"
-            ),
-        )
-    };
-    let rec = proxy
-        .store
-        .get_connection(name)
+    use gatehouse_access::connect::Refusal as R;
+    let gatehouse_access::connect::Authorized {
+        record: rec,
+        credential: cred,
+        via_grant,
+    } = proxy
+        .access
+        .authorize_connection(&proxy.keys.get(), &principal, name, ConnectionKind::Mysql)
         .await
-        .map_err(|_| {
-            refuse(
+        .map_err(|r| match r {
+            R::StoreDown => refuse(
                 2013,
                 "HY000",
                 "Gatehouse's state store is not answering; try again shortly",
-            )
-        })?
-        .ok_or_else(not_found)?;
-    if rec.spec.kind != ConnectionKind::Mysql {
-        return Err(not_found());
-    }
-    let via_grant = if rec.spec.allows(&principal) {
-        None
-    } else {
-        proxy
-            .access
-            .grant_for(&principal.subject, &rec.spec.name)
-            .map(|(id, _)| id)
-    };
-    if !rec.spec.allows(&principal) && via_grant.is_none() {
-        return Err(refuse(
-            1044,
-            "42000",
-            format!(
-                "Access denied: {} may not use connection \"{name}\" (it is open to the groups: {})",
-                principal.subject,
-                rec.spec.groups.join(", ")
             ),
-        ));
-    }
-    let cred = match &rec.secret {
-        Some(sealed) => credential::open(&proxy.keys.get(), &rec.spec.name, sealed).map_err(|e| {
-            tracing::error!(connection = %rec.spec.name, error = %e, "cannot open a stored credential");
-            refuse(1045, "28000", "Gatehouse cannot open the stored credential of this connection; an administrator must check the master key")
-        })?,
-        None => credential::Credential::default(),
-    };
-    let (target, database, mode) = target(&rec.spec.url).map_err(|e| refuse(2003, "HY000", e))?;
-    let tls = match mode {
-        SslMode::Disable => None,
-        mode => {
-            let config = gatehouse_pg::tls::client_config(mode, None)
-                .map_err(|e| refuse(2026, "HY000", e.to_string()))?;
-            let server_name = rustls::pki_types::ServerName::try_from(target.host.clone())
-                .map_err(|e| refuse(2026, "HY000", format!("TLS server name: {e}")))?;
-            Some(UpstreamTls {
-                connector: tokio_rustls::TlsConnector::from(config),
-                server_name,
-                required: mode != SslMode::Prefer,
-            })
-        }
-    };
-    let options = ConnectOptions {
-        database: database.clone(),
-        capabilities: caps,
-        charset,
-        connect_attrs: vec![("program_name".into(), "gatehouse".into())],
-        max_payload: relay::MAX_PACKET,
-        ..ConnectOptions::default()
-    };
-    let empty = gatehouse_core::secret::Secret::default();
-    let up = upstream::connect(
-        &target,
-        cred.get("password").unwrap_or(&empty),
-        tls.as_ref(),
-        &options,
-    )
-    .await
-    .map_err(|e| {
-        refuse(
-            2003,
-            "HY000",
-            format!("Gatehouse could not open connection \"{name}\": {e}"),
-        )
-    })?;
+            R::NotFound => refuse(
+                1049,
+                "42000",
+                format!(
+                    "Gatehouse has no MySQL connection named \"{name}\" (the database name selects the connection: see `gatehouse connections list`)"
+                ),
+            ),
+            R::Denied { groups } => refuse(
+                1044,
+                "42000",
+                format!(
+                    "Access denied: {} may not use connection \"{name}\" (it is open to the groups: {})",
+                    principal.subject,
+                    groups.join(", ")
+                ),
+            ),
+            R::Credential => refuse(
+                1045,
+                "28000",
+                "Gatehouse cannot open the stored credential of this connection; an administrator must check the master key",
+            ),
+        })?;
+    let (up, database) = open_upstream(&rec.spec.url, cred.get("password"), caps, charset)
+        .await
+        .map_err(|(code, e)| {
+            refuse(
+                code,
+                "HY000",
+                format!("Gatehouse could not open connection \"{name}\": {e}"),
+            )
+        })?;
     if (up.capabilities ^ caps) & SHAPE != 0 {
         return Err(refuse(
             2003,

@@ -335,16 +335,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         else {
             return stmt.verdict.clone();
         };
-        let deny = |m: String| Verdict::Deny {
-            rule: rule.clone(),
-            message: m,
-        };
-        let reason = gatehouse_access::reason_in(&stmt.sql);
-        if *require_reason && reason.is_none() {
-            return deny(format!(
-                "{message}; rule {rule} needs a reason: add the comment `-- reason: why` to the statement and send it again"
-            ));
-        }
         let access = self.ctx.proxy.access.clone();
         let req = gatehouse_access::HoldRequest {
             connection: &self.ctx.connection,
@@ -356,21 +346,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             approvers,
             approvals: *approvals,
             timeout_ms: *timeout_ms,
-            reason,
+            reason: gatehouse_access::reason_in(&stmt.sql),
             session_id: Some(&self.ctx.session_id),
         };
-        let id = match access.hold(&req).await {
-            Ok(gatehouse_access::Held::Approved { review }) => {
-                return Verdict::Allow {
-                    rule: Some(format!("{rule} (approved in review {review})")),
-                };
-            }
-            Ok(gatehouse_access::Held::Pending { review, .. }) => review,
-            Err(e) => {
-                return deny(format!(
-                    "{message}; Gatehouse could not create the review ({e}), so the statement is refused"
-                ));
-            }
+        let id = match access.start_hold(&req, message, *require_reason).await {
+            gatehouse_access::Started::Pending(id) => id,
+            gatehouse_access::Started::Decided(v) => return v,
         };
         if let Some(local) = &self.ctx.local {
             let m = format!(
@@ -380,27 +361,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 review: id.clone(),
                 message: m.clone(),
             });
-            return deny(m);
+            return Verdict::Deny {
+                rule: rule.clone(),
+                message: m,
+            };
         }
         tracing::info!(session = %self.ctx.session_id, review = %id, "a MySQL statement waits for review");
         let deadline = now_ms().saturating_add(i64::try_from(*timeout_ms).unwrap_or(i64::MAX));
-        match access.wait(&id, &self.ctx.principal, deadline).await {
-            gatehouse_access::Outcome::Approved { by } => Verdict::Allow {
-                rule: Some(format!(
-                    "{rule} (review {id} approved by {})",
-                    by.join(", ")
-                )),
-            },
-            gatehouse_access::Outcome::Rejected { by, reason } => {
-                deny(format!("review {id} was rejected by {by}: {reason}"))
-            }
-            gatehouse_access::Outcome::Expired => deny(format!(
-                "review {id} (approve with: gatehouse reviews approve {id}) was not approved in time, so the statement did not run"
-            )),
-            gatehouse_access::Outcome::UsedElsewhere => deny(format!(
-                "review {id} was approved, but its approval (good for one run) was used by another run of the same statement; send it again to ask for a new review"
-            )),
-        }
+        let outcome = access.wait(&id, &self.ctx.principal, deadline).await;
+        gatehouse_access::review_verdict(rule, &id, outcome, *timeout_ms)
     }
 
     /// Refuses a statement: ERR to the client, audit, record.

@@ -417,12 +417,6 @@ impl ClientSide {
             rule: rule.clone(),
             message: m,
         };
-        let reason = gatehouse_access::reason_in(&h.stmt.sql);
-        if *require_reason && reason.is_none() {
-            return Ok(deny(format!(
-                "{message}; rule {rule} needs a reason: add the comment `-- reason: why` to the statement and send it again"
-            )));
-        }
         let access = &self.ctx.proxy.access;
         let req = gatehouse_access::HoldRequest {
             connection: &self.ctx.connection,
@@ -434,22 +428,12 @@ impl ClientSide {
             approvers,
             approvals: *approvals,
             timeout_ms: *timeout_ms,
-            reason,
+            reason: gatehouse_access::reason_in(&h.stmt.sql),
             session_id: Some(&self.ctx.session_id),
         };
-        let id = match access.hold(&req).await {
-            Ok(gatehouse_access::Held::Approved { review }) => {
-                return Ok(Verdict::Allow {
-                    rule: Some(format!("{rule} (approved in review {review})")),
-                });
-            }
-            Ok(gatehouse_access::Held::Pending { review, .. }) => review,
-            Err(e) => {
-                tracing::warn!(session = %self.ctx.session_id, error = %e, "could not create a review");
-                return Ok(deny(format!(
-                    "{message}; Gatehouse could not create the review ({e}), so the statement is refused"
-                )));
-            }
+        let id = match access.start_hold(&req, message, *require_reason).await {
+            gatehouse_access::Started::Pending(id) => id,
+            gatehouse_access::Started::Decided(v) => return Ok(v),
         };
         if self.ctx.local {
             let mut notice = BytesMut::new();
@@ -505,24 +489,12 @@ impl ClientSide {
                 },
             }
         };
-        Ok(match outcome {
-            gatehouse_access::Outcome::Approved { by } => Verdict::Allow {
-                rule: Some(format!(
-                    "{rule} (review {id} approved by {})",
-                    by.join(", ")
-                )),
-            },
-            gatehouse_access::Outcome::Rejected { by, reason } => {
-                deny(format!("review {id} was rejected by {by}: {reason}"))
-            }
-            gatehouse_access::Outcome::Expired => deny(format!(
-                "review {id} was not approved within {}, so the statement did not run",
-                in_words(*timeout_ms)
-            )),
-            gatehouse_access::Outcome::UsedElsewhere => deny(format!(
-                "review {id} was approved, but its approval (good for one run) was used by another run of the same statement; send it again to ask for a new review"
-            )),
-        })
+        Ok(gatehouse_access::review_verdict(
+            rule,
+            &id,
+            outcome,
+            *timeout_ms,
+        ))
     }
 
     /// Puts a refusal in the audit trail: who, where, which rule, and the

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use gatehouse_core::credential;
 use gatehouse_core::model::{Authn, ConnectionKind, Principal};
 use gatehouse_core::now_ms;
 use gatehouse_store::{RecordEvent, SessionRecord};
@@ -329,49 +328,39 @@ async fn connect(
         )
         .hint("the database name selects the connection: see `gatehouse connections list`")
     };
-    let rec = proxy
-        .store
-        .get_connection(&database)
+    use gatehouse_access::connect::Refusal as R;
+    let gatehouse_access::connect::Authorized {
+        record: rec,
+        credential: cred,
+        via_grant,
+    } = proxy
+        .access
+        .authorize_connection(
+            &proxy.keys.get(),
+            &principal,
+            &database,
+            ConnectionKind::Postgres,
+        )
         .await
-        .map_err(|_| {
-            refuse(
+        .map_err(|r| match r {
+            R::StoreDown => refuse(
                 "08006",
                 "Gatehouse's state store is not answering; try again shortly",
-            )
-        })?
-        .ok_or_else(not_found)?;
-    if rec.spec.kind != ConnectionKind::Postgres {
-        return Err(not_found());
-    }
-    // Open to the caller's groups, or through a live just-in-time grant.
-    let via_grant = if rec.spec.allows(&principal) {
-        None
-    } else {
-        proxy
-            .access
-            .grant_for(&principal.subject, &rec.spec.name)
-            .map(|(id, _)| id)
-    };
-    if !rec.spec.allows(&principal) && via_grant.is_none() {
-        return Err(refuse(
-            "42501",
-            format!(
-                "{} may not use connection \"{database}\"",
-                principal.subject
             ),
-        )
-        .hint(format!(
-            "it is open to the groups: {}",
-            rec.spec.groups.join(", ")
-        )));
-    }
-    let cred = match &rec.secret {
-        Some(sealed) => credential::open(&proxy.keys.get(), &rec.spec.name, sealed).map_err(|e| {
-            tracing::error!(connection = %rec.spec.name, error = %e, "cannot open a stored credential");
-            refuse("XX000", "Gatehouse cannot open the stored credential of this connection; an administrator must check the master key")
-        })?,
-        None => credential::Credential::default(),
-    };
+            R::NotFound => not_found(),
+            R::Denied { groups } => refuse(
+                "42501",
+                format!(
+                    "{} may not use connection \"{database}\"",
+                    principal.subject
+                ),
+            )
+            .hint(format!("it is open to the groups: {}", groups.join(", "))),
+            R::Credential => refuse(
+                "XX000",
+                "Gatehouse cannot open the stored credential of this connection; an administrator must check the master key",
+            ),
+        })?;
 
     // Open the upstream session with the stored credentials.
     let target = Target::from_url(&rec.spec.url).map_err(|e| refuse("08006", e.to_string()))?;

@@ -231,7 +231,6 @@ fn expired_recordings_are_deleted_from_the_directory_and_the_store() {
     let id = ended_session(&s);
     let file = rec.path().join(format!("{id}.jsonl.gz"));
     // Recorded, then gone once older than a second: file, index and session.
-    let mut seen_file = false;
     loop {
         let v = json(s.cli(&s.admin, &["sessions", "list", "--json"]));
         let listed = v["sessions"]
@@ -239,13 +238,11 @@ fn expired_recordings_are_deleted_from_the_directory_and_the_store() {
             .unwrap()
             .iter()
             .any(|x| x["id"] == id.as_str());
-        seen_file |= file.exists();
         if !listed {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert!(seen_file || !file.exists());
     assert!(!file.exists(), "the file went with its session");
     let shown = s.cli(&s.admin, &["sessions", "show", &id]);
     assert!(!shown.status.success());

@@ -1,7 +1,5 @@
 //! Reaching upstreams with the stored credentials (`connections test`).
 
-mod mysql;
-
 use std::time::{Duration, Instant};
 
 use gatehouse_core::model::{ConnectionKind, ConnectionSpec};
@@ -26,7 +24,7 @@ pub async fn test_connection(spec: &ConnectionSpec, cred: &Credential) -> TestRe
     let result = tokio::time::timeout(TIMEOUT, async {
         match spec.kind {
             ConnectionKind::Postgres => postgres(spec, cred).await,
-            ConnectionKind::Mysql => mysql::test(&spec.url, cred.get("password")).await,
+            ConnectionKind::Mysql => mysql(spec, cred).await,
             ConnectionKind::Http => http(spec).await,
             ConnectionKind::Aws => Err("testing aws connections is not supported yet".to_string()),
         }
@@ -51,6 +49,22 @@ pub async fn test_connection(spec: &ConnectionSpec, cred: &Credential) -> TestRe
             latency_ms,
         },
     }
+}
+
+/// Logs in to MySQL/MariaDB as the proxy does (TLS per `sslmode`), then quits.
+async fn mysql(spec: &ConnectionSpec, cred: &Credential) -> Result<String, String> {
+    let caps = gatehouse_mysql::upstream::ConnectOptions::default().capabilities;
+    let (up, _) = gatehouse_mysql::proxy::open_upstream(
+        &spec.url,
+        cred.get("password"),
+        caps,
+        gatehouse_mysql::codec::UTF8MB4_GENERAL_CI,
+    )
+    .await
+    .map_err(|(_, e)| e)?;
+    let version = up.server_version.clone();
+    let _ = up.quit().await;
+    Ok(version)
 }
 
 fn host_of(url: &str) -> String {
