@@ -9,13 +9,16 @@
 pub mod analyze;
 pub mod analyze_mysql;
 pub mod detect;
+pub mod json_mask;
 pub mod mask;
 mod rules;
 
 pub use analyze::{Analysis, Class, ColumnRefs, analyze, column_refs};
 pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
 pub use mask::{MaskPlan, mask_text};
-pub use rules::{Decision, Engine, FixedPolicy, PolicySource, SqlDialect, StatementMask};
+pub use rules::{
+    Decision, Engine, FixedPolicy, HttpBody, HttpRequest, PolicySource, SqlDialect, StatementMask,
+};
 
 #[cfg(test)]
 mod test_support {

@@ -12,6 +12,7 @@ use sha2::Sha256;
 
 use crate::analyze::ColumnRefs;
 use crate::detect::Detectors;
+use gatehouse_core::policy::json_path::JsonPath;
 
 /// What replaces a redacted value.
 pub const REDACTED: &str = "[REDACTED]";
@@ -28,6 +29,8 @@ struct ColumnPattern {
 #[derive(Debug)]
 pub struct MaskPlan {
     columns: Vec<ColumnPattern>,
+    /// Fields of JSON responses (HTTP and AWS connections).
+    json_paths: Vec<(JsonPath, MaskMethod)>,
     /// Content detectors for text values, if any apply.
     pub detectors: Option<Arc<Detectors>>,
 }
@@ -56,10 +59,18 @@ impl MaskPlan {
             (conns.is_empty() || conns.iter().any(|c| c == connection)) && !principal.in_any(except)
         };
         let mut columns = Vec::new();
+        let mut json_paths = Vec::new();
         for m in &spec.masks {
             if !applies(&m.connections, &m.except_groups) {
                 continue;
             }
+            // Validated with the policy: these parse.
+            json_paths.extend(
+                m.json_paths
+                    .iter()
+                    .filter_map(|p| JsonPath::parse(p).ok())
+                    .map(|p| (p, m.method)),
+            );
             for c in &m.columns {
                 let parts: Vec<String> = c.split('.').map(str::to_lowercase).collect();
                 let (schema, table, column) = match parts.as_slice() {
@@ -83,11 +94,12 @@ impl MaskPlan {
             .collect();
         kinds.sort_by_key(|k| k.name());
         kinds.dedup();
-        if columns.is_empty() && kinds.is_empty() {
+        if columns.is_empty() && kinds.is_empty() && json_paths.is_empty() {
             return None;
         }
         Some(MaskPlan {
             columns,
+            json_paths,
             detectors: (!kinds.is_empty()).then(|| detectors(&kinds)),
         })
     }
@@ -106,6 +118,13 @@ impl MaskPlan {
             })
             .map(|p| p.method)
             .max_by_key(|m| strictness(*m))
+    }
+
+    /// Masks a JSON document in place: the fields the plan's JSON paths
+    /// select, then what the detectors find in string values. Returns how
+    /// many values changed.
+    pub fn mask_json(&self, doc: &mut serde_json::Value, hash_key: &[u8]) -> usize {
+        crate::json_mask::mask_json(doc, &self.json_paths, self.detectors.as_deref(), hash_key)
     }
 
     /// Whether masks name columns at all (not only detectors).

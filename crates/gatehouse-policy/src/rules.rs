@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use gatehouse_core::model::Principal;
 use gatehouse_core::policy::Verdict;
+use gatehouse_core::policy::json_path::JsonPath;
 use gatehouse_core::policy::spec::{
     Action, PolicyError, PolicySpec, RuleSpec, parse_day, parse_hours, parse_utc_offset,
 };
@@ -39,10 +40,35 @@ impl SqlDialect {
     }
 }
 
+/// A compiled condition on a JSON request body.
+#[derive(Debug)]
+struct JsonTest {
+    path: JsonPath,
+    equals: Option<String>,
+    pattern: Option<regex::Regex>,
+}
+
+impl JsonTest {
+    fn holds(&self, doc: &serde_json::Value) -> bool {
+        self.path.select(doc).into_iter().any(|v| {
+            if self.equals.is_none() && self.pattern.is_none() {
+                return true;
+            }
+            let text = match v {
+                serde_json::Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                other => std::borrow::Cow::Owned(other.to_string()),
+            };
+            self.equals.as_deref().is_some_and(|e| e == text)
+                || self.pattern.as_ref().is_some_and(|p| p.is_match(&text))
+        })
+    }
+}
+
 /// A rule ready to match.
 #[derive(Debug)]
 struct Rule {
     spec: RuleSpec,
+    json: Vec<JsonTest>,
     pattern: Option<regex::Regex>,
     hours: Option<(u32, u32)>,
     /// Bit d set: day d (0 = Monday) matches; 0: every day.
@@ -233,8 +259,25 @@ impl Rule {
             .iter()
             .filter_map(|d| parse_day(d))
             .fold(0u8, |acc, d| acc | (1 << d));
+        let json = spec
+            .json
+            .iter()
+            .filter_map(|j| {
+                Some(JsonTest {
+                    path: JsonPath::parse(&j.path).ok()?,
+                    equals: j.equals.clone(),
+                    pattern: j.pattern.as_deref().and_then(|p| {
+                        regex::RegexBuilder::new(p)
+                            .size_limit(gatehouse_core::policy::spec::PATTERN_SIZE_LIMIT)
+                            .build()
+                            .ok()
+                    }),
+                })
+            })
+            .collect();
         Rule {
             spec: spec.clone(),
+            json,
             pattern,
             hours: spec.hours.as_deref().and_then(parse_hours),
             days,
@@ -280,6 +323,9 @@ impl Rule {
         {
             return false;
         }
+        if s.is_http_only() {
+            return false;
+        }
         let Some(class) = a.class else {
             return s.unparsed || s.action != Action::Allow;
         };
@@ -299,12 +345,72 @@ impl Rule {
                     .any(|f| s.functions.iter().any(|p| glob(p, f))))
     }
 
-    fn verdict(&self, a: &Analysis, policy: &PolicySpec) -> Verdict {
+    /// Whether an HTTP or AWS request meets every condition the rule
+    /// names. What cannot be known (an AWS action Gatehouse cannot name, a
+    /// body that is not JSON or was too large to read) counts as met for
+    /// deny and review rules and as unmet for allow rules.
+    fn matches_http(&self, req: &HttpRequest<'_>, now_ms: i64) -> bool {
         let s = &self.spec;
-        let why = if a.reasons.is_empty() {
+        if s.is_sql_only() || !self.in_time(now_ms) {
+            return false;
+        }
+        let unknown = s.action != Action::Allow;
+        if let Some(p) = &self.pattern
+            && !p.is_match(&req.text())
+        {
+            return false;
+        }
+        if !s.statements.is_empty() && !s.statements.contains(&req.class) {
+            return false;
+        }
+        if !s.methods.is_empty() && !s.methods.iter().any(|m| m.eq_ignore_ascii_case(req.method)) {
+            return false;
+        }
+        if !s.paths.is_empty() && !s.paths.iter().any(|p| glob(p, req.path)) {
+            return false;
+        }
+        if !s.actions.is_empty() {
+            match req.action {
+                Some(a) => {
+                    let names = std::iter::once(a).chain(req.also.iter().map(String::as_str));
+                    if !names
+                        .into_iter()
+                        .any(|n| s.actions.iter().any(|p| glob(p, n)))
+                    {
+                        return false;
+                    }
+                }
+                None if !req.aws => return false,
+                None => {
+                    if !unknown {
+                        return false;
+                    }
+                }
+            }
+        }
+        for t in &self.json {
+            let met = match req.body {
+                HttpBody::Json(doc) => t.holds(doc),
+                HttpBody::Empty => false,
+                HttpBody::Unreadable => unknown,
+            };
+            if !met {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn verdict(&self, a: &Analysis, policy: &PolicySpec) -> Verdict {
+        self.verdict_why(&a.reasons, "statement", policy)
+    }
+
+    fn verdict_why(&self, reasons: &[String], what: &str, policy: &PolicySpec) -> Verdict {
+        let s = &self.spec;
+        let why = if reasons.is_empty() {
             String::new()
         } else {
-            format!(" (the statement {})", a.reasons.join("; "))
+            format!(" (the {what} {})", reasons.join("; "))
         };
         match s.action {
             Action::Allow => Verdict::Allow {
@@ -556,6 +662,67 @@ impl Engine {
         decision
     }
 
+    /// Whether deciding requests of this caller on this connection looks
+    /// at their JSON bodies (so the body must be read first).
+    pub fn http_needs_body(&self, principal: &Principal, connection: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| !r.json.is_empty() && r.applies(principal, connection))
+    }
+
+    /// Decides one HTTP or AWS request at `now_ms`; an allowed (or held)
+    /// request comes with how its response is masked, if it is. A grant
+    /// covers the request's class as it covers a statement's.
+    pub fn decide_http(
+        &self,
+        principal: &Principal,
+        connection: &str,
+        req: &HttpRequest<'_>,
+        now_ms: i64,
+        grant: Option<(&str, Level)>,
+    ) -> Decision {
+        let mut best: Option<&Rule> = None;
+        for r in self
+            .rules
+            .iter()
+            .filter(|r| r.applies(principal, connection))
+        {
+            if r.matches_http(req, now_ms) && best.is_none_or(|b| r.spec.action > b.spec.action) {
+                best = Some(r);
+            }
+        }
+        let mut verdict = match best {
+            Some(r) => r.verdict_why(&[], "request", &self.spec),
+            None => match self.spec.default {
+                Action::Deny => Verdict::Deny {
+                    rule: "default".into(),
+                    message: "no rule allows this request and the policy's default is deny".into(),
+                },
+                _ => Verdict::Allow { rule: None },
+            },
+        };
+        if let Some((id, level)) = grant {
+            let by_default = matches!(&verdict, Verdict::Deny { rule, .. } if rule == "default");
+            if level.covers(req.class) && (by_default || matches!(verdict, Verdict::Review { .. }))
+            {
+                verdict = Verdict::Allow {
+                    rule: Some(format!("grant:{id}")),
+                };
+            }
+        }
+        let mask = if matches!(verdict, Verdict::Deny { .. }) {
+            None
+        } else {
+            self.mask_plan(principal, connection)
+                .map(|plan| StatementMask { plan, taint: false })
+        };
+        Decision {
+            verdict,
+            analysis: None,
+            mask,
+        }
+    }
+
     fn decide_rules(
         &self,
         dialect: SqlDialect,
@@ -609,6 +776,57 @@ impl Engine {
     }
 }
 
+/// What the body of an HTTP request is, for rules on its JSON fields.
+#[derive(Debug, Clone, Copy)]
+pub enum HttpBody<'a> {
+    /// No body.
+    Empty,
+    /// A JSON document.
+    Json(&'a serde_json::Value),
+    /// Not JSON, or not read (too large): conditions on it cannot be checked.
+    Unreadable,
+}
+
+/// One HTTP or AWS request, as rules see it.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequest<'a> {
+    /// Upper case, e.g. `GET`.
+    pub method: &'a str,
+    /// The path, percent-decoded and normalised (no `.`/`..` segments).
+    pub path: &'a str,
+    /// The raw query string, if any.
+    pub query: Option<&'a str>,
+    /// Whether this is an AWS request (an action is expected).
+    pub aws: bool,
+    /// AWS: `service:Action`, when Gatehouse can name it.
+    pub action: Option<&'a str>,
+    /// AWS: other names `actions` rules match for this request: the IAM
+    /// permissions its operation needs (`s3:DeleteObject` for
+    /// `s3:DeleteObjects`).
+    pub also: &'a [String],
+    /// `read` for requests that only read (GET, HEAD, OPTIONS; AWS Get,
+    /// List, Describe… actions), `write` otherwise.
+    pub class: gatehouse_core::policy::spec::Class,
+    pub body: HttpBody<'a>,
+}
+
+impl HttpRequest<'_> {
+    /// `METHOD /path?query`, the text `pattern` rules match and recordings show.
+    pub fn text(&self) -> String {
+        let mut t = format!("{} {}", self.method, self.path);
+        if let Some(q) = self.query.filter(|q| !q.is_empty()) {
+            t.push('?');
+            t.push_str(q);
+        }
+        if let Some(a) = self.action {
+            t.push_str(" (");
+            t.push_str(a);
+            t.push(')');
+        }
+        t
+    }
+}
+
 /// Where the data path gets the policy in force (it may change while a
 /// session runs; each statement asks again).
 pub trait PolicySource: Send + Sync + std::fmt::Debug {
@@ -629,6 +847,7 @@ impl PolicySource for FixedPolicy {
 mod tests {
     use super::*;
     use crate::test_support::who;
+    use gatehouse_core::policy::spec::Class;
 
     fn engine(toml_rules: &str) -> Engine {
         let spec: PolicySpec = toml::from_str(toml_rules).expect("toml");
@@ -639,6 +858,177 @@ mod tests {
 
     fn decide(e: &Engine, groups: &[&str], sql: &str) -> Verdict {
         e.decide(&who(groups), "shop", sql, NOON_WED).verdict
+    }
+
+    fn http<'a>(
+        method: &'a str,
+        path: &'a str,
+        action: Option<&'a str>,
+        body: HttpBody<'a>,
+    ) -> HttpRequest<'a> {
+        HttpRequest {
+            method,
+            path,
+            query: None,
+            aws: action.is_some() || path.starts_with("/aws"),
+            action,
+            also: &[],
+            class: if matches!(method, "GET" | "HEAD") {
+                Class::Read
+            } else {
+                Class::Write
+            },
+            body,
+        }
+    }
+
+    #[test]
+    fn http_requests_match_methods_paths_actions_and_json() {
+        let e = engine(
+            r#"
+[[rules]]
+name = "no-deletes-on-crm"
+connections = ["shop"]
+methods = ["DELETE"]
+paths = ["/customers/*"]
+action = "deny"
+
+[[rules]]
+name = "refunds-reviewed"
+methods = ["post"]
+paths = ["/refunds"]
+action = "review"
+approvers = ["dba"]
+
+[[rules]]
+name = "big"
+json = [{ path = "$.amount", pattern = "^[0-9]{5,}$" }]
+action = "deny"
+
+[[rules]]
+name = "no-s3-deletes"
+actions = ["s3:Delete*"]
+action = "deny"
+
+[[rules]]
+name = "sql-only"
+tables = ["customers"]
+action = "deny"
+"#,
+        );
+        let who = who(&["agents"]);
+        let v = |r: &HttpRequest<'_>| e.decide_http(&who, "shop", r, NOON_WED, None).verdict;
+        let empty = HttpBody::Empty;
+        assert_eq!(
+            v(&http("GET", "/customers/1", None, empty)),
+            Verdict::Allow { rule: None }
+        );
+        assert!(
+            matches!(v(&http("DELETE", "/customers/1", None, empty)), Verdict::Deny { rule, .. } if rule == "no-deletes-on-crm")
+        );
+        assert!(matches!(
+            v(&http("DELETE", "/CUSTOMERS/1", None, empty)),
+            Verdict::Deny { .. }
+        ));
+        assert!(
+            matches!(v(&http("POST", "/refunds", None, empty)), Verdict::Review { rule, .. } if rule == "refunds-reviewed")
+        );
+        let small = serde_json::json!({"amount": 120});
+        let big = serde_json::json!({"amount": 123456});
+        assert!(matches!(
+            v(&http("POST", "/refunds", None, HttpBody::Json(&small))),
+            Verdict::Review { .. }
+        ));
+        // Deny beats review.
+        assert!(
+            matches!(v(&http("POST", "/refunds", None, HttpBody::Json(&big))), Verdict::Deny { rule, .. } if rule == "big")
+        );
+        // A body that cannot be read meets deny conditions on it (fail closed).
+        assert!(
+            matches!(v(&http("PUT", "/x", None, HttpBody::Unreadable)), Verdict::Deny { rule, .. } if rule == "big")
+        );
+        assert_eq!(
+            v(&http("PUT", "/x", None, HttpBody::Empty)),
+            Verdict::Allow { rule: None }
+        );
+        // AWS actions: by name, by the IAM permission, and unknown ones.
+        assert!(
+            matches!(v(&http("DELETE", "/b/k", Some("s3:DeleteObject"), empty)), Verdict::Deny { rule, .. } if rule == "no-s3-deletes")
+        );
+        assert_eq!(
+            v(&http("GET", "/b/k", Some("s3:GetObject"), empty)),
+            Verdict::Allow { rule: None }
+        );
+        assert!(
+            matches!(v(&http("POST", "/aws/b", None, empty)), Verdict::Deny { rule, .. } if rule == "no-s3-deletes")
+        );
+        let also = vec!["s3:DeleteObject".to_string()];
+        let mut batch = http("POST", "/b", Some("s3:RemoveMany"), empty);
+        batch.also = &also;
+        assert!(matches!(v(&batch), Verdict::Deny { rule, .. } if rule == "no-s3-deletes"));
+        // SQL rules never match requests; HTTP rules never match SQL.
+        assert_eq!(
+            v(&http("GET", "/customers", None, empty)),
+            Verdict::Allow { rule: None }
+        );
+        assert_eq!(
+            decide(&e, &["agents"], "DELETE FROM orders"),
+            Verdict::Allow { rule: None }
+        );
+    }
+
+    #[test]
+    fn grants_cover_http_requests_by_class_and_masks_come_with_the_decision() {
+        let e = engine(
+            r#"
+default = "deny"
+
+[[rules]]
+name = "reads"
+methods = ["GET"]
+action = "allow"
+
+[[masks]]
+json_paths = ["$..email"]
+method = "redact"
+"#,
+        );
+        let who = who(&["agents"]);
+        let empty = HttpBody::Empty;
+        let d = e.decide_http(
+            &who,
+            "crm",
+            &http("POST", "/x", None, empty),
+            NOON_WED,
+            None,
+        );
+        assert!(matches!(d.verdict, Verdict::Deny { ref rule, .. } if rule == "default"));
+        assert!(d.mask.is_none());
+        let d = e.decide_http(
+            &who,
+            "crm",
+            &http("POST", "/x", None, empty),
+            NOON_WED,
+            Some(("g1", Level::Write)),
+        );
+        assert_eq!(
+            d.verdict,
+            Verdict::Allow {
+                rule: Some("grant:g1".into())
+            }
+        );
+        let d = e.decide_http(
+            &who,
+            "crm",
+            &http("POST", "/x", None, empty),
+            NOON_WED,
+            Some(("g1", Level::Read)),
+        );
+        assert!(matches!(d.verdict, Verdict::Deny { .. }));
+        let d = e.decide_http(&who, "crm", &http("GET", "/x", None, empty), NOON_WED, None);
+        let mut doc = serde_json::json!({"a": [{"email": "x@y.z"}]});
+        assert_eq!(d.mask.expect("masked").plan.mask_json(&mut doc, b"k"), 1);
+        assert_eq!(doc, serde_json::json!({"a": [{"email": "[REDACTED]"}]}));
     }
 
     #[test]

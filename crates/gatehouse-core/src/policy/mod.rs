@@ -1,6 +1,7 @@
 //! The policy as written ([`spec`]) and the decision it makes for one
 //! statement ([`Verdict`]). The engine that decides is `gatehouse-policy`.
 
+pub mod json_path;
 pub mod spec;
 
 /// The decision for one statement.

@@ -291,6 +291,18 @@ pub struct RuleSpec {
     /// Matches only statements that cannot be parsed (to allow them).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unparsed: bool,
+    /// HTTP and AWS: request methods (any of), e.g. `DELETE`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// HTTP and AWS: request paths (any of), `*` wildcards, e.g. `/customers/*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// AWS: `service:Action` (any of), `*` wildcards, e.g. `s3:DeleteObject`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// HTTP and AWS: conditions on the JSON request body (all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json: Vec<JsonCondition>,
     pub action: Action,
     /// Shown to the caller when the rule denies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,14 +321,55 @@ pub struct RuleSpec {
     pub require_reason: bool,
 }
 
-/// Columns whose values are masked in results.
+/// A condition on a JSON request body: the value at `path` is present
+/// and, when given, equals `equals` or matches `pattern` (compared as
+/// text: strings as they are, other values as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonCondition {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+}
+
+impl RuleSpec {
+    /// Whether the rule names conditions only SQL statements have.
+    pub fn is_sql_only(&self) -> bool {
+        !self.tables.is_empty()
+            || !self.tables_read.is_empty()
+            || !self.tables_written.is_empty()
+            || !self.functions.is_empty()
+            || self.unparsed
+    }
+
+    /// Whether the rule names conditions only HTTP and AWS requests have.
+    pub fn is_http_only(&self) -> bool {
+        !self.methods.is_empty()
+            || !self.paths.is_empty()
+            || !self.actions.is_empty()
+            || !self.json.is_empty()
+    }
+}
+
+/// HTTP methods a rule may name.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
+
+/// Values masked in results: table columns, and fields of JSON responses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connections: Vec<String>,
     /// `schema.table.column` or `table.column` (any schema).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<String>,
+    /// JSON paths in HTTP and AWS responses, e.g. `$..email`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json_paths: Vec<String>,
     pub method: MaskMethod,
     /// Members of these groups see the values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -525,6 +578,66 @@ impl PolicySpec {
             {
                 return Err(e(format!("utc_offset {o:?} must be +HH:MM or -HH:MM")));
             }
+            if r.is_sql_only() && r.is_http_only() {
+                return Err(e(
+                    "a rule names SQL conditions (tables, functions, unparsed) or HTTP conditions (methods, paths, actions, json), not both".into(),
+                ));
+            }
+            for m in &r.methods {
+                if !METHODS.contains(&m.to_ascii_uppercase().as_str()) {
+                    return Err(e(format!(
+                        "method {m:?} must be one of {}",
+                        METHODS.join(" ")
+                    )));
+                }
+            }
+            for p in &r.paths {
+                if !p.starts_with('/') || p.len() > 1024 || p.chars().any(char::is_whitespace) {
+                    return Err(e(format!(
+                        "path {p:?} must start with '/' and have no spaces (wildcards: *)"
+                    )));
+                }
+            }
+            for a in &r.actions {
+                let ok = a.split_once(':').is_some_and(|(svc, act)| {
+                    !svc.is_empty()
+                        && !act.is_empty()
+                        && svc
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
+                        && act.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'*')
+                });
+                if !ok {
+                    return Err(e(format!(
+                        "action {a:?} must be service:Action, e.g. s3:DeleteObject (wildcards: *)"
+                    )));
+                }
+            }
+            for j in &r.json {
+                crate::policy::json_path::JsonPath::parse(&j.path).map_err(e)?;
+                if j.equals.is_some() && j.pattern.is_some() {
+                    return Err(e(format!(
+                        "json condition on {:?} gives equals or pattern, not both",
+                        j.path
+                    )));
+                }
+                if let Some(p) = &j.pattern {
+                    if p.len() > MAX_PATTERN {
+                        return Err(e(format!(
+                            "json pattern is {} bytes, over the {MAX_PATTERN}-byte limit",
+                            p.len()
+                        )));
+                    }
+                    regex::RegexBuilder::new(p)
+                        .size_limit(PATTERN_SIZE_LIMIT)
+                        .build()
+                        .map_err(|x| {
+                            e(format!(
+                                "json pattern is not a valid regular expression: {x}"
+                            ))
+                        })?;
+                }
+            }
             if r.unparsed
                 && (!r.statements.is_empty()
                     || !r.tables.is_empty()
@@ -563,11 +676,14 @@ impl PolicySpec {
             }
         }
         for (i, m) in self.masks.iter().enumerate() {
-            if m.columns.is_empty() {
+            if m.columns.is_empty() && m.json_paths.is_empty() {
                 return Err(err(
                     Place::Mask(i),
-                    "a mask names at least one column".into(),
+                    "a mask names at least one column or json path".into(),
                 ));
+            }
+            for p in &m.json_paths {
+                crate::policy::json_path::JsonPath::parse(p).map_err(|x| err(Place::Mask(i), x))?;
             }
             for c in &m.columns {
                 if !valid_object_pattern(c, 2..=3) || c.contains('*') {
