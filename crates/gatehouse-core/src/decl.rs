@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::duration::parse_duration;
-use crate::model::{ConnectionKind, ConnectionSettings, ConnectionSpec};
+use crate::model::{AwsSettings, ConnectionKind, ConnectionSettings, ConnectionSpec, HttpAuth};
 use crate::policy::spec::{
     AccessSpec, Action, DetectorSpec, MaskSpec, Place, PolicySpec, RuleSpec,
 };
@@ -73,6 +73,49 @@ struct RawConnection {
     record_rows: Option<u64>,
     #[serde(default)]
     max_session: Option<Spanned<String>>,
+    /// HTTP: `Authorization: Bearer` with this secret.
+    #[serde(default)]
+    bearer: Option<Spanned<SecretRef>>,
+    /// HTTP: basic auth.
+    #[serde(default)]
+    basic: Option<Spanned<RawBasic>>,
+    /// HTTP: a custom header carrying the secret.
+    #[serde(default)]
+    header: Option<Spanned<RawHeader>>,
+    /// HTTP: a TLS client certificate and its key.
+    #[serde(default)]
+    client_cert: Option<Spanned<RawClientCert>>,
+    /// AWS: the access key the gateway signs with.
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    secret_access_key: Option<Spanned<SecretRef>>,
+    #[serde(default)]
+    region: Option<String>,
+    /// HTTP and AWS: certificates trusted for the upstream's TLS.
+    #[serde(default)]
+    ca_cert: Option<Spanned<SecretRef>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasic {
+    username: String,
+    password: SecretRef,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    name: String,
+    value: SecretRef,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientCert {
+    cert: SecretRef,
+    key: SecretRef,
 }
 
 /// Where a secret comes from. Never the secret itself.
@@ -238,6 +281,76 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
             let d = parse_duration(t.get_ref()).map_err(|e| err(t.span().start, e.to_string()))?;
             settings.max_session_secs = Some(d.as_secs());
         }
+        // One credential per connection, in the form its kind takes.
+        let mut credentials: Vec<(usize, &'static str, Vec<&SecretRef>)> = Vec::new();
+        if let Some(p) = &c.password {
+            credentials.push((p.span().start, "password", vec![p.get_ref()]));
+        }
+        if let Some(b) = &c.bearer {
+            settings.http_auth = Some(HttpAuth::Bearer);
+            credentials.push((b.span().start, "bearer", vec![b.get_ref()]));
+        }
+        if let Some(b) = &c.basic {
+            settings.http_auth = Some(HttpAuth::Basic {
+                username: b.get_ref().username.clone(),
+            });
+            credentials.push((b.span().start, "basic", vec![&b.get_ref().password]));
+        }
+        if let Some(h) = &c.header {
+            settings.http_auth = Some(HttpAuth::Header {
+                name: h.get_ref().name.clone(),
+            });
+            credentials.push((h.span().start, "header", vec![&h.get_ref().value]));
+        }
+        if let Some(cc) = &c.client_cert {
+            settings.http_auth = Some(HttpAuth::ClientCert);
+            let cc_ref = cc.get_ref();
+            credentials.push((
+                cc.span().start,
+                "client_cert",
+                vec![&cc_ref.cert, &cc_ref.key],
+            ));
+        }
+        if let Some(k) = &c.secret_access_key {
+            credentials.push((k.span().start, "secret_access_key", vec![k.get_ref()]));
+        }
+        if c.access_key_id.is_some() || c.region.is_some() {
+            settings.aws = Some(AwsSettings {
+                access_key_id: c.access_key_id.clone().unwrap_or_default(),
+                region: c.region.clone(),
+            });
+        }
+        if let Some(ca) = &c.ca_cert {
+            let pem = resolve(ca.get_ref(), secrets).map_err(|m| err(ca.span().start, m))?;
+            settings.ca_pem = Some(pem.expose().to_string());
+        }
+        if credentials.len() > 1 {
+            let (at, _, _) = credentials[1];
+            let names: Vec<&str> = credentials.iter().map(|(_, n, _)| *n).collect();
+            return Err(err(
+                at,
+                format!(
+                    "connection {:?} names several credentials ({}): give exactly one",
+                    c.name.get_ref(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        let allowed: &[&str] = match c.kind {
+            ConnectionKind::Postgres | ConnectionKind::Mysql => &["password"],
+            ConnectionKind::Http => &["bearer", "basic", "header", "client_cert"],
+            ConnectionKind::Aws => &["secret_access_key"],
+        };
+        if let Some((at, name, _)) = credentials.iter().find(|(_, n, _)| !allowed.contains(n)) {
+            return Err(err(
+                *at,
+                format!(
+                    "a {} connection's credential is {}, not {name}",
+                    c.kind,
+                    allowed.join(" or ")
+                ),
+            ));
+        }
         let spec = ConnectionSpec {
             name: c.name.get_ref().clone(),
             kind: c.kind,
@@ -248,14 +361,32 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
         spec.validate().map_err(|e| {
             let at = match e {
                 crate::model::SpecError::BadName(_) => name_at,
-                crate::model::SpecError::BadGroup(_) => start,
+                crate::model::SpecError::BadGroup(_)
+                | crate::model::SpecError::BadSettings { .. } => start,
                 _ => c.url.span().start,
             };
             err(at, e.to_string())
         })?;
-        let password = match &c.password {
+        let password = match credentials.first() {
             None => None,
-            Some(r) => Some(resolve(r.get_ref(), secrets).map_err(|m| err(r.span().start, m))?),
+            Some((at, _, refs)) => {
+                // A client certificate is its chain then its key, as one PEM text.
+                let mut parts = Vec::new();
+                for r in refs {
+                    parts.push(resolve(r, secrets).map_err(|m| err(*at, m))?);
+                }
+                if parts.len() == 1 {
+                    parts.pop()
+                } else {
+                    Some(Secret::new(
+                        parts
+                            .iter()
+                            .map(Secret::expose)
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    ))
+                }
+            }
         };
         out.connections.push(DeclConnection {
             spec,
@@ -306,7 +437,7 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
 fn resolve(r: &SecretRef, secrets: &dyn SecretSource) -> Result<Secret, String> {
     match r {
         SecretRef::Env(var) => secrets.env(var).map(Secret::new).ok_or_else(|| {
-            format!("environment variable {var} is not set (it holds the password)")
+            format!("environment variable {var} is not set (it holds a secret of this connection)")
         }),
         SecretRef::File(path) => secrets
             .file(path)
@@ -383,6 +514,99 @@ row_limit = 1000
         assert_eq!(crm.password.as_ref().map(Secret::expose), Some("pw2"));
         assert_eq!(crm.spec.settings.statement_timeout_ms, Some(30_000));
         assert_eq!(crm.spec.settings.row_limit, Some(1000));
+    }
+
+    #[test]
+    fn http_and_aws_connections_take_their_credentials() {
+        let text = r#"
+[[connections]]
+name = "crm"
+kind = "http"
+url = "http://127.0.0.1:9000"
+bearer = { env = "SHOP_DB_PASSWORD" }
+groups = ["agents"]
+
+[[connections]]
+name = "crm-basic"
+kind = "http"
+url = "https://crm.internal/api"
+basic = { username = "svc", password = { file = "/run/pw" } }
+
+[[connections]]
+name = "crm-key"
+kind = "http"
+url = "http://127.0.0.1:9000"
+header = { name = "X-Api-Key", value = { env = "SHOP_DB_PASSWORD" } }
+
+[[connections]]
+name = "crm-mtls"
+kind = "http"
+url = "https://crm.internal"
+client_cert = { cert = { file = "/run/pw" }, key = { env = "SHOP_DB_PASSWORD" } }
+ca_cert = { file = "/run/pw" }
+
+[[connections]]
+name = "s3"
+kind = "aws"
+url = "https://s3.eu-west-1.amazonaws.com"
+access_key_id = "AKIAEXAMPLE"
+secret_access_key = { env = "SHOP_DB_PASSWORD" }
+region = "eu-west-1"
+"#;
+        let d = parse(text, &secrets()).expect("parses");
+        let c = |i: usize| &d.connections[i];
+        assert_eq!(c(0).spec.settings.http_auth, Some(HttpAuth::Bearer));
+        assert_eq!(c(0).password.as_ref().map(Secret::expose), Some("pw1"));
+        assert_eq!(
+            c(1).spec.settings.http_auth,
+            Some(HttpAuth::Basic {
+                username: "svc".into()
+            })
+        );
+        assert_eq!(c(1).password.as_ref().map(Secret::expose), Some("pw2"));
+        assert_eq!(
+            c(2).spec.settings.http_auth,
+            Some(HttpAuth::Header {
+                name: "X-Api-Key".into()
+            })
+        );
+        assert_eq!(c(3).spec.settings.http_auth, Some(HttpAuth::ClientCert));
+        assert_eq!(c(3).password.as_ref().map(Secret::expose), Some("pw2\npw1"));
+        assert_eq!(c(3).spec.settings.ca_pem.as_deref(), Some("pw2"));
+        let aws = c(4).spec.settings.aws.as_ref().expect("aws settings");
+        assert_eq!(
+            (aws.access_key_id.as_str(), aws.region.as_deref()),
+            ("AKIAEXAMPLE", Some("eu-west-1"))
+        );
+        assert_eq!(c(4).password.as_ref().map(Secret::expose), Some("pw1"));
+        // Debug output never shows a credential.
+        assert!(!format!("{d:?}").contains("pw1"));
+    }
+
+    #[test]
+    fn credentials_must_fit_the_kind() {
+        let head = "[[connections]]\nname = \"a\"\n";
+        let e = error_of(&format!(
+            "{head}kind = \"postgres\"\nurl = \"postgres://h/db\"\nbearer = {{ env = \"X\" }}\n"
+        ));
+        assert!(e.message.contains("password, not bearer"), "{e}");
+        assert_eq!(e.line, 5);
+        let e = error_of(&format!(
+            "{head}kind = \"http\"\nurl = \"http://h\"\nbearer = {{ env = \"SHOP_DB_PASSWORD\" }}\nheader = {{ name = \"X-Key\", value = {{ env = \"SHOP_DB_PASSWORD\" }} }}\n"
+        ));
+        assert!(e.message.contains("several credentials"), "{e}");
+        let e = error_of(&format!(
+            "{head}kind = \"aws\"\nurl = \"http://h\"\nsecret_access_key = {{ env = \"SHOP_DB_PASSWORD\" }}\n"
+        ));
+        assert!(e.message.contains("access_key_id"), "{e}");
+        let e = error_of(&format!(
+            "{head}kind = \"http\"\nurl = \"http://h/?token=x\"\n"
+        ));
+        assert!(e.message.contains("without user, query or fragment"), "{e}");
+        let e = error_of(&format!(
+            "{head}kind = \"http\"\nurl = \"http://h\"\nheader = {{ name = \"Host\", value = {{ env = \"SHOP_DB_PASSWORD\" }} }}\n"
+        ));
+        assert!(e.message.contains("cannot carry a credential"), "{e}");
     }
 
     fn error_of(text: &str) -> DeclError {

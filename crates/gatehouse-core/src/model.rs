@@ -64,6 +64,55 @@ pub struct ConnectionSettings {
     /// saw them (masked); default 10, 0 records no results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_rows: Option<u64>,
+    /// HTTP connections: how the stored credential is presented upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_auth: Option<HttpAuth>,
+    /// AWS connections: the key the gateway signs with and where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsSettings>,
+    /// HTTP and AWS connections: PEM certificates trusted for the
+    /// upstream's TLS, besides the public web roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+impl ConnectionSettings {
+    /// The settings a caller who is not an administrator may see: limits,
+    /// not how the gateway reaches or logs in to the upstream.
+    pub fn for_users(&self) -> ConnectionSettings {
+        ConnectionSettings {
+            http_auth: None,
+            aws: None,
+            ca_pem: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// How an HTTP connection's credential (its stored secret) is sent upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HttpAuth {
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// `Authorization: Basic base64(username:secret)`.
+    Basic { username: String },
+    /// `<name>: <secret>`, e.g. `X-Api-Key`.
+    Header { name: String },
+    /// A TLS client certificate: the secret is the PEM certificate chain
+    /// followed by its PEM private key.
+    ClientCert,
+}
+
+/// An AWS connection's signing settings; the secret access key is the
+/// connection's stored secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    pub access_key_id: String,
+    /// The region requests are signed for; default: the caller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// Result rows recorded per statement when a connection does not say.
@@ -99,6 +148,8 @@ pub enum SpecError {
     PasswordInUrl(String),
     #[error("group name {0:?} is not valid: use letters, digits, '.', '-', '_', ':' or '/'")]
     BadGroup(String),
+    #[error("connection {name:?}: {message}")]
+    BadSettings { name: String, message: String },
 }
 
 pub fn validate_name(name: &str) -> Result<(), SpecError> {
@@ -153,6 +204,89 @@ impl ConnectionSpec {
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(bad("it has no host"));
+        }
+        if matches!(self.kind, ConnectionKind::Http | ConnectionKind::Aws)
+            && (url.query().is_some() || url.fragment().is_some() || !url.username().is_empty())
+        {
+            return Err(bad(
+                "an http or aws url is a base (scheme, host, port, optional path) without user, query or fragment",
+            ));
+        }
+        self.validate_settings()
+    }
+
+    fn validate_settings(&self) -> Result<(), SpecError> {
+        let bad = |message: String| SpecError::BadSettings {
+            name: self.name.clone(),
+            message,
+        };
+        let s = &self.settings;
+        if s.http_auth.is_some() && self.kind != ConnectionKind::Http {
+            return Err(bad(format!(
+                "http_auth belongs to http connections, not {}",
+                self.kind
+            )));
+        }
+        if s.aws.is_some() && self.kind != ConnectionKind::Aws {
+            return Err(bad(format!(
+                "aws settings belong to aws connections, not {}",
+                self.kind
+            )));
+        }
+        if s.ca_pem.is_some() && !matches!(self.kind, ConnectionKind::Http | ConnectionKind::Aws) {
+            return Err(bad("ca_pem belongs to http and aws connections".into()));
+        }
+        match &s.http_auth {
+            Some(HttpAuth::Basic { username }) if username.contains(':') || username.is_empty() => {
+                return Err(bad(
+                    "a basic-auth username is not empty and has no ':'".into()
+                ));
+            }
+            Some(HttpAuth::Header { name })
+                if name.is_empty()
+                    || name.len() > 128
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                return Err(bad(format!(
+                    "header name {name:?} must be 1-128 letters, digits, '-' or '_'"
+                )));
+            }
+            Some(HttpAuth::Header { name })
+                if matches!(
+                    name.to_ascii_lowercase().as_str(),
+                    "host" | "content-length" | "transfer-encoding" | "connection"
+                ) =>
+            {
+                return Err(bad(format!("header {name:?} cannot carry a credential")));
+            }
+            _ => {}
+        }
+        if self.kind == ConnectionKind::Aws {
+            let Some(aws) = &s.aws else {
+                return Err(bad(
+                    "an aws connection names its access_key_id (the secret access key is its secret)"
+                        .into(),
+                ));
+            };
+            let ok_key = !aws.access_key_id.is_empty()
+                && aws.access_key_id.len() <= 128
+                && aws.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !ok_key {
+                return Err(bad("access_key_id must be 1-128 letters and digits".into()));
+            }
+            if let Some(r) = &aws.region
+                && (r.is_empty()
+                    || r.len() > 64
+                    || !r
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+            {
+                return Err(bad(format!(
+                    "region {r:?} is not a region name such as us-east-1"
+                )));
+            }
         }
         Ok(())
     }

@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub mysql_listen: Option<String>,
     /// Accept tokens over unencrypted MySQL connections from non-loopback clients.
     pub mysql_allow_plaintext: bool,
+    /// Address for AWS SDK clients, e.g. `127.0.0.1:7401`; `None` disables it.
+    pub aws_listen: Option<String>,
     /// The API's address as people reach it, for links in notifications;
     /// default `http://<api_listen>`.
     pub public_url: Option<String>,
@@ -66,6 +68,7 @@ impl ServeConfig {
             pg_allow_plaintext: false,
             mysql_listen: None,
             mysql_allow_plaintext: false,
+            aws_listen: None,
             public_url: None,
             notify_slack: Vec::new(),
             notify_webhooks: Vec::new(),

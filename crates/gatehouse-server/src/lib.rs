@@ -13,6 +13,7 @@ pub mod keys;
 pub mod mcp;
 pub mod metrics;
 pub mod policy;
+pub mod proxy;
 pub mod siem;
 pub mod state;
 pub mod upstream;
@@ -83,6 +84,8 @@ pub struct Running {
     pub pg_tls_fingerprint: Option<String>,
     /// Where MySQL clients connect, when enabled.
     pub mysql_addr: Option<SocketAddr>,
+    /// Where AWS SDK clients connect, when enabled.
+    pub aws_addr: Option<SocketAddr>,
     pub state: AppState,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -272,6 +275,25 @@ pub async fn start(
         ));
     }
 
+    let mut aws_addr = None;
+    if let Some(listen) = &config.aws_listen {
+        let listener = bind(listen).await?;
+        aws_addr = Some(local_addr(&listener, listen)?);
+        let app = proxy::aws::router(state.clone());
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await
+            {
+                tracing::error!(error = %e, "the AWS listener failed");
+            }
+        });
+    }
+
     let listener = bind(&config.api_listen).await?;
     let api_addr = local_addr(&listener, &config.api_listen)?;
     let app = api::router(state.clone());
@@ -289,6 +311,7 @@ pub async fn start(
         pg_addr,
         pg_tls_fingerprint,
         mysql_addr,
+        aws_addr,
         state,
         task,
     })

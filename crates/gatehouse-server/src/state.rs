@@ -37,6 +37,8 @@ pub struct AppState {
     /// The MySQL proxy, likewise (its listener, when enabled, serves
     /// through the same one, with the TLS certificate added).
     pub mysql: Arc<gatehouse_mysql::MysqlProxy>,
+    /// HTTP clients of HTTP and AWS connections, with their credentials.
+    pub upstreams: Arc<gatehouse_http::UpstreamCache>,
 }
 
 impl AppState {
@@ -84,6 +86,7 @@ impl AppState {
             access,
             pg,
             mysql,
+            upstreams: Arc::default(),
             audit,
             store,
             auth,

@@ -256,6 +256,9 @@ pub struct ServeArgs {
     /// Accept tokens over unencrypted MySQL connections from non-loopback clients.
     #[arg(long, env = "GATEHOUSE_MYSQL_ALLOW_PLAINTEXT")]
     pub mysql_allow_plaintext: bool,
+    /// Address for AWS SDK and CLI clients (`--endpoint-url`; `off` disables it).
+    #[arg(long, env = "GATEHOUSE_AWS_LISTEN", default_value = "127.0.0.1:7401")]
+    pub aws_listen: String,
     /// Keep state in PostgreSQL (postgres://…) instead of SQLite.
     #[arg(long, env = "GATEHOUSE_STORE")]
     pub store: Option<String>,
@@ -354,8 +357,10 @@ pub enum TokensCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionsCmd {
-    /// Register a connection. The password comes from --password-env, --password-file or --password-stdin.
-    Add(AddConnection),
+    /// Register a connection. Its secret (database password, HTTP token,
+    /// AWS secret access key) comes from --password-env, --password-file or
+    /// --password-stdin.
+    Add(Box<AddConnection>),
     /// List connections.
     List(JsonFlag),
     /// Show one connection.
@@ -408,6 +413,18 @@ pub struct AddConnection {
     /// Longest a session may last, e.g. 8h.
     #[arg(long)]
     pub max_session: Option<String>,
+    /// HTTP connections: how the secret is sent upstream: `bearer`,
+    /// `basic:USERNAME`, `header:NAME` or `client-cert` (the secret is then
+    /// the PEM certificate chain followed by its key).
+    #[arg(long)]
+    pub http_auth: Option<String>,
+    /// AWS connections: the access key id the gateway signs with (the
+    /// secret access key is the secret).
+    #[arg(long)]
+    pub aws_access_key_id: Option<String>,
+    /// AWS connections: the region to sign for (default: the caller's).
+    #[arg(long)]
+    pub aws_region: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

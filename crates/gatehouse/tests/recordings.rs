@@ -7,68 +7,7 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-
-/// tests/support/s3_server.py: moto on a free port with one bucket.
-struct S3 {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    port: String,
-    key: (String, String),
-}
-
-impl S3 {
-    fn start(bucket: &str) -> Self {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/support/s3_server.py"
-        );
-        let mut child = Command::new("python3")
-            .args([script, bucket])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with moto (scripts/test installs it)");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let mut key = line.split_whitespace().skip(1).map(str::to_string);
-        let key = (key.next().expect("key id"), key.next().expect("secret"));
-        line.clear();
-        stdout.read_line(&mut line).unwrap();
-        let port = line
-            .strip_prefix("port ")
-            .unwrap_or_else(|| panic!("the S3 server did not start: {line}"))
-            .trim()
-            .to_string();
-        Self {
-            child,
-            stdin,
-            stdout,
-            port,
-            key,
-        }
-    }
-
-    /// Objects in the bucket: key → (size, first two bytes in hex).
-    fn list(&mut self) -> serde_json::Map<String, serde_json::Value> {
-        writeln!(self.stdin, "list").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).expect("list output")
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
 
 fn psql(s: &Server, token: &str, sql: &str) -> String {
     let (host, port) = s.pg.split_once(':').unwrap();

@@ -70,7 +70,7 @@ fn user_view(r: &ConnectionRecord) -> serde_json::Value {
         "name": r.spec.name,
         "kind": r.spec.kind,
         "groups": r.spec.groups,
-        "settings": r.spec.settings,
+        "settings": r.spec.settings.for_users(),
     })
 }
 

@@ -60,6 +60,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/access/requests"),
     ("get", "/v1/access/grants"),
     ("delete", "/v1/access/grants/{id}"),
+    ("get", "/proxy/{connection}/{path}"),
+    ("post", "/proxy/{connection}/{path}"),
+    ("put", "/proxy/{connection}/{path}"),
+    ("patch", "/proxy/{connection}/{path}"),
+    ("delete", "/proxy/{connection}/{path}"),
+    ("head", "/proxy/{connection}/{path}"),
+    ("options", "/proxy/{connection}/{path}"),
 ];
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -124,6 +131,18 @@ fn api_router(state: AppState) -> Router<AppState> {
         .route("/v1/reviews/{id}/reject", post(reviews::reject))
         .route("/v1/access/requests", post(reviews::request))
         .route("/v1/access/grants", get(reviews::grants))
+        .route(
+            "/proxy/{connection}",
+            axum::routing::any(crate::proxy::http::handle),
+        )
+        .route(
+            "/proxy/{connection}/",
+            axum::routing::any(crate::proxy::http::handle),
+        )
+        .route(
+            "/proxy/{connection}/{*path}",
+            axum::routing::any(crate::proxy::http::handle),
+        )
         .route(
             "/v1/access/grants/{id}",
             axum::routing::delete(reviews::revoke),

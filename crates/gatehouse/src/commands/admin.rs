@@ -186,6 +186,26 @@ fn connection_body(a: &AddConnection) -> anyhow::Result<Value> {
             json!(parse_duration(t)?.as_secs()),
         );
     }
+    if let Some(h) = &a.http_auth {
+        let auth = match h.split_once(':') {
+            None if h == "bearer" => json!({"type": "bearer"}),
+            None if h == "client-cert" => json!({"type": "client_cert"}),
+            Some(("basic", user)) => json!({"type": "basic", "username": user}),
+            Some(("header", name)) => json!({"type": "header", "name": name}),
+            _ => {
+                return Err(anyhow!(
+                    "--http-auth {h:?} must be bearer, basic:USERNAME, header:NAME or client-cert"
+                ));
+            }
+        };
+        settings.insert("http_auth".into(), auth);
+    }
+    if a.aws_access_key_id.is_some() || a.aws_region.is_some() {
+        settings.insert(
+            "aws".into(),
+            json!({"access_key_id": a.aws_access_key_id.clone().unwrap_or_default(), "region": a.aws_region}),
+        );
+    }
     let mut body = json!({
         "name": a.name, "kind": a.kind, "url": a.url, "groups": a.groups, "settings": settings,
     });

@@ -40,6 +40,10 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         a => Some(a.to_string()),
     };
     c.mysql_allow_plaintext = args.mysql_allow_plaintext;
+    c.aws_listen = match args.aws_listen.as_str() {
+        "off" | "" => None,
+        a => Some(a.to_string()),
+    };
     c.public_url = args.public_url.clone().filter(|s| !s.is_empty());
     c.record_fail_open = args.when_recorder_behind == "run";
     c.recordings = args.recordings.clone();
@@ -150,6 +154,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             postgres = %addr,
             tls_sha256 = running.pg_tls_fingerprint.as_deref().unwrap_or("-"),
             "PostgreSQL clients: connect with the connection name as the database and a Gatehouse token as the password"
+        );
+    }
+    if let Some(addr) = running.aws_addr {
+        tracing::info!(
+            aws = %addr,
+            "AWS clients: use http://{addr} as the endpoint, the connection name as AWS_ACCESS_KEY_ID and a Gatehouse token as AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN"
         );
     }
     if let Some(addr) = running.mysql_addr {

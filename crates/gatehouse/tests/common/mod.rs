@@ -23,6 +23,8 @@ pub struct Server {
     pub pg: String,
     /// host:port of the MySQL listener.
     pub mysql: String,
+    /// The AWS listener, `host:port`.
+    pub aws: String,
     pub dir: tempfile::TempDir,
     pub log: mpsc::Receiver<String>,
     pub admin: String,
@@ -46,6 +48,8 @@ impl Server {
             "--pg-listen",
             "127.0.0.1:0",
             "--mysql-listen",
+            "127.0.0.1:0",
+            "--aws-listen",
             "127.0.0.1:0",
             "--data-dir",
         ])
@@ -73,6 +77,7 @@ impl Server {
         let mut url = None;
         let mut pg = None;
         let mut mysql = None;
+        let mut aws = None;
         let mut seen = Vec::new();
         while url.is_none() || pg.is_none() || mysql.is_none() {
             let line = rx
@@ -83,6 +88,9 @@ impl Server {
             }
             if let Some(i) = line.find("postgres=") {
                 pg = line[i + 9..].split_whitespace().next().map(str::to_string);
+            }
+            if let Some(i) = line.find(" aws=") {
+                aws = line[i + 5..].split_whitespace().next().map(str::to_string);
             }
             if let Some(i) = line.find("mysql=") {
                 mysql = line[i + 6..].split_whitespace().next().map(str::to_string);
@@ -105,6 +113,7 @@ impl Server {
             url: url.expect("url"),
             pg: pg.expect("postgres listener"),
             mysql: mysql.expect("mysql listener"),
+            aws: aws.unwrap_or_default(),
             dir,
             log: rx,
             admin,
@@ -215,4 +224,64 @@ pub fn apply(s: &Server, text: &str) {
     let path = s.dir.path().join("policy.toml");
     std::fs::write(&path, text).unwrap();
     ok(s.cli(&s.admin, &["apply", "-f", path.to_str().unwrap()]));
+}
+
+/// tests/support/s3_server.py: moto on a free port with one bucket.
+pub struct S3 {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    pub port: String,
+    pub key: (String, String),
+}
+
+impl S3 {
+    pub fn start(bucket: &str) -> Self {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/support/s3_server.py"
+        );
+        let mut child = Command::new("python3")
+            .args([script, bucket])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with moto (scripts/test installs it)");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let mut key = line.split_whitespace().skip(1).map(str::to_string);
+        let key = (key.next().expect("key id"), key.next().expect("secret"));
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        let port = line
+            .strip_prefix("port ")
+            .unwrap_or_else(|| panic!("the S3 server did not start: {line}"))
+            .trim()
+            .to_string();
+        Self {
+            child,
+            stdin,
+            stdout,
+            port,
+            key,
+        }
+    }
+
+    /// Objects in the bucket: key → (size, first two bytes in hex).
+    pub fn list(&mut self) -> serde_json::Map<String, serde_json::Value> {
+        writeln!(self.stdin, "list").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).expect("list output")
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
