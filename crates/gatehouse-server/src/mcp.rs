@@ -30,7 +30,8 @@ Start with list_connections, then describe_connection to see tables and columns.
 Every statement is checked by policy: a refusal names the rule that refused it - report it to the user and do not rephrase the statement to get around it. \
 Columns marked masked come back redacted, partially hidden or hashed: never guess or reconstruct their values. \
 Some statements need a person's approval: query then answers status pending_review with a review id - tell the user the id and the approve command, wait with get_review, and once approved send exactly the same statement again (it runs once). \
-If you need more access than you have, request_access asks people for a time-bound grant.";
+If you need more access than you have, request_access asks people for a time-bound grant. \
+HTTP connections (kind http) are APIs: call them with http_request; Gatehouse adds their credential, and JSON fields may come back masked the same way.";
 
 fn schema(v: Value) -> Arc<JsonObject> {
     match v {
@@ -72,6 +73,25 @@ Masked values (masked: true) must not be guessed or reconstructed.",
                     "limit": {"type": "integer", "minimum": 1, "description": "At most this many rows"}
                 },
                 "required": ["connection", "sql"]
+            })),
+        ),
+        Tool::new(
+            "http_request",
+            "Send one HTTP request to an HTTP connection (kind http in list_connections) through Gatehouse, which adds the API's credential: never send credentials yourself. \
+path is the API's path with its query, e.g. /customers?page=2. body is JSON (an object or array) or text. \
+Answers the API's status, content_type and body (JSON when the API answers JSON). Fields shown as [REDACTED] or partially hidden are masked by policy: do not guess them. \
+If policy refuses the request the result is an error naming the rule: tell the user, do not work around it. \
+If it needs approval the answer has status \"pending_review\" and a review_id: tell the user, wait with get_review, and when approved send exactly the same request again (it runs once).",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "connection": {"type": "string", "description": "An http connection from list_connections"},
+                    "method": {"type": "string", "enum": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]},
+                    "path": {"type": "string", "description": "Starts with /; may carry a query string"},
+                    "body": {"description": "JSON value, or text"},
+                    "reason": {"type": "string", "description": "Why, for approvers, when a rule requires a reason"}
+                },
+                "required": ["connection", "method", "path"]
             })),
         ),
         Tool::new(
@@ -127,6 +147,23 @@ struct Call {
     method: http::Method,
     path: String,
     body: Option<Value>,
+    /// Extra request headers (the HTTP tool's reason).
+    headers: Vec<(&'static str, String)>,
+}
+
+/// Most body bytes of an HTTP connection's answer given to the model.
+const TOOL_BODY_LIMIT: usize = 256 * 1024;
+
+/// An API answer: JSON when it is JSON, else the text as a JSON string.
+fn answer_value(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| {
+        let cut = &bytes[..bytes.len().min(TOOL_BODY_LIMIT)];
+        let mut s = String::from_utf8_lossy(cut).into_owned();
+        if bytes.len() > TOOL_BODY_LIMIT {
+            s.push_str(&format!("… ({} bytes in all)", bytes.len()));
+        }
+        Value::String(s)
+    })
 }
 
 fn seg(s: &str) -> String {
@@ -146,6 +183,7 @@ fn call_for(tool: &str, args: &JsonObject) -> Result<Call, String> {
         method: http::Method::GET,
         path,
         body: None,
+        headers: Vec::new(),
     };
     Ok(match tool {
         "list_connections" => get("/v1/connections".into()),
@@ -165,6 +203,26 @@ fn call_for(tool: &str, args: &JsonObject) -> Result<Call, String> {
                 method: http::Method::POST,
                 path: format!("/v1/connections/{}/query", seg(arg(args, "connection")?)),
                 body: Some(body),
+                headers: Vec::new(),
+            }
+        }
+        "http_request" => {
+            let method = arg(args, "method")?.to_ascii_uppercase();
+            let method = http::Method::from_bytes(method.as_bytes())
+                .map_err(|_| format!("method {method:?} is not an HTTP method"))?;
+            let path = arg(args, "path")?;
+            if !path.starts_with('/') || path.chars().any(char::is_whitespace) {
+                return Err("path starts with / and has no spaces (encode them as %20)".into());
+            }
+            let mut headers = Vec::new();
+            if let Some(r) = args.get("reason").and_then(Value::as_str) {
+                headers.push(("gatehouse-reason", r.to_string()));
+            }
+            Call {
+                method,
+                path: format!("/proxy/{}{path}", seg(arg(args, "connection")?)),
+                body: args.get("body").filter(|b| !b.is_null()).cloned(),
+                headers,
             }
         }
         "request_access" => Call {
@@ -176,6 +234,7 @@ fn call_for(tool: &str, args: &JsonObject) -> Result<Call, String> {
                 "duration": arg(args, "duration")?,
                 "reason": arg(args, "reason")?,
             })),
+            headers: Vec::new(),
         },
         "get_review" => {
             let wait = args
@@ -197,8 +256,29 @@ fn call_for(tool: &str, args: &JsonObject) -> Result<Call, String> {
 /// A tool's result from the API's answer: JSON text (and the same as
 /// structured content); refusals and failures are tool errors the model
 /// reads.
-fn result_for(tool: &str, status: u16, body: Value) -> CallToolResult {
+fn result_for(tool: &str, status: u16, body: Value, refused_by_gatehouse: bool) -> CallToolResult {
     let (is_error, value) = match (tool, status) {
+        ("http_request", 202) if body["status"] == "pending_review" => (
+            false,
+            json!({
+                "status": "pending_review",
+                "review_id": body["review_id"],
+                "message": body["message"],
+                "approve_command": body["approve_command"],
+                "next": "tell the user the review id and approve command; call get_review with wait_seconds to wait; once approved, call http_request again with exactly the same method, path and body (it runs once)",
+            }),
+        ),
+        ("http_request", 403) if refused_by_gatehouse && body["error"]["code"] == "denied" => (
+            true,
+            json!({
+                "error": "denied",
+                "rule": body["error"]["rule"],
+                "message": body["error"]["message"],
+            }),
+        ),
+        ("http_request", _) if !refused_by_gatehouse => {
+            (status >= 400, json!({"status": status, "body": body}))
+        }
         (_, 200) => (false, body),
         ("query", 202) => (
             false,
@@ -266,11 +346,17 @@ impl GatehouseMcp {
         })
     }
 
-    /// Makes the call as the MCP request's caller; returns (status, JSON).
-    async fn call(&self, c: Call, parts: Option<&http::request::Parts>) -> (u16, Value) {
+    /// Makes the call as the MCP request's caller; returns the status, the
+    /// answer, and whether the answer is Gatehouse's own refusal or error
+    /// (not an HTTP connection's upstream answering).
+    async fn call(&self, c: Call, parts: Option<&http::request::Parts>) -> (u16, Value, bool) {
+        let own = |h: &http::HeaderMap| h.contains_key(crate::proxy::GATEHOUSE_ERROR);
         match &*self.via {
             Via::InProcess(router) => {
                 let mut req = http::Request::builder().method(c.method).uri(&c.path);
+                for (k, v) in &c.headers {
+                    req = req.header(*k, v);
+                }
                 if let Some(auth) = parts.and_then(|p| p.headers.get(http::header::AUTHORIZATION)) {
                     req = req.header(http::header::AUTHORIZATION, auth);
                 }
@@ -278,6 +364,10 @@ impl GatehouseMcp {
                     .and_then(|p| p.extensions.get::<ConnectInfo<SocketAddr>>())
                     .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)), |c| c.0);
                 let body = match c.body {
+                    Some(Value::String(text)) if c.path.starts_with("/proxy/") => {
+                        req = req.header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8");
+                        Body::from(text)
+                    }
                     Some(b) => {
                         req = req.header(http::header::CONTENT_TYPE, "application/json");
                         Body::from(b.to_string())
@@ -290,6 +380,7 @@ impl GatehouseMcp {
                         return (
                             500,
                             json!({"error": {"code": "internal", "message": e.to_string()}}),
+                            true,
                         );
                     }
                 };
@@ -299,30 +390,39 @@ impl GatehouseMcp {
                     Err(never) => match never {},
                 };
                 let status = resp.status().as_u16();
+                let refused = own(resp.headers()) || !c.path.starts_with("/proxy/");
                 let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
                     .await
                     .unwrap_or_default();
-                (
-                    status,
-                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                )
+                (status, answer_value(&bytes), refused)
             }
             Via::Remote { base, token, http } => {
                 let mut req = http
                     .request(c.method, format!("{base}{}", c.path))
                     .bearer_auth(token.expose());
-                if let Some(b) = &c.body {
-                    req = req.json(b);
+                for (k, v) in &c.headers {
+                    req = req.header(*k, v);
+                }
+                match &c.body {
+                    Some(Value::String(text)) if c.path.starts_with("/proxy/") => {
+                        req = req
+                            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                            .body(text.clone());
+                    }
+                    Some(b) => req = req.json(b),
+                    None => {}
                 }
                 match req.send().await {
                     Ok(resp) => {
                         let status = resp.status().as_u16();
-                        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
-                        (status, v)
+                        let refused = own(resp.headers()) || !c.path.starts_with("/proxy/");
+                        let bytes = resp.bytes().await.unwrap_or_default();
+                        (status, answer_value(&bytes), refused)
                     }
                     Err(e) => (
                         502,
                         json!({"error": {"code": "unreachable", "message": format!("cannot reach Gatehouse at {base}: {}", e.without_url())}}),
+                        true,
                     ),
                 }
             }
@@ -357,8 +457,8 @@ impl ServerHandler for GatehouseMcp {
         let args = request.arguments.unwrap_or_default();
         let call = call_for(&request.name, &args).map_err(|m| McpError::invalid_params(m, None))?;
         let parts = context.extensions.get::<http::request::Parts>();
-        let (status, body) = self.call(call, parts).await;
-        Ok(result_for(&request.name, status, body).into())
+        let (status, body, refused) = self.call(call, parts).await;
+        Ok(result_for(&request.name, status, body, refused).into())
     }
 }
 

@@ -21,9 +21,10 @@ use common::*;
 
 const RULE: &str = "no-ddl";
 const RULE_MESSAGE: &str = "schema changes are not allowed on shop";
-const TOOLS: [&str; 5] = [
+const TOOLS: [&str; 6] = [
     "describe_connection",
     "get_review",
+    "http_request",
     "list_connections",
     "query",
     "request_access",
@@ -428,6 +429,120 @@ fn the_python_sdk_over_http_lists_describes_masks_is_denied_and_waits_for_review
     assert_eq!(t.name_of(1), "alice-b");
     let after = run.tool(2, false);
     assert_eq!(after["review"]["state"], "executed", "{after}");
+}
+
+#[test]
+fn the_python_sdk_calls_an_http_connection_masked_refused_and_reviewed() {
+    let secret = "crm-secret-for-mcp-Q9";
+    let api = Api::start(secret);
+    let s = Server::start();
+    let path = s.dir.path().join("crm.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[connections]]
+name = "crm"
+kind = "http"
+url = "http://127.0.0.1:{}"
+bearer = {{ env = "CRM_TOKEN" }}
+groups = ["agents"]
+
+[[rules]]
+name = "no-deletes-on-crm"
+connections = ["crm"]
+methods = ["DELETE"]
+paths = ["/customers/*"]
+action = "deny"
+
+[[rules]]
+name = "refunds-need-approval"
+connections = ["crm"]
+methods = ["POST"]
+paths = ["/refunds"]
+action = "review"
+approvers = ["dba"]
+
+[[masks]]
+connections = ["crm"]
+json_paths = ["$..email"]
+method = "redact"
+"#,
+            api.port
+        ),
+    )
+    .unwrap();
+    ok(s.cli_with(
+        &s.admin,
+        &["apply", "-f", path.to_str().unwrap()],
+        None,
+        &[("CRM_TOKEN", secret)],
+    ));
+    let agent = token(&s, "agent-smith", "agents");
+    let dba = token(&s, "dana", "dba");
+    let refund = tool(
+        "http_request",
+        json!({"connection": "crm", "method": "POST", "path": "/refunds", "body": {"order": 7, "amount": 20}}),
+    );
+    let run = mcp(
+        Sdk::Python,
+        &s,
+        &agent,
+        &json!([
+            tool("list_connections", json!({})),
+            tool(
+                "http_request",
+                json!({"connection": "crm", "method": "GET", "path": "/customers"})
+            ),
+            tool(
+                "http_request",
+                json!({"connection": "crm", "method": "DELETE", "path": "/customers/1"})
+            ),
+            tool(
+                "http_request",
+                json!({"connection": "crm", "method": "GET", "path": "/nowhere"})
+            ),
+            refund,
+        ]),
+    )
+    .success();
+    assert!(
+        run.tool(0, false)["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "crm" && c["kind"] == "http")
+    );
+    let read = run.tool(1, false);
+    assert_eq!(read["status"], 200, "{read}");
+    assert_eq!(
+        read["body"]["customers"][0]["email"], "[REDACTED]",
+        "{read}"
+    );
+    assert_eq!(read["body"]["customers"][0]["name"], "Ann Lee", "{read}");
+    assert!(
+        !run.stdout.contains("@example.com") && !run.stdout.contains(secret),
+        "{}",
+        run.stdout
+    );
+    let denied = run.tool(2, true);
+    assert_eq!(
+        (denied["error"].as_str(), denied["rule"].as_str()),
+        (Some("denied"), Some("no-deletes-on-crm")),
+        "{denied}"
+    );
+    // The API's own 404 is its answer, not a refusal.
+    let missing = run.tool(3, true);
+    assert_eq!(missing["status"], 404, "{missing}");
+    assert_eq!(missing["body"]["error"], "no such route", "{missing}");
+    let held = run.tool(4, false);
+    assert_eq!(held["status"], "pending_review", "{held}");
+    let id = held["review_id"].as_str().unwrap().to_string();
+    ok(s.cli(&dba, &["reviews", "approve", &id]));
+    let run = mcp(Sdk::Python, &s, &agent, &json!([refund])).success();
+    let ran = run.tool(0, false);
+    assert_eq!(ran["status"], 201, "{ran}");
+    assert_eq!(ran["body"]["received"]["order"], 7, "{ran}");
 }
 
 #[test]

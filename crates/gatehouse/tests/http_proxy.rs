@@ -9,48 +9,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-/// tests/support/http_api.py on a free port.
-struct Api {
-    child: Child,
-    port: String,
-}
-
-impl Api {
-    fn start(token: &str) -> Self {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/support/http_api.py"
-        );
-        let mut child = Command::new("python3")
-            .arg(script)
-            .env("CRM_TOKEN", token)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("port ")
-            .unwrap_or_else(|| panic!("the API did not start: {line}"))
-            .trim()
-            .to_string();
-        Self { child, port }
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::Command;
 
 /// A response: status, headers (lower-case names), body.
 struct Resp {

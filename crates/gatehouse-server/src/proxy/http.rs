@@ -57,7 +57,14 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let Caller(principal) = match Caller::from_request_parts(&mut parts, &state).await {
         Ok(c) => c,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            let mut r = e.into_response();
+            r.headers_mut().insert(
+                super::GATEHOUSE_ERROR,
+                axum::http::HeaderValue::from_static("unauthorized"),
+            );
+            return r;
+        }
     };
     let style = Style::Http;
     let raw = parts.uri.path();

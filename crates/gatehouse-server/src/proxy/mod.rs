@@ -37,6 +37,11 @@ pub const MASK_LIMIT: usize = 16 << 20;
 /// Request body bytes shown in a recording or a review.
 const SHOWN_BODY: usize = 4096;
 
+/// A response header marking Gatehouse's own refusals and errors on the
+/// proxy routes, so clients (the MCP tool) can tell them from the
+/// upstream's answers.
+pub const GATEHOUSE_ERROR: &str = "gatehouse-error";
+
 /// How refusals are shown to the caller.
 #[derive(Debug, Clone)]
 pub enum Style {
@@ -63,7 +68,10 @@ impl Style {
                 if let (Some(o), serde_json::Value::Object(x)) = (err.as_object_mut(), extra) {
                     o.extend(x);
                 }
-                (status, axum::Json(json!({ "error": err }))).into_response()
+                let mut r = (status, axum::Json(json!({ "error": err }))).into_response();
+                r.headers_mut()
+                    .insert(GATEHOUSE_ERROR, HeaderValue::from_static(code));
+                r
             }
             Style::Aws { service, headers } => {
                 let aws_code = match code {
@@ -451,11 +459,16 @@ pub async fn run(state: &AppState, ex: Exchange, mut body: ReqBody) -> Response 
                 );
                 rec.end = "held for review";
                 return match &ex.style {
-                    Style::Http => (
-                        StatusCode::ACCEPTED,
-                        axum::Json(held_json(&review, message)),
-                    )
-                        .into_response(),
+                    Style::Http => {
+                        let mut r = (
+                            StatusCode::ACCEPTED,
+                            axum::Json(held_json(&review, message)),
+                        )
+                            .into_response();
+                        r.headers_mut()
+                            .insert(GATEHOUSE_ERROR, HeaderValue::from_static("pending_review"));
+                        r
+                    }
                     style => style.error(
                         StatusCode::FORBIDDEN,
                         "pending_review",

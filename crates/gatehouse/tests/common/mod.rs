@@ -285,3 +285,43 @@ impl Drop for S3 {
         let _ = self.child.wait();
     }
 }
+
+/// tests/support/http_api.py on a free port.
+pub struct Api {
+    child: Child,
+    pub port: String,
+}
+
+impl Api {
+    pub fn start(token: &str) -> Self {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/support/http_api.py"
+        );
+        let mut child = Command::new("python3")
+            .arg(script)
+            .env("CRM_TOKEN", token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("port ")
+            .unwrap_or_else(|| panic!("the API did not start: {line}"))
+            .trim()
+            .to_string();
+        Self { child, port }
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
