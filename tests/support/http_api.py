@@ -13,6 +13,12 @@ as basic auth `svc:T`, or as `X-Api-Key: T`. Without it: 401.
                               used, path and query (never a header value)
     GET    /large?mb=N        N MiB of text, streamed in chunks
     GET    /log               the mutating requests received so far
+    GET    /slow?secs=N       a line every 100 ms for N seconds
+
+With CRM_MTLS_DIR set it serves HTTPS and requires a client certificate
+signed by its own CA instead of a token: it writes ca.pem (the CA, which
+also signed its server certificate for 127.0.0.1) and client.pem /
+client.key (a client certificate) into that directory.
 """
 
 import base64
@@ -20,10 +26,12 @@ import json
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-TOKEN = os.environ["CRM_TOKEN"]
+TOKEN = os.environ.get("CRM_TOKEN", "")
+MTLS = os.environ.get("CRM_MTLS_DIR")
 CUSTOMERS = {
     "1": {
         "id": 1,
@@ -53,6 +61,9 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def auth_form(self):
+        if MTLS:
+            # The TLS handshake already required a certificate from our CA.
+            return "client_cert" if self.connection.getpeercert() else None
         auth = self.headers.get("Authorization", "")
         if auth == f"Bearer {TOKEN}":
             return "bearer"
@@ -112,6 +123,16 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             for _ in range(mb * 16):
                 self.wfile.write(chunk)
+        elif url.path == "/slow":
+            secs = int(parse_qs(url.query).get("secs", ["10"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(secs * 10 * 6))
+            self.end_headers()
+            for i in range(secs * 10):
+                self.wfile.write(b"%05d\n" % i)
+                self.wfile.flush()
+                time.sleep(0.1)
         elif parts == ["customers"] and self.command == "GET":
             self.send_json(200, {"customers": list(CUSTOMERS.values()), "owner": {"email": "owner@example.com"}})
         elif len(parts) == 2 and parts[0] == "customers" and parts[1] in CUSTOMERS:
@@ -131,8 +152,79 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = handle_any
 
 
+def make_certs(directory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def key():
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def cert(subject, public, issuer, signer, ca=False, san=None):
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return b.sign(signer, hashes.SHA256())
+
+    def pem_key(k):
+        return k.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    ca_key = key()
+    ca = cert("test-ca", ca_key.public_key(), "test-ca", ca_key, ca=True)
+    srv_key = key()
+    srv = cert(
+        "127.0.0.1",
+        srv_key.public_key(),
+        "test-ca",
+        ca_key,
+        san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+    )
+    cli_key = key()
+    cli = cert("gatehouse", cli_key.public_key(), "test-ca", ca_key)
+    pem = serialization.Encoding.PEM
+    files = {
+        "ca.pem": ca.public_bytes(pem),
+        "server.pem": srv.public_bytes(pem),
+        "server.key": pem_key(srv_key),
+        "client.pem": cli.public_bytes(pem),
+        "client.key": pem_key(cli_key),
+    }
+    for name, data in files.items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data)
+
+
 def main():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if MTLS:
+        import ssl
+
+        make_certs(MTLS)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(MTLS, "server.pem"), os.path.join(MTLS, "server.key"))
+        ctx.load_verify_locations(os.path.join(MTLS, "ca.pem"))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"port {server.server_address[1]}", flush=True)
     for _ in sys.stdin:

@@ -347,34 +347,23 @@ fn http_connections_inject_credentials_deny_hold_mask_and_record() {
     assert_ne!(r.json()["review_id"], review.as_str());
 
     // Recorded: who, what, the decision, and the masked response.
-    let list = json(s.cli(
-        &s.admin,
-        &["sessions", "list", "--connection", "crm", "--json"],
-    ));
-    let sessions = list["sessions"].as_array().unwrap();
-    assert!(sessions.iter().all(|x| x["protocol"] == "http"));
-    let mut saw_masked = false;
-    let mut saw_denied = false;
-    for x in sessions {
-        let id = x["id"].as_str().unwrap();
-        let shown = json(s.cli(&s.admin, &["sessions", "show", id, "--json"]));
-        let text = shown.to_string();
-        assert!(
-            !text.contains(CRM_SECRET) && !text.contains("ann@example.com"),
-            "{text}"
-        );
-        for st in shown["statements"].as_array().unwrap() {
-            let sql = st["sql"].as_str().unwrap_or_default();
-            if sql == "GET /customers" {
-                saw_masked |= st["result"].to_string().contains("[REDACTED]");
-                assert_eq!(st["command"], "HTTP 200");
-            }
-            if sql.starts_with("DELETE /customers/1") {
-                saw_denied |= st["decision"] == "deny" && st["rule"] == "no-deletes-on-crm";
-            }
-        }
-    }
-    assert!(saw_masked && saw_denied);
+    let statements = recorded(&s, "crm", "http", |sts| {
+        sts.iter().any(|st| {
+            st["sql"] == "GET /customers" && st["result"].to_string().contains("[REDACTED]")
+        }) && sts.iter().any(|st| {
+            st["sql"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("DELETE /customers/1")
+                && st["decision"] == "deny"
+                && st["rule"] == "no-deletes-on-crm"
+        })
+    });
+    let text = Value::from(statements).to_string();
+    assert!(
+        !text.contains(CRM_SECRET) && !text.contains("ann@example.com"),
+        "{text}"
+    );
     assert!(
         !s.drain_log().contains(CRM_SECRET),
         "the upstream credential is never logged"
@@ -382,6 +371,40 @@ fn http_connections_inject_credentials_deny_hold_mask_and_record() {
     // Users see no upstream credential settings.
     let c = json(s.cli(&bot, &["connections", "show", "crm", "--json"]));
     assert!(c["settings"].get("http_auth").is_none(), "{c}");
+}
+
+/// The statements recorded for `connection`, once `done` holds for them
+/// (the recorder writes in the background); every session is `protocol`.
+fn recorded(
+    s: &Server,
+    connection: &str,
+    protocol: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let list = json(s.cli(
+            &s.admin,
+            &["sessions", "list", "--connection", connection, "--json"],
+        ));
+        let mut statements = Vec::new();
+        for x in list["sessions"].as_array().unwrap() {
+            assert_eq!(x["protocol"], protocol, "{x}");
+            let shown = json(s.cli(
+                &s.admin,
+                &["sessions", "show", x["id"].as_str().unwrap(), "--json"],
+            ));
+            statements.extend(shown["statements"].as_array().cloned().unwrap_or_default());
+        }
+        if done(&statements) {
+            return statements;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "not recorded: {statements:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Runs a Python snippet with boto3 against the gateway's AWS listener.
@@ -440,6 +463,14 @@ name = "no-s3-deletes"
 connections = ["s3"]
 actions = ["s3:DeleteObject"]
 action = "deny"
+
+[[rules]]
+name = "contracts-reviewed"
+connections = ["s3"]
+actions = ["s3:PutObject"]
+paths = ["/docs/contracts/*"]
+action = "review"
+approvers = ["dba"]
 "#,
             port = moto.port,
             key = moto.key.0
@@ -536,6 +567,29 @@ call("delete_many", lambda: s3.delete_objects(Bucket="docs", Delete={"Objects": 
     );
     assert_eq!(out["get"]["code"], "AccessDenied", "{out}");
 
+    // A write held for review: the SDK error names the review and the
+    // command; once approved, the same call runs once.
+    let dba = token(&s, "dana", "dba");
+    let put = r#"call("put", lambda: s3.put_object(Bucket="docs", Key="contracts/acme 2027.txt", Body=b"signed")["ResponseMetadata"]["HTTPStatusCode"])"#;
+    let out = boto(&s, "s3", &bot, &bot, put);
+    assert_eq!(out["put"]["code"], "GatehouseReviewPending", "{out}");
+    let message = out["put"]["message"].as_str().unwrap();
+    let review = message
+        .split_whitespace()
+        .find(|w| w.starts_with("rv_"))
+        .expect("review id")
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .to_string();
+    assert!(
+        message.contains(&format!("gatehouse reviews approve {review}")),
+        "{message}"
+    );
+    assert!(!moto.list().contains_key("contracts/acme 2027.txt"));
+    ok(s.cli(&dba, &["reviews", "approve", &review]));
+    let out = boto(&s, "s3", &bot, &bot, put);
+    assert_eq!(out["put"]["ok"], 200, "{out}");
+    assert_eq!(moto.list()["contracts/acme 2027.txt"][0], 6);
+
     // The AWS CLI works the same way.
     let o = Command::new("aws")
         .args([
@@ -561,42 +615,178 @@ call("delete_many", lambda: s3.delete_objects(Bucket="docs", Delete={"Objects": 
     );
 
     // Recorded with the action; the token and the key's secret never appear.
-    let list = json(s.cli(
-        &s.admin,
-        &["sessions", "list", "--connection", "s3", "--json"],
-    ));
-    let mut actions = Vec::new();
-    for x in list["sessions"].as_array().unwrap() {
-        assert_eq!(x["protocol"], "aws");
-        let shown = json(s.cli(
-            &s.admin,
-            &["sessions", "show", x["id"].as_str().unwrap(), "--json"],
-        ));
-        let text = shown.to_string();
-        assert!(
-            !text.contains(&bot) && !text.contains(&moto.key.1),
-            "{text}"
-        );
-        for st in shown["statements"].as_array().unwrap() {
-            actions.push(format!(
-                "{} {}",
-                st["decision"].as_str().unwrap(),
-                st["sql"].as_str().unwrap()
-            ));
-        }
-    }
+    let line = |st: &Value| {
+        format!(
+            "{} {}",
+            st["decision"].as_str().unwrap_or(""),
+            st["sql"].as_str().unwrap_or("")
+        )
+    };
+    let statements = recorded(&s, "s3", "aws", |sts| {
+        sts.iter()
+            .any(|st| line(st).starts_with("allow PUT /docs/notes/q3 report.txt (s3:PutObject)"))
+            && sts.iter().any(|st| {
+                line(st).starts_with("deny DELETE /docs/notes/q3 report.txt (s3:DeleteObject)")
+            })
+    });
+    let text = Value::from(statements).to_string();
     assert!(
-        actions
-            .iter()
-            .any(|a| a.starts_with("allow PUT /docs/notes/q3 report.txt (s3:PutObject)")),
-        "{actions:?}"
-    );
-    assert!(
-        actions
-            .iter()
-            .any(|a| a.starts_with("deny DELETE /docs/notes/q3 report.txt (s3:DeleteObject)")),
-        "{actions:?}"
+        !text.contains(&bot) && !text.contains(&moto.key.1),
+        "{text}"
     );
     let log = s.drain_log();
     assert!(!log.contains(&moto.key.1) && !log.contains(&bot));
+}
+
+#[test]
+fn a_client_certificate_and_a_private_ca_reach_an_mtls_api() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().to_str().unwrap().to_string();
+    let api = Api::start_with(&[("CRM_MTLS_DIR", &dir)]);
+    let s = Server::start();
+    let file = |n: &str| format!("{dir}/{n}");
+    let toml = format!(
+        r#"
+[[connections]]
+name = "mtls"
+kind = "http"
+url = "https://127.0.0.1:{port}"
+client_cert = {{ cert = {{ file = "{cert}" }}, key = {{ file = "{key}" }} }}
+ca_cert = {{ file = "{ca}" }}
+groups = ["agents"]
+
+[[connections]]
+name = "no-cert"
+kind = "http"
+url = "https://127.0.0.1:{port}"
+bearer = {{ env = "UNUSED_TOKEN" }}
+ca_cert = {{ file = "{ca}" }}
+groups = ["agents"]
+
+[[connections]]
+name = "untrusted"
+kind = "http"
+url = "https://127.0.0.1:{port}"
+client_cert = {{ cert = {{ file = "{cert}" }}, key = {{ file = "{key}" }} }}
+groups = ["agents"]
+"#,
+        port = api.port,
+        cert = file("client.pem"),
+        key = file("client.key"),
+        ca = file("ca.pem"),
+    );
+    let path = s.dir.path().join("mtls.toml");
+    std::fs::write(&path, toml).unwrap();
+    ok(s.cli_with(
+        &s.admin,
+        &["apply", "-f", path.to_str().unwrap()],
+        None,
+        &[("UNUSED_TOKEN", "x")],
+    ));
+    let bot = token(&s, "bot", "agents");
+    let r = send(
+        "GET",
+        &format!("{}/proxy/mtls/echo", s.url),
+        Some(&bot),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["auth"], "client_cert");
+    // Without the certificate the API refuses the TLS handshake: 502, said so.
+    let r = send(
+        "GET",
+        &format!("{}/proxy/no-cert/echo", s.url),
+        Some(&bot),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-cert"),
+        "{}",
+        r.text()
+    );
+    // Without the private CA the gateway does not trust the API.
+    let r = send(
+        "GET",
+        &format!("{}/proxy/untrusted/echo", s.url),
+        Some(&bot),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    let key = std::fs::read_to_string(file("client.key")).unwrap();
+    let key_body = key.lines().nth(1).unwrap();
+    assert!(
+        !s.drain_log().contains(key_body),
+        "the private key is never logged"
+    );
+}
+
+#[test]
+fn revoking_a_token_ends_a_response_still_streaming() {
+    let api = Api::start(CRM_SECRET);
+    let s = Server::start();
+    let path = s.dir.path().join("crm.toml");
+    std::fs::write(&path, policy(&api.port)).unwrap();
+    ok(s.cli_with(
+        &s.admin,
+        &["apply", "-f", path.to_str().unwrap()],
+        None,
+        &[("CRM_TOKEN", CRM_SECRET)],
+    ));
+    let bot = token(&s, "streamer", "agents");
+    let url = format!("{}/proxy/crm-key/slow?secs=60", s.url);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = {
+        let bot = bot.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            rt.block_on(async {
+                let client = reqwest::Client::builder().no_proxy().build().unwrap();
+                let mut r = client.get(&url).bearer_auth(&bot).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let mut got = 0usize;
+                loop {
+                    match r.chunk().await {
+                        Ok(Some(c)) => {
+                            got += c.len();
+                            let _ = tx.send(got);
+                        }
+                        Ok(None) => return Ok(got),
+                        Err(e) => return Err(format!("{e:?}")),
+                    }
+                }
+            })
+        })
+    };
+    // Once bytes flow, the token is revoked: the stream must break off
+    // long before its 60 seconds.
+    assert!(rx.recv().unwrap() > 0);
+    ok(s.cli(&s.admin, &["tokens", "revoke", "streamer"]));
+    let ended = reader.join().unwrap();
+    assert!(ended.is_err(), "the response ran to its end: {ended:?}");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let reason = loop {
+        let v = json(s.cli(
+            &s.admin,
+            &[
+                "sessions", "list", "--user", "streamer", "--limit", "1", "--json",
+            ],
+        ));
+        if let Some(r) = v["sessions"][0]["end_reason"].as_str() {
+            break r.to_string();
+        }
+        assert!(std::time::Instant::now() < end, "the session did not end");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(reason, "access ended");
 }

@@ -294,13 +294,18 @@ pub struct Api {
 
 impl Api {
     pub fn start(token: &str) -> Self {
+        Self::start_with(&[("CRM_TOKEN", token)])
+    }
+
+    /// Started with this environment (CRM_TOKEN, or CRM_MTLS_DIR).
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../tests/support/http_api.py"
         );
         let mut child = Command::new("python3")
             .arg(script)
-            .env("CRM_TOKEN", token)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
