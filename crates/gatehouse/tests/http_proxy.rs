@@ -346,6 +346,17 @@ fn http_connections_inject_credentials_deny_hold_mask_and_record() {
     assert_eq!(r.status, 202);
     assert_ne!(r.json()["review_id"], review.as_str());
 
+    // Where no rule reads it, a request body streams through, with its length.
+    let r = send(
+        "POST",
+        &format!("{base}/crm-key/refunds"),
+        Some(&bot),
+        &[],
+        Some(r#"{"order": 99, "amount": 5}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["received"]["order"], 99);
+
     // Recorded: who, what, the decision, and the masked response.
     let statements = recorded(&s, "crm", "http", |sts| {
         sts.iter().any(|st| {

@@ -206,6 +206,8 @@ fn shown_body(body: &[u8]) -> Option<String> {
 /// A recorded exchange: its session, started on creation, ended on drop.
 struct Recording {
     state: AppState,
+    /// Room reserved for the exchange's record (taken when it is written).
+    admission: std::sync::Mutex<Option<gatehouse_store::recorder::Admission>>,
     id: String,
     started_at: i64,
     text: String,
@@ -216,6 +218,11 @@ struct Recording {
 
 impl Recording {
     fn start(state: &AppState, ex: &Exchange, text: String) -> Result<Self, String> {
+        // Nothing runs unrecorded unless the operator chose so.
+        let admission = state.recorder.admit();
+        if admission.is_none() && !state.config.record_fail_open {
+            return Err("the session recorder is behind".into());
+        }
         let id = gatehouse_store::reviews::new_id("s");
         let authn = match &ex.principal.authn {
             Authn::Token { name } => format!("token:{name}"),
@@ -238,6 +245,7 @@ impl Recording {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             state: state.clone(),
+            admission: std::sync::Mutex::new(admission),
             id,
             started_at,
             text,
@@ -261,8 +269,12 @@ impl Recording {
         error: Option<&str>,
         body: Option<&[u8]>,
     ) {
-        let Some(admission) = self.state.recorder.admit() else {
-            tracing::error!(session = %self.id, "the recorder is behind; an HTTP exchange was not recorded");
+        let reserved = match self.admission.lock() {
+            Ok(mut a) => a.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let Some(admission) = reserved.or_else(|| self.state.recorder.admit()) else {
+            tracing::error!(session = %self.id, "the recorder is behind; an HTTP exchange ran unrecorded (--when-recorder-behind run)");
             return;
         };
         let (decision, rule) = match verdict {
@@ -732,7 +744,14 @@ async fn send(
     }
     let body = match body {
         ReqBody::Read(b) => reqwest::Body::from(b),
-        ReqBody::Stream(b) => reqwest::Body::wrap_stream(b.into_data_stream()),
+        ReqBody::Stream(b) => {
+            // A streamed body keeps the length the caller announced, so
+            // upstreams that refuse chunked uploads still get one.
+            if let Some(n) = ex.headers.get(axum::http::header::CONTENT_LENGTH) {
+                req = req.header(reqwest::header::CONTENT_LENGTH, n.clone());
+            }
+            reqwest::Body::wrap_stream(b.into_data_stream())
+        }
     };
     req = req.body(body);
     req.send().await.map_err(|e| {
