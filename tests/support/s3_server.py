@@ -6,15 +6,20 @@ Prints `key ID SECRET` and `port N`, then answers commands on stdin:
     stop            -> stops serving (the port is closed), prints `stopped`
 
 Exits when stdin closes.
+
+With `--role` as the second argument, the user may only assume a role
+(`s3-writer`, allowed s3:*): its key alone cannot use S3. The role's ARN is
+printed as a third line, `role ARN`.
 """
 
 import json
 import os
 import sys
 
-# Signatures and access keys are checked after the first four requests
-# (the ones that make the user, its key, its policy and the bucket).
-os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
+ROLE = "--role" in sys.argv[2:]
+# Signatures and access keys are checked after the first requests (the
+# ones that make the user, its key, its policy, the role and the bucket).
+os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "6" if ROLE else "4"
 
 import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
@@ -23,6 +28,20 @@ POLICY = json.dumps(
     {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }
+)
+
+
+ASSUME = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+    }
+)
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
     }
 )
 
@@ -42,18 +61,33 @@ def main() -> None:
     iam = boto3.client("iam", **boot)
     iam.create_user(UserName="gatehouse")
     key = iam.create_access_key(UserName="gatehouse")["AccessKey"]
-    iam.put_user_policy(UserName="gatehouse", PolicyName="s3", PolicyDocument=POLICY)
+    role_arn = None
+    if ROLE:
+        iam.put_user_policy(UserName="gatehouse", PolicyName="assume", PolicyDocument=ASSUME)
+        role_arn = iam.create_role(RoleName="s3-writer", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+        iam.put_role_policy(RoleName="s3-writer", PolicyName="s3", PolicyDocument=POLICY)
+    else:
+        iam.put_user_policy(UserName="gatehouse", PolicyName="s3", PolicyDocument=POLICY)
     boto3.client("s3", **boot).create_bucket(Bucket=bucket)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
+    creds = dict(
         aws_access_key_id=key["AccessKeyId"],
         aws_secret_access_key=key["SecretAccessKey"],
-        region_name="us-east-1",
     )
+    if ROLE:
+        c = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1", **creds).assume_role(
+            RoleArn=role_arn, RoleSessionName="lister"
+        )["Credentials"]
+        creds = dict(
+            aws_access_key_id=c["AccessKeyId"],
+            aws_secret_access_key=c["SecretAccessKey"],
+            aws_session_token=c["SessionToken"],
+        )
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds)
     # The key the server under test signs with.
     print(f"key {key['AccessKeyId']} {key['SecretAccessKey']}", flush=True)
     print(f"port {port}", flush=True)
+    if ROLE:
+        print(f"role {role_arn}", flush=True)
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "list":

@@ -92,6 +92,13 @@ struct RawConnection {
     secret_access_key: Option<Spanned<SecretRef>>,
     #[serde(default)]
     region: Option<String>,
+    /// AWS: a role to assume, and how.
+    #[serde(default)]
+    role_arn: Option<String>,
+    #[serde(default)]
+    external_id: Option<String>,
+    #[serde(default)]
+    sts_url: Option<String>,
     /// HTTP and AWS: certificates trusted for the upstream's TLS.
     #[serde(default)]
     ca_cert: Option<Spanned<SecretRef>>,
@@ -314,10 +321,18 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
         if let Some(k) = &c.secret_access_key {
             credentials.push((k.span().start, "secret_access_key", vec![k.get_ref()]));
         }
-        if c.access_key_id.is_some() || c.region.is_some() {
+        if c.access_key_id.is_some()
+            || c.region.is_some()
+            || c.role_arn.is_some()
+            || c.external_id.is_some()
+            || c.sts_url.is_some()
+        {
             settings.aws = Some(AwsSettings {
                 access_key_id: c.access_key_id.clone().unwrap_or_default(),
                 region: c.region.clone(),
+                role_arn: c.role_arn.clone(),
+                external_id: c.external_id.clone(),
+                sts_url: c.sts_url.clone(),
             });
         }
         if let Some(ca) = &c.ca_cert {

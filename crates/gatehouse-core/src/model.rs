@@ -113,6 +113,17 @@ pub struct AwsSettings {
     /// The region requests are signed for; default: the caller's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// A role to assume with the key; requests are then signed with the
+    /// role's temporary credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy asks for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Where STS is; default: `https://sts.<region>.amazonaws.com` for AWS
+    /// endpoints, else the connection's url (S3-compatible services).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_url: Option<String>,
 }
 
 /// Result rows recorded per statement when a connection does not say.
@@ -275,6 +286,20 @@ impl ConnectionSpec {
                 && aws.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
             if !ok_key {
                 return Err(bad("access_key_id must be 1-128 letters and digits".into()));
+            }
+            if let Some(arn) = &aws.role_arn
+                && (!arn.starts_with("arn:")
+                    || arn.len() > 2048
+                    || arn.chars().any(char::is_whitespace))
+            {
+                return Err(bad(format!(
+                    "role_arn {arn:?} is not an ARN such as arn:aws:iam::123456789012:role/name"
+                )));
+            }
+            if let Some(u) = &aws.sts_url
+                && url::Url::parse(u).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+            {
+                return Err(bad(format!("sts_url {u:?} is not an http(s) url")));
             }
             if let Some(r) = &aws.region
                 && (r.is_empty()

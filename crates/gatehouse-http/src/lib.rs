@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod headers;
 pub mod path;
+pub mod sts;
 pub mod upstream;
 
 pub use upstream::{Upstream, UpstreamCache};

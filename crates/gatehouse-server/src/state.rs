@@ -39,6 +39,8 @@ pub struct AppState {
     pub mysql: Arc<gatehouse_mysql::MysqlProxy>,
     /// HTTP clients of HTTP and AWS connections, with their credentials.
     pub upstreams: Arc<gatehouse_http::UpstreamCache>,
+    /// Temporary credentials of AWS connections that assume a role.
+    pub roles: Arc<gatehouse_http::sts::RoleCache>,
 }
 
 impl AppState {
@@ -87,6 +89,7 @@ impl AppState {
             pg,
             mysql,
             upstreams: Arc::default(),
+            roles: Arc::default(),
             audit,
             store,
             auth,

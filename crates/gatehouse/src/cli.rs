@@ -425,6 +425,10 @@ pub struct AddConnection {
     /// AWS connections: the region to sign for (default: the caller's).
     #[arg(long)]
     pub aws_region: Option<String>,
+    /// AWS connections: a role to assume with the key (requests are signed
+    /// with its temporary credentials).
+    #[arg(long)]
+    pub aws_role_arn: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

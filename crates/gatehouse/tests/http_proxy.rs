@@ -801,3 +801,84 @@ fn revoking_a_token_ends_a_response_still_streaming() {
     };
     assert_eq!(reason, "access ended");
 }
+
+#[test]
+fn an_aws_connection_can_assume_a_role_for_each_caller() {
+    let mut moto = S3::start_with(&["docs", "--role"]);
+    let role = moto.role.clone().expect("role");
+    let (port, key, secret) = (moto.port.clone(), moto.key.0.clone(), moto.key.1.clone());
+    let s = Server::start();
+    let path = s.dir.path().join("aws.toml");
+    let toml = |extra: &str| {
+        format!(
+            r#"
+[[connections]]
+name = "s3-role"
+kind = "aws"
+url = "http://127.0.0.1:{port}"
+access_key_id = "{key}"
+secret_access_key = {{ env = "S3_SECRET" }}
+role_arn = "{role}"
+{extra}
+groups = ["agents"]
+
+[[connections]]
+name = "s3-key"
+kind = "aws"
+url = "http://127.0.0.1:{port}"
+access_key_id = "{key}"
+secret_access_key = {{ env = "S3_SECRET" }}
+groups = ["agents"]
+"#,
+        )
+    };
+    std::fs::write(&path, toml("")).unwrap();
+    let apply = |s: &Server| {
+        ok(s.cli_with(
+            &s.admin,
+            &["apply", "-f", path.to_str().unwrap()],
+            None,
+            &[("S3_SECRET", &secret)],
+        ))
+    };
+    apply(&s);
+    let bot = token(&s, "bot", "agents");
+    let put = |conn: &str| {
+        boto(
+            &s,
+            conn,
+            &bot,
+            &bot,
+            r#"call("put", lambda: s3.put_object(Bucket="docs", Key="by role.txt", Body=b"via sts")["ResponseMetadata"]["HTTPStatusCode"])"#,
+        )
+    };
+    // The key alone may not write: moto refuses it.
+    let out = put("s3-key");
+    assert_eq!(out["put"]["code"], "AccessDenied", "{out}");
+    assert!(
+        !out["put"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Gatehouse"),
+        "moto's refusal: {out}"
+    );
+    // Through the role it may; the temporary credentials are reused.
+    let out = put("s3-role");
+    assert_eq!(out["put"]["ok"], 200, "{out}");
+    let out = put("s3-role");
+    assert_eq!(out["put"]["ok"], 200, "{out}");
+    assert_eq!(moto.list()["by role.txt"][0], 7);
+    // When STS cannot be reached, the error says so (and nothing is sent).
+    std::fs::write(&path, toml(r#"sts_url = "http://127.0.0.1:9""#)).unwrap();
+    apply(&s);
+    let out = put("s3-role");
+    assert_eq!(out["put"]["code"], "ServiceUnavailable", "{out}");
+    assert!(
+        out["put"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not assume its role"),
+        "{out}"
+    );
+    assert!(!s.drain_log().contains(&secret));
+}

@@ -205,6 +205,57 @@ pub async fn handle(
         .region
         .clone()
         .unwrap_or_else(|| auth.region.clone());
+    let base = gatehouse_core::sigv4::Credentials {
+        access_key: settings.access_key_id.clone(),
+        secret_key: secret,
+        session_token: None,
+    };
+    let creds = match &settings.role_arn {
+        None => base,
+        Some(role_arn) => {
+            let sts_url = settings.sts_url.clone().unwrap_or_else(|| {
+                let url = &authorized.record.spec.url;
+                let on_aws = url::Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(|h| h.ends_with(".amazonaws.com")))
+                    .unwrap_or(false);
+                if on_aws {
+                    format!("https://sts.{region}.amazonaws.com")
+                } else {
+                    url.clone()
+                }
+            });
+            let req = gatehouse_http::sts::RoleRequest {
+                sts_url: &sts_url,
+                region: &region,
+                role_arn,
+                external_id: settings.external_id.as_deref(),
+                caller: &principal.subject,
+            };
+            match state
+                .roles
+                .get(
+                    &upstream.client,
+                    (&name, authorized.record.updated_at),
+                    &base,
+                    &req,
+                    now_ms(),
+                )
+                .await
+            {
+                Ok(c) => c,
+                Err(m) => {
+                    tracing::warn!(connection = %name, error = %m, "could not assume the connection's role");
+                    return denied(
+                        &service,
+                        StatusCode::BAD_GATEWAY,
+                        "ServiceUnavailable",
+                        &format!("connection {name:?} could not assume its role: {m}"),
+                    );
+                }
+            }
+        }
+    };
     let ex = Exchange {
         principal,
         protocol: "aws",
@@ -226,11 +277,7 @@ pub async fn handle(
         },
         forward: Forward::Aws {
             upstream,
-            creds: gatehouse_core::sigv4::Credentials {
-                access_key: settings.access_key_id.clone(),
-                secret_key: secret,
-                session_token: None,
-            },
+            creds,
             region,
             service,
             raw_path,

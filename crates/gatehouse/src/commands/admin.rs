@@ -200,10 +200,10 @@ fn connection_body(a: &AddConnection) -> anyhow::Result<Value> {
         };
         settings.insert("http_auth".into(), auth);
     }
-    if a.aws_access_key_id.is_some() || a.aws_region.is_some() {
+    if a.aws_access_key_id.is_some() || a.aws_region.is_some() || a.aws_role_arn.is_some() {
         settings.insert(
             "aws".into(),
-            json!({"access_key_id": a.aws_access_key_id.clone().unwrap_or_default(), "region": a.aws_region}),
+            json!({"access_key_id": a.aws_access_key_id.clone().unwrap_or_default(), "region": a.aws_region, "role_arn": a.aws_role_arn}),
         );
     }
     let mut body = json!({

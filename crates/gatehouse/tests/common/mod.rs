@@ -233,16 +233,25 @@ pub struct S3 {
     stdout: BufReader<std::process::ChildStdout>,
     pub port: String,
     pub key: (String, String),
+    /// The role the key may assume (started with `--role`).
+    pub role: Option<String>,
 }
 
 impl S3 {
     pub fn start(bucket: &str) -> Self {
+        Self::start_with(&[bucket])
+    }
+
+    /// With `[bucket, "--role"]`: the key may only assume the role printed
+    /// on a third line (in `role`).
+    pub fn start_with(args: &[&str]) -> Self {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../tests/support/s3_server.py"
         );
         let mut child = Command::new("python3")
-            .args([script, bucket])
+            .arg(script)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -261,12 +270,21 @@ impl S3 {
             .unwrap_or_else(|| panic!("the S3 server did not start: {line}"))
             .trim()
             .to_string();
+        let role = args.contains(&"--role").then(|| {
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+            line.strip_prefix("role ")
+                .expect("role line")
+                .trim()
+                .to_string()
+        });
         Self {
             child,
             stdin,
             stdout,
             port,
             key,
+            role,
         }
     }
 
