@@ -436,10 +436,9 @@ fn the_python_sdk_calls_an_http_connection_masked_refused_and_reviewed() {
     let secret = "crm-secret-for-mcp-Q9";
     let api = Api::start(secret);
     let s = Server::start();
-    let path = s.dir.path().join("crm.toml");
-    std::fs::write(
-        &path,
-        format!(
+    apply_env(
+        &s,
+        &format!(
             r#"
 [[connections]]
 name = "crm"
@@ -470,14 +469,8 @@ method = "redact"
 "#,
             api.port
         ),
-    )
-    .unwrap();
-    ok(s.cli_with(
-        &s.admin,
-        &["apply", "-f", path.to_str().unwrap()],
-        None,
         &[("CRM_TOKEN", secret)],
-    ));
+    );
     let agent = token(&s, "agent-smith", "agents");
     let dba = token(&s, "dana", "dba");
     let refund = tool(

@@ -146,14 +146,7 @@ fn upstream_log(api: &Api) -> Vec<Value> {
 fn http_connections_inject_credentials_deny_hold_mask_and_record() {
     let api = Api::start(CRM_SECRET);
     let s = Server::start();
-    let path = s.dir.path().join("crm.toml");
-    std::fs::write(&path, policy(&api.port)).unwrap();
-    ok(s.cli_with(
-        &s.admin,
-        &["apply", "-f", path.to_str().unwrap()],
-        None,
-        &[("CRM_TOKEN", CRM_SECRET)],
-    ));
+    apply_env(&s, &policy(&api.port), &[("CRM_TOKEN", CRM_SECRET)]);
     let bot = token(&s, "bot", "agents");
     let dana = token(&s, "dana", "dba");
     let base = format!("{}/proxy", s.url);
@@ -455,10 +448,9 @@ fn aws_connections_re_sign_sdk_requests_and_deny_actions() {
         "the AWS listener is announced: {}",
         s.startup
     );
-    let path = s.dir.path().join("aws.toml");
-    std::fs::write(
-        &path,
-        format!(
+    apply_env(
+        &s,
+        &format!(
             r#"
 [[connections]]
 name = "s3"
@@ -486,14 +478,8 @@ approvers = ["dba"]
             port = moto.port,
             key = moto.key.0
         ),
-    )
-    .unwrap();
-    ok(s.cli_with(
-        &s.admin,
-        &["apply", "-f", path.to_str().unwrap()],
-        None,
         &[("S3_SECRET", &moto.key.1)],
-    ));
+    );
     let bot = token(&s, "bot", "agents");
 
     // moto checks signatures: an unsigned request is refused there. (Its
@@ -686,14 +672,7 @@ groups = ["agents"]
         key = file("client.key"),
         ca = file("ca.pem"),
     );
-    let path = s.dir.path().join("mtls.toml");
-    std::fs::write(&path, toml).unwrap();
-    ok(s.cli_with(
-        &s.admin,
-        &["apply", "-f", path.to_str().unwrap()],
-        None,
-        &[("UNUSED_TOKEN", "x")],
-    ));
+    apply_env(&s, &toml, &[("UNUSED_TOKEN", "x")]);
     let bot = token(&s, "bot", "agents");
     let r = send(
         "GET",
@@ -742,14 +721,7 @@ groups = ["agents"]
 fn revoking_a_token_ends_a_response_still_streaming() {
     let api = Api::start(CRM_SECRET);
     let s = Server::start();
-    let path = s.dir.path().join("crm.toml");
-    std::fs::write(&path, policy(&api.port)).unwrap();
-    ok(s.cli_with(
-        &s.admin,
-        &["apply", "-f", path.to_str().unwrap()],
-        None,
-        &[("CRM_TOKEN", CRM_SECRET)],
-    ));
+    apply_env(&s, &policy(&api.port), &[("CRM_TOKEN", CRM_SECRET)]);
     let bot = token(&s, "streamer", "agents");
     let url = format!("{}/proxy/crm-key/slow?secs=60", s.url);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -808,7 +780,6 @@ fn an_aws_connection_can_assume_a_role_for_each_caller() {
     let role = moto.role.clone().expect("role");
     let (port, key, secret) = (moto.port.clone(), moto.key.0.clone(), moto.key.1.clone());
     let s = Server::start();
-    let path = s.dir.path().join("aws.toml");
     let toml = |extra: &str| {
         format!(
             r#"
@@ -832,16 +803,8 @@ groups = ["agents"]
 "#,
         )
     };
-    std::fs::write(&path, toml("")).unwrap();
-    let apply = |s: &Server| {
-        ok(s.cli_with(
-            &s.admin,
-            &["apply", "-f", path.to_str().unwrap()],
-            None,
-            &[("S3_SECRET", &secret)],
-        ))
-    };
-    apply(&s);
+    let secret_env = [("S3_SECRET", secret.as_str())];
+    apply_env(&s, &toml(""), &secret_env);
     let bot = token(&s, "bot", "agents");
     let put = |conn: &str| {
         boto(
@@ -869,8 +832,7 @@ groups = ["agents"]
     assert_eq!(out["put"]["ok"], 200, "{out}");
     assert_eq!(moto.list()["by role.txt"][0], 7);
     // When STS cannot be reached, the error says so (and nothing is sent).
-    std::fs::write(&path, toml(r#"sts_url = "http://127.0.0.1:9""#)).unwrap();
-    apply(&s);
+    apply_env(&s, &toml(r#"sts_url = "http://127.0.0.1:9""#), &secret_env);
     let out = put("s3-role");
     assert_eq!(out["put"]["code"], "ServiceUnavailable", "{out}");
     assert!(

@@ -221,9 +221,20 @@ pub fn token(s: &Server, name: &str, group: &str) -> String {
 
 /// Applies a declarative file (connections, policy) as the administrator.
 pub fn apply(s: &Server, text: &str) {
+    apply_env(s, text, &[]);
+}
+
+/// Applies a declarative file whose secret references (`{ env = … }`)
+/// read `env`.
+pub fn apply_env(s: &Server, text: &str, env: &[(&str, &str)]) {
     let path = s.dir.path().join("policy.toml");
     std::fs::write(&path, text).unwrap();
-    ok(s.cli(&s.admin, &["apply", "-f", path.to_str().unwrap()]));
+    ok(s.cli_with(
+        &s.admin,
+        &["apply", "-f", path.to_str().unwrap()],
+        None,
+        env,
+    ));
 }
 
 /// tests/support/s3_server.py: moto on a free port with one bucket.
