@@ -263,15 +263,16 @@ pub async fn run(
     }
 }
 
-/// The `202` body for a held statement.
-pub fn held_json(review: &str, message: &str) -> Value {
+/// The `202` body for a held statement (or HTTP request); `then` says what
+/// to send again once it is approved.
+pub fn held_json(review: &str, message: &str, then: &str) -> Value {
     json!({
         "status": "pending_review",
         "review_id": review,
         "message": message,
         "wait_url": format!("/v1/reviews/{review}?wait=30s"),
         "approve_command": format!("gatehouse reviews approve {review}"),
-        "then": "once approved, send the same statement (same sql and params) again: it runs once",
+        "then": then,
     })
 }
 
@@ -294,9 +295,15 @@ pub async fn query(
         )
         .with(json!({"rule": rule}))
         .into_response(),
-        Outcome::Held { review, message } => {
-            (StatusCode::ACCEPTED, Json(held_json(&review, &message))).into_response()
-        }
+        Outcome::Held { review, message } => (
+            StatusCode::ACCEPTED,
+            Json(held_json(
+                &review,
+                &message,
+                "once approved, send the same statement (same sql and params) again: it runs once",
+            )),
+        )
+            .into_response(),
     })
 }
 

@@ -207,7 +207,7 @@ fn shown_body(body: &[u8]) -> Option<String> {
 struct Recording {
     state: AppState,
     /// Room reserved for the exchange's record (taken when it is written).
-    admission: std::sync::Mutex<Option<gatehouse_store::recorder::Admission>>,
+    admission: Option<gatehouse_store::recorder::Admission>,
     id: String,
     started_at: i64,
     text: String,
@@ -245,7 +245,7 @@ impl Recording {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             state: state.clone(),
-            admission: std::sync::Mutex::new(admission),
+            admission,
             id,
             started_at,
             text,
@@ -263,17 +263,17 @@ impl Recording {
 
     /// Records the request's outcome.
     fn statement(
-        &self,
+        &mut self,
         verdict: &Verdict,
         status: Option<u16>,
         error: Option<&str>,
         body: Option<&[u8]>,
     ) {
-        let reserved = match self.admission.lock() {
-            Ok(mut a) => a.take(),
-            Err(p) => p.into_inner().take(),
-        };
-        let Some(admission) = reserved.or_else(|| self.state.recorder.admit()) else {
+        let Some(admission) = self
+            .admission
+            .take()
+            .or_else(|| self.state.recorder.admit())
+        else {
             tracing::error!(session = %self.id, "the recorder is behind; an HTTP exchange ran unrecorded (--when-recorder-behind run)");
             return;
         };
@@ -474,7 +474,11 @@ pub async fn run(state: &AppState, ex: Exchange, mut body: ReqBody) -> Response 
                     Style::Http => {
                         let mut r = (
                             StatusCode::ACCEPTED,
-                            axum::Json(held_json(&review, message)),
+                            axum::Json(crate::api::query::held_json(
+                                &review,
+                                message,
+                                "once approved, send the same request (same method, path, query and body) again: it runs once",
+                            )),
                         )
                             .into_response();
                         r.headers_mut()
@@ -723,12 +727,8 @@ async fn send(
                     h.append(k, v);
                 }
             }
-            let mut url = upstream.url("", None).trim_end_matches('/').to_string();
-            url.push_str(if raw_path.is_empty() { "/" } else { raw_path });
-            if let Some(q) = raw_query.as_deref().filter(|q| !q.is_empty()) {
-                url.push('?');
-                url.push_str(q);
-            }
+            let path = if raw_path.is_empty() { "/" } else { raw_path };
+            let url = upstream.url(path, raw_query.as_deref());
             (upstream.clone(), url, h)
         }
     };
@@ -779,18 +779,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-/// The `202` body for a held request.
-pub fn held_json(review: &str, message: &str) -> serde_json::Value {
-    json!({
-        "status": "pending_review",
-        "review_id": review,
-        "message": message,
-        "wait_url": format!("/v1/reviews/{review}?wait=30s"),
-        "approve_command": format!("gatehouse reviews approve {review}"),
-        "then": "once approved, send the same request (same method, path, query and body) again: it runs once",
-    })
 }
 
 /// Compile-time check: the data path's future can move between threads
