@@ -45,26 +45,15 @@ pub struct MysqlProxy {
 /// Accepts MySQL clients on `listener` until `shutdown` resolves.
 pub async fn serve(
     proxy: Arc<MysqlProxy>,
+    workers: gatehouse_pg::workers::Workers,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let _ = tcp.set_nodelay(true);
-                    let proxy = proxy.clone();
-                    tokio::spawn(async move { handle(proxy, tcp, peer).await });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a MySQL client failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
+    gatehouse_pg::workers::accept(listener, &workers, shutdown, "MySQL", move |tcp, peer| {
+        handle(proxy.clone(), tcp, peer)
+    })
+    .await;
+    workers.stop();
 }
 
 /// Capabilities whose difference between the client and the upstream

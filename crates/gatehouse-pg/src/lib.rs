@@ -22,6 +22,7 @@ pub mod session;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
+pub mod workers;
 
 use std::sync::Arc;
 
@@ -62,28 +63,23 @@ pub struct PgProxy {
     pub record_fail_open: bool,
 }
 
-/// Accepts PostgreSQL clients on `listener` until `shutdown` resolves.
+/// Accepts PostgreSQL clients on `listener` until `shutdown` resolves,
+/// running their sessions on `workers`; then ends the live ones.
 pub async fn serve(
     proxy: Arc<PgProxy>,
+    workers: workers::Workers,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let _ = tcp.set_nodelay(true);
-                    let proxy = proxy.clone();
-                    tokio::spawn(async move { session::handle(proxy, tcp, peer).await });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a PostgreSQL client failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
+    let p = proxy.clone();
+    workers::accept(
+        listener,
+        &workers,
+        shutdown,
+        "PostgreSQL",
+        move |tcp, peer| session::handle(p.clone(), tcp, peer),
+    )
+    .await;
     proxy.sessions.end_all("the gateway is shutting down");
+    workers.stop();
 }

@@ -536,14 +536,14 @@ impl ClientSide {
         h.stmt.verdict = Arc::new(verdict);
         match (h.portal, refused) {
             (None, None) => {
-                self.send(Item::Simple(h.stmt)).await?;
+                self.send(Item::Simple(h.stmt))?;
                 out.extend_from_slice(&h.msg);
             }
             (None, Some(raise)) => {
-                self.send(Item::Simple(h.stmt)).await?;
+                self.send(Item::Simple(h.stmt))?;
                 query_message(out, &raise);
             }
-            (Some(portal), None) => self.execute(h.stmt, &portal, &h.msg, out).await?,
+            (Some(portal), None) => self.execute(h.stmt, &portal, &h.msg, out)?,
             (Some(_), Some(raise)) => self.refused = Some((h.stmt, raise)),
         }
         Ok(())
@@ -551,7 +551,7 @@ impl ClientSide {
 
     /// Forwards an allowed `Execute`, asking for the portal's description
     /// first when its rows are masked.
-    async fn execute(
+    fn execute(
         &mut self,
         mut stmt: Stmt,
         portal: &str,
@@ -561,15 +561,15 @@ impl ClientSide {
         let engine = self.engine();
         stmt.mask = self.execute_mask(&engine, &stmt.sql);
         if stmt.mask.is_some() {
-            self.send(Item::Describe).await?;
+            self.send(Item::Describe)?;
             codec::describe_portal(out, portal);
         }
-        self.send(Item::Exec(stmt)).await?;
+        self.send(Item::Exec(stmt))?;
         out.extend_from_slice(msg);
         Ok(())
     }
 
-    async fn send(&self, item: Item) -> Result<(), String> {
+    fn send(&self, item: Item) -> Result<(), String> {
         let mut q = lock(&self.pending);
         if q.len() >= MAX_PENDING {
             return Err(format!(
@@ -582,7 +582,7 @@ impl ClientSide {
 
     /// Handles one framed client message, appending what goes upstream to
     /// `out`; a statement held for review is returned instead.
-    async fn message(
+    fn message(
         &mut self,
         tag: u8,
         msg: &BytesMut,
@@ -603,13 +603,13 @@ impl ClientSide {
                         // not, the raised error aborts the batch as a failed
                         // statement would. Its ParseComplete and BindComplete
                         // are not for the client.
-                        self.send(Item::Swallow(b'1')).await?;
-                        self.send(Item::Swallow(b'2')).await?;
-                        self.send(Item::Exec(stmt)).await?;
+                        self.send(Item::Swallow(b'1'))?;
+                        self.send(Item::Swallow(b'2'))?;
+                        self.send(Item::Exec(stmt))?;
                         codec::parse_message(out, &sql);
                         codec::bind_text(out, &[]);
                         codec::execute_message(out, 0);
-                        self.send(Item::Sync).await?;
+                        self.send(Item::Sync)?;
                         out.extend_from_slice(msg);
                     }
                 }
@@ -642,7 +642,7 @@ impl ClientSide {
                     }));
                 }
                 let text = stmt.sql.clone();
-                self.send(Item::Simple(stmt)).await?;
+                self.send(Item::Simple(stmt))?;
                 match refusal(&verdict) {
                     None => out.extend_from_slice(msg),
                     Some((rule, message)) => {
@@ -738,7 +738,7 @@ impl ClientSide {
                         let raise = raise_sql(rule, message);
                         self.refused = Some((stmt, raise));
                     }
-                    Verdict::Allow { .. } => self.execute(stmt, portal, msg, out).await?,
+                    Verdict::Allow { .. } => self.execute(stmt, portal, msg, out)?,
                 }
             }
             b'C' => {
@@ -751,7 +751,7 @@ impl ClientSide {
                 out.extend_from_slice(msg);
             }
             b'S' => {
-                self.send(Item::Sync).await?;
+                self.send(Item::Sync)?;
                 out.extend_from_slice(msg);
             }
             b'F' => {
@@ -761,7 +761,7 @@ impl ClientSide {
                     message: "fast-path function calls are not allowed through Gatehouse; call the function in SQL".into(),
                 });
                 let stmt = self.stmt(Arc::from("(fast-path function call)"), verdict.clone());
-                self.send(Item::Simple(stmt)).await?;
+                self.send(Item::Simple(stmt))?;
                 if let Verdict::Deny { rule, message } = &*verdict {
                     query_message(out, &raise_sql(rule, message));
                 }
@@ -808,7 +808,7 @@ async fn client_to_upstream(
                 Err(e) => return format!("protocol error from the client: {e}"),
             };
             let msg = buf.split_to(total);
-            match side.message(tag, &msg, &mut out).await {
+            match side.message(tag, &msg, &mut out) {
                 Err(e) => return e,
                 Ok(None) => {}
                 Ok(Some(hold)) => {

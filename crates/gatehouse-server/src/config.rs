@@ -33,6 +33,9 @@ pub struct ServeConfig {
     pub mysql_allow_plaintext: bool,
     /// Address for AWS SDK clients, e.g. `127.0.0.1:7401`; `None` disables it.
     pub aws_listen: Option<String>,
+    /// Threads that run PostgreSQL and MySQL sessions; `None`: one per CPU,
+    /// `Some(0)`: the main runtime.
+    pub session_threads: Option<usize>,
     /// The API's address as people reach it, for links in notifications;
     /// default `http://<api_listen>`.
     pub public_url: Option<String>,
@@ -69,6 +72,7 @@ impl ServeConfig {
             mysql_listen: None,
             mysql_allow_plaintext: false,
             aws_listen: None,
+            session_threads: None,
             public_url: None,
             notify_slack: Vec::new(),
             notify_webhooks: Vec::new(),

@@ -67,6 +67,8 @@ pub enum StartError {
     Notify(String),
     #[error("{0}")]
     Recordings(String),
+    #[error("cannot start the session threads: {0}")]
+    Threads(std::io::Error),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -213,6 +215,14 @@ pub async fn start(
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    // The threads proxied database sessions run on (see gatehouse_pg::workers).
+    let workers = gatehouse_pg::workers::Workers::start(
+        "db-session",
+        config
+            .session_threads
+            .unwrap_or_else(gatehouse_pg::workers::Workers::default_threads),
+    )
+    .map_err(StartError::Threads)?;
     let mut pg_addr = None;
     let mut pg_tls_fingerprint = None;
     if let Some(listen) = &config.pg_listen {
@@ -241,6 +251,7 @@ pub async fn start(
         });
         tokio::spawn(gatehouse_pg::serve(
             proxy,
+            workers.clone(),
             listener,
             stopped(stop_rx.clone()),
         ));
@@ -270,6 +281,7 @@ pub async fn start(
         });
         tokio::spawn(gatehouse_mysql::serve(
             proxy,
+            workers.clone(),
             listener,
             stopped(stop_rx.clone()),
         ));

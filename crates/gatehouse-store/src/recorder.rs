@@ -121,8 +121,7 @@ impl SessionLog {
         }
         self.last_seq = entry.seq;
         self.statements += 1;
-        // Serialising plain strings and integers into memory cannot fail.
-        let _ = serde_json::to_writer(&mut self.data, entry);
+        entry.write_json(&mut self.data);
         self.data.push(b'\n');
         if self.statements >= CHUNK_STATEMENTS || self.data.len() >= CHUNK_BYTES {
             self.flush();

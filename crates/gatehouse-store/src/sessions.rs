@@ -69,6 +69,96 @@ pub struct StatementEntry<'a> {
     pub result_truncated: bool,
 }
 
+impl StatementEntry<'_> {
+    /// Appends this entry as one JSON object (no newline): the same bytes
+    /// `serde_json::to_writer` writes, without its per-byte escaping loop
+    /// for the common case of strings that need no escaping. The data path
+    /// writes one per statement, so this is on every statement's path.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"seq\":");
+        json_int(out, self.seq);
+        out.extend_from_slice(b",\"started_at\":");
+        json_int(out, self.started_at);
+        out.extend_from_slice(b",\"duration_us\":");
+        json_opt_int(out, self.duration_us);
+        out.extend_from_slice(b",\"sql\":");
+        json_str(out, self.sql);
+        out.extend_from_slice(b",\"decision\":");
+        json_str(out, self.decision);
+        out.extend_from_slice(b",\"rule\":");
+        json_opt_str(out, self.rule);
+        out.extend_from_slice(b",\"command\":");
+        json_opt_str(out, self.command);
+        out.extend_from_slice(b",\"rows\":");
+        json_opt_int(out, self.rows);
+        out.extend_from_slice(b",\"error\":");
+        json_opt_str(out, self.error);
+        if let Some(columns) = self.columns {
+            out.extend_from_slice(b",\"columns\":[");
+            for (i, c) in columns.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(out, c);
+            }
+            out.push(b']');
+        }
+        if let Some(rows) = self.result {
+            out.extend_from_slice(b",\"result\":[");
+            for (i, row) in rows.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                for (j, v) in row.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    json_opt_str(out, v.as_deref());
+                }
+                out.push(b']');
+            }
+            out.push(b']');
+        }
+        if self.result_truncated {
+            out.extend_from_slice(b",\"result_truncated\":true");
+        }
+        out.push(b'}');
+    }
+}
+
+fn json_int(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn json_opt_int(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        Some(v) => json_int(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn json_opt_str(out: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        Some(v) => json_str(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A JSON string. Text with no quote, backslash or control character is
+/// copied as it is; anything else goes through serde_json's escaping.
+fn json_str(out: &mut Vec<u8>, v: &str) {
+    if v.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(v.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into memory cannot fail.
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
+}
+
 /// Consecutive statements of one session, as JSON lines: the unit the
 /// recorder writes (one row per chunk, not per statement).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,5 +470,74 @@ impl Store {
             gone += 1;
         }
         Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written JSON must be byte for byte what serde_json writes,
+    /// so that readers (and old chunks) see one format.
+    #[test]
+    fn write_json_matches_serde_json() {
+        let texts = [
+            "",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+            "say \"hi\"",
+            "back\\slash",
+            "line\nbreak\ttab\r\u{8}\u{c}",
+            "nul \u{0} and unit \u{1f} and del \u{7f}",
+            "ünïcödé ✓ 🦀",
+            "</script>",
+        ];
+        let columns: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+        let rows: Vec<Vec<Option<String>>> = vec![
+            texts.iter().map(|t| Some(t.to_string())).collect(),
+            vec![None, Some(String::new())],
+            vec![],
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            let entries = [
+                StatementEntry {
+                    seq: i as i64,
+                    started_at: -1,
+                    sql: text,
+                    decision: "allow",
+                    ..Default::default()
+                },
+                StatementEntry {
+                    seq: i64::MAX,
+                    started_at: i64::MIN,
+                    duration_us: Some(0),
+                    sql: text,
+                    decision: text,
+                    rule: Some(text),
+                    command: Some(text),
+                    rows: Some(-3),
+                    error: Some(text),
+                    columns: Some(&columns),
+                    result: Some(&rows),
+                    result_truncated: true,
+                },
+                StatementEntry {
+                    columns: Some(&[]),
+                    result: Some(&[]),
+                    ..Default::default()
+                },
+            ];
+            for e in entries {
+                let mut ours = Vec::new();
+                e.write_json(&mut ours);
+                let theirs = serde_json::to_vec(&e).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&ours),
+                    String::from_utf8_lossy(&theirs)
+                );
+                let back: StatementRecord = serde_json::from_slice(&ours).unwrap();
+                assert_eq!(back.sql, e.sql);
+                assert_eq!(back.error.as_deref(), e.error);
+            }
+        }
     }
 }

@@ -259,6 +259,10 @@ pub struct ServeArgs {
     /// Address for AWS SDK and CLI clients (`--endpoint-url`; `off` disables it).
     #[arg(long, env = "GATEHOUSE_AWS_LISTEN", default_value = "127.0.0.1:7401")]
     pub aws_listen: String,
+    /// Threads that run PostgreSQL and MySQL sessions, each session on one
+    /// of them (default: one per CPU; 0 runs them on the shared runtime).
+    #[arg(long, env = "GATEHOUSE_SESSION_THREADS")]
+    pub session_threads: Option<usize>,
     /// Keep state in PostgreSQL (postgres://…) instead of SQLite.
     #[arg(long, env = "GATEHOUSE_STORE")]
     pub store: Option<String>,

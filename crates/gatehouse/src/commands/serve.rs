@@ -44,6 +44,7 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         "off" | "" => None,
         a => Some(a.to_string()),
     };
+    c.session_threads = args.session_threads;
     c.public_url = args.public_url.clone().filter(|s| !s.is_empty());
     c.record_fail_open = args.when_recorder_behind == "run";
     c.recordings = args.recordings.clone();
