@@ -77,11 +77,13 @@ stop_pid() {
   kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
+IDLE_PG_DIR=""
 cleanup() {
   local rc=$?
   stop_pid "$IDLE_PID"
   stop_pid "$PGB_PID"
   stop_pid "$GH_PID"
+  if [ -n "$IDLE_PG_DIR" ]; then as_postgres "$PG_BIN/pg_ctl" -D "$IDLE_PG_DIR" -m immediate stop >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
   exit $rc
 }
@@ -229,10 +231,35 @@ sleep 1
 read -r MEM_START_RSS MEM_START_HWM < <(mem_of "$GH_PID")
 
 # ---------------------------------------------------------------- 4a. idle sessions on a fresh gateway
-# Held before any load, so the per-session figure is not hidden by memory
-# the allocator kept from the load. PgBouncer has opened no server
-# connections yet.
+# Every Gatehouse session opens its own upstream session, and the machine's
+# PostgreSQL allows far fewer than $IDLE connections. The idle sessions go
+# to a PostgreSQL cluster of the benchmark's own (initdb in the work
+# directory, a free port, max_connections sized for them); if that cannot
+# start, they go to the shared server, as many as it has room for.
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+IDLE_CONNINFO=$GH_CONNINFO
+IDLE_ON="the shared PostgreSQL server"
+start_idle_pg() {
+  [ -x "$PG_BIN/initdb" ] || return 1
+  local dir="$WORK/idle-pg" port
+  mkdir -p "$dir" && chmod 700 "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  as_postgres "$PG_BIN/initdb" -D "$dir" -A trust -U "$PG_USER" >"$WORK/idle-initdb.log" 2>&1 || return 1
+  port=$(free_port)
+  as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=$((IDLE + 10)) -c shared_buffers=32MB -c fsync=off" \
+    start >"$WORK/idle-pgctl.log" 2>&1 || return 1
+  IDLE_PG_DIR=$dir
+  GATEHOUSE_URL=$GH_API GATEHOUSE_TOKEN=$TOKEN "$GH_BIN" connections add idle --kind postgres \
+    --url "postgres://$PG_USER@127.0.0.1:$port/postgres?sslmode=disable" --group admin >/dev/null || return 1
+  IDLE_CONNINFO="host=127.0.0.1 port=$GH_PG dbname=idle user=bench password=$TOKEN sslmode=disable"
+  IDLE_ON="a PostgreSQL cluster of the benchmark's own (max_connections=$((IDLE + 10)), port $port)"
+  say "idle sessions go to $IDLE_ON"
+}
+start_idle_pg || say "could not start a PostgreSQL cluster for the idle sessions (see $WORK/idle-*.log); using the shared server"
 idle_budget() {
+  if [ -n "$IDLE_PG_DIR" ]; then echo "$IDLE"; return; fi
   local used
   used=$(psql_direct -d postgres -Atc "select count(*) from pg_stat_activity where backend_type = 'client backend'")
   local avail=$((MAX_CONN - RESERVED - used - PG_MARGIN))
@@ -245,7 +272,7 @@ run_idle() { # label
     say "no room on PostgreSQL for idle sessions"; echo "sessions=0" >"$WORK/idle-$1.out"; return
   fi
   say "holding $n idle sessions through Gatehouse ($1)"
-  python3 "$ROOT/bench/idle_sessions.py" --pid "$GH_PID" --sessions "$n" --conninfo "$GH_CONNINFO" \
+  python3 "$ROOT/bench/idle_sessions.py" --pid "$GH_PID" --sessions "$n" --conninfo "$IDLE_CONNINFO" \
     >"$WORK/idle-$1.out" 2>"$WORK/idle-$1.err" &
   IDLE_PID=$!
   wait "$IDLE_PID" || say "idle sessions: $(cat "$WORK/idle-$1.err")"
@@ -465,6 +492,8 @@ for phase in fresh after-load; do
   fi
 done
 echo
+echo "Idle sessions were held on $IDLE_ON."
+echo
 echo "Per idle session (slope of VmRSS over the checkpoints):"
 for phase in fresh after-load; do
   f="$WORK/idle-$phase.out"
@@ -472,7 +501,11 @@ for phase in fresh after-load; do
   read -r n r _ < <(idle_line "$f") || true
   base=$(idle_first "$f")
   if [ -n "$per" ] && [ -n "$base" ]; then
-    echo "- $phase: $per KiB/session over $n sessions (RSS delta $(mib $((r - base))) MiB); extrapolated to $IDLE sessions: $(awk -v b="$base" -v p="$per" -v n="$IDLE" 'BEGIN {printf "%.1f", (b + p * n) / 1024}') MiB RSS"
+    if [ "$n" -ge "$IDLE" ]; then
+      echo "- $phase: $per KiB/session over $n sessions (RSS delta $(mib $((r - base))) MiB)"
+    else
+      echo "- $phase: $per KiB/session over $n sessions (RSS delta $(mib $((r - base))) MiB); extrapolated to $IDLE sessions: $(awk -v b="$base" -v p="$per" -v n="$IDLE" 'BEGIN {printf "%.1f", (b + p * n) / 1024}') MiB RSS"
+    fi
     grep '^sessions=' "$f" | sed 's/^/    /'
   else
     echo "- $phase: no figure ($(cat "$WORK/idle-$phase.err" 2>/dev/null | tail -1))"

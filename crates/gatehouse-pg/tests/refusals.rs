@@ -107,7 +107,13 @@ async fn gateway_opts(record_limit: usize, record_fail_open: bool) -> Gw {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(gatehouse_pg::serve(proxy, listener, std::future::pending()));
+    let workers = gatehouse_pg::workers::Workers::start("test-session", 1).unwrap();
+    tokio::spawn(gatehouse_pg::serve(
+        proxy,
+        workers,
+        listener,
+        std::future::pending(),
+    ));
     Gw {
         url: format!(
             "postgresql://bot:{}@{}:{}/shop",
