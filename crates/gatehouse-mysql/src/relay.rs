@@ -198,6 +198,16 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 packet.seq
             );
         }
+        // A recorder behind slows the session down before it refuses
+        // statements; this session's own records go first.
+        if s.ctx.proxy.recorder.is_full() {
+            s.log.flush();
+            s.ctx
+                .proxy
+                .recorder
+                .wait_for_room(gatehouse_store::recorder::ROOM_WAIT)
+                .await;
+        }
         // A command that waits (for a review) can be ended too.
         let step = tokio::select! {
             r = s.command(&packet.payload) => r,

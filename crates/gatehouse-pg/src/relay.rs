@@ -799,6 +799,16 @@ async fn client_to_upstream(
             Ok(0) | Err(_) => return "client closed".into(),
             Ok(_) => {}
         }
+        // A recorder behind slows the session down before it refuses
+        // statements (the upstream side keeps sending this session's
+        // records meanwhile).
+        if side.ctx.proxy.recorder.is_full() {
+            side.ctx
+                .proxy
+                .recorder
+                .wait_for_room(gatehouse_store::recorder::ROOM_WAIT)
+                .await;
+        }
         out.clear();
         let mut terminate = false;
         loop {

@@ -14,13 +14,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::{RecordEvent, Store};
 
 /// Admitted statements not yet written, at most.
 pub const IN_FLIGHT: usize = 65_536;
 const BATCH: usize = 4_096;
+/// How long the data path waits for room in a full recorder before it
+/// refuses the statement.
+pub const ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
@@ -33,6 +36,8 @@ pub struct Recorder {
     tx: mpsc::UnboundedSender<RecordEvent>,
     in_flight: Arc<AtomicUsize>,
     limit: usize,
+    /// Told whenever the writer has stored a batch (room came free).
+    room: Arc<Notify>,
 }
 
 impl Recorder {
@@ -44,12 +49,14 @@ impl Recorder {
     pub fn with_limit(store: Store, limit: usize) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(write_loop(store, rx, in_flight.clone()));
+        let room = Arc::new(Notify::new());
+        let task = tokio::spawn(write_loop(store, rx, in_flight.clone(), room.clone()));
         (
             Self {
                 tx,
                 in_flight,
                 limit,
+                room,
             },
             task,
         )
@@ -67,6 +74,33 @@ impl Recorder {
             .map(|_| Admission {
                 in_flight: Some(self.in_flight.clone()),
             })
+    }
+
+    /// Whether admission would fail now.
+    pub fn is_full(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) >= self.limit
+    }
+
+    /// Waits, at most `max`, until there is room for a record: the data
+    /// path calls this before a batch of statements, so that a writer
+    /// briefly behind (a slow disk, a store fail-over) slows clients down
+    /// instead of failing their statements. Whether there is room after
+    /// the wait; admission may still fail, and then the statement is
+    /// refused (fail closed).
+    pub async fn wait_for_room(&self, max: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a batch stored in between is not missed.
+            notified.as_mut().enable();
+            if !self.is_full() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return !self.is_full();
+            }
+        }
     }
 
     /// Queues a session event (start or end).
@@ -183,6 +217,7 @@ async fn write_loop(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<RecordEvent>,
     in_flight: Arc<AtomicUsize>,
+    room: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -213,6 +248,7 @@ async fn write_loop(
             statements.min(in_flight.load(Ordering::Acquire)),
             Ordering::AcqRel,
         );
+        room.notify_waiters();
         batch.clear();
     }
 }
@@ -239,6 +275,37 @@ mod tests {
             r.admit().is_some(),
             "unused admissions give their room back"
         );
+    }
+
+    /// A full recorder makes the data path wait, not fail, while the
+    /// writer catches up; with nothing written the wait ends at its limit.
+    #[tokio::test]
+    async fn waiting_for_room_ends_when_the_writer_stores_a_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_sqlite(&dir.path().join("s.db"))
+            .await
+            .expect("store");
+        let (r, _) = Recorder::with_limit(store, 2);
+        let mut log = r.session_log("s");
+        for seq in 1..=2 {
+            let a = r.admit().expect("room");
+            log.push(a, &entry(seq, "SELECT 1"));
+        }
+        assert!(r.is_full());
+        assert!(
+            !r.wait_for_room(std::time::Duration::from_millis(50)).await,
+            "nothing was sent to the writer, so no room came free"
+        );
+        let waiter = {
+            let r = r.clone();
+            tokio::spawn(async move { r.wait_for_room(std::time::Duration::from_secs(30)).await })
+        };
+        log.flush();
+        assert!(
+            waiter.await.expect("waiter"),
+            "room after the batch was stored"
+        );
+        assert!(r.admit().is_some());
     }
 
     fn entry(seq: i64, sql: &str) -> crate::StatementEntry<'_> {
