@@ -199,8 +199,9 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             );
         }
         // A recorder behind slows the session down before it refuses
-        // statements; this session's own records go first.
-        if s.ctx.proxy.recorder.is_full() {
+        // statements (this session's own records go first); with
+        // fail-open recording they run at once.
+        if !s.ctx.proxy.record_fail_open && s.ctx.proxy.recorder.is_full() {
             s.log.flush();
             s.ctx
                 .proxy

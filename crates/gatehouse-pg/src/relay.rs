@@ -801,8 +801,8 @@ async fn client_to_upstream(
         }
         // A recorder behind slows the session down before it refuses
         // statements (the upstream side keeps sending this session's
-        // records meanwhile).
-        if side.ctx.proxy.recorder.is_full() {
+        // records meanwhile); with fail-open recording they run at once.
+        if !side.ctx.proxy.record_fail_open && side.ctx.proxy.recorder.is_full() {
             side.ctx
                 .proxy
                 .recorder

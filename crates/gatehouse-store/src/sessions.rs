@@ -94,37 +94,32 @@ impl StatementEntry<'_> {
         out.extend_from_slice(b",\"error\":");
         json_opt_str(out, self.error);
         if let Some(columns) = self.columns {
-            out.extend_from_slice(b",\"columns\":[");
-            for (i, c) in columns.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                json_str(out, c);
-            }
-            out.push(b']');
+            out.extend_from_slice(b",\"columns\":");
+            json_list(out, columns, |out, c| json_str(out, c));
         }
         if let Some(rows) = self.result {
-            out.extend_from_slice(b",\"result\":[");
-            for (i, row) in rows.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.push(b'[');
-                for (j, v) in row.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    json_opt_str(out, v.as_deref());
-                }
-                out.push(b']');
-            }
-            out.push(b']');
+            out.extend_from_slice(b",\"result\":");
+            json_list(out, rows, |out, row| {
+                json_list(out, row, |out, v| json_opt_str(out, v.as_deref()));
+            });
         }
         if self.result_truncated {
             out.extend_from_slice(b",\"result_truncated\":true");
         }
         out.push(b'}');
     }
+}
+
+/// A JSON array of `items`, each written by `item`.
+fn json_list<T>(out: &mut Vec<u8>, items: &[T], item: impl Fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, v) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, v);
+    }
+    out.push(b']');
 }
 
 fn json_int(out: &mut Vec<u8>, v: i64) {
