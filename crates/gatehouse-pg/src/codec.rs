@@ -365,6 +365,18 @@ pub fn row_description(out: &mut BytesMut, fields: &[Field]) {
 
 /// `DataRow`: its values (`None` is NULL), borrowed from `body`.
 pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, CodecError> {
+    let mut values = Vec::new();
+    visit_data_row(body, |v| values.push(v))?;
+    Ok(values)
+}
+
+/// `DataRow`: calls `value` with each value in turn (`None` is NULL),
+/// without collecting them. A malformed row may have shown some values
+/// before its error.
+pub fn visit_data_row<'a>(
+    body: &'a [u8],
+    mut value: impl FnMut(Option<&'a [u8]>),
+) -> Result<(), CodecError> {
     let bad = CodecError::Malformed("DataRow");
     let mut p = body;
     let n = int16(&mut p).ok_or(bad.clone())?;
@@ -372,24 +384,23 @@ pub fn parse_data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, CodecError> {
     if n > MAX_FIELDS {
         return Err(bad);
     }
-    let mut values = Vec::with_capacity(n);
     for _ in 0..n {
         let len = int32(&mut p).ok_or(bad.clone())?;
         if len < 0 {
-            values.push(None);
+            value(None);
             continue;
         }
         let len = usize::try_from(len).map_err(|_| bad.clone())?;
         if p.len() < len {
             return Err(bad);
         }
-        values.push(Some(&p[..len]));
+        value(Some(&p[..len]));
         p = &p[len..];
     }
     if !p.is_empty() {
         return Err(bad);
     }
-    Ok(values)
+    Ok(())
 }
 
 /// The values of a `DataRow` as byte ranges of `body` (`None` is NULL),
@@ -398,34 +409,15 @@ pub fn data_row_ranges(
     body: &[u8],
     into: &mut Vec<Option<std::ops::Range<usize>>>,
 ) -> Result<(), CodecError> {
-    let bad = CodecError::Malformed("DataRow");
     into.clear();
-    let mut p = body;
-    let n = int16(&mut p).ok_or(bad.clone())?;
-    let n = usize::try_from(n).map_err(|_| bad.clone())?;
-    if n > MAX_FIELDS {
-        return Err(bad);
-    }
-    let mut at = 2;
-    for _ in 0..n {
-        let len = int32(&mut p).ok_or(bad.clone())?;
-        at += 4;
-        if len < 0 {
-            into.push(None);
-            continue;
-        }
-        let len = usize::try_from(len).map_err(|_| bad.clone())?;
-        if p.len() < len {
-            return Err(bad);
-        }
-        into.push(Some(at..at + len));
-        p = &p[len..];
-        at += len;
-    }
-    if !p.is_empty() {
-        return Err(bad);
-    }
-    Ok(())
+    // Each value is a slice of `body`: its offset is where it starts.
+    let base = body.as_ptr() as usize;
+    visit_data_row(body, |v| {
+        into.push(v.map(|v| {
+            let at = v.as_ptr() as usize - base;
+            at..at + v.len()
+        }))
+    })
 }
 
 /// Starts a `DataRow` of `n` values; append each with [`data_row_value`],

@@ -17,7 +17,11 @@
 //! Large upstream messages (big rows, COPY data) are streamed through
 //! without being held whole.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Statement and portal names are looked up on every execution: a fast
+// hasher (randomly seeded per process) rather than SipHash.
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -105,7 +109,7 @@ struct Stmt {
     mask: Option<StatementMask>,
     /// Its result's column names, and its first rows as the client saw
     /// them, for the recording.
-    columns: Option<Vec<String>>,
+    columns: Option<Arc<[String]>>,
     sample: Vec<Vec<Option<String>>>,
     sample_bytes: usize,
     sample_truncated: bool,
@@ -582,12 +586,7 @@ impl ClientSide {
 
     /// Handles one framed client message, appending what goes upstream to
     /// `out`; a statement held for review is returned instead.
-    fn message(
-        &mut self,
-        tag: u8,
-        msg: &BytesMut,
-        out: &mut BytesMut,
-    ) -> Result<Option<Hold>, String> {
+    fn message(&mut self, tag: u8, msg: &[u8], out: &mut BytesMut) -> Result<Option<Hold>, String> {
         let body = codec::body(msg);
         let malformed = |e: codec::CodecError| format!("protocol error from the client: {e}");
         if self.refused.is_some() {
@@ -636,7 +635,7 @@ impl ClientSide {
                 if matches!(*verdict, Verdict::Review { .. }) {
                     return Ok(Some(Hold {
                         stmt,
-                        msg: msg.clone(),
+                        msg: BytesMut::from(msg),
                         portal: None,
                         params: None,
                     }));
@@ -728,7 +727,7 @@ impl ClientSide {
                     Verdict::Review { .. } => {
                         return Ok(Some(Hold {
                             stmt,
-                            msg: msg.clone(),
+                            msg: BytesMut::from(msg),
                             portal: Some(portal.to_string()),
                             params,
                         }));
@@ -785,8 +784,8 @@ async fn client_to_upstream(
     let mut side = ClientSide {
         ctx,
         pending,
-        statements: HashMap::new(),
-        portals: HashMap::new(),
+        statements: HashMap::default(),
+        portals: HashMap::default(),
         notices,
         seq: 0,
         refused: None,
@@ -817,8 +816,10 @@ async fn client_to_upstream(
                 Ok(None) => break,
                 Err(e) => return format!("protocol error from the client: {e}"),
             };
-            let msg = buf.split_to(total);
-            match side.message(tag, &msg, &mut out) {
+            // Looked at in place (no handle split off the buffer per message).
+            let handled = side.message(tag, &buf[..total], &mut out);
+            buf.advance(total);
+            match handled {
                 Err(e) => return e,
                 Ok(None) => {}
                 Ok(Some(hold)) => {
@@ -864,6 +865,10 @@ struct UpstreamSide {
     masking: MaskSession,
     /// How the rows of the current result are masked, if they are.
     rows: Option<RowMask>,
+    /// The last `RowDescription` recorded and its column names: drivers
+    /// describe the same statement before every execution, so the names
+    /// are made once, not per statement.
+    described: Option<(Vec<u8>, Arc<[String]>)>,
 }
 
 /// A recorded value: text as sent, anything else (binary format) as hex.
@@ -893,23 +898,37 @@ fn capture(limit: usize, q: &mut VecDeque<Item>, row: Option<&[u8]>) {
             s.sample_truncated = true;
             return;
         }
-        if let Ok(values) = codec::parse_data_row(row) {
+        let mut values = Vec::new();
+        if codec::visit_data_row(row, |v| values.push(v.map(recorded_value))).is_ok() {
             s.sample_bytes += row.len();
-            s.sample
-                .push(values.into_iter().map(|v| v.map(recorded_value)).collect());
+            s.sample.push(values);
         }
     }
 }
 
 impl UpstreamSide {
+    /// The column names of a `RowDescription` body, for the recording.
+    fn columns(&mut self, body: &[u8]) -> Option<Arc<[String]>> {
+        if let Some((last, names)) = &self.described
+            && last.as_slice() == body
+        {
+            return Some(names.clone());
+        }
+        let fields = codec::parse_row_description(body).ok()?;
+        let names: Arc<[String]> = fields.into_iter().map(|f| f.name).collect();
+        // Kept only while small: a wide result is described anew each time.
+        if body.len() <= 4096 {
+            self.described = Some((body.to_vec(), names.clone()));
+        }
+        Some(names)
+    }
+
     fn finish(&mut self, mut stmt: Stmt) {
         let duration = i64::try_from(stmt.started.elapsed().as_micros()).unwrap_or(i64::MAX);
-        if stmt.command.as_deref().and_then(codec::tag_rows).is_some() && stmt.rows == 0 {
-            stmt.rows = stmt
-                .command
-                .as_deref()
-                .and_then(codec::tag_rows)
-                .unwrap_or(0);
+        if stmt.rows == 0
+            && let Some(n) = stmt.command.as_deref().and_then(codec::tag_rows)
+        {
+            stmt.rows = n;
         }
         let Some(admission) = stmt.admission.take() else {
             tracing::warn!(session = %self.ctx.session_id, "a statement refused while the recorder was behind is not recorded");
@@ -1077,10 +1096,8 @@ impl UpstreamSide {
                         (false, Some(Item::Simple(s) | Item::Exec(s))) => Some(s),
                         _ => None,
                     };
-                    if let Some(s) = target
-                        && let Ok(fields) = codec::parse_row_description(body)
-                    {
-                        s.columns = Some(fields.into_iter().map(|f| f.name).collect());
+                    if let Some(s) = target {
+                        s.columns = self.columns(body);
                     }
                 }
                 if ours {
@@ -1172,6 +1189,7 @@ async fn upstream_to_client(
         log,
         masking,
         rows: None,
+        described: None,
     };
     // Records wait at most this long before they go to the recorder.
     let idle_flush = tokio::time::sleep(Duration::ZERO);
@@ -1182,6 +1200,10 @@ async fn upstream_to_client(
     let mut first = !buf.is_empty();
     // Notices waiting for a message boundary.
     let mut held: Vec<BytesMut> = Vec::new();
+    // Made once, not per message: registering with the watch on every
+    // wake-up is measurable on the data path.
+    let ended = signalled(&mut end);
+    tokio::pin!(ended);
     loop {
         if !first {
             tokio::select! {
@@ -1202,7 +1224,7 @@ async fn upstream_to_client(
                     flush_armed = false;
                     continue;
                 }
-                why = signalled(&mut end) => {
+                why = &mut ended => {
                     if !why.is_empty() {
                         let mut b = BytesMut::new();
                         codec::error(&mut b, Severity::Fatal, "57P01", &format!("Gatehouse ended this session: {why}"), None);
@@ -1222,7 +1244,8 @@ async fn upstream_to_client(
             loop {
                 if streaming > 0 {
                     let n = streaming.min(buf.len());
-                    side.out.extend_from_slice(&buf.split_to(n));
+                    side.out.extend_from_slice(&buf[..n]);
+                    buf.advance(n);
                     streaming -= n;
                     if streaming > 0 {
                         break;
@@ -1255,8 +1278,8 @@ async fn upstream_to_client(
                 }
                 match side.message(&mut q, tag, &buf[..total]) {
                     Ok(Step::Forward) => {
-                        let msg = buf.split_to(total);
-                        side.out.extend_from_slice(&msg);
+                        side.out.extend_from_slice(&buf[..total]);
+                        buf.advance(total);
                     }
                     Ok(Step::Consumed) => buf.advance(total),
                     Ok(Step::Lookup(oids)) => {

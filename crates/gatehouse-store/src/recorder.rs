@@ -113,11 +113,12 @@ impl Recorder {
         SessionLog {
             recorder: self.clone(),
             session_id: session_id.into(),
-            data: Vec::new(),
+            data: String::new(),
             statements: 0,
             first_seq: 0,
             last_seq: 0,
             chunk: 0,
+            last_bytes: 0,
         }
     }
 }
@@ -137,12 +138,14 @@ const CHUNK_BYTES: usize = 64 * 1024;
 pub struct SessionLog {
     recorder: Recorder,
     session_id: Arc<str>,
-    /// JSON lines (serde_json writes UTF-8).
-    data: Vec<u8>,
+    /// JSON lines.
+    data: String,
     statements: usize,
     first_seq: i64,
     last_seq: i64,
     chunk: i64,
+    /// Bytes of the last chunk sent.
+    last_bytes: usize,
 }
 
 impl SessionLog {
@@ -152,11 +155,14 @@ impl SessionLog {
         admission.in_flight = None;
         if self.statements == 0 {
             self.first_seq = entry.seq;
+            // Room for a chunk like the last one, at once (not by doubling);
+            // taken only when there is something to hold.
+            self.data.reserve(self.last_bytes);
         }
         self.last_seq = entry.seq;
         self.statements += 1;
         entry.write_json(&mut self.data);
-        self.data.push(b'\n');
+        self.data.push('\n');
         if self.statements >= CHUNK_STATEMENTS || self.data.len() >= CHUNK_BYTES {
             self.flush();
         }
@@ -173,14 +179,14 @@ impl SessionLog {
             return;
         }
         self.chunk += 1;
+        self.last_bytes = self.data.len().min(CHUNK_BYTES);
         let chunk = crate::SessionChunk {
             session_id: self.session_id.clone(),
             chunk: self.chunk,
             first_seq: self.first_seq,
             last_seq: self.last_seq,
             statements: self.statements,
-            data: String::from_utf8(std::mem::take(&mut self.data))
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            data: std::mem::take(&mut self.data),
         };
         self.statements = 0;
         if self

@@ -74,84 +74,139 @@ impl StatementEntry<'_> {
     /// `serde_json::to_writer` writes, without its per-byte escaping loop
     /// for the common case of strings that need no escaping. The data path
     /// writes one per statement, so this is on every statement's path.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"seq\":");
+    pub fn write_json(&self, out: &mut String) {
+        out.push_str("{\"seq\":");
         json_int(out, self.seq);
-        out.extend_from_slice(b",\"started_at\":");
+        out.push_str(",\"started_at\":");
         json_int(out, self.started_at);
-        out.extend_from_slice(b",\"duration_us\":");
+        out.push_str(",\"duration_us\":");
         json_opt_int(out, self.duration_us);
-        out.extend_from_slice(b",\"sql\":");
+        out.push_str(",\"sql\":");
         json_str(out, self.sql);
-        out.extend_from_slice(b",\"decision\":");
+        out.push_str(",\"decision\":");
         json_str(out, self.decision);
-        out.extend_from_slice(b",\"rule\":");
+        out.push_str(",\"rule\":");
         json_opt_str(out, self.rule);
-        out.extend_from_slice(b",\"command\":");
+        out.push_str(",\"command\":");
         json_opt_str(out, self.command);
-        out.extend_from_slice(b",\"rows\":");
+        out.push_str(",\"rows\":");
         json_opt_int(out, self.rows);
-        out.extend_from_slice(b",\"error\":");
+        out.push_str(",\"error\":");
         json_opt_str(out, self.error);
         if let Some(columns) = self.columns {
-            out.extend_from_slice(b",\"columns\":");
+            out.push_str(",\"columns\":");
             json_list(out, columns, |out, c| json_str(out, c));
         }
         if let Some(rows) = self.result {
-            out.extend_from_slice(b",\"result\":");
+            out.push_str(",\"result\":");
             json_list(out, rows, |out, row| {
                 json_list(out, row, |out, v| json_opt_str(out, v.as_deref()));
             });
         }
         if self.result_truncated {
-            out.extend_from_slice(b",\"result_truncated\":true");
+            out.push_str(",\"result_truncated\":true");
         }
-        out.push(b'}');
+        out.push('}');
     }
 }
 
 /// A JSON array of `items`, each written by `item`.
-fn json_list<T>(out: &mut Vec<u8>, items: &[T], item: impl Fn(&mut Vec<u8>, &T)) {
-    out.push(b'[');
+fn json_list<T>(out: &mut String, items: &[T], item: impl Fn(&mut String, &T)) {
+    out.push('[');
     for (i, v) in items.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.push(',');
         }
         item(out, v);
     }
-    out.push(b']');
+    out.push(']');
 }
 
-fn json_int(out: &mut Vec<u8>, v: i64) {
-    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+fn json_int(out: &mut String, v: i64) {
+    out.push_str(itoa::Buffer::new().format(v));
 }
 
-fn json_opt_int(out: &mut Vec<u8>, v: Option<i64>) {
+fn json_opt_int(out: &mut String, v: Option<i64>) {
     match v {
         Some(v) => json_int(out, v),
-        None => out.extend_from_slice(b"null"),
+        None => out.push_str("null"),
     }
 }
 
-fn json_opt_str(out: &mut Vec<u8>, v: Option<&str>) {
+fn json_opt_str(out: &mut String, v: Option<&str>) {
     match v {
         Some(v) => json_str(out, v),
-        None => out.extend_from_slice(b"null"),
+        None => out.push_str("null"),
     }
 }
 
-/// A JSON string. Text with no quote, backslash or control character is
-/// copied as it is; anything else goes through serde_json's escaping.
-fn json_str(out: &mut Vec<u8>, v: &str) {
-    if v.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.reserve(v.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(v.as_bytes());
-        out.push(b'"');
-    } else {
-        // Writing a string into memory cannot fail.
-        let _ = serde_json::to_writer(&mut *out, v);
+/// Whether any byte of `w` (eight bytes of text) must be escaped in JSON:
+/// a control character (below 0x20), a quote or a backslash.
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte is zero in `x` where `w` holds the byte looked for; the usual
+    // test for a zero byte (no false negatives; a false positive only makes
+    // the caller look at those bytes one by one).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    below_space != 0
+        || zero(w ^ (ONES * u64::from(b'"'))) != 0
+        || zero(w ^ (ONES * u64::from(b'\\'))) != 0
+}
+
+/// Bytes of `v` from the start that need no escaping.
+fn plain_prefix(v: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(chunk) = v.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        if word_needs_escape(u64::from_le_bytes(w)) {
+            break;
+        }
+        i += 8;
     }
+    while let Some(&b) = v.get(i) {
+        if b < 0x20 || b == b'"' || b == b'\\' {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// A JSON string, escaped as serde_json escapes it: quote, backslash and
+/// control characters only (the common case, no escape, is one copy).
+fn json_str(out: &mut String, v: &str) {
+    out.reserve(v.len() + 2);
+    out.push('"');
+    let mut rest = v;
+    loop {
+        let n = plain_prefix(rest.as_bytes());
+        // `n` is at a byte below 0x80 (or the end), so a char boundary.
+        let (plain, tail) = rest.split_at(n);
+        out.push_str(plain);
+        let mut chars = tail.chars();
+        let Some(c) = chars.next() else { break };
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let b = c as u8;
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        }
+        rest = chars.as_str();
+    }
+    out.push('"');
 }
 
 /// Consecutive statements of one session, as JSON lines: the unit the
@@ -475,6 +530,28 @@ mod tests {
     /// The hand-written JSON must be byte for byte what serde_json writes,
     /// so that readers (and old chunks) see one format.
     #[test]
+    fn json_strings_match_serde_json_wherever_the_escapes_fall() {
+        // Escapes and multi-byte characters at every offset of the
+        // eight-byte words the fast scan reads, in texts of every length.
+        let specials = [
+            "\"", "\\", "\n", "\u{1}", "\u{1f}", "é", "✓", "🦀", "\u{7f}", " ", "~",
+        ];
+        for len in 0..20 {
+            for at in 0..=len {
+                for sp in specials {
+                    let text: String = (0..len)
+                        .map(|i| if i == at { sp } else { "a" })
+                        .collect::<String>()
+                        + if at == len { sp } else { "" };
+                    let mut ours = String::new();
+                    json_str(&mut ours, &text);
+                    assert_eq!(ours, serde_json::to_string(&text).unwrap(), "{text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn write_json_matches_serde_json() {
         let texts = [
             "",
@@ -522,14 +599,11 @@ mod tests {
                 },
             ];
             for e in entries {
-                let mut ours = Vec::new();
+                let mut ours = String::new();
                 e.write_json(&mut ours);
-                let theirs = serde_json::to_vec(&e).unwrap();
-                assert_eq!(
-                    String::from_utf8_lossy(&ours),
-                    String::from_utf8_lossy(&theirs)
-                );
-                let back: StatementRecord = serde_json::from_slice(&ours).unwrap();
+                let theirs = serde_json::to_string(&e).unwrap();
+                assert_eq!(ours, theirs);
+                let back: StatementRecord = serde_json::from_str(&ours).unwrap();
                 assert_eq!(back.sql, e.sql);
                 assert_eq!(back.error.as_deref(), e.error);
             }

@@ -450,6 +450,12 @@ fn sessions_replay_shows_statements_and_results_as_the_caller_saw_them() {
         .args(["-X", "-h", host, "-p", port, "-U", "bot", "-d", "shop"])
         .args(["-c", &format!("SELECT id, email FROM {t} ORDER BY id")])
         .args(["-c", "SELECT 1/0"])
+        // Another result's columns (twice), then the first again: each
+        // statement records its own columns (the relay reuses the names
+        // only for an identical description).
+        .args(["-c", "SELECT 2 AS two, 3 AS three"])
+        .args(["-c", "SELECT 4 AS two, 5 AS three"])
+        .args(["-c", &format!("SELECT id, email FROM {t} ORDER BY id")])
         .env("PGPASSWORD", &bot)
         .env("PGSSLMODE", "disable")
         .output()
@@ -471,6 +477,14 @@ fn sessions_replay_shows_statements_and_results_as_the_caller_saw_them() {
     assert_eq!(first["columns"], serde_json::json!(["id", "email"]));
     assert_eq!(first["result"], serde_json::json!([["1", "[REDACTED]"]]));
     assert_eq!(first["result_truncated"], true);
+    let statements = shown["statements"].as_array().unwrap();
+    assert_eq!(statements.len(), 5, "{shown}");
+    let two_three = serde_json::json!(["two", "three"]);
+    assert_eq!(statements[2]["columns"], two_three);
+    assert_eq!(statements[2]["result"], serde_json::json!([["2", "3"]]));
+    assert_eq!(statements[3]["columns"], two_three);
+    assert_eq!(statements[3]["result"], serde_json::json!([["4", "5"]]));
+    assert_eq!(statements[4]["columns"], serde_json::json!(["id", "email"]));
     let replay = ok(s.cli(&s.admin, &["sessions", "replay", &id, "--no-wait"]));
     assert!(
         replay.contains(&format!("SELECT id, email FROM {t} ORDER BY id")),
