@@ -18,13 +18,13 @@
 //! without being held whole.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 // Statement and portal names are looked up on every execution: a fast
 // hasher (randomly seeded per process) rather than SipHash.
 use foldhash::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use gatehouse_core::model::Principal;

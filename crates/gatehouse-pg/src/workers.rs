@@ -5,7 +5,8 @@
 //! thread whose reactor saw it, never another worker. On the shared
 //! work-stealing runtime idle workers were woken to look for work to steal
 //! (0.34 futex calls per pgbench transaction); with these threads pgbench
-//! -S throughput was as good or better (docs/benchmarks.md). Sessions are
+//! -S throughput was higher with simple queries and about the same with
+//! prepared statements (session 6 in docs/benchmarks.md). Sessions are
 //! handed out round-robin at accept; the API, the recorder and the store
 //! stay on the main runtime.
 

@@ -263,12 +263,18 @@ async fn write_loop(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn admission_is_bounded() {
+    /// A store in a temporary directory (kept while the guard lives).
+    async fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open_sqlite(&dir.path().join("s.db"))
             .await
             .expect("store");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn admission_is_bounded() {
+        let (_dir, store) = temp_store().await;
         let (r, _) = Recorder::with_limit(store, 3);
         let a = (r.admit(), r.admit(), r.admit());
         assert!(a.0.is_some() && a.1.is_some() && a.2.is_some());
@@ -287,10 +293,7 @@ mod tests {
     /// writer catches up; with nothing written the wait ends at its limit.
     #[tokio::test]
     async fn waiting_for_room_ends_when_the_writer_stores_a_batch() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open_sqlite(&dir.path().join("s.db"))
-            .await
-            .expect("store");
+        let (_dir, store) = temp_store().await;
         let (r, _) = Recorder::with_limit(store, 2);
         let mut log = r.session_log("s");
         for seq in 1..=2 {
@@ -343,10 +346,7 @@ mod tests {
 
     #[tokio::test]
     async fn session_logs_write_chunks_and_free_their_room_once_stored() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open_sqlite(&dir.path().join("s.db"))
-            .await
-            .expect("store");
+        let (_dir, store) = temp_store().await;
         let (r, _) = Recorder::with_limit(store.clone(), CHUNK_STATEMENTS + 10);
         r.record(RecordEvent::SessionStart(crate::tests::session_record("s")))
             .expect("start");
