@@ -48,6 +48,15 @@ fn bodies(body: &[u8]) {
         let bytes: usize = values.iter().flatten().map(|(_, v)| v.len()).sum();
         assert!(bytes + 4 * values.len() <= raw.len());
     }
+    if let Ok(formats) = codec::bind_result_formats(body) {
+        // Past the parameters, so only where those parse (the names are
+        // not checked as UTF-8 here; `parse_bind` checks them).
+        assert!(codec::parse_bind(body).is_err() || codec::bind_params(body).is_ok());
+        if let codec::ResultFormats::PerColumn(codes) = &formats {
+            assert!(codes.len() % 2 == 0 && codes.len() < body.len());
+        }
+        let _ = (0..4).map(|i| formats.binary(i)).count();
+    }
     if let Ok((portal, _)) = codec::parse_execute(body) {
         assert!(portal.len() + 5 <= body.len());
     }

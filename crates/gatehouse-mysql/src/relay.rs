@@ -13,8 +13,8 @@ use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_core::policy::spec::MaskMethod;
 use gatehouse_policy::{ColumnRefs, Engine, MaskPlan, SqlDialect, mask_text};
-use gatehouse_store::StatementEntry;
 use gatehouse_store::recorder::{Admission, SessionLog};
+use gatehouse_store::{ResultSample, StatementEntry};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
@@ -93,8 +93,7 @@ struct Stmt {
     command: Option<String>,
     error: Option<String>,
     columns: Option<Vec<String>>,
-    sample: Vec<Vec<Option<String>>>,
-    sample_bytes: usize,
+    sample: ResultSample,
     truncated: bool,
 }
 
@@ -288,8 +287,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             command: None,
             error: None,
             columns: None,
-            sample: Vec::new(),
-            sample_bytes: 0,
+            sample: ResultSample::default(),
             truncated: false,
         }
     }
@@ -432,7 +430,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 rows: Some(stmt.rows),
                 error: stmt.error.as_deref(),
                 columns: stmt.columns.as_deref(),
-                result: (!stmt.sample.is_empty()).then_some(stmt.sample.as_slice()),
+                result: (!stmt.sample.is_empty()).then_some(&stmt.sample),
                 result_truncated: stmt.truncated,
             },
         );
@@ -921,16 +919,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(m) => Some(self.mask_row(m, &p.payload, binary, &types)?),
             };
             let shown: &[u8] = row.as_deref().unwrap_or(&p.payload);
-            if stmt.sample.len() < self.ctx.record_rows && !stmt.truncated {
+            if stmt.sample.rows() < self.ctx.record_rows && !stmt.truncated {
                 let cells = cells(shown, binary, &types, columns.len());
                 let size: usize = cells.iter().flatten().map(String::len).sum();
-                if stmt.sample_bytes + size > gatehouse_core::model::RECORD_BYTES {
+                if stmt.sample.value_bytes() + size > gatehouse_core::model::RECORD_BYTES {
                     stmt.truncated = true;
                 } else {
-                    stmt.sample_bytes += size;
-                    stmt.sample.push(cells);
+                    stmt.sample.push_row(cells.iter().map(Option::as_deref));
                 }
-            } else if stmt.sample.len() >= self.ctx.record_rows && self.ctx.record_rows > 0 {
+            } else if stmt.sample.rows() >= self.ctx.record_rows && self.ctx.record_rows > 0 {
                 stmt.truncated = true;
             }
             codec::put_packet(&mut self.out, p.seq, shown);

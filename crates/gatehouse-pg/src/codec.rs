@@ -194,6 +194,59 @@ pub fn bind_params(body: &[u8]) -> Result<(&[u8], Vec<BoundValue<'_>>), CodecErr
     Ok((&start[..used], values))
 }
 
+/// The format a portal's result columns come in, as its `Bind` asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ResultFormats {
+    /// Every column as text (no codes, or the one code 0).
+    #[default]
+    Text,
+    /// Every column in binary (the one code 1, or 1 for each column).
+    Binary,
+    /// A code per column (2 bytes each, big-endian; 1 is binary).
+    PerColumn(std::sync::Arc<[u8]>),
+}
+
+impl ResultFormats {
+    /// Whether column `i` (from 0) comes in binary.
+    pub fn binary(&self, i: usize) -> bool {
+        match self {
+            Self::Text => false,
+            Self::Binary => true,
+            Self::PerColumn(codes) => codes.get(2 * i..2 * i + 2) == Some(&[0, 1][..]),
+        }
+    }
+}
+
+/// The result formats a `Bind` asks for (after its parameters).
+pub fn bind_result_formats(body: &[u8]) -> Result<ResultFormats, CodecError> {
+    let bad = || CodecError::Malformed("Bind");
+    // Past the portal's and the statement's names (their text is not
+    // needed here, so not checked as UTF-8).
+    let mut p = body;
+    for _ in 0..2 {
+        let end = p.iter().position(|&b| b == 0).ok_or_else(bad)?;
+        p = &p[end + 1..];
+    }
+    let nformats = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
+    p = p.get(2 * nformats..).ok_or_else(bad)?;
+    let nparams = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
+    for _ in 0..nparams {
+        let len = int32(&mut p).ok_or_else(bad)?;
+        if let Ok(len) = usize::try_from(len) {
+            p = p.get(len..).ok_or_else(bad)?;
+        }
+    }
+    let n = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
+    let codes = p.get(..2 * n).ok_or_else(bad)?;
+    Ok(match codes {
+        [] | [0, 0] => ResultFormats::Text,
+        [0, 1] => ResultFormats::Binary,
+        _ if codes.chunks(2).all(|c| c == [0, 0]) => ResultFormats::Text,
+        _ if codes.chunks(2).all(|c| c == [0, 1]) => ResultFormats::Binary,
+        _ => ResultFormats::PerColumn(codes.into()),
+    })
+}
+
 /// `Execute`: portal name and row limit.
 pub fn parse_execute(body: &[u8]) -> Result<(&str, i32), CodecError> {
     let mut p = body;
@@ -219,15 +272,25 @@ pub fn parse_command_complete(body: &[u8]) -> Option<&str> {
 }
 
 /// Rows affected or returned, from a command tag such as `INSERT 0 5`.
+/// Runs once per statement, so it looks at bytes rather than splitting.
 pub fn tag_rows(tag: &str) -> Option<i64> {
-    let mut parts = tag.split(' ');
-    match parts.next()? {
-        "SELECT" | "UPDATE" | "DELETE" | "COPY" | "FETCH" | "MOVE" | "MERGE" => {
-            parts.next()?.parse().ok()
-        }
-        "INSERT" => parts.nth(1)?.parse().ok(),
-        _ => None,
+    let t = tag.as_bytes();
+    let verb_end = t.iter().position(|&b| b == b' ')?;
+    let count = &t[verb_end + 1..];
+    let count = match &t[..verb_end] {
+        b"SELECT" | b"UPDATE" | b"DELETE" | b"COPY" | b"FETCH" | b"MOVE" | b"MERGE" => count,
+        // `INSERT oid rows`
+        b"INSERT" => &count[count.iter().position(|&b| b == b' ')? + 1..],
+        _ => return None,
+    };
+    if count.is_empty() || count.len() > 18 || !count.iter().all(u8::is_ascii_digit) {
+        return None;
     }
+    Some(
+        count
+            .iter()
+            .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0')),
+    )
 }
 
 /// `ErrorResponse`/`NoticeResponse`: SQLSTATE and message.
@@ -751,11 +814,51 @@ mod tests {
         );
         assert!(parse_parse(b"s1\0SELECT\0\0\x05").is_err());
         assert_eq!(parse_bind(b"p\0s\0rest"), Ok(("p", "s")));
+        // Bind "p" "s", one parameter format (binary), one NULL and one
+        // 2-byte parameter, then the result formats.
+        let bind = |results: &[u8]| {
+            let mut b = b"p\0s\0\0\x01\0\x01\0\x02\xff\xff\xff\xff\0\0\0\x02ab".to_vec();
+            b.extend_from_slice(results);
+            b
+        };
+        assert_eq!(bind_result_formats(&bind(b"\0\0")), Ok(ResultFormats::Text));
+        assert_eq!(
+            bind_result_formats(&bind(b"\0\x01\0\0")),
+            Ok(ResultFormats::Text)
+        );
+        assert_eq!(
+            bind_result_formats(&bind(b"\0\x01\0\x01")),
+            Ok(ResultFormats::Binary)
+        );
+        assert_eq!(
+            bind_result_formats(&bind(b"\0\x02\0\x01\0\x01")),
+            Ok(ResultFormats::Binary)
+        );
+        let mixed = bind_result_formats(&bind(b"\0\x03\0\0\0\x01\0\0")).unwrap();
+        assert_eq!(
+            (0..4).map(|i| mixed.binary(i)).collect::<Vec<_>>(),
+            [false, true, false, false]
+        );
+        for cut in [b"".as_slice(), b"\0", b"\0\x02\0\x01"] {
+            assert!(bind_result_formats(&bind(cut)).is_err());
+        }
         assert_eq!(parse_execute(b"\0\0\0\0\x0a"), Ok(("", 10)));
         assert_eq!(parse_close(b"Sx\0"), Ok((b'S', "x")));
         assert_eq!(tag_rows("INSERT 0 5"), Some(5));
         assert_eq!(tag_rows("SELECT 3"), Some(3));
         assert_eq!(tag_rows("CREATE TABLE"), None);
+        assert_eq!(tag_rows("MERGE 12345678901"), Some(12_345_678_901));
+        for odd in [
+            "SELECT",
+            "SELECT ",
+            "SELECT x",
+            "SELECT -1",
+            "INSERT 0",
+            "INSERT 0 ",
+            "",
+        ] {
+            assert_eq!(tag_rows(odd), None, "{odd:?}");
+        }
         let mut b = BytesMut::new();
         error(
             &mut b,

@@ -31,14 +31,17 @@ use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_policy::{Engine, MaskPlan, StatementMask};
-use gatehouse_store::StatementEntry;
 use gatehouse_store::recorder::SessionLog;
+use gatehouse_store::{ResultSample, StatementEntry};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::PgProxy;
 use crate::catalog::CatalogAccess;
-use crate::codec::{self, Severity};
+use crate::codec::{self, ResultFormats, Severity};
 use crate::mask::{RowMask, Session as MaskSession};
 use crate::stream::{PgReader, PgStream, PgWriter, split, write_flush};
 
@@ -101,18 +104,16 @@ struct Stmt {
     started: Instant,
     started_at: i64,
     rows: i64,
-    command: Option<String>,
     error: Option<String>,
     /// Room reserved for its record; `None` when the recorder was behind.
     admission: Option<gatehouse_store::recorder::Admission>,
     /// How its results are masked; `None`: they pass untouched.
     mask: Option<StatementMask>,
-    /// Its result's column names, and its first rows as the client saw
-    /// them, for the recording.
+    /// Its result's column names, for the recording (its first rows are
+    /// kept by the upstream side, see [`UpstreamSide::sample`]).
     columns: Option<Arc<[String]>>,
-    sample: Vec<Vec<Option<String>>>,
-    sample_bytes: usize,
-    sample_truncated: bool,
+    /// The format of its result columns (text for a simple query).
+    formats: ResultFormats,
 }
 
 /// What the client side forwarded, in order; the upstream side consumes
@@ -144,10 +145,46 @@ type Pending = Arc<std::sync::Mutex<VecDeque<Item>>>;
 /// reading; the session is ended.
 const MAX_PENDING: usize = 100_000;
 
-fn lock(p: &Pending) -> std::sync::MutexGuard<'_, VecDeque<Item>> {
-    match p.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What the upstream side hears besides the upstream: notices for the
+/// client (a statement held for review) and the end of the session. One
+/// flag and one waker, so that looking for them costs two atomic
+/// operations per wake-up of the data path, not a poll of a channel and a
+/// watch.
+#[derive(Default)]
+struct Signals {
+    raised: AtomicBool,
+    waker: AtomicWaker,
+    notices: std::sync::Mutex<Vec<BytesMut>>,
+    /// Why the session ends (empty: the client went, relay what is in
+    /// flight); the first reason given stands.
+    end: std::sync::Mutex<Option<String>>,
+}
+
+impl Signals {
+    fn notice(&self, n: BytesMut) {
+        lock(&self.notices).push(n);
+        self.raise();
+    }
+
+    fn end(&self, why: String) {
+        lock(&self.end).get_or_insert(why);
+        self.raise();
+    }
+
+    fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether anything was raised since the last look; if not, the task
+    /// of `cx` is woken by the next.
+    fn poll(&self, cx: &mut std::task::Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.raised.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -163,8 +200,9 @@ pub async fn run(
     let (up_r, up_w) = split(upstream);
     let pending: Pending = Arc::default();
     // Notices from the client side (a statement held for review) go to the
-    // client through the upstream side, between whole messages.
-    let (notice_tx, notice_rx) = mpsc::unbounded_channel::<BytesMut>();
+    // client through the upstream side, between whole messages; the end of
+    // the session reaches the upstream side the same way.
+    let signals = Arc::new(Signals::default());
     // Set once the client has sent Terminate: the upstream closing after
     // that is the client's doing, whichever side notices first.
     let terminated = Arc::new(AtomicBool::new(false));
@@ -173,18 +211,16 @@ pub async fn run(
         client_r,
         up_w,
         pending.clone(),
-        notice_tx,
+        signals.clone(),
         terminated.clone(),
     ));
-    let (end_tx, end_rx) = watch::channel::<Option<String>>(None);
     let mut u2c = tokio::spawn(upstream_to_client(
         ctx.clone(),
         up_r,
         client_w,
         pending,
         leftover,
-        end_rx,
-        notice_rx,
+        signals.clone(),
     ));
     let deadline = async {
         match ctx.max_session {
@@ -197,7 +233,7 @@ pub async fn run(
         r = &mut c2u => {
             let reason = r.unwrap_or_else(|_| "internal error".into());
             // Let the upstream side finish relaying what is in flight.
-            let _ = end_tx.send(Some(String::new()));
+            signals.end(String::new());
             finish_upstream(&mut u2c).await;
             reason
         }
@@ -211,13 +247,13 @@ pub async fn run(
         }
         _ = &mut deadline => {
             c2u.abort();
-            let _ = end_tx.send(Some("the connection's maximum session length was reached".into()));
+            signals.end("the connection's maximum session length was reached".into());
             finish_upstream(&mut u2c).await;
             "maximum session length reached".into()
         }
         why = signalled(&mut kill) => {
             c2u.abort();
-            let _ = end_tx.send(Some(why.clone()));
+            signals.end(why.clone());
             finish_upstream(&mut u2c).await;
             format!("ended by Gatehouse: {why}")
         }
@@ -297,7 +333,9 @@ fn query_message(out: &mut BytesMut, sql: &str) {
     out.extend_from_slice(b"\0");
 }
 
-type Portal = (Arc<str>, Arc<Verdict>, Option<Arc<Params>>);
+/// A portal: its SQL, verdict, parameters (kept only if held for review)
+/// and the format of its result columns (for the recording).
+type Portal = (Arc<str>, Arc<Verdict>, Option<Arc<Params>>, ResultFormats);
 
 struct ClientSide {
     ctx: Arc<Ctx>,
@@ -307,13 +345,16 @@ struct ClientSide {
     /// Portals: name → (SQL, verdict, parameters if held for review).
     portals: HashMap<String, Portal>,
     /// Notices for the client (sent through the upstream side).
-    notices: mpsc::UnboundedSender<BytesMut>,
+    signals: Arc<Signals>,
     seq: i64,
     /// A `Parse` of the current batch was refused: its statement and the
     /// SQL to run at the batch's `Sync`.
     refused: Option<(Stmt, String)>,
     /// The caller's mask plan under the policy it was made from.
     plan: Option<(Arc<Engine>, Option<Arc<MaskPlan>>)>,
+    /// `Allow` with no rule, the common verdict, shared rather than
+    /// allocated per statement.
+    allow: Arc<Verdict>,
 }
 
 impl ClientSide {
@@ -326,14 +367,19 @@ impl ClientSide {
             started: Instant::now(),
             started_at: now_ms(),
             rows: 0,
-            command: None,
             error: None,
             admission: self.ctx.proxy.recorder.admit(),
             mask: None,
             columns: None,
-            sample: Vec::new(),
-            sample_bytes: 0,
-            sample_truncated: false,
+            formats: ResultFormats::Text,
+        }
+    }
+
+    /// A verdict to keep with a statement.
+    fn shared(&self, v: Verdict) -> Arc<Verdict> {
+        match v {
+            Verdict::Allow { rule: None } => self.allow.clone(),
+            v => Arc::new(v),
         }
     }
 
@@ -448,7 +494,7 @@ impl ClientSide {
                 crate::local::HELD,
                 Some(&id),
             );
-            let _ = self.notices.send(notice);
+            self.signals.notice(notice);
             return Ok(deny(format!(
                 "{message}; it is held for review {id}: once approved, send the same statement again"
             )));
@@ -466,7 +512,7 @@ impl ClientSide {
                 "approve with: gatehouse reviews approve {id}   reject with: gatehouse reviews reject {id} --reason \"…\""
             )),
         );
-        let _ = self.notices.send(notice);
+        self.signals.notice(notice);
         let deadline = now_ms().saturating_add(i64::try_from(*timeout_ms).unwrap_or(i64::MAX));
         let wait = access.wait(&id, &self.ctx.principal, deadline);
         tokio::pin!(wait);
@@ -627,9 +673,9 @@ impl ClientSide {
             b'Q' => {
                 let sql: Arc<str> = codec::parse_query(body).map_err(malformed)?.into();
                 let engine = self.engine();
-                let mut stmt = self.stmt(sql, Arc::new(Verdict::Allow { rule: None }));
+                let mut stmt = self.stmt(sql, self.allow.clone());
                 let (verdict, mask) = self.decide(&engine, &stmt);
-                let verdict = Arc::new(verdict);
+                let verdict = self.shared(verdict);
                 stmt.verdict = verdict.clone();
                 stmt.mask = mask;
                 if matches!(*verdict, Verdict::Review { .. }) {
@@ -653,7 +699,7 @@ impl ClientSide {
             b'P' => {
                 let (name, sql, _) = codec::parse_parse(body).map_err(malformed)?;
                 // Decided now; admitted for recording when executed.
-                let verdict = Arc::new(self.check(&self.engine(), sql));
+                let verdict = self.shared(self.check(&self.engine(), sql));
                 match refusal(&verdict) {
                     None => {
                         out.extend_from_slice(msg);
@@ -673,7 +719,7 @@ impl ClientSide {
                 let entry = self.statements.get(stmt).cloned().unwrap_or_else(|| {
                     (
                         Arc::from(format!("(unknown prepared statement \"{stmt}\")")),
-                        Arc::new(Verdict::Allow { rule: None }),
+                        self.allow.clone(),
                     )
                 });
                 // Parameters matter only to a statement held for review.
@@ -686,8 +732,9 @@ impl ClientSide {
                 } else {
                     None
                 };
+                let formats = codec::bind_result_formats(body).map_err(malformed)?;
                 out.extend_from_slice(msg);
-                let entry = (entry.0, entry.1, params);
+                let entry = (entry.0, entry.1, params, formats);
                 match self.portals.get_mut(portal) {
                     Some(slot) => *slot = entry,
                     None => {
@@ -697,13 +744,10 @@ impl ClientSide {
             }
             b'E' => {
                 let (portal, _) = codec::parse_execute(body).map_err(malformed)?;
-                let (sql, verdict, params) =
+                let (sql, verdict, params, formats) =
                     self.portals.get(portal).cloned().unwrap_or_else(|| {
-                        (
-                            Arc::from("(unknown portal)"),
-                            Arc::new(Verdict::Allow { rule: None }),
-                            None,
-                        )
+                        let unknown = Arc::from("(unknown portal)");
+                        (unknown, self.allow.clone(), None, ResultFormats::Text)
                     });
                 // Decided at Parse; a statement for review is looked at
                 // again (a just-in-time grant may cover it by now).
@@ -713,6 +757,7 @@ impl ClientSide {
                     verdict
                 };
                 let mut stmt = self.stmt(sql, verdict);
+                stmt.formats = formats;
                 if stmt.admission.is_none() && !self.ctx.proxy.record_fail_open {
                     // Refuse the rest of the batch as for a refused Parse.
                     let refusal = recorder_behind();
@@ -777,7 +822,7 @@ async fn client_to_upstream(
     mut client: PgReader,
     mut up: PgWriter,
     pending: Pending,
-    notices: mpsc::UnboundedSender<BytesMut>,
+    signals: Arc<Signals>,
     terminated: Arc<AtomicBool>,
 ) -> String {
     let limit = ctx.proxy.max_message;
@@ -786,10 +831,11 @@ async fn client_to_upstream(
         pending,
         statements: HashMap::default(),
         portals: HashMap::default(),
-        notices,
+        signals,
         seq: 0,
         refused: None,
         plan: None,
+        allow: Arc::new(Verdict::Allow { rule: None }),
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -869,40 +915,51 @@ struct UpstreamSide {
     /// describe the same statement before every execution, so the names
     /// are made once, not per statement.
     described: Option<(Vec<u8>, Arc<[String]>)>,
+    /// The first rows of the result of the statement at the front of the
+    /// queue (the one receiving rows), for its record; reused from
+    /// statement to statement.
+    sample: ResultSample,
+    /// The command tag of the simple query at the front of the queue, if
+    /// one came (reused, like `sample`).
+    command: String,
+    has_command: bool,
 }
 
-/// A recorded value: text as sent, anything else (binary format) as hex.
-fn recorded_value(v: &[u8]) -> String {
-    match std::str::from_utf8(v) {
-        Ok(t) => t.to_string(),
-        Err(_) => format!("\\x{}", hex::encode(&v[..v.len().min(256)])),
+/// Keeps a result row (the DataRow body `row`, as the client receives it)
+/// in `sample` while the statement at the front of the queue has fewer
+/// than `limit` rows recorded. Text columns are kept as sent; binary ones
+/// (and text that is not UTF-8) as `\x` and hex.
+fn capture(sample: &mut ResultSample, limit: usize, q: &VecDeque<Item>, row: Option<&[u8]>) {
+    let Some(Item::Simple(stmt) | Item::Exec(stmt)) = q.front() else {
+        return;
+    };
+    if limit == 0 {
+        return;
     }
-}
-
-/// Keeps the first `limit` rows of the current statement's result (the
-/// DataRow body `row`, as the client receives it) for the recording.
-fn capture(limit: usize, q: &mut VecDeque<Item>, row: Option<&[u8]>) {
-    {
-        let Some(Item::Simple(s) | Item::Exec(s)) = q.front_mut() else {
-            return;
-        };
-        if limit == 0 {
-            return;
+    let Some(row) = row else {
+        // Streamed through in pieces: too large to record.
+        sample.truncated = true;
+        return;
+    };
+    if sample.rows() >= limit || sample.value_bytes() >= gatehouse_core::model::RECORD_BYTES {
+        sample.truncated = true;
+        return;
+    }
+    sample.begin_row();
+    let mut column = 0;
+    let read = codec::visit_data_row(row, |v| {
+        match v {
+            None => sample.value(None),
+            Some(v) => match std::str::from_utf8(v) {
+                Ok(t) if !stmt.formats.binary(column) => sample.value(Some(t)),
+                _ => sample.value_hex(v, 256),
+            },
         }
-        let Some(row) = row else {
-            // Streamed through in pieces: too large to record.
-            s.sample_truncated = true;
-            return;
-        };
-        if s.sample.len() >= limit || s.sample_bytes >= gatehouse_core::model::RECORD_BYTES {
-            s.sample_truncated = true;
-            return;
-        }
-        let mut values = Vec::new();
-        if codec::visit_data_row(row, |v| values.push(v.map(recorded_value))).is_ok() {
-            s.sample_bytes += row.len();
-            s.sample.push(values);
-        }
+        column += 1;
+    });
+    match read {
+        Ok(()) => sample.end_row(),
+        Err(_) => sample.abandon_row(),
     }
 }
 
@@ -923,14 +980,16 @@ impl UpstreamSide {
         Some(names)
     }
 
-    fn finish(&mut self, mut stmt: Stmt) {
+    /// Records a statement that is done, with its command tag.
+    fn finish(&mut self, mut stmt: Stmt, command: Option<&str>) {
         let duration = i64::try_from(stmt.started.elapsed().as_micros()).unwrap_or(i64::MAX);
         if stmt.rows == 0
-            && let Some(n) = stmt.command.as_deref().and_then(codec::tag_rows)
+            && let Some(n) = command.and_then(codec::tag_rows)
         {
             stmt.rows = n;
         }
         let Some(admission) = stmt.admission.take() else {
+            self.sample.clear();
             tracing::warn!(session = %self.ctx.session_id, "a statement refused while the recorder was behind is not recorded");
             return;
         };
@@ -950,14 +1009,15 @@ impl UpstreamSide {
                 sql: redacted.as_deref().unwrap_or(&stmt.sql),
                 decision: stmt.verdict.label(),
                 rule: stmt.verdict.rule(),
-                command: stmt.command.as_deref(),
+                command,
                 rows: Some(stmt.rows),
                 error: stmt.error.as_deref(),
                 columns: stmt.columns.as_deref(),
-                result: (!stmt.sample.is_empty()).then_some(stmt.sample.as_slice()),
-                result_truncated: stmt.sample_truncated,
+                result: (!self.sample.is_empty()).then_some(&self.sample),
+                result_truncated: self.sample.truncated,
             },
         );
+        self.sample.clear();
     }
 
     /// Notes the effect of one upstream message (`body` is complete unless
@@ -970,35 +1030,33 @@ impl UpstreamSide {
                 }
             }
             b'C' => {
-                let command = codec::parse_command_complete(body).map(str::to_string);
+                let command = codec::parse_command_complete(body);
                 match pending.front_mut() {
                     Some(Item::Exec(_)) => {
-                        if let Some(Item::Exec(mut s)) = pending.pop_front() {
-                            s.command = command;
-                            self.finish(s);
+                        if let Some(Item::Exec(s)) = pending.pop_front() {
+                            self.finish(s, command);
                         }
                     }
                     Some(Item::Simple(s)) => {
-                        if let Some(n) = command.as_deref().and_then(codec::tag_rows)
+                        if let Some(n) = command.and_then(codec::tag_rows)
                             && s.rows < n
                         {
                             s.rows = n;
                         }
-                        s.command = command;
+                        // A query of several statements is recorded with
+                        // the last one's tag.
+                        self.command.clear();
+                        self.has_command = command.is_some();
+                        self.command.push_str(command.unwrap_or_default());
                     }
                     _ => {}
                 }
             }
             b'I' | b's' => {
                 if matches!(pending.front(), Some(Item::Exec(_)))
-                    && let Some(Item::Exec(mut s)) = pending.pop_front()
+                    && let Some(Item::Exec(s)) = pending.pop_front()
                 {
-                    s.command = Some(if tag == b'I' {
-                        "EMPTY".into()
-                    } else {
-                        "SUSPENDED".into()
-                    });
-                    self.finish(s);
+                    self.finish(s, Some(if tag == b'I' { "EMPTY" } else { "SUSPENDED" }));
                 }
             }
             b'E' => {
@@ -1019,7 +1077,7 @@ impl UpstreamSide {
                                     "skipped: an earlier message of the batch failed".into()
                                 });
                                 first = false;
-                                self.finish(s);
+                                self.finish(s, None);
                             }
                         }
                     }
@@ -1029,20 +1087,30 @@ impl UpstreamSide {
             b'Z' => loop {
                 match pending.pop_front() {
                     Some(Item::Simple(s)) => {
-                        self.finish(s);
+                        let command = std::mem::take(&mut self.command);
+                        let has = std::mem::take(&mut self.has_command);
+                        self.finish(s, has.then_some(command.as_str()));
+                        self.command = command;
                         break;
                     }
                     Some(Item::Sync) | None => break,
                     Some(Item::Describe | Item::Swallow(_)) => {}
                     Some(Item::Exec(mut s)) => {
                         s.error = Some("no response before the end of the batch".into());
-                        self.finish(s);
+                        self.finish(s, None);
                     }
                 }
             },
             _ => {}
         }
     }
+}
+
+/// Why the upstream side woke.
+enum Wake {
+    Signal,
+    Flush,
+    Read(std::io::Result<usize>),
 }
 
 /// What to do with one upstream message.
@@ -1125,7 +1193,12 @@ impl UpstreamSide {
                             )
                         })?;
                     // Recorded as the client sees it: masked.
-                    capture(self.ctx.record_rows, q, self.out.get(at + 5..));
+                    capture(
+                        &mut self.sample,
+                        self.ctx.record_rows,
+                        q,
+                        self.out.get(at + 5..),
+                    );
                 }
                 Ok(Step::Consumed)
             }
@@ -1161,7 +1234,7 @@ impl UpstreamSide {
             }
             b'D' => {
                 self.observe(q, tag, body);
-                capture(self.ctx.record_rows, q, Some(body));
+                capture(&mut self.sample, self.ctx.record_rows, q, Some(body));
                 Ok(Step::Forward)
             }
             _ => {
@@ -1178,8 +1251,7 @@ async fn upstream_to_client(
     mut client: PgWriter,
     pending: Pending,
     mut buf: BytesMut,
-    mut end: watch::Receiver<Option<String>>,
-    mut notices: mpsc::UnboundedReceiver<BytesMut>,
+    signals: Arc<Signals>,
 ) -> String {
     let log = ctx.proxy.recorder.session_log(&ctx.session_id);
     let masking = MaskSession::new(&ctx.proxy.keys.get());
@@ -1190,6 +1262,9 @@ async fn upstream_to_client(
         masking,
         rows: None,
         described: None,
+        sample: ResultSample::default(),
+        command: String::new(),
+        has_command: false,
     };
     // Records wait at most this long before they go to the recorder.
     let idle_flush = tokio::time::sleep(Duration::ZERO);
@@ -1200,40 +1275,58 @@ async fn upstream_to_client(
     let mut first = !buf.is_empty();
     // Notices waiting for a message boundary.
     let mut held: Vec<BytesMut> = Vec::new();
-    // Made once, not per message: registering with the watch on every
-    // wake-up is measurable on the data path.
-    let ended = signalled(&mut end);
-    tokio::pin!(ended);
     loop {
         if !first {
-            tokio::select! {
-                Some(n) = notices.recv() => {
-                    held.push(n);
+            // The signals first, so that the end of the session is seen
+            // at once even while the upstream streams without pause.
+            let woke = std::future::poll_fn(|cx| {
+                if signals.poll(cx) {
+                    return Poll::Ready(Wake::Signal);
+                }
+                if flush_armed && idle_flush.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Flush);
+                }
+                tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut up), cx, &mut buf)
+                    .map(Wake::Read)
+            })
+            .await;
+            match woke {
+                Wake::Signal => {
+                    held.append(&mut lock(&signals.notices));
+                    let end = lock(&signals.end).take();
+                    if let Some(why) = end {
+                        if !why.is_empty() {
+                            let mut b = BytesMut::new();
+                            codec::error(
+                                &mut b,
+                                Severity::Fatal,
+                                "57P01",
+                                &format!("Gatehouse ended this session: {why}"),
+                                None,
+                            );
+                            side.out.extend_from_slice(&b);
+                        }
+                        let _ = flush(&mut client, &mut side.out).await;
+                        let _ = client.shutdown().await;
+                        return if why.is_empty() {
+                            "client closed".into()
+                        } else {
+                            why
+                        };
+                    }
                     first = true;
                     continue;
                 }
-                n = up.read_buf(&mut buf) => match n {
-                    Ok(0) | Err(_) => {
-                        let _ = flush(&mut client, &mut side.out).await;
-                        return "upstream closed".into();
-                    }
-                    Ok(_) => {}
-                },
-                () = &mut idle_flush, if flush_armed => {
+                Wake::Flush => {
                     side.log.flush();
                     flush_armed = false;
                     continue;
                 }
-                why = &mut ended => {
-                    if !why.is_empty() {
-                        let mut b = BytesMut::new();
-                        codec::error(&mut b, Severity::Fatal, "57P01", &format!("Gatehouse ended this session: {why}"), None);
-                        side.out.extend_from_slice(&b);
-                    }
+                Wake::Read(Ok(0) | Err(_)) => {
                     let _ = flush(&mut client, &mut side.out).await;
-                    let _ = client.shutdown().await;
-                    return if why.is_empty() { "client closed".into() } else { why };
+                    return "upstream closed".into();
                 }
+                Wake::Read(Ok(_)) => {}
             }
         }
         first = false;
@@ -1268,7 +1361,7 @@ async fn upstream_to_client(
                     } else if total > STREAM_OVER && matches!(tag, b'D' | b'd') {
                         side.observe(&mut q, tag, &[]);
                         if tag == b'D' {
-                            capture(side.ctx.record_rows, &mut q, None);
+                            capture(&mut side.sample, side.ctx.record_rows, &q, None);
                         }
                         streaming = total;
                         continue;

@@ -26,7 +26,8 @@ pub use connections::ConnectionRecord;
 pub use policy::StoredPolicy;
 pub use reviews::{GrantRecord, ReviewRecord, Vote, VoteError};
 pub use sessions::{
-    RecordEvent, SessionChunk, SessionFilter, SessionRecord, StatementEntry, StatementRecord,
+    RecordEvent, ResultSample, SessionChunk, SessionFilter, SessionRecord, StatementEntry,
+    StatementRecord,
 };
 pub use tokens::TokenRecord;
 

@@ -21,6 +21,8 @@ use crate::{RecordEvent, Store};
 /// Admitted statements not yet written, at most.
 pub const IN_FLIGHT: usize = 65_536;
 const BATCH: usize = 4_096;
+/// Batches are written at most this often while events keep coming.
+const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long the data path waits for room in a full recorder before it
 /// refuses the statement.
 pub const ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -38,6 +40,9 @@ pub struct Recorder {
     limit: usize,
     /// Told whenever the writer has stored a batch (room came free).
     room: Arc<Notify>,
+    /// Told when a session starts or ends: the writer then writes at once
+    /// (statement chunks may wait for the next batch).
+    prompt: Arc<Notify>,
 }
 
 impl Recorder {
@@ -50,13 +55,21 @@ impl Recorder {
         let (tx, rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(Notify::new());
-        let task = tokio::spawn(write_loop(store, rx, in_flight.clone(), room.clone()));
+        let prompt = Arc::new(Notify::new());
+        let task = tokio::spawn(write_loop(
+            store,
+            rx,
+            in_flight.clone(),
+            room.clone(),
+            prompt.clone(),
+        ));
         (
             Self {
                 tx,
                 in_flight,
                 limit,
                 room,
+                prompt,
             },
             task,
         )
@@ -103,9 +116,14 @@ impl Recorder {
         }
     }
 
-    /// Queues a session event (start or end).
+    /// Queues a session event (start or end), written at once.
     pub fn record(&self, ev: RecordEvent) -> Result<(), RecordError> {
-        self.tx.send(ev).map_err(|_| RecordError::Stopped)
+        let prompt = !matches!(ev, RecordEvent::Statements(_));
+        self.tx.send(ev).map_err(|_| RecordError::Stopped)?;
+        if prompt {
+            self.prompt.notify_one();
+        }
+        Ok(())
     }
 
     /// A buffer for one session's statement records.
@@ -224,9 +242,36 @@ async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<RecordEvent>,
     in_flight: Arc<AtomicUsize>,
     room: Arc<Notify>,
+    prompt: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut last_write: Option<tokio::time::Instant> = None;
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        // While sessions keep the writer busy, chunks that arrive within
+        // WRITE_INTERVAL of the last write join one transaction: a steady
+        // stream of chunks becomes a few larger writes, not a wake-up and a
+        // commit each (senders of chunks do not wake the writer while it
+        // waits). After a quiet spell the first event goes at once, and a
+        // session starting or ending is written at once, so that it shows.
+        let starts_or_ends =
+            |b: &[RecordEvent]| b.iter().any(|e| !matches!(e, RecordEvent::Statements(_)));
+        if let Some(due) = last_write.map(|t| t + WRITE_INTERVAL)
+            && batch.len() < BATCH
+            && !starts_or_ends(&batch)
+            && tokio::time::Instant::now() < due
+        {
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                () = prompt.notified() => {}
+            }
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(ev) => batch.push(ev),
+                    Err(_) => break,
+                }
+            }
+        }
+        last_write = Some(tokio::time::Instant::now());
         let mut attempt = 0u32;
         loop {
             match store.write_records(&batch).await {

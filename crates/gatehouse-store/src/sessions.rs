@@ -57,14 +57,18 @@ pub struct StatementEntry<'a> {
     pub duration_us: Option<i64>,
     pub sql: &'a str,
     pub decision: &'a str,
+    /// Left out when `None` (most statements), as `error` is: readers
+    /// take a missing field for `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<&'a str>,
     pub command: Option<&'a str>,
     pub rows: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub columns: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<&'a [Vec<Option<String>>]>,
+    pub result: Option<&'a ResultSample>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub result_truncated: bool,
 }
@@ -85,28 +89,158 @@ impl StatementEntry<'_> {
         json_str(out, self.sql);
         out.push_str(",\"decision\":");
         json_str(out, self.decision);
-        out.push_str(",\"rule\":");
-        json_opt_str(out, self.rule);
+        if let Some(rule) = self.rule {
+            out.push_str(",\"rule\":");
+            json_str(out, rule);
+        }
         out.push_str(",\"command\":");
         json_opt_str(out, self.command);
         out.push_str(",\"rows\":");
         json_opt_int(out, self.rows);
-        out.push_str(",\"error\":");
-        json_opt_str(out, self.error);
+        if let Some(error) = self.error {
+            out.push_str(",\"error\":");
+            json_str(out, error);
+        }
         if let Some(columns) = self.columns {
             out.push_str(",\"columns\":");
             json_list(out, columns, |out, c| json_str(out, c));
         }
         if let Some(rows) = self.result {
             out.push_str(",\"result\":");
-            json_list(out, rows, |out, row| {
-                json_list(out, row, |out, v| json_opt_str(out, v.as_deref()));
-            });
+            rows.write_json(out);
         }
         if self.result_truncated {
             out.push_str(",\"result_truncated\":true");
         }
         out.push('}');
+    }
+}
+
+/// The first rows of a statement's result as its record keeps them,
+/// rendered as JSON while they arrive: the data path keeps one per session
+/// and reuses it, so recording rows allocates nothing per row or value.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResultSample {
+    /// The rows, each a JSON array, separated by commas (no outer brackets).
+    json: String,
+    rows: usize,
+    /// Bytes of the values kept (as sent, before escaping).
+    value_bytes: usize,
+    /// Where the row being written started in `json`.
+    row_start: usize,
+    /// The row being written has no value yet.
+    row_empty: bool,
+    /// More rows or bytes came than were kept.
+    pub truncated: bool,
+}
+
+impl ResultSample {
+    /// Rows kept.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of the values kept.
+    pub fn value_bytes(&self) -> usize {
+        self.value_bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Empties it for the next statement, keeping its memory (up to a
+    /// bound: a sample of very large rows does not pin that much).
+    pub fn clear(&mut self) {
+        self.json.clear();
+        if self.json.capacity() > 1 << 20 {
+            self.json = String::new();
+        }
+        self.rows = 0;
+        self.value_bytes = 0;
+        self.truncated = false;
+    }
+
+    /// Starts a row; its values follow, then [`ResultSample::end_row`] (or
+    /// [`ResultSample::abandon_row`]).
+    pub fn begin_row(&mut self) {
+        self.row_start = self.json.len();
+        if self.rows > 0 {
+            self.json.push(',');
+        }
+        self.json.push('[');
+        self.row_empty = true;
+    }
+
+    fn separate(&mut self) {
+        if !self.row_empty {
+            self.json.push(',');
+        }
+        self.row_empty = false;
+    }
+
+    /// A value of the row: text, or `None` for SQL NULL.
+    pub fn value(&mut self, v: Option<&str>) {
+        self.separate();
+        self.value_bytes += v.map_or(0, str::len);
+        json_opt_str(&mut self.json, v);
+    }
+
+    /// A value that is not text, kept as `\x` and the hex of at most its
+    /// first `max` bytes.
+    pub fn value_hex(&mut self, v: &[u8], max: usize) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.separate();
+        let v = &v[..v.len().min(max)];
+        self.value_bytes += v.len();
+        self.json.reserve(2 * v.len() + 5);
+        // The string `\x…`, its backslash escaped.
+        self.json.push_str("\"\\\\x");
+        for b in v {
+            self.json.push(char::from(HEX[usize::from(b >> 4)]));
+            self.json.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        self.json.push('"');
+    }
+
+    pub fn end_row(&mut self) {
+        self.json.push(']');
+        self.rows += 1;
+    }
+
+    /// Drops the row being written (a row that turned out malformed).
+    pub fn abandon_row(&mut self) {
+        self.json.truncate(self.row_start);
+    }
+
+    /// Adds a whole row.
+    pub fn push_row<'v>(&mut self, values: impl IntoIterator<Item = Option<&'v str>>) {
+        self.begin_row();
+        for v in values {
+            self.value(v);
+        }
+        self.end_row();
+    }
+
+    /// The rows as a JSON array of arrays of strings or nulls.
+    pub fn write_json(&self, out: &mut String) {
+        out.reserve(self.json.len() + 2);
+        out.push('[');
+        out.push_str(&self.json);
+        out.push(']');
+    }
+
+    /// The rows, read back.
+    pub fn to_rows(&self) -> Vec<Vec<Option<String>>> {
+        let mut json = String::new();
+        self.write_json(&mut json);
+        serde_json::from_str(&json).unwrap_or_default()
+    }
+}
+
+impl Serialize for ResultSample {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_rows().serialize(s)
     }
 }
 
@@ -175,11 +309,30 @@ fn plain_prefix(v: &[u8]) -> usize {
     i
 }
 
+/// Whether any byte of `v` must be escaped in JSON. There is no early
+/// exit inside a 16-byte block, so the compiler checks a block with a few
+/// vector instructions rather than byte by byte.
+fn needs_escape(v: &[u8]) -> bool {
+    let bad = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    let (blocks, rest) = v.as_chunks::<16>();
+    for block in blocks {
+        if block.iter().fold(false, |any, &b| any | bad(b)) {
+            return true;
+        }
+    }
+    rest.iter().any(|&b| bad(b))
+}
+
 /// A JSON string, escaped as serde_json escapes it: quote, backslash and
 /// control characters only (the common case, no escape, is one copy).
 fn json_str(out: &mut String, v: &str) {
     out.reserve(v.len() + 2);
     out.push('"');
+    if !needs_escape(v.as_bytes()) {
+        out.push_str(v);
+        out.push('"');
+        return;
+    }
     let mut rest = v;
     loop {
         let n = plain_prefix(rest.as_bytes());
@@ -274,6 +427,11 @@ fn statement_from_row(row: &AnyRow) -> Result<StatementRecord, StoreError> {
     })
 }
 
+/// How many chunks one INSERT writes: the largest of these that the
+/// chunks waiting fill (7 parameters each, well within SQLite's and
+/// PostgreSQL's limits).
+const CHUNKS_PER_INSERT: [usize; 4] = [64, 16, 4, 1];
+
 impl Store {
     /// Writes a batch of recorder events in one transaction. With a
     /// recording store, each chunk goes there first and the transaction
@@ -311,25 +469,61 @@ impl Store {
                     .await?;
                     i += 1;
                 }
-                RecordEvent::Statements(c) => {
-                    let (location, data) = match &placed[i] {
-                        Some((l, index)) => (Some(l.as_str()), index.as_str()),
-                        None => (None, c.data.as_str()),
-                    };
-                    sqlx::query(
-                        "INSERT INTO session_chunks (session_id, chunk, first_seq, last_seq, data, location, bytes)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&*c.session_id)
-                    .bind(c.chunk)
-                    .bind(c.first_seq)
-                    .bind(c.last_seq)
-                    .bind(data)
-                    .bind(location)
-                    .bind(i64::try_from(c.data.len()).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
-                    .await?;
-                    i += 1;
+                RecordEvent::Statements(_) => {
+                    // Consecutive chunks go in one INSERT (one round trip
+                    // to the store's connection, not one each), of one of
+                    // a few sizes so that its prepared form is reused.
+                    let run = events[i..]
+                        .iter()
+                        .take_while(|e| matches!(e, RecordEvent::Statements(_)))
+                        .count();
+                    let size = CHUNKS_PER_INSERT
+                        .into_iter()
+                        .find(|&n| n <= run)
+                        .unwrap_or(1);
+                    let mut rows = Vec::with_capacity(size);
+                    while rows.len() < size
+                        && let Some(RecordEvent::Statements(c)) = events.get(i)
+                    {
+                        rows.push((c, placed[i].as_ref()));
+                        i += 1;
+                    }
+                    let mut sql = String::from(
+                        "INSERT INTO session_chunks (session_id, chunk, first_seq, last_seq, data, location, bytes) VALUES ",
+                    );
+                    for n in 0..rows.len() {
+                        let p = n * 7;
+                        if n > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push_str(&format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            p + 1,
+                            p + 2,
+                            p + 3,
+                            p + 4,
+                            p + 5,
+                            p + 6,
+                            p + 7
+                        ));
+                    }
+                    // Only placeholders are added to the text, never data.
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (c, placed) in rows {
+                        let (location, data) = match placed {
+                            Some((l, index)) => (Some(l.as_str()), index.as_str()),
+                            None => (None, c.data.as_str()),
+                        };
+                        q = q
+                            .bind(&*c.session_id)
+                            .bind(c.chunk)
+                            .bind(c.first_seq)
+                            .bind(c.last_seq)
+                            .bind(data)
+                            .bind(location)
+                            .bind(i64::try_from(c.data.len()).unwrap_or(i64::MAX));
+                    }
+                    q.execute(&mut *tx).await?;
                 }
                 RecordEvent::SessionEnd { id, at, reason } => {
                     sqlx::query("UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1 AND ended_at IS NULL")
@@ -568,7 +762,22 @@ mod tests {
             texts.iter().map(|t| Some(t.to_string())).collect(),
             vec![None, Some(String::new())],
             vec![],
+            vec![Some("\\x00ff7f".to_string())],
         ];
+        let mut sample = ResultSample::default();
+        for row in &rows[..3] {
+            sample.push_row(row.iter().map(Option::as_deref));
+        }
+        // A row given up half-way leaves no trace.
+        sample.begin_row();
+        sample.value(Some("half"));
+        sample.abandon_row();
+        sample.begin_row();
+        sample.value_hex(&[0x00, 0xff, 0x7f, 0x01], 3);
+        sample.end_row();
+        assert_eq!(sample.rows(), 4);
+        assert_eq!(sample.to_rows(), rows);
+        let empty = ResultSample::default();
         for (i, text) in texts.iter().enumerate() {
             let entries = [
                 StatementEntry {
@@ -589,12 +798,12 @@ mod tests {
                     rows: Some(-3),
                     error: Some(text),
                     columns: Some(&columns),
-                    result: Some(&rows),
+                    result: Some(&sample),
                     result_truncated: true,
                 },
                 StatementEntry {
                     columns: Some(&[]),
-                    result: Some(&[]),
+                    result: Some(&empty),
                     ..Default::default()
                 },
             ];
@@ -606,6 +815,7 @@ mod tests {
                 let back: StatementRecord = serde_json::from_str(&ours).unwrap();
                 assert_eq!(back.sql, e.sql);
                 assert_eq!(back.error.as_deref(), e.error);
+                assert_eq!(back.result, e.result.map(ResultSample::to_rows));
             }
         }
     }

@@ -335,6 +335,56 @@ async fn large_statement_batches_are_written_whole() {
     .await;
 }
 
+/// The recorder hands the store runs of chunks from many sessions between
+/// session starts and ends; runs longer than one INSERT takes are split,
+/// and every statement comes back in order.
+#[tokio::test]
+async fn runs_of_chunks_from_many_sessions_are_written_whole() {
+    for_both(|s| async move {
+        let stmt = |id: &str, seq: i64| StatementRecord {
+            session_id: id.into(),
+            seq,
+            started_at: seq,
+            sql: format!("SELECT {seq} /* {id} */"),
+            decision: "allow".into(),
+            ..Default::default()
+        };
+        let mut events = vec![
+            RecordEvent::SessionStart(session_record("a")),
+            RecordEvent::SessionStart(session_record("b")),
+        ];
+        // 90 chunks in a row (more than one INSERT), two statements each.
+        for n in 1..=45 {
+            for id in ["a", "b"] {
+                events.push(chunk(id, n, &[stmt(id, 2 * n - 1), stmt(id, 2 * n)]));
+            }
+        }
+        events.push(RecordEvent::SessionStart(session_record("c")));
+        events.push(RecordEvent::SessionEnd {
+            id: "a".into(),
+            at: 7,
+            reason: "client closed".into(),
+        });
+        for n in 1..=7 {
+            events.push(chunk("c", n, &[stmt("c", n)]));
+        }
+        events.push(RecordEvent::SessionEnd {
+            id: "b".into(),
+            at: 8,
+            reason: "client closed".into(),
+        });
+        s.write_records(&events).await.expect("write");
+        for (id, n, ended) in [("a", 90, Some(7)), ("b", 90, Some(8)), ("c", 7, None)] {
+            let (sess, stmts) = s.get_session(id).await.expect("get").expect("present");
+            assert_eq!(sess.ended_at, ended, "{id}");
+            let seqs: Vec<i64> = stmts.iter().map(|x| x.seq).collect();
+            assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "{id}");
+            assert_eq!(stmts[n as usize - 1].sql, format!("SELECT {n} /* {id} */"));
+        }
+    })
+    .await;
+}
+
 /// A recorder chunk holding these statements, as the data path writes it.
 fn chunk(id: &str, n: i64, statements: &[StatementRecord]) -> RecordEvent {
     let mut data = String::new();

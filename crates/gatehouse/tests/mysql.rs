@@ -305,8 +305,21 @@ fn python_drivers_text_and_prepared_statements_masked() {
     assert_eq!(v["long_data"], 100000);
     assert_eq!(v["statistics"], true);
     assert_eq!(v["after_reset"], "test");
-    // Recorded: statements with their masked results.
-    let sessions = json(f.s.cli(&f.s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+    // Recorded: statements with their masked results (the recorder writes
+    // within a moment of each session's end).
+    let mut sessions = serde_json::Value::Null;
+    for _ in 0..500 {
+        sessions = json(f.s.cli(&f.s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+        if sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["end_reason"].is_string())
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let mut texts = String::new();
     for x in sessions["sessions"].as_array().unwrap() {
         assert_eq!(x["protocol"], "mysql");

@@ -23,7 +23,7 @@ use gatehouse_http::Upstream;
 use gatehouse_http::path::NormalPath;
 use gatehouse_pg::SessionInfo;
 use gatehouse_policy::{HttpBody, HttpRequest};
-use gatehouse_store::{RecordEvent, SessionRecord, StatementEntry};
+use gatehouse_store::{RecordEvent, ResultSample, SessionRecord, StatementEntry};
 use serde_json::json;
 
 use crate::state::AppState;
@@ -287,10 +287,9 @@ impl Recording {
         let (result, truncated) = match body {
             Some(b) if self.record_rows > 0 => {
                 let cut = &b[..b.len().min(RECORD_BYTES)];
-                (
-                    Some(vec![vec![Some(String::from_utf8_lossy(cut).into_owned())]]),
-                    b.len() > RECORD_BYTES,
-                )
+                let mut sample = ResultSample::default();
+                sample.push_row([Some(String::from_utf8_lossy(cut).as_ref())]);
+                (Some(sample), b.len() > RECORD_BYTES)
             }
             _ => (None, false),
         };
@@ -308,7 +307,7 @@ impl Recording {
                 rows: None,
                 error,
                 columns: result.as_ref().map(|_| columns.as_slice()),
-                result: result.as_deref(),
+                result: result.as_ref(),
                 result_truncated: truncated,
             },
         );

@@ -1,8 +1,9 @@
-//! Refused statements through the relay, with a policy that refuses any
-//! statement mentioning `forbidden`: the client gets Gatehouse's error
+//! The relay with a policy that refuses any statement mentioning
+//! `forbidden`. Refused statements: the client gets Gatehouse's error
 //! (42501, naming the rule) exactly where it expects one, an open
 //! transaction is aborted as PostgreSQL would abort it, pipelined neighbours
-//! are unaffected, and the refusal is recorded.
+//! are unaffected, and the refusal is recorded. Recording: each statement's
+//! first rows are kept as the client received them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -228,6 +229,73 @@ async fn a_refusal_inside_a_transaction_aborts_it() {
         .batch_execute(&format!("DROP TABLE {t}"))
         .await
         .unwrap();
+}
+
+/// The statements of the gateway's first session, once it has ended.
+async fn recorded(gw: &Gw) -> Vec<gatehouse_store::StatementRecord> {
+    let started = std::time::Instant::now();
+    loop {
+        let sessions = gw
+            .store
+            .list_sessions(&SessionFilter::default())
+            .await
+            .unwrap();
+        if let Some(s) = sessions.first().filter(|s| s.ended_at.is_some()) {
+            return gw.store.get_session(&s.id).await.unwrap().unwrap().1;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn results_are_recorded_as_the_client_received_them() {
+    let gw = gateway().await;
+    {
+        let c = connect(&gw.url).await;
+        // Text format (simple query), several statements in one query.
+        c.simple_query("SELECT 'a\"b' AS q, NULL AS z; SELECT g FROM generate_series(1, 3) g")
+            .await
+            .unwrap();
+        // Binary format (tokio-postgres asks for it): kept as hex, even
+        // where the bytes happen to be UTF-8 (the int 7 is "\0\0\0\u{7}").
+        let rows = c
+            .query(
+                "SELECT $1::int AS n, 'x'::text AS t, NULL::int AS z",
+                &[&7i32],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows[0].get::<_, i32>(0), 7);
+        c.simple_query("SELECT 1 WHERE false").await.unwrap();
+    }
+    let stmts = recorded(&gw).await;
+    let rows = |i: usize| stmts[i].result.clone().unwrap_or_default();
+    let text = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+    assert_eq!(stmts.len(), 3, "{stmts:?}");
+    // A query of two statements is one record: the rows of both, the last tag.
+    assert_eq!(
+        rows(0),
+        vec![
+            vec![Some("a\"b".to_string()), None],
+            text(&["1"]),
+            text(&["2"]),
+            text(&["3"])
+        ]
+    );
+    assert_eq!(stmts[0].command.as_deref(), Some("SELECT 3"));
+    assert_eq!(
+        rows(1),
+        vec![vec![
+            Some("\\x00000007".to_string()),
+            Some("\\x78".to_string()),
+            None
+        ]]
+    );
+    assert_eq!(stmts[1].command.as_deref(), Some("SELECT 1"));
+    assert_eq!(stmts[1].rows, Some(1));
+    assert!(stmts[2].result.is_none());
+    assert_eq!(stmts[2].rows, Some(0));
 }
 
 #[tokio::test]
