@@ -23,6 +23,7 @@ pub mod connect;
 pub mod notify;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -128,6 +129,10 @@ pub struct Access {
     notifier: Option<Arc<Notifier>>,
     /// Live grants: (principal, connection) → grants.
     grants: Arc<RwLock<GrantMap>>,
+    /// Whether `grants` holds any: when it holds none (the usual case) a
+    /// statement's lookup is one atomic load, not a lock shared by every
+    /// session thread.
+    any_grants: Arc<AtomicBool>,
     /// Woken when a vote is cast in this process.
     votes: Arc<tokio::sync::Notify>,
 }
@@ -272,6 +277,7 @@ impl Access {
             audit,
             notifier: notifier.map(Arc::new),
             grants: Arc::default(),
+            any_grants: Arc::default(),
             votes: Arc::default(),
         }
     }
@@ -691,12 +697,17 @@ impl Access {
         for g in live {
             map.entry(g.principal.clone()).or_default().push(g);
         }
+        let any = !map.is_empty();
         *lock_write(&self.grants) = map;
+        self.any_grants.store(any, Ordering::Release);
         Ok(())
     }
 
     /// The widest live grant this subject holds on the connection now.
     pub fn grant_for(&self, subject: &str, connection: &str) -> Option<(String, Level)> {
+        if !self.any_grants.load(Ordering::Acquire) {
+            return None;
+        }
         let map = lock_read(&self.grants);
         let held = map.get(subject)?;
         let now = now_ms();

@@ -30,7 +30,7 @@ use bytes::{Buf, BytesMut};
 use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
-use gatehouse_policy::{Engine, MaskPlan, StatementMask};
+use gatehouse_policy::{CachedEngine, Engine, MaskPlan, StatementMask};
 use gatehouse_store::recorder::SessionLog;
 use gatehouse_store::{ResultSample, StatementEntry};
 use std::task::Poll;
@@ -350,6 +350,8 @@ struct ClientSide {
     /// A `Parse` of the current batch was refused: its statement and the
     /// SQL to run at the batch's `Sync`.
     refused: Option<(Stmt, String)>,
+    /// The policy engine in force, looked at again before each message.
+    engine: CachedEngine,
     /// The caller's mask plan under the policy it was made from.
     plan: Option<(Arc<Engine>, Option<Arc<MaskPlan>>)>,
     /// `Allow` with no rule, the common verdict, shared rather than
@@ -383,14 +385,16 @@ impl ClientSide {
         }
     }
 
-    fn engine(&self) -> Arc<Engine> {
-        self.ctx.proxy.policy.engine()
+    /// The engine in force (as of the message being handled).
+    fn engine(&self) -> &Arc<Engine> {
+        self.engine.get()
     }
 
     /// How an `Execute`'s results are masked. The caller's mask plan is
     /// kept for as long as the same policy is in force (it depends only on
     /// the policy, the caller and the connection).
-    fn execute_mask(&mut self, engine: &Arc<Engine>, sql: &str) -> Option<StatementMask> {
+    fn execute_mask(&mut self, sql: &str) -> Option<StatementMask> {
+        let engine = self.engine.get();
         let plan = match &self.plan {
             Some((e, plan)) if Arc::ptr_eq(e, engine) => plan.clone(),
             _ => {
@@ -608,8 +612,7 @@ impl ClientSide {
         msg: &[u8],
         out: &mut BytesMut,
     ) -> Result<(), String> {
-        let engine = self.engine();
-        stmt.mask = self.execute_mask(&engine, &stmt.sql);
+        stmt.mask = self.execute_mask(&stmt.sql);
         if stmt.mask.is_some() {
             self.send(Item::Describe)?;
             codec::describe_portal(out, portal);
@@ -633,6 +636,7 @@ impl ClientSide {
     /// Handles one framed client message, appending what goes upstream to
     /// `out`; a statement held for review is returned instead.
     fn message(&mut self, tag: u8, msg: &[u8], out: &mut BytesMut) -> Result<Option<Hold>, String> {
+        self.engine.refresh(&*self.ctx.proxy.policy);
         let body = codec::body(msg);
         let malformed = |e: codec::CodecError| format!("protocol error from the client: {e}");
         if self.refused.is_some() {
@@ -672,9 +676,8 @@ impl ClientSide {
         match tag {
             b'Q' => {
                 let sql: Arc<str> = codec::parse_query(body).map_err(malformed)?.into();
-                let engine = self.engine();
                 let mut stmt = self.stmt(sql, self.allow.clone());
-                let (verdict, mask) = self.decide(&engine, &stmt);
+                let (verdict, mask) = self.decide(self.engine(), &stmt);
                 let verdict = self.shared(verdict);
                 stmt.verdict = verdict.clone();
                 stmt.mask = mask;
@@ -699,7 +702,7 @@ impl ClientSide {
             b'P' => {
                 let (name, sql, _) = codec::parse_parse(body).map_err(malformed)?;
                 // Decided now; admitted for recording when executed.
-                let verdict = self.shared(self.check(&self.engine(), sql));
+                let verdict = self.shared(self.check(self.engine(), sql));
                 match refusal(&verdict) {
                     None => {
                         out.extend_from_slice(msg);
@@ -752,7 +755,7 @@ impl ClientSide {
                 // Decided at Parse; a statement for review is looked at
                 // again (a just-in-time grant may cover it by now).
                 let verdict = if matches!(*verdict, Verdict::Review { .. }) {
-                    Arc::new(self.check(&self.engine(), &sql))
+                    Arc::new(self.check(self.engine(), &sql))
                 } else {
                     verdict
                 };
@@ -826,6 +829,7 @@ async fn client_to_upstream(
     terminated: Arc<AtomicBool>,
 ) -> String {
     let limit = ctx.proxy.max_message;
+    let engine = CachedEngine::new(&*ctx.proxy.policy);
     let mut side = ClientSide {
         ctx,
         pending,
@@ -834,6 +838,7 @@ async fn client_to_upstream(
         signals,
         seq: 0,
         refused: None,
+        engine,
         plan: None,
         allow: Arc::new(Verdict::Allow { rule: None }),
     };

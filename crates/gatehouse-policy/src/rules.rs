@@ -828,9 +828,46 @@ impl HttpRequest<'_> {
 }
 
 /// Where the data path gets the policy in force (it may change while a
-/// session runs; each statement asks again).
+/// session runs; each statement is decided by the engine in force).
 pub trait PolicySource: Send + Sync + std::fmt::Debug {
     fn engine(&self) -> Arc<Engine>;
+    /// Moves whenever [`PolicySource::engine`] would return another engine
+    /// (an atomic load). Sessions keep their engine ([`CachedEngine`]) and
+    /// ask again only when it moves: fetching the engine per statement
+    /// would bounce the lock and reference count of one shared `Arc`
+    /// between the CPUs of the session threads.
+    fn generation(&self) -> u64;
+}
+
+/// A session's copy of the engine in force.
+#[derive(Debug, Clone)]
+pub struct CachedEngine {
+    generation: u64,
+    engine: Arc<Engine>,
+}
+
+impl CachedEngine {
+    pub fn new(source: &dyn PolicySource) -> Self {
+        let generation = source.generation();
+        Self {
+            generation,
+            engine: source.engine(),
+        }
+    }
+
+    /// Takes up the engine in force if it changed since the last look.
+    pub fn refresh(&mut self, source: &dyn PolicySource) {
+        let generation = source.generation();
+        if generation != self.generation {
+            self.engine = source.engine();
+            self.generation = generation;
+        }
+    }
+
+    /// The engine as of the last [`CachedEngine::refresh`].
+    pub fn get(&self) -> &Arc<Engine> {
+        &self.engine
+    }
 }
 
 /// A policy that never changes (tests, tools).
@@ -840,6 +877,10 @@ pub struct FixedPolicy(pub Arc<Engine>);
 impl PolicySource for FixedPolicy {
     fn engine(&self) -> Arc<Engine> {
         self.0.clone()
+    }
+
+    fn generation(&self) -> u64 {
+        0
     }
 }
 

@@ -2,6 +2,7 @@
 //! replaced when an admin changes it here, and reloaded when another
 //! replica changes it (the store's policy version is polled).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ pub const POLL: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct PolicyHandle {
     inner: Arc<RwLock<(i64, Arc<Engine>)>>,
+    /// Moved (under the write lock) each time another engine is installed.
+    generation: Arc<AtomicU64>,
 }
 
 impl PolicyHandle {
@@ -29,6 +32,7 @@ impl PolicyHandle {
         })?;
         Ok(PolicyHandle {
             inner: Arc::new(RwLock::new((stored.version, Arc::new(engine)))),
+            generation: Arc::default(),
         })
     }
 
@@ -54,6 +58,7 @@ impl PolicyHandle {
         };
         if version > g.0 {
             *g = (version, Arc::new(engine));
+            self.generation.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -94,5 +99,9 @@ impl PolicyHandle {
 impl gatehouse_policy::PolicySource for PolicyHandle {
     fn engine(&self) -> Arc<Engine> {
         PolicyHandle::engine(self)
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
