@@ -155,43 +155,73 @@ pub fn parse_bind(body: &[u8]) -> Result<(&str, &str), CodecError> {
 /// One bound parameter: `Some((binary, bytes))`, or `None` for NULL.
 pub type BoundValue<'a> = Option<(bool, &'a [u8])>;
 
+/// The parts of a `Bind` after the portal's and the statement's names.
+struct BindParts<'a> {
+    /// The parameter formats and values, as sent (from the format count).
+    raw: &'a [u8],
+    /// The parameter format codes, 2 bytes each.
+    formats: &'a [u8],
+    /// The result format codes, 2 bytes each.
+    results: &'a [u8],
+}
+
+/// Walks a `Bind` body once, calling `value` with each parameter value
+/// (`None` is NULL). Its names are skipped, not checked as UTF-8
+/// (`parse_bind` checks them).
+fn bind_parts<'a>(
+    body: &'a [u8],
+    mut value: impl FnMut(Option<&'a [u8]>),
+) -> Result<BindParts<'a>, CodecError> {
+    let bad = || CodecError::Malformed("Bind");
+    let mut p = body;
+    for _ in 0..2 {
+        let end = p.iter().position(|&b| b == 0).ok_or_else(bad)?;
+        p = &p[end + 1..];
+    }
+    let start = p;
+    let nformats = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
+    let formats = p.get(..2 * nformats).ok_or_else(bad)?;
+    p = &p[formats.len()..];
+    let nparams = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
+    for _ in 0..nparams {
+        let len = int32(&mut p).ok_or_else(bad)?;
+        // A negative length is NULL.
+        let Ok(len) = usize::try_from(len) else {
+            value(None);
+            continue;
+        };
+        let v = p.get(..len).ok_or_else(bad)?;
+        p = &p[len..];
+        value(Some(v));
+    }
+    let raw = &start[..start.len() - p.len()];
+    let nresults = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
+    let results = p.get(..2 * nresults).ok_or_else(bad)?;
+    Ok(BindParts {
+        raw,
+        formats,
+        results,
+    })
+}
+
 /// A `Bind`'s parameters: the raw bytes of the parameter formats and
 /// values (what an approval is bound to), and each value as
 /// `Some((binary, bytes))` or `None` for NULL.
 pub fn bind_params(body: &[u8]) -> Result<(&[u8], Vec<BoundValue<'_>>), CodecError> {
-    let bad = || CodecError::Malformed("Bind");
-    let mut p = body;
-    cstr(&mut p).ok_or_else(bad)?;
-    cstr(&mut p).ok_or_else(bad)?;
-    let start = p;
-    let nformats = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
-    let mut formats = Vec::with_capacity(nformats.min(1024));
-    for _ in 0..nformats {
-        formats.push(int16(&mut p).ok_or_else(bad)?);
-    }
-    let nparams = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
-    let mut values = Vec::with_capacity(nparams.min(1024));
-    for i in 0..nparams {
-        let len = int32(&mut p).ok_or_else(bad)?;
-        if len < 0 {
-            values.push(None);
-            continue;
-        }
-        let len = usize::try_from(len).map_err(|_| bad())?;
-        if p.len() < len {
-            return Err(bad());
-        }
-        let (v, rest) = p.split_at(len);
-        p = rest;
-        let binary = match formats.len() {
-            0 => false,
-            1 => formats[0] == 1,
-            _ => formats.get(i).copied().unwrap_or(0) == 1,
-        };
-        values.push(Some((binary, v)));
-    }
-    let used = start.len() - p.len();
-    Ok((&start[..used], values))
+    parse_bind(body)?;
+    let mut values = Vec::new();
+    let parts = bind_parts(body, |v| values.push(v))?;
+    let binary = |i: usize| match parts.formats.len() / 2 {
+        0 => false,
+        1 => parts.formats == [0, 1],
+        _ => parts.formats.get(2 * i..2 * i + 2) == Some(&[0, 1][..]),
+    };
+    let values = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| v.map(|v| (binary(i), v)))
+        .collect();
+    Ok((parts.raw, values))
 }
 
 /// The format a portal's result columns come in, as its `Bind` asked.
@@ -219,25 +249,7 @@ impl ResultFormats {
 
 /// The result formats a `Bind` asks for (after its parameters).
 pub fn bind_result_formats(body: &[u8]) -> Result<ResultFormats, CodecError> {
-    let bad = || CodecError::Malformed("Bind");
-    // Past the portal's and the statement's names (their text is not
-    // needed here, so not checked as UTF-8).
-    let mut p = body;
-    for _ in 0..2 {
-        let end = p.iter().position(|&b| b == 0).ok_or_else(bad)?;
-        p = &p[end + 1..];
-    }
-    let nformats = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
-    p = p.get(2 * nformats..).ok_or_else(bad)?;
-    let nparams = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
-    for _ in 0..nparams {
-        let len = int32(&mut p).ok_or_else(bad)?;
-        if let Ok(len) = usize::try_from(len) {
-            p = p.get(len..).ok_or_else(bad)?;
-        }
-    }
-    let n = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
-    let codes = p.get(..2 * n).ok_or_else(bad)?;
+    let codes = bind_parts(body, |_| {})?.results;
     Ok(match codes {
         [] | [0, 0] => ResultFormats::Text,
         [0, 1] => ResultFormats::Binary,

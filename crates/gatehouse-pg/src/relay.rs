@@ -20,6 +20,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 // Statement and portal names are looked up on every execution: a fast
@@ -33,7 +34,6 @@ use gatehouse_core::policy::Verdict;
 use gatehouse_policy::{CachedEngine, Engine, MaskPlan, StatementMask};
 use gatehouse_store::recorder::SessionLog;
 use gatehouse_store::{ResultSample, StatementEntry};
-use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -1301,15 +1301,13 @@ async fn upstream_to_client(
                     let end = lock(&signals.end).take();
                     if let Some(why) = end {
                         if !why.is_empty() {
-                            let mut b = BytesMut::new();
                             codec::error(
-                                &mut b,
+                                &mut side.out,
                                 Severity::Fatal,
                                 "57P01",
                                 &format!("Gatehouse ended this session: {why}"),
                                 None,
                             );
-                            side.out.extend_from_slice(&b);
                         }
                         let _ = flush(&mut client, &mut side.out).await;
                         let _ = client.shutdown().await;

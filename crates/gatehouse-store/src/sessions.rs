@@ -117,8 +117,9 @@ impl StatementEntry<'_> {
 }
 
 /// The first rows of a statement's result as its record keeps them,
-/// rendered as JSON while they arrive: the data path keeps one per session
-/// and reuses it, so recording rows allocates nothing per row or value.
+/// rendered as JSON while they arrive. The PostgreSQL relay keeps one per
+/// session and reuses it, so recording rows allocates nothing per row or
+/// value there.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ResultSample {
     /// The rows, each a JSON array, separated by commas (no outer brackets).
@@ -189,7 +190,6 @@ impl ResultSample {
     /// A value that is not text, kept as `\x` and the hex of at most its
     /// first `max` bytes.
     pub fn value_hex(&mut self, v: &[u8], max: usize) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         self.separate();
         let v = &v[..v.len().min(max)];
         self.value_bytes += v.len();
@@ -274,53 +274,25 @@ fn json_opt_str(out: &mut String, v: Option<&str>) {
     }
 }
 
-/// Whether any byte of `w` (eight bytes of text) must be escaped in JSON:
-/// a control character (below 0x20), a quote or a backslash.
-fn word_needs_escape(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte is zero in `x` where `w` holds the byte looked for; the usual
-    // test for a zero byte (no false negatives; a false positive only makes
-    // the caller look at those bytes one by one).
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    below_space != 0
-        || zero(w ^ (ONES * u64::from(b'"'))) != 0
-        || zero(w ^ (ONES * u64::from(b'\\'))) != 0
-}
+/// Hex digits, for `\u00XX` escapes and binary values.
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Bytes of `v` from the start that need no escaping.
+/// Bytes of `v` from the start that need no escaping in JSON (none is a
+/// control character, a quote or a backslash). Whole 16-byte blocks are
+/// checked without an early exit inside, so the compiler checks each with
+/// a few vector instructions; the block with the first such byte, and the
+/// tail, byte by byte.
 fn plain_prefix(v: &[u8]) -> usize {
-    let mut i = 0;
-    while let Some(chunk) = v.get(i..i + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        if word_needs_escape(u64::from_le_bytes(w)) {
-            break;
-        }
-        i += 8;
-    }
-    while let Some(&b) = v.get(i) {
-        if b < 0x20 || b == b'"' || b == b'\\' {
-            break;
-        }
-        i += 1;
-    }
-    i
-}
-
-/// Whether any byte of `v` must be escaped in JSON. There is no early
-/// exit inside a 16-byte block, so the compiler checks a block with a few
-/// vector instructions rather than byte by byte.
-fn needs_escape(v: &[u8]) -> bool {
     let bad = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
-    let (blocks, rest) = v.as_chunks::<16>();
+    let (blocks, _) = v.as_chunks::<16>();
+    let mut i = 0;
     for block in blocks {
         if block.iter().fold(false, |any, &b| any | bad(b)) {
-            return true;
+            break;
         }
+        i += 16;
     }
-    rest.iter().any(|&b| bad(b))
+    i + v[i..].iter().position(|&b| bad(b)).unwrap_or(v.len() - i)
 }
 
 /// A JSON string, escaped as serde_json escapes it: quote, backslash and
@@ -328,11 +300,6 @@ fn needs_escape(v: &[u8]) -> bool {
 fn json_str(out: &mut String, v: &str) {
     out.reserve(v.len() + 2);
     out.push('"');
-    if !needs_escape(v.as_bytes()) {
-        out.push_str(v);
-        out.push('"');
-        return;
-    }
     let mut rest = v;
     loop {
         let n = plain_prefix(rest.as_bytes());
@@ -350,7 +317,6 @@ fn json_str(out: &mut String, v: &str) {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             c => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
                 let b = c as u8;
                 out.push_str("\\u00");
                 out.push(char::from(HEX[usize::from(b >> 4)]));
@@ -726,11 +692,12 @@ mod tests {
     #[test]
     fn json_strings_match_serde_json_wherever_the_escapes_fall() {
         // Escapes and multi-byte characters at every offset of the
-        // eight-byte words the fast scan reads, in texts of every length.
+        // 16-byte blocks the scan reads, in texts of every length up to
+        // beyond two blocks.
         let specials = [
             "\"", "\\", "\n", "\u{1}", "\u{1f}", "é", "✓", "🦀", "\u{7f}", " ", "~",
         ];
-        for len in 0..20 {
+        for len in 0..40 {
             for at in 0..=len {
                 for sp in specials {
                     let text: String = (0..len)
