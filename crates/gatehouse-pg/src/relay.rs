@@ -180,6 +180,12 @@ impl Signals {
         self.waker.wake();
     }
 
+    /// Whether anything was raised since the last look (one load when
+    /// nothing was).
+    fn take(&self) -> bool {
+        self.raised.load(Ordering::Acquire) && self.raised.swap(false, Ordering::AcqRel)
+    }
+
     /// Whether anything was raised since the last look; if not, the task
     /// of `cx` is woken by the next.
     fn poll(&self, cx: &mut std::task::Context<'_>) -> bool {
@@ -955,9 +961,10 @@ fn capture(sample: &mut ResultSample, limit: usize, q: &VecDeque<Item>, row: Opt
     let read = codec::visit_data_row(row, |v| {
         match v {
             None => sample.value(None),
+            Some(v) if stmt.formats.binary(column) => sample.value_hex(v, 256),
             Some(v) => match std::str::from_utf8(v) {
-                Ok(t) if !stmt.formats.binary(column) => sample.value(Some(t)),
-                _ => sample.value_hex(v, 256),
+                Ok(t) => sample.value(Some(t)),
+                Err(_) => sample.value_hex(v, 256),
             },
         }
         column += 1;
@@ -1275,6 +1282,12 @@ async fn upstream_to_client(
     let idle_flush = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(idle_flush);
     let mut flush_armed = false;
+    // Whether the task is registered with the flush timer (since it was
+    // armed) and with the signals' waker (taken when one is raised): both
+    // stay registered while the task keeps waking up for upstream data,
+    // so they are registered again only after they fired.
+    let mut flush_registered = false;
+    let mut signals_registered = false;
     // Bytes of a large message still to stream through.
     let mut streaming: usize = 0;
     let mut first = !buf.is_empty();
@@ -1284,19 +1297,43 @@ async fn upstream_to_client(
         if !first {
             // The signals first, so that the end of the session is seen
             // at once even while the upstream streams without pause.
+            // Under load the upstream is readable at nearly every wake-up:
+            // then the signals cost one load and the timer nothing. Before
+            // the task waits, it registers with what it is not yet
+            // registered with, and looks again.
             let woke = std::future::poll_fn(|cx| {
-                if signals.poll(cx) {
+                if signals.take() {
                     return Poll::Ready(Wake::Signal);
                 }
-                if flush_armed && idle_flush.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Flush);
+                if let Poll::Ready(r) =
+                    tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut up), cx, &mut buf)
+                {
+                    return Poll::Ready(Wake::Read(r));
                 }
-                tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut up), cx, &mut buf)
-                    .map(Wake::Read)
+                if flush_armed {
+                    let due = if flush_registered {
+                        idle_flush.is_elapsed()
+                    } else {
+                        flush_registered = true;
+                        idle_flush.as_mut().poll(cx).is_ready()
+                    };
+                    if due {
+                        return Poll::Ready(Wake::Flush);
+                    }
+                }
+                if !signals_registered {
+                    signals_registered = true;
+                    if signals.poll(cx) {
+                        return Poll::Ready(Wake::Signal);
+                    }
+                }
+                Poll::Pending
             })
             .await;
             match woke {
                 Wake::Signal => {
+                    // Raising a signal takes the registered waker.
+                    signals_registered = false;
                     held.append(&mut lock(&signals.notices));
                     let end = lock(&signals.end).take();
                     if let Some(why) = end {
@@ -1408,6 +1445,7 @@ async fn upstream_to_client(
                 .as_mut()
                 .reset(tokio::time::Instant::now() + RECORD_DELAY);
             flush_armed = true;
+            flush_registered = false;
         }
     }
 }

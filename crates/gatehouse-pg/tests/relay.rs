@@ -248,6 +248,41 @@ async fn recorded(gw: &Gw) -> Vec<gatehouse_store::StatementRecord> {
     }
 }
 
+/// A session that goes quiet has its records stored while it stays open
+/// (they wait in the session for half a second at most), after every
+/// quiet spell: the relay registers with its flush timer once per arming,
+/// not at every wake-up, and must register again after it fired.
+#[tokio::test]
+async fn records_of_an_open_quiet_session_are_stored() {
+    let gw = gateway().await;
+    let c = connect(&gw.url).await;
+    for (n, sql) in [(1, "SELECT 1 AS first"), (2, "SELECT 2 AS second")] {
+        c.simple_query(sql).await.unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            let sessions = gw
+                .store
+                .list_sessions(&SessionFilter::default())
+                .await
+                .unwrap();
+            if let Some(s) = sessions.first() {
+                assert!(s.ended_at.is_none(), "the session ended");
+                let (_, statements) = gw.store.get_session(&s.id).await.unwrap().unwrap();
+                if statements.len() == n {
+                    assert_eq!(statements[n - 1].sql, sql);
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "statement {n} was not stored while its session stayed open"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    drop(c);
+}
+
 #[tokio::test]
 async fn results_are_recorded_as_the_client_received_them() {
     let gw = gateway().await;
