@@ -18,7 +18,9 @@ use gatehouse_identity::Authenticator;
 use gatehouse_pg::{LiveSessions, PgProxy};
 use gatehouse_policy::{Engine, FixedPolicy};
 use gatehouse_store::recorder::Recorder;
-use gatehouse_store::{ConnectionRecord, SessionFilter, Store, TokenRecord};
+use gatehouse_store::{
+    ConnectionRecord, SessionFilter, SessionRecord, StatementRecord, Store, TokenRecord,
+};
 use tokio_postgres::NoTls;
 
 /// The policy engine with one rule: statements mentioning `forbidden` are denied.
@@ -232,16 +234,23 @@ async fn a_refusal_inside_a_transaction_aborts_it() {
 }
 
 /// The statements of the gateway's first session, once it has ended.
-async fn recorded(gw: &Gw) -> Vec<gatehouse_store::StatementRecord> {
+/// The latest session in the store and its statements so far.
+async fn latest_session(gw: &Gw) -> Option<(SessionRecord, Vec<StatementRecord>)> {
+    let sessions = gw
+        .store
+        .list_sessions(&SessionFilter::default())
+        .await
+        .unwrap();
+    gw.store.get_session(&sessions.first()?.id).await.unwrap()
+}
+
+async fn recorded(gw: &Gw) -> Vec<StatementRecord> {
     let started = std::time::Instant::now();
     loop {
-        let sessions = gw
-            .store
-            .list_sessions(&SessionFilter::default())
-            .await
-            .unwrap();
-        if let Some(s) = sessions.first().filter(|s| s.ended_at.is_some()) {
-            return gw.store.get_session(&s.id).await.unwrap().unwrap().1;
+        if let Some((s, statements)) = latest_session(gw).await
+            && s.ended_at.is_some()
+        {
+            return statements;
         }
         assert!(started.elapsed() < Duration::from_secs(20), "not recorded");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -260,14 +269,8 @@ async fn records_of_an_open_quiet_session_are_stored() {
         c.simple_query(sql).await.unwrap();
         let started = std::time::Instant::now();
         loop {
-            let sessions = gw
-                .store
-                .list_sessions(&SessionFilter::default())
-                .await
-                .unwrap();
-            if let Some(s) = sessions.first() {
+            if let Some((s, statements)) = latest_session(&gw).await {
                 assert!(s.ended_at.is_none(), "the session ended");
-                let (_, statements) = gw.store.get_session(&s.id).await.unwrap().unwrap();
                 if statements.len() == n {
                     assert_eq!(statements[n - 1].sql, sql);
                     break;
