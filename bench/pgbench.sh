@@ -170,30 +170,9 @@ psql_direct -d "$DB" -c 'VACUUM ANALYZE'
 
 # ---------------------------------------------------------------- 2. PgBouncer and Gatehouse
 PGB_PORT=$(free_port)
-mkdir -p "$WORK/pgbouncer"
-cat >"$WORK/pgbouncer/pgbouncer.ini" <<EOF
-[databases]
-$DB = host=$PG_HOST port=$PG_PORT dbname=$DB user=$PG_USER
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PGB_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $WORK/pgbouncer/userlist.txt
-pool_mode = session
-max_client_conn = 1000
-default_pool_size = 100
-max_db_connections = 0
-server_tls_sslmode = disable
-client_tls_sslmode = disable
-logfile = $WORK/pgbouncer/pgbouncer.log
-log_connections = 0
-log_disconnections = 0
-ignore_startup_parameters = extra_float_digits
-EOF
-echo "\"$PG_USER\" \"\"" >"$WORK/pgbouncer/userlist.txt"
-chmod -R a+rX "$WORK/pgbouncer"
+# shellcheck source=bench/lib/pgbouncer.sh
+. "$ROOT/bench/lib/pgbouncer.sh"
+write_pgbouncer_config "$WORK/pgbouncer" "$PGB_PORT" "$DB" "$PG_HOST" "$PG_PORT" "$PG_USER"
 PGB_ARGS=()
 # PgBouncer refuses to run as root; -u drops to the postgres user.
 [ "$(id -u)" = 0 ] && PGB_ARGS=(-u postgres) && chown -R postgres "$WORK/pgbouncer"

@@ -17,6 +17,7 @@
 # GH_EXP must never be part of a build anyone runs.
 #
 #   bench/experiments/relay-cost.sh [--duration S] [--rounds N] [--clients "8 32"] [--modes prepared] [--threads 1]
+#                                   [--bin PATH]   (a binary built with the patch already: no build)
 #
 # Needs what bench/pgbench.sh needs (PostgreSQL on 127.0.0.1:5432, trust auth,
 # pgbench, PgBouncer); it uses the database `bench` that bench/pgbench.sh
@@ -28,6 +29,7 @@ ROUNDS=3
 CLIENTS="8 32"
 MODES="prepared"
 THREADS=1
+BIN=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
+    --bin) BIN=$2; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -58,11 +61,13 @@ trap 'exit 130' INT TERM
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # ---------------------------------------------------------------- build
-say "building $(git rev-parse --short HEAD) with relay-cost.patch (target/experiments)"
-git worktree add --detach "$WORK/src" HEAD >/dev/null 2>&1
-git -C "$WORK/src" apply "$ROOT/bench/experiments/relay-cost.patch"
-(cd "$WORK/src" && cargo build --release --locked -p gatehouse --target-dir "$ROOT/target/experiments" >&2)
-BIN="$ROOT/target/experiments/release/gatehouse"
+if [ -z "$BIN" ]; then
+  say "building $(git rev-parse --short HEAD) with relay-cost.patch (target/experiments)"
+  git worktree add --detach "$WORK/src" HEAD >/dev/null 2>&1
+  git -C "$WORK/src" apply "$ROOT/bench/experiments/relay-cost.patch"
+  (cd "$WORK/src" && cargo build --release --locked -p gatehouse --target-dir "$ROOT/target/experiments" >&2)
+  BIN="$ROOT/target/experiments/release/gatehouse"
+fi
 
 # ---------------------------------------------------------------- database, PgBouncer
 psql_direct() { PGSSLMODE=disable psql -X -q -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 "$@"; }
@@ -73,27 +78,9 @@ if [ "$(psql_direct -d postgres -Atc "select count(*) from pg_database where dat
 fi
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 PGB_PORT=$(free_port)
-mkdir -p "$WORK/pgb"
-cat >"$WORK/pgb/pgbouncer.ini" <<EOF
-[databases]
-bench = host=127.0.0.1 port=5432 dbname=bench user=postgres
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PGB_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $WORK/pgb/userlist.txt
-pool_mode = session
-max_client_conn = 1000
-default_pool_size = 100
-server_tls_sslmode = disable
-client_tls_sslmode = disable
-logfile = $WORK/pgb/pgbouncer.log
-log_connections = 0
-log_disconnections = 0
-ignore_startup_parameters = extra_float_digits
-EOF
-echo '"postgres" ""' >"$WORK/pgb/userlist.txt"
+# shellcheck source=bench/lib/pgbouncer.sh
+. "$ROOT/bench/lib/pgbouncer.sh"
+write_pgbouncer_config "$WORK/pgb" "$PGB_PORT" bench 127.0.0.1 5432 postgres
 PGB_ARGS=()
 [ "$(id -u)" = 0 ] && PGB_ARGS=(-u postgres) && chown -R postgres "$WORK/pgb"
 "$PGBOUNCER" "${PGB_ARGS[@]}" "$WORK/pgb/pgbouncer.ini" >"$WORK/pgb/stdout.log" 2>&1 &
@@ -136,7 +123,7 @@ cpu_ns() {
   done
   echo "$s $o"
 }
-echo "# commit $(git rev-parse --short HEAD) + bench/experiments/relay-cost.patch; $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr)"
+echo "# $BIN (commit $(git rev-parse --short HEAD) + bench/experiments/relay-cost.patch); $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr)"
 echo "# pgbench -n -S -T $DURATION -j min(c,2), $ROUNDS interleaved rounds, $THREADS session thread(s); CPU in µs per transaction"
 echo "round mode clients target tps cpu_session cpu_other cpu_total"
 for r in $(seq "$ROUNDS"); do
