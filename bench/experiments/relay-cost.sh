@@ -3,9 +3,11 @@
 # pgbench transaction goes. Builds the current commit with
 # relay-cost.patch applied (in a git worktree of its own, with its own target
 # directory; the first build takes about 10 minutes), then runs pgbench -S
-# side by side against PgBouncer and three Gatehouse instances of that build:
+# side by side against PgBouncer and four Gatehouse instances of that build:
 #
 #   full   the product as it is (policy, recording, masking hooks)
+#   nosend GH_EXP=nosend: statement records written as JSON into a buffer
+#          that is reused, never sent (no chunks, no recorder, no store)
 #   nolog  GH_EXP=nolog: everything but the statement records (no JSON,
 #          no chunks, no store writes)
 #   raw    GH_EXP=raw: the same session threads relaying bytes without
@@ -106,6 +108,7 @@ start_gateway() { # name GH_EXP-value
     --url "postgres://postgres@127.0.0.1:5432/bench?sslmode=disable" --group admin >/dev/null
 }
 start_gateway full ""
+start_gateway nosend nosend
 start_gateway nolog nolog
 start_gateway raw raw
 for _ in $(seq 100); do
@@ -129,7 +132,7 @@ echo "round mode clients target tps cpu_session cpu_other cpu_total"
 for r in $(seq "$ROUNDS"); do
   for m in $MODES; do
     for c in $CLIENTS; do
-      for t in pgbouncer full nolog raw; do
+      for t in pgbouncer full nosend nolog raw; do
         read -r s0 o0 < <(cpu_ns "${PID[$t]}")
         out=$(PGSSLMODE=disable PGPASSWORD=${PASS[$t]} pgbench -n -S -M "$m" -c "$c" -j $((c < 2 ? c : 2)) -T "$DURATION" \
           -h 127.0.0.1 -p "${PORT[$t]}" -U "${USER[$t]}" bench 2>&1) || { echo "$out" >&2; exit 1; }
