@@ -35,7 +35,6 @@ use gatehouse_policy::{CachedEngine, Engine, MaskPlan, StatementMask};
 use gatehouse_store::recorder::SessionLog;
 use gatehouse_store::{ResultSample, StatementEntry};
 
-use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -151,13 +150,14 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// What the upstream side hears besides the upstream: notices for the
 /// client (a statement held for review) and the end of the session. One
-/// flag and one waker, so that looking for them costs two atomic
-/// operations per wake-up of the data path, not a poll of a channel and a
-/// watch.
+/// flag and one waker, so that looking for them costs one atomic load per
+/// wake-up of the data path, not a poll of a channel and a watch. The
+/// waker is kept when it is woken (signals are rare), so the upstream side
+/// registers once.
 #[derive(Default)]
 struct Signals {
     raised: AtomicBool,
-    waker: AtomicWaker,
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
     notices: std::sync::Mutex<Vec<BytesMut>>,
     /// Why the session ends (empty: the client went, relay what is in
     /// flight); the first reason given stands.
@@ -177,7 +177,9 @@ impl Signals {
 
     fn raise(&self) {
         self.raised.store(true, Ordering::Release);
-        self.waker.wake();
+        if let Some(w) = &*lock(&self.waker) {
+            w.wake_by_ref();
+        }
     }
 
     /// Whether anything was raised since the last look (one load when
@@ -186,11 +188,13 @@ impl Signals {
         self.raised.load(Ordering::Acquire) && self.raised.swap(false, Ordering::AcqRel)
     }
 
-    /// Whether anything was raised since the last look; if not, the task
-    /// of `cx` is woken by the next.
-    fn poll(&self, cx: &mut std::task::Context<'_>) -> bool {
-        self.waker.register(cx.waker());
-        self.raised.swap(false, Ordering::AcqRel)
+    /// Has the task of `cx` woken by every later raise (look again with
+    /// [`Signals::take`] after registering, for one just before).
+    fn register(&self, cx: &std::task::Context<'_>) {
+        let mut w = lock(&self.waker);
+        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *w = Some(cx.waker().clone());
+        }
     }
 }
 
@@ -1282,10 +1286,9 @@ async fn upstream_to_client(
     let idle_flush = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(idle_flush);
     let mut flush_armed = false;
-    // Whether the task is registered with the flush timer (since it was
-    // armed) and with the signals' waker (taken when one is raised): both
-    // stay registered while the task keeps waking up for upstream data,
-    // so they are registered again only after they fired.
+    // Whether the task is registered with the flush timer since it was
+    // armed (it stays registered until it fires) and with the signals
+    // (once: their waker is kept).
     let mut flush_registered = false;
     let mut signals_registered = false;
     // Bytes of a large message still to stream through.
@@ -1296,11 +1299,11 @@ async fn upstream_to_client(
     loop {
         if !first {
             // The signals first, so that the end of the session is seen
-            // at once even while the upstream streams without pause.
-            // Under load the upstream is readable at nearly every wake-up:
-            // then the signals cost one load and the timer nothing. Before
-            // the task waits, it registers with what it is not yet
-            // registered with, and looks again.
+            // at once even while the upstream streams without pause. Under
+            // load the upstream is readable at nearly every wake-up: then
+            // the signals cost one load and the timer nothing. Before the
+            // task waits, it registers with what it is not yet registered
+            // with, and looks again.
             let woke = std::future::poll_fn(|cx| {
                 if signals.take() {
                     return Poll::Ready(Wake::Signal);
@@ -1322,8 +1325,9 @@ async fn upstream_to_client(
                     }
                 }
                 if !signals_registered {
+                    signals.register(cx);
                     signals_registered = true;
-                    if signals.poll(cx) {
+                    if signals.take() {
                         return Poll::Ready(Wake::Signal);
                     }
                 }
@@ -1332,8 +1336,6 @@ async fn upstream_to_client(
             .await;
             match woke {
                 Wake::Signal => {
-                    // Raising a signal takes the registered waker.
-                    signals_registered = false;
                     held.append(&mut lock(&signals.notices));
                     let end = lock(&signals.end).take();
                     if let Some(why) = end {

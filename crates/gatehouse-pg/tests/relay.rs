@@ -233,7 +233,6 @@ async fn a_refusal_inside_a_transaction_aborts_it() {
         .unwrap();
 }
 
-/// The statements of the gateway's first session, once it has ended.
 /// The latest session in the store and its statements so far.
 async fn latest_session(gw: &Gw) -> Option<(SessionRecord, Vec<StatementRecord>)> {
     let sessions = gw
@@ -244,6 +243,7 @@ async fn latest_session(gw: &Gw) -> Option<(SessionRecord, Vec<StatementRecord>)
     gw.store.get_session(&sessions.first()?.id).await.unwrap()
 }
 
+/// The statements of the gateway's latest session, once it has ended.
 async fn recorded(gw: &Gw) -> Vec<StatementRecord> {
     let started = std::time::Instant::now();
     loop {
