@@ -62,6 +62,9 @@ pub struct Store {
     audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Where statement records go when not into the store itself.
     recordings: Option<std::sync::Arc<recordings::RecordingStore>>,
+    /// SQLite only: the recorder's connection, through sqlx's native
+    /// driver (no `Any` copies of the statement chunks it writes).
+    sqlite_writer: Option<sqlx::SqlitePool>,
 }
 
 impl Store {
@@ -114,13 +117,30 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        let store = Self {
+        let mut store = Self {
             pool,
             dialect,
             audit_lock: Default::default(),
             recordings: None,
+            sqlite_writer: None,
         };
         schema::migrate(&store).await?;
+        if dialect == Dialect::Sqlite {
+            // The same settings as the pool's connections (the file is in
+            // WAL mode already).
+            let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().map_err(open_err)?;
+            let opts = opts
+                .foreign_keys(true)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(10));
+            store.sqlite_writer = Some(
+                sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(opts)
+                    .await
+                    .map_err(open_err)?,
+            );
+        }
         store.seal_audit_chain().await?;
         Ok(store)
     }
@@ -188,6 +208,9 @@ impl Store {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        if let Some(w) = &self.sqlite_writer {
+            w.close().await;
+        }
         self.pool.close().await;
     }
 }

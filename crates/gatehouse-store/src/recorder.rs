@@ -11,8 +11,8 @@
 //! refuses the statement instead of running it unrecorded. Every admitted
 //! statement's record is then accepted without fail.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
 
@@ -43,6 +43,10 @@ pub struct Recorder {
     /// Told when a session starts or ends: the writer then writes at once
     /// (statement chunks may wait for the next batch).
     prompt: Arc<Notify>,
+    /// Chunk buffers the writer has stored, for sessions to fill again: a
+    /// session's next chunk reuses memory that is already mapped instead of
+    /// a new allocation freed later on the writer's thread.
+    spare: Arc<Mutex<Vec<String>>>,
 }
 
 impl Recorder {
@@ -56,12 +60,14 @@ impl Recorder {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(Notify::new());
         let prompt = Arc::new(Notify::new());
+        let spare = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(write_loop(
             store,
             rx,
             in_flight.clone(),
             room.clone(),
             prompt.clone(),
+            spare.clone(),
         ));
         (
             Self {
@@ -70,6 +76,7 @@ impl Recorder {
                 limit,
                 room,
                 prompt,
+                spare,
             },
             task,
         )
@@ -145,6 +152,32 @@ impl Recorder {
 pub const CHUNK_STATEMENTS: usize = 256;
 /// Bytes of JSON lines per chunk before it is sent early.
 const CHUNK_BYTES: usize = 64 * 1024;
+/// Stored chunk buffers kept for reuse, at most (about 4 MiB at full size).
+const SPARE_BUFFERS: usize = 64;
+
+impl Recorder {
+    /// An empty buffer for a new chunk: a spare one when there is one.
+    fn chunk_buffer(&self, capacity: usize) -> String {
+        let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
+        let mut buf = spare.unwrap_or_default();
+        buf.reserve(capacity);
+        buf
+    }
+}
+
+/// Keeps a stored chunk's buffer for reuse, unless enough are kept or it
+/// grew far past a chunk's size (a huge statement; its memory goes back).
+fn keep_spare(spare: &Mutex<Vec<String>>, mut buf: String) {
+    if buf.capacity() > 2 * CHUNK_BYTES {
+        return;
+    }
+    if let Ok(mut s) = spare.lock()
+        && s.len() < SPARE_BUFFERS
+    {
+        buf.clear();
+        s.push(buf);
+    }
+}
 
 /// One session's statement records on their way to the store. Records
 /// gather in a chunk of JSON lines that goes to the writer when it is full,
@@ -175,7 +208,7 @@ impl SessionLog {
             self.first_seq = entry.seq;
             // Room for a chunk like the last one, at once (not by doubling);
             // taken only when there is something to hold.
-            self.data.reserve(self.last_bytes);
+            self.data = self.recorder.chunk_buffer(self.last_bytes);
         }
         self.last_seq = entry.seq;
         self.statements += 1;
@@ -243,6 +276,7 @@ async fn write_loop(
     in_flight: Arc<AtomicUsize>,
     room: Arc<Notify>,
     prompt: Arc<Notify>,
+    spare: Arc<Mutex<Vec<String>>>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_write: Option<tokio::time::Instant> = None;
@@ -300,7 +334,11 @@ async fn write_loop(
             Ordering::AcqRel,
         );
         room.notify_waiters();
-        batch.clear();
+        for ev in batch.drain(..) {
+            if let RecordEvent::Statements(c) = ev {
+                keep_spare(&spare, c.data);
+            }
+        }
     }
 }
 
@@ -387,6 +425,53 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         panic!("the records of {id} never reached the store");
+    }
+
+    /// A stored chunk's buffer goes back for the next chunk, of this
+    /// session or another.
+    #[tokio::test]
+    async fn stored_chunk_buffers_are_reused() {
+        let (_dir, store) = temp_store().await;
+        let (r, _) = Recorder::with_limit(store.clone(), 1000);
+        r.record(RecordEvent::SessionStart(crate::tests::session_record("s")))
+            .expect("start");
+        let spares = || r.spare.lock().expect("lock").len();
+        let mut log = r.session_log("s");
+        log.push(r.admit().expect("room"), &entry(1, "SELECT 1"));
+        let first = log.data.as_ptr();
+        log.flush();
+        wait_for_statements(&store, "s", 1).await;
+        // The writer returns the buffer after it stored the batch.
+        for _ in 0..500 {
+            if spares() == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(spares(), 1, "the stored chunk's buffer is kept");
+        let mut other = r.session_log("s");
+        other.push(r.admit().expect("room"), &entry(2, "SELECT 2"));
+        assert_eq!(other.data.as_ptr(), first, "the next chunk fills it again");
+        assert_eq!(spares(), 0);
+        assert!(other.data.starts_with("{\"seq\":2,"), "and starts empty");
+    }
+
+    /// Spare buffers are bounded in number and size: one grown by a huge
+    /// statement is freed, not kept.
+    #[test]
+    fn spare_buffers_are_bounded() {
+        let spare = Mutex::new(Vec::new());
+        keep_spare(&spare, String::with_capacity(3 * CHUNK_BYTES));
+        assert!(spare.lock().expect("lock").is_empty());
+        for _ in 0..SPARE_BUFFERS + 3 {
+            keep_spare(&spare, "kept".repeat(100));
+        }
+        let kept = spare.lock().expect("lock");
+        assert_eq!(kept.len(), SPARE_BUFFERS);
+        assert!(
+            kept.iter().all(String::is_empty),
+            "kept buffers are emptied"
+        );
     }
 
     #[tokio::test]

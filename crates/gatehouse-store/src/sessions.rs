@@ -415,94 +415,17 @@ impl Store {
                 }
             }
         }
-        let mut tx = self.begin_write().await?;
-        let mut i = 0;
-        while i < events.len() {
-            match &events[i] {
-                RecordEvent::SessionStart(s) => {
-                    sqlx::query(
-                        "INSERT INTO sessions (id, principal, authn, connection, protocol, client_addr, started_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&s.id)
-                    .bind(&s.principal)
-                    .bind(&s.authn)
-                    .bind(&s.connection)
-                    .bind(&s.protocol)
-                    .bind(&s.client_addr)
-                    .bind(s.started_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    i += 1;
-                }
-                RecordEvent::Statements(_) => {
-                    // Consecutive chunks go in one INSERT (one round trip
-                    // to the store's connection, not one each), of one of
-                    // a few sizes so that its prepared form is reused.
-                    let run = events[i..]
-                        .iter()
-                        .take_while(|e| matches!(e, RecordEvent::Statements(_)))
-                        .count();
-                    let size = CHUNKS_PER_INSERT
-                        .into_iter()
-                        .find(|&n| n <= run)
-                        .unwrap_or(1);
-                    let mut rows = Vec::with_capacity(size);
-                    while rows.len() < size
-                        && let Some(RecordEvent::Statements(c)) = events.get(i)
-                    {
-                        rows.push((c, placed[i].as_ref()));
-                        i += 1;
-                    }
-                    let mut sql = String::from(
-                        "INSERT INTO session_chunks (session_id, chunk, first_seq, last_seq, data, location, bytes) VALUES ",
-                    );
-                    for n in 0..rows.len() {
-                        let p = n * 7;
-                        if n > 0 {
-                            sql.push_str(", ");
-                        }
-                        sql.push_str(&format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                            p + 1,
-                            p + 2,
-                            p + 3,
-                            p + 4,
-                            p + 5,
-                            p + 6,
-                            p + 7
-                        ));
-                    }
-                    // Only placeholders are added to the text, never data.
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for (c, placed) in rows {
-                        let (location, data) = match placed {
-                            Some((l, index)) => (Some(l.as_str()), index.as_str()),
-                            None => (None, c.data.as_str()),
-                        };
-                        q = q
-                            .bind(&*c.session_id)
-                            .bind(c.chunk)
-                            .bind(c.first_seq)
-                            .bind(c.last_seq)
-                            .bind(data)
-                            .bind(location)
-                            .bind(i64::try_from(c.data.len()).unwrap_or(i64::MAX));
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-                RecordEvent::SessionEnd { id, at, reason } => {
-                    sqlx::query("UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1 AND ended_at IS NULL")
-                        .bind(id)
-                        .bind(*at)
-                        .bind(reason)
-                        .execute(&mut *tx)
-                        .await?;
-                    i += 1;
-                }
-            }
+        // On SQLite the recorder's own connection writes, through sqlx's
+        // native driver: `Any` would copy each chunk twice more on its way in.
+        if let Some(pool) = &self.sqlite_writer {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            write_events::<sqlx::Sqlite>(&mut tx, events, &placed).await?;
+            tx.commit().await?;
+        } else {
+            let mut tx = self.begin_write().await?;
+            write_events::<sqlx::Any>(&mut tx, events, &placed).await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -681,6 +604,109 @@ impl Store {
         }
         Ok(gone)
     }
+}
+
+/// Writes recorder events in the open transaction `tx`, on either driver.
+async fn write_events<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    events: &[RecordEvent],
+    placed: &[Option<(String, String)>],
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'t> &'t str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<&'t str>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut i = 0;
+    while i < events.len() {
+        match &events[i] {
+            RecordEvent::SessionStart(s) => {
+                sqlx::query(
+                    "INSERT INTO sessions (id, principal, authn, connection, protocol, client_addr, started_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(s.id.as_str())
+                .bind(s.principal.as_str())
+                .bind(s.authn.as_str())
+                .bind(s.connection.as_str())
+                .bind(s.protocol.as_str())
+                .bind(s.client_addr.as_str())
+                .bind(s.started_at)
+                .execute(&mut **tx)
+                .await?;
+                i += 1;
+            }
+            RecordEvent::Statements(_) => {
+                // Consecutive chunks go in one INSERT (one round trip
+                // to the store's connection, not one each), of one of
+                // a few sizes so that its prepared form is reused.
+                let run = events[i..]
+                    .iter()
+                    .take_while(|e| matches!(e, RecordEvent::Statements(_)))
+                    .count();
+                let size = CHUNKS_PER_INSERT
+                    .into_iter()
+                    .find(|&n| n <= run)
+                    .unwrap_or(1);
+                let mut rows = Vec::with_capacity(size);
+                while rows.len() < size
+                    && let Some(RecordEvent::Statements(c)) = events.get(i)
+                {
+                    rows.push((c, placed[i].as_ref()));
+                    i += 1;
+                }
+                let mut sql = String::from(
+                    "INSERT INTO session_chunks (session_id, chunk, first_seq, last_seq, data, location, bytes) VALUES ",
+                );
+                for n in 0..rows.len() {
+                    let p = n * 7;
+                    if n > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6,
+                        p + 7
+                    ));
+                }
+                // Only placeholders are added to the text, never data.
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (c, placed) in rows {
+                    let (location, data) = match placed {
+                        Some((l, index)) => (Some(l.as_str()), index.as_str()),
+                        None => (None, c.data.as_str()),
+                    };
+                    q = q
+                        .bind(&*c.session_id)
+                        .bind(c.chunk)
+                        .bind(c.first_seq)
+                        .bind(c.last_seq)
+                        .bind(data)
+                        .bind(location)
+                        .bind(i64::try_from(c.data.len()).unwrap_or(i64::MAX));
+                }
+                q.execute(&mut **tx).await?;
+            }
+            RecordEvent::SessionEnd { id, at, reason } => {
+                sqlx::query("UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE id = $1 AND ended_at IS NULL")
+                    .bind(id.as_str())
+                    .bind(*at)
+                    .bind(reason.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                i += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
