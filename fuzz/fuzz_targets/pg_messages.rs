@@ -1,4 +1,5 @@
-//! `codec::frame`/`header` and every message-body parser, on a stream of
+//! `codec::frame`/`header` and every message-body parser (and the recording's
+//! rendering of binary values, `values::render`), on a stream of
 //! typed messages: the input is framed message by message and each body goes
 //! through every parser (whatever its tag, as a hostile peer may mislabel).
 #![no_main]
@@ -62,6 +63,22 @@ fn bodies(body: &[u8]) {
     }
     if let Ok((kind, _)) = codec::parse_close(body) {
         assert!(kind == b'S' || kind == b'P');
+    }
+    if let Ok((kind, name)) = codec::parse_describe(body) {
+        assert!((kind == b'S' || kind == b'P') && name.len() + 2 <= body.len());
+    }
+    // Any body as a binary value of each type the recording renders.
+    let mut text = String::new();
+    for oid in [
+        16, 17, 18, 19, 20, 21, 23, 25, 26, 114, 142, 700, 701, 705, 1042, 1043, 1082, 1083, 1114,
+        1184, 1700, 2950, 3802,
+    ] {
+        text.clear();
+        if gatehouse_pg::values::render(oid, body, &mut text).is_some() {
+            assert!(text.len() <= 2100 + body.len(), "{oid}: {} bytes of text", text.len());
+        } else {
+            assert!(text.is_empty());
+        }
     }
     if let Some(tag) = codec::parse_command_complete(body) {
         let _ = codec::tag_rows(tag);

@@ -269,10 +269,20 @@ pub fn parse_execute(body: &[u8]) -> Result<(&str, i32), CodecError> {
 
 /// `Close`: 'S' or 'P' and the name.
 pub fn parse_close(body: &[u8]) -> Result<(u8, &str), CodecError> {
-    let (&kind, mut p) = body.split_first().ok_or(CodecError::Malformed("Close"))?;
-    let name = cstr(&mut p).ok_or(CodecError::Malformed("Close"))?;
+    kind_and_name(body, "Close")
+}
+
+/// `Describe` (from the client): 'S' or 'P' and the name.
+pub fn parse_describe(body: &[u8]) -> Result<(u8, &str), CodecError> {
+    kind_and_name(body, "Describe")
+}
+
+/// A statement ('S') or portal ('P') and its name: `Close` and `Describe`.
+fn kind_and_name<'b>(body: &'b [u8], what: &'static str) -> Result<(u8, &'b str), CodecError> {
+    let (&kind, mut p) = body.split_first().ok_or(CodecError::Malformed(what))?;
+    let name = cstr(&mut p).ok_or(CodecError::Malformed(what))?;
     if kind != b'S' && kind != b'P' {
-        return Err(CodecError::Malformed("Close"));
+        return Err(CodecError::Malformed(what));
     }
     Ok((kind, name))
 }

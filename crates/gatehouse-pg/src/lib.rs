@@ -22,6 +22,7 @@ pub mod session;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
+pub mod values;
 pub mod workers;
 
 use std::sync::Arc;

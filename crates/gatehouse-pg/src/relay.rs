@@ -108,12 +108,28 @@ struct Stmt {
     admission: Option<gatehouse_store::recorder::Admission>,
     /// How its results are masked; `None`: they pass untouched.
     mask: Option<StatementMask>,
-    /// Its result's column names, for the recording (its first rows are
-    /// kept by the upstream side, see [`UpstreamSide::sample`]).
-    columns: Option<Arc<[String]>>,
+    /// Its result's columns, for the recording (its first rows are kept
+    /// by the upstream side, see [`UpstreamSide::sample`]), from a
+    /// `RowDescription` in its response.
+    columns: Option<Arc<Columns>>,
+    /// The columns of its prepared statement, once the server described
+    /// it: for an `Execute` whose response has no `RowDescription`.
+    described: Option<Described>,
     /// The format of its result columns (text for a simple query).
     formats: ResultFormats,
 }
+
+/// A result's columns, for the recording: their names, and their types
+/// (to write values that came in binary as text, see [`crate::values`]).
+#[derive(Debug)]
+struct Columns {
+    names: Box<[String]>,
+    types: Box<[u32]>,
+}
+
+/// What the server answered to the client's `Describe` of a prepared
+/// statement, set when the answer passes; one per `Parse`.
+type Described = Arc<std::sync::OnceLock<Arc<Columns>>>;
 
 /// What the client side forwarded, in order; the upstream side consumes
 /// these as responses arrive.
@@ -133,6 +149,9 @@ enum Item {
     /// column comes from, its format) precedes the rows. Its answer is
     /// used here and not passed to the client.
     Describe,
+    /// The client's `Describe` of a prepared statement: its answer (passed
+    /// on) tells the statement's columns, kept for its executions.
+    DescribeStmt(Described),
 }
 
 /// Items the client side has forwarded and the upstream side has not yet
@@ -343,15 +362,22 @@ fn query_message(out: &mut BytesMut, sql: &str) {
     out.extend_from_slice(b"\0");
 }
 
-/// A portal: its SQL, verdict, parameters (kept only if held for review)
-/// and the format of its result columns (for the recording).
-type Portal = (Arc<str>, Arc<Verdict>, Option<Arc<Params>>, ResultFormats);
+/// A portal: its SQL, verdict, parameters (kept only if held for review),
+/// and the format of its result columns and its statement's description
+/// (for the recording).
+type Portal = (
+    Arc<str>,
+    Arc<Verdict>,
+    Option<Arc<Params>>,
+    ResultFormats,
+    Option<Described>,
+);
 
 struct ClientSide {
     ctx: Arc<Ctx>,
     pending: Pending,
-    /// Prepared statements: name → (SQL, verdict).
-    statements: HashMap<String, (Arc<str>, Arc<Verdict>)>,
+    /// Prepared statements: name → (SQL, verdict, description).
+    statements: HashMap<String, (Arc<str>, Arc<Verdict>, Described)>,
     /// Portals: name → (SQL, verdict, parameters if held for review).
     portals: HashMap<String, Portal>,
     /// Notices for the client (sent through the upstream side).
@@ -383,6 +409,7 @@ impl ClientSide {
             admission: self.ctx.proxy.recorder.admit(),
             mask: None,
             columns: None,
+            described: None,
             formats: ResultFormats::Text,
         }
     }
@@ -716,8 +743,10 @@ impl ClientSide {
                 match refusal(&verdict) {
                     None => {
                         out.extend_from_slice(msg);
-                        self.statements
-                            .insert(name.to_string(), (sql.into(), verdict));
+                        self.statements.insert(
+                            name.to_string(),
+                            (sql.into(), verdict, Described::default()),
+                        );
                     }
                     Some((rule, message)) => {
                         self.audit_refusal(sql, rule);
@@ -729,12 +758,16 @@ impl ClientSide {
             }
             b'B' => {
                 let (portal, stmt) = codec::parse_bind(body).map_err(malformed)?;
-                let entry = self.statements.get(stmt).cloned().unwrap_or_else(|| {
-                    (
+                let entry = match self.statements.get(stmt) {
+                    Some((sql, verdict, described)) => {
+                        (sql.clone(), verdict.clone(), Some(described.clone()))
+                    }
+                    None => (
                         Arc::from(format!("(unknown prepared statement \"{stmt}\")")),
                         self.allow.clone(),
-                    )
-                });
+                        None,
+                    ),
+                };
                 // Parameters matter only to a statement held for review.
                 let params = if matches!(*entry.1, Verdict::Review { .. }) {
                     let (raw, values) = codec::bind_params(body).map_err(malformed)?;
@@ -747,7 +780,7 @@ impl ClientSide {
                 };
                 let formats = codec::bind_result_formats(body).map_err(malformed)?;
                 out.extend_from_slice(msg);
-                let entry = (entry.0, entry.1, params, formats);
+                let entry = (entry.0, entry.1, params, formats, entry.2);
                 match self.portals.get_mut(portal) {
                     Some(slot) => *slot = entry,
                     None => {
@@ -757,10 +790,10 @@ impl ClientSide {
             }
             b'E' => {
                 let (portal, _) = codec::parse_execute(body).map_err(malformed)?;
-                let (sql, verdict, params, formats) =
+                let (sql, verdict, params, formats, described) =
                     self.portals.get(portal).cloned().unwrap_or_else(|| {
                         let unknown = Arc::from("(unknown portal)");
-                        (unknown, self.allow.clone(), None, ResultFormats::Text)
+                        (unknown, self.allow.clone(), None, ResultFormats::Text, None)
                     });
                 // Decided at Parse; a statement for review is looked at
                 // again (a just-in-time grant may cover it by now).
@@ -771,6 +804,7 @@ impl ClientSide {
                 };
                 let mut stmt = self.stmt(sql, verdict);
                 stmt.formats = formats;
+                stmt.described = described;
                 if stmt.admission.is_none() && !self.ctx.proxy.record_fail_open {
                     // Refuse the rest of the batch as for a refused Parse.
                     let refusal = recorder_behind();
@@ -797,6 +831,15 @@ impl ClientSide {
                     }
                     Verdict::Allow { .. } => self.execute(stmt, portal, msg, out)?,
                 }
+            }
+            b'D' => {
+                let (kind, name) = codec::parse_describe(body).map_err(malformed)?;
+                if kind == b'S'
+                    && let Some((_, _, described)) = self.statements.get(name)
+                {
+                    self.send(Item::DescribeStmt(described.clone()))?;
+                }
+                out.extend_from_slice(msg);
             }
             b'C' => {
                 let (kind, name) = codec::parse_close(body).map_err(malformed)?;
@@ -926,10 +969,12 @@ struct UpstreamSide {
     masking: MaskSession,
     /// How the rows of the current result are masked, if they are.
     rows: Option<RowMask>,
-    /// The last `RowDescription` recorded and its column names: drivers
-    /// describe the same statement before every execution, so the names
+    /// The last `RowDescription` recorded and its columns: drivers
+    /// describe the same statement before every execution, so the columns
     /// are made once, not per statement.
-    described: Option<(Vec<u8>, Arc<[String]>)>,
+    described: Option<(Vec<u8>, Arc<Columns>)>,
+    /// Room to write a binary value as text (for [`capture`]).
+    scratch: String,
     /// The first rows of the result of the statement at the front of the
     /// queue (the one receiving rows), for its record; reused from
     /// statement to statement.
@@ -943,8 +988,16 @@ struct UpstreamSide {
 /// Keeps a result row (the DataRow body `row`, as the client receives it)
 /// in `sample` while the statement at the front of the queue has fewer
 /// than `limit` rows recorded. Text columns are kept as sent; binary ones
-/// (and text that is not UTF-8) as `\x` and hex.
-fn capture(sample: &mut ResultSample, limit: usize, q: &VecDeque<Item>, row: Option<&[u8]>) {
+/// as PostgreSQL would write them as text when their type is known and
+/// rendered by [`crate::values`], otherwise (and text that is not UTF-8)
+/// as `\x` and hex. `scratch` is room for that rendering.
+fn capture(
+    sample: &mut ResultSample,
+    scratch: &mut String,
+    limit: usize,
+    q: &VecDeque<Item>,
+    row: Option<&[u8]>,
+) {
     let Some(Item::Simple(stmt) | Item::Exec(stmt)) = q.front() else {
         return;
     };
@@ -962,10 +1015,27 @@ fn capture(sample: &mut ResultSample, limit: usize, q: &VecDeque<Item>, row: Opt
     }
     sample.begin_row();
     let mut column = 0;
+    // The types: from this response's RowDescription, else from the
+    // statement's description.
+    let columns = stmt
+        .columns
+        .as_ref()
+        .or_else(|| stmt.described.as_ref().and_then(|d| d.get()));
     let read = codec::visit_data_row(row, |v| {
         match v {
             None => sample.value(None),
-            Some(v) if stmt.formats.binary(column) => sample.value_hex(v, 256),
+            Some(v) if stmt.formats.binary(column) => {
+                scratch.clear();
+                // Rendered only while small (as hex keeps 256 bytes at most).
+                let rendered = columns
+                    .and_then(|c| c.types.get(column))
+                    .filter(|_| v.len() <= 256)
+                    .and_then(|&t| crate::values::render(t, v, scratch));
+                match rendered {
+                    Some(()) if scratch.len() <= 4 * 256 => sample.value(Some(scratch)),
+                    _ => sample.value_hex(v, 256),
+                }
+            }
             Some(v) => match std::str::from_utf8(v) {
                 Ok(t) => sample.value(Some(t)),
                 Err(_) => sample.value_hex(v, 256),
@@ -979,21 +1049,28 @@ fn capture(sample: &mut ResultSample, limit: usize, q: &VecDeque<Item>, row: Opt
     }
 }
 
+/// The names and types of a `RowDescription` body's columns.
+fn columns_of(body: &[u8]) -> Option<Columns> {
+    let fields = codec::parse_row_description(body).ok()?;
+    let types = fields.iter().map(|f| f.type_oid).collect();
+    let names = fields.into_iter().map(|f| f.name).collect();
+    Some(Columns { names, types })
+}
+
 impl UpstreamSide {
-    /// The column names of a `RowDescription` body, for the recording.
-    fn columns(&mut self, body: &[u8]) -> Option<Arc<[String]>> {
-        if let Some((last, names)) = &self.described
+    /// The columns of a `RowDescription` body, for the recording.
+    fn columns(&mut self, body: &[u8]) -> Option<Arc<Columns>> {
+        if let Some((last, columns)) = &self.described
             && last.as_slice() == body
         {
-            return Some(names.clone());
+            return Some(columns.clone());
         }
-        let fields = codec::parse_row_description(body).ok()?;
-        let names: Arc<[String]> = fields.into_iter().map(|f| f.name).collect();
+        let columns = Arc::new(columns_of(body)?);
         // Kept only while small: a wide result is described anew each time.
         if body.len() <= 4096 {
-            self.described = Some((body.to_vec(), names.clone()));
+            self.described = Some((body.to_vec(), columns.clone()));
         }
-        Some(names)
+        Some(columns)
     }
 
     /// Records a statement that is done, with its command tag.
@@ -1028,7 +1105,11 @@ impl UpstreamSide {
                 command,
                 rows: Some(stmt.rows),
                 error: stmt.error.as_deref(),
-                columns: stmt.columns.as_deref(),
+                columns: stmt
+                    .columns
+                    .as_ref()
+                    .or_else(|| stmt.described.as_ref().and_then(|d| d.get()))
+                    .map(|c| &*c.names),
                 result: (!self.sample.is_empty()).then_some(&self.sample),
                 result_truncated: self.sample.truncated,
             },
@@ -1080,12 +1161,14 @@ impl UpstreamSide {
                 let error = format!("{code}: {message}");
                 match pending.front_mut() {
                     Some(Item::Simple(s)) => s.error = Some(error),
-                    Some(Item::Exec(_) | Item::Describe) => {
-                        // This Execute (or Gatehouse's Describe before it)
-                        // failed, and the server skips the rest of the batch
-                        // until Sync.
+                    Some(Item::Exec(_) | Item::Describe | Item::DescribeStmt(_)) => {
+                        // This Execute (or a Describe before it) failed, and
+                        // the server skips the rest of the batch until Sync.
                         let mut first = true;
-                        while matches!(pending.front(), Some(Item::Exec(_) | Item::Describe)) {
+                        while matches!(
+                            pending.front(),
+                            Some(Item::Exec(_) | Item::Describe | Item::DescribeStmt(_))
+                        ) {
                             if let Some(Item::Exec(mut s)) = pending.pop_front() {
                                 s.error = Some(if first {
                                     error.clone()
@@ -1110,7 +1193,7 @@ impl UpstreamSide {
                         break;
                     }
                     Some(Item::Sync) | None => break,
-                    Some(Item::Describe | Item::Swallow(_)) => {}
+                    Some(Item::Describe | Item::DescribeStmt(_) | Item::Swallow(_)) => {}
                     Some(Item::Exec(mut s)) => {
                         s.error = Some("no response before the end of the batch".into());
                         self.finish(s, None);
@@ -1146,6 +1229,20 @@ impl UpstreamSide {
         if matches!(q.front(), Some(Item::Swallow(t)) if *t == tag) {
             q.pop_front();
             return Ok(Step::Consumed);
+        }
+        if let Some(Item::DescribeStmt(described)) = q.front()
+            && matches!(tag, b'T' | b'n')
+        {
+            // The answer to the client's Describe of a prepared statement
+            // (after its ParameterDescription): passed on, and its columns
+            // kept for the statement's executions.
+            if tag == b'T'
+                && let Some(columns) = columns_of(body)
+            {
+                let _ = described.set(Arc::new(columns));
+            }
+            q.pop_front();
+            return Ok(Step::Forward);
         }
         match tag {
             b'T' => {
@@ -1211,6 +1308,7 @@ impl UpstreamSide {
                     // Recorded as the client sees it: masked.
                     capture(
                         &mut self.sample,
+                        &mut self.scratch,
                         self.ctx.record_rows,
                         q,
                         self.out.get(at + 5..),
@@ -1250,7 +1348,13 @@ impl UpstreamSide {
             }
             b'D' => {
                 self.observe(q, tag, body);
-                capture(&mut self.sample, self.ctx.record_rows, q, Some(body));
+                capture(
+                    &mut self.sample,
+                    &mut self.scratch,
+                    self.ctx.record_rows,
+                    q,
+                    Some(body),
+                );
                 Ok(Step::Forward)
             }
             _ => {
@@ -1278,6 +1382,7 @@ async fn upstream_to_client(
         masking,
         rows: None,
         described: None,
+        scratch: String::new(),
         sample: ResultSample::default(),
         command: String::new(),
         has_command: false,
@@ -1403,7 +1508,13 @@ async fn upstream_to_client(
                     } else if total > STREAM_OVER && matches!(tag, b'D' | b'd') {
                         side.observe(&mut q, tag, &[]);
                         if tag == b'D' {
-                            capture(&mut side.sample, side.ctx.record_rows, &q, None);
+                            capture(
+                                &mut side.sample,
+                                &mut side.scratch,
+                                side.ctx.record_rows,
+                                &q,
+                                None,
+                            );
                         }
                         streaming = total;
                         continue;

@@ -206,6 +206,9 @@ fn bodies(body: &[u8]) {
     if let Ok((kind, _)) = codec::parse_close(body) {
         assert!(kind == b'S' || kind == b'P');
     }
+    if let Ok((kind, name)) = codec::parse_describe(body) {
+        assert!((kind == b'S' || kind == b'P') && name.len() + 2 <= body.len());
+    }
     if let Some(tag) = codec::parse_command_complete(body) {
         let _ = codec::tag_rows(tag);
     }

@@ -295,11 +295,14 @@ async fn results_are_recorded_as_the_client_received_them() {
         c.simple_query("SELECT 'a\"b' AS q, NULL AS z; SELECT g FROM generate_series(1, 3) g")
             .await
             .unwrap();
-        // Binary format (tokio-postgres asks for it): kept as hex, even
-        // where the bytes happen to be UTF-8 (the int 7 is "\0\0\0\u{7}").
+        // Binary format (tokio-postgres asks for it, after describing the
+        // statement in a batch of its own): written as the server writes
+        // each type as text, not taken for text where the bytes happen to
+        // be UTF-8 (the int 7 is "\0\0\0\u{7}"); a type not rendered
+        // (bytea's text form is hex anyway, an array here) is kept as hex.
         let rows = c
             .query(
-                "SELECT $1::int AS n, 'x'::text AS t, NULL::int AS z",
+                "SELECT $1::int AS n, 'x'::text AS t, NULL::int AS z, '\\x0102'::bytea AS b, ARRAY[1] AS a",
                 &[&7i32],
             )
             .await
@@ -322,18 +325,62 @@ async fn results_are_recorded_as_the_client_received_them() {
         ]
     );
     assert_eq!(stmts[0].command.as_deref(), Some("SELECT 3"));
+    let row = &rows(1)[0];
+    assert_eq!(row[0].as_deref(), Some("7"));
+    assert_eq!(row[1].as_deref(), Some("x"));
+    assert_eq!(row[2], None);
+    assert_eq!(row[3].as_deref(), Some("\\x0102"));
+    assert!(
+        row[4].as_deref().is_some_and(|a| a.starts_with("\\x")),
+        "an int[] in binary is kept as hex: {row:?}"
+    );
     assert_eq!(
-        rows(1),
-        vec![vec![
-            Some("\\x00000007".to_string()),
-            Some("\\x78".to_string()),
-            None
-        ]]
+        stmts[1].columns.as_deref(),
+        Some(&["n", "t", "z", "b", "a"].map(String::from)[..]),
+        "the columns come from the statement's description"
     );
     assert_eq!(stmts[1].command.as_deref(), Some("SELECT 1"));
     assert_eq!(stmts[1].rows, Some(1));
     assert!(stmts[2].result.is_none());
     assert_eq!(stmts[2].rows, Some(0));
+}
+
+/// Values that came in binary are recorded as the server writes them as
+/// text: the same statement's text-format result (a simple query, through
+/// the gateway) is the oracle.
+#[tokio::test]
+async fn binary_results_are_recorded_as_the_server_writes_them_as_text() {
+    let gw = gateway().await;
+    let sql = "SELECT true AS b, 7::int2 AS s, -8::int4 AS i, 9000000000::int8 AS l, 42::oid AS o, \
+               'héllo'::text AS t, 'v'::varchar AS v, 'c'::char(3) AS bp, 'nm'::name AS nm, \
+               1.5::float8 AS f8, 0.1::float4 AS f4, 1e20::float8 AS big, 0.00001::float8 AS small, \
+               1234567::float4 AS f4big, 'NaN'::float8 AS fnan, \
+               123456.789::numeric(12,4) AS n, -0.00012::numeric AS n2, 'NaN'::numeric AS nn, \
+               10000::numeric AS n3, 0::numeric(5,2) AS n4, \
+               'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, '2024-02-29'::date AS d, \
+               'infinity'::date AS dinf, '2024-02-29 13:14:15.5'::timestamp AS ts, \
+               '1999-12-31 23:59:59.999999+00'::timestamptz AS tz, '12:34:56.000001'::time AS tm, \
+               '{\"a\": [1, 2]}'::jsonb AS jb, '{\"a\":1}'::json AS j";
+    {
+        let c = connect(&gw.url).await;
+        // timestamptz is rendered in UTC: the text oracle is asked in UTC.
+        c.simple_query("SET TimeZone = 'UTC'").await.unwrap();
+        c.simple_query(sql).await.unwrap();
+        c.query(sql, &[]).await.unwrap();
+    }
+    let stmts = recorded(&gw).await;
+    let text = stmts[1].result.clone().unwrap();
+    let binary = stmts[2].result.clone().unwrap();
+    assert_eq!(stmts[2].sql, sql);
+    let names = stmts[2].columns.clone().unwrap();
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(
+            binary[0][i], text[0][i],
+            "column {name}: recorded from binary {:?}, the server's text {:?}",
+            binary[0][i], text[0][i]
+        );
+    }
+    assert_eq!(names.len(), 28);
 }
 
 #[tokio::test]
