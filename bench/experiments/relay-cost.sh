@@ -24,21 +24,14 @@
 # Needs what bench/experiments/compare.sh needs.
 set -euo pipefail
 
-DURATION=5
-ROUNDS=3
-CLIENTS="8 32"
-MODES="prepared"
-THREADS=1
+# Everything but --bin is compare.sh's (same defaults: 5 s, 3 rounds, 8 and
+# 32 clients, prepared, one session thread).
 BIN=""
+ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --duration) DURATION=$2; shift 2 ;;
-    --rounds) ROUNDS=$2; shift 2 ;;
-    --clients) CLIENTS=$2; shift 2 ;;
-    --modes) MODES=$2; shift 2 ;;
-    --threads) THREADS=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
-    *) echo "unknown argument: $1" >&2; exit 2 ;;
+    *) ARGS+=("$1"); shift ;;
   esac
 done
 
@@ -65,7 +58,6 @@ if [ -z "$BIN" ]; then
 fi
 
 # ---------------------------------------------------------------- measure
-"$ROOT/bench/experiments/compare.sh" --duration "$DURATION" --rounds "$ROUNDS" --clients "$CLIENTS" \
-  --modes "$MODES" --threads "$THREADS" \
+"$ROOT/bench/experiments/compare.sh" "${ARGS[@]}" \
   --title "relay-cost: $BIN (commit $(git rev-parse --short HEAD) + bench/experiments/relay-cost.patch)" \
   full="$BIN" nosend="$BIN,GH_EXP=nosend" nolog="$BIN,GH_EXP=nolog" raw="$BIN,GH_EXP=raw"

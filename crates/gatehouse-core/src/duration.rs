@@ -1,4 +1,5 @@
-//! Human durations: `90s`, `30m`, `24h`, `7d`, or combinations like `1h30m`.
+//! Human durations: `90s`, `30m`, `24h`, `7d`, or combinations like `1h30m`;
+//! and the calendar date of a day count.
 
 use std::time::Duration;
 
@@ -6,6 +7,20 @@ use std::time::Duration;
 #[error("invalid duration {input:?}: use a number with a unit, e.g. 90s, 30m, 24h or 7d")]
 pub struct DurationError {
     input: String,
+}
+
+/// The date (year, month 1–12, day 1–31, proleptic Gregorian) of a day
+/// counted from 1970-01-01 (negative before it).
+pub fn civil_date(days_since_1970: i64) -> (i64, i64, i64) {
+    let z = days_since_1970 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
@@ -83,6 +98,14 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(-1), (1969, 12, 31));
+        assert_eq!(civil_date(10_957 + 59), (2000, 2, 29));
+        assert_eq!(civil_date(-719_162), (1, 1, 1));
+    }
 
     #[test]
     fn parses_units_and_combinations() {

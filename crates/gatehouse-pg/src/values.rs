@@ -263,16 +263,7 @@ fn numeric(out: &mut String, v: &[u8]) -> Option<()> {
 /// `YYYY-MM-DD` of a day counted from 2000-01-01; `None` before year 1
 /// (PostgreSQL writes those with `BC`, not rendered here) or after 9999.
 fn date(out: &mut String, days_since_2000: i64) -> Option<()> {
-    // Days from 1970-01-01, then the civil date (proleptic Gregorian).
-    let z = days_since_2000 + 10_957 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = gatehouse_core::duration::civil_date(days_since_2000 + 10_957);
     if !(1..=9999).contains(&year) {
         return None;
     }
