@@ -12,7 +12,7 @@ use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_core::policy::spec::MaskMethod;
-use gatehouse_policy::{ColumnRefs, Engine, MaskPlan, SqlDialect, mask_text};
+use gatehouse_policy::{CachedEngine, ColumnRefs, Engine, MaskPlan, SqlDialect, mask_text};
 use gatehouse_store::recorder::{Admission, SessionLog};
 use gatehouse_store::{ResultSample, StatementEntry};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
@@ -126,6 +126,9 @@ struct Session<S> {
     log: SessionLog,
     seq: i64,
     prepared: HashMap<u32, Prepared>,
+    /// The policy engine in force, looked at again before each command
+    /// (fetched anew only when the policy's generation moves).
+    engine: CachedEngine,
 }
 
 /// Runs the session until either side ends it; returns why it ended.
@@ -139,7 +142,9 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let (ur, uw) = tokio::io::split(upstream);
     let log = ctx.proxy.recorder.session_log(&ctx.session_id);
     let deadline = ctx.max_session;
+    let engine = CachedEngine::new(&*ctx.proxy.policy);
     let mut s = Session {
+        engine,
         ctx,
         client_r: BufReader::with_capacity(16 * 1024, cr),
         client_w: cw,
@@ -270,8 +275,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         codec::put_packet(&mut self.out, 1, &p);
     }
 
-    fn engine(&self) -> Arc<Engine> {
-        self.ctx.proxy.policy.engine()
+    fn engine(&self) -> &Arc<Engine> {
+        self.engine.get()
     }
 
     fn stmt(&mut self, sql: Arc<str>) -> Stmt {
@@ -438,6 +443,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Serves one command; `Ok(false)` when the client quit.
     async fn command(&mut self, payload: &[u8]) -> Result<bool, String> {
+        self.engine.refresh(&*self.ctx.proxy.policy);
         let (cmd, body) = match parse_command(payload) {
             Ok(x) => x,
             Err(_) => {

@@ -274,6 +274,59 @@ c.close()
 print(json.dumps(out))
 "#;
 
+/// A session keeps the policy engine between commands and takes up a new
+/// policy at its next command: a PyMySQL session open across
+/// `gatehouse apply` is refused by the new rule without reconnecting.
+#[test]
+fn an_open_session_takes_up_a_new_policy_at_its_next_command() {
+    use std::io::{BufRead, BufReader, Write};
+    let f = setup("newpolicy");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let script = r#"
+import sys, pymysql
+host, port, token, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+c = pymysql.connect(host=host, port=port, user="bot", password=token, database="shop")
+cur = c.cursor()
+def count():
+    try:
+        cur.execute(f"SELECT count(*) FROM {table}")
+        return "rows " + str(cur.fetchall()[0][0])
+    except pymysql.err.MySQLError as e:
+        return "refused " + str(e)
+print(count(), flush=True)
+sys.stdin.readline()
+print(count(), flush=True)
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args([host, port, &f.bot, &f.table])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first answer").unwrap();
+    assert_eq!(first, "rows 3", "allowed under the first policy");
+    let file = f.s.path("no-reads.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"no-reads-now\"\nstatements = [\"read\"]\ntables = [\"{}\"]\naction = \"deny\"\n",
+            f.table
+        ),
+    )
+    .unwrap();
+    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    writeln!(child.stdin.as_mut().unwrap()).unwrap();
+    let second = lines.next().expect("a second answer").unwrap();
+    assert!(
+        second.starts_with("refused") && second.contains("no-reads-now"),
+        "the same session, after the policy changed: {second}"
+    );
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn python_drivers_text_and_prepared_statements_masked() {
     let f = setup("py");
