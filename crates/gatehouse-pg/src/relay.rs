@@ -119,6 +119,16 @@ struct Stmt {
     formats: ResultFormats,
 }
 
+impl Stmt {
+    /// Its result's columns as far as known: from its response's
+    /// `RowDescription`, else from its statement's description.
+    fn result_columns(&self) -> Option<&Arc<Columns>> {
+        self.columns
+            .as_ref()
+            .or_else(|| self.described.as_ref().and_then(|d| d.get()))
+    }
+}
+
 /// A result's columns, for the recording: their names, and their types
 /// (to write values that came in binary as text, see [`crate::values`]).
 #[derive(Debug)]
@@ -1015,12 +1025,7 @@ fn capture(
     }
     sample.begin_row();
     let mut column = 0;
-    // The types: from this response's RowDescription, else from the
-    // statement's description.
-    let columns = stmt
-        .columns
-        .as_ref()
-        .or_else(|| stmt.described.as_ref().and_then(|d| d.get()));
+    let columns = stmt.result_columns();
     let read = codec::visit_data_row(row, |v| {
         match v {
             None => sample.value(None),
@@ -1105,11 +1110,7 @@ impl UpstreamSide {
                 command,
                 rows: Some(stmt.rows),
                 error: stmt.error.as_deref(),
-                columns: stmt
-                    .columns
-                    .as_ref()
-                    .or_else(|| stmt.described.as_ref().and_then(|d| d.get()))
-                    .map(|c| &*c.names),
+                columns: stmt.result_columns().map(|c| &*c.names),
                 result: (!self.sample.is_empty()).then_some(&self.sample),
                 result_truncated: self.sample.truncated,
             },

@@ -68,8 +68,15 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
         | oid::NAME
         | oid::JSON
         | oid::XML
-        | oid::UNKNOWN
-        | oid::CHAR => out.push_str(std::str::from_utf8(v).ok()?),
+        | oid::UNKNOWN => out.push_str(std::str::from_utf8(v).ok()?),
+        // `"char"`: one byte; the zero byte reads as the empty string (a
+        // byte over 0x7f, which the server writes as an octal escape, is
+        // left as hex).
+        oid::CHAR => match v {
+            [] | [0] => {}
+            [b] if b.is_ascii() => out.push(char::from(*b)),
+            _ => return None,
+        },
         oid::JSONB => match v.split_first() {
             // Version 1 is the only one: the JSON text follows.
             Some((1, text)) => out.push_str(std::str::from_utf8(text).ok()?),
@@ -338,6 +345,9 @@ mod tests {
     fn text_types() {
         assert_eq!(text(oid::TEXT, "ünï".as_bytes()).as_deref(), Some("ünï"));
         assert_eq!(text(oid::VARCHAR, &[0xff]), None, "not UTF-8");
+        assert_eq!(text(oid::CHAR, b"c").as_deref(), Some("c"));
+        assert_eq!(text(oid::CHAR, &[0]).as_deref(), Some(""));
+        assert_eq!(text(oid::CHAR, &[0x81]), None);
         assert_eq!(
             text(oid::JSONB, b"\x01{\"a\": 1}").as_deref(),
             Some("{\"a\": 1}")

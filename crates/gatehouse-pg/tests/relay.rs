@@ -360,7 +360,8 @@ async fn binary_results_are_recorded_as_the_server_writes_them_as_text() {
                'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, '2024-02-29'::date AS d, \
                'infinity'::date AS dinf, '2024-02-29 13:14:15.5'::timestamp AS ts, \
                '1999-12-31 23:59:59.999999+00'::timestamptz AS tz, '12:34:56.000001'::time AS tm, \
-               '{\"a\": [1, 2]}'::jsonb AS jb, '{\"a\":1}'::json AS j";
+               '{\"a\": [1, 2]}'::jsonb AS jb, '{\"a\":1}'::json AS j, \
+               'c'::\"char\" AS ch, ''::\"char\" AS ch0";
     {
         let c = connect(&gw.url).await;
         // timestamptz is rendered in UTC: the text oracle is asked in UTC.
@@ -380,7 +381,7 @@ async fn binary_results_are_recorded_as_the_server_writes_them_as_text() {
             binary[0][i], text[0][i]
         );
     }
-    assert_eq!(names.len(), 28);
+    assert_eq!(names.len(), 30);
 }
 
 #[tokio::test]
