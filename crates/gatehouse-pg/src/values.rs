@@ -6,10 +6,13 @@
 //! Only types whose binary layout is fixed and whose text form does not
 //! depend on session settings are rendered, the way the server's output
 //! functions render them with default settings (`DateStyle` ISO,
-//! `extra_float_digits` 1); `timestamptz` is rendered in UTC (`+00`), since
-//! the session's `TimeZone` is not known here. Anything else, and any value
-//! whose bytes do not fit its type, is left to the caller (kept as hex).
-//! The text written is at most about 2 KiB plus the value's own length.
+//! `IntervalStyle` postgres, `extra_float_digits` 1); `timestamptz` is
+//! rendered in UTC (`+00`), since the session's `TimeZone` is not known
+//! here. One-dimensional and multi-dimensional arrays of these types are
+//! rendered as `array_out` writes them. Anything else, and any value whose
+//! bytes do not fit its type, is left to the caller (kept as hex). The
+//! text written is at most [`MAX_TEXT_BASE`] bytes plus eight times the
+//! value's own length (a `bit` string writes a character per bit).
 
 use std::fmt::Write as _;
 
@@ -23,6 +26,7 @@ mod oid {
     pub const INT4: u32 = 23;
     pub const TEXT: u32 = 25;
     pub const OID: u32 = 26;
+    pub const BYTEA: u32 = 17;
     pub const JSON: u32 = 114;
     pub const XML: u32 = 142;
     pub const FLOAT4: u32 = 700;
@@ -37,7 +41,53 @@ mod oid {
     pub const NUMERIC: u32 = 1700;
     pub const UUID: u32 = 2950;
     pub const JSONB: u32 = 3802;
+    pub const INTERVAL: u32 = 1186;
+    pub const TIMETZ: u32 = 1266;
+    pub const INET: u32 = 869;
+    pub const CIDR: u32 = 650;
+    pub const MACADDR: u32 = 829;
+    pub const MACADDR8: u32 = 774;
+    pub const BIT: u32 = 1560;
+    pub const VARBIT: u32 = 1562;
+
+    /// The built-in array types of the types above, with their element type.
+    pub const ARRAYS: &[(u32, u32)] = &[
+        (1000, BOOL),
+        (1001, BYTEA),
+        (1002, CHAR),
+        (1003, NAME),
+        (1005, INT2),
+        (1007, INT4),
+        (1009, TEXT),
+        (1014, BPCHAR),
+        (1015, VARCHAR),
+        (1016, INT8),
+        (1021, FLOAT4),
+        (1022, FLOAT8),
+        (1028, OID),
+        (199, JSON),
+        (143, XML),
+        (3807, JSONB),
+        (1115, TIMESTAMP),
+        (1182, DATE),
+        (1183, TIME),
+        (1185, TIMESTAMPTZ),
+        (1187, INTERVAL),
+        (1270, TIMETZ),
+        (1231, NUMERIC),
+        (2951, UUID),
+        (1041, INET),
+        (651, CIDR),
+        (1040, MACADDR),
+        (775, MACADDR8),
+        (1561, BIT),
+        (1563, VARBIT),
+    ];
 }
+
+/// The fixed part of the bound on the text written for one value (a
+/// `numeric` of a few bytes can write about 2,000 digits).
+pub const MAX_TEXT_BASE: usize = 2048;
 
 /// Appends the text form of `v`, a binary value of type `type_oid`, to
 /// `out`. `None` (and `out` as it was) when the type is not one rendered
@@ -124,7 +174,339 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
                 }
             }
         }
+        oid::BYTEA => {
+            out.push_str("\\x");
+            for b in v {
+                let _ = write!(out, "{b:02x}");
+            }
+        }
+        oid::INTERVAL => interval(out, v)?,
+        oid::TIMETZ => {
+            let (time, zone) = v.split_at_checked(8)?;
+            let us = i64::from_be_bytes(time.try_into().ok()?);
+            let west = i32::from_be_bytes(zone.try_into().ok()?);
+            // The server keeps offsets within ±15:59:59.
+            if !(0..=86_400_000_000).contains(&us) || west.unsigned_abs() >= 16 * 3600 {
+                return None;
+            }
+            time_of_day(out, us);
+            zone_offset(out, west);
+        }
+        oid::INET | oid::CIDR => inet(out, v, type_oid == oid::CIDR)?,
+        oid::MACADDR | oid::MACADDR8 => {
+            if v.len() != if type_oid == oid::MACADDR { 6 } else { 8 } {
+                return None;
+            }
+            for (i, b) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(':');
+                }
+                let _ = write!(out, "{b:02x}");
+            }
+        }
+        oid::BIT | oid::VARBIT => {
+            let (len, bits) = v.split_at_checked(4)?;
+            let len = usize::try_from(i32::from_be_bytes(len.try_into().ok()?)).ok()?;
+            if bits.len() != len.div_ceil(8) {
+                return None;
+            }
+            for i in 0..len {
+                out.push(if bits[i / 8] & (0x80 >> (i % 8)) != 0 {
+                    '1'
+                } else {
+                    '0'
+                });
+            }
+        }
+        t => match oid::ARRAYS.iter().find(|(a, _)| *a == t) {
+            Some(&(_, element)) => array(out, v, element)?,
+            None => return None,
+        },
+    }
+    Some(())
+}
+
+/// A 32-bit big-endian signed integer at `at`.
+fn be_i32(v: &[u8], at: usize) -> Option<i32> {
+    Some(i32::from_be_bytes(v.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// An array in binary: dimensions, a has-nulls flag, the element type,
+/// each dimension's length and lower bound, then each element as a length
+/// (-1 for NULL) and its bytes. Written as `array_out` writes it:
+/// `{1,2,NULL}`, `{{1,2},{3,4}}`, bounds other than 1 as `[0:1]={a,b}`,
+/// elements quoted where they would not read back otherwise.
+fn array(out: &mut String, v: &[u8], element: u32) -> Option<()> {
+    let ndim = usize::try_from(be_i32(v, 0)?).ok()?;
+    let flags = be_i32(v, 4)?;
+    // The element type must be the array's own (checked, not trusted).
+    if u32::from_be_bytes(v.get(8..12)?.try_into().ok()?) != element || !matches!(flags, 0 | 1) {
+        return None;
+    }
+    if ndim == 0 {
+        out.push_str("{}");
+        return (v.len() == 12).then_some(());
+    }
+    // PostgreSQL's own limit on dimensions.
+    if ndim > 6 {
+        return None;
+    }
+    let mut dims = Vec::with_capacity(ndim);
+    let mut bounds = false;
+    for d in 0..ndim {
+        let len = usize::try_from(be_i32(v, 12 + 8 * d)?)
+            .ok()
+            .filter(|&n| n > 0)?;
+        let lower = be_i32(v, 16 + 8 * d)?;
+        bounds |= lower != 1;
+        dims.push((len, lower));
+    }
+    // Each element takes at least its 4-byte length: the count is bounded
+    // by the value's size before anything is written.
+    let mut at = 12 + 8 * ndim;
+    let count = dims
+        .iter()
+        .try_fold(1usize, |n, &(len, _)| n.checked_mul(len))?;
+    if count > (v.len() - at) / 4 {
+        return None;
+    }
+    if bounds {
+        for &(len, lower) in &dims {
+            let upper = i64::from(lower) + i64::try_from(len).ok()? - 1;
+            let _ = write!(out, "[{lower}:{upper}]");
+        }
+        out.push('=');
+    }
+    // Checked after each element, so that an array of values that each
+    // write much text (numerics of 2,000 digits) stops early.
+    let limit = out.len() + MAX_TEXT_BASE + 8 * v.len();
+    let mut text = String::new();
+    // Position in each dimension, innermost last.
+    let mut index = vec![0usize; ndim];
+    for _ in 0..ndim {
+        out.push('{');
+    }
+    for n in 0..count {
+        if n > 0 {
+            // Close the dimensions that just ended and open them again.
+            let mut closed = 0;
+            for d in (0..ndim).rev() {
+                index[d] += 1;
+                if index[d] < dims[d].0 {
+                    break;
+                }
+                index[d] = 0;
+                closed += 1;
+            }
+            for _ in 0..closed {
+                out.push('}');
+            }
+            out.push(',');
+            for _ in 0..closed {
+                out.push('{');
+            }
+        }
+        let len = be_i32(v, at)?;
+        at += 4;
+        if len < 0 {
+            if len != -1 {
+                return None;
+            }
+            out.push_str("NULL");
+            continue;
+        }
+        let bytes = v.get(at..at + usize::try_from(len).ok()?)?;
+        at += bytes.len();
+        text.clear();
+        render_into(element, bytes, &mut text)?;
+        array_element(out, &text);
+        if out.len() > limit {
+            return None;
+        }
+    }
+    for _ in 0..ndim {
+        out.push('}');
+    }
+    (at == v.len() && out.len() <= limit).then_some(())
+}
+
+/// One array element's text, in double quotes (with `"` and `\` escaped)
+/// when it is empty, reads as NULL, or holds a delimiter, a brace, a quote,
+/// a backslash or white space.
+fn array_element(out: &mut String, text: &str) {
+    let quote = text.is_empty()
+        || text.eq_ignore_ascii_case("NULL")
+        || text.bytes().any(|b| {
+            matches!(
+                b,
+                b'{' | b'}' | b',' | b'"' | b'\\' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c
+            )
+        });
+    if !quote {
+        out.push_str(text);
+        return;
+    }
+    out.push('"');
+    for c in text.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// `interval` in binary: microseconds, days, months. Written in the
+/// `postgres` style: `1 year 2 mons -3 days +04:05:06.5`, `00:00:00` when
+/// zero.
+fn interval(out: &mut String, v: &[u8]) -> Option<()> {
+    if v.len() != 16 {
+        return None;
+    }
+    let time = i64::from_be_bytes(v[..8].try_into().ok()?);
+    let days = be_i32(v, 8)?;
+    let months = be_i32(v, 12)?;
+    // PostgreSQL 17's infinite intervals.
+    if months == i32::MAX && days == i32::MAX && time == i64::MAX {
+        out.push_str("infinity");
+        return Some(());
+    }
+    if months == i32::MIN && days == i32::MIN && time == i64::MIN {
+        out.push_str("-infinity");
+        return Some(());
+    }
+    let start = out.len();
+    // Each field after the first shows `+` when the one before it was
+    // negative and it is not.
+    let mut before_negative = false;
+    for (value, unit) in [
+        (i64::from(months / 12), "year"),
+        (i64::from(months % 12), "mon"),
+        (i64::from(days), "day"),
+    ] {
+        if value == 0 {
+            continue;
+        }
+        if out.len() > start {
+            out.push(' ');
+        }
+        if before_negative && value > 0 {
+            out.push('+');
+        }
+        let _ = write!(out, "{value} {unit}{}", if value == 1 { "" } else { "s" });
+        before_negative = value < 0;
+    }
+    let written = out.len() > start;
+    if !written || time != 0 {
+        if written {
+            out.push(' ');
+        }
+        if time < 0 {
+            out.push('-');
+        } else if before_negative {
+            out.push('+');
+        }
+        let t = time.unsigned_abs();
+        let secs = t / 1_000_000;
+        let _ = write!(
+            out,
+            "{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        fraction(out, t % 1_000_000);
+    }
+    Some(())
+}
+
+/// `.ffffff` without trailing zeros, nothing for zero.
+fn fraction(out: &mut String, micros: u64) {
+    if micros != 0 {
+        let f = format!("{micros:06}");
+        out.push('.');
+        out.push_str(f.trim_end_matches('0'));
+    }
+}
+
+/// A zone offset given in seconds west of UTC, as `+HH`, `-HH:MM` or
+/// `+HH:MM:SS`.
+fn zone_offset(out: &mut String, west: i32) {
+    let a = west.unsigned_abs();
+    let (minutes, seconds) = (a / 60 % 60, a % 60);
+    out.push(if west <= 0 { '+' } else { '-' });
+    let _ = write!(out, "{:02}", a / 3600);
+    if seconds != 0 {
+        let _ = write!(out, ":{minutes:02}:{seconds:02}");
+    } else if minutes != 0 {
+        let _ = write!(out, ":{minutes:02}");
+    }
+}
+
+/// `inet` and `cidr` in binary: family (2 IPv4, 3 IPv6), netmask bits,
+/// whether it is a `cidr`, address length, address. Written as the server
+/// writes them: IPv6 with its longest run of two or more zero groups as
+/// `::` and the last 32 bits dotted when the address embeds IPv4; the
+/// netmask shown unless it covers the whole address (always for `cidr`).
+fn inet(out: &mut String, v: &[u8], cidr: bool) -> Option<()> {
+    let [family, bits, _, len, addr @ ..] = v else {
+        return None;
+    };
+    let full: u8 = match (family, len) {
+        (2, 4) => 32,
+        (3, 16) => 128,
         _ => return None,
+    };
+    if *bits > full || addr.len() != usize::from(*len) {
+        return None;
+    }
+    if full == 32 {
+        let _ = write!(out, "{}.{}.{}.{}", addr[0], addr[1], addr[2], addr[3]);
+    } else {
+        let words: Vec<u16> = addr
+            .chunks(2)
+            .map(|w| u16::from_be_bytes([w[0], w[1]]))
+            .collect();
+        // The first longest run of zero groups, if two or more long.
+        let (mut best, mut run) = ((0usize, 0usize), None::<usize>);
+        for (i, &w) in words.iter().enumerate() {
+            if w == 0 {
+                let s = *run.get_or_insert(i);
+                if i + 1 - s > best.1 {
+                    best = (s, i + 1 - s);
+                }
+            } else {
+                run = None;
+            }
+        }
+        let zeros = (best.1 >= 2).then_some(best);
+        let mut i = 0;
+        while i < 8 {
+            if let Some((s, n)) = zeros
+                && i == s
+            {
+                out.push(':');
+                i += n;
+                if i == 8 {
+                    out.push(':');
+                }
+                continue;
+            }
+            if i != 0 {
+                out.push(':');
+            }
+            let embeds_v4 = i == 6
+                && zeros.is_some_and(|(s, n)| s == 0 && (n == 6 || (n == 5 && words[5] == 0xffff)));
+            if embeds_v4 {
+                let _ = write!(out, "{}.{}.{}.{}", addr[12], addr[13], addr[14], addr[15]);
+                break;
+            }
+            let _ = write!(out, "{:x}", words[i]);
+            i += 1;
+        }
+    }
+    if cidr || *bits != full {
+        let _ = write!(out, "/{bits}");
     }
     Some(())
 }
@@ -281,7 +663,6 @@ fn date(out: &mut String, days_since_2000: i64) -> Option<()> {
 /// `HH:MM:SS` and, when there are any, the microseconds without trailing zeros.
 fn time_of_day(out: &mut String, us: i64) {
     let secs = us / 1_000_000;
-    let frac = us % 1_000_000;
     let _ = write!(
         out,
         "{:02}:{:02}:{:02}",
@@ -289,11 +670,7 @@ fn time_of_day(out: &mut String, us: i64) {
         secs / 60 % 60,
         secs % 60
     );
-    if frac != 0 {
-        let f = format!("{frac:06}");
-        out.push('.');
-        out.push_str(f.trim_end_matches('0'));
-    }
+    fraction(out, us.unsigned_abs() % 1_000_000);
 }
 
 #[cfg(test)]
@@ -353,7 +730,7 @@ mod tests {
             Some("{\"a\": 1}")
         );
         assert_eq!(text(oid::JSONB, b"\x02{}"), None, "unknown jsonb version");
-        assert_eq!(text(17, b"x"), None, "bytea stays hex (its text form)");
+        assert_eq!(text(oid::BYTEA, b"\x01\xab").as_deref(), Some("\\x01ab"));
         assert_eq!(text(9999, b"x"), None, "unknown types stay hex");
     }
 
@@ -438,5 +815,183 @@ mod tests {
             text(oid::TIME, &45_296_000_001i64.to_be_bytes()).as_deref(),
             Some("12:34:56.000001")
         );
+    }
+
+    fn array_bytes(element: u32, dims: &[(i32, i32)], items: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&i32::try_from(dims.len()).unwrap().to_be_bytes());
+        v.extend_from_slice(&i32::from(items.iter().any(Option::is_none)).to_be_bytes());
+        v.extend_from_slice(&element.to_be_bytes());
+        for (len, lower) in dims {
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(&lower.to_be_bytes());
+        }
+        for item in items {
+            match item {
+                None => v.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(b) => {
+                    v.extend_from_slice(&i32::try_from(b.len()).unwrap().to_be_bytes());
+                    v.extend_from_slice(b);
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn arrays_as_array_out_writes_them() {
+        let one = 1i32.to_be_bytes();
+        let two = 2i32.to_be_bytes();
+        let ints = |dims: &[(i32, i32)], items: &[Option<&[u8]>]| {
+            text(1007, &array_bytes(oid::INT4, dims, items))
+        };
+        assert_eq!(ints(&[], &[]).as_deref(), Some("{}"));
+        assert_eq!(
+            ints(&[(3, 1)], &[Some(&one), None, Some(&two)]).as_deref(),
+            Some("{1,NULL,2}")
+        );
+        assert_eq!(
+            ints(
+                &[(2, 1), (2, 1)],
+                &[Some(&one), Some(&two), Some(&two), Some(&one)]
+            )
+            .as_deref(),
+            Some("{{1,2},{2,1}}")
+        );
+        assert_eq!(
+            ints(&[(2, 0)], &[Some(&one), Some(&two)]).as_deref(),
+            Some("[0:1]={1,2}")
+        );
+        assert_eq!(
+            ints(&[(3, 1)], &[Some(&one), Some(&two)]),
+            None,
+            "too few elements"
+        );
+        assert_eq!(
+            ints(&[(1_000_000, 1)], &[Some(&one)]),
+            None,
+            "a count the bytes cannot hold is refused before anything is written"
+        );
+        assert_eq!(ints(&[(0, 1)], &[]), None);
+        // 20 numerics of 1,000 digits each, from 240 bytes: over the bound.
+        let big = numeric_bytes(0, 249, 0, 0, &[]);
+        let items: Vec<Option<&[u8]>> = (0..20).map(|_| Some(&big[..])).collect();
+        assert_eq!(
+            text(1231, &array_bytes(oid::NUMERIC, &[(20, 1)], &items)),
+            None
+        );
+        assert_eq!(
+            text(1231, &array_bytes(oid::NUMERIC, &[(1, 1)], &items[..1])).map(|t| t.len()),
+            Some(999),
+            "one is within it"
+        );
+        assert_eq!(
+            text(1009, &array_bytes(oid::INT4, &[(1, 1)], &[Some(&one)])),
+            None,
+            "an element type other than the array's"
+        );
+        let texts = |items: &[&str]| {
+            let items: Vec<Option<&[u8]>> = items.iter().map(|s| Some(s.as_bytes())).collect();
+            text(
+                1009,
+                &array_bytes(
+                    oid::TEXT,
+                    &[(i32::try_from(items.len()).unwrap(), 1)],
+                    &items,
+                ),
+            )
+        };
+        assert_eq!(
+            texts(&["a", "", "null", "b c", "x\"y", "p\\q", "{"]).as_deref(),
+            Some(r#"{a,"","null","b c","x\"y","p\\q","{"}"#)
+        );
+        assert_eq!(
+            text(1001, &array_bytes(oid::BYTEA, &[(1, 1)], &[Some(&[1, 2])])).as_deref(),
+            Some(r#"{"\\x0102"}"#)
+        );
+    }
+
+    #[test]
+    fn intervals_in_the_postgres_style() {
+        let iv = |us: i64, days: i32, months: i32| {
+            let mut v = us.to_be_bytes().to_vec();
+            v.extend_from_slice(&days.to_be_bytes());
+            v.extend_from_slice(&months.to_be_bytes());
+            text(oid::INTERVAL, &v).unwrap()
+        };
+        assert_eq!(iv(0, 0, 0), "00:00:00");
+        assert_eq!(iv(14_706_500_000, 3, 14), "1 year 2 mons 3 days 04:05:06.5");
+        assert_eq!(iv(7_200_000_000, -1, 0), "-1 days +02:00:00");
+        assert_eq!(iv(-1_000_000, 0, 0), "-00:00:01");
+        assert_eq!(iv(0, 1, -13), "-1 years -1 mons +1 day");
+        assert_eq!(iv(360_000_000_000, 0, 1), "1 mon 100:00:00");
+    }
+
+    #[test]
+    fn addresses_and_bits() {
+        let net = |family: u8, bits: u8, addr: &[u8], cidr: bool| {
+            let mut v = vec![
+                family,
+                bits,
+                u8::from(cidr),
+                u8::try_from(addr.len()).unwrap(),
+            ];
+            v.extend_from_slice(addr);
+            text(if cidr { oid::CIDR } else { oid::INET }, &v)
+        };
+        assert_eq!(
+            net(2, 32, &[10, 0, 0, 1], false).as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(
+            net(2, 24, &[10, 0, 0, 1], false).as_deref(),
+            Some("10.0.0.1/24")
+        );
+        assert_eq!(
+            net(2, 32, &[10, 0, 0, 1], true).as_deref(),
+            Some("10.0.0.1/32")
+        );
+        let v6 = |words: [u16; 8], bits: u8| {
+            let addr: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            net(3, bits, &addr, false).unwrap()
+        };
+        assert_eq!(v6([0, 0, 0, 0, 0, 0, 0, 1], 128), "::1");
+        assert_eq!(v6([0; 8], 128), "::");
+        assert_eq!(
+            v6([0x2001, 0xdb8, 0, 0, 1, 0, 0, 1], 64),
+            "2001:db8::1:0:0:1/64"
+        );
+        assert_eq!(v6([1, 0, 0, 0, 0, 0, 0, 0], 128), "1::");
+        assert_eq!(v6([1, 0, 2, 3, 4, 5, 6, 7], 128), "1:0:2:3:4:5:6:7");
+        assert_eq!(
+            v6([0, 0, 0, 0, 0, 0xffff, 0x0102, 0x0304], 128),
+            "::ffff:1.2.3.4"
+        );
+        assert_eq!(v6([0, 0, 0, 0, 0, 0, 0x0102, 0x0304], 128), "::1.2.3.4");
+        assert_eq!(net(2, 33, &[10, 0, 0, 1], false), None);
+        assert_eq!(net(3, 128, &[0; 4], false), None);
+        assert_eq!(
+            text(oid::MACADDR, &[8, 0, 0x2b, 1, 2, 3]).as_deref(),
+            Some("08:00:2b:01:02:03")
+        );
+        let bits = |len: i32, b: &[u8]| {
+            let mut v = len.to_be_bytes().to_vec();
+            v.extend_from_slice(b);
+            text(oid::VARBIT, &v)
+        };
+        assert_eq!(bits(5, &[0b1011_0000]).as_deref(), Some("10110"));
+        assert_eq!(bits(0, &[]).as_deref(), Some(""));
+        assert_eq!(bits(9, &[0xff]), None);
+        let timetz = |us: i64, west: i32| {
+            let mut v = us.to_be_bytes().to_vec();
+            v.extend_from_slice(&west.to_be_bytes());
+            text(oid::TIMETZ, &v)
+        };
+        assert_eq!(
+            timetz(43_200_000_000, -7200).as_deref(),
+            Some("12:00:00+02")
+        );
+        assert_eq!(timetz(0, 19_800).as_deref(), Some("00:00:00-05:30"));
+        assert_eq!(timetz(0, 0).as_deref(), Some("00:00:00+00"));
     }
 }

@@ -299,10 +299,10 @@ async fn results_are_recorded_as_the_client_received_them() {
         // statement in a batch of its own): written as the server writes
         // each type as text, not taken for text where the bytes happen to
         // be UTF-8 (the int 7 is "\0\0\0\u{7}"); a type not rendered
-        // (bytea's text form is hex anyway, an array here) is kept as hex.
+        // (a point here) is kept as hex.
         let rows = c
             .query(
-                "SELECT $1::int AS n, 'x'::text AS t, NULL::int AS z, '\\x0102'::bytea AS b, ARRAY[1] AS a",
+                "SELECT $1::int AS n, 'x'::text AS t, NULL::int AS z, '\\x0102'::bytea AS b, ARRAY[1] AS a, point(1, 2) AS p",
                 &[&7i32],
             )
             .await
@@ -330,13 +330,18 @@ async fn results_are_recorded_as_the_client_received_them() {
     assert_eq!(row[1].as_deref(), Some("x"));
     assert_eq!(row[2], None);
     assert_eq!(row[3].as_deref(), Some("\\x0102"));
+    assert_eq!(
+        row[4].as_deref(),
+        Some("{1}"),
+        "an int[] in binary is rendered"
+    );
     assert!(
-        row[4].as_deref().is_some_and(|a| a.starts_with("\\x")),
-        "an int[] in binary is kept as hex: {row:?}"
+        row[5].as_deref().is_some_and(|a| a.starts_with("\\x")),
+        "a point in binary is kept as hex: {row:?}"
     );
     assert_eq!(
         stmts[1].columns.as_deref(),
-        Some(&["n", "t", "z", "b", "a"].map(String::from)[..]),
+        Some(&["n", "t", "z", "b", "a", "p"].map(String::from)[..]),
         "the columns come from the statement's description"
     );
     assert_eq!(stmts[1].command.as_deref(), Some("SELECT 1"));
@@ -361,7 +366,17 @@ async fn binary_results_are_recorded_as_the_server_writes_them_as_text() {
                'infinity'::date AS dinf, '2024-02-29 13:14:15.5'::timestamp AS ts, \
                '1999-12-31 23:59:59.999999+00'::timestamptz AS tz, '12:34:56.000001'::time AS tm, \
                '{\"a\": [1, 2]}'::jsonb AS jb, '{\"a\":1}'::json AS j, \
-               'c'::\"char\" AS ch, ''::\"char\" AS ch0";
+               'c'::\"char\" AS ch, ''::\"char\" AS ch0, \
+               '{1,NULL,3}'::int[] AS ai, '{{a,b},{\"c d\",\"\"}}'::text[] AS at2, \
+               '[0:1]={1.5,2}'::float8[] AS af, ARRAY['\\x0102'::bytea] AS ab, '{}'::int[] AS ae, \
+               ARRAY['{\"a\": 1}'::jsonb, NULL] AS ajb, ARRAY['2024-01-01'::date] AS ad, \
+               '1 year 2 mons -3 days 04:05:06.5'::interval AS iv, '-1 days +02:00'::interval AS iv2, \
+               '0'::interval AS iv0, '-00:00:01.25'::interval AS iv3, \
+               '10.1.2.3/24'::inet AS ip, '10.1.2.3'::inet AS ip32, '::ffff:1.2.3.4'::inet AS ip6, \
+               '2001:db8::1:0:0:1'::inet AS ip6b, '2001:db8::/32'::cidr AS cd, '10.0.0.0/8'::cidr AS cd4, \
+               '08:00:2b:01:02:03'::macaddr AS mac, '08:00:2b:01:02:03:04:05'::macaddr8 AS mac8, '12:00:00+05:30'::timetz AS ttz, \
+               '23:59:59.5-08'::timetz AS ttz2, B'10110'::varbit AS vb, B'101'::bit(3) AS bt, \
+               '\\x01ff'::bytea AS by";
     {
         let c = connect(&gw.url).await;
         // timestamptz is rendered in UTC: the text oracle is asked in UTC.
@@ -381,7 +396,7 @@ async fn binary_results_are_recorded_as_the_server_writes_them_as_text() {
             binary[0][i], text[0][i]
         );
     }
-    assert_eq!(names.len(), 30);
+    assert_eq!(names.len(), 54);
 }
 
 #[tokio::test]
