@@ -396,24 +396,62 @@ struct ClientSide {
     /// A `Parse` of the current batch was refused: its statement and the
     /// SQL to run at the batch's `Sync`.
     refused: Option<(Stmt, String)>,
-    /// The policy engine in force, looked at again before each message.
+    /// The policy engine in force, looked at again before each batch of
+    /// messages read together (and after a hold).
     engine: CachedEngine,
     /// The caller's mask plan under the policy it was made from.
     plan: Option<(Arc<Engine>, Option<Arc<MaskPlan>>)>,
     /// `Allow` with no rule, the common verdict, shared rather than
     /// allocated per statement.
     allow: Arc<Verdict>,
+    /// Statements' wall-clock start times.
+    clock: WallClock,
+}
+
+/// Wall-clock milliseconds of instants of the monotonic clock, which a
+/// statement's timing reads anyway: the wall clock itself is read once a
+/// second, not per statement, so a statement costs one clock read at its
+/// start instead of two. Within that second the two clocks move together
+/// (slewing changes their rate by under a thousandth); a step of the wall
+/// clock shows from the next second on.
+struct WallClock {
+    base: Instant,
+    base_ms: i64,
+}
+
+impl WallClock {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            base_ms: now_ms(),
+        }
+    }
+
+    /// The wall-clock time of `t`, a recent instant.
+    fn at(&mut self, t: Instant) -> i64 {
+        let since = t.saturating_duration_since(self.base);
+        if since >= Duration::from_secs(1) {
+            self.base = t;
+            self.base_ms = now_ms();
+            return self.base_ms;
+        }
+        // Under a second: the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let ms = since.as_millis() as i64;
+        self.base_ms + ms
+    }
 }
 
 impl ClientSide {
     fn stmt(&mut self, sql: Arc<str>, verdict: Arc<Verdict>) -> Stmt {
         self.seq += 1;
+        let started = Instant::now();
         Stmt {
             seq: self.seq,
             sql,
             verdict,
-            started: Instant::now(),
-            started_at: now_ms(),
+            started,
+            started_at: self.clock.at(started),
             rows: 0,
             error: None,
             admission: self.ctx.proxy.recorder.admit(),
@@ -683,7 +721,6 @@ impl ClientSide {
     /// Handles one framed client message, appending what goes upstream to
     /// `out`; a statement held for review is returned instead.
     fn message(&mut self, tag: u8, msg: &[u8], out: &mut BytesMut) -> Result<Option<Hold>, String> {
-        self.engine.refresh(&*self.ctx.proxy.policy);
         let body = codec::body(msg);
         let malformed = |e: codec::CodecError| format!("protocol error from the client: {e}");
         if self.refused.is_some() {
@@ -904,6 +941,7 @@ async fn client_to_upstream(
         engine,
         plan: None,
         allow: Arc::new(Verdict::Allow { rule: None }),
+        clock: WallClock::new(),
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -923,6 +961,9 @@ async fn client_to_upstream(
                 .await;
         }
         out.clear();
+        // The policy in force is looked at once per read (a batch of
+        // messages that came together), and again after a hold.
+        side.engine.refresh(&*side.ctx.proxy.policy);
         let mut terminate = false;
         loop {
             let (tag, total) = match codec::frame(&buf, limit) {
@@ -949,6 +990,7 @@ async fn client_to_upstream(
                     if let Err(e) = side.release(hold, verdict, &mut out).await {
                         return e;
                     }
+                    side.engine.refresh(&*side.ctx.proxy.policy);
                 }
             }
             if tag == b'X' {
@@ -1571,4 +1613,34 @@ async fn flush<W: AsyncWrite + Unpin>(w: &mut W, out: &mut BytesMut) -> std::io:
         *out = BytesMut::with_capacity(16 * 1024);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_start_times_follow_the_monotonic_clock_within_a_second() {
+        let base = Instant::now();
+        let mut clock = WallClock {
+            base,
+            base_ms: 1_000,
+        };
+        assert_eq!(clock.at(base), 1_000);
+        assert_eq!(clock.at(base + Duration::from_millis(250)), 1_250);
+        assert_eq!(clock.at(base + Duration::from_millis(999)), 1_999);
+        // An instant before the base (not expected) reads as the base.
+        let mut later = WallClock {
+            base: base + Duration::from_millis(5),
+            base_ms: 1_000,
+        };
+        assert_eq!(later.at(base), 1_000);
+        // A second on, the wall clock is read again and becomes the base.
+        let next = base + Duration::from_secs(1);
+        let before = now_ms();
+        let at = clock.at(next);
+        assert!(at >= before && at <= now_ms(), "{at} is the wall clock now");
+        assert_eq!(clock.base, next);
+        assert_eq!(clock.at(next + Duration::from_millis(10)), at + 10);
+    }
 }
