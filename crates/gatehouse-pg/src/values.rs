@@ -157,7 +157,7 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
             if !(0..=86_400_000_000).contains(&us) {
                 return None;
             }
-            time_of_day(out, us);
+            time_of_day(out, us.unsigned_abs());
         }
         oid::TIMESTAMP | oid::TIMESTAMPTZ => {
             let us = i64::from_be_bytes(v.try_into().ok()?);
@@ -167,7 +167,7 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
                 us => {
                     date(out, us.div_euclid(86_400_000_000))?;
                     out.push(' ');
-                    time_of_day(out, us.rem_euclid(86_400_000_000));
+                    time_of_day(out, us.rem_euclid(86_400_000_000).unsigned_abs());
                     if type_oid == oid::TIMESTAMPTZ {
                         out.push_str("+00");
                     }
@@ -189,7 +189,7 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
             if !(0..=86_400_000_000).contains(&us) || west.unsigned_abs() >= 16 * 3600 {
                 return None;
             }
-            time_of_day(out, us);
+            time_of_day(out, us.unsigned_abs());
             zone_offset(out, west);
         }
         oid::INET | oid::CIDR => inet(out, v, type_oid == oid::CIDR)?,
@@ -406,16 +406,8 @@ fn interval(out: &mut String, v: &[u8]) -> Option<()> {
         } else if before_negative {
             out.push('+');
         }
-        let t = time.unsigned_abs();
-        let secs = t / 1_000_000;
-        let _ = write!(
-            out,
-            "{:02}:{:02}:{:02}",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        );
-        fraction(out, t % 1_000_000);
+        // Hours run past 24 in an interval.
+        time_of_day(out, time.unsigned_abs());
     }
     Some(())
 }
@@ -660,8 +652,9 @@ fn date(out: &mut String, days_since_2000: i64) -> Option<()> {
     Some(())
 }
 
-/// `HH:MM:SS` and, when there are any, the microseconds without trailing zeros.
-fn time_of_day(out: &mut String, us: i64) {
+/// `HH:MM:SS` of `us` microseconds and, when there are any, the fraction
+/// of a second without trailing zeros (hours are not wrapped at 24).
+fn time_of_day(out: &mut String, us: u64) {
     let secs = us / 1_000_000;
     let _ = write!(
         out,
@@ -670,7 +663,7 @@ fn time_of_day(out: &mut String, us: i64) {
         secs / 60 % 60,
         secs % 60
     );
-    fraction(out, us.unsigned_abs() % 1_000_000);
+    fraction(out, us % 1_000_000);
 }
 
 #[cfg(test)]
