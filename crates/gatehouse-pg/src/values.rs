@@ -49,6 +49,23 @@ mod oid {
     pub const MACADDR8: u32 = 774;
     pub const BIT: u32 = 1560;
     pub const VARBIT: u32 = 1562;
+    pub const POINT: u32 = 600;
+    pub const LSEG: u32 = 601;
+    pub const PATH: u32 = 602;
+    pub const BOX: u32 = 603;
+    pub const POLYGON: u32 = 604;
+    pub const LINE: u32 = 628;
+    pub const CIRCLE: u32 = 718;
+
+    /// The built-in range types, with their element type.
+    pub const RANGES: &[(u32, u32)] = &[
+        (3904, INT4),
+        (3926, INT8),
+        (3906, NUMERIC),
+        (3908, TIMESTAMP),
+        (3910, TIMESTAMPTZ),
+        (3912, DATE),
+    ];
 
     /// The built-in array types of the types above, with their element type.
     pub const ARRAYS: &[(u32, u32)] = &[
@@ -82,6 +99,18 @@ mod oid {
         (775, MACADDR8),
         (1561, BIT),
         (1563, VARBIT),
+        (1017, POINT),
+        (1018, LSEG),
+        (1019, PATH),
+        (1027, POLYGON),
+        (629, LINE),
+        (719, CIRCLE),
+        (3905, 3904),
+        (3927, 3926),
+        (3907, 3906),
+        (3909, 3908),
+        (3911, 3910),
+        (3913, 3912),
     ];
 }
 
@@ -193,6 +222,9 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
             zone_offset(out, west);
         }
         oid::INET | oid::CIDR => inet(out, v, type_oid == oid::CIDR)?,
+        oid::POINT | oid::LSEG | oid::PATH | oid::BOX | oid::POLYGON | oid::LINE | oid::CIRCLE => {
+            geometry(out, type_oid, v)?;
+        }
         oid::MACADDR | oid::MACADDR8 => {
             if v.len() != if type_oid == oid::MACADDR { 6 } else { 8 } {
                 return None;
@@ -218,10 +250,15 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
                 });
             }
         }
-        t => match oid::ARRAYS.iter().find(|(a, _)| *a == t) {
-            Some(&(_, element)) => array(out, v, element)?,
-            None => return None,
-        },
+        t => {
+            if let Some(&(_, element)) = oid::ARRAYS.iter().find(|(a, _)| *a == t) {
+                array(out, v, element)?;
+            } else if let Some(&(_, element)) = oid::RANGES.iter().find(|(r, _)| *r == t) {
+                range(out, v, element)?;
+            } else {
+                return None;
+            }
+        }
     }
     Some(())
 }
@@ -354,6 +391,151 @@ fn array_element(out: &mut String, text: &str) {
         out.push(c);
     }
     out.push('"');
+}
+
+/// A range in binary: a flags byte, then the lower and upper bounds that
+/// are present, each as a length and the element's bytes. Written as
+/// `range_out` writes it: `empty`, or `[1,10)`, `(,5]`, with a bound in
+/// double quotes (`"` and `\\` doubled) when it is empty or holds a quote, a
+/// backslash, a bracket, a parenthesis, a comma or white space.
+fn range(out: &mut String, v: &[u8], element: u32) -> Option<()> {
+    const EMPTY: u8 = 0x01;
+    const LOWER_INCLUSIVE: u8 = 0x02;
+    const UPPER_INCLUSIVE: u8 = 0x04;
+    const LOWER_INFINITE: u8 = 0x08;
+    const UPPER_INFINITE: u8 = 0x10;
+    let (&flags, mut rest) = v.split_first()?;
+    if flags & !(EMPTY | LOWER_INCLUSIVE | UPPER_INCLUSIVE | LOWER_INFINITE | UPPER_INFINITE) != 0 {
+        return None;
+    }
+    if flags & EMPTY != 0 {
+        out.push_str("empty");
+        return rest.is_empty().then_some(());
+    }
+    out.push(if flags & LOWER_INCLUSIVE != 0 {
+        '['
+    } else {
+        '('
+    });
+    let mut text = String::new();
+    for (infinite, last) in [
+        (flags & LOWER_INFINITE != 0, false),
+        (flags & UPPER_INFINITE != 0, true),
+    ] {
+        if !infinite {
+            let len = usize::try_from(be_i32(rest, 0)?).ok()?;
+            let bytes = rest.get(4..4 + len)?;
+            rest = &rest[4 + len..];
+            text.clear();
+            render_into(element, bytes, &mut text)?;
+            let quote = text.is_empty()
+                || text.bytes().any(|b| {
+                    matches!(b, b'"' | b'\\' | b'(' | b')' | b'[' | b']' | b',')
+                        || b.is_ascii_whitespace()
+                        || b == 0x0b
+                });
+            if quote {
+                out.push('"');
+            }
+            for c in text.chars() {
+                if matches!(c, '"' | '\\') {
+                    out.push(c);
+                }
+                out.push(c);
+            }
+            if quote {
+                out.push('"');
+            }
+        }
+        if !last {
+            out.push(',');
+        }
+    }
+    out.push(if flags & UPPER_INCLUSIVE != 0 {
+        ']'
+    } else {
+        ')'
+    });
+    rest.is_empty().then_some(())
+}
+
+/// The geometric types in binary: float8 coordinates (`path` with a
+/// closed flag and a point count, `polygon` with a point count). Written
+/// as the server writes them, each number as `float8` is written.
+fn geometry(out: &mut String, type_oid: u32, v: &[u8]) -> Option<()> {
+    let f = |i: usize| -> Option<f64> {
+        Some(f64::from_be_bytes(
+            v.get(8 * i..8 * i + 8)?.try_into().ok()?,
+        ))
+    };
+    let num = |out: &mut String, x: f64| float(out, x, false);
+    let point_at = |out: &mut String, base: usize, at: usize| -> Option<()> {
+        let g = |i: usize| -> Option<f64> {
+            Some(f64::from_be_bytes(
+                v.get(base + 8 * i..base + 8 * i + 8)?.try_into().ok()?,
+            ))
+        };
+        out.push('(');
+        num(out, g(2 * at)?);
+        out.push(',');
+        num(out, g(2 * at + 1)?);
+        out.push(')');
+        Some(())
+    };
+    match type_oid {
+        oid::POINT if v.len() == 16 => point_at(out, 0, 0)?,
+        oid::LSEG if v.len() == 32 => {
+            out.push('[');
+            point_at(out, 0, 0)?;
+            out.push(',');
+            point_at(out, 0, 1)?;
+            out.push(']');
+        }
+        oid::BOX if v.len() == 32 => {
+            point_at(out, 0, 0)?;
+            out.push(',');
+            point_at(out, 0, 1)?;
+        }
+        oid::LINE if v.len() == 24 => {
+            out.push('{');
+            for i in 0..3 {
+                if i > 0 {
+                    out.push(',');
+                }
+                num(out, f(i)?);
+            }
+            out.push('}');
+        }
+        oid::CIRCLE if v.len() == 24 => {
+            out.push('<');
+            point_at(out, 0, 0)?;
+            out.push(',');
+            num(out, f(2)?);
+            out.push('>');
+        }
+        oid::PATH | oid::POLYGON => {
+            // A path starts with its closed flag; a polygon is always closed.
+            let (closed, base) = if type_oid == oid::PATH {
+                (*v.first()? != 0, 1)
+            } else {
+                (true, 0)
+            };
+            let n = usize::try_from(be_i32(v, base)?).ok()?;
+            if n == 0 || Some(v.len()) != 16usize.checked_mul(n).map(|b| b + base + 4) {
+                return None;
+            }
+            out.push(if closed { '(' } else { '[' });
+            for i in 0..n {
+                if i > 0 {
+                    out.push(',');
+                }
+                point_at(out, base + 4, i)?;
+            }
+            out.push(if closed { ')' } else { ']' });
+        }
+        _ => return None,
+    }
+    Some(())
 }
 
 /// `interval` in binary: microseconds, days, months. Written in the
@@ -986,5 +1168,53 @@ mod tests {
         );
         assert_eq!(timetz(0, 19_800).as_deref(), Some("00:00:00-05:30"));
         assert_eq!(timetz(0, 0).as_deref(), Some("00:00:00+00"));
+    }
+
+    #[test]
+    fn ranges_and_geometry() {
+        let bound = |v: &[u8]| {
+            let mut b = i32::try_from(v.len()).unwrap().to_be_bytes().to_vec();
+            b.extend_from_slice(v);
+            b
+        };
+        let int4range = |flags: u8, bounds: &[&[u8]]| {
+            let mut v = vec![flags];
+            for b in bounds {
+                v.extend_from_slice(&bound(b));
+            }
+            text(3904, &v)
+        };
+        let (one, ten) = (1i32.to_be_bytes(), 10i32.to_be_bytes());
+        assert_eq!(int4range(0x02, &[&one, &ten]).as_deref(), Some("[1,10)"));
+        assert_eq!(int4range(0x04 | 0x08, &[&ten]).as_deref(), Some("(,10]"));
+        assert_eq!(int4range(0x08 | 0x10, &[]).as_deref(), Some("(,)"));
+        assert_eq!(int4range(0x01, &[]).as_deref(), Some("empty"));
+        assert_eq!(int4range(0x01, &[&one]), None, "bytes after an empty range");
+        assert_eq!(int4range(0x02, &[&one]), None, "a missing upper bound");
+        assert_eq!(int4range(0x80, &[]), None, "an unknown flag");
+        assert_eq!(int4range(0x02, &[&one, &ten[..3]]), None, "a short bound");
+        let f = |xs: &[f64]| xs.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
+        assert_eq!(
+            text(oid::POINT, &f(&[1.5, -2.0])).as_deref(),
+            Some("(1.5,-2)")
+        );
+        assert_eq!(text(oid::POINT, &f(&[1.5])), None);
+        assert_eq!(
+            text(oid::CIRCLE, &f(&[1.0, 2.0, 0.5])).as_deref(),
+            Some("<(1,2),0.5>")
+        );
+        let mut path = vec![0u8];
+        path.extend_from_slice(&2i32.to_be_bytes());
+        path.extend_from_slice(&f(&[0.0, 0.0, 1.0, 1.0]));
+        assert_eq!(text(oid::PATH, &path).as_deref(), Some("[(0,0),(1,1)]"));
+        path[4] = 3;
+        assert_eq!(
+            text(oid::PATH, &path),
+            None,
+            "more points counted than sent"
+        );
+        let mut polygon = i32::MAX.to_be_bytes().to_vec();
+        polygon.extend_from_slice(&f(&[0.0, 0.0]));
+        assert_eq!(text(oid::POLYGON, &polygon), None);
     }
 }

@@ -299,10 +299,10 @@ async fn results_are_recorded_as_the_client_received_them() {
         // statement in a batch of its own): written as the server writes
         // each type as text, not taken for text where the bytes happen to
         // be UTF-8 (the int 7 is "\0\0\0\u{7}"); a type not rendered
-        // (a point here) is kept as hex.
+        // (a money value here) is kept as hex.
         let rows = c
             .query(
-                "SELECT $1::int AS n, 'x'::text AS t, NULL::int AS z, '\\x0102'::bytea AS b, ARRAY[1] AS a, point(1, 2) AS p",
+                "SELECT $1::int AS n, 'x'::text AS t, NULL::int AS z, '\\x0102'::bytea AS b, ARRAY[1] AS a, 12.5::money AS p",
                 &[&7i32],
             )
             .await
@@ -337,7 +337,7 @@ async fn results_are_recorded_as_the_client_received_them() {
     );
     assert!(
         row[5].as_deref().is_some_and(|a| a.starts_with("\\x")),
-        "a point in binary is kept as hex: {row:?}"
+        "money in binary is kept as hex: {row:?}"
     );
     assert_eq!(
         stmts[1].columns.as_deref(),
@@ -376,7 +376,13 @@ async fn binary_results_are_recorded_as_the_server_writes_them_as_text() {
                '2001:db8::1:0:0:1'::inet AS ip6b, '2001:db8::/32'::cidr AS cd, '10.0.0.0/8'::cidr AS cd4, \
                '08:00:2b:01:02:03'::macaddr AS mac, '08:00:2b:01:02:03:04:05'::macaddr8 AS mac8, '12:00:00+05:30'::timetz AS ttz, \
                '23:59:59.5-08'::timetz AS ttz2, B'10110'::varbit AS vb, B'101'::bit(3) AS bt, \
-               '\\x01ff'::bytea AS by";
+               '\\x01ff'::bytea AS by, int4range(1, 10) AS r4, '(,5]'::int8range AS r8, \
+               'empty'::int4range AS re, '[1.5,2.25]'::numrange AS rn, \
+               tsrange('2024-01-01 10:00', '2024-01-02') AS rts, '[2024-01-01,)'::daterange AS rd, \
+               ARRAY[int4range(1, 3)] AS ar, point(1.5, -2) AS pt, '[(0,0),(1,1)]'::lseg AS ls, \
+               '(1,1),(0,0)'::box AS bx, '[(0,0),(1,1),(2,0)]'::path AS po, '((0,0),(1,1))'::path AS pc, \
+               '((0,0),(1,1),(1,0))'::polygon AS pg, '{1,-1,0}'::line AS ln, '<(1,2),3.5>'::circle AS ci, \
+               ARRAY[point(0.1, 2)] AS ap";
     {
         let c = connect(&gw.url).await;
         // timestamptz is rendered in UTC: the text oracle is asked in UTC.
@@ -396,7 +402,7 @@ async fn binary_results_are_recorded_as_the_server_writes_them_as_text() {
             binary[0][i], text[0][i]
         );
     }
-    assert_eq!(names.len(), 54);
+    assert_eq!(names.len(), 70);
 }
 
 #[tokio::test]
