@@ -123,7 +123,8 @@ pub const MAX_TEXT_BASE: usize = 2048;
 /// here or the bytes do not fit it.
 pub fn render(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
     let start = out.len();
-    let done = render_into(type_oid, v, out);
+    let done =
+        render_into(type_oid, v, out).filter(|()| out.len() - start <= MAX_TEXT_BASE + 8 * v.len());
     if done.is_none() {
         out.truncate(start);
     }
@@ -314,8 +315,9 @@ fn array(out: &mut String, v: &[u8], element: u32) -> Option<()> {
         }
         out.push('=');
     }
-    // Checked after each element, so that an array of values that each
-    // write much text (numerics of 2,000 digits) stops early.
+    // The bound `render` holds every value to, checked after each element
+    // here so that an array of values that each write much text (numerics
+    // of 2,000 digits) stops early.
     let limit = out.len() + MAX_TEXT_BASE + 8 * v.len();
     let mut text = String::new();
     // Position in each dimension, innermost last.
@@ -364,21 +366,30 @@ fn array(out: &mut String, v: &[u8], element: u32) -> Option<()> {
     for _ in 0..ndim {
         out.push('}');
     }
-    (at == v.len() && out.len() <= limit).then_some(())
+    (at == v.len()).then_some(())
 }
 
-/// One array element's text, in double quotes (with `"` and `\` escaped)
-/// when it is empty, reads as NULL, or holds a delimiter, a brace, a quote,
-/// a backslash or white space.
+/// One array element's text, in double quotes (with `"` and `\` escaped
+/// by a backslash) when it is empty, reads as NULL, or holds a delimiter, a
+/// brace, a quote, a backslash or white space.
 fn array_element(out: &mut String, text: &str) {
     let quote = text.is_empty()
         || text.eq_ignore_ascii_case("NULL")
-        || text.bytes().any(|b| {
-            matches!(
-                b,
-                b'{' | b'}' | b',' | b'"' | b'\\' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c
-            )
-        });
+        || text
+            .bytes()
+            .any(|b| matches!(b, b'{' | b'}' | b',' | b'"' | b'\\') || is_space(b));
+    push_quoted(out, text, quote, false);
+}
+
+/// White space as C's `isspace` sees it, which the server's quoting uses.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+/// `text`, in double quotes when `quote`, each `"` and `\` in it escaped:
+/// doubled when `doubled` (range bounds), else after a backslash (array
+/// elements).
+fn push_quoted(out: &mut String, text: &str, quote: bool, doubled: bool) {
     if !quote {
         out.push_str(text);
         return;
@@ -386,7 +397,7 @@ fn array_element(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {
         if matches!(c, '"' | '\\') {
-            out.push('\\');
+            out.push(if doubled { c } else { '\\' });
         }
         out.push(c);
     }
@@ -430,22 +441,9 @@ fn range(out: &mut String, v: &[u8], element: u32) -> Option<()> {
             render_into(element, bytes, &mut text)?;
             let quote = text.is_empty()
                 || text.bytes().any(|b| {
-                    matches!(b, b'"' | b'\\' | b'(' | b')' | b'[' | b']' | b',')
-                        || b.is_ascii_whitespace()
-                        || b == 0x0b
+                    matches!(b, b'"' | b'\\' | b'(' | b')' | b'[' | b']' | b',') || is_space(b)
                 });
-            if quote {
-                out.push('"');
-            }
-            for c in text.chars() {
-                if matches!(c, '"' | '\\') {
-                    out.push(c);
-                }
-                out.push(c);
-            }
-            if quote {
-                out.push('"');
-            }
+            push_quoted(out, &text, quote, true);
         }
         if !last {
             out.push(',');
@@ -463,38 +461,33 @@ fn range(out: &mut String, v: &[u8], element: u32) -> Option<()> {
 /// closed flag and a point count, `polygon` with a point count). Written
 /// as the server writes them, each number as `float8` is written.
 fn geometry(out: &mut String, type_oid: u32, v: &[u8]) -> Option<()> {
-    let f = |i: usize| -> Option<f64> {
-        Some(f64::from_be_bytes(
-            v.get(8 * i..8 * i + 8)?.try_into().ok()?,
-        ))
+    // The float8 at byte `at`.
+    let f = |at: usize| -> Option<f64> {
+        Some(f64::from_be_bytes(v.get(at..at + 8)?.try_into().ok()?))
     };
     let num = |out: &mut String, x: f64| float(out, x, false);
-    let point_at = |out: &mut String, base: usize, at: usize| -> Option<()> {
-        let g = |i: usize| -> Option<f64> {
-            Some(f64::from_be_bytes(
-                v.get(base + 8 * i..base + 8 * i + 8)?.try_into().ok()?,
-            ))
-        };
+    // `(x,y)` of the point at byte `at`.
+    let point_at = |out: &mut String, at: usize| -> Option<()> {
         out.push('(');
-        num(out, g(2 * at)?);
+        num(out, f(at)?);
         out.push(',');
-        num(out, g(2 * at + 1)?);
+        num(out, f(at + 8)?);
         out.push(')');
         Some(())
     };
     match type_oid {
-        oid::POINT if v.len() == 16 => point_at(out, 0, 0)?,
+        oid::POINT if v.len() == 16 => point_at(out, 0)?,
         oid::LSEG if v.len() == 32 => {
             out.push('[');
-            point_at(out, 0, 0)?;
+            point_at(out, 0)?;
             out.push(',');
-            point_at(out, 0, 1)?;
+            point_at(out, 16)?;
             out.push(']');
         }
         oid::BOX if v.len() == 32 => {
-            point_at(out, 0, 0)?;
+            point_at(out, 0)?;
             out.push(',');
-            point_at(out, 0, 1)?;
+            point_at(out, 16)?;
         }
         oid::LINE if v.len() == 24 => {
             out.push('{');
@@ -502,15 +495,15 @@ fn geometry(out: &mut String, type_oid: u32, v: &[u8]) -> Option<()> {
                 if i > 0 {
                     out.push(',');
                 }
-                num(out, f(i)?);
+                num(out, f(8 * i)?);
             }
             out.push('}');
         }
         oid::CIRCLE if v.len() == 24 => {
             out.push('<');
-            point_at(out, 0, 0)?;
+            point_at(out, 0)?;
             out.push(',');
-            num(out, f(2)?);
+            num(out, f(16)?);
             out.push('>');
         }
         oid::PATH | oid::POLYGON => {
@@ -529,7 +522,7 @@ fn geometry(out: &mut String, type_oid: u32, v: &[u8]) -> Option<()> {
                 if i > 0 {
                     out.push(',');
                 }
-                point_at(out, base + 4, i)?;
+                point_at(out, base + 4 + 16 * i)?;
             }
             out.push(if closed { ')' } else { ']' });
         }
@@ -1193,6 +1186,16 @@ mod tests {
         assert_eq!(int4range(0x02, &[&one]), None, "a missing upper bound");
         assert_eq!(int4range(0x80, &[]), None, "an unknown flag");
         assert_eq!(int4range(0x02, &[&one, &ten[..3]]), None, "a short bound");
+        // Two numerics of 2,000 digits from 31 bytes: over the bound on
+        // the text a value writes (one of them alone is within it).
+        let big = numeric_bytes(0, 249, 0, 1000, &[]);
+        let mut numrange = vec![0x02];
+        numrange.extend_from_slice(&bound(&big));
+        numrange.extend_from_slice(&bound(&big));
+        assert_eq!(text(3906, &numrange), None);
+        let mut half = vec![0x02 | 0x10];
+        half.extend_from_slice(&bound(&big));
+        assert_eq!(text(3906, &half).map(|t| t.len()), Some(2001));
         let f = |xs: &[f64]| xs.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
         assert_eq!(
             text(oid::POINT, &f(&[1.5, -2.0])).as_deref(),
