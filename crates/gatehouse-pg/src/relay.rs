@@ -35,14 +35,14 @@ use gatehouse_policy::{CachedEngine, Engine, MaskPlan, StatementMask};
 use gatehouse_store::recorder::SessionLog;
 use gatehouse_store::{ResultSample, StatementEntry};
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::PgProxy;
 use crate::catalog::CatalogAccess;
 use crate::codec::{self, ResultFormats, Severity};
 use crate::mask::{RowMask, Session as MaskSession};
-use crate::stream::{PgReader, PgStream, PgWriter, split, write_flush};
+use crate::stream::{PgReader, PgStream, PgWriter, split};
 
 /// Upstream messages larger than this are streamed through in pieces.
 const STREAM_OVER: usize = 256 * 1024;
@@ -383,13 +383,50 @@ type Portal = (
     Option<Described>,
 );
 
+/// A session's portals. Nearly every driver binds the unnamed portal
+/// before each execution: it has a slot of its own, with no hashing.
+#[derive(Default)]
+struct Portals {
+    unnamed: Option<Portal>,
+    named: HashMap<String, Portal>,
+}
+
+impl Portals {
+    fn get(&self, name: &str) -> Option<&Portal> {
+        if name.is_empty() {
+            self.unnamed.as_ref()
+        } else {
+            self.named.get(name)
+        }
+    }
+
+    /// Binds `name` (replacing a portal of that name, as the server does).
+    fn set(&mut self, name: &str, portal: Portal) {
+        if name.is_empty() {
+            self.unnamed = Some(portal);
+        } else if let Some(slot) = self.named.get_mut(name) {
+            *slot = portal;
+        } else {
+            self.named.insert(name.to_string(), portal);
+        }
+    }
+
+    fn close(&mut self, name: &str) {
+        if name.is_empty() {
+            self.unnamed = None;
+        } else {
+            self.named.remove(name);
+        }
+    }
+}
+
 struct ClientSide {
     ctx: Arc<Ctx>,
     pending: Pending,
     /// Prepared statements: name → (SQL, verdict, description).
     statements: HashMap<String, (Arc<str>, Arc<Verdict>, Described)>,
     /// Portals: name → (SQL, verdict, parameters if held for review).
-    portals: HashMap<String, Portal>,
+    portals: Portals,
     /// Notices for the client (sent through the upstream side).
     signals: Arc<Signals>,
     seq: i64,
@@ -828,12 +865,7 @@ impl ClientSide {
                 let formats = codec::bind_result_formats(body).map_err(malformed)?;
                 out.extend_from_slice(msg);
                 let entry = (entry.0, entry.1, params, formats, entry.2);
-                match self.portals.get_mut(portal) {
-                    Some(slot) => *slot = entry,
-                    None => {
-                        self.portals.insert(portal.to_string(), entry);
-                    }
-                }
+                self.portals.set(portal, entry);
             }
             b'E' => {
                 let (portal, _) = codec::parse_execute(body).map_err(malformed)?;
@@ -893,7 +925,7 @@ impl ClientSide {
                 if kind == b'S' {
                     self.statements.remove(name);
                 } else {
-                    self.portals.remove(name);
+                    self.portals.close(name);
                 }
                 out.extend_from_slice(msg);
             }
@@ -934,7 +966,7 @@ async fn client_to_upstream(
         ctx,
         pending,
         statements: HashMap::default(),
-        portals: HashMap::default(),
+        portals: Portals::default(),
         signals,
         seq: 0,
         refused: None,
@@ -979,7 +1011,7 @@ async fn client_to_upstream(
                 Ok(None) => {}
                 Ok(Some(hold)) => {
                     // What came before goes now; the rest waits with it.
-                    if !out.is_empty() && write_flush(&mut up, &out).await.is_err() {
+                    if !out.is_empty() && up.send(&out).await.is_err() {
                         return "upstream closed".into();
                     }
                     out.clear();
@@ -999,7 +1031,7 @@ async fn client_to_upstream(
                 break;
             }
         }
-        if !out.is_empty() && write_flush(&mut up, &out).await.is_err() {
+        if !out.is_empty() && up.send(&out).await.is_err() {
             return "upstream closed".into();
         }
         if terminate {
@@ -1606,8 +1638,8 @@ async fn upstream_to_client(
     }
 }
 
-async fn flush<W: AsyncWrite + Unpin>(w: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
-    let r = write_flush(w, out).await;
+async fn flush(w: &mut PgWriter, out: &mut BytesMut) -> std::io::Result<()> {
+    let r = w.send(out).await;
     out.clear();
     if out.capacity() > 4 << 20 {
         *out = BytesMut::with_capacity(16 * 1024);
@@ -1642,5 +1674,42 @@ mod tests {
         assert!(at >= before && at <= now_ms(), "{at} is the wall clock now");
         assert_eq!(clock.base, next);
         assert_eq!(clock.at(next + Duration::from_millis(10)), at + 10);
+    }
+
+    fn portal(sql: &str) -> Portal {
+        (
+            Arc::from(sql),
+            Arc::new(Verdict::Allow { rule: None }),
+            None,
+            ResultFormats::Text,
+            None,
+        )
+    }
+
+    fn sql_of(p: &Portals, name: &str) -> Option<String> {
+        p.get(name).map(|(sql, ..)| sql.to_string())
+    }
+
+    #[test]
+    fn the_unnamed_portal_and_named_ones_are_bound_and_closed_apart() {
+        let mut p = Portals::default();
+        assert_eq!(sql_of(&p, ""), None);
+        p.set("", portal("select 1"));
+        p.set("c1", portal("select 2"));
+        assert_eq!(sql_of(&p, "").as_deref(), Some("select 1"));
+        assert_eq!(sql_of(&p, "c1").as_deref(), Some("select 2"));
+        // Binding a portal again replaces it, as the server does.
+        p.set("", portal("select 3"));
+        p.set("c1", portal("select 4"));
+        assert_eq!(sql_of(&p, "").as_deref(), Some("select 3"));
+        assert_eq!(sql_of(&p, "c1").as_deref(), Some("select 4"));
+        // Closing one leaves the other.
+        p.close("");
+        assert_eq!(sql_of(&p, ""), None);
+        assert_eq!(sql_of(&p, "c1").as_deref(), Some("select 4"));
+        p.set("", portal("select 5"));
+        p.close("c1");
+        assert_eq!(sql_of(&p, "c1"), None);
+        assert_eq!(sql_of(&p, "").as_deref(), Some("select 5"));
     }
 }

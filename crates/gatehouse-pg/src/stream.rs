@@ -135,6 +135,25 @@ pub fn split(s: PgStream) -> (PgReader, PgWriter) {
     }
 }
 
+impl PgWriter {
+    /// Writes all of `buf` and flushes it. A plain socket with room takes
+    /// it in one non-blocking write, without the async write path (the
+    /// common case on the data path); TLS, a full socket or a partial
+    /// write go on the async way with what is left.
+    pub async fn send(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let rest = match self {
+            Self::Plain(s) => match s.try_write(buf) {
+                Ok(n) if n == buf.len() => return Ok(()),
+                Ok(n) => &buf[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => buf,
+                Err(e) => return Err(e),
+            },
+            Self::Tls(_) => buf,
+        };
+        write_flush(self, rest).await
+    }
+}
+
 impl AsyncRead for PgReader {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -172,5 +191,40 @@ impl AsyncWrite for PgWriter {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// More than a socket takes at once: the first write takes part, the
+    /// rest goes the async way once the reader makes room, in order.
+    #[tokio::test]
+    async fn send_delivers_all_of_a_buffer_larger_than_the_socket_takes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (connected, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (_, mut w) = split(PgStream::Plain(connected.unwrap()));
+        let (mut peer, _) = accepted.unwrap();
+        let data: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+        let expected = data.clone();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        w.send(&data).await.unwrap();
+        w.send(b"").await.unwrap();
+        w.send(b"end").await.unwrap();
+        drop(w);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), expected.len() + 3);
+        assert!(
+            got[..expected.len()] == expected[..],
+            "the bytes arrive in order"
+        );
+        assert_eq!(&got[expected.len()..], b"end");
     }
 }

@@ -721,7 +721,8 @@ mod tests {
         // 16-byte blocks the scan reads, in texts of every length up to
         // beyond two blocks.
         let specials = [
-            "\"", "\\", "\n", "\u{1}", "\u{1f}", "é", "✓", "🦀", "\u{7f}", " ", "~",
+            "\"", "\\", "\n", "\u{1}", "\u{1f}", "é", "✓", "🦀", "\u{7f}", " ", "~", "!", "#", "[",
+            "]", "\u{80}", "\u{a2}", "\u{dc}",
         ];
         for len in 0..40 {
             for at in 0..=len {
@@ -733,6 +734,28 @@ mod tests {
                     let mut ours = String::new();
                     json_str(&mut ours, &text);
                     assert_eq!(ours, serde_json::to_string(&text).unwrap(), "{text:?}");
+                }
+            }
+        }
+        // Two at once, in every order and at every distance, in texts up
+        // to past one block: an escape must not hide or invent the next.
+        for a in specials {
+            for b in specials {
+                for len in 0..20 {
+                    for i in 0..len {
+                        for j in i..len {
+                            let text: String = (0..len)
+                                .map(|k| match k {
+                                    _ if k == i => a,
+                                    _ if k == j => b,
+                                    _ => "a",
+                                })
+                                .collect();
+                            let mut ours = String::new();
+                            json_str(&mut ours, &text);
+                            assert_eq!(ours, serde_json::to_string(&text).unwrap(), "{text:?}");
+                        }
+                    }
                 }
             }
         }
