@@ -32,8 +32,8 @@ use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_policy::{CachedEngine, Engine, MaskPlan, StatementMask};
-use gatehouse_store::recorder::SessionLog;
-use gatehouse_store::{ResultSample, StatementEntry};
+use gatehouse_store::ResultSample;
+use gatehouse_store::recorder::{ColumnNames, Record, SessionLog};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -135,6 +135,12 @@ impl Stmt {
 struct Columns {
     names: Box<[String]>,
     types: Box<[u32]>,
+}
+
+impl ColumnNames for Columns {
+    fn names(&self) -> &[String] {
+        &self.names
+    }
 }
 
 /// What the server answered to the client's `Describe` of a prepared
@@ -1172,22 +1178,25 @@ impl UpstreamSide {
             .as_ref()
             .and_then(|m| m.plan.detectors.as_ref())
             .and_then(|d| d.redact(&stmt.sql));
-        self.log.push(
+        let columns = stmt
+            .result_columns()
+            .map(|c| c.clone() as Arc<dyn ColumnNames>);
+        // The record's JSON is written by the recorder's writer, off this
+        // thread.
+        self.log.push_record(
             admission,
-            &StatementEntry {
+            Record {
                 seq: stmt.seq,
                 started_at: stmt.started_at,
-                duration_us: Some(duration),
-                sql: redacted.as_deref().unwrap_or(&stmt.sql),
-                decision: stmt.verdict.label(),
-                rule: stmt.verdict.rule(),
-                command,
-                rows: Some(stmt.rows),
-                error: stmt.error.as_deref(),
-                columns: stmt.result_columns().map(|c| &*c.names),
-                result: (!self.sample.is_empty()).then_some(&self.sample),
-                result_truncated: self.sample.truncated,
+                duration_us: duration,
+                sql: redacted.map_or(stmt.sql, Arc::from),
+                verdict: stmt.verdict,
+                rows: stmt.rows,
+                error: stmt.error,
+                columns,
             },
+            command,
+            &self.sample,
         );
         self.sample.clear();
     }

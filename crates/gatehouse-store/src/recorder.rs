@@ -35,7 +35,7 @@ pub enum RecordError {
 
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    tx: mpsc::UnboundedSender<RecordEvent>,
+    tx: mpsc::UnboundedSender<Queued>,
     in_flight: Arc<AtomicUsize>,
     limit: usize,
     /// Told whenever the writer has stored a batch (room came free).
@@ -126,7 +126,9 @@ impl Recorder {
     /// Queues a session event (start or end), written at once.
     pub fn record(&self, ev: RecordEvent) -> Result<(), RecordError> {
         let prompt = !matches!(ev, RecordEvent::Statements(_));
-        self.tx.send(ev).map_err(|_| RecordError::Stopped)?;
+        self.tx
+            .send(Queued::Event(ev))
+            .map_err(|_| RecordError::Stopped)?;
         if prompt {
             self.prompt.notify_one();
         }
@@ -139,6 +141,9 @@ impl Recorder {
             recorder: self.clone(),
             session_id: session_id.into(),
             data: String::new(),
+            records: Vec::new(),
+            text: String::new(),
+            approx_bytes: 0,
             statements: 0,
             first_seq: 0,
             last_seq: 0,
@@ -158,11 +163,16 @@ const SPARE_BUFFERS: usize = 64;
 impl Recorder {
     /// An empty buffer for a new chunk: a spare one when there is one.
     fn chunk_buffer(&self, capacity: usize) -> String {
-        let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
-        let mut buf = spare.unwrap_or_default();
-        buf.reserve(capacity);
-        buf
+        take_spare(&self.spare, capacity)
     }
+}
+
+/// A spare buffer (or a new one) with room for `capacity` bytes.
+fn take_spare(spare: &Mutex<Vec<String>>, capacity: usize) -> String {
+    let buf = spare.lock().ok().and_then(|mut s| s.pop());
+    let mut buf = buf.unwrap_or_default();
+    buf.reserve(capacity);
+    buf
 }
 
 /// Keeps a stored chunk's buffer for reuse, unless enough are kept or it
@@ -179,18 +189,139 @@ fn keep_spare(spare: &Mutex<Vec<String>>, mut buf: String) {
     }
 }
 
+/// What the writer is sent: an event as it is, or a chunk with records
+/// whose JSON it writes itself.
+#[derive(Debug)]
+enum Queued {
+    Event(RecordEvent),
+    Records(PendingChunk),
+}
+
+impl Queued {
+    /// The event to store (a chunk's JSON written now if it was not).
+    fn into_event(self, spare: &Mutex<Vec<String>>) -> RecordEvent {
+        match self {
+            Self::Event(ev) => ev,
+            Self::Records(c) => RecordEvent::Statements(c.write(spare)),
+        }
+    }
+}
+
+/// A statement's record as the data path hands it over ([`SessionLog::push_record`]):
+/// its values, with shared text where the session has it already (the
+/// statement, its verdict, its column names). The writer writes its JSON,
+/// off the session's thread.
+#[derive(Debug)]
+pub struct Record {
+    pub seq: i64,
+    pub started_at: i64,
+    pub duration_us: i64,
+    pub sql: Arc<str>,
+    pub verdict: Arc<gatehouse_core::policy::Verdict>,
+    pub rows: i64,
+    pub error: Option<String>,
+    pub columns: Option<Arc<dyn ColumnNames>>,
+}
+
+/// The column names of a result, as the session keeps them.
+pub trait ColumnNames: std::fmt::Debug + Send + Sync {
+    fn names(&self) -> &[String];
+}
+
+/// A [`Record`] in its chunk: where its command tag and its result rows
+/// (as JSON) are in the chunk's text.
+#[derive(Debug)]
+struct Held {
+    record: Record,
+    command: Option<(usize, usize)>,
+    result: Option<(usize, usize)>,
+    truncated: bool,
+}
+
+/// A chunk whose records' JSON is still to be written: after `data` (JSON
+/// lines written on the data path, if any), one line per record.
+#[derive(Debug)]
+struct PendingChunk {
+    chunk: crate::SessionChunk,
+    records: Vec<Held>,
+    text: String,
+}
+
+impl PendingChunk {
+    /// The chunk with every record's JSON line written, in order.
+    fn write(mut self, spare: &Mutex<Vec<String>>) -> crate::SessionChunk {
+        if self.chunk.data.capacity() == 0 {
+            let bytes = self
+                .records
+                .iter()
+                .map(|h| h.record.sql.len() + RECORD_BYTES)
+                .sum::<usize>()
+                + self.text.len();
+            self.chunk.data = take_spare(spare, bytes);
+        }
+        for h in &self.records {
+            h.write(&mut self.chunk.data, &self.text);
+        }
+        // The records (and the text they share) are let go here, on the
+        // writer's thread.
+        drop(self.records);
+        keep_spare(spare, self.text);
+        self.chunk
+    }
+}
+
+impl Held {
+    fn write(&self, out: &mut String, text: &str) {
+        let r = &self.record;
+        let part = |at: Option<(usize, usize)>| at.and_then(|(a, b)| text.get(a..b));
+        crate::StatementEntry {
+            seq: r.seq,
+            started_at: r.started_at,
+            duration_us: Some(r.duration_us),
+            sql: &r.sql,
+            decision: r.verdict.label(),
+            rule: r.verdict.rule(),
+            command: part(self.command),
+            rows: Some(r.rows),
+            error: r.error.as_deref(),
+            columns: r.columns.as_ref().map(|c| c.names()),
+            result: None,
+            result_truncated: self.truncated,
+        }
+        .write_json_with(
+            out,
+            part(self.result).map(crate::sessions::ResultJson::Written),
+        );
+        out.push('\n');
+    }
+}
+
+/// A record's JSON besides its statement's text and its result, about
+/// (for sizing chunks before their JSON is written).
+const RECORD_BYTES: usize = 160;
+
 /// One session's statement records on their way to the store. Records
-/// gather in a chunk of JSON lines that goes to the writer when it is full,
-/// when [`SessionLog::flush`] is called (the data path calls it when the
+/// gather in a chunk that goes to the writer when it is full, when
+/// [`SessionLog::flush`] is called (the data path calls it when the
 /// session has been quiet for a moment) and when the log is dropped, so a
 /// session's records are never lost with it. Each record comes with its
-/// admission; the room stays reserved until the writer has stored the chunk.
+/// admission; the room stays reserved until the writer has stored the
+/// chunk. A record comes as JSON written on the data path
+/// ([`SessionLog::push`]) or as values whose JSON the writer writes
+/// ([`SessionLog::push_record`]), which keeps that work off the session's
+/// thread.
 #[derive(Debug)]
 pub struct SessionLog {
     recorder: Recorder,
     session_id: Arc<str>,
-    /// JSON lines.
+    /// JSON lines (of records given as JSON).
     data: String,
+    /// Records given as values, after those in `data`.
+    records: Vec<Held>,
+    /// Their command tags and result rows.
+    text: String,
+    /// Bytes of the chunk's JSON, about.
+    approx_bytes: usize,
     statements: usize,
     first_seq: i64,
     last_seq: i64,
@@ -200,7 +331,7 @@ pub struct SessionLog {
 }
 
 impl SessionLog {
-    /// Adds an admitted statement's record.
+    /// Adds an admitted statement's record, written as JSON now.
     pub fn push(&mut self, mut admission: Admission, entry: &crate::StatementEntry<'_>) {
         // The room is now the chunk's, freed by the writer once stored.
         admission.in_flight = None;
@@ -210,11 +341,60 @@ impl SessionLog {
             // taken only when there is something to hold.
             self.data = self.recorder.chunk_buffer(self.last_bytes);
         }
+        if !self.records.is_empty() {
+            // Keeps the order: the records given as values go first.
+            for h in std::mem::take(&mut self.records) {
+                h.write(&mut self.data, &self.text);
+            }
+            self.text.clear();
+        }
         self.last_seq = entry.seq;
         self.statements += 1;
         entry.write_json(&mut self.data);
         self.data.push('\n');
-        if self.statements >= CHUNK_STATEMENTS || self.data.len() >= CHUNK_BYTES {
+        self.approx_bytes = self.data.len();
+        if self.statements >= CHUNK_STATEMENTS || self.approx_bytes >= CHUNK_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Adds an admitted statement's record as values: its JSON is written
+    /// by the writer. `command` is its command tag, `result` its first rows
+    /// (kept if any; the sample may be reused once this returns).
+    pub fn push_record(
+        &mut self,
+        mut admission: Admission,
+        record: Record,
+        command: Option<&str>,
+        result: &crate::ResultSample,
+    ) {
+        admission.in_flight = None;
+        if self.statements == 0 {
+            self.first_seq = record.seq;
+            if self.text.capacity() == 0 {
+                self.text = self.recorder.chunk_buffer(0);
+            }
+        }
+        let before = self.text.len();
+        let command = command.map(|c| {
+            self.text.push_str(c);
+            (before, self.text.len())
+        });
+        let rows = (!result.is_empty()).then(|| {
+            let at = self.text.len();
+            result.write_json(&mut self.text);
+            (at, self.text.len())
+        });
+        self.approx_bytes += record.sql.len() + (self.text.len() - before) + RECORD_BYTES;
+        self.last_seq = record.seq;
+        self.statements += 1;
+        self.records.push(Held {
+            record,
+            command,
+            result: rows,
+            truncated: result.truncated,
+        });
+        if self.statements >= CHUNK_STATEMENTS || self.approx_bytes >= CHUNK_BYTES {
             self.flush();
         }
     }
@@ -230,7 +410,7 @@ impl SessionLog {
             return;
         }
         self.chunk += 1;
-        self.last_bytes = self.data.len().min(CHUNK_BYTES);
+        self.last_bytes = self.approx_bytes.min(CHUNK_BYTES);
         let chunk = crate::SessionChunk {
             session_id: self.session_id.clone(),
             chunk: self.chunk,
@@ -240,11 +420,17 @@ impl SessionLog {
             data: std::mem::take(&mut self.data),
         };
         self.statements = 0;
-        if self
-            .recorder
-            .record(RecordEvent::Statements(chunk))
-            .is_err()
-        {
+        self.approx_bytes = 0;
+        let queued = if self.records.is_empty() {
+            Queued::Event(RecordEvent::Statements(chunk))
+        } else {
+            Queued::Records(PendingChunk {
+                chunk,
+                records: std::mem::take(&mut self.records),
+                text: std::mem::take(&mut self.text),
+            })
+        };
+        if self.recorder.tx.send(queued).is_err() {
             tracing::error!(session = %self.session_id, "the session recorder has stopped; statement records were lost");
         }
     }
@@ -272,15 +458,17 @@ impl Drop for Admission {
 
 async fn write_loop(
     store: Store,
-    mut rx: mpsc::UnboundedReceiver<RecordEvent>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     in_flight: Arc<AtomicUsize>,
     room: Arc<Notify>,
     prompt: Arc<Notify>,
     spare: Arc<Mutex<Vec<String>>>,
 ) {
+    let mut queued = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_write: Option<tokio::time::Instant> = None;
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    while rx.recv_many(&mut queued, BATCH).await > 0 {
+        batch.extend(queued.drain(..).map(|q| q.into_event(&spare)));
         // While sessions keep the writer busy, chunks that arrive within
         // WRITE_INTERVAL of the last write join one transaction: a steady
         // stream of chunks becomes a few larger writes, not a wake-up and a
@@ -300,7 +488,7 @@ async fn write_loop(
             }
             while batch.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(ev) => batch.push(ev),
+                    Ok(q) => batch.push(q.into_event(&spare)),
                     Err(_) => break,
                 }
             }
@@ -425,6 +613,174 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         panic!("the records of {id} never reached the store");
+    }
+
+    #[derive(Debug)]
+    struct Names(Vec<String>);
+
+    impl ColumnNames for Names {
+        fn names(&self) -> &[String] {
+            &self.0
+        }
+    }
+
+    /// Records given as values are stored as the same records given as
+    /// JSON, in the order they came, whichever way each came.
+    #[tokio::test]
+    async fn records_given_as_values_are_stored_as_those_given_as_json() {
+        use gatehouse_core::policy::Verdict;
+        let (_dir, store) = temp_store().await;
+        let (r, _) = Recorder::with_limit(store.clone(), 100);
+        for id in ["json", "values"] {
+            r.record(RecordEvent::SessionStart(crate::tests::session_record(id)))
+                .expect("start");
+        }
+        let mut sample = crate::ResultSample::default();
+        sample.begin_row();
+        sample.value(Some("a \"quoted\"\nvalue"));
+        sample.value(None);
+        sample.end_row();
+        sample.truncated = true;
+        let deny = Arc::new(Verdict::Deny {
+            rule: "no-\"drops\"".into(),
+            message: "m".into(),
+        });
+        let allow = Arc::new(Verdict::Allow { rule: None });
+        let names = vec!["id".to_string(), "na\\me".to_string()];
+        // (seq, sql, verdict, command, error, with columns and rows)
+        type Case<'a> = (
+            i64,
+            &'a str,
+            &'a Arc<Verdict>,
+            Option<&'a str>,
+            Option<&'a str>,
+            bool,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (1, "SELECT 'é\t'", &allow, Some("SELECT 1"), None, true),
+            (
+                2,
+                "DROP TABLE t",
+                &deny,
+                None,
+                Some("42501: refused \"here\""),
+                false,
+            ),
+            (3, "", &allow, Some("EMPTY"), None, false),
+            (
+                4,
+                "UPDATE t SET a = 1",
+                &allow,
+                Some("UPDATE 0"),
+                None,
+                true,
+            ),
+        ];
+        let empty = crate::ResultSample::default();
+        let mut as_json = r.session_log("json");
+        let mut as_values = r.session_log("values");
+        for (seq, sql, verdict, command, error, rows) in &cases {
+            let result = if *rows { &sample } else { &empty };
+            let columns = rows.then_some(names.as_slice());
+            as_json.push(
+                r.admit().expect("room"),
+                &crate::StatementEntry {
+                    seq: *seq,
+                    started_at: 1_000 + seq,
+                    duration_us: Some(7 * seq),
+                    sql,
+                    decision: verdict.label(),
+                    rule: verdict.rule(),
+                    command: *command,
+                    rows: Some(*seq),
+                    error: *error,
+                    columns,
+                    result: (!result.is_empty()).then_some(result),
+                    result_truncated: result.truncated,
+                },
+            );
+            let record = Record {
+                seq: *seq,
+                started_at: 1_000 + seq,
+                duration_us: 7 * seq,
+                sql: Arc::from(*sql),
+                verdict: (*verdict).clone(),
+                rows: *seq,
+                error: error.map(str::to_string),
+                columns: rows.then(|| Arc::new(Names(names.clone())) as Arc<dyn ColumnNames>),
+            };
+            if *seq == 3 {
+                // One given as JSON among values: it keeps its place.
+                as_values.push(
+                    r.admit().expect("room"),
+                    &crate::StatementEntry {
+                        seq: *seq,
+                        started_at: 1_000 + seq,
+                        duration_us: Some(7 * seq),
+                        sql,
+                        decision: verdict.label(),
+                        rule: verdict.rule(),
+                        command: *command,
+                        rows: Some(*seq),
+                        error: *error,
+                        ..Default::default()
+                    },
+                );
+            } else {
+                as_values.push_record(r.admit().expect("room"), record, *command, result);
+            }
+        }
+        drop(as_json);
+        drop(as_values);
+        let json = wait_for_statements(&store, "json", cases.len()).await;
+        let values = wait_for_statements(&store, "values", cases.len()).await;
+        let strip = |v: Vec<crate::StatementRecord>| {
+            v.into_iter()
+                .map(|mut s| {
+                    s.session_id.clear();
+                    s
+                })
+                .collect::<Vec<_>>()
+        };
+        let (json, values) = (strip(json), strip(values));
+        assert_eq!(values, json);
+        assert_eq!(
+            values.iter().map(|s| s.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert_eq!(
+            values[0].result,
+            Some(vec![vec![Some("a \"quoted\"\nvalue".into()), None]])
+        );
+        assert!(values[0].result_truncated);
+        assert_eq!(values[1].rule.as_deref(), Some("no-\"drops\""));
+        assert_eq!(values[3].columns.as_deref(), Some(names.as_slice()));
+        // In the chunk, in the order they came (not sorted on reading).
+        let data: Vec<String> = sqlx::query_scalar(
+            "SELECT data FROM session_chunks WHERE session_id = 'values' ORDER BY chunk",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("chunks");
+        let seqs: Vec<i64> = data
+            .concat()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<crate::StatementRecord>(l)
+                    .expect("a record")
+                    .seq
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        // Once stored, all their room is free again (the writer frees it
+        // just after the store has it).
+        for _ in 0..500 {
+            if r.in_flight.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(r.in_flight.load(Ordering::Acquire), 0);
     }
 
     /// A stored chunk's buffer goes back for the next chunk, of this

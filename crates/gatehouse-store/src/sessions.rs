@@ -79,6 +79,12 @@ impl StatementEntry<'_> {
     /// for the common case of strings that need no escaping. The data path
     /// writes one per statement, so this is on every statement's path.
     pub fn write_json(&self, out: &mut String) {
+        self.write_json_with(out, self.result.map(ResultJson::Sample));
+    }
+
+    /// [`StatementEntry::write_json`] with the result given apart, as a
+    /// sample or as the JSON a sample wrote earlier (`self.result` unused).
+    pub(crate) fn write_json_with(&self, out: &mut String, result: Option<ResultJson<'_>>) {
         out.push_str("{\"seq\":");
         json_int(out, self.seq);
         out.push_str(",\"started_at\":");
@@ -105,15 +111,29 @@ impl StatementEntry<'_> {
             out.push_str(",\"columns\":");
             json_list(out, columns, |out, c| json_str(out, c));
         }
-        if let Some(rows) = self.result {
-            out.push_str(",\"result\":");
-            rows.write_json(out);
+        match result {
+            Some(ResultJson::Sample(rows)) => {
+                out.push_str(",\"result\":");
+                rows.write_json(out);
+            }
+            Some(ResultJson::Written(json)) => {
+                out.push_str(",\"result\":");
+                out.push_str(json);
+            }
+            None => {}
         }
         if self.result_truncated {
             out.push_str(",\"result_truncated\":true");
         }
         out.push('}');
     }
+}
+
+/// A record's result rows as JSON: a sample, or what a sample wrote.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ResultJson<'a> {
+    Sample(&'a ResultSample),
+    Written(&'a str),
 }
 
 /// The first rows of a statement's result as its record keeps them,
