@@ -149,6 +149,7 @@ impl Recorder {
             last_seq: 0,
             chunk: 0,
             last_bytes: 0,
+            last_text: 0,
         }
     }
 }
@@ -262,10 +263,12 @@ impl PendingChunk {
         for h in &self.records {
             h.write(&mut self.chunk.data, &self.text);
         }
-        // The records (and the text they share) are let go here, on the
-        // writer's thread.
+        // The records and their text are let go here, on the writer's
+        // thread. The text is not kept as a spare: the spares are for
+        // chunks' JSON, and a small buffer among them would be grown (and
+        // its new pages faulted in) when it is next taken for that.
         drop(self.records);
-        keep_spare(spare, self.text);
+        drop(self.text);
         self.chunk
     }
 }
@@ -328,6 +331,8 @@ pub struct SessionLog {
     chunk: i64,
     /// Bytes of the last chunk sent.
     last_bytes: usize,
+    /// Bytes of the text of the last chunk sent with records.
+    last_text: usize,
 }
 
 impl SessionLog {
@@ -372,7 +377,8 @@ impl SessionLog {
         if self.statements == 0 {
             self.first_seq = record.seq;
             if self.text.capacity() == 0 {
-                self.text = self.recorder.chunk_buffer(0);
+                // Room for text like the last chunk's, at once.
+                self.text = String::with_capacity(self.last_text);
             }
         }
         let before = self.text.len();
@@ -424,6 +430,7 @@ impl SessionLog {
         let queued = if self.records.is_empty() {
             Queued::Event(RecordEvent::Statements(chunk))
         } else {
+            self.last_text = self.text.len();
             Queued::Records(PendingChunk {
                 chunk,
                 records: std::mem::take(&mut self.records),
