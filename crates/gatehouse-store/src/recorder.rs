@@ -689,23 +689,21 @@ mod tests {
         for (seq, sql, verdict, command, error, rows) in &cases {
             let result = if *rows { &sample } else { &empty };
             let columns = rows.then_some(names.as_slice());
-            as_json.push(
-                r.admit().expect("room"),
-                &crate::StatementEntry {
-                    seq: *seq,
-                    started_at: 1_000 + seq,
-                    duration_us: Some(7 * seq),
-                    sql,
-                    decision: verdict.label(),
-                    rule: verdict.rule(),
-                    command: *command,
-                    rows: Some(*seq),
-                    error: *error,
-                    columns,
-                    result: (!result.is_empty()).then_some(result),
-                    result_truncated: result.truncated,
-                },
-            );
+            let entry = crate::StatementEntry {
+                seq: *seq,
+                started_at: 1_000 + seq,
+                duration_us: Some(7 * seq),
+                sql,
+                decision: verdict.label(),
+                rule: verdict.rule(),
+                command: *command,
+                rows: Some(*seq),
+                error: *error,
+                columns,
+                result: (!result.is_empty()).then_some(result),
+                result_truncated: result.truncated,
+            };
+            as_json.push(r.admit().expect("room"), &entry);
             let record = Record {
                 seq: *seq,
                 started_at: 1_000 + seq,
@@ -718,21 +716,7 @@ mod tests {
             };
             if *seq == 3 {
                 // One given as JSON among values: it keeps its place.
-                as_values.push(
-                    r.admit().expect("room"),
-                    &crate::StatementEntry {
-                        seq: *seq,
-                        started_at: 1_000 + seq,
-                        duration_us: Some(7 * seq),
-                        sql,
-                        decision: verdict.label(),
-                        rule: verdict.rule(),
-                        command: *command,
-                        rows: Some(*seq),
-                        error: *error,
-                        ..Default::default()
-                    },
-                );
+                as_values.push(r.admit().expect("room"), &entry);
             } else {
                 as_values.push_record(r.admit().expect("room"), record, *command, result);
             }
