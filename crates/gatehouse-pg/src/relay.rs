@@ -1425,6 +1425,19 @@ impl UpstreamSide {
                     }
                 }
             }
+            b'G' => {
+                // COPY FROM STDIN has started. The server ignores Sync in
+                // copy-in mode, so a Sync the client sent right after this
+                // Execute (tokio-postgres sends one in the same batch) gets
+                // no ReadyForQuery: it is not awaited, or every later
+                // response would be taken for the statement before it.
+                if matches!(q.front(), Some(Item::Exec(_))) {
+                    while matches!(q.get(1), Some(Item::Sync)) {
+                        q.remove(1);
+                    }
+                }
+                Ok(Step::Forward)
+            }
             b'C' | b'I' | b's' | b'Z' => {
                 self.rows = None;
                 self.observe(q, tag, body);
