@@ -741,7 +741,14 @@ impl ClientSide {
         out: &mut BytesMut,
     ) -> Result<(), String> {
         stmt.mask = self.execute_mask(&stmt.sql);
-        if stmt.mask.is_some() {
+        // A result asked in binary whose columns Gatehouse has not seen
+        // described is described for the recording too (the answer is not
+        // passed on): without the column types, binary values could be
+        // recorded only as hex.
+        let undescribed = self.ctx.record_rows > 0
+            && !matches!(stmt.formats, ResultFormats::Text)
+            && stmt.result_columns().is_none();
+        if stmt.mask.is_some() || undescribed {
             self.send(Item::Describe)?;
             codec::describe_portal(out, portal);
         }

@@ -588,6 +588,25 @@ async fn sessions_and_statements_are_recorded() {
     assert_eq!(v["sessions"].as_array().unwrap().len(), 1);
 }
 
+/// The latest session on `shop` with its statements, once it has ended
+/// (the recorder writes asynchronously).
+async fn latest_ended_session(s: &TestServer) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    let id = loop {
+        let (_, v) = s.get("/v1/sessions?connection=shop", &s.admin).await;
+        let first = v["sessions"][0].clone();
+        if !first["ended_at"].is_null() {
+            break first["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not recorded: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    s.get(&format!("/v1/sessions/{id}"), &s.admin).await.1
+}
+
 /// A frontend message: tag, length, body.
 fn frontend(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
     out.push(tag);
@@ -651,20 +670,7 @@ async fn statements_after_an_extended_copy_in_keep_their_own_responses() {
     c.write_all(&[b'X', 0, 0, 0, 4]).await.unwrap();
     let _ = read_to_end(&mut c).await;
 
-    let started = std::time::Instant::now();
-    let id = loop {
-        let (_, v) = s.get("/v1/sessions?connection=shop", &s.admin).await;
-        let first = v["sessions"][0].clone();
-        if !first["ended_at"].is_null() {
-            break first["id"].as_str().unwrap().to_string();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "not recorded: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let (_, v) = s.get(&format!("/v1/sessions/{id}"), &s.admin).await;
+    let v = latest_ended_session(&s).await;
     let by_sql = |sql: &str| {
         v["statements"]
             .as_array()
@@ -681,6 +687,60 @@ async fn statements_after_an_extended_copy_in_keep_their_own_responses() {
     let y = by_sql("SELECT 2 AS y");
     assert_eq!(y["columns"], json!(["y"]), "{y}");
     assert_eq!(y["result"], json!([["2"]]), "{y}");
+}
+
+/// The tags of the whole backend messages in `bytes`.
+fn backend_tags(bytes: &[u8]) -> Vec<u8> {
+    let mut tags = Vec::new();
+    let mut p = bytes;
+    while p.len() >= 5 {
+        let len = i32::from_be_bytes([p[1], p[2], p[3], p[4]]) as usize;
+        tags.push(p[0]);
+        p = &p[(1 + len).min(p.len())..];
+    }
+    tags
+}
+
+/// A statement prepared without a Describe and executed with its result in
+/// binary is recorded with its values as text: Gatehouse describes the
+/// portal itself, and that answer does not reach the client.
+#[tokio::test]
+async fn binary_results_of_a_statement_never_described_are_recorded_as_text() {
+    let (s, bot) = gateway().await;
+    let mut c = raw_session(&s, &bot).await;
+    let sql = "SELECT 7::int4 AS n, 'x'::text AS t";
+    let mut batch = Vec::new();
+    frontend(&mut batch, b'P', format!("s1\0{sql}\0\0\0").as_bytes());
+    // Unnamed portal of "s1": no parameters, one result format (binary).
+    frontend(&mut batch, b'B', b"\0s1\0\0\0\0\0\0\x01\0\x01");
+    frontend(&mut batch, b'E', b"\0\0\0\0\0");
+    frontend(&mut batch, b'S', b"");
+    c.write_all(&batch).await.unwrap();
+    let got = read_through(&mut c, b'Z').await;
+    assert_eq!(
+        backend_tags(&got),
+        b"12DCZ",
+        "the client gets no RowDescription it did not ask for: {got:?}"
+    );
+    // The row as the server sent it, in binary: 2 columns, the int 7, "x".
+    let row = [
+        b'D', 0, 0, 0, 19, 0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 1, b'x',
+    ];
+    assert!(got.windows(row.len()).any(|w| w == row), "{got:?}");
+    c.write_all(&[b'X', 0, 0, 0, 4]).await.unwrap();
+    let _ = read_to_end(&mut c).await;
+
+    let v = latest_ended_session(&s).await;
+    let st = v["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["sql"] == sql)
+        .unwrap_or_else(|| panic!("{sql} not recorded in {v}"))
+        .clone();
+    assert_eq!(st["columns"], json!(["n", "t"]), "{st}");
+    assert_eq!(st["result"], json!([["7", "x"]]), "{st}");
+    assert_eq!(st["rows"], 1);
 }
 
 #[tokio::test]
