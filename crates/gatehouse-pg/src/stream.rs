@@ -209,7 +209,6 @@ mod tests {
         let (_, mut w) = split(PgStream::Plain(connected.unwrap()));
         let (mut peer, _) = accepted.unwrap();
         let data: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
-        let expected = data.clone();
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
             peer.read_to_end(&mut got).await.unwrap();
@@ -220,11 +219,8 @@ mod tests {
         w.send(b"end").await.unwrap();
         drop(w);
         let got = reader.await.unwrap();
-        assert_eq!(got.len(), expected.len() + 3);
-        assert!(
-            got[..expected.len()] == expected[..],
-            "the bytes arrive in order"
-        );
-        assert_eq!(&got[expected.len()..], b"end");
+        assert_eq!(got.len(), data.len() + 3);
+        assert!(got[..data.len()] == data[..], "the bytes arrive in order");
+        assert_eq!(&got[data.len()..], b"end");
     }
 }

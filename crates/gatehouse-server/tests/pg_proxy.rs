@@ -550,32 +550,12 @@ async fn sessions_and_statements_are_recorded() {
             .await
             .unwrap_err();
     }
-    // The recorder writes asynchronously: wait for the session to be closed in the store.
-    let started = std::time::Instant::now();
-    let session = loop {
-        let (_, v) = s.get("/v1/sessions?connection=shop", &s.admin).await;
-        let first = v["sessions"][0].clone();
-        if !first["ended_at"].is_null() {
-            break first;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "session never recorded as ended: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let v = latest_ended_session(&s).await;
+    let session = &v["session"];
     assert_eq!(session["principal"], "bot");
     assert_eq!(session["authn"], "token:bot");
     assert_eq!(session["end_reason"], "client closed");
-    let id = session["id"].as_str().unwrap();
-    let (_, v) = s.get(&format!("/v1/sessions/{id}"), &s.admin).await;
-    let st = v["statements"].as_array().unwrap();
-    let by_sql = |sql: &str| {
-        st.iter()
-            .find(|x| x["sql"] == sql)
-            .unwrap_or_else(|| panic!("{sql} not recorded in {v}"))
-            .clone()
-    };
+    let by_sql = |sql: &str| statement(&v, sql);
     let a = by_sql("SELECT generate_series(1, 3)");
     assert_eq!(a["rows"], 3);
     assert_eq!(a["decision"], "allow");
@@ -605,6 +585,17 @@ async fn latest_ended_session(s: &TestServer) -> serde_json::Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     s.get(&format!("/v1/sessions/{id}"), &s.admin).await.1
+}
+
+/// The record of `sql` in a session as `latest_ended_session` gives it.
+fn statement(v: &serde_json::Value, sql: &str) -> serde_json::Value {
+    v["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["sql"] == sql)
+        .unwrap_or_else(|| panic!("{sql} not recorded in {v}"))
+        .clone()
 }
 
 /// A frontend message: tag, length, body.
@@ -671,15 +662,7 @@ async fn statements_after_an_extended_copy_in_keep_their_own_responses() {
     let _ = read_to_end(&mut c).await;
 
     let v = latest_ended_session(&s).await;
-    let by_sql = |sql: &str| {
-        v["statements"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["sql"] == sql)
-            .unwrap_or_else(|| panic!("{sql} not recorded in {v}"))
-            .clone()
-    };
+    let by_sql = |sql: &str| statement(&v, sql);
     assert_eq!(by_sql("COPY gh_copy_sync FROM STDIN")["command"], "COPY 2");
     let x = by_sql("SELECT 1 AS x");
     assert_eq!(x["columns"], json!(["x"]), "{x}");
@@ -731,13 +714,7 @@ async fn binary_results_of_a_statement_never_described_are_recorded_as_text() {
     let _ = read_to_end(&mut c).await;
 
     let v = latest_ended_session(&s).await;
-    let st = v["statements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["sql"] == sql)
-        .unwrap_or_else(|| panic!("{sql} not recorded in {v}"))
-        .clone();
+    let st = statement(&v, sql);
     assert_eq!(st["columns"], json!(["n", "t"]), "{st}");
     assert_eq!(st["result"], json!([["7", "x"]]), "{st}");
     assert_eq!(st["rows"], 1);
