@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,7 @@ pub struct Ctx {
     pub record_rows: usize,
     /// The just-in-time grants this session depends on.
     pub grants: crate::registry::SessionGrants,
-    /// Woken by the client's cancel requests.
+    /// The client's cancel requests.
     pub cancelled: Arc<tokio::sync::Notify>,
     /// A session opened inside Gatehouse (query API, MCP): a statement for
     /// review is not waited on (the caller gets the review id at once and
@@ -117,6 +117,9 @@ struct Stmt {
     described: Option<Described>,
     /// The format of its result columns (text for a simple query).
     formats: ResultFormats,
+    /// It may start COPY FROM STDIN ([`may_copy`]): the client side waits
+    /// for its outcome ([`CopyGate`]).
+    copy: bool,
 }
 
 impl Stmt {
@@ -183,6 +186,10 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How the reasons for ending a session begin when the client broke the
+/// protocol (the client is told, with SQLSTATE 08P01).
+const CLIENT_PROTOCOL_ERROR: &str = "protocol error from the client";
+
 /// What the upstream side hears besides the upstream: notices for the
 /// client (a statement held for review) and the end of the session. One
 /// flag and one waker, so that looking for them costs one atomic load per
@@ -233,6 +240,75 @@ impl Signals {
     }
 }
 
+/// Where the session stands with COPY FROM STDIN. In copy-in mode the
+/// server ignores Sync and Flush (so a Sync then gets no ReadyForQuery) and
+/// ends the connection on any message other than CopyData, CopyDone and
+/// CopyFail; whether a statement starts copy-in mode is known only from
+/// its response. So after a statement that may start it, the client side
+/// waits ([`CopyGate::settled`]) until the upstream side has seen either
+/// CopyInResponse or the statement's end; in copy-in mode it does not send
+/// the client's Syncs on at all, so that none is answered or awaited. Were
+/// a Sync awaited that the server ignores, every later response would be
+/// taken for the statement before it: recorded under it, and masked by its
+/// plan.
+#[derive(Default)]
+struct CopyGate {
+    state: AtomicU8,
+    changed: tokio::sync::Notify,
+}
+
+/// No COPY FROM STDIN under way.
+const COPY_NONE: u8 = 0;
+/// A statement that may start one is running (or a COPY's data has ended
+/// and the rest of its query may start another).
+const COPY_PENDING: u8 = 1;
+/// The server is in copy-in mode.
+const COPY_IN: u8 = 2;
+
+impl CopyGate {
+    fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        self.changed.notify_one();
+    }
+
+    /// From `from` to `to`, unless the other side moved it meanwhile.
+    fn swap(&self, from: u8, to: u8) -> bool {
+        let moved = self
+            .state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if moved {
+            self.changed.notify_one();
+        }
+        moved
+    }
+
+    /// Returns once the state is no longer [`COPY_PENDING`].
+    async fn settled(&self) {
+        while self.state() == COPY_PENDING {
+            self.changed.notified().await;
+        }
+    }
+}
+
+/// Whether `sql` may start COPY FROM STDIN: it has the word COPY in it (a
+/// keyword cannot be quoted or split, so a COPY statement always has it;
+/// other words that merely contain it, such as `copy_count`, do not count).
+fn may_copy(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    memchr::memchr2_iter(b'c', b'C', b).any(|i| {
+        b.get(i + 1..i + 4)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"opy"))
+            && (i == 0 || !word(b[i - 1]))
+            && b.get(i + 4).is_none_or(|&c| !word(c))
+    })
+}
+
 pub async fn run(
     ctx: Ctx,
     client: PgStream,
@@ -244,6 +320,7 @@ pub async fn run(
     let (client_r, client_w) = split(client);
     let (up_r, up_w) = split(upstream);
     let pending: Pending = Arc::default();
+    let copy = Arc::new(CopyGate::default());
     // Notices from the client side (a statement held for review) go to the
     // client through the upstream side, between whole messages; the end of
     // the session reaches the upstream side the same way.
@@ -258,6 +335,7 @@ pub async fn run(
         pending.clone(),
         signals.clone(),
         terminated.clone(),
+        copy.clone(),
     ));
     let mut u2c = tokio::spawn(upstream_to_client(
         ctx.clone(),
@@ -266,6 +344,7 @@ pub async fn run(
         pending,
         leftover,
         signals.clone(),
+        copy,
     ));
     let deadline = async {
         match ctx.max_session {
@@ -277,8 +356,13 @@ pub async fn run(
     let reason = tokio::select! {
         r = &mut c2u => {
             let reason = r.unwrap_or_else(|_| "internal error".into());
-            // Let the upstream side finish relaying what is in flight.
-            signals.end(String::new());
+            if reason.starts_with(CLIENT_PROTOCOL_ERROR) {
+                // The client is told what it did wrong.
+                signals.end(reason.clone());
+            } else {
+                // Let the upstream side finish relaying what is in flight.
+                signals.end(String::new());
+            }
             finish_upstream(&mut u2c).await;
             reason
         }
@@ -387,6 +471,7 @@ type Portal = (
     Option<Arc<Params>>,
     ResultFormats,
     Option<Described>,
+    bool,
 );
 
 /// A session's portals. Nearly every driver binds the unnamed portal
@@ -429,8 +514,9 @@ impl Portals {
 struct ClientSide {
     ctx: Arc<Ctx>,
     pending: Pending,
-    /// Prepared statements: name → (SQL, verdict, description).
-    statements: HashMap<String, (Arc<str>, Arc<Verdict>, Described)>,
+    /// Prepared statements: name → (SQL, verdict, description, whether
+    /// it may start COPY FROM STDIN).
+    statements: HashMap<String, (Arc<str>, Arc<Verdict>, Described, bool)>,
     /// Portals: name → (SQL, verdict, parameters if held for review).
     portals: Portals,
     /// Notices for the client (sent through the upstream side).
@@ -449,6 +535,11 @@ struct ClientSide {
     allow: Arc<Verdict>,
     /// Statements' wall-clock start times.
     clock: WallClock,
+    /// COPY FROM STDIN, shared with the upstream side.
+    copy: Arc<CopyGate>,
+    /// A statement that may start COPY FROM STDIN was just sent: the
+    /// client's next messages wait for its outcome.
+    barrier: bool,
 }
 
 /// Wall-clock milliseconds of instants of the monotonic clock, which a
@@ -502,6 +593,7 @@ impl ClientSide {
             columns: None,
             described: None,
             formats: ResultFormats::Text,
+            copy: false,
         }
     }
 
@@ -717,10 +809,7 @@ impl ClientSide {
         });
         h.stmt.verdict = Arc::new(verdict);
         match (h.portal, refused) {
-            (None, None) => {
-                self.send(Item::Simple(h.stmt))?;
-                out.extend_from_slice(&h.msg);
-            }
+            (None, None) => self.query(h.stmt, &h.msg, out)?,
             (None, Some(raise)) => {
                 self.send(Item::Simple(h.stmt))?;
                 query_message(out, &raise);
@@ -752,8 +841,60 @@ impl ClientSide {
             self.send(Item::Describe)?;
             codec::describe_portal(out, portal);
         }
+        let copy = stmt.copy;
         self.send(Item::Exec(stmt))?;
         out.extend_from_slice(msg);
+        if copy {
+            // Its outcome is awaited before the client's next message, and
+            // the server holds an Execute's response until Sync or Flush.
+            codec::empty_message(out, b'H');
+            self.await_copy();
+        }
+        Ok(())
+    }
+
+    /// Forwards an allowed simple `Query`.
+    fn query(&mut self, mut stmt: Stmt, msg: &[u8], out: &mut BytesMut) -> Result<(), String> {
+        stmt.copy = may_copy(&stmt.sql);
+        let copy = stmt.copy;
+        self.send(Item::Simple(stmt))?;
+        out.extend_from_slice(msg);
+        if copy {
+            self.await_copy();
+        }
+        Ok(())
+    }
+
+    /// Has the client's next message wait until the upstream side knows
+    /// whether the statement just sent started COPY FROM STDIN.
+    fn await_copy(&mut self) {
+        self.copy.set(COPY_PENDING);
+        self.barrier = true;
+    }
+
+    /// A client message in copy-in mode: CopyData and Flush go on, Sync is
+    /// dropped (the server would ignore it), CopyDone and CopyFail end the
+    /// mode (and the rest of the statement may start another COPY).
+    fn copy_message(&mut self, tag: u8, msg: &[u8], out: &mut BytesMut) -> Result<(), String> {
+        match tag {
+            b'd' | b'H' | b'X' => out.extend_from_slice(msg),
+            b'S' => {}
+            b'c' | b'f' => {
+                out.extend_from_slice(msg);
+                // Unless the COPY failed meanwhile (the server has then
+                // left copy-in mode and drops these).
+                if self.copy.swap(COPY_IN, COPY_PENDING) {
+                    codec::empty_message(out, b'H');
+                    self.barrier = true;
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "protocol error from the client: a message of type '{}' came during COPY FROM STDIN, where only CopyData, CopyDone, CopyFail, Flush and Sync may",
+                    char::from(tag).escape_default()
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -771,6 +912,10 @@ impl ClientSide {
     /// Handles one framed client message, appending what goes upstream to
     /// `out`; a statement held for review is returned instead.
     fn message(&mut self, tag: u8, msg: &[u8], out: &mut BytesMut) -> Result<Option<Hold>, String> {
+        if self.copy.state() == COPY_IN {
+            self.copy_message(tag, msg, out)?;
+            return Ok(None);
+        }
         let body = codec::body(msg);
         let malformed = |e: codec::CodecError| format!("protocol error from the client: {e}");
         if self.refused.is_some() {
@@ -824,10 +969,10 @@ impl ClientSide {
                     }));
                 }
                 let text = stmt.sql.clone();
-                self.send(Item::Simple(stmt))?;
                 match refusal(&verdict) {
-                    None => out.extend_from_slice(msg),
+                    None => self.query(stmt, msg, out)?,
                     Some((rule, message)) => {
+                        self.send(Item::Simple(stmt))?;
                         self.audit_refusal(&text, rule);
                         query_message(out, &raise_sql(rule, message))
                     }
@@ -840,9 +985,10 @@ impl ClientSide {
                 match refusal(&verdict) {
                     None => {
                         out.extend_from_slice(msg);
+                        let sql: Arc<str> = sql.into();
                         self.statements.insert(
                             name.to_string(),
-                            (sql.into(), verdict, Described::default()),
+                            (sql.clone(), verdict, Described::default(), may_copy(&sql)),
                         );
                     }
                     Some((rule, message)) => {
@@ -856,13 +1002,14 @@ impl ClientSide {
             b'B' => {
                 let (portal, stmt) = codec::parse_bind(body).map_err(malformed)?;
                 let entry = match self.statements.get(stmt) {
-                    Some((sql, verdict, described)) => {
-                        (sql.clone(), verdict.clone(), Some(described.clone()))
+                    Some((sql, verdict, described, copy)) => {
+                        (sql.clone(), verdict.clone(), Some(described.clone()), *copy)
                     }
                     None => (
                         Arc::from(format!("(unknown prepared statement \"{stmt}\")")),
                         self.allow.clone(),
                         None,
+                        false,
                     ),
                 };
                 // Parameters matter only to a statement held for review.
@@ -877,15 +1024,16 @@ impl ClientSide {
                 };
                 let formats = codec::bind_result_formats(body).map_err(malformed)?;
                 out.extend_from_slice(msg);
-                let entry = (entry.0, entry.1, params, formats, entry.2);
+                let entry = (entry.0, entry.1, params, formats, entry.2, entry.3);
                 self.portals.set(portal, entry);
             }
             b'E' => {
                 let (portal, _) = codec::parse_execute(body).map_err(malformed)?;
-                let (sql, verdict, params, formats, described) =
+                let (sql, verdict, params, formats, described, copy) =
                     self.portals.get(portal).cloned().unwrap_or_else(|| {
                         let unknown = Arc::from("(unknown portal)");
-                        (unknown, self.allow.clone(), None, ResultFormats::Text, None)
+                        let text = ResultFormats::Text;
+                        (unknown, self.allow.clone(), None, text, None, false)
                     });
                 // Decided at Parse; a statement for review is looked at
                 // again (a just-in-time grant may cover it by now).
@@ -897,6 +1045,7 @@ impl ClientSide {
                 let mut stmt = self.stmt(sql, verdict);
                 stmt.formats = formats;
                 stmt.described = described;
+                stmt.copy = copy;
                 if stmt.admission.is_none() && !self.ctx.proxy.record_fail_open {
                     // Refuse the rest of the batch as for a refused Parse.
                     let refusal = recorder_behind();
@@ -927,7 +1076,7 @@ impl ClientSide {
             b'D' => {
                 let (kind, name) = codec::parse_describe(body).map_err(malformed)?;
                 if kind == b'S'
-                    && let Some((_, _, described)) = self.statements.get(name)
+                    && let Some((_, _, described, _)) = self.statements.get(name)
                 {
                     self.send(Item::DescribeStmt(described.clone()))?;
                 }
@@ -972,6 +1121,7 @@ async fn client_to_upstream(
     pending: Pending,
     signals: Arc<Signals>,
     terminated: Arc<AtomicBool>,
+    copy: Arc<CopyGate>,
 ) -> String {
     let limit = ctx.proxy.max_message;
     let engine = CachedEngine::new(&*ctx.proxy.policy);
@@ -987,6 +1137,8 @@ async fn client_to_upstream(
         plan: None,
         allow: Arc::new(Verdict::Allow { rule: None }),
         clock: WallClock::new(),
+        copy,
+        barrier: false,
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -1038,6 +1190,16 @@ async fn client_to_upstream(
                     side.engine.refresh(&*side.ctx.proxy.policy);
                 }
             }
+            if side.barrier {
+                // The rest waits until the upstream side knows whether the
+                // statement just sent started COPY FROM STDIN.
+                side.barrier = false;
+                if !out.is_empty() && up.send(&out).await.is_err() {
+                    return "upstream closed".into();
+                }
+                out.clear();
+                side.copy.settled().await;
+            }
             if tag == b'X' {
                 terminated.store(true, Ordering::Release);
                 terminate = true;
@@ -1080,6 +1242,8 @@ struct UpstreamSide {
     /// one came (reused, like `sample`).
     command: String,
     has_command: bool,
+    /// COPY FROM STDIN, shared with the client side.
+    copy: Arc<CopyGate>,
 }
 
 /// Keeps a result row (the DataRow body `row`, as the client receives it)
@@ -1167,6 +1331,10 @@ impl UpstreamSide {
 
     /// Records a statement that is done, with its command tag.
     fn finish(&mut self, mut stmt: Stmt, command: Option<&str>) {
+        if stmt.copy {
+            // Whatever COPY it started is over.
+            self.copy.set(COPY_NONE);
+        }
         let duration = i64::try_from(stmt.started.elapsed().as_micros()).unwrap_or(i64::MAX);
         if stmt.rows == 0
             && let Some(n) = command.and_then(codec::tag_rows)
@@ -1433,15 +1601,14 @@ impl UpstreamSide {
                 }
             }
             b'G' => {
-                // COPY FROM STDIN has started. The server ignores Sync in
-                // copy-in mode, so a Sync the client sent right after this
-                // Execute (tokio-postgres sends one in the same batch) gets
-                // no ReadyForQuery: it is not awaited, or every later
-                // response would be taken for the statement before it.
-                if matches!(q.front(), Some(Item::Exec(_))) {
-                    while matches!(q.get(1), Some(Item::Sync)) {
-                        q.remove(1);
-                    }
+                // COPY FROM STDIN has started; the client side waits for
+                // this (see CopyGate). One it did not see coming leaves
+                // Gatehouse unable to tell which Syncs will be answered.
+                if !self.copy.swap(COPY_PENDING, COPY_IN) {
+                    return Err(
+                        "the server started a COPY FROM STDIN that Gatehouse did not expect; the session was ended"
+                            .into(),
+                    );
                 }
                 Ok(Step::Forward)
             }
@@ -1476,6 +1643,7 @@ async fn upstream_to_client(
     pending: Pending,
     mut buf: BytesMut,
     signals: Arc<Signals>,
+    copy: Arc<CopyGate>,
 ) -> String {
     let log = ctx.proxy.recorder.session_log(&ctx.session_id);
     let masking = MaskSession::new(&ctx.proxy.keys.get());
@@ -1490,6 +1658,7 @@ async fn upstream_to_client(
         sample: ResultSample::default(),
         command: String::new(),
         has_command: false,
+        copy,
     };
     // Records wait at most this long before they go to the recorder.
     let idle_flush = tokio::time::sleep(Duration::ZERO);
@@ -1549,10 +1718,15 @@ async fn upstream_to_client(
                     let end = lock(&signals.end).take();
                     if let Some(why) = end {
                         if !why.is_empty() {
+                            let code = if why.starts_with(CLIENT_PROTOCOL_ERROR) {
+                                "08P01"
+                            } else {
+                                "57P01"
+                            };
                             codec::error(
                                 &mut side.out,
                                 Severity::Fatal,
-                                "57P01",
+                                code,
                                 &format!("Gatehouse ended this session: {why}"),
                                 None,
                             );
@@ -1712,7 +1886,34 @@ mod tests {
             None,
             ResultFormats::Text,
             None,
+            false,
         )
+    }
+
+    #[test]
+    fn copy_is_looked_for_as_a_word_in_any_case() {
+        for sql in [
+            "COPY t FROM STDIN",
+            "copy t from stdin",
+            "  /* x */ CoPy t FROM STDIN",
+            "SELECT 1; COPY t FROM STDIN",
+            "COPY(SELECT 1) TO STDOUT",
+            "COPY\"t\" FROM STDIN",
+            "copy",
+        ] {
+            assert!(may_copy(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT copy_count FROM t",
+            "SELECT * FROM copyright",
+            "SELECT xcopy, copy1, copy$ FROM t",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+            "SELECT 'cop' || 'y'",
+            "SELECT écopy FROM t",
+            "",
+        ] {
+            assert!(!may_copy(sql), "{sql}");
+        }
     }
 
     fn sql_of(p: &Portals, name: &str) -> Option<String> {

@@ -672,6 +672,187 @@ async fn statements_after_an_extended_copy_in_keep_their_own_responses() {
     assert_eq!(y["result"], json!([["2"]]), "{y}");
 }
 
+/// A message built from `(tag, body)` pairs.
+fn messages(list: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut m = Vec::new();
+    for (tag, body) in list {
+        frontend(&mut m, *tag, body);
+    }
+    m
+}
+
+/// The server ignores Sync (and Flush) in COPY FROM STDIN mode, so a Sync
+/// sent during a COPY gets no ReadyForQuery. Were the gateway to await one
+/// for it, every later result would be taken for the statement before it:
+/// masked by that statement's plan (or by none) and recorded under it. Here
+/// clients put Syncs into COPYs every way the protocol allows (and one
+/// whose data the server rejects half-way), then read a masked column:
+/// it comes back masked, and each statement is recorded with its own result.
+#[tokio::test]
+async fn syncs_sent_during_copy_in_cannot_shift_masking_onto_another_statement() {
+    let (s, bot) = gateway().await;
+    let t = unique("gh_copymask");
+    let direct = connect(DIRECT).await.0;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int, email text);
+             INSERT INTO public.{t} VALUES (1, 'alice@example.com');"
+        ))
+        .await
+        .unwrap();
+    common::put_policy(
+        &s,
+        json!({"masks": [{"columns": [format!("public.{t}.email")], "method": "partial"}]}),
+    )
+    .await;
+    let copy_ext: &[(u8, &[u8])] = &[
+        (b'P', b"\0COPY gh_copy_tmp FROM STDIN\0\0\0"),
+        (b'B', b"\0\0\0\0\0\0\0\0"),
+        (b'E', b"\0\0\0\0\0"),
+    ];
+    // Each case: steps of what is sent and the tag read up to.
+    type Steps = Vec<(Vec<u8>, u8)>;
+    let cases: Vec<(&str, Steps)> = vec![
+        (
+            "extended, a Sync between CopyData",
+            vec![
+                (messages(&[copy_ext, &[(b'H', &b""[..])]].concat()), b'G'),
+                (
+                    messages(&[
+                        (b'd', b"1\n"),
+                        (b'S', b""),
+                        (b'd', b"2\n"),
+                        (b'c', b""),
+                        (b'S', b""),
+                    ]),
+                    b'Z',
+                ),
+            ],
+        ),
+        (
+            "extended, all in one batch (Syncs before and after the data)",
+            vec![(
+                messages(
+                    &[
+                        copy_ext,
+                        &[
+                            (b'S', b""),
+                            (b'd', b"1\n"),
+                            (b'S', b""),
+                            (b'H', b""),
+                            (b'c', b""),
+                            (b'S', b""),
+                        ],
+                    ]
+                    .concat(),
+                ),
+                b'Z',
+            )],
+        ),
+        (
+            "extended, data the server rejects, then a Sync",
+            vec![
+                (messages(&[copy_ext, &[(b'H', &b""[..])]].concat()), b'G'),
+                (
+                    messages(&[
+                        (b'd', b"not a number\n"),
+                        (b'S', b""),
+                        (b'd', b"2\n"),
+                        (b'c', b""),
+                        (b'S', b""),
+                    ]),
+                    b'Z',
+                ),
+            ],
+        ),
+        (
+            "simple, a Sync between CopyData",
+            vec![
+                (messages(&[(b'Q', b"COPY gh_copy_tmp FROM STDIN\0")]), b'G'),
+                (messages(&[(b'd', b"1\n"), (b'S', b""), (b'c', b"")]), b'Z'),
+            ],
+        ),
+        (
+            "simple, two COPYs in one query, a Sync in the second",
+            vec![
+                (
+                    messages(&[(
+                        b'Q',
+                        b"COPY gh_copy_tmp FROM STDIN; COPY gh_copy_tmp FROM STDIN\0",
+                    )]),
+                    b'G',
+                ),
+                (messages(&[(b'd', b"1\n"), (b'c', b"")]), b'G'),
+                (messages(&[(b'S', b""), (b'd', b"2\n"), (b'c', b"")]), b'Z'),
+            ],
+        ),
+    ];
+    for (case, steps) in cases {
+        let mut c = raw_session(&s, &bot).await;
+        c.write_all(&messages(&[(
+            b'Q',
+            b"CREATE TEMP TABLE gh_copy_tmp (a int)\0",
+        )]))
+        .await
+        .unwrap();
+        read_through(&mut c, b'Z').await;
+        for (bytes, until) in steps {
+            c.write_all(&bytes).await.unwrap();
+            read_through(&mut c, until).await;
+        }
+        for (sql, masked) in [
+            (format!("SELECT email FROM {t}"), "*************.com"),
+            (format!("SELECT upper(email) AS x FROM {t}"), "[REDACTED]"),
+        ] {
+            c.write_all(&messages(&[(b'Q', format!("{sql}\0").as_bytes())]))
+                .await
+                .unwrap();
+            let got = read_through(&mut c, b'Z').await;
+            let text = String::from_utf8_lossy(&got);
+            assert!(
+                !text.to_lowercase().contains("alice@example.com"),
+                "{case}: {sql} leaked: {text}"
+            );
+            assert!(text.contains(masked), "{case}: {sql}: {text}");
+        }
+        c.write_all(&[b'X', 0, 0, 0, 4]).await.unwrap();
+        let _ = read_to_end(&mut c).await;
+        let v = latest_ended_session(&s).await;
+        let st = statement(&v, &format!("SELECT email FROM {t}"));
+        assert_eq!(st["columns"], json!(["email"]), "{case}: {st}");
+        assert_eq!(st["result"], json!([["*************.com"]]), "{case}: {st}");
+    }
+    // Any other message in copy-in mode would end the connection at the
+    // server (which takes it as the COPY's error and never answers it):
+    // Gatehouse ends the session itself, saying why.
+    let mut c = raw_session(&s, &bot).await;
+    c.write_all(&messages(&[(
+        b'Q',
+        b"CREATE TEMP TABLE gh_copy_tmp (a int)\0",
+    )]))
+    .await
+    .unwrap();
+    read_through(&mut c, b'Z').await;
+    c.write_all(&messages(&[(b'Q', b"COPY gh_copy_tmp FROM STDIN\0")]))
+        .await
+        .unwrap();
+    read_through(&mut c, b'G').await;
+    let _ = c
+        .write_all(&messages(&[(
+            b'Q',
+            format!("SELECT email FROM {t}\0").as_bytes(),
+        )]))
+        .await;
+    let got = read_to_end(&mut c).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(!text.contains("alice@example.com"), "{text}");
+    assert!(text.contains("during COPY FROM STDIN"), "{text}");
+    direct
+        .batch_execute(&format!("DROP TABLE public.{t}"))
+        .await
+        .unwrap();
+}
+
 /// The tags of the whole backend messages in `bytes`.
 fn backend_tags(bytes: &[u8]) -> Vec<u8> {
     let mut tags = Vec::new();
@@ -779,15 +960,21 @@ async fn malformed_and_oversized_messages_end_only_that_session() {
     let (s, bot) = gateway().await;
     let (healthy, _) = connect(&url_with(&s, &bot, "shop")).await;
 
-    // A negative length.
+    // A negative length: the client is told (FATAL, 08P01).
     let mut c = raw_session(&s, &bot).await;
     c.write_all(&[b'Q', 0xff, 0xff, 0xff, 0xff]).await.unwrap();
-    let _ = read_to_end(&mut c).await;
+    let out = read_to_end(&mut c).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains("08P01") && text.contains("protocol error from the client"),
+        "{text}"
+    );
 
     // A message claiming to be 1 GiB: refused from its header alone.
     let mut c = raw_session(&s, &bot).await;
     c.write_all(&[b'Q', 0x40, 0, 0, 0]).await.unwrap();
-    let _ = read_to_end(&mut c).await;
+    let out = read_to_end(&mut c).await;
+    assert!(String::from_utf8_lossy(&out).contains("08P01"), "{out:?}");
 
     // A Query without its terminating NUL.
     let mut c = raw_session(&s, &bot).await;
