@@ -31,7 +31,7 @@ use bytes::{Buf, BytesMut};
 use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
-use gatehouse_policy::{CachedEngine, Engine, MaskPlan, StatementMask};
+use gatehouse_policy::{CachedEngine, Engine, MaskPlan, ResultSources, StatementMask};
 use gatehouse_store::ResultSample;
 use gatehouse_store::recorder::{ColumnNames, Record, SessionLog};
 
@@ -540,6 +540,9 @@ struct ClientSide {
     /// A statement that may start COPY FROM STDIN was just sent: the
     /// client's next messages wait for its outcome.
     barrier: bool,
+    /// The session's prepared statements and cursors, for masking what an
+    /// `EXECUTE` or `FETCH` returns as its query's results.
+    sources: ResultSources,
 }
 
 /// Wall-clock milliseconds of instants of the monotonic clock, which a
@@ -613,7 +616,7 @@ impl ClientSide {
     /// How an `Execute`'s results are masked. The caller's mask plan is
     /// kept for as long as the same policy is in force (it depends only on
     /// the policy, the caller and the connection).
-    fn execute_mask(&mut self, sql: &str) -> Option<StatementMask> {
+    fn execute_mask(&mut self, sql: &Arc<str>) -> Option<StatementMask> {
         let engine = self.engine.get();
         let plan = match &self.plan {
             Some((e, plan)) if Arc::ptr_eq(e, engine) => plan.clone(),
@@ -623,7 +626,9 @@ impl ClientSide {
                 plan
             }
         }?;
-        Some(engine.mask_for(plan, sql))
+        let mut mask = engine.mask_for(plan, sql);
+        engine.follow_sources(sql, &mut mask, &mut self.sources);
+        Some(mask)
     }
 
     /// The policy's decision and how the results are masked, unless the
@@ -960,6 +965,11 @@ impl ClientSide {
                 let verdict = self.shared(verdict);
                 stmt.verdict = verdict.clone();
                 stmt.mask = mask;
+                if let Some(mask) = &mut stmt.mask {
+                    self.engine
+                        .get()
+                        .follow_sources(&stmt.sql, mask, &mut self.sources);
+                }
                 if matches!(*verdict, Verdict::Review { .. }) {
                     return Ok(Some(Hold {
                         stmt,
@@ -986,6 +996,10 @@ impl ClientSide {
                     None => {
                         out.extend_from_slice(msg);
                         let sql: Arc<str> = sql.into();
+                        if !name.is_empty() {
+                            // SQL's EXECUTE can run it too.
+                            self.sources.define(&format!("statement:{name}"), &sql);
+                        }
                         self.statements.insert(
                             name.to_string(),
                             (sql.clone(), verdict, Described::default(), may_copy(&sql)),
@@ -1024,6 +1038,10 @@ impl ClientSide {
                 };
                 let formats = codec::bind_result_formats(body).map_err(malformed)?;
                 out.extend_from_slice(msg);
+                if !portal.is_empty() {
+                    // SQL's FETCH can read it too.
+                    self.sources.define(&format!("cursor:{portal}"), &entry.0);
+                }
                 let entry = (entry.0, entry.1, params, formats, entry.2, entry.3);
                 self.portals.set(portal, entry);
             }
@@ -1139,6 +1157,7 @@ async fn client_to_upstream(
         clock: WallClock::new(),
         copy,
         barrier: false,
+        sources: ResultSources::default(),
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);

@@ -375,6 +375,12 @@ pub struct ColumnRefs {
     pub relations: Vec<(String, Option<String>)>,
     /// The statement copies data out (`COPY … TO`).
     pub copy_out: bool,
+    /// SQL-level prepared statements (`statement:NAME`) and cursors
+    /// (`cursor:NAME`) the statement defines (`PREPARE`, `DECLARE … CURSOR`).
+    pub defines: Vec<String>,
+    /// Those whose rows it returns (`EXECUTE`, `FETCH`): their query, and
+    /// so what its computed columns read, is in another statement.
+    pub uses: Vec<String>,
 }
 
 /// Column references of a statement; `None` when it does not parse.
@@ -441,6 +447,30 @@ fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()
                             .and_then(|a| a.as_str())
                             .map(str::to_lowercase);
                         refs.relations.push((name, alias));
+                    }
+                    "PrepareStmt" | "ExecuteStmt" => {
+                        let name = child.get("name").and_then(|n| n.as_str()).unwrap_or("");
+                        let list = if k == "PrepareStmt" {
+                            &mut refs.defines
+                        } else {
+                            &mut refs.uses
+                        };
+                        list.push(format!("statement:{name}"));
+                    }
+                    "DeclareCursorStmt" | "FetchStmt" => {
+                        let name = child
+                            .get("portalname")
+                            .and_then(|n| n.as_str())
+                            .unwrap_or("");
+                        let moves = child
+                            .get("ismove")
+                            .and_then(|b| b.as_bool())
+                            .unwrap_or(false);
+                        if k == "DeclareCursorStmt" {
+                            refs.defines.push(format!("cursor:{name}"));
+                        } else if !moves {
+                            refs.uses.push(format!("cursor:{name}"));
+                        }
                     }
                     "CopyStmt"
                         if !child
@@ -590,5 +620,40 @@ mod tests {
         );
         assert!(column_refs("COPY t TO STDOUT").expect("parses").copy_out);
         assert!(column_refs("SELEC").is_none());
+    }
+
+    #[test]
+    fn statements_defining_and_using_other_statements_results() {
+        let r = |sql: &str| column_refs(sql).expect("parses");
+        let p = r("PREPARE Leak (int) AS SELECT upper(email) FROM t WHERE id = $1");
+        assert_eq!(p.defines, ["statement:leak"]);
+        assert!(
+            p.names.contains("email"),
+            "the prepared query is walked: {p:?}"
+        );
+        assert_eq!(r("EXECUTE leak(1)").uses, ["statement:leak"]);
+        assert_eq!(
+            r("EXPLAIN ANALYZE EXECUTE leak(1)").uses,
+            ["statement:leak"]
+        );
+        let d = r("DECLARE \"C1\" NO SCROLL CURSOR WITH HOLD FOR SELECT email FROM t");
+        assert_eq!(d.defines, ["cursor:C1"]);
+        for fetch in [
+            "FETCH ALL FROM \"C1\"",
+            "FETCH 10 \"C1\"",
+            "FETCH NEXT IN \"C1\"",
+        ] {
+            assert_eq!(r(fetch).uses, ["cursor:C1"], "{fetch}");
+        }
+        assert!(
+            r("MOVE ALL IN \"C1\"").uses.is_empty(),
+            "MOVE returns no rows"
+        );
+        let both = r("DECLARE c CURSOR FOR SELECT 1; FETCH ALL FROM c");
+        assert_eq!(
+            (both.defines, both.uses),
+            (vec!["cursor:c".to_string()], vec!["cursor:c".to_string()])
+        );
+        assert!(r("SELECT 1").defines.is_empty() && r("SELECT 1").uses.is_empty());
     }
 }

@@ -17,8 +17,8 @@ pub use analyze::{Analysis, Class, ColumnRefs, analyze, column_refs};
 pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
 pub use mask::{MaskPlan, mask_text};
 pub use rules::{
-    CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest, PolicySource, SqlDialect,
-    StatementMask,
+    CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest, PolicySource,
+    ResultSources, SqlDialect, StatementMask,
 };
 
 #[cfg(test)]

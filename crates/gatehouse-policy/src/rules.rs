@@ -173,6 +173,40 @@ pub struct StatementMask {
     pub taint: bool,
 }
 
+/// The SQL-level prepared statements and cursors of one session, by name
+/// (`statement:NAME`, `cursor:NAME`), with the texts that defined them, so
+/// that an `EXECUTE` or `FETCH` is masked as the query whose rows it
+/// returns would be ([`Engine::follow_sources`]). A name the session did
+/// not define where Gatehouse saw it (a cursor a function opened, a
+/// statement prepared at the protocol level, more names or definitions
+/// than are kept) counts as reading masked data.
+#[derive(Debug, Default)]
+pub struct ResultSources {
+    by_name: HashMap<String, Vec<Arc<str>>>,
+}
+
+impl ResultSources {
+    /// Notes that `name` (`statement:NAME` or `cursor:NAME`) was defined
+    /// with `sql`: by a statement ([`Engine::follow_sources`] notes those)
+    /// or at the protocol level (a named `Parse` or `Bind`, which share
+    /// the names of SQL's prepared statements and cursors).
+    pub fn define(&mut self, name: &str, sql: &Arc<str>) {
+        if !self.by_name.contains_key(name) && self.by_name.len() >= MAX_SOURCE_NAMES {
+            return;
+        }
+        let texts = self.by_name.entry(name.to_string()).or_default();
+        if texts.len() < MAX_SOURCE_TEXTS && !texts.iter().any(|t| t == sql) {
+            texts.push(sql.clone());
+        }
+    }
+}
+
+/// Names a session's [`ResultSources`] keeps, and definitions per name (a
+/// name defined again keeps every definition: the server may have refused
+/// the later one).
+const MAX_SOURCE_NAMES: usize = 1024;
+const MAX_SOURCE_TEXTS: usize = 8;
+
 /// The compiled policy.
 #[derive(Debug)]
 pub struct Engine {
@@ -550,6 +584,43 @@ impl Engine {
         let taint =
             plan.has_columns() && plan.taints(self.column_refs_in(dialect, sql).as_ref().as_ref());
         StatementMask { plan, taint }
+    }
+
+    /// Completes `mask`, the mask of PostgreSQL statement `sql` of a session
+    /// whose prepared statements and cursors are `sources`: an `EXECUTE` or
+    /// `FETCH` has its computed columns masked when the query it returns
+    /// rows of may read masked data (or is unknown); a `PREPARE` or
+    /// `DECLARE` is noted in `sources`.
+    pub fn follow_sources(
+        &self,
+        sql: &Arc<str>,
+        mask: &mut StatementMask,
+        sources: &mut ResultSources,
+    ) {
+        let refs = self.column_refs_in(SqlDialect::Postgres, sql);
+        // Unparsed text is masked as tainted already.
+        let Some(refs) = refs.as_ref() else { return };
+        if refs.defines.is_empty() && refs.uses.is_empty() {
+            return;
+        }
+        if mask.plan.has_columns() && !mask.taint {
+            mask.taint = refs.uses.iter().any(|name| {
+                let Some(texts) = sources.by_name.get(name) else {
+                    return true;
+                };
+                texts.len() >= MAX_SOURCE_TEXTS
+                    || texts.iter().any(|text| {
+                        let r = self.column_refs_in(SqlDialect::Postgres, text);
+                        // A source that itself returns another's rows
+                        // counts as tainted.
+                        r.as_ref().as_ref().is_none_or(|r| !r.uses.is_empty())
+                            || mask.plan.taints(r.as_ref().as_ref())
+                    })
+            });
+        }
+        for name in &refs.defines {
+            sources.define(name, sql);
+        }
     }
 
     /// Decides one PostgreSQL statement at `now_ms` (Unix milliseconds);

@@ -487,6 +487,103 @@ async fn masks_follow_the_data_through_aliases_views_and_expressions() {
 
 /// Two replicas on one PostgreSQL store: a policy changed through one is in
 /// force on the other's live sessions within its poll interval.
+/// The rows of an `EXECUTE` or a `FETCH` come from a query in another
+/// statement, so the statement's own text says nothing of what its computed
+/// columns read: they are masked as that query's would be, and, where
+/// Gatehouse never saw the query (a cursor a function opened), as reading
+/// masked data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executes_and_fetches_are_masked_as_the_queries_they_run() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let t = unique("gh_src");
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int, email text);
+             INSERT INTO public.{t} VALUES (1, 'alice@example.com');
+             CREATE FUNCTION public.{t}_cur() RETURNS refcursor LANGUAGE plpgsql AS $$
+               DECLARE r refcursor := '{t}_fc';
+               BEGIN OPEN r FOR SELECT upper(email) FROM public.{t}; RETURN r; END $$;"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({"masks": [{"columns": [format!("public.{t}.email")], "method": "partial"}]}),
+    )
+    .await;
+    let gw = connect(&url(&s, &agent)).await;
+    let leaked = |got: &Vec<Vec<Option<String>>>| {
+        format!("{got:?}")
+            .to_lowercase()
+            .contains("alice@example.com")
+    };
+    let redacted = vec![vec![Some("[REDACTED]".to_string())]];
+
+    // SQL's PREPARE and EXECUTE, alone and in one query.
+    rows(
+        &gw,
+        &format!("PREPARE leak AS SELECT upper(email) AS x FROM {t} WHERE id = 1"),
+    )
+    .await;
+    assert_eq!(rows(&gw, "EXECUTE leak").await, redacted);
+    let got = rows(
+        &gw,
+        &format!("PREPARE leak2 AS SELECT email || '' AS y FROM {t}; EXECUTE leak2"),
+    )
+    .await;
+    assert_eq!(got, redacted);
+    // Defining the name again (which the server refuses: it exists) does
+    // not make Gatehouse forget what it runs.
+    gw.simple_query("PREPARE leak AS SELECT 'harmless' AS x")
+        .await
+        .unwrap_err();
+    assert_eq!(rows(&gw, "EXECUTE leak").await, redacted);
+    // A prepared query that reads no masked data is left alone.
+    rows(&gw, &format!("PREPARE n AS SELECT count(*) AS n FROM {t}")).await;
+    assert_eq!(
+        rows(&gw, "EXECUTE n").await,
+        vec![vec![Some("1".to_string())]]
+    );
+
+    // A statement prepared at the protocol level, run with SQL's EXECUTE.
+    let _st = gw
+        .prepare(&format!("SELECT upper(email) FROM {t}"))
+        .await
+        .unwrap();
+    let name = rows(
+        &gw,
+        "SELECT name FROM pg_prepared_statements WHERE NOT from_sql AND statement LIKE '%upper(email)%'",
+    )
+    .await;
+    let name = name[0][0].clone().unwrap();
+    let got = rows(&gw, &format!("EXECUTE {name}")).await;
+    assert!(!leaked(&got) && !got.is_empty(), "{got:?}");
+
+    // Cursors, declared and fetched in separate statements.
+    gw.batch_execute("BEGIN").await.unwrap();
+    rows(
+        &gw,
+        &format!("DECLARE c1 CURSOR FOR SELECT upper(email) FROM {t}"),
+    )
+    .await;
+    assert_eq!(rows(&gw, "FETCH 1 FROM c1").await, redacted);
+    // A cursor a function opened: its query was never seen.
+    rows(&gw, &format!("SELECT {t}_cur()")).await;
+    let got = rows(&gw, &format!("FETCH ALL FROM {t}_fc")).await;
+    assert_eq!(got, redacted, "{got:?}");
+    gw.batch_execute("COMMIT").await.unwrap();
+
+    direct
+        .batch_execute(&format!(
+            "DROP FUNCTION public.{t}_cur(); DROP TABLE public.{t}"
+        ))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_policy_change_reaches_the_other_replica() {
     let store = gatehouse_store::testing::fresh_pg_database()
