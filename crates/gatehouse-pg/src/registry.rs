@@ -36,8 +36,21 @@ pub struct Registered {
     pub key: (i32, i32),
     pub kill: watch::Receiver<Option<String>>,
     pub grants: SessionGrants,
-    /// Woken when the client sends a cancel request for this session.
-    pub cancelled: Arc<tokio::sync::Notify>,
+    /// The client's cancel requests for this session.
+    pub cancelled: Arc<CancelRequests>,
+}
+
+/// A client's cancel requests for one session. While a statement of the
+/// session waits for review, a cancel request is for it (it is then
+/// refused) and does not go to the upstream, where it would cancel
+/// whatever runs next: the refusal itself, say. Otherwise it goes there.
+#[derive(Debug, Default)]
+pub struct CancelRequests {
+    /// Woken by a cancel request while a statement waits for review.
+    pub notify: tokio::sync::Notify,
+    /// A statement waits for review (set only once its waiter is
+    /// registered with `notify`, so that no cancel request is lost).
+    pub holding: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -48,7 +61,7 @@ struct Entry {
     upstream_key: (i32, i32),
     kill: watch::Sender<Option<String>>,
     grants: SessionGrants,
-    cancelled: Arc<tokio::sync::Notify>,
+    cancelled: Arc<CancelRequests>,
 }
 
 /// Adds a grant to the ones a session depends on.
@@ -83,7 +96,7 @@ impl LiveSessions {
     ) -> Registered {
         let (tx, rx) = watch::channel(None);
         let grants: SessionGrants = Arc::new(Mutex::new(info.grants.clone()));
-        let cancelled = Arc::new(tokio::sync::Notify::new());
+        let cancelled = Arc::new(CancelRequests::default());
         let mut map = lock(&self.inner);
         loop {
             let key = (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>());
@@ -110,12 +123,18 @@ impl LiveSessions {
         lock(&self.inner).remove(&key);
     }
 
-    /// The upstream target and key for one of our cancel keys.
-    /// The upstream target and key for one of our cancel keys; a statement
-    /// of that session waiting for review is told too.
+    /// Where a cancel request with one of our cancel keys goes: the
+    /// upstream target and key, or nowhere when a statement of that session
+    /// waits for review (it is woken instead).
     pub(crate) fn cancel_target(&self, key: (i32, i32)) -> Option<(Target, (i32, i32))> {
         lock(&self.inner).get(&key).and_then(|e| {
-            e.cancelled.notify_waiters();
+            if e.cancelled
+                .holding
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                e.cancelled.notify.notify_waiters();
+                return None;
+            }
             Some((e.upstream.clone()?, e.upstream_key))
         })
     }

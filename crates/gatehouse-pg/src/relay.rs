@@ -68,7 +68,7 @@ pub struct Ctx {
     /// The just-in-time grants this session depends on.
     pub grants: crate::registry::SessionGrants,
     /// The client's cancel requests.
-    pub cancelled: Arc<tokio::sync::Notify>,
+    pub cancelled: Arc<crate::registry::CancelRequests>,
     /// A session opened inside Gatehouse (query API, MCP): a statement for
     /// review is not waited on (the caller gets the review id at once and
     /// sends the statement again once it is approved), and which result
@@ -746,10 +746,22 @@ impl ClientSide {
         let wait = access.wait(&id, &self.ctx.principal, deadline);
         tokio::pin!(wait);
         let cancelled = self.ctx.cancelled.clone();
+        let notified = cancelled.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // Cancel requests are for this wait until it ends (however it ends).
+        struct Holding<'a>(&'a AtomicBool);
+        impl Drop for Holding<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        cancelled.holding.store(true, Ordering::Release);
+        let _holding = Holding(&cancelled.holding);
         let outcome = loop {
             tokio::select! {
                 o = &mut wait => break o,
-                () = cancelled.notified() => {
+                () = &mut notified => {
                     return Ok(deny(format!(
                         "the client cancelled the statement while it waited for review {id}"
                     )));
