@@ -290,9 +290,11 @@ def body(run, dsn, direct_dsn, t, chan):
                 cur.execute(q, (i,), prepare=True)
                 got.append(cur.fetchone())
             run.rec("results", got)
+            # Found by their text: Gatehouse prepares named statements
+            # upstream under names of its own (docs/postgres.md).
             cur.execute(
-                "SELECT name, parameter_types::text[] FROM pg_prepared_statements"
-                " WHERE statement LIKE %s ORDER BY name",
+                "SELECT parameter_types::text[] FROM pg_prepared_statements"
+                " WHERE NOT from_sql AND statement LIKE %s ORDER BY statement",
                 (f"%{t}%",),
             )
             run.rec("prepared upstream", cur.fetchall())

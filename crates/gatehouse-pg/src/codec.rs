@@ -620,6 +620,18 @@ pub fn query(out: &mut BytesMut, sql: &str) {
 
 // === builders ===
 
+/// Writes message `tag` with body `body`, but with the NUL-terminated name
+/// of `old_len` bytes at offset `at` of the body replaced by `name`: a
+/// `Parse`, `Bind`, `Describe` or `Close` sent upstream under another
+/// statement name.
+pub fn with_name(out: &mut BytesMut, tag: u8, body: &[u8], at: usize, old_len: usize, name: &str) {
+    let start = begin(out, tag);
+    out.put_slice(&body[..at]);
+    put_cstr(out, name);
+    out.put_slice(&body[at + old_len + 1..]);
+    finish(out, start);
+}
+
 fn begin(out: &mut BytesMut, tag: u8) -> usize {
     out.put_u8(tag);
     let at = out.len();
@@ -759,6 +771,28 @@ pub fn sasl_initial_response(out: &mut BytesMut, mechanism: &str, data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_name_inside_a_message_is_replaced_and_the_rest_kept() {
+        // Bind of portal "p" to statement "s1" with one text parameter.
+        let mut body = Vec::new();
+        body.extend_from_slice(b"p\0s1\0");
+        body.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2, b'4', b'2', 0, 0]);
+        let mut out = bytes::BytesMut::new();
+        with_name(&mut out, b'B', &body, 2, 2, "gh_0123");
+        let (tag, total) = frame(&out, 1 << 20).expect("frames").expect("whole");
+        assert_eq!((tag, total), (b'B', out.len()));
+        let renamed = super::body(&out);
+        assert_eq!(parse_bind(renamed).expect("parses"), ("p", "gh_0123"));
+        assert_eq!(&renamed[10..], &body[5..], "the parameters are untouched");
+        // Close of a statement: after the kind byte.
+        let mut out = bytes::BytesMut::new();
+        with_name(&mut out, b'C', b"Ss1\0", 1, 2, "gh_9");
+        assert_eq!(
+            parse_close(super::body(&out)).expect("parses"),
+            (b'S', "gh_9")
+        );
+    }
+
     #[test]
     fn bind_parameters_are_read_with_their_formats() {
         // portal "", statement "s1", formats [1], params [int4 7, NULL], results [].

@@ -514,9 +514,8 @@ impl Portals {
 struct ClientSide {
     ctx: Arc<Ctx>,
     pending: Pending,
-    /// Prepared statements: name → (SQL, verdict, description, whether
-    /// it may start COPY FROM STDIN).
-    statements: HashMap<String, (Arc<str>, Arc<Verdict>, Described, bool)>,
+    /// Prepared statements by the client's name.
+    statements: HashMap<String, Prepared>,
     /// Portals: name → (SQL, verdict, parameters if held for review).
     portals: Portals,
     /// Notices for the client (sent through the upstream side).
@@ -543,6 +542,31 @@ struct ClientSide {
     /// The session's prepared statements and cursors, for masking what an
     /// `EXECUTE` or `FETCH` returns as its query's results.
     sources: ResultSources,
+}
+
+/// A prepared statement as the client named it.
+struct Prepared {
+    sql: Arc<str>,
+    verdict: Arc<Verdict>,
+    described: Described,
+    /// It may start COPY FROM STDIN.
+    copy: bool,
+    /// Its name upstream. A named statement goes there under a fresh,
+    /// unguessable name of Gatehouse's ([`upstream_name`]), so that the
+    /// name Gatehouse binds always holds the text Gatehouse decided: the
+    /// server keeps the first text of a name it already has (a Parse of it
+    /// again is refused there, and so is one after SQL's PREPARE took the
+    /// name), and a Parse it rejects leaves an older statement in place.
+    /// Had Gatehouse taken the client's later text for the name, a DELETE
+    /// under review could run as the SELECT named after it.
+    upstream: Box<str>,
+}
+
+/// A fresh name for a statement upstream: 128 random bits, so that no
+/// client can take it first (with SQL's PREPARE) to have its own text run
+/// under it.
+fn upstream_name() -> Box<str> {
+    format!("gh_{:032x}", rand::random::<u128>()).into()
 }
 
 /// Wall-clock milliseconds of instants of the monotonic clock, which a
@@ -1006,16 +1030,23 @@ impl ClientSide {
                 let verdict = self.shared(self.check(self.engine(), sql));
                 match refusal(&verdict) {
                     None => {
-                        out.extend_from_slice(msg);
+                        let upstream: Box<str> = if name.is_empty() {
+                            out.extend_from_slice(msg);
+                            "".into()
+                        } else {
+                            let upstream = upstream_name();
+                            codec::with_name(out, tag, body, 0, name.len(), &upstream);
+                            upstream
+                        };
                         let sql: Arc<str> = sql.into();
-                        if !name.is_empty() {
-                            // SQL's EXECUTE can run it too.
-                            self.sources.define(&format!("statement:{name}"), &sql);
-                        }
-                        self.statements.insert(
-                            name.to_string(),
-                            (sql.clone(), verdict, Described::default(), may_copy(&sql)),
-                        );
+                        let prepared = Prepared {
+                            copy: may_copy(&sql),
+                            sql,
+                            verdict,
+                            described: Described::default(),
+                            upstream,
+                        };
+                        self.statements.insert(name.to_string(), prepared);
                     }
                     Some((rule, message)) => {
                         self.audit_refusal(sql, rule);
@@ -1027,10 +1058,14 @@ impl ClientSide {
             }
             b'B' => {
                 let (portal, stmt) = codec::parse_bind(body).map_err(malformed)?;
-                let entry = match self.statements.get(stmt) {
-                    Some((sql, verdict, described, copy)) => {
-                        (sql.clone(), verdict.clone(), Some(described.clone()), *copy)
-                    }
+                let known = self.statements.get(stmt);
+                let entry = match known {
+                    Some(p) => (
+                        p.sql.clone(),
+                        p.verdict.clone(),
+                        Some(p.described.clone()),
+                        p.copy,
+                    ),
                     None => (
                         Arc::from(format!("(unknown prepared statement \"{stmt}\")")),
                         self.allow.clone(),
@@ -1049,7 +1084,12 @@ impl ClientSide {
                     None
                 };
                 let formats = codec::bind_result_formats(body).map_err(malformed)?;
-                out.extend_from_slice(msg);
+                match known {
+                    Some(p) if *p.upstream != *stmt => {
+                        codec::with_name(out, tag, body, portal.len() + 1, stmt.len(), &p.upstream);
+                    }
+                    _ => out.extend_from_slice(msg),
+                }
                 if !portal.is_empty() {
                     // SQL's FETCH can read it too.
                     self.sources.define(&format!("cursor:{portal}"), &entry.0);
@@ -1105,21 +1145,31 @@ impl ClientSide {
             }
             b'D' => {
                 let (kind, name) = codec::parse_describe(body).map_err(malformed)?;
-                if kind == b'S'
-                    && let Some((_, _, described, _)) = self.statements.get(name)
-                {
-                    self.send(Item::DescribeStmt(described.clone()))?;
+                let known = if kind == b'S' {
+                    self.statements.get(name)
+                } else {
+                    None
+                };
+                match known {
+                    Some(p) => {
+                        self.send(Item::DescribeStmt(p.described.clone()))?;
+                        codec::with_name(out, tag, body, 1, name.len(), &p.upstream);
+                    }
+                    None => out.extend_from_slice(msg),
                 }
-                out.extend_from_slice(msg);
             }
             b'C' => {
                 let (kind, name) = codec::parse_close(body).map_err(malformed)?;
-                if kind == b'S' {
-                    self.statements.remove(name);
+                let closed = if kind == b'S' {
+                    self.statements.remove(name)
                 } else {
                     self.portals.close(name);
+                    None
+                };
+                match closed {
+                    Some(p) => codec::with_name(out, tag, body, 1, name.len(), &p.upstream),
+                    None => out.extend_from_slice(msg),
                 }
-                out.extend_from_slice(msg);
             }
             b'S' => {
                 self.send(Item::Sync)?;

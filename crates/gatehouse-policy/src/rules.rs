@@ -188,8 +188,8 @@ pub struct ResultSources {
 impl ResultSources {
     /// Notes that `name` (`statement:NAME` or `cursor:NAME`) was defined
     /// with `sql`: by a statement ([`Engine::follow_sources`] notes those)
-    /// or at the protocol level (a named `Parse` or `Bind`, which share
-    /// the names of SQL's prepared statements and cursors).
+    /// or at the protocol level (a named `Bind`: its portal shares the
+    /// names of SQL's cursors).
     pub fn define(&mut self, name: &str, sql: &Arc<str>) {
         if !self.by_name.contains_key(name) && self.by_name.len() >= MAX_SOURCE_NAMES {
             return;

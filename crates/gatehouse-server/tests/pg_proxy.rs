@@ -853,6 +853,143 @@ async fn syncs_sent_during_copy_in_cannot_shift_masking_onto_another_statement()
         .unwrap();
 }
 
+/// Parse, with the statement's name, its text and no parameter types.
+fn parse_named(name: &str, sql: &str) -> Vec<u8> {
+    let mut m = Vec::new();
+    frontend(&mut m, b'P', format!("{name}\0{sql}\0\0\0").as_bytes());
+    m
+}
+
+/// Sends `bytes` and reads through ReadyForQuery, as text.
+async fn step(c: &mut tokio::net::TcpStream, bytes: Vec<u8>) -> String {
+    c.write_all(&bytes).await.unwrap();
+    String::from_utf8_lossy(&read_through(c, b'Z').await).to_string()
+}
+
+/// Bind of the unnamed portal to statement `name`, Execute and Sync.
+fn run_named(name: &str) -> Vec<u8> {
+    let mut m = Vec::new();
+    frontend(&mut m, b'B', format!("\0{name}\0\0\0\0\0\0\0").as_bytes());
+    frontend(&mut m, b'E', b"\0\0\0\0\0");
+    frontend(&mut m, b'S', b"");
+    m
+}
+
+/// The server keeps a prepared statement's first text when a Parse names
+/// it again (it refuses that Parse), when a Parse of it failed, and when
+/// SQL's PREPARE made it. Whatever the client sends, an execution is
+/// decided, held, masked and recorded as the text the server runs: a
+/// DELETE under review does not run as the SELECT named after it, and a
+/// masked expression does not come back in clear.
+#[tokio::test]
+async fn a_named_statement_runs_only_as_the_text_gatehouse_decided() {
+    let (s, bot) = gateway().await;
+    let t = unique("gh_redef");
+    let direct = connect(DIRECT).await.0;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int, email text);
+             INSERT INTO public.{t} VALUES (1, 'alice@example.com');"
+        ))
+        .await
+        .unwrap();
+    common::put_policy(
+        &s,
+        json!({
+            "rules": [{"name": "check-deletes", "statements": ["write"], "action": "review",
+                       "approvers": ["dba"], "timeout": "1s"}],
+            "masks": [{"columns": [format!("public.{t}.email")], "method": "partial"}]
+        }),
+    )
+    .await;
+    let mut c = raw_session(&s, &bot).await;
+    let sync = messages(&[(b'S', b"")]);
+    // A DELETE that needs review, then a harmless text under its name.
+    step(
+        &mut c,
+        [parse_named("s1", &format!("DELETE FROM {t}")), sync.clone()].concat(),
+    )
+    .await;
+    step(
+        &mut c,
+        [parse_named("s1", "SELECT 1"), sync.clone()].concat(),
+    )
+    .await;
+    let got = step(&mut c, run_named("s1")).await;
+    let rows: i64 = direct
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "the DELETE ran without review: {got}");
+    // A masked expression, then a harmless text under its name.
+    let masked_expr = format!("SELECT upper(email) AS x FROM {t}");
+    step(
+        &mut c,
+        [parse_named("s2", &masked_expr), sync.clone()].concat(),
+    )
+    .await;
+    step(
+        &mut c,
+        [parse_named("s2", "SELECT 'harmless' AS x"), sync.clone()].concat(),
+    )
+    .await;
+    let got = step(&mut c, run_named("s2")).await;
+    assert!(!got.contains("ALICE@EXAMPLE.COM"), "{got}");
+    // A Parse the server rejects, then the name defined again.
+    step(
+        &mut c,
+        [
+            parse_named("s3", "SELECT * FROM gh_no_such_table"),
+            sync.clone(),
+        ]
+        .concat(),
+    )
+    .await;
+    step(
+        &mut c,
+        [parse_named("s3", &masked_expr), sync.clone()].concat(),
+    )
+    .await;
+    let got = step(&mut c, run_named("s3")).await;
+    assert!(!got.contains("ALICE@EXAMPLE.COM"), "{got}");
+    // A name SQL's PREPARE took, then the same name in a Parse.
+    step(
+        &mut c,
+        messages(&[(b'Q', format!("PREPARE s4 AS {masked_expr}\0").as_bytes())]),
+    )
+    .await;
+    step(
+        &mut c,
+        [parse_named("s4", "SELECT 'harmless' AS x"), sync.clone()].concat(),
+    )
+    .await;
+    let got = step(&mut c, run_named("s4")).await;
+    assert!(!got.contains("ALICE@EXAMPLE.COM"), "{got}");
+    // The unnamed statement: a failed Parse, then a Bind to it.
+    step(
+        &mut c,
+        [parse_named("", &masked_expr), sync.clone()].concat(),
+    )
+    .await;
+    step(
+        &mut c,
+        [
+            parse_named("", "SELECT * FROM gh_no_such_table"),
+            sync.clone(),
+        ]
+        .concat(),
+    )
+    .await;
+    let got = step(&mut c, run_named("")).await;
+    assert!(!got.contains("ALICE@EXAMPLE.COM"), "{got}");
+    c.write_all(&[b'X', 0, 0, 0, 4]).await.unwrap();
+    direct
+        .batch_execute(&format!("DROP TABLE public.{t}"))
+        .await
+        .unwrap();
+}
+
 /// The tags of the whole backend messages in `bytes`.
 fn backend_tags(bytes: &[u8]) -> Vec<u8> {
     let mut tags = Vec::new();
