@@ -871,6 +871,14 @@ impl ClientSide {
         out: &mut BytesMut,
     ) -> Result<(), String> {
         stmt.mask = self.execute_mask(&stmt.sql);
+        if !portal.is_empty()
+            && let Some(mask) = &mut stmt.mask
+        {
+            // A named portal may be a cursor SQL's DECLARE opened since
+            // (Gatehouse's entry for the name outlives the transaction
+            // that ended the portal it bound).
+            self.engine.get().follow_portal(portal, mask, &self.sources);
+        }
         // A result asked in binary whose columns Gatehouse has not seen
         // described is described for the recording too (the answer is not
         // passed on): without the column types, binary values could be

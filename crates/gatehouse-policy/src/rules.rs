@@ -604,23 +604,41 @@ impl Engine {
             return;
         }
         if mask.plan.has_columns() && !mask.taint {
-            mask.taint = refs.uses.iter().any(|name| {
-                let Some(texts) = sources.by_name.get(name) else {
-                    return true;
-                };
-                texts.len() >= MAX_SOURCE_TEXTS
-                    || texts.iter().any(|text| {
-                        let r = self.column_refs_in(SqlDialect::Postgres, text);
-                        // A source that itself returns another's rows
-                        // counts as tainted.
-                        r.as_ref().as_ref().is_none_or(|r| !r.uses.is_empty())
-                            || mask.plan.taints(r.as_ref().as_ref())
-                    })
-            });
+            mask.taint = refs
+                .uses
+                .iter()
+                .any(|name| self.source_taints(sources.by_name.get(name), &mask.plan));
         }
         for name in &refs.defines {
             sources.define(name, sql);
         }
+    }
+
+    /// Completes `mask`, the mask of a protocol-level `Execute` of the named
+    /// portal `portal`: the portal may also be a cursor that SQL's
+    /// `DECLARE` opened under that name, so its computed columns are masked
+    /// if any text that defined the name may read masked data.
+    pub fn follow_portal(&self, portal: &str, mask: &mut StatementMask, sources: &ResultSources) {
+        if !mask.plan.has_columns() || mask.taint {
+            return;
+        }
+        if let Some(texts) = sources.by_name.get(&format!("cursor:{portal}")) {
+            mask.taint = self.source_taints(Some(texts), &mask.plan);
+        }
+    }
+
+    /// Whether what a name returns may carry data `plan` masks, given the
+    /// texts that defined it (`None`: unknown, so it may).
+    fn source_taints(&self, texts: Option<&Vec<Arc<str>>>, plan: &MaskPlan) -> bool {
+        let Some(texts) = texts else { return true };
+        texts.len() >= MAX_SOURCE_TEXTS
+            || texts.iter().any(|text| {
+                let r = self.column_refs_in(SqlDialect::Postgres, text);
+                // A source that itself returns another's rows counts as
+                // tainted.
+                r.as_ref().as_ref().is_none_or(|r| !r.uses.is_empty())
+                    || plan.taints(r.as_ref().as_ref())
+            })
     }
 
     /// Decides one PostgreSQL statement at `now_ms` (Unix milliseconds);

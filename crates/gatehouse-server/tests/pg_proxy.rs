@@ -966,6 +966,25 @@ async fn a_named_statement_runs_only_as_the_text_gatehouse_decided() {
     .await;
     let got = step(&mut c, run_named("s4")).await;
     assert!(!got.contains("ALICE@EXAMPLE.COM"), "{got}");
+    // A named portal ends with its transaction; a cursor SQL's DECLARE
+    // opens under the same name is what a later Execute of it reads.
+    let mut m = parse_named("", "SELECT 'harmless' AS x");
+    frontend(&mut m, b'B', b"cur\0\0\0\0\0\0\0\0");
+    frontend(&mut m, b'S', b"");
+    step(&mut c, m).await;
+    step(
+        &mut c,
+        messages(&[(
+            b'Q',
+            format!("DECLARE cur CURSOR WITH HOLD FOR {masked_expr}\0").as_bytes(),
+        )]),
+    )
+    .await;
+    let got = step(&mut c, messages(&[(b'E', b"cur\0\0\0\0\0"), (b'S', b"")])).await;
+    assert!(
+        !got.contains("ALICE@EXAMPLE.COM") && got.contains("[REDACTED]"),
+        "{got}"
+    );
     // The unnamed statement: a failed Parse, then a Bind to it.
     step(
         &mut c,
