@@ -590,6 +590,14 @@ pub fn execute_message(out: &mut BytesMut, max_rows: i32) {
     finish(out, at);
 }
 
+/// `Close` of the prepared statement `name`.
+pub fn close_statement(out: &mut BytesMut, name: &str) {
+    let at = begin(out, b'C');
+    out.put_u8(b'S');
+    put_cstr(out, name);
+    finish(out, at);
+}
+
 /// A message with no body (`Sync` 'S', `Terminate` 'X').
 pub fn empty_message(out: &mut BytesMut, tag: u8) {
     let at = begin(out, tag);

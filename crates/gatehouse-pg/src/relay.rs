@@ -118,7 +118,7 @@ struct Stmt {
     /// The format of its result columns (text for a simple query).
     formats: ResultFormats,
     /// It may start COPY FROM STDIN ([`may_copy`]): the client side waits
-    /// for its outcome ([`CopyGate`]).
+    /// for its outcome ([`Gates`]).
     copy: bool,
 }
 
@@ -171,6 +171,12 @@ enum Item {
     /// The client's `Describe` of a prepared statement: its answer (passed
     /// on) tells the statement's columns, kept for its executions.
     DescribeStmt(Described),
+    /// The client's `Close`: its CloseComplete is passed on (tracked so
+    /// that it is not taken for a probe's).
+    Close,
+    /// Gatehouse's probe before a Query inside a batch (see [`Gates`]):
+    /// a `Close` of no statement, its CloseComplete not passed on.
+    Probe,
 }
 
 /// Items the client side has forwarded and the upstream side has not yet
@@ -245,17 +251,43 @@ impl Signals {
 /// ends the connection on any message other than CopyData, CopyDone and
 /// CopyFail; whether a statement starts copy-in mode is known only from
 /// its response. So after a statement that may start it, the client side
-/// waits ([`CopyGate::settled`]) until the upstream side has seen either
+/// waits ([`Gate::settled`]) until the upstream side has seen either
 /// CopyInResponse or the statement's end; in copy-in mode it does not send
 /// the client's Syncs on at all, so that none is answered or awaited. Were
 /// a Sync awaited that the server ignores, every later response would be
 /// taken for the statement before it: recorded under it, and masked by its
 /// plan.
+///
+/// The probe gate is for a Query (or FunctionCall) that comes inside an
+/// extended-query batch (after Parse, Bind, … with no Sync since, as
+/// asyncpg sends one after preparing with Flush). Had a message of the
+/// batch failed, the server would discard the Query unanswered, and its
+/// answer could not be told from the Sync's. So Gatehouse first sends a
+/// Close of a statement that does not exist (answered with CloseComplete,
+/// never an error) and a Flush, and waits: CloseComplete means nothing
+/// failed and the Query runs; an error first means the server is skipping
+/// to Sync, and the Query is dropped as the server would drop it.
 #[derive(Default)]
-struct CopyGate {
+struct Gates {
+    copy: Gate,
+    probe: Gate,
+}
+
+/// A state one side of the relay sets and the other waits on.
+#[derive(Default)]
+struct Gate {
     state: AtomicU8,
     changed: tokio::sync::Notify,
 }
+
+/// No probe out.
+const PROBE_NONE: u8 = 0;
+/// A probe is out, unanswered.
+const PROBE_OUT: u8 = 1;
+/// It was answered: the batch had no error.
+const PROBE_RUN: u8 = 2;
+/// The server skipped it: a message before it failed.
+const PROBE_SKIPPED: u8 = 3;
 
 /// No COPY FROM STDIN under way.
 const COPY_NONE: u8 = 0;
@@ -265,7 +297,7 @@ const COPY_PENDING: u8 = 1;
 /// The server is in copy-in mode.
 const COPY_IN: u8 = 2;
 
-impl CopyGate {
+impl Gate {
     fn state(&self) -> u8 {
         self.state.load(Ordering::Acquire)
     }
@@ -287,9 +319,9 @@ impl CopyGate {
         moved
     }
 
-    /// Returns once the state is no longer [`COPY_PENDING`].
-    async fn settled(&self) {
-        while self.state() == COPY_PENDING {
+    /// Returns once the state is no longer `waiting`.
+    async fn settled(&self, waiting: u8) {
+        while self.state() == waiting {
             self.changed.notified().await;
         }
     }
@@ -320,7 +352,7 @@ pub async fn run(
     let (client_r, client_w) = split(client);
     let (up_r, up_w) = split(upstream);
     let pending: Pending = Arc::default();
-    let copy = Arc::new(CopyGate::default());
+    let gates = Arc::new(Gates::default());
     // Notices from the client side (a statement held for review) go to the
     // client through the upstream side, between whole messages; the end of
     // the session reaches the upstream side the same way.
@@ -335,7 +367,7 @@ pub async fn run(
         pending.clone(),
         signals.clone(),
         terminated.clone(),
-        copy.clone(),
+        gates.clone(),
     ));
     let mut u2c = tokio::spawn(upstream_to_client(
         ctx.clone(),
@@ -344,7 +376,7 @@ pub async fn run(
         pending,
         leftover,
         signals.clone(),
-        copy,
+        gates,
     ));
     let deadline = async {
         match ctx.max_session {
@@ -534,11 +566,19 @@ struct ClientSide {
     allow: Arc<Verdict>,
     /// Statements' wall-clock start times.
     clock: WallClock,
-    /// COPY FROM STDIN, shared with the upstream side.
-    copy: Arc<CopyGate>,
+    /// COPY FROM STDIN and probes, shared with the upstream side.
+    gates: Arc<Gates>,
     /// A statement that may start COPY FROM STDIN was just sent: the
     /// client's next messages wait for its outcome.
     barrier: bool,
+    /// Extended-query messages were sent since the last Sync.
+    in_batch: bool,
+    /// The message just handled is to be handled again once the probe
+    /// sent for it is answered (it was not consumed).
+    retry: bool,
+    /// The server is skipping to Sync after an error in the batch (a
+    /// probe told): what comes until Sync is dropped here too.
+    skipping: bool,
     /// The session's prepared statements and cursors, for masking what an
     /// `EXECUTE` or `FETCH` returns as its query's results.
     sources: ResultSources,
@@ -917,7 +957,7 @@ impl ClientSide {
     /// Has the client's next message wait until the upstream side knows
     /// whether the statement just sent started COPY FROM STDIN.
     fn await_copy(&mut self) {
-        self.copy.set(COPY_PENDING);
+        self.gates.copy.set(COPY_PENDING);
         self.barrier = true;
     }
 
@@ -932,7 +972,7 @@ impl ClientSide {
                 out.extend_from_slice(msg);
                 // Unless the COPY failed meanwhile (the server has then
                 // left copy-in mode and drops these).
-                if self.copy.swap(COPY_IN, COPY_PENDING) {
+                if self.gates.copy.swap(COPY_IN, COPY_PENDING) {
                     codec::empty_message(out, b'H');
                     self.barrier = true;
                 }
@@ -961,8 +1001,22 @@ impl ClientSide {
     /// Handles one framed client message, appending what goes upstream to
     /// `out`; a statement held for review is returned instead.
     fn message(&mut self, tag: u8, msg: &[u8], out: &mut BytesMut) -> Result<Option<Hold>, String> {
-        if self.copy.state() == COPY_IN {
+        if self.gates.copy.state() == COPY_IN {
             self.copy_message(tag, msg, out)?;
+            return Ok(None);
+        }
+        if self.skipping {
+            // As the server does after an error in a batch.
+            match tag {
+                b'S' => {
+                    self.skipping = false;
+                    self.in_batch = false;
+                    self.send(Item::Sync)?;
+                    out.extend_from_slice(msg);
+                }
+                b'X' => out.extend_from_slice(msg),
+                _ => {}
+            }
             return Ok(None);
         }
         let body = codec::body(msg);
@@ -972,6 +1026,7 @@ impl ClientSide {
             // server drops a batch after an error; its Sync runs the refusal.
             match tag {
                 b'S' => {
+                    self.in_batch = false;
                     if let Some((stmt, sql)) = self.refused.take() {
                         // The refusal runs as the batch's last statement, in
                         // the extended protocol: if the upstream is already
@@ -1000,6 +1055,24 @@ impl ClientSide {
                 _ => {}
             }
             return Ok(None);
+        }
+        match tag {
+            // After an error in a batch the server discards what comes
+            // until Sync, a Query too, and answers none of it: its answer
+            // could not be told from the Sync's.
+            b'Q' | b'F' if self.in_batch => {
+                // Asked first whether the batch failed (see Gates); this
+                // message is handled again after the answer.
+                self.send(Item::Probe)?;
+                codec::close_statement(out, &upstream_name());
+                codec::empty_message(out, b'H');
+                self.gates.probe.set(PROBE_OUT);
+                self.retry = true;
+                return Ok(None);
+            }
+            b'P' | b'B' | b'D' | b'E' | b'C' => self.in_batch = true,
+            b'S' => self.in_batch = false,
+            _ => {}
         }
         match tag {
             b'Q' => {
@@ -1168,6 +1241,7 @@ impl ClientSide {
             }
             b'C' => {
                 let (kind, name) = codec::parse_close(body).map_err(malformed)?;
+                self.send(Item::Close)?;
                 let closed = if kind == b'S' {
                     self.statements.remove(name)
                 } else {
@@ -1209,7 +1283,7 @@ async fn client_to_upstream(
     pending: Pending,
     signals: Arc<Signals>,
     terminated: Arc<AtomicBool>,
-    copy: Arc<CopyGate>,
+    gates: Arc<Gates>,
 ) -> String {
     let limit = ctx.proxy.max_message;
     let engine = CachedEngine::new(&*ctx.proxy.policy);
@@ -1225,8 +1299,11 @@ async fn client_to_upstream(
         plan: None,
         allow: Arc::new(Verdict::Allow { rule: None }),
         clock: WallClock::new(),
-        copy,
+        gates,
         barrier: false,
+        in_batch: false,
+        retry: false,
+        skipping: false,
         sources: ResultSources::default(),
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -1259,6 +1336,21 @@ async fn client_to_upstream(
             };
             // Looked at in place (no handle split off the buffer per message).
             let handled = side.message(tag, &buf[..total], &mut out);
+            if side.retry {
+                side.retry = false;
+                if !out.is_empty() && up.send(&out).await.is_err() {
+                    return "upstream closed".into();
+                }
+                out.clear();
+                side.gates.probe.settled(PROBE_OUT).await;
+                if side.gates.probe.state() == PROBE_SKIPPED {
+                    side.skipping = true;
+                } else {
+                    side.in_batch = false;
+                }
+                side.gates.probe.set(PROBE_NONE);
+                continue;
+            }
             buf.advance(total);
             match handled {
                 Err(e) => return e,
@@ -1287,7 +1379,7 @@ async fn client_to_upstream(
                     return "upstream closed".into();
                 }
                 out.clear();
-                side.copy.settled().await;
+                side.gates.copy.settled(COPY_PENDING).await;
             }
             if tag == b'X' {
                 terminated.store(true, Ordering::Release);
@@ -1331,8 +1423,8 @@ struct UpstreamSide {
     /// one came (reused, like `sample`).
     command: String,
     has_command: bool,
-    /// COPY FROM STDIN, shared with the client side.
-    copy: Arc<CopyGate>,
+    /// COPY FROM STDIN and probes, shared with the client side.
+    gates: Arc<Gates>,
 }
 
 /// Keeps a result row (the DataRow body `row`, as the client receives it)
@@ -1422,7 +1514,7 @@ impl UpstreamSide {
     fn finish(&mut self, mut stmt: Stmt, command: Option<&str>) {
         if stmt.copy {
             // Whatever COPY it started is over.
-            self.copy.set(COPY_NONE);
+            self.gates.copy.set(COPY_NONE);
         }
         let duration = i64::try_from(stmt.started.elapsed().as_micros()).unwrap_or(i64::MAX);
         if stmt.rows == 0
@@ -1509,14 +1601,29 @@ impl UpstreamSide {
                 let error = format!("{code}: {message}");
                 match pending.front_mut() {
                     Some(Item::Simple(s)) => s.error = Some(error),
-                    Some(Item::Exec(_) | Item::Describe | Item::DescribeStmt(_)) => {
-                        // This Execute (or a Describe before it) failed, and
+                    Some(
+                        Item::Exec(_)
+                        | Item::Describe
+                        | Item::DescribeStmt(_)
+                        | Item::Close
+                        | Item::Probe,
+                    ) => {
+                        // This Execute (or a message before it) failed, and
                         // the server skips the rest of the batch until Sync.
                         let mut first = true;
                         while matches!(
                             pending.front(),
-                            Some(Item::Exec(_) | Item::Describe | Item::DescribeStmt(_))
+                            Some(
+                                Item::Exec(_)
+                                    | Item::Describe
+                                    | Item::DescribeStmt(_)
+                                    | Item::Close
+                                    | Item::Probe
+                            )
                         ) {
+                            if matches!(pending.front(), Some(Item::Probe)) {
+                                self.gates.probe.set(PROBE_SKIPPED);
+                            }
                             if let Some(Item::Exec(mut s)) = pending.pop_front() {
                                 s.error = Some(if first {
                                     error.clone()
@@ -1541,7 +1648,10 @@ impl UpstreamSide {
                         break;
                     }
                     Some(Item::Sync) | None => break,
-                    Some(Item::Describe | Item::DescribeStmt(_) | Item::Swallow(_)) => {}
+                    Some(
+                        Item::Describe | Item::DescribeStmt(_) | Item::Swallow(_) | Item::Close,
+                    ) => {}
+                    Some(Item::Probe) => self.gates.probe.set(PROBE_SKIPPED),
                     Some(Item::Exec(mut s)) => {
                         s.error = Some("no response before the end of the batch".into());
                         self.finish(s, None);
@@ -1577,6 +1687,20 @@ impl UpstreamSide {
         if matches!(q.front(), Some(Item::Swallow(t)) if *t == tag) {
             q.pop_front();
             return Ok(Step::Consumed);
+        }
+        if tag == b'3' {
+            match q.front() {
+                Some(Item::Probe) => {
+                    q.pop_front();
+                    self.gates.probe.set(PROBE_RUN);
+                    return Ok(Step::Consumed);
+                }
+                Some(Item::Close) => {
+                    q.pop_front();
+                }
+                _ => {}
+            }
+            return Ok(Step::Forward);
         }
         if let Some(Item::DescribeStmt(described)) = q.front()
             && matches!(tag, b'T' | b'n')
@@ -1691,9 +1815,9 @@ impl UpstreamSide {
             }
             b'G' => {
                 // COPY FROM STDIN has started; the client side waits for
-                // this (see CopyGate). One it did not see coming leaves
+                // this (see Gates). One it did not see coming leaves
                 // Gatehouse unable to tell which Syncs will be answered.
-                if !self.copy.swap(COPY_PENDING, COPY_IN) {
+                if !self.gates.copy.swap(COPY_PENDING, COPY_IN) {
                     return Err(
                         "the server started a COPY FROM STDIN that Gatehouse did not expect; the session was ended"
                             .into(),
@@ -1732,7 +1856,7 @@ async fn upstream_to_client(
     pending: Pending,
     mut buf: BytesMut,
     signals: Arc<Signals>,
-    copy: Arc<CopyGate>,
+    gates: Arc<Gates>,
 ) -> String {
     let log = ctx.proxy.recorder.session_log(&ctx.session_id);
     let masking = MaskSession::new(&ctx.proxy.keys.get());
@@ -1747,7 +1871,7 @@ async fn upstream_to_client(
         sample: ResultSample::default(),
         command: String::new(),
         has_command: false,
-        copy,
+        gates,
     };
     // Records wait at most this long before they go to the recorder.
     let idle_flush = tokio::time::sleep(Duration::ZERO);

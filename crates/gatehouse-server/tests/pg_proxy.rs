@@ -1009,6 +1009,70 @@ async fn a_named_statement_runs_only_as_the_text_gatehouse_decided() {
         .unwrap();
 }
 
+/// After an error in an extended-protocol batch the server discards every
+/// message until Sync, a Query among them too, and answers none of them;
+/// without an error the Query runs in the middle of the batch (asyncpg
+/// sends one after preparing with Flush). Gatehouse asks the server which
+/// it is before it passes such a Query on, so the client sees what it
+/// would see directly and no later result is taken, masked or recorded as
+/// another statement's.
+#[tokio::test]
+async fn a_query_inside_an_extended_batch_is_answered_as_the_server_would() {
+    let (s, bot) = gateway().await;
+    let t = unique("gh_midq");
+    let direct = connect(DIRECT).await.0;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int, email text);
+             INSERT INTO public.{t} VALUES (1, 'alice@example.com');"
+        ))
+        .await
+        .unwrap();
+    common::put_policy(
+        &s,
+        json!({"masks": [{"columns": [format!("public.{t}.email")], "method": "partial"}]}),
+    )
+    .await;
+    let masked = format!("SELECT upper(email) AS x FROM {t}\0");
+    for (case, first, tags) in [
+        ("a failed batch", "SELECT 1/0", &b"1EZTDCZ"[..]),
+        ("a batch without error", "SELECT 1", &b"12DCTDCZZTDCZ"[..]),
+    ] {
+        let mut c = raw_session(&s, &bot).await;
+        let mut m = parse_named("", first);
+        frontend(&mut m, b'B', b"\0\0\0\0\0\0\0\0");
+        frontend(&mut m, b'E', b"\0\0\0\0\0");
+        frontend(&mut m, b'Q', b"SELECT 'harmless' AS x\0");
+        frontend(&mut m, b'S', b"");
+        frontend(&mut m, b'Q', masked.as_bytes());
+        c.write_all(&m).await.unwrap();
+        let mut got = Vec::new();
+        while backend_tags(&got).iter().filter(|t| **t == b'Z').count()
+            < tags.iter().filter(|t| **t == b'Z').count()
+        {
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{case}: closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert_eq!(backend_tags(&got), tags, "{case}: {text}");
+        assert!(
+            !text.contains("ALICE@EXAMPLE.COM") && text.contains("[REDACTED]"),
+            "{case}: {text}"
+        );
+        c.write_all(&[b'X', 0, 0, 0, 4]).await.unwrap();
+        let _ = read_to_end(&mut c).await;
+        let v = latest_ended_session(&s).await;
+        let st = statement(&v, &format!("SELECT upper(email) AS x FROM {t}"));
+        assert_eq!(st["result"], json!([["[REDACTED]"]]), "{case}: {st}");
+    }
+    direct
+        .batch_execute(&format!("DROP TABLE public.{t}"))
+        .await
+        .unwrap();
+}
+
 /// The tags of the whole backend messages in `bytes`.
 fn backend_tags(bytes: &[u8]) -> Vec<u8> {
     let mut tags = Vec::new();
