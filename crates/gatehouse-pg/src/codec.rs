@@ -629,13 +629,19 @@ pub fn query(out: &mut BytesMut, sql: &str) {
 // === builders ===
 
 /// Writes message `tag` with body `body`, but with the NUL-terminated name
-/// of `old_len` bytes at offset `at` of the body replaced by `name`: a
+/// of `old_len` bytes at offset `at` of the body replaced by `name` (which
+/// has no NUL in it): a
 /// `Parse`, `Bind`, `Describe` or `Close` sent upstream under another
 /// statement name.
 pub fn with_name(out: &mut BytesMut, tag: u8, body: &[u8], at: usize, old_len: usize, name: &str) {
+    // The names are Gatehouse's own, with no NUL: copied as they are (no
+    // allocation, as put_cstr would make).
+    debug_assert!(!name.contains('\0'));
+    out.reserve(body.len() + name.len() + 5);
     let start = begin(out, tag);
     out.put_slice(&body[..at]);
-    put_cstr(out, name);
+    out.put_slice(name.as_bytes());
+    out.put_u8(0);
     out.put_slice(&body[at + old_len + 1..]);
     finish(out, start);
 }
