@@ -1338,10 +1338,9 @@ async fn client_to_upstream(
             let handled = side.message(tag, &buf[..total], &mut out);
             if side.retry {
                 side.retry = false;
-                if !out.is_empty() && up.send(&out).await.is_err() {
+                if !out.is_empty() && flush(&mut up, &mut out).await.is_err() {
                     return "upstream closed".into();
                 }
-                out.clear();
                 side.gates.probe.settled(PROBE_OUT).await;
                 if side.gates.probe.state() == PROBE_SKIPPED {
                     side.skipping = true;
@@ -1357,10 +1356,9 @@ async fn client_to_upstream(
                 Ok(None) => {}
                 Ok(Some(hold)) => {
                     // What came before goes now; the rest waits with it.
-                    if !out.is_empty() && up.send(&out).await.is_err() {
+                    if !out.is_empty() && flush(&mut up, &mut out).await.is_err() {
                         return "upstream closed".into();
                     }
-                    out.clear();
                     let verdict = match side.hold(&hold, &mut client, &mut buf, limit).await {
                         Ok(v) => v,
                         Err(e) => return e,
@@ -1375,10 +1373,9 @@ async fn client_to_upstream(
                 // The rest waits until the upstream side knows whether the
                 // statement just sent started COPY FROM STDIN.
                 side.barrier = false;
-                if !out.is_empty() && up.send(&out).await.is_err() {
+                if !out.is_empty() && flush(&mut up, &mut out).await.is_err() {
                     return "upstream closed".into();
                 }
-                out.clear();
                 side.gates.copy.settled(COPY_PENDING).await;
             }
             if tag == b'X' {

@@ -681,6 +681,34 @@ fn messages(list: &[(u8, &[u8])]) -> Vec<u8> {
     m
 }
 
+/// A table `public.<prefix>_…` with one row whose `email` is
+/// `alice@example.com`, masked (`partial`) for everyone by a policy that
+/// also has `rules`; returns its name and a direct connection.
+async fn masked_email_table(
+    s: &TestServer,
+    prefix: &str,
+    rules: serde_json::Value,
+) -> (String, tokio_postgres::Client) {
+    let t = unique(prefix);
+    let direct = connect(DIRECT).await.0;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int, email text);
+             INSERT INTO public.{t} VALUES (1, 'alice@example.com');"
+        ))
+        .await
+        .unwrap();
+    common::put_policy(
+        s,
+        json!({
+            "rules": rules,
+            "masks": [{"columns": [format!("public.{t}.email")], "method": "partial"}]
+        }),
+    )
+    .await;
+    (t, direct)
+}
+
 /// The server ignores Sync (and Flush) in COPY FROM STDIN mode, so a Sync
 /// sent during a COPY gets no ReadyForQuery. Were the gateway to await one
 /// for it, every later result would be taken for the statement before it:
@@ -691,43 +719,30 @@ fn messages(list: &[(u8, &[u8])]) -> Vec<u8> {
 #[tokio::test]
 async fn syncs_sent_during_copy_in_cannot_shift_masking_onto_another_statement() {
     let (s, bot) = gateway().await;
-    let t = unique("gh_copymask");
-    let direct = connect(DIRECT).await.0;
-    direct
-        .batch_execute(&format!(
-            "CREATE TABLE public.{t} (id int, email text);
-             INSERT INTO public.{t} VALUES (1, 'alice@example.com');"
-        ))
-        .await
-        .unwrap();
-    common::put_policy(
-        &s,
-        json!({"masks": [{"columns": [format!("public.{t}.email")], "method": "partial"}]}),
-    )
-    .await;
+    let (t, direct) = masked_email_table(&s, "gh_copymask", json!([])).await;
     let copy_ext: &[(u8, &[u8])] = &[
         (b'P', b"\0COPY gh_copy_tmp FROM STDIN\0\0\0"),
         (b'B', b"\0\0\0\0\0\0\0\0"),
         (b'E', b"\0\0\0\0\0"),
     ];
+    // The extended COPY started (Flush: its CopyInResponse comes at once).
+    let start_ext = messages(&[copy_ext, &[(b'H', &b""[..])]].concat());
+    // CopyData, a Sync, more CopyData, CopyDone and Sync.
+    let data_then_sync = |first: &[u8]| {
+        messages(&[
+            (b'd', first),
+            (b'S', b""),
+            (b'd', b"2\n"),
+            (b'c', b""),
+            (b'S', b""),
+        ])
+    };
     // Each case: steps of what is sent and the tag read up to.
     type Steps = Vec<(Vec<u8>, u8)>;
     let cases: Vec<(&str, Steps)> = vec![
         (
             "extended, a Sync between CopyData",
-            vec![
-                (messages(&[copy_ext, &[(b'H', &b""[..])]].concat()), b'G'),
-                (
-                    messages(&[
-                        (b'd', b"1\n"),
-                        (b'S', b""),
-                        (b'd', b"2\n"),
-                        (b'c', b""),
-                        (b'S', b""),
-                    ]),
-                    b'Z',
-                ),
-            ],
+            vec![(start_ext.clone(), b'G'), (data_then_sync(b"1\n"), b'Z')],
         ),
         (
             "extended, all in one batch (Syncs before and after the data)",
@@ -752,17 +767,8 @@ async fn syncs_sent_during_copy_in_cannot_shift_masking_onto_another_statement()
         (
             "extended, data the server rejects, then a Sync",
             vec![
-                (messages(&[copy_ext, &[(b'H', &b""[..])]].concat()), b'G'),
-                (
-                    messages(&[
-                        (b'd', b"not a number\n"),
-                        (b'S', b""),
-                        (b'd', b"2\n"),
-                        (b'c', b""),
-                        (b'S', b""),
-                    ]),
-                    b'Z',
-                ),
+                (start_ext.clone(), b'G'),
+                (data_then_sync(b"not a number\n"), b'Z'),
             ],
         ),
         (
@@ -884,22 +890,11 @@ fn run_named(name: &str) -> Vec<u8> {
 #[tokio::test]
 async fn a_named_statement_runs_only_as_the_text_gatehouse_decided() {
     let (s, bot) = gateway().await;
-    let t = unique("gh_redef");
-    let direct = connect(DIRECT).await.0;
-    direct
-        .batch_execute(&format!(
-            "CREATE TABLE public.{t} (id int, email text);
-             INSERT INTO public.{t} VALUES (1, 'alice@example.com');"
-        ))
-        .await
-        .unwrap();
-    common::put_policy(
+    let (t, direct) = masked_email_table(
         &s,
-        json!({
-            "rules": [{"name": "check-deletes", "statements": ["write"], "action": "review",
-                       "approvers": ["dba"], "timeout": "1s"}],
-            "masks": [{"columns": [format!("public.{t}.email")], "method": "partial"}]
-        }),
+        "gh_redef",
+        json!([{"name": "check-deletes", "statements": ["write"], "action": "review",
+                "approvers": ["dba"], "timeout": "1s"}]),
     )
     .await;
     let mut c = raw_session(&s, &bot).await;
@@ -1019,20 +1014,7 @@ async fn a_named_statement_runs_only_as_the_text_gatehouse_decided() {
 #[tokio::test]
 async fn a_query_inside_an_extended_batch_is_answered_as_the_server_would() {
     let (s, bot) = gateway().await;
-    let t = unique("gh_midq");
-    let direct = connect(DIRECT).await.0;
-    direct
-        .batch_execute(&format!(
-            "CREATE TABLE public.{t} (id int, email text);
-             INSERT INTO public.{t} VALUES (1, 'alice@example.com');"
-        ))
-        .await
-        .unwrap();
-    common::put_policy(
-        &s,
-        json!({"masks": [{"columns": [format!("public.{t}.email")], "method": "partial"}]}),
-    )
-    .await;
+    let (t, direct) = masked_email_table(&s, "gh_midq", json!([])).await;
     let masked = format!("SELECT upper(email) AS x FROM {t}\0");
     for (case, first, tags) in [
         ("a failed batch", "SELECT 1/0", &b"1EZTDCZ"[..]),
