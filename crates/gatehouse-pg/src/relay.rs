@@ -566,16 +566,13 @@ struct ClientSide {
     allow: Arc<Verdict>,
     /// Statements' wall-clock start times.
     clock: WallClock,
-    /// COPY FROM STDIN and probes, shared with the upstream side.
+    /// COPY FROM STDIN and probes, shared with the upstream side. After a
+    /// message that set the COPY gate pending, the client's next messages
+    /// wait for the statement's outcome; after one that sent a probe, that
+    /// message is handled again once the probe is answered.
     gates: Arc<Gates>,
-    /// A statement that may start COPY FROM STDIN was just sent: the
-    /// client's next messages wait for its outcome.
-    barrier: bool,
     /// Extended-query messages were sent since the last Sync.
     in_batch: bool,
-    /// The message just handled is to be handled again once the probe
-    /// sent for it is answered (it was not consumed).
-    retry: bool,
     /// The server is skipping to Sync after an error in the batch (a
     /// probe told): what comes until Sync is dropped here too.
     skipping: bool,
@@ -600,6 +597,19 @@ struct Prepared {
     /// Had Gatehouse taken the client's later text for the name, a DELETE
     /// under review could run as the SELECT named after it.
     upstream: Box<str>,
+}
+
+/// Appends the client's message `msg`, which names a prepared statement
+/// (`len` bytes at offset `at` of its body), as it goes upstream: under the
+/// statement's name there when Gatehouse renamed it, else as it is (the
+/// unnamed statement, or one Gatehouse does not know).
+fn as_upstream(out: &mut BytesMut, msg: &[u8], at: usize, len: usize, upstream: Option<&str>) {
+    match upstream {
+        Some(name) if !name.is_empty() => {
+            codec::with_name(out, msg[0], codec::body(msg), at, len, name);
+        }
+        _ => out.extend_from_slice(msg),
+    }
 }
 
 /// A fresh name for a statement upstream: 128 random bits, so that no
@@ -681,18 +691,24 @@ impl ClientSide {
     /// kept for as long as the same policy is in force (it depends only on
     /// the policy, the caller and the connection).
     fn execute_mask(&mut self, sql: &Arc<str>) -> Option<StatementMask> {
+        let plan = self.mask_plan()?;
         let engine = self.engine.get();
-        let plan = match &self.plan {
+        let mut mask = engine.mask_for(plan, sql);
+        engine.follow_sources(sql, &mut mask, &mut self.sources);
+        Some(mask)
+    }
+
+    /// The caller's mask plan under the policy in force, if it has one.
+    fn mask_plan(&mut self) -> Option<Arc<MaskPlan>> {
+        let engine = self.engine.get();
+        match &self.plan {
             Some((e, plan)) if Arc::ptr_eq(e, engine) => plan.clone(),
             _ => {
                 let plan = engine.mask_plan(&self.ctx.principal, &self.ctx.connection);
                 self.plan = Some((engine.clone(), plan.clone()));
                 plan
             }
-        }?;
-        let mut mask = engine.mask_for(plan, sql);
-        engine.follow_sources(sql, &mut mask, &mut self.sources);
-        Some(mask)
+        }
     }
 
     /// The policy's decision and how the results are masked, unless the
@@ -958,7 +974,6 @@ impl ClientSide {
     /// whether the statement just sent started COPY FROM STDIN.
     fn await_copy(&mut self) {
         self.gates.copy.set(COPY_PENDING);
-        self.barrier = true;
     }
 
     /// A client message in copy-in mode: CopyData and Flush go on, Sync is
@@ -974,12 +989,11 @@ impl ClientSide {
                 // left copy-in mode and drops these).
                 if self.gates.copy.swap(COPY_IN, COPY_PENDING) {
                     codec::empty_message(out, b'H');
-                    self.barrier = true;
                 }
             }
             _ => {
                 return Err(format!(
-                    "protocol error from the client: a message of type '{}' came during COPY FROM STDIN, where only CopyData, CopyDone, CopyFail, Flush and Sync may",
+                    "{CLIENT_PROTOCOL_ERROR}: a message of type '{}' came during COPY FROM STDIN, where only CopyData, CopyDone, CopyFail, Flush and Sync may",
                     char::from(tag).escape_default()
                 ));
             }
@@ -1020,7 +1034,7 @@ impl ClientSide {
             return Ok(None);
         }
         let body = codec::body(msg);
-        let malformed = |e: codec::CodecError| format!("protocol error from the client: {e}");
+        let malformed = |e: codec::CodecError| format!("{CLIENT_PROTOCOL_ERROR}: {e}");
         if self.refused.is_some() {
             // The rest of a batch with a refused Parse is dropped, as the
             // server drops a batch after an error; its Sync runs the refusal.
@@ -1067,7 +1081,6 @@ impl ClientSide {
                 codec::close_statement(out, &upstream_name());
                 codec::empty_message(out, b'H');
                 self.gates.probe.set(PROBE_OUT);
-                self.retry = true;
                 return Ok(None);
             }
             b'P' | b'B' | b'D' | b'E' | b'C' => self.in_batch = true,
@@ -1165,14 +1178,11 @@ impl ClientSide {
                     None
                 };
                 let formats = codec::bind_result_formats(body).map_err(malformed)?;
-                match known {
-                    Some(p) if *p.upstream != *stmt => {
-                        codec::with_name(out, tag, body, portal.len() + 1, stmt.len(), &p.upstream);
-                    }
-                    _ => out.extend_from_slice(msg),
-                }
-                if !portal.is_empty() {
-                    // SQL's FETCH can read it too.
+                let at = portal.len() + 1;
+                as_upstream(out, msg, at, stmt.len(), known.map(|p| &*p.upstream));
+                if !portal.is_empty() && self.mask_plan().is_some() {
+                    // SQL's FETCH can read it too (a name not kept is
+                    // masked as unknown should a mask apply later).
                     self.sources.define(&format!("cursor:{portal}"), &entry.0);
                 }
                 let entry = (entry.0, entry.1, params, formats, entry.2, entry.3);
@@ -1231,13 +1241,10 @@ impl ClientSide {
                 } else {
                     None
                 };
-                match known {
-                    Some(p) => {
-                        self.send(Item::DescribeStmt(p.described.clone()))?;
-                        codec::with_name(out, tag, body, 1, name.len(), &p.upstream);
-                    }
-                    None => out.extend_from_slice(msg),
+                if let Some(p) = known {
+                    self.send(Item::DescribeStmt(p.described.clone()))?;
                 }
+                as_upstream(out, msg, 1, name.len(), known.map(|p| &*p.upstream));
             }
             b'C' => {
                 let (kind, name) = codec::parse_close(body).map_err(malformed)?;
@@ -1248,10 +1255,13 @@ impl ClientSide {
                     self.portals.close(name);
                     None
                 };
-                match closed {
-                    Some(p) => codec::with_name(out, tag, body, 1, name.len(), &p.upstream),
-                    None => out.extend_from_slice(msg),
-                }
+                as_upstream(
+                    out,
+                    msg,
+                    1,
+                    name.len(),
+                    closed.as_ref().map(|p| &*p.upstream),
+                );
             }
             b'S' => {
                 self.send(Item::Sync)?;
@@ -1300,9 +1310,7 @@ async fn client_to_upstream(
         allow: Arc::new(Verdict::Allow { rule: None }),
         clock: WallClock::new(),
         gates,
-        barrier: false,
         in_batch: false,
-        retry: false,
         skipping: false,
         sources: ResultSources::default(),
     };
@@ -1332,12 +1340,12 @@ async fn client_to_upstream(
             let (tag, total) = match codec::frame(&buf, limit) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(e) => return format!("protocol error from the client: {e}"),
+                Err(e) => return format!("{CLIENT_PROTOCOL_ERROR}: {e}"),
             };
             // Looked at in place (no handle split off the buffer per message).
             let handled = side.message(tag, &buf[..total], &mut out);
-            if side.retry {
-                side.retry = false;
+            if side.gates.probe.state() == PROBE_OUT {
+                // Not consumed: handled again once the probe is answered.
                 if !out.is_empty() && flush(&mut up, &mut out).await.is_err() {
                     return "upstream closed".into();
                 }
@@ -1369,10 +1377,9 @@ async fn client_to_upstream(
                     side.engine.refresh(&*side.ctx.proxy.policy);
                 }
             }
-            if side.barrier {
+            if side.gates.copy.state() == COPY_PENDING {
                 // The rest waits until the upstream side knows whether the
                 // statement just sent started COPY FROM STDIN.
-                side.barrier = false;
                 if !out.is_empty() && flush(&mut up, &mut out).await.is_err() {
                     return "upstream closed".into();
                 }

@@ -548,7 +548,9 @@ async fn executes_and_fetches_are_masked_as_the_queries_they_run() {
         vec![vec![Some("1".to_string())]]
     );
 
-    // A statement prepared at the protocol level, run with SQL's EXECUTE.
+    // A statement prepared at the protocol level, run with SQL's EXECUTE
+    // under its name upstream (Gatehouse's, found by its text): a name no
+    // statement of the session defined is masked as unknown.
     let _st = gw
         .prepare(&format!("SELECT upper(email) FROM {t}"))
         .await
