@@ -494,17 +494,23 @@ fn query_message(out: &mut BytesMut, sql: &str) {
     out.extend_from_slice(b"\0");
 }
 
-/// A portal: its SQL, verdict, parameters (kept only if held for review),
-/// and the format of its result columns and its statement's description
-/// (for the recording).
-type Portal = (
-    Arc<str>,
-    Arc<Verdict>,
-    Option<Arc<Params>>,
-    ResultFormats,
-    Option<Described>,
-    bool,
-);
+/// A bound portal.
+#[derive(Clone)]
+struct Portal {
+    sql: Arc<str>,
+    /// Decided under the policy of `generation` (decided again at Execute
+    /// if the policy changed since).
+    verdict: Arc<Verdict>,
+    generation: u64,
+    /// Its parameters, kept only if it may be held for review.
+    params: Option<Arc<Params>>,
+    /// The format of its result columns and its statement's description
+    /// (for the recording).
+    formats: ResultFormats,
+    described: Option<Described>,
+    /// It may start COPY FROM STDIN.
+    copy: bool,
+}
 
 /// A session's portals. Nearly every driver binds the unnamed portal
 /// before each execution: it has a slot of its own, with no hashing.
@@ -584,7 +590,9 @@ struct ClientSide {
 /// A prepared statement as the client named it.
 struct Prepared {
     sql: Arc<str>,
+    /// Decided at Parse, under the policy of `generation`.
     verdict: Arc<Verdict>,
+    generation: u64,
     described: Described,
     /// It may start COPY FROM STDIN.
     copy: bool,
@@ -682,11 +690,6 @@ impl ClientSide {
         }
     }
 
-    /// The engine in force (as of the message being handled).
-    fn engine(&self) -> &Arc<Engine> {
-        self.engine.get()
-    }
-
     /// How an `Execute`'s results are masked. The caller's mask plan is
     /// kept for as long as the same policy is in force (it depends only on
     /// the policy, the caller and the connection).
@@ -714,35 +717,47 @@ impl ClientSide {
     /// The policy's decision and how the results are masked, unless the
     /// statement could not be admitted for recording: then it is refused
     /// (it would run unrecorded).
-    fn decide(&self, engine: &Engine, stmt: &Stmt) -> (Verdict, Option<StatementMask>) {
+    fn decide(&mut self, stmt: &Stmt) -> (Verdict, Option<StatementMask>) {
         if stmt.admission.is_none() && !self.ctx.proxy.record_fail_open {
             return (recorder_behind(), None);
         }
-        let d = self.decision(engine, &stmt.sql);
+        let d = self.decision(&stmt.sql);
         (d.verdict, d.mask)
     }
 
-    fn check(&self, engine: &Engine, sql: &str) -> Verdict {
-        self.decision(engine, sql).verdict
+    fn check(&mut self, sql: &str) -> Verdict {
+        self.decision(sql).verdict
     }
 
     /// The policy's decision, with the caller's just-in-time grant on this
     /// connection if one is live; a statement that runs because of a grant
-    /// makes the session depend on it (it ends when the grant does).
-    fn decision(&self, engine: &Engine, sql: &str) -> gatehouse_policy::Decision {
+    /// makes the session depend on it (it ends when the grant does). What
+    /// SQL's `EXECUTE` runs is decided as the text that prepared it, and
+    /// the texts SQL's `PREPARE` defines are noted for that.
+    fn decision(&mut self, sql: &str) -> gatehouse_policy::Decision {
+        let engine = self.engine.get();
         let grant = self
             .ctx
             .proxy
             .access
             .grant_for(&self.ctx.principal.subject, &self.ctx.connection);
-        let d = engine.decide_with_grant(
-            &self.ctx.principal,
-            &self.ctx.connection,
-            sql,
-            now_ms(),
-            grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
-        );
-        if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (&grant, &d.verdict)
+        let grant = grant.as_ref().map(|(id, level)| (id.as_str(), *level));
+        let now = now_ms();
+        let mut d =
+            engine.decide_with_grant(&self.ctx.principal, &self.ctx.connection, sql, now, grant);
+        if d.analysis.as_ref().is_some_and(|a| a.prepared) {
+            engine.follow_prepared(
+                &self.ctx.principal,
+                &self.ctx.connection,
+                sql,
+                now,
+                grant,
+                &mut d,
+                &self.sources,
+            );
+            engine.note_prepared(sql, &mut self.sources);
+        }
+        if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (grant, &d.verdict)
             && r.starts_with("grant:")
         {
             crate::registry::depend_on(&self.ctx.grants, id);
@@ -776,11 +791,17 @@ impl ClientSide {
             rule: rule.clone(),
             message: m,
         };
+        // What SQL's EXECUTE runs is part of what is reviewed (and of
+        // what an approval is bound to).
+        let mut statement = h.stmt.sql.to_string();
+        for (name, text) in self.engine.get().prepared_texts(&h.stmt.sql, &self.sources) {
+            statement.push_str(&format!("\n-- {name} was prepared as: {text}"));
+        }
         let access = &self.ctx.proxy.access;
         let req = gatehouse_access::HoldRequest {
             connection: &self.ctx.connection,
             principal: &self.ctx.principal,
-            sql: &h.stmt.sql,
+            sql: &statement,
             params_raw: h.params.as_ref().map_or(&[][..], |p| &p.raw[..]),
             params_text: h.params.as_ref().and_then(|p| p.text.clone()),
             rule,
@@ -1091,7 +1112,7 @@ impl ClientSide {
             b'Q' => {
                 let sql: Arc<str> = codec::parse_query(body).map_err(malformed)?.into();
                 let mut stmt = self.stmt(sql, self.allow.clone());
-                let (verdict, mask) = self.decide(self.engine(), &stmt);
+                let (verdict, mask) = self.decide(&stmt);
                 let verdict = self.shared(verdict);
                 stmt.verdict = verdict.clone();
                 stmt.mask = mask;
@@ -1121,7 +1142,8 @@ impl ClientSide {
             b'P' => {
                 let (name, sql, _) = codec::parse_parse(body).map_err(malformed)?;
                 // Decided now; admitted for recording when executed.
-                let verdict = self.shared(self.check(self.engine(), sql));
+                let verdict = self.check(sql);
+                let verdict = self.shared(verdict);
                 match refusal(&verdict) {
                     None => {
                         let upstream: Box<str> = if name.is_empty() {
@@ -1137,6 +1159,7 @@ impl ClientSide {
                             copy: may_copy(&sql),
                             sql,
                             verdict,
+                            generation: self.engine.generation(),
                             described: Described::default(),
                             upstream,
                         };
@@ -1152,54 +1175,87 @@ impl ClientSide {
             }
             b'B' => {
                 let (portal, stmt) = codec::parse_bind(body).map_err(malformed)?;
+                let generation = self.engine.generation();
+                if let Some(p) = self.statements.get(stmt)
+                    && p.generation != generation
+                {
+                    // Decided at Parse under a policy no longer in force.
+                    let sql = p.sql.clone();
+                    let verdict = self.check(&sql);
+                    let verdict = self.shared(verdict);
+                    if let Some(p) = self.statements.get_mut(stmt) {
+                        p.verdict = verdict;
+                        p.generation = generation;
+                    }
+                }
                 let known = self.statements.get(stmt);
-                let entry = match known {
-                    Some(p) => (
-                        p.sql.clone(),
-                        p.verdict.clone(),
-                        Some(p.described.clone()),
-                        p.copy,
-                    ),
-                    None => (
-                        Arc::from(format!("(unknown prepared statement \"{stmt}\")")),
-                        self.allow.clone(),
-                        None,
-                        false,
-                    ),
+                let mut entry = match known {
+                    Some(p) => Portal {
+                        sql: p.sql.clone(),
+                        verdict: p.verdict.clone(),
+                        generation: p.generation,
+                        params: None,
+                        formats: ResultFormats::Text,
+                        described: Some(p.described.clone()),
+                        copy: p.copy,
+                    },
+                    None => Portal {
+                        sql: Arc::from(format!("(unknown prepared statement \"{stmt}\")")),
+                        verdict: self.allow.clone(),
+                        generation,
+                        params: None,
+                        formats: ResultFormats::Text,
+                        described: None,
+                        copy: false,
+                    },
                 };
-                // Parameters matter only to a statement held for review.
-                let params = if matches!(*entry.1, Verdict::Review { .. }) {
+                // Parameters matter only to a statement held for review
+                // (or that may be, decided again under a new policy).
+                if matches!(*entry.verdict, Verdict::Review { .. })
+                    || entry.generation != generation
+                {
                     let (raw, values) = codec::bind_params(body).map_err(malformed)?;
-                    Some(Arc::new(Params {
+                    entry.params = Some(Arc::new(Params {
                         raw: raw.to_vec(),
                         text: gatehouse_access::params_text(&values),
-                    }))
-                } else {
-                    None
-                };
-                let formats = codec::bind_result_formats(body).map_err(malformed)?;
+                    }));
+                }
+                entry.formats = codec::bind_result_formats(body).map_err(malformed)?;
                 let at = portal.len() + 1;
                 as_upstream(out, msg, at, stmt.len(), known.map(|p| &*p.upstream));
                 if !portal.is_empty() && self.mask_plan().is_some() {
                     // SQL's FETCH can read it too (a name not kept is
                     // masked as unknown should a mask apply later).
-                    self.sources.define(&format!("cursor:{portal}"), &entry.0);
+                    self.sources.define(&format!("cursor:{portal}"), &entry.sql);
                 }
-                let entry = (entry.0, entry.1, params, formats, entry.2, entry.3);
                 self.portals.set(portal, entry);
             }
             b'E' => {
                 let (portal, _) = codec::parse_execute(body).map_err(malformed)?;
-                let (sql, verdict, params, formats, described, copy) =
-                    self.portals.get(portal).cloned().unwrap_or_else(|| {
-                        let unknown = Arc::from("(unknown portal)");
-                        let text = ResultFormats::Text;
-                        (unknown, self.allow.clone(), None, text, None, false)
-                    });
-                // Decided at Parse; a statement for review is looked at
-                // again (a just-in-time grant may cover it by now).
-                let verdict = if matches!(*verdict, Verdict::Review { .. }) {
-                    Arc::new(self.check(self.engine(), &sql))
+                let Portal {
+                    sql,
+                    verdict,
+                    generation,
+                    params,
+                    formats,
+                    described,
+                    copy,
+                } = self.portals.get(portal).cloned().unwrap_or_else(|| Portal {
+                    sql: Arc::from("(unknown portal)"),
+                    verdict: self.allow.clone(),
+                    generation: self.engine.generation(),
+                    params: None,
+                    formats: ResultFormats::Text,
+                    described: None,
+                    copy: false,
+                });
+                // Decided at Parse; decided again if the policy changed
+                // since, and a statement for review is looked at again (a
+                // just-in-time grant may cover it by now).
+                let verdict = if matches!(*verdict, Verdict::Review { .. })
+                    || generation != self.engine.generation()
+                {
+                    Arc::new(self.check(&sql))
                 } else {
                     verdict
                 };
@@ -2097,14 +2153,15 @@ mod tests {
     }
 
     fn portal(sql: &str) -> Portal {
-        (
-            Arc::from(sql),
-            Arc::new(Verdict::Allow { rule: None }),
-            None,
-            ResultFormats::Text,
-            None,
-            false,
-        )
+        Portal {
+            sql: Arc::from(sql),
+            verdict: Arc::new(Verdict::Allow { rule: None }),
+            generation: 0,
+            params: None,
+            formats: ResultFormats::Text,
+            described: None,
+            copy: false,
+        }
     }
 
     #[test]
@@ -2134,7 +2191,7 @@ mod tests {
     }
 
     fn sql_of(p: &Portals, name: &str) -> Option<String> {
-        p.get(name).map(|(sql, ..)| sql.to_string())
+        p.get(name).map(|p| p.sql.to_string())
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct Analysis {
     /// The string holds an anonymous code block (`DO`), whose effects the
     /// parser cannot see.
     pub anonymous_code: bool,
+    /// The string prepares or runs statements with SQL's `PREPARE` and
+    /// `EXECUTE`: what an `EXECUTE` runs is decided by its `PREPARE`'s text
+    /// ([`crate::Engine::follow_prepared`]).
+    pub prepared: bool,
     /// Why the class is what it is, when it is not the statement's own kind
     /// (e.g. "calls pg_terminate_backend"). For `policy test` and errors.
     pub reasons: Vec<String>,
@@ -214,6 +218,7 @@ pub fn analyze(sql: &str) -> Analysis {
         tables_written: BTreeSet::new(),
         functions: BTreeSet::new(),
         anonymous_code: false,
+        prepared: false,
         reasons: Vec::new(),
     };
     if sql.contains('\0') {
@@ -242,6 +247,7 @@ pub fn analyze(sql: &str) -> Analysis {
     for t in &summary.statement_types {
         raise(&mut class, class_of(t));
         a.anonymous_code |= t == "DoStmt";
+        a.prepared |= matches!(t.as_str(), "PrepareStmt" | "ExecuteStmt");
         needs_tree |= matches!(t.as_str(), "CopyStmt" | "VariableSetStmt" | "ExplainStmt");
     }
     for t in &summary.tables {

@@ -119,6 +119,7 @@ pub fn analyze_mysql(sql: &str) -> Analysis {
             tables_written: BTreeSet::new(),
             functions: BTreeSet::new(),
             anonymous_code: false,
+            prepared: false,
             reasons: Vec::new(),
         },
     }
@@ -209,6 +210,7 @@ impl Acc {
                 tables_written: self.tables_written,
                 functions: self.functions,
                 anonymous_code: self.anonymous_code,
+                prepared: false,
                 reasons: self.reasons,
             },
             self.refs,

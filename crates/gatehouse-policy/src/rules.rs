@@ -1,6 +1,6 @@
 //! Compiled rules and the decision.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
@@ -833,14 +833,24 @@ impl Engine {
             };
         }
         let a = self.analysis_in(dialect, sql);
+        Decision {
+            verdict: self.verdict_of(&a, sql, &applicable, now_ms),
+            analysis: Some(a),
+            mask: None,
+        }
+    }
+
+    /// The verdict of the rules that apply to the caller (`applicable`) on
+    /// a statement analysed as `a`.
+    fn verdict_of(&self, a: &Analysis, sql: &str, applicable: &[&Rule], now_ms: i64) -> Verdict {
         let mut best: Option<&Rule> = None;
         for r in applicable {
-            if r.matches(&a, sql, now_ms) && best.is_none_or(|b| r.spec.action > b.spec.action) {
+            if r.matches(a, sql, now_ms) && best.is_none_or(|b| r.spec.action > b.spec.action) {
                 best = Some(r);
             }
         }
-        let verdict = match (best, a.class) {
-            (Some(r), _) => r.verdict(&a, &self.spec),
+        match (best, a.class) {
+            (Some(r), _) => r.verdict(a, &self.spec),
             (None, None) => Verdict::Deny {
                 rule: "unparsed".into(),
                 message: format!(
@@ -856,13 +866,130 @@ impl Engine {
                 },
                 _ => Verdict::Allow { rule: None },
             },
-        };
-        Decision {
-            verdict,
-            analysis: Some(a),
-            mask: None,
         }
     }
+
+    /// Makes `decision`, the decision for the PostgreSQL statement `sql`,
+    /// as strict as the decisions for what SQL's `EXECUTE` in it runs:
+    /// each text that defined the name in this session (`sources` keeps
+    /// them all, since the server may have refused a later definition).
+    /// `EXECUTE` is class `other`, so without this a `DELETE` approved once
+    /// as a `PREPARE` would run again and again, with any parameters, and a
+    /// statement prepared before a deny rule would still run after it.
+    /// A name no statement of the session prepared (a function or a `DO`
+    /// block may have) cannot be decided: it is decided as text that does
+    /// not parse (refused unless a rule allows unparsed statements).
+    #[allow(clippy::too_many_arguments)]
+    pub fn follow_prepared(
+        &self,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+        now_ms: i64,
+        grant: Option<(&str, Level)>,
+        decision: &mut Decision,
+        sources: &ResultSources,
+    ) {
+        if !decision.analysis.as_ref().is_some_and(|a| a.prepared) {
+            return;
+        }
+        let refs = self.column_refs_in(SqlDialect::Postgres, sql);
+        // Text that does not parse is refused already.
+        let Some(refs) = refs.as_ref() else { return };
+        for name in refs.uses.iter().filter(|n| n.starts_with("statement:")) {
+            let shown = &name["statement:".len()..];
+            let texts = sources.by_name.get(name).map_or(&[][..], Vec::as_slice);
+            if texts.is_empty() && !refs.defines.contains(name) {
+                let applicable: Vec<&Rule> = self
+                    .rules
+                    .iter()
+                    .filter(|r| r.applies(principal, connection))
+                    .collect();
+                let unknown = Analysis {
+                    class: None,
+                    parse_error: Some(format!(
+                        "EXECUTE runs the statement prepared as {shown}, which was not prepared through Gatehouse in this session"
+                    )),
+                    tables_read: BTreeSet::new(),
+                    tables_written: BTreeSet::new(),
+                    functions: BTreeSet::new(),
+                    anonymous_code: false,
+                    prepared: true,
+                    reasons: Vec::new(),
+                };
+                let v = self.verdict_of(&unknown, sql, &applicable, now_ms);
+                stricter(&mut decision.verdict, v, None);
+            }
+            for text in texts {
+                let v = self
+                    .decide_with_grant(principal, connection, text, now_ms, grant)
+                    .verdict;
+                stricter(&mut decision.verdict, v, Some((shown, text)));
+            }
+        }
+    }
+
+    /// What SQL's `EXECUTE` in `sql` runs: each name and every text that
+    /// defined it in this session, for people reviewing the statement.
+    pub fn prepared_texts(&self, sql: &str, sources: &ResultSources) -> Vec<(String, Arc<str>)> {
+        let refs = self.column_refs_in(SqlDialect::Postgres, sql);
+        let Some(refs) = refs.as_ref() else {
+            return Vec::new();
+        };
+        refs.uses
+            .iter()
+            .filter_map(|n| Some((n.strip_prefix("statement:")?, sources.by_name.get(n)?)))
+            .flat_map(|(name, texts)| texts.iter().map(|t| (name.to_string(), t.clone())))
+            .collect()
+    }
+
+    /// Notes in `sources` the statements SQL's `PREPARE` in `sql` defines,
+    /// for [`Self::follow_prepared`] (`sql` was analysed and prepares
+    /// something: see [`Analysis::prepared`]).
+    pub fn note_prepared(&self, sql: &str, sources: &mut ResultSources) {
+        let refs = self.column_refs_in(SqlDialect::Postgres, sql);
+        let Some(refs) = refs.as_ref() else { return };
+        if refs.defines.is_empty() {
+            return;
+        }
+        let text: Arc<str> = sql.into();
+        for name in refs.defines.iter().filter(|n| n.starts_with("statement:")) {
+            sources.define(name, &text);
+        }
+    }
+}
+
+/// How strict a verdict is: deny, then review, then allow.
+fn strictness(v: &Verdict) -> u8 {
+    match v {
+        Verdict::Allow { .. } => 0,
+        Verdict::Review { .. } => 1,
+        Verdict::Deny { .. } => 2,
+    }
+}
+
+/// Replaces `verdict` by `other` if `other` is stricter; `prepared` (the
+/// name and text of the prepared statement `other` is for) is added to its
+/// message, so that the caller and the reviewers see what would run.
+fn stricter(verdict: &mut Verdict, mut other: Verdict, prepared: Option<(&str, &str)>) {
+    if strictness(&other) <= strictness(verdict) {
+        return;
+    }
+    if let (Some((name, text)), Verdict::Deny { message, .. } | Verdict::Review { message, .. }) =
+        (prepared, &mut other)
+    {
+        const SHOWN: usize = 500;
+        let cut = text
+            .char_indices()
+            .nth(SHOWN)
+            .map_or(text.len(), |(i, _)| i);
+        let more = if cut < text.len() { "…" } else { "" };
+        message.push_str(&format!(
+            " (EXECUTE runs the statement prepared as {name}: {}{more})",
+            &text[..cut]
+        ));
+    }
+    *verdict = other;
 }
 
 /// What the body of an HTTP request is, for rules on its JSON fields.
@@ -944,6 +1071,11 @@ impl CachedEngine {
         }
     }
 
+    /// Which policy the engine is: it changes when the policy does.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Takes up the engine in force if it changed since the last look.
     pub fn refresh(&mut self, source: &dyn PolicySource) {
         let generation = source.generation();
@@ -1010,6 +1142,75 @@ mod tests {
             },
             body,
         }
+    }
+
+    #[test]
+    fn execute_is_decided_as_strictly_as_every_text_that_prepared_its_name() {
+        let e = engine(
+            r#"
+[[rules]]
+name = "no-writes"
+statements = ["write"]
+action = "deny"
+"#,
+        );
+        let bot = who(&["agents"]);
+        let mut sources = ResultSources::default();
+        let decide = |sql: &str, sources: &mut ResultSources| {
+            let mut d = e.decide(&bot, "shop", sql, NOON_WED);
+            e.follow_prepared(&bot, "shop", sql, NOON_WED, None, &mut d, sources);
+            if d.analysis.as_ref().is_some_and(|a| a.prepared) {
+                e.note_prepared(sql, sources);
+            }
+            d.verdict
+        };
+        let allowed = |v: &Verdict| matches!(v, Verdict::Allow { .. });
+        assert!(allowed(&decide("PREPARE r AS SELECT 1", &mut sources)));
+        assert!(allowed(&decide("EXECUTE r", &mut sources)));
+        // Prepared while allowed elsewhere (the server may keep this text
+        // rather than a later one): every EXECUTE of the name is refused,
+        // saying what it runs.
+        let del = "PREPARE r AS DELETE FROM t WHERE id = $1";
+        sources.define("statement:r", &Arc::from(del));
+        for sql in [
+            "EXECUTE r(1)",
+            "EXPLAIN ANALYZE EXECUTE r(1)",
+            "SELECT 1; EXECUTE r(2)",
+        ] {
+            match decide(sql, &mut sources) {
+                Verdict::Deny { rule, message } => {
+                    assert_eq!(rule, "no-writes", "{sql}");
+                    assert!(
+                        message.ends_with(&format!(
+                            "(EXECUTE runs the statement prepared as r: {del})"
+                        )),
+                        "{message}"
+                    );
+                }
+                v => panic!("{sql}: {v:?}"),
+            }
+        }
+        // Defined and run in one string: the string's own verdict covers it.
+        assert!(allowed(&decide(
+            "PREPARE s AS SELECT 2; EXECUTE s",
+            &mut sources
+        )));
+        assert!(!allowed(&decide(
+            "PREPARE w AS DELETE FROM t; EXECUTE w",
+            &mut sources
+        )));
+        // A name never seen prepared cannot be decided.
+        assert!(matches!(
+            decide("EXECUTE nobody", &mut sources),
+            Verdict::Deny { rule, .. } if rule == "no-writes" || rule == "unparsed"
+        ));
+        assert_eq!(
+            e.prepared_texts("EXECUTE r(3)", &sources)
+                .iter()
+                .map(|(n, t)| format!("{n}={t}"))
+                .collect::<Vec<_>>(),
+            ["r=PREPARE r AS SELECT 1", format!("r={del}").as_str()]
+        );
     }
 
     #[test]

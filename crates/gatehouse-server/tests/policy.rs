@@ -651,3 +651,79 @@ async fn a_policy_change_reaches_the_other_replica() {
         .await
         .expect("drop");
 }
+
+#[tokio::test]
+async fn a_prepared_statement_is_decided_as_what_it_runs_under_the_policy_in_force() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let t = unique("gh_prep");
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int); INSERT INTO public.{t} VALUES (1), (2), (3)"
+        ))
+        .await
+        .unwrap();
+    // A rule applies to the caller, so statements are analysed.
+    put_policy(
+        &s,
+        json!({"rules": [{"name": "no-ddl", "statements": ["ddl"], "action": "deny"}]}),
+    )
+    .await;
+    let gw = connect(&url(&s, &agent)).await;
+    gw.simple_query(&format!(
+        "PREPARE del(int) AS DELETE FROM public.{t} WHERE id = $1"
+    ))
+    .await
+    .unwrap();
+    let protocol = gw
+        .prepare(&format!("DELETE FROM public.{t} WHERE id = $1"))
+        .await
+        .unwrap();
+
+    // Writes are denied from now on: what was prepared before is decided
+    // again, and SQL's EXECUTE (class `other`) as the DELETE it runs.
+    put_policy(
+        &s,
+        json!({"rules": [
+            {"name": "no-ddl", "statements": ["ddl"], "action": "deny"},
+            {"name": "no-writes", "statements": ["write"], "action": "deny"}
+        ]}),
+    )
+    .await;
+    let e = gw.simple_query("EXECUTE del(1)").await.unwrap_err();
+    let (code, message, detail) = db_error(&e);
+    assert_eq!(code, "42501", "{message}");
+    assert_eq!(detail, "rule: no-writes");
+    assert!(
+        message.contains("EXECUTE runs the statement prepared as del: PREPARE del(int) AS DELETE"),
+        "{message}"
+    );
+    // EXPLAIN ANALYZE runs it too.
+    let e = gw
+        .simple_query("EXPLAIN ANALYZE EXECUTE del(2)")
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: no-writes");
+    // The protocol-level statement prepared before the change.
+    let e = gw.execute(&protocol, &[&3i32]).await.unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: no-writes");
+    // A name Gatehouse never saw prepared cannot be decided: refused.
+    let e = gw.simple_query("EXECUTE nosuch(1)").await.unwrap_err();
+    assert_eq!(db_error(&e).0, "42501");
+    // Nothing was deleted.
+    let left = direct
+        .query_one(&format!("SELECT count(*) FROM public.{t}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(left.get::<_, i64>(0), 3);
+    // Reads still run, prepared or not.
+    gw.simple_query(&format!("PREPARE n AS SELECT count(*) FROM public.{t}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&gw, "EXECUTE n").await,
+        vec![vec![Some("3".to_string())]]
+    );
+}

@@ -509,3 +509,93 @@ async fn closing_a_connection_to_a_group_ends_its_sessions() {
         "ended by Gatehouse: the caller may no longer use its connection"
     );
 }
+
+#[tokio::test]
+async fn an_approved_prepare_does_not_approve_what_execute_runs() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let bot = s.token("bot", &["agents"]).await;
+    let dba = s.token("dba1", &["dba"]).await;
+    let t = unique("rv_prep");
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1), (2)"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({"rules": [{"name": "check-writes", "statements": ["write"], "action": "review", "approvers": ["dba"]}]}),
+    )
+    .await;
+    let client = Arc::new(connect(&url(&s, &bot)).await);
+    let decide = |id: String, verb: &'static str| {
+        let (s, dba) = (&s, dba.clone());
+        async move {
+            let (status, v) = s
+                .post(
+                    &format!("/v1/reviews/{id}/{verb}"),
+                    &dba,
+                    json!({"reason": "no"}),
+                )
+                .await;
+            assert_eq!(status, 200, "{v}");
+        }
+    };
+
+    // The PREPARE holds a DELETE: reviewed, and approved.
+    let prepare = format!("PREPARE del(int) AS DELETE FROM {t} WHERE id = $1");
+    let c = client.clone();
+    let q = prepare.clone();
+    let run = tokio::spawn(async move { c.simple_query(&q).await });
+    let r = pending(&s, &dba, "PREPARE del", &[]).await;
+    let first = r["id"].as_str().unwrap().to_string();
+    decide(first.clone(), "approve").await;
+    run.await.unwrap().unwrap();
+
+    // Each EXECUTE is a command of its own, reviewed with what it runs.
+    let mut seen = vec![first];
+    for sql in ["EXECUTE del(1)", "EXPLAIN ANALYZE EXECUTE del(2)"] {
+        let c = client.clone();
+        let run = tokio::spawn(async move { c.simple_query(sql).await });
+        let r = pending(&s, &dba, sql, &seen).await;
+        assert_eq!(
+            r["statement"],
+            format!("{sql}\n-- del was prepared as: {prepare}"),
+            "{r}"
+        );
+        assert_eq!(r["rule"], "check-writes");
+        let id = r["id"].as_str().unwrap().to_string();
+        decide(id.clone(), "reject").await;
+        let e = run.await.unwrap().unwrap_err();
+        assert!(
+            db_error(&e)
+                .1
+                .contains(&format!("review {id} was rejected")),
+            "{e:?}"
+        );
+        seen.push(id);
+    }
+    let left = direct
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(left.get::<_, i64>(0), 2, "nothing was deleted");
+
+    // Approved, it runs once.
+    let c = client.clone();
+    let run = tokio::spawn(async move { c.simple_query("EXECUTE del(1)").await });
+    let r = pending(&s, &dba, "EXECUTE del(1)", &seen).await;
+    decide(r["id"].as_str().unwrap().to_string(), "approve").await;
+    run.await.unwrap().unwrap();
+    let left = direct
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(left.get::<_, i64>(0), 1);
+    direct
+        .batch_execute(&format!("DROP TABLE {t}"))
+        .await
+        .unwrap();
+}
