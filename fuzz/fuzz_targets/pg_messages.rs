@@ -58,6 +58,16 @@ fn bodies(body: &[u8]) {
         }
         let _ = (0..4).map(|i| formats.binary(i)).count();
     }
+    // The one-pass reading the data path uses agrees with the two above.
+    match codec::parse_bind_formats(body) {
+        Ok((portal, stmt, formats)) => {
+            assert_eq!(codec::parse_bind(body), Ok((portal, stmt)));
+            assert_eq!(codec::bind_result_formats(body), Ok(formats));
+        }
+        Err(_) => assert!(
+            codec::parse_bind(body).is_err() || codec::bind_result_formats(body).is_err()
+        ),
+    }
     if let Ok((portal, _)) = codec::parse_execute(body) {
         assert!(portal.len() + 5 <= body.len());
     }

@@ -170,7 +170,7 @@ struct BindParts<'a> {
 /// (`parse_bind` checks them).
 fn bind_parts<'a>(
     body: &'a [u8],
-    mut value: impl FnMut(Option<&'a [u8]>),
+    value: impl FnMut(Option<&'a [u8]>),
 ) -> Result<BindParts<'a>, CodecError> {
     let bad = || CodecError::Malformed("Bind");
     let mut p = body;
@@ -178,6 +178,15 @@ fn bind_parts<'a>(
         let end = p.iter().position(|&b| b == 0).ok_or_else(bad)?;
         p = &p[end + 1..];
     }
+    bind_tail(p, value)
+}
+
+/// The parts of a `Bind` from its parameter format count (`p`) on.
+fn bind_tail<'a>(
+    mut p: &'a [u8],
+    mut value: impl FnMut(Option<&'a [u8]>),
+) -> Result<BindParts<'a>, CodecError> {
+    let bad = || CodecError::Malformed("Bind");
     let start = p;
     let nformats = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
     let formats = p.get(..2 * nformats).ok_or_else(bad)?;
@@ -249,14 +258,29 @@ impl ResultFormats {
 
 /// The result formats a `Bind` asks for (after its parameters).
 pub fn bind_result_formats(body: &[u8]) -> Result<ResultFormats, CodecError> {
-    let codes = bind_parts(body, |_| {})?.results;
-    Ok(match codes {
+    Ok(formats_of(bind_parts(body, |_| {})?.results))
+}
+
+/// `Bind`: portal name, statement name and the result formats, read in
+/// one pass (the data path's; [`parse_bind`] and [`bind_result_formats`]
+/// give the same).
+pub fn parse_bind_formats(body: &[u8]) -> Result<(&str, &str, ResultFormats), CodecError> {
+    let mut p = body;
+    let portal = cstr(&mut p).ok_or(CodecError::Malformed("Bind"))?;
+    let stmt = cstr(&mut p).ok_or(CodecError::Malformed("Bind"))?;
+    let formats = formats_of(bind_tail(p, |_| {})?.results);
+    Ok((portal, stmt, formats))
+}
+
+/// Result format codes (2 bytes each) as a [`ResultFormats`].
+fn formats_of(codes: &[u8]) -> ResultFormats {
+    match codes {
         [] | [0, 0] => ResultFormats::Text,
         [0, 1] => ResultFormats::Binary,
         _ if codes.chunks(2).all(|c| c == [0, 0]) => ResultFormats::Text,
         _ if codes.chunks(2).all(|c| c == [0, 1]) => ResultFormats::Binary,
         _ => ResultFormats::PerColumn(codes.into()),
-    })
+    }
 }
 
 /// `Execute`: portal name and row limit.
@@ -892,6 +916,12 @@ mod tests {
             b
         };
         assert_eq!(bind_result_formats(&bind(b"\0\0")), Ok(ResultFormats::Text));
+        assert_eq!(
+            parse_bind_formats(&bind(b"\0\x01\0\x01")),
+            Ok(("p", "s", ResultFormats::Binary))
+        );
+        assert!(parse_bind_formats(&bind(b"\0\x02\0\x01")).is_err());
+        assert!(parse_bind_formats(b"p\0\xff\0\0\0\0\0\0\0").is_err());
         assert_eq!(
             bind_result_formats(&bind(b"\0\x01\0\0")),
             Ok(ResultFormats::Text)

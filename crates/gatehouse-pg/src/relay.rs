@@ -1174,9 +1174,10 @@ impl ClientSide {
                 }
             }
             b'B' => {
-                let (portal, stmt) = codec::parse_bind(body).map_err(malformed)?;
+                let (portal, stmt, formats) = codec::parse_bind_formats(body).map_err(malformed)?;
                 let generation = self.engine.generation();
-                if let Some(p) = self.statements.get(stmt)
+                let mut known = self.statements.get(stmt);
+                if let Some(p) = known
                     && p.generation != generation
                 {
                     // Decided at Parse under a policy no longer in force.
@@ -1187,8 +1188,8 @@ impl ClientSide {
                         p.verdict = verdict;
                         p.generation = generation;
                     }
+                    known = self.statements.get(stmt);
                 }
-                let known = self.statements.get(stmt);
                 let mut entry = match known {
                     Some(p) => Portal {
                         sql: p.sql.clone(),
@@ -1220,7 +1221,7 @@ impl ClientSide {
                         text: gatehouse_access::params_text(&values),
                     }));
                 }
-                entry.formats = codec::bind_result_formats(body).map_err(malformed)?;
+                entry.formats = formats;
                 let at = portal.len() + 1;
                 as_upstream(out, msg, at, stmt.len(), known.map(|p| &*p.upstream));
                 if !portal.is_empty() && self.mask_plan().is_some() {

@@ -150,6 +150,7 @@ impl Recorder {
             chunk: 0,
             last_bytes: 0,
             last_text: 0,
+            last_records: 0,
         }
     }
 }
@@ -333,6 +334,8 @@ pub struct SessionLog {
     last_bytes: usize,
     /// Bytes of the text of the last chunk sent with records.
     last_text: usize,
+    /// Records of the last chunk sent with records.
+    last_records: usize,
 }
 
 impl SessionLog {
@@ -379,6 +382,11 @@ impl SessionLog {
             if self.text.capacity() == 0 {
                 // Room for text like the last chunk's, at once.
                 self.text = String::with_capacity(self.last_text);
+            }
+            if self.records.capacity() == 0 {
+                // And for as many records (not grown by doubling, which
+                // copied a busy session's records 8 times per chunk).
+                self.records = Vec::with_capacity(self.last_records);
             }
         }
         let before = self.text.len();
@@ -431,6 +439,7 @@ impl SessionLog {
             Queued::Event(RecordEvent::Statements(chunk))
         } else {
             self.last_text = self.text.len();
+            self.last_records = self.records.len();
             Queued::Records(PendingChunk {
                 chunk,
                 records: std::mem::take(&mut self.records),
