@@ -66,8 +66,18 @@ pub fn parse_startup(body: &[u8]) -> Result<Startup, CodecError> {
     }
 }
 
-/// Reads a NUL-terminated UTF-8 string and advances past it.
+/// Reads a NUL-terminated UTF-8 string and advances past it. For text
+/// (a statement's, looked through once per execution): found with memchr.
 pub fn cstr<'a>(p: &mut &'a [u8]) -> Option<&'a str> {
+    let end = memchr::memchr(0, p)?;
+    let s = std::str::from_utf8(&p[..end]).ok()?;
+    *p = &p[end + 1..];
+    Some(s)
+}
+
+/// [`cstr`] for names (of statements and portals), which are short: a
+/// plain loop costs less than memchr's call over a few bytes.
+fn name<'a>(p: &mut &'a [u8]) -> Option<&'a str> {
     let end = p.iter().position(|b| *b == 0)?;
     let s = std::str::from_utf8(&p[..end]).ok()?;
     *p = &p[end + 1..];
@@ -135,7 +145,7 @@ pub fn parse_query(body: &[u8]) -> Result<&str, CodecError> {
 /// `Parse`: statement name, SQL text, and parameter type count.
 pub fn parse_parse(body: &[u8]) -> Result<(&str, &str, i16), CodecError> {
     let mut p = body;
-    let name = cstr(&mut p).ok_or(CodecError::Malformed("Parse"))?;
+    let name = name(&mut p).ok_or(CodecError::Malformed("Parse"))?;
     let sql = cstr(&mut p).ok_or(CodecError::Malformed("Parse"))?;
     let n = int16(&mut p).ok_or(CodecError::Malformed("Parse"))?;
     if n < 0 || p.len() != usize::try_from(n).unwrap_or(0) * 4 {
@@ -147,8 +157,8 @@ pub fn parse_parse(body: &[u8]) -> Result<(&str, &str, i16), CodecError> {
 /// `Bind`: portal and statement names (the rest is passed through untouched).
 pub fn parse_bind(body: &[u8]) -> Result<(&str, &str), CodecError> {
     let mut p = body;
-    let portal = cstr(&mut p).ok_or(CodecError::Malformed("Bind"))?;
-    let stmt = cstr(&mut p).ok_or(CodecError::Malformed("Bind"))?;
+    let portal = name(&mut p).ok_or(CodecError::Malformed("Bind"))?;
+    let stmt = name(&mut p).ok_or(CodecError::Malformed("Bind"))?;
     Ok((portal, stmt))
 }
 
@@ -266,8 +276,8 @@ pub fn bind_result_formats(body: &[u8]) -> Result<ResultFormats, CodecError> {
 /// give the same).
 pub fn parse_bind_formats(body: &[u8]) -> Result<(&str, &str, ResultFormats), CodecError> {
     let mut p = body;
-    let portal = cstr(&mut p).ok_or(CodecError::Malformed("Bind"))?;
-    let stmt = cstr(&mut p).ok_or(CodecError::Malformed("Bind"))?;
+    let portal = name(&mut p).ok_or(CodecError::Malformed("Bind"))?;
+    let stmt = name(&mut p).ok_or(CodecError::Malformed("Bind"))?;
     let formats = formats_of(bind_tail(p, |_| {})?.results);
     Ok((portal, stmt, formats))
 }
@@ -286,7 +296,7 @@ fn formats_of(codes: &[u8]) -> ResultFormats {
 /// `Execute`: portal name and row limit.
 pub fn parse_execute(body: &[u8]) -> Result<(&str, i32), CodecError> {
     let mut p = body;
-    let portal = cstr(&mut p).ok_or(CodecError::Malformed("Execute"))?;
+    let portal = name(&mut p).ok_or(CodecError::Malformed("Execute"))?;
     let max = int32(&mut p).ok_or(CodecError::Malformed("Execute"))?;
     Ok((portal, max))
 }
@@ -304,7 +314,7 @@ pub fn parse_describe(body: &[u8]) -> Result<(u8, &str), CodecError> {
 /// A statement ('S') or portal ('P') and its name: `Close` and `Describe`.
 fn kind_and_name<'b>(body: &'b [u8], what: &'static str) -> Result<(u8, &'b str), CodecError> {
     let (&kind, mut p) = body.split_first().ok_or(CodecError::Malformed(what))?;
-    let name = cstr(&mut p).ok_or(CodecError::Malformed(what))?;
+    let name = name(&mut p).ok_or(CodecError::Malformed(what))?;
     if kind != b'S' && kind != b'P' {
         return Err(CodecError::Malformed(what));
     }
@@ -314,7 +324,7 @@ fn kind_and_name<'b>(body: &'b [u8], what: &'static str) -> Result<(u8, &'b str)
 /// `CommandComplete`: the command tag.
 pub fn parse_command_complete(body: &[u8]) -> Option<&str> {
     let mut p = body;
-    cstr(&mut p)
+    name(&mut p)
 }
 
 /// Rows affected or returned, from a command tag such as `INSERT 0 5`.
@@ -809,6 +819,25 @@ pub fn sasl_initial_response(out: &mut BytesMut, mechanism: &str, data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn strings_end_at_their_nul_at_any_length() {
+        for n in [0, 1, 15, 16, 17, 31, 100] {
+            let text = "x".repeat(n);
+            let mut with = format!("{text}\0rest").into_bytes();
+            let mut p = &with[..];
+            let mut q = p;
+            assert_eq!(cstr(&mut p), Some(text.as_str()), "{n}");
+            assert_eq!(name(&mut q), Some(text.as_str()), "{n}");
+            assert_eq!((p, q), (&b"rest"[..], &b"rest"[..]));
+            with.truncate(n);
+            let (mut p, mut q) = (&with[..], &with[..]);
+            assert_eq!(cstr(&mut p), None, "{n} bytes without a NUL");
+            assert_eq!(name(&mut q), None, "{n} bytes without a NUL");
+        }
+        let (mut p, mut q) = (&b"\xff\0"[..], &b"\xff\0"[..]);
+        assert_eq!((cstr(&mut p), name(&mut q)), (None, None), "not UTF-8");
+    }
+
     #[test]
     fn a_name_inside_a_message_is_replaced_and_the_rest_kept() {
         // Bind of portal "p" to statement "s1" with one text parameter.

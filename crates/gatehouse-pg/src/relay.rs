@@ -333,11 +333,13 @@ impl Gate {
 fn may_copy(sql: &str) -> bool {
     let b = sql.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
-    memchr::memchr2_iter(b'c', b'C', b).any(|i| {
-        b.get(i + 1..i + 4)
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"opy"))
-            && (i == 0 || !word(b[i - 1]))
-            && b.get(i + 4).is_none_or(|&c| !word(c))
+    // Found by its last letter, rarer in SQL than its first (most queries
+    // have no y at all, and many a c).
+    memchr::memchr2_iter(b'y', b'Y', b).any(|i| {
+        i >= 3
+            && b[i - 3..i].eq_ignore_ascii_case(b"cop")
+            && (i == 3 || !word(b[i - 4]))
+            && b.get(i + 1).is_none_or(|&c| !word(c))
     })
 }
 
@@ -736,6 +738,14 @@ impl ClientSide {
     /// the texts SQL's `PREPARE` defines are noted for that.
     fn decision(&mut self, sql: &str) -> gatehouse_policy::Decision {
         let engine = self.engine.get();
+        if engine.allows_everything() {
+            // No grant or clock can change that.
+            return gatehouse_policy::Decision {
+                verdict: Verdict::Allow { rule: None },
+                analysis: None,
+                mask: None,
+            };
+        }
         let grant = self
             .ctx
             .proxy
@@ -2175,6 +2185,8 @@ mod tests {
             "COPY(SELECT 1) TO STDOUT",
             "COPY\"t\" FROM STDIN",
             "copy",
+            "SELECT 1;\ncopy t FROM STDIN",
+            "(copy)",
         ] {
             assert!(may_copy(sql), "{sql}");
         }
@@ -2186,6 +2198,9 @@ mod tests {
             "SELECT 'cop' || 'y'",
             "SELECT écopy FROM t",
             "",
+            "y",
+            "opy",
+            "SELECT happy, copying, copyy FROM t",
         ] {
             assert!(!may_copy(sql), "{sql}");
         }

@@ -510,6 +510,16 @@ impl Engine {
         }
     }
 
+    /// The policy has no rules, masks or detectors and allows by default:
+    /// every statement is allowed as it is, unanalysed, whoever sends it
+    /// (what [`Self::decide`] would say, without its work).
+    pub fn allows_everything(&self) -> bool {
+        self.rules.is_empty()
+            && self.spec.masks.is_empty()
+            && self.spec.detectors.is_empty()
+            && self.spec.default == Action::Allow
+    }
+
     pub fn spec(&self) -> &PolicySpec {
         &self.spec
     }
@@ -1141,6 +1151,19 @@ mod tests {
                 Class::Write
             },
             body,
+        }
+    }
+
+    #[test]
+    fn only_an_empty_allowing_policy_allows_everything() {
+        assert!(Engine::empty().allows_everything());
+        assert!(engine("").allows_everything());
+        for policy in [
+            "default = \"deny\"",
+            "[[rules]]\nname = \"r\"\nstatements = [\"read\"]\naction = \"allow\"",
+            "[[masks]]\ncolumns = [\"t.c\"]\nmethod = \"redact\"",
+        ] {
+            assert!(!engine(policy).allows_everything(), "{policy}");
         }
     }
 

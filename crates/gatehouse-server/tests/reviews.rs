@@ -34,13 +34,19 @@ async fn pending(s: &TestServer, token: &str, needle: &str, not: &[String]) -> V
     panic!("no pending review for {needle}");
 }
 
-#[tokio::test]
-async fn parameters_are_part_of_what_is_approved() {
+/// A server whose rule `rule` holds writes on connection `shop` for review
+/// by group `dba`; the tokens of `bot` (group `agents`) and `dba1` (group
+/// `dba`); a new table (named after `prefix`) with rows 1 and 2; a direct
+/// connection.
+async fn reviewed_writes(
+    prefix: &str,
+    rule: &str,
+) -> (TestServer, String, String, String, tokio_postgres::Client) {
     let s = TestServer::start().await;
     s.pg_connection("shop", DIRECT, None, &["agents"]).await;
     let bot = s.token("bot", &["agents"]).await;
     let dba = s.token("dba1", &["dba"]).await;
-    let t = unique("rv_params");
+    let t = unique(prefix);
     let direct = connect(DIRECT).await;
     direct
         .batch_execute(&format!(
@@ -50,9 +56,15 @@ async fn parameters_are_part_of_what_is_approved() {
         .unwrap();
     put_policy(
         &s,
-        json!({"rules": [{"name": "check-deletes", "statements": ["write"], "action": "review", "approvers": ["dba"]}]}),
+        json!({"rules": [{"name": rule, "statements": ["write"], "action": "review", "approvers": ["dba"]}]}),
     )
     .await;
+    (s, bot, dba, t, direct)
+}
+
+#[tokio::test]
+async fn parameters_are_part_of_what_is_approved() {
+    let (s, bot, dba, t, direct) = reviewed_writes("rv_params", "check-deletes").await;
     let client = Arc::new(connect(&url(&s, &bot)).await);
     let sql = format!("DELETE FROM {t} WHERE id = $1");
 
@@ -512,23 +524,7 @@ async fn closing_a_connection_to_a_group_ends_its_sessions() {
 
 #[tokio::test]
 async fn an_approved_prepare_does_not_approve_what_execute_runs() {
-    let s = TestServer::start().await;
-    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
-    let bot = s.token("bot", &["agents"]).await;
-    let dba = s.token("dba1", &["dba"]).await;
-    let t = unique("rv_prep");
-    let direct = connect(DIRECT).await;
-    direct
-        .batch_execute(&format!(
-            "CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1), (2)"
-        ))
-        .await
-        .unwrap();
-    put_policy(
-        &s,
-        json!({"rules": [{"name": "check-writes", "statements": ["write"], "action": "review", "approvers": ["dba"]}]}),
-    )
-    .await;
+    let (s, bot, dba, t, direct) = reviewed_writes("rv_prep", "check-writes").await;
     let client = Arc::new(connect(&url(&s, &bot)).await);
     let decide = |id: String, verb: &'static str| {
         let (s, dba) = (&s, dba.clone());
