@@ -1220,11 +1220,8 @@ impl ClientSide {
                         copy: false,
                     },
                 };
-                // Parameters matter only to a statement held for review
-                // (or that may be, decided again under a new policy).
-                if matches!(*entry.verdict, Verdict::Review { .. })
-                    || entry.generation != generation
-                {
+                // Parameters matter only to a statement held for review.
+                if matches!(*entry.verdict, Verdict::Review { .. }) {
                     let (raw, values) = codec::bind_params(body).map_err(malformed)?;
                     entry.params = Some(Arc::new(Params {
                         raw: raw.to_vec(),

@@ -830,11 +830,7 @@ impl Engine {
         sql: &str,
         now_ms: i64,
     ) -> Decision {
-        let applicable: Vec<&Rule> = self
-            .rules
-            .iter()
-            .filter(|r| r.applies(principal, connection))
-            .collect();
+        let applicable = self.applicable(principal, connection);
         if applicable.is_empty() && self.spec.default == Action::Allow {
             return Decision {
                 verdict: Verdict::Allow { rule: None },
@@ -848,6 +844,14 @@ impl Engine {
             analysis: Some(a),
             mask: None,
         }
+    }
+
+    /// The rules that apply to the caller on the connection.
+    fn applicable(&self, principal: &Principal, connection: &str) -> Vec<&Rule> {
+        self.rules
+            .iter()
+            .filter(|r| r.applies(principal, connection))
+            .collect()
     }
 
     /// The verdict of the rules that apply to the caller (`applicable`) on
@@ -910,11 +914,7 @@ impl Engine {
             let shown = &name["statement:".len()..];
             let texts = sources.by_name.get(name).map_or(&[][..], Vec::as_slice);
             if texts.is_empty() && !refs.defines.contains(name) {
-                let applicable: Vec<&Rule> = self
-                    .rules
-                    .iter()
-                    .filter(|r| r.applies(principal, connection))
-                    .collect();
+                let applicable = self.applicable(principal, connection);
                 let unknown = Analysis {
                     class: None,
                     parse_error: Some(format!(
@@ -942,6 +942,10 @@ impl Engine {
     /// What SQL's `EXECUTE` in `sql` runs: each name and every text that
     /// defined it in this session, for people reviewing the statement.
     pub fn prepared_texts(&self, sql: &str, sources: &ResultSources) -> Vec<(String, Arc<str>)> {
+        // Only statements that run one are walked for names.
+        if !self.analysis_in(SqlDialect::Postgres, sql).prepared {
+            return Vec::new();
+        }
         let refs = self.column_refs_in(SqlDialect::Postgres, sql);
         let Some(refs) = refs.as_ref() else {
             return Vec::new();
