@@ -60,9 +60,10 @@ fn bodies(body: &[u8]) {
     }
     // The one-pass reading the data path uses agrees with the two above.
     match codec::parse_bind_formats(body) {
-        Ok((portal, stmt, formats)) => {
+        Ok((portal, stmt, formats, params)) => {
             assert_eq!(codec::parse_bind(body), Ok((portal, stmt)));
             assert_eq!(codec::bind_result_formats(body), Ok(formats));
+            assert_eq!(codec::bind_params(body).map(|(_, v)| v.len()), Ok(params));
         }
         Err(_) => assert!(
             codec::parse_bind(body).is_err() || codec::bind_result_formats(body).is_err()

@@ -271,15 +271,16 @@ pub fn bind_result_formats(body: &[u8]) -> Result<ResultFormats, CodecError> {
     Ok(formats_of(bind_parts(body, |_| {})?.results))
 }
 
-/// `Bind`: portal name, statement name and the result formats, read in
-/// one pass (the data path's; [`parse_bind`] and [`bind_result_formats`]
-/// give the same).
-pub fn parse_bind_formats(body: &[u8]) -> Result<(&str, &str, ResultFormats), CodecError> {
+/// `Bind`: portal name, statement name, the result formats and how many
+/// parameters it binds, read in one pass (the data path's; [`parse_bind`],
+/// [`bind_result_formats`] and [`bind_params`] give the same).
+pub fn parse_bind_formats(body: &[u8]) -> Result<(&str, &str, ResultFormats, usize), CodecError> {
     let mut p = body;
     let portal = name(&mut p).ok_or(CodecError::Malformed("Bind"))?;
     let stmt = name(&mut p).ok_or(CodecError::Malformed("Bind"))?;
-    let formats = formats_of(bind_tail(p, |_| {})?.results);
-    Ok((portal, stmt, formats))
+    let mut params = 0;
+    let formats = formats_of(bind_tail(p, |_| params += 1)?.results);
+    Ok((portal, stmt, formats, params))
 }
 
 /// Result format codes (2 bytes each) as a [`ResultFormats`].
@@ -947,7 +948,7 @@ mod tests {
         assert_eq!(bind_result_formats(&bind(b"\0\0")), Ok(ResultFormats::Text));
         assert_eq!(
             parse_bind_formats(&bind(b"\0\x01\0\x01")),
-            Ok(("p", "s", ResultFormats::Binary))
+            Ok(("p", "s", ResultFormats::Binary, 2))
         );
         assert!(parse_bind_formats(&bind(b"\0\x02\0\x01")).is_err());
         assert!(parse_bind_formats(b"p\0\xff\0\0\0\0\0\0\0").is_err());

@@ -506,6 +506,8 @@ struct Portal {
     generation: u64,
     /// Its parameters, kept only if it may be held for review.
     params: Option<Arc<Params>>,
+    /// Its `Bind` carried parameters (whether or not they were kept).
+    has_params: bool,
     /// The format of its result columns and its statement's description
     /// (for the recording).
     formats: ResultFormats,
@@ -1184,7 +1186,8 @@ impl ClientSide {
                 }
             }
             b'B' => {
-                let (portal, stmt, formats) = codec::parse_bind_formats(body).map_err(malformed)?;
+                let (portal, stmt, formats, nparams) =
+                    codec::parse_bind_formats(body).map_err(malformed)?;
                 let generation = self.engine.generation();
                 let mut known = self.statements.get(stmt);
                 if let Some(p) = known
@@ -1206,6 +1209,7 @@ impl ClientSide {
                         verdict: p.verdict.clone(),
                         generation: p.generation,
                         params: None,
+                        has_params: nparams > 0,
                         formats: ResultFormats::Text,
                         described: Some(p.described.clone()),
                         copy: p.copy,
@@ -1215,6 +1219,7 @@ impl ClientSide {
                         verdict: self.allow.clone(),
                         generation,
                         params: None,
+                        has_params: nparams > 0,
                         formats: ResultFormats::Text,
                         described: None,
                         copy: false,
@@ -1245,6 +1250,7 @@ impl ClientSide {
                     verdict,
                     generation,
                     params,
+                    has_params,
                     formats,
                     described,
                     copy,
@@ -1253,6 +1259,7 @@ impl ClientSide {
                     verdict: self.allow.clone(),
                     generation: self.engine.generation(),
                     params: None,
+                    has_params: false,
                     formats: ResultFormats::Text,
                     described: None,
                     copy: false,
@@ -1263,7 +1270,20 @@ impl ClientSide {
                 let verdict = if matches!(*verdict, Verdict::Review { .. })
                     || generation != self.engine.generation()
                 {
-                    Arc::new(self.check(&sql))
+                    match self.check(&sql) {
+                        // Its parameters were not kept (it was bound as a
+                        // statement that runs): a review without them would
+                        // approve values nobody saw. Refused, to be bound again.
+                        Verdict::Review { rule, .. } if params.is_none() && has_params => {
+                            Arc::new(Verdict::Deny {
+                                message: format!(
+                                    "the policy changed after this statement's parameters were bound, and rule {rule} now holds it for review; bind and execute it again, so that the review shows its parameters"
+                                ),
+                                rule,
+                            })
+                        }
+                        v => Arc::new(v),
+                    }
                 } else {
                     verdict
                 };
@@ -2166,6 +2186,7 @@ mod tests {
             verdict: Arc::new(Verdict::Allow { rule: None }),
             generation: 0,
             params: None,
+            has_params: false,
             formats: ResultFormats::Text,
             described: None,
             copy: false,

@@ -595,3 +595,60 @@ async fn an_approved_prepare_does_not_approve_what_execute_runs() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_portal_bound_before_a_review_rule_is_refused_not_reviewed_without_its_parameters() {
+    let (s, bot, dba, t, direct) = reviewed_writes("rv_bound", "check-writes").await;
+    // Writes run at first: a portal's parameters are then not kept.
+    put_policy(
+        &s,
+        json!({"rules": [{"name": "no-ddl", "statements": ["ddl"], "action": "deny"}]}),
+    )
+    .await;
+    let mut client = connect(&url(&s, &bot)).await;
+    let sql = format!("DELETE FROM {t} WHERE id = $1 RETURNING id");
+    let tx = client.transaction().await.unwrap();
+    let del = tx.prepare(&sql).await.unwrap();
+    // tokio-postgres sends the Bind (with Sync) and the Execute apart.
+    let portal = tx.bind(&del, &[&2i32]).await.unwrap();
+    // Writes are held for review before the Execute comes.
+    put_policy(
+        &s,
+        json!({"rules": [{"name": "check-writes", "statements": ["write"], "action": "review", "approvers": ["dba"], "timeout": "2s"}]}),
+    )
+    .await;
+    let e = tx.query_portal(&portal, 0).await.unwrap_err();
+    let (code, message, detail) = db_error(&e);
+    assert_eq!(code, "42501", "{message}");
+    assert_eq!(detail, "rule: check-writes");
+    assert!(
+        message.contains("parameters were bound") && message.contains("bind and execute it again"),
+        "{message}"
+    );
+    drop(tx);
+    let (_, v) = s.get("/v1/reviews?pending=true", &dba).await;
+    assert_eq!(v["reviews"].as_array().map(Vec::len), Some(0), "{v}");
+
+    // Bound again, it is reviewed with its parameter in view.
+    let client = Arc::new(client);
+    let c = client.clone();
+    let q = sql.clone();
+    let run = tokio::spawn(async move { c.query(q.as_str(), &[&2i32]).await });
+    let r = pending(&s, &dba, &sql, &[]).await;
+    assert_eq!(r["params"], "$1=\\x00000002", "{r}");
+    let id = r["id"].as_str().unwrap();
+    let (status, v) = s
+        .post(
+            &format!("/v1/reviews/{id}/reject"),
+            &dba,
+            json!({"reason": "no"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(run.await.unwrap().is_err());
+    let left = direct
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(left.get::<_, i64>(0), 2);
+}
