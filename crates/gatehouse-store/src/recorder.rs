@@ -261,8 +261,9 @@ impl PendingChunk {
                 + self.text.len();
             self.chunk.data = take_spare(spare, bytes);
         }
+        let mut repeats = Repeats::default();
         for h in &self.records {
-            h.write(&mut self.chunk.data, &self.text);
+            h.write(&mut self.chunk.data, &self.text, &mut repeats);
         }
         // The records and their text are let go here, on the writer's
         // thread. The text is not kept as a spare: the spares are for
@@ -274,10 +275,51 @@ impl PendingChunk {
     }
 }
 
+/// The JSON of the statement text and of the column names of the last
+/// record written, kept with what it was written from: a session's records
+/// share these (the same `Arc`), so each is escaped once per chunk.
+#[derive(Default)]
+struct Repeats {
+    sql: Kept<str>,
+    columns: Kept<dyn ColumnNames>,
+}
+
+/// The JSON of one shared value, and the value (kept, so that the pointer
+/// it is known by cannot be reused for another).
+struct Kept<T: ?Sized>(Option<(Arc<T>, String)>);
+
+impl<T: ?Sized> Default for Kept<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<T: ?Sized> Kept<T> {
+    /// The JSON of `v`, written by `write` unless it is the value kept.
+    fn json(&mut self, v: &Arc<T>, write: impl FnOnce(&mut String, &T)) -> &str {
+        let fresh = !matches!(&self.0, Some((kept, _)) if Arc::ptr_eq(kept, v));
+        let (kept, json) = self.0.get_or_insert_with(|| (v.clone(), String::new()));
+        if fresh {
+            *kept = v.clone();
+            json.clear();
+            write(json, v);
+        }
+        json
+    }
+}
+
 impl Held {
-    fn write(&self, out: &mut String, text: &str) {
+    fn write(&self, out: &mut String, text: &str, repeats: &mut Repeats) {
         let r = &self.record;
         let part = |at: Option<(usize, usize)>| at.and_then(|(a, b)| text.get(a..b));
+        let written = crate::sessions::Written {
+            sql: Some(repeats.sql.json(&r.sql, crate::sessions::json_str)),
+            columns: r.columns.as_ref().map(|c| {
+                repeats
+                    .columns
+                    .json(c, |out, c| crate::sessions::json_columns(out, c.names()))
+            }),
+        };
         crate::StatementEntry {
             seq: r.seq,
             started_at: r.started_at,
@@ -292,9 +334,10 @@ impl Held {
             result: None,
             result_truncated: self.truncated,
         }
-        .write_json_with(
+        .write_json_given(
             out,
             part(self.result).map(crate::sessions::ResultJson::Written),
+            written,
         );
         out.push('\n');
     }
@@ -351,8 +394,9 @@ impl SessionLog {
         }
         if !self.records.is_empty() {
             // Keeps the order: the records given as values go first.
+            let mut repeats = Repeats::default();
             for h in std::mem::take(&mut self.records) {
-                h.write(&mut self.data, &self.text);
+                h.write(&mut self.data, &self.text, &mut repeats);
             }
             self.text.clear();
         }
@@ -402,6 +446,12 @@ impl SessionLog {
         self.approx_bytes += record.sql.len() + (self.text.len() - before) + RECORD_BYTES;
         self.last_seq = record.seq;
         self.statements += 1;
+        if self.records.len() == self.records.capacity() {
+            // Past the last chunk's size: room for a whole chunk at once
+            // (grown by doubling, the records were copied at each step).
+            self.records
+                .reserve_exact(CHUNK_STATEMENTS.saturating_sub(self.records.len()).max(1));
+        }
         self.records.push(Held {
             record,
             command,
@@ -691,7 +741,23 @@ mod tests {
                 None,
                 true,
             ),
+            // The same statements again, sharing their text and column
+            // names with the records above (as a session's do): written
+            // once per chunk and copied, the lines must not differ.
+            (5, "SELECT 'é\t'", &allow, Some("SELECT 1"), None, true),
+            (6, "SELECT 'é\t'", &allow, Some("SELECT 1"), None, false),
+            (
+                7,
+                "UPDATE t SET a = 1",
+                &allow,
+                Some("UPDATE 0"),
+                None,
+                true,
+            ),
+            (8, "SELECT 'é\t'", &allow, Some("SELECT 1"), None, true),
         ];
+        let mut texts: std::collections::HashMap<&str, Arc<str>> = Default::default();
+        let shared_names: Arc<dyn ColumnNames> = Arc::new(Names(names.clone()));
         let empty = crate::ResultSample::default();
         let mut as_json = r.session_log("json");
         let mut as_values = r.session_log("values");
@@ -717,11 +783,11 @@ mod tests {
                 seq: *seq,
                 started_at: 1_000 + seq,
                 duration_us: 7 * seq,
-                sql: Arc::from(*sql),
+                sql: texts.entry(sql).or_insert_with(|| Arc::from(*sql)).clone(),
                 verdict: (*verdict).clone(),
                 rows: *seq,
                 error: error.map(str::to_string),
-                columns: rows.then(|| Arc::new(Names(names.clone())) as Arc<dyn ColumnNames>),
+                columns: rows.then(|| shared_names.clone()),
             };
             if *seq == 3 {
                 // One given as JSON among values: it keeps its place.
@@ -746,7 +812,7 @@ mod tests {
         assert_eq!(values, json);
         assert_eq!(
             values.iter().map(|s| s.seq).collect::<Vec<_>>(),
-            [1, 2, 3, 4]
+            [1, 2, 3, 4, 5, 6, 7, 8]
         );
         assert_eq!(
             values[0].result,
@@ -771,7 +837,15 @@ mod tests {
                     .seq
             })
             .collect();
-        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7, 8]);
+        // Byte for byte what the data path writes as JSON.
+        let as_json: Vec<String> = sqlx::query_scalar(
+            "SELECT data FROM session_chunks WHERE session_id = 'json' ORDER BY chunk",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("chunks");
+        assert_eq!(data.concat(), as_json.concat());
         // Once stored, all their room is free again (the writer frees it
         // just after the store has it).
         for _ in 0..500 {

@@ -85,6 +85,17 @@ impl StatementEntry<'_> {
     /// [`StatementEntry::write_json`] with the result given apart, as a
     /// sample or as the JSON a sample wrote earlier (`self.result` unused).
     pub(crate) fn write_json_with(&self, out: &mut String, result: Option<ResultJson<'_>>) {
+        self.write_json_given(out, result, Written::default());
+    }
+
+    /// [`StatementEntry::write_json_with`], with the JSON of some fields
+    /// written already (`written`: the same bytes their values would give).
+    pub(crate) fn write_json_given(
+        &self,
+        out: &mut String,
+        result: Option<ResultJson<'_>>,
+        written: Written<'_>,
+    ) {
         out.push_str("{\"seq\":");
         json_int(out, self.seq);
         out.push_str(",\"started_at\":");
@@ -92,9 +103,20 @@ impl StatementEntry<'_> {
         out.push_str(",\"duration_us\":");
         json_opt_int(out, self.duration_us);
         out.push_str(",\"sql\":");
-        json_str(out, self.sql);
-        out.push_str(",\"decision\":");
-        json_str(out, self.decision);
+        match written.sql {
+            Some(json) => out.push_str(json),
+            None => json_str(out, self.sql),
+        }
+        // The three labels need no escaping.
+        match self.decision {
+            "allow" => out.push_str(",\"decision\":\"allow\""),
+            "deny" => out.push_str(",\"decision\":\"deny\""),
+            "review" => out.push_str(",\"decision\":\"review\""),
+            other => {
+                out.push_str(",\"decision\":");
+                json_str(out, other);
+            }
+        }
         if let Some(rule) = self.rule {
             out.push_str(",\"rule\":");
             json_str(out, rule);
@@ -109,7 +131,10 @@ impl StatementEntry<'_> {
         }
         if let Some(columns) = self.columns {
             out.push_str(",\"columns\":");
-            json_list(out, columns, |out, c| json_str(out, c));
+            match written.columns {
+                Some(json) => out.push_str(json),
+                None => json_columns(out, columns),
+            }
         }
         match result {
             Some(ResultJson::Sample(rows)) => {
@@ -127,6 +152,20 @@ impl StatementEntry<'_> {
         }
         out.push('}');
     }
+}
+
+/// The JSON of an entry's statement text and of its column names, when
+/// written already: a chunk's records mostly repeat their session's
+/// statements, whose text is then escaped once and copied.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Written<'a> {
+    pub sql: Option<&'a str>,
+    pub columns: Option<&'a str>,
+}
+
+/// Column names as a JSON list.
+pub(crate) fn json_columns(out: &mut String, columns: &[String]) {
+    json_list(out, columns, |out, c| json_str(out, c));
 }
 
 /// A record's result rows as JSON: a sample, or what a sample wrote.
@@ -317,7 +356,7 @@ fn plain_prefix(v: &[u8]) -> usize {
 
 /// A JSON string, escaped as serde_json escapes it: quote, backslash and
 /// control characters only (the common case, no escape, is one copy).
-fn json_str(out: &mut String, v: &str) {
+pub(crate) fn json_str(out: &mut String, v: &str) {
     out.reserve(v.len() + 2);
     out.push('"');
     let mut rest = v;
@@ -820,7 +859,7 @@ mod tests {
                     seq: i as i64,
                     started_at: -1,
                     sql: text,
-                    decision: "allow",
+                    decision: ["allow", "deny", "review"][i % 3],
                     ..Default::default()
                 },
                 StatementEntry {
