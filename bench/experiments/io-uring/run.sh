@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Experiment (not a test, not part of the product): what the I/O runtime
+# costs a proxy per pgbench transaction. Runs pgbench -S side by side, in
+# interleaved rounds, against PgBouncer (session mode), byte-for-byte relays
+# with no parsing (relay.c: epoll, and io_uring with DEFER_TASKRUN; rust/:
+# tokio, and monoio on io_uring with and without DEFER_TASKRUN) and, if given,
+# a Gatehouse binary (one session thread, recording on). Prints each one's
+# TPS against PgBouncer's and its on-CPU time per transaction
+# (/proc/<pid>/task/*/schedstat).
+#
+#   bench/experiments/io-uring/run.sh [--rounds N] [--duration S] [--clients "8 32"]
+#                                     [--modes prepared] [--gatehouse PATH]
+#
+# Needs liburing-dev (apt-get install liburing-dev), gcc, cargo (crates from
+# crates.io: monoio, io-uring), PgBouncer, and what bench/pgbench.sh needs
+# (PostgreSQL on 127.0.0.1:5432 with trust auth, pgbench, database `bench`).
+set -euo pipefail
+
+ROUNDS=4
+DURATION=5
+CLIENTS="8 32"
+MODES="prepared"
+GATEHOUSE=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --clients) CLIENTS=$2; shift 2 ;;
+    --modes) MODES=$2; shift 2 ;;
+    --gatehouse) GATEHOUSE=$2; shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../../.." && pwd)
+WORK=$(mktemp -d /tmp/gatehouse-io-uring.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+export PGSSLMODE=disable
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+gcc -O2 -Wall -o "$WORK/relay" "$HERE/relay.c" -luring
+cargo build --release --quiet --manifest-path "$HERE/rust/Cargo.toml" --target-dir "$WORK/target"
+RUST="$WORK/target/release/relay-experiment"
+
+psql_direct() { psql -X -q -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 "$@"; }
+if [ "$(psql_direct -d postgres -Atc "select count(*) from pg_database where datname = 'bench'")" = 0 ]; then
+  psql_direct -d postgres -c 'CREATE DATABASE bench'
+  pgbench -i -q -s 10 -h 127.0.0.1 -U postgres bench >/dev/null 2>&1
+  psql_direct -d bench -c 'VACUUM ANALYZE'
+fi
+
+declare -A PID PORT USER PASS
+TARGETS=()
+add() { PID[$1]=$2; PORT[$1]=$3; USER[$1]=$4; PASS[$1]=$5; PIDS+=("$2"); TARGETS+=("$1"); }
+
+# shellcheck source=bench/lib/pgbouncer.sh
+. "$ROOT/bench/lib/pgbouncer.sh"
+port=$(free_port)
+write_pgbouncer_config "$WORK/pgb" "$port" bench 127.0.0.1 5432 postgres
+PGB_ARGS=()
+[ "$(id -u)" = 0 ] && PGB_ARGS=(-u postgres) && chown -R postgres "$WORK/pgb"
+"$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" "${PGB_ARGS[@]}" "$WORK/pgb/pgbouncer.ini" >"$WORK/pgb.log" 2>&1 &
+add pgbouncer $! "$port" postgres ""
+for m in epoll uring-defer; do
+  port=$(free_port); "$WORK/relay" "$m" "$port" 2>"$WORK/$m.log" & add "c-$m" $! "$port" postgres ""
+done
+for m in tokio monoio monoio-defer; do
+  port=$(free_port); "$RUST" "$m" "$port" 2>"$WORK/$m.log" & add "rs-$m" $! "$port" postgres ""
+done
+if [ -n "$GATEHOUSE" ]; then
+  data="$WORK/gh" log="$WORK/gh.log"
+  GATEHOUSE_SESSION_THREADS=1 "$GATEHOUSE" serve --data-dir "$data" --api-listen 127.0.0.1:0 \
+    --pg-listen 127.0.0.1:0 --mysql-listen off --aws-listen off >"$log" 2>&1 &
+  gpid=$!
+  api="" gport=""
+  for _ in $(seq 600); do
+    api=$(grep -o 'api=http://127\.0\.0\.1:[0-9]*' "$log" 2>/dev/null | head -1 | cut -d= -f2 || true)
+    gport=$(grep -o 'postgres=127\.0\.0\.1:[0-9]*' "$log" 2>/dev/null | head -1 | cut -d: -f2 || true)
+    [ -n "$api" ] && [ -n "$gport" ] && [ -s "$data/admin.token" ] && break
+    sleep 0.1
+  done
+  [ -n "$gport" ] || { cat "$log" >&2; exit 1; }
+  token=$(cat "$data/admin.token")
+  GATEHOUSE_URL=$api GATEHOUSE_TOKEN=$token "$GATEHOUSE" connections add bench --kind postgres \
+    --url "postgres://postgres@127.0.0.1:5432/bench?sslmode=disable" --group admin >/dev/null
+  add gatehouse "$gpid" "$gport" bench "$token"
+fi
+for t in "${TARGETS[@]}"; do
+  for _ in $(seq 100); do
+    PGPASSWORD=${PASS[$t]} psql -X -h 127.0.0.1 -p "${PORT[$t]}" -U "${USER[$t]}" -d bench -Atc 'select 1' >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+done
+
+cpu_ns() { local s=0; for d in /proc/"$1"/task/*; do s=$((s + $(awk '{print $1}' "$d/schedstat"))); done; echo "$s"; }
+echo "# $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr); started $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "# pgbench -n -S -T $DURATION -j min(c,2), $ROUNDS interleaved rounds; CPU in µs per transaction"
+n_targets=${#TARGETS[@]}
+for r in $(seq "$ROUNDS"); do
+  for m in $MODES; do
+    for c in $CLIENTS; do
+      for k in $(seq 0 $((n_targets - 1))); do
+        t=${TARGETS[$(((k + r - 1) % n_targets))]}
+        a=$(cpu_ns "${PID[$t]}")
+        out=$(PGPASSWORD=${PASS[$t]} pgbench -n -S -M "$m" -c "$c" -j $((c < 2 ? c : 2)) -T "$DURATION" \
+          -h 127.0.0.1 -p "${PORT[$t]}" -U "${USER[$t]}" bench 2>&1) || { echo "$t: $out" >&2; exit 1; }
+        b=$(cpu_ns "${PID[$t]}")
+        n=$(awk '/actually processed/ {print $6}' <<<"$out" | cut -d/ -f1)
+        tps=$(awk '/^tps = / {printf "%.0f", $3}' <<<"$out")
+        awk -v r="$r" -v m="$m" -v c="$c" -v t="$t" -v tps="$tps" -v n="$n" -v d=$((b - a)) \
+          'BEGIN {printf "%s %s %s %s %s %.2f\n", r, m, c, t, tps, d/1000/n}'
+      done
+    done
+  done
+done | tee "$WORK/rows.txt"
+echo
+echo "# medians"
+python3 - "$WORK/rows.txt" "${TARGETS[@]}" <<'PY'
+import sys, statistics, collections
+order = {t: i for i, t in enumerate(sys.argv[2:])}
+d = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) == 6 and f[0].isdigit():
+        d[(f[1], int(f[2]), f[3])].append((float(f[4]), float(f[5])))
+for (m, c, t), rows in sorted(d.items(), key=lambda kv: (kv[0][0], kv[0][1], order[kv[0][2]])):
+    tps = statistics.median(r[0] for r in rows)
+    cpu = statistics.median(r[1] for r in rows)
+    pgb = statistics.median(r[0] for r in d[(m, c, 'pgbouncer')])
+    print(f"{m:9} {c:3} {t:16} tps={tps:8.0f} x_pgbouncer={tps / pgb:.2f} cpu_us/txn={cpu:.2f}")
+PY
