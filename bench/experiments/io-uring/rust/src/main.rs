@@ -41,7 +41,9 @@ fn on_tokio(port: u16) {
             .await
             .expect("bind");
         loop {
-            let Ok((c, _)) = l.accept().await else { continue };
+            let Ok((c, _)) = l.accept().await else {
+                continue;
+            };
             let Ok(u) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else {
                 continue;
             };
@@ -54,10 +56,7 @@ fn on_tokio(port: u16) {
     });
 }
 
-async fn tokio_pipe(
-    mut r: tokio::net::tcp::OwnedReadHalf,
-    w: tokio::net::tcp::OwnedWriteHalf,
-) {
+async fn tokio_pipe(mut r: tokio::net::tcp::OwnedReadHalf, w: tokio::net::tcp::OwnedWriteHalf) {
     use tokio::io::AsyncReadExt;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -95,7 +94,9 @@ fn on_monoio(port: u16, defer: bool) {
     rt.block_on(async move {
         let l = monoio::net::TcpListener::bind(format!("127.0.0.1:{port}")).expect("bind");
         loop {
-            let Ok((c, _)) = l.accept().await else { continue };
+            let Ok((c, _)) = l.accept().await else {
+                continue;
+            };
             let Ok(u) = monoio::net::TcpStream::connect("127.0.0.1:5432").await else {
                 continue;
             };
@@ -117,9 +118,7 @@ async fn monoio_pipe<R: AsyncReadRent, W: AsyncWriteRent>(mut r: R, mut w: W) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let (res, b) = w
-            .write_all(monoio::buf::IoBufMut::slice_mut(b, ..n))
-            .await;
+        let (res, b) = w.write_all(monoio::buf::IoBufMut::slice_mut(b, ..n)).await;
         if res.is_err() {
             return;
         }
