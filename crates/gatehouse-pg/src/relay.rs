@@ -516,6 +516,23 @@ struct Portal {
     copy: bool,
 }
 
+impl Portal {
+    /// A portal of a statement Gatehouse has no text for (a name the
+    /// server will refuse), decided as allowed under `generation`.
+    fn unknown(sql: Arc<str>, verdict: Arc<Verdict>, generation: u64) -> Self {
+        Self {
+            sql,
+            verdict,
+            generation,
+            params: None,
+            has_params: false,
+            formats: ResultFormats::Text,
+            described: None,
+            copy: false,
+        }
+    }
+}
+
 /// A session's portals. Nearly every driver binds the unnamed portal
 /// before each execution: it has a slot of its own, with no hashing.
 #[derive(Default)]
@@ -1215,14 +1232,12 @@ impl ClientSide {
                         copy: p.copy,
                     },
                     None => Portal {
-                        sql: Arc::from(format!("(unknown prepared statement \"{stmt}\")")),
-                        verdict: self.allow.clone(),
-                        generation,
-                        params: None,
                         has_params: nparams > 0,
-                        formats: ResultFormats::Text,
-                        described: None,
-                        copy: false,
+                        ..Portal::unknown(
+                            Arc::from(format!("(unknown prepared statement \"{stmt}\")")),
+                            self.allow.clone(),
+                            generation,
+                        )
                     },
                 };
                 // Parameters matter only to a statement held for review.
@@ -1254,15 +1269,12 @@ impl ClientSide {
                     formats,
                     described,
                     copy,
-                } = self.portals.get(portal).cloned().unwrap_or_else(|| Portal {
-                    sql: Arc::from("(unknown portal)"),
-                    verdict: self.allow.clone(),
-                    generation: self.engine.generation(),
-                    params: None,
-                    has_params: false,
-                    formats: ResultFormats::Text,
-                    described: None,
-                    copy: false,
+                } = self.portals.get(portal).cloned().unwrap_or_else(|| {
+                    Portal::unknown(
+                        Arc::from("(unknown portal)"),
+                        self.allow.clone(),
+                        self.engine.generation(),
+                    )
                 });
                 // Decided at Parse; decided again if the policy changed
                 // since, and a statement for review is looked at again (a
@@ -2181,16 +2193,7 @@ mod tests {
     }
 
     fn portal(sql: &str) -> Portal {
-        Portal {
-            sql: Arc::from(sql),
-            verdict: Arc::new(Verdict::Allow { rule: None }),
-            generation: 0,
-            params: None,
-            has_params: false,
-            formats: ResultFormats::Text,
-            described: None,
-            copy: false,
-        }
+        Portal::unknown(Arc::from(sql), Arc::new(Verdict::Allow { rule: None }), 0)
     }
 
     #[test]
