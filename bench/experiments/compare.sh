@@ -78,26 +78,16 @@ PID[pgbouncer]=$!; PORT[pgbouncer]=$PGB_PORT; USER[pgbouncer]=postgres; PASS[pgb
 TARGETS=(pgbouncer)
 
 # ---------------------------------------------------------------- gateways
+# shellcheck source=bench/lib/gatehouse.sh
+. "$ROOT/bench/lib/gatehouse.sh"
 start_gateway() { # NAME=BINARY[,VAR=VALUE...]
-  local name=${1%%=*} spec=${1#*=} bin env=() api="" port=""
+  local name=${1%%=*} spec=${1#*=} bin env=()
   IFS=, read -r -a parts <<<"$spec"
   bin=${parts[0]}
   env=("${parts[@]:1}")
   [ -x "$bin" ] || { echo "$name: $bin is not an executable" >&2; exit 2; }
-  local data="$WORK/$name" log="$WORK/$name.log"
-  env GATEHOUSE_SESSION_THREADS="$THREADS" "${env[@]}" "$bin" serve --data-dir "$data" \
-    --api-listen 127.0.0.1:0 --pg-listen 127.0.0.1:0 --mysql-listen off --aws-listen off >"$log" 2>&1 &
-  PIDS+=($!); PID[$name]=$!
-  for _ in $(seq 600); do
-    api=$(grep -o 'api=http://127\.0\.0\.1:[0-9]*' "$log" 2>/dev/null | head -1 | cut -d= -f2 || true)
-    port=$(grep -o 'postgres=127\.0\.0\.1:[0-9]*' "$log" 2>/dev/null | head -1 | cut -d: -f2 || true)
-    [ -n "$api" ] && [ -n "$port" ] && [ -s "$data/admin.token" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { cat "$log" >&2; exit 1; }
-  PORT[$name]=$port; USER[$name]=bench; PASS[$name]=$(cat "$data/admin.token")
-  GATEHOUSE_URL=$api GATEHOUSE_TOKEN=${PASS[$name]} "$bin" connections add bench --kind postgres \
-    --url "postgres://postgres@127.0.0.1:5432/bench?sslmode=disable" --group admin >/dev/null
+  start_gatehouse "$bin" "$WORK/$name" "$WORK/$name.log" GATEHOUSE_SESSION_THREADS="$THREADS" "${env[@]}"
+  PID[$name]=$GH_PID; PORT[$name]=$GH_PORT; USER[$name]=bench; PASS[$name]=$GH_TOKEN
   TARGETS+=("$name")
   echo "# $name: $bin ($(md5sum "$bin" | cut -c1-12))${env[*]:+ with ${env[*]}}"
 }

@@ -79,22 +79,10 @@ for m in tokio monoio monoio-defer; do
   port=$(free_port); "$RUST" "$m" "$port" 2>"$WORK/$m.log" & add "rs-$m" $! "$port" postgres ""
 done
 if [ -n "$GATEHOUSE" ]; then
-  data="$WORK/gh" log="$WORK/gh.log"
-  GATEHOUSE_SESSION_THREADS=1 "$GATEHOUSE" serve --data-dir "$data" --api-listen 127.0.0.1:0 \
-    --pg-listen 127.0.0.1:0 --mysql-listen off --aws-listen off >"$log" 2>&1 &
-  gpid=$!
-  api="" gport=""
-  for _ in $(seq 600); do
-    api=$(grep -o 'api=http://127\.0\.0\.1:[0-9]*' "$log" 2>/dev/null | head -1 | cut -d= -f2 || true)
-    gport=$(grep -o 'postgres=127\.0\.0\.1:[0-9]*' "$log" 2>/dev/null | head -1 | cut -d: -f2 || true)
-    [ -n "$api" ] && [ -n "$gport" ] && [ -s "$data/admin.token" ] && break
-    sleep 0.1
-  done
-  [ -n "$gport" ] || { cat "$log" >&2; exit 1; }
-  token=$(cat "$data/admin.token")
-  GATEHOUSE_URL=$api GATEHOUSE_TOKEN=$token "$GATEHOUSE" connections add bench --kind postgres \
-    --url "postgres://postgres@127.0.0.1:5432/bench?sslmode=disable" --group admin >/dev/null
-  add gatehouse "$gpid" "$gport" bench "$token"
+  # shellcheck source=bench/lib/gatehouse.sh
+  . "$ROOT/bench/lib/gatehouse.sh"
+  start_gatehouse "$GATEHOUSE" "$WORK/gh" "$WORK/gh.log" GATEHOUSE_SESSION_THREADS=1
+  add gatehouse "$GH_PID" "$GH_PORT" bench "$GH_TOKEN"
 fi
 for t in "${TARGETS[@]}"; do
   for _ in $(seq 100); do
