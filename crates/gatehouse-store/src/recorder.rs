@@ -297,14 +297,14 @@ impl<T: ?Sized> Default for Kept<T> {
 impl<T: ?Sized> Kept<T> {
     /// The JSON of `v`, written by `write` unless it is the value kept.
     fn json(&mut self, v: &Arc<T>, write: impl FnOnce(&mut String, &T)) -> &str {
-        let fresh = !matches!(&self.0, Some((kept, _)) if Arc::ptr_eq(kept, v));
-        let (kept, json) = self.0.get_or_insert_with(|| (v.clone(), String::new()));
-        if fresh {
-            *kept = v.clone();
+        if !matches!(&self.0, Some((kept, _)) if Arc::ptr_eq(kept, v)) {
+            // Its buffer is written again for the new value.
+            let mut json = self.0.take().map(|(_, json)| json).unwrap_or_default();
             json.clear();
-            write(json, v);
+            write(&mut json, v);
+            self.0 = Some((v.clone(), json));
         }
-        json
+        self.0.as_ref().map_or("", |(_, json)| json)
     }
 }
 
