@@ -3,13 +3,18 @@
 # costs a proxy per pgbench transaction. Runs pgbench -S side by side, in
 # interleaved rounds, against PgBouncer (session mode), byte-for-byte relays
 # with no parsing (relay.c: epoll, and io_uring with DEFER_TASKRUN; rust/:
-# tokio, and monoio on io_uring with and without DEFER_TASKRUN) and, if given,
+# tokio with two tasks per client or one, monoio on io_uring with and without
+# DEFER_TASKRUN, and monoio behind the adapters Gatehouse's relay would need,
+# rust/src/adapted.rs) and, if given,
 # a Gatehouse binary (one session thread, recording on). Prints each one's
 # TPS against PgBouncer's and its on-CPU time per transaction
 # (/proc/<pid>/task/*/schedstat).
 #
 #   bench/experiments/io-uring/run.sh [--rounds N] [--duration S] [--clients "8 32"]
-#                                     [--modes prepared] [--gatehouse PATH]
+#                                     [--modes prepared] [--gatehouse PATH] [--only "rs-tokio rs-monoio-adapted ..."]
+#
+# --only measures PgBouncer and the named targets (c-epoll, c-uring-defer, rs-tokio,
+# rs-tokio-one, rs-monoio, rs-monoio-defer, rs-monoio-adapted; gatehouse with --gatehouse).
 #
 # Needs liburing-dev (apt-get install liburing-dev), gcc, cargo (crates from
 # crates.io: monoio, io-uring), PgBouncer, and what bench/pgbench.sh needs
@@ -21,6 +26,7 @@ DURATION=5
 CLIENTS="8 32"
 MODES="prepared"
 GATEHOUSE=""
+ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -28,6 +34,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
     --gatehouse) GATEHOUSE=$2; shift 2 ;;
+    --only) ONLY=" $2 "; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -62,6 +69,8 @@ fi
 
 declare -A PID PORT USER PASS
 TARGETS=()
+# whether a target is measured (all of them unless --only names some)
+want() { [ -z "$ONLY" ] || [[ $ONLY == *" $1 "* ]]; }
 add() { PID[$1]=$2; PORT[$1]=$3; USER[$1]=$4; PASS[$1]=$5; PIDS+=("$2"); TARGETS+=("$1"); }
 
 # shellcheck source=bench/lib/pgbouncer.sh
@@ -73,9 +82,11 @@ PGB_ARGS=()
 "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" "${PGB_ARGS[@]}" "$WORK/pgb/pgbouncer.ini" >"$WORK/pgb.log" 2>&1 &
 add pgbouncer $! "$port" postgres ""
 for m in epoll uring-defer; do
+  want "c-$m" || continue
   port=$(free_port); "$WORK/relay" "$m" "$port" 2>"$WORK/$m.log" & add "c-$m" $! "$port" postgres ""
 done
-for m in tokio monoio monoio-defer; do
+for m in tokio tokio-one monoio monoio-defer monoio-adapted; do
+  want "rs-$m" || continue
   port=$(free_port); "$RUST" "$m" "$port" 2>"$WORK/$m.log" & add "rs-$m" $! "$port" postgres ""
 done
 if [ -n "$GATEHOUSE" ]; then

@@ -3,12 +3,18 @@
 //! shape of Gatehouse's session threads), with no parsing:
 //!
 //!   relay-experiment tokio PORT          tokio, current-thread (epoll)
+//!   relay-experiment tokio-one PORT      the same, both directions of a
+//!                                        client in one task
 //!   relay-experiment monoio PORT         monoio on io_uring
 //!   relay-experiment monoio-defer PORT   the same, ring set up with
 //!                                        SINGLE_ISSUER | DEFER_TASKRUN
+//!   relay-experiment monoio-adapted PORT monoio-defer behind the adapters
+//!                                        Gatehouse would use (adapted.rs)
 //!
 //! It measures what the I/O runtime costs per pgbench transaction; it is
 //! not part of Gatehouse.
+
+mod adapted;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 
@@ -16,13 +22,17 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(port)) = (args.get(1), args.get(2).and_then(|p| p.parse::<u16>().ok()))
     else {
-        eprintln!("usage: relay-experiment tokio|monoio|monoio-defer PORT");
+        eprintln!(
+            "usage: relay-experiment tokio|tokio-one|monoio|monoio-defer|monoio-adapted PORT"
+        );
         std::process::exit(2);
     };
     match mode.as_str() {
-        "tokio" => on_tokio(port),
+        "tokio" => on_tokio(port, false),
+        "tokio-one" => on_tokio(port, true),
         "monoio" => on_monoio(port, false),
         "monoio-defer" => on_monoio(port, true),
+        "monoio-adapted" => adapted::run(port),
         _ => {
             eprintln!("unknown mode {mode}");
             std::process::exit(2);
@@ -30,7 +40,7 @@ fn main() {
     }
 }
 
-fn on_tokio(port: u16) {
+fn on_tokio(port: u16, one_task: bool) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -50,8 +60,15 @@ fn on_tokio(port: u16) {
             let _ = (c.set_nodelay(true), u.set_nodelay(true));
             let (cr, cw) = c.into_split();
             let (ur, uw) = u.into_split();
-            tokio::task::spawn_local(tokio_pipe(cr, uw));
-            tokio::task::spawn_local(tokio_pipe(ur, cw));
+            if one_task {
+                // Polled together: either direction's wake-up polls both.
+                tokio::task::spawn_local(async move {
+                    tokio::join!(tokio_pipe(cr, uw), tokio_pipe(ur, cw));
+                });
+            } else {
+                tokio::task::spawn_local(tokio_pipe(cr, uw));
+                tokio::task::spawn_local(tokio_pipe(ur, cw));
+            }
         }
     });
 }
