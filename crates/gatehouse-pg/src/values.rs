@@ -57,6 +57,18 @@ mod oid {
     pub const LINE: u32 = 628;
     pub const CIRCLE: u32 = 718;
 
+    pub const RECORD: u32 = 2249;
+
+    /// The built-in multirange types, with their range type.
+    pub const MULTIRANGES: &[(u32, u32)] = &[
+        (4451, 3904),
+        (4536, 3926),
+        (4532, 3906),
+        (4533, 3908),
+        (4534, 3910),
+        (4535, 3912),
+    ];
+
     /// The built-in range types, with their element type.
     pub const RANGES: &[(u32, u32)] = &[
         (3904, INT4),
@@ -111,6 +123,13 @@ mod oid {
         (3909, 3908),
         (3911, 3910),
         (3913, 3912),
+        (6150, 4451),
+        (6157, 4536),
+        (6151, 4532),
+        (6152, 4533),
+        (6153, 4534),
+        (6155, 4535),
+        (2287, RECORD),
     ];
 }
 
@@ -256,6 +275,10 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
                 array(out, v, element)?;
             } else if let Some(&(_, element)) = oid::RANGES.iter().find(|(r, _)| *r == t) {
                 range(out, v, element)?;
+            } else if let Some(&(_, range)) = oid::MULTIRANGES.iter().find(|(m, _)| *m == t) {
+                multirange(out, v, range)?;
+            } else if t == oid::RECORD {
+                record(out, v)?;
             } else {
                 return None;
             }
@@ -454,6 +477,78 @@ fn range(out: &mut String, v: &[u8], element: u32) -> Option<()> {
     } else {
         ')'
     });
+    rest.is_empty().then_some(())
+}
+
+/// A multirange in binary: a count, then each range as a length and the
+/// range's bytes. Written as `multirange_out` writes it: `{}`, or
+/// `{[1,3),[5,7)}`, each range as [`range`] writes it.
+fn multirange(out: &mut String, v: &[u8], range_type: u32) -> Option<()> {
+    let count = usize::try_from(be_i32(v, 0)?).ok()?;
+    let mut rest = &v[4..];
+    // Each range takes at least its length and a flags byte.
+    if count > rest.len() / 5 {
+        return None;
+    }
+    out.push('{');
+    for i in 0..count {
+        let len = usize::try_from(be_i32(rest, 0)?).ok()?;
+        let bytes = rest.get(4..4 + len)?;
+        rest = &rest[4 + len..];
+        if i > 0 {
+            out.push(',');
+        }
+        render_into(range_type, bytes, out)?;
+    }
+    out.push('}');
+    rest.is_empty().then_some(())
+}
+
+/// An anonymous record in binary: a field count, then each field as its
+/// type's OID, a length (-1 for NULL) and its bytes. Written as
+/// `record_out` writes it: `(1,abc,)` with NULL as nothing, and a field in
+/// double quotes (`"` and `\` doubled) when it is empty or holds a quote, a
+/// backslash, a parenthesis, a comma or white space. A field that is itself
+/// a record (or an array of records) is not rendered, which bounds the
+/// nesting.
+fn record(out: &mut String, v: &[u8]) -> Option<()> {
+    let count = usize::try_from(be_i32(v, 0)?).ok()?;
+    let mut rest = &v[4..];
+    // Each field takes at least its type and length.
+    if count > rest.len() / 8 {
+        return None;
+    }
+    out.push('(');
+    let mut text = String::new();
+    for i in 0..count {
+        let field_type = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        let len = be_i32(rest, 4)?;
+        rest = &rest[8..];
+        if i > 0 {
+            out.push(',');
+        }
+        if len == -1 {
+            continue;
+        }
+        let len = usize::try_from(len).ok()?;
+        let bytes = rest.get(..len)?;
+        rest = &rest[len..];
+        if field_type == oid::RECORD
+            || oid::ARRAYS
+                .iter()
+                .any(|&(a, e)| a == field_type && e == oid::RECORD)
+        {
+            return None;
+        }
+        text.clear();
+        render_into(field_type, bytes, &mut text)?;
+        let quote = text.is_empty()
+            || text
+                .bytes()
+                .any(|b| matches!(b, b'"' | b'\\' | b'(' | b')' | b',') || is_space(b));
+        push_quoted(out, &text, quote, true);
+    }
+    out.push(')');
     rest.is_empty().then_some(())
 }
 
@@ -1161,6 +1256,91 @@ mod tests {
         );
         assert_eq!(timetz(0, 19_800).as_deref(), Some("00:00:00-05:30"));
         assert_eq!(timetz(0, 0).as_deref(), Some("00:00:00+00"));
+    }
+
+    #[test]
+    fn multiranges_and_records() {
+        let sized = |v: &[u8]| {
+            let mut b = i32::try_from(v.len()).unwrap().to_be_bytes().to_vec();
+            b.extend_from_slice(v);
+            b
+        };
+        let int4range = |lo: i32, hi: i32| {
+            let mut v = vec![0x02];
+            v.extend_from_slice(&sized(&lo.to_be_bytes()));
+            v.extend_from_slice(&sized(&hi.to_be_bytes()));
+            v
+        };
+        let multirange = |ranges: &[Vec<u8>]| {
+            let mut v = i32::try_from(ranges.len()).unwrap().to_be_bytes().to_vec();
+            for r in ranges {
+                v.extend_from_slice(&sized(r));
+            }
+            v
+        };
+        let two = multirange(&[int4range(1, 3), int4range(5, 7)]);
+        assert_eq!(text(4451, &two).as_deref(), Some("{[1,3),[5,7)}"));
+        assert_eq!(text(4451, &multirange(&[])).as_deref(), Some("{}"));
+        assert_eq!(text(4451, &two[..two.len() - 1]), None, "a short range");
+        let mut extra = two.clone();
+        extra.push(0);
+        assert_eq!(text(4451, &extra), None, "bytes after the last range");
+        let mut many = i32::MAX.to_be_bytes().to_vec();
+        many.extend_from_slice(&sized(&int4range(1, 3)));
+        assert_eq!(text(4451, &many), None, "more ranges counted than sent");
+        // An int8 multirange's ranges are read as int8 ranges.
+        assert_eq!(text(4536, &two), None);
+
+        let field = |type_oid: u32, v: Option<&[u8]>| {
+            let mut b = type_oid.to_be_bytes().to_vec();
+            match v {
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(v) => b.extend_from_slice(&sized(v)),
+            }
+            b
+        };
+        let record = |fields: &[Vec<u8>]| {
+            let mut v = i32::try_from(fields.len()).unwrap().to_be_bytes().to_vec();
+            for f in fields {
+                v.extend_from_slice(f);
+            }
+            v
+        };
+        let row = record(&[
+            field(oid::INT4, Some(&7i32.to_be_bytes())),
+            field(oid::TEXT, Some(b"a b")),
+            field(oid::TEXT, None),
+            field(oid::TEXT, Some(b"")),
+            field(oid::TEXT, Some(b"x\"y\\z")),
+            field(3904, Some(&int4range(1, 5))),
+        ]);
+        assert_eq!(
+            text(oid::RECORD, &row).as_deref(),
+            Some(r#"(7,"a b",,"","x""y\\z","[1,5)")"#)
+        );
+        assert_eq!(text(oid::RECORD, &record(&[])).as_deref(), Some("()"));
+        assert_eq!(
+            text(
+                oid::RECORD,
+                &record(&[field(oid::RECORD, Some(&record(&[])))])
+            ),
+            None,
+            "a record in a record is not rendered"
+        );
+        assert_eq!(
+            text(oid::RECORD, &record(&[field(2287, Some(b""))])),
+            None,
+            "nor an array of records"
+        );
+        assert_eq!(
+            text(oid::RECORD, &record(&[field(790, Some(&[0; 8]))])),
+            None,
+            "nor a field of a type not rendered here (money)"
+        );
+        assert_eq!(text(oid::RECORD, &row[..row.len() - 1]), None);
+        let mut counted = row.clone();
+        counted[..4].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(text(oid::RECORD, &counted), None);
     }
 
     #[test]
