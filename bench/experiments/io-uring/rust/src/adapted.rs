@@ -134,39 +134,29 @@ pub fn run(port: u16) {
         .build()
         .expect("monoio runtime");
     let _entered = handle.enter();
-    rt.block_on(async move {
-        let l = monoio::net::TcpListener::bind(format!("127.0.0.1:{port}")).expect("bind");
-        loop {
-            let Ok((c, _)) = l.accept().await else {
-                continue;
-            };
-            let Ok(u) = monoio::net::TcpStream::connect("127.0.0.1:5432").await else {
-                continue;
-            };
-            let _ = (c.set_nodelay(true), u.set_nodelay(true));
-            let (cr, cw) = c.into_split();
-            let (ur, uw) = u.into_split();
-            let pending = Arc::new(Mutex::new(VecDeque::new()));
-            let signal = Arc::new(AtomicBool::new(false));
-            monoio::spawn(client_to_upstream(
-                RingReader::new(cr),
-                RingWriter {
-                    half: uw,
-                    buf: Vec::with_capacity(16 * 1024),
-                },
-                pending.clone(),
-            ));
-            monoio::spawn(upstream_to_client(
-                RingReader::new(ur),
-                RingWriter {
-                    half: cw,
-                    buf: Vec::with_capacity(16 * 1024),
-                },
-                pending,
-                signal,
-            ));
-        }
-    });
+    rt.block_on(crate::monoio_accept(port, |c, u| {
+        let (cr, cw) = c.into_split();
+        let (ur, uw) = u.into_split();
+        let pending = Arc::new(Mutex::new(VecDeque::new()));
+        let signal = Arc::new(AtomicBool::new(false));
+        monoio::spawn(client_to_upstream(
+            RingReader::new(cr),
+            RingWriter {
+                half: uw,
+                buf: Vec::with_capacity(16 * 1024),
+            },
+            pending.clone(),
+        ));
+        monoio::spawn(upstream_to_client(
+            RingReader::new(ur),
+            RingWriter {
+                half: cw,
+                buf: Vec::with_capacity(16 * 1024),
+            },
+            pending,
+            signal,
+        ));
+    }));
     drop(main);
 }
 

@@ -108,22 +108,28 @@ fn on_monoio(port: u16, defer: bool) {
         .uring_builder(ring)
         .build()
         .expect("runtime");
-    rt.block_on(async move {
-        let l = monoio::net::TcpListener::bind(format!("127.0.0.1:{port}")).expect("bind");
-        loop {
-            let Ok((c, _)) = l.accept().await else {
-                continue;
-            };
-            let Ok(u) = monoio::net::TcpStream::connect("127.0.0.1:5432").await else {
-                continue;
-            };
-            let _ = (c.set_nodelay(true), u.set_nodelay(true));
-            let (cr, cw) = c.into_split();
-            let (ur, uw) = u.into_split();
-            monoio::spawn(monoio_pipe(cr, uw));
-            monoio::spawn(monoio_pipe(ur, cw));
-        }
-    });
+    rt.block_on(monoio_accept(port, |c, u| {
+        let (cr, cw) = c.into_split();
+        let (ur, uw) = u.into_split();
+        monoio::spawn(monoio_pipe(cr, uw));
+        monoio::spawn(monoio_pipe(ur, cw));
+    }));
+}
+
+/// Accepts clients on `port` forever, connects each to 127.0.0.1:5432, and
+/// hands the pair (client, upstream) to `relay`.
+async fn monoio_accept(port: u16, relay: impl Fn(monoio::net::TcpStream, monoio::net::TcpStream)) {
+    let l = monoio::net::TcpListener::bind(format!("127.0.0.1:{port}")).expect("bind");
+    loop {
+        let Ok((c, _)) = l.accept().await else {
+            continue;
+        };
+        let Ok(u) = monoio::net::TcpStream::connect("127.0.0.1:5432").await else {
+            continue;
+        };
+        let _ = (c.set_nodelay(true), u.set_nodelay(true));
+        relay(c, u);
+    }
 }
 
 async fn monoio_pipe<R: AsyncReadRent, W: AsyncWriteRent>(mut r: R, mut w: W) {
