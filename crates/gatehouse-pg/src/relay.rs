@@ -754,7 +754,7 @@ impl ClientSide {
     /// connection if one is live; a statement that runs because of a grant
     /// makes the session depend on it (it ends when the grant does). What
     /// SQL's `EXECUTE` runs is decided as the text that prepared it, and
-    /// the texts SQL's `PREPARE` defines are noted for that.
+    /// the texts SQL's `PREPARE` defines are noted for that (unless refused).
     fn decision(&mut self, sql: &str) -> gatehouse_policy::Decision {
         let engine = self.engine.get();
         if engine.allows_everything() {
@@ -784,7 +784,13 @@ impl ClientSide {
                 &mut d,
                 &self.sources,
             );
-            engine.note_prepared(sql, &mut self.sources);
+            // A refused statement never reaches the server: what it would
+            // have defined is not noted (a later PREPARE of the name is what
+            // EXECUTE runs). One held for review is noted, whatever the
+            // reviewers decide (stricter, never looser).
+            if !matches!(d.verdict, Verdict::Deny { .. }) {
+                engine.note_prepared(sql, &mut self.sources);
+            }
         }
         if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (grant, &d.verdict)
             && r.starts_with("grant:")

@@ -726,4 +726,16 @@ async fn a_prepared_statement_is_decided_as_what_it_runs_under_the_policy_in_for
         rows(&gw, "EXECUTE n").await,
         vec![vec![Some("3".to_string())]]
     );
+    // A refused PREPARE defined nothing (the server never saw it): the name
+    // prepared afterwards runs what it says.
+    let e = gw
+        .simple_query(&format!("PREPARE w AS DELETE FROM public.{t}"))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: no-writes");
+    gw.simple_query("PREPARE w AS SELECT 7").await.unwrap();
+    assert_eq!(
+        rows(&gw, "EXECUTE w").await,
+        vec![vec![Some("7".to_string())]]
+    );
 }
