@@ -327,20 +327,36 @@ impl Gate {
     }
 }
 
-/// Whether `sql` may start COPY FROM STDIN: it has the word COPY in it (a
-/// keyword cannot be quoted or split, so a COPY statement always has it;
-/// other words that merely contain it, such as `copy_count`, do not count).
-fn may_copy(sql: &str) -> bool {
+/// Whether `sql` has `word` (lower-case ASCII letters) in it as a whole
+/// word, in any case (a keyword cannot be quoted or split, so a statement
+/// always has its keywords; words that merely contain it, such as
+/// `copy_count`, do not count). It is looked for by its letter at `probe`,
+/// the one rarest in SQL.
+fn has_word(sql: &str, word: &[u8], probe: usize) -> bool {
     let b = sql.as_bytes();
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
-    // Found by its last letter, rarer in SQL than its first (most queries
-    // have no y at all, and many a c).
-    memchr::memchr2_iter(b'y', b'Y', b).any(|i| {
-        i >= 3
-            && b[i - 3..i].eq_ignore_ascii_case(b"cop")
-            && (i == 3 || !word(b[i - 4]))
-            && b.get(i + 1).is_none_or(|&c| !word(c))
+    let in_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    let c = word[probe];
+    memchr::memchr2_iter(c, c.to_ascii_uppercase(), b).any(|i| {
+        let Some(start) = i.checked_sub(probe) else {
+            return false;
+        };
+        let end = start + word.len();
+        b.get(start..end)
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+            && (start == 0 || !in_word(b[start - 1]))
+            && b.get(end).is_none_or(|&c| !in_word(c))
     })
+}
+
+/// Whether `sql` may start COPY FROM STDIN: it has the word COPY in it
+/// (found by its y: most queries have none, and many a c).
+fn may_copy(sql: &str) -> bool {
+    has_word(sql, b"copy", 3)
+}
+
+/// Whether `sql` may be SQL's PREPARE: it has the word in it.
+fn may_prepare(sql: &str) -> bool {
+    has_word(sql, b"prepare", 0)
 }
 
 pub async fn run(
@@ -758,7 +774,12 @@ impl ClientSide {
     fn decision(&mut self, sql: &str) -> gatehouse_policy::Decision {
         let engine = self.engine.get();
         if engine.allows_everything() {
-            // No grant or clock can change that.
+            // No grant or clock can change that. What SQL's PREPARE defines
+            // is still noted (only texts with the word are parsed), so that
+            // its EXECUTEs can be decided once a rule applies.
+            if may_prepare(sql) {
+                engine.note_prepared(sql, &mut self.sources);
+            }
             return gatehouse_policy::Decision {
                 verdict: Verdict::Allow { rule: None },
                 analysis: None,
@@ -791,6 +812,10 @@ impl ClientSide {
             if !matches!(d.verdict, Verdict::Deny { .. }) {
                 engine.note_prepared(sql, &mut self.sources);
             }
+        }
+        if d.analysis.is_none() && !matches!(d.verdict, Verdict::Deny { .. }) && may_prepare(sql) {
+            // Decided without analysis (no rule applies to the caller yet).
+            engine.note_prepared(sql, &mut self.sources);
         }
         if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (grant, &d.verdict)
             && r.starts_with("grant:")
@@ -2230,6 +2255,29 @@ mod tests {
             "SELECT happy, copying, copyy FROM t",
         ] {
             assert!(!may_copy(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn prepare_is_looked_for_as_a_word_in_any_case() {
+        for sql in [
+            "PREPARE p AS SELECT 1",
+            "prepare p as select 1",
+            "SELECT 1;Prepare p AS SELECT 2",
+            "/**/PREPARE\tp AS SELECT 1",
+            "prepare",
+        ] {
+            assert!(may_prepare(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT prepared FROM t",
+            "SELECT unprepare, prepare_x, prepare$ FROM t",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+            "",
+            "p",
+            "prepar",
+        ] {
+            assert!(!may_prepare(sql), "{sql}");
         }
     }
 

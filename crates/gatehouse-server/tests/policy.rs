@@ -652,6 +652,56 @@ async fn a_policy_change_reaches_the_other_replica() {
         .expect("drop");
 }
 
+/// SQL's PREPAREs made while no rule applied (statements are then not
+/// analysed) are noted too: once a rule applies, their EXECUTEs are decided
+/// as what they run, rather than refused as unknown.
+#[tokio::test]
+async fn statements_prepared_before_any_rule_are_decided_as_what_they_run_once_rules_apply() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let t = unique("gh_early");
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int); INSERT INTO public.{t} VALUES (1), (2)"
+        ))
+        .await
+        .unwrap();
+    // No rules: everything is allowed at once.
+    let gw = connect(&url(&s, &agent)).await;
+    gw.simple_query(&format!("PREPARE early AS SELECT count(*) FROM public.{t}"))
+        .await
+        .unwrap();
+    gw.simple_query(&format!("PREPARE early_del AS DELETE FROM public.{t}"))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({"rules": [{"name": "no-writes", "statements": ["write"], "action": "deny"}]}),
+    )
+    .await;
+    assert_eq!(
+        rows(&gw, "EXECUTE early").await,
+        vec![vec![Some("2".to_string())]]
+    );
+    let e = gw.simple_query("EXECUTE early_del").await.unwrap_err();
+    let (code, message, detail) = db_error(&e);
+    assert_eq!(code, "42501", "{message}");
+    assert_eq!(detail, "rule: no-writes");
+    assert!(
+        message.contains(
+            "EXECUTE runs the statement prepared as early_del: PREPARE early_del AS DELETE"
+        ),
+        "{message}"
+    );
+    let left = direct
+        .query_one(&format!("SELECT count(*) FROM public.{t}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(left.get::<_, i64>(0), 2);
+}
+
 #[tokio::test]
 async fn a_prepared_statement_is_decided_as_what_it_runs_under_the_policy_in_force() {
     let s = TestServer::start().await;
