@@ -327,36 +327,46 @@ impl Gate {
     }
 }
 
-/// Whether `sql` has `word` (lower-case ASCII letters) in it as a whole
-/// word, in any case (a keyword cannot be quoted or split, so a statement
-/// always has its keywords; words that merely contain it, such as
-/// `copy_count`, do not count). It is looked for by its letter at `probe`,
-/// the one rarest in SQL.
-fn has_word(sql: &str, word: &[u8], probe: usize) -> bool {
+/// Whether `sql` may start COPY FROM STDIN: it has the word COPY in it (a
+/// keyword cannot be quoted or split, so a COPY statement always has it;
+/// other words that merely contain it, such as `copy_count`, do not count).
+fn may_copy(sql: &str) -> bool {
     let b = sql.as_bytes();
-    let in_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
-    let c = word[probe];
-    memchr::memchr2_iter(c, c.to_ascii_uppercase(), b).any(|i| {
-        let Some(start) = i.checked_sub(probe) else {
-            return false;
-        };
-        let end = start + word.len();
-        b.get(start..end)
-            .is_some_and(|w| w.eq_ignore_ascii_case(word))
-            && (start == 0 || !in_word(b[start - 1]))
-            && b.get(end).is_none_or(|&c| !in_word(c))
+    // Found by its last letter, rarer in SQL than its first (most queries
+    // have no y at all, and many a c).
+    memchr::memchr2_iter(b'y', b'Y', b).any(|i| {
+        i >= 3
+            && b[i - 3..i].eq_ignore_ascii_case(b"cop")
+            && (i == 3 || !in_word(b[i - 4]))
+            && b.get(i + 1).is_none_or(|&c| !in_word(c))
     })
 }
 
-/// Whether `sql` may start COPY FROM STDIN: it has the word COPY in it
-/// (found by its y: most queries have none, and many a c).
-fn may_copy(sql: &str) -> bool {
-    has_word(sql, b"copy", 3)
+/// Whether `c` can be part of an SQL word.
+fn in_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
 }
 
-/// Whether `sql` may be SQL's PREPARE: it has the word in it.
+/// Whether `sql` may hold SQL's PREPARE, which only begins a statement: a
+/// statement (the text's first, or one after a `;`) begins with the word,
+/// or with a comment (not looked into: maybe). Cheap on the data path;
+/// wrong only towards "maybe" (a `;` inside a literal), which costs a parse.
 fn may_prepare(sql: &str) -> bool {
-    has_word(sql, b"prepare", 0)
+    let b = sql.as_bytes();
+    let begins = |at: usize| {
+        let rest = &b[at..];
+        let start = rest
+            .iter()
+            .position(|c| !c.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        let rest = &rest[start..];
+        rest.starts_with(b"/*")
+            || rest.starts_with(b"--")
+            || (rest.len() >= 7
+                && rest[..7].eq_ignore_ascii_case(b"prepare")
+                && rest.get(7).is_none_or(|&c| !in_word(c)))
+    };
+    begins(0) || memchr::memchr_iter(b';', b).any(|i| begins(i + 1))
 }
 
 pub async fn run(
@@ -2259,21 +2269,27 @@ mod tests {
     }
 
     #[test]
-    fn prepare_is_looked_for_as_a_word_in_any_case() {
+    fn prepare_is_looked_for_where_a_statement_begins() {
         for sql in [
             "PREPARE p AS SELECT 1",
             "prepare p as select 1",
             "SELECT 1;Prepare p AS SELECT 2",
             "/**/PREPARE\tp AS SELECT 1",
+            "-- note\nPREPARE p AS SELECT 1",
             "prepare",
+            "  \n prepare(int) p",
+            "SELECT ';prepare'",
         ] {
             assert!(may_prepare(sql), "{sql}");
         }
         for sql in [
             "SELECT prepared FROM t",
-            "SELECT unprepare, prepare_x, prepare$ FROM t",
-            "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+            "SELECT prepare FROM t",
+            "preparex p AS SELECT 1",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+            "SELECT 1; SELECT 2;",
             "",
+            ";",
             "p",
             "prepar",
         ] {
