@@ -783,54 +783,58 @@ impl ClientSide {
     /// the texts SQL's `PREPARE` defines are noted for that (unless refused).
     fn decision(&mut self, sql: &str) -> gatehouse_policy::Decision {
         let engine = self.engine.get();
-        if engine.allows_everything() {
-            // No grant or clock can change that. What SQL's PREPARE defines
-            // is still noted (only texts with the word are parsed), so that
-            // its EXECUTEs can be decided once a rule applies.
-            if may_prepare(sql) {
-                engine.note_prepared(sql, &mut self.sources);
-            }
-            return gatehouse_policy::Decision {
+        let d = if engine.allows_everything() {
+            // No grant or clock can change that.
+            gatehouse_policy::Decision {
                 verdict: Verdict::Allow { rule: None },
                 analysis: None,
                 mask: None,
-            };
-        }
-        let grant = self
-            .ctx
-            .proxy
-            .access
-            .grant_for(&self.ctx.principal.subject, &self.ctx.connection);
-        let grant = grant.as_ref().map(|(id, level)| (id.as_str(), *level));
-        let now = now_ms();
-        let mut d =
-            engine.decide_with_grant(&self.ctx.principal, &self.ctx.connection, sql, now, grant);
-        if d.analysis.as_ref().is_some_and(|a| a.prepared) {
-            engine.follow_prepared(
+            }
+        } else {
+            let grant = self
+                .ctx
+                .proxy
+                .access
+                .grant_for(&self.ctx.principal.subject, &self.ctx.connection);
+            let grant = grant.as_ref().map(|(id, level)| (id.as_str(), *level));
+            let now = now_ms();
+            let mut d = engine.decide_with_grant(
                 &self.ctx.principal,
                 &self.ctx.connection,
                 sql,
                 now,
                 grant,
-                &mut d,
-                &self.sources,
             );
-            // A refused statement never reaches the server: what it would
-            // have defined is not noted (a later PREPARE of the name is what
-            // EXECUTE runs). One held for review is noted, whatever the
-            // reviewers decide (stricter, never looser).
-            if !matches!(d.verdict, Verdict::Deny { .. }) {
-                engine.note_prepared(sql, &mut self.sources);
+            if d.analysis.as_ref().is_some_and(|a| a.prepared) {
+                engine.follow_prepared(
+                    &self.ctx.principal,
+                    &self.ctx.connection,
+                    sql,
+                    now,
+                    grant,
+                    &mut d,
+                    &self.sources,
+                );
             }
-        }
-        if d.analysis.is_none() && !matches!(d.verdict, Verdict::Deny { .. }) && may_prepare(sql) {
-            // Decided without analysis (no rule applies to the caller yet).
+            if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (grant, &d.verdict)
+                && r.starts_with("grant:")
+            {
+                crate::registry::depend_on(&self.ctx.grants, id);
+            }
+            d
+        };
+        // What SQL's PREPARE defines is noted: the analysis says so, or, for
+        // a statement decided without one (no rule applies yet), a statement
+        // of the text begins with the word. A refused statement never
+        // reaches the server, so what it would have defined is not noted (a
+        // later PREPARE of the name is what EXECUTE runs); one held for
+        // review is, whatever the reviewers decide (stricter, never looser).
+        let prepares = d
+            .analysis
+            .as_ref()
+            .map_or_else(|| may_prepare(sql), |a| a.prepared);
+        if prepares && !matches!(d.verdict, Verdict::Deny { .. }) {
             engine.note_prepared(sql, &mut self.sources);
-        }
-        if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (grant, &d.verdict)
-            && r.starts_with("grant:")
-        {
-            crate::registry::depend_on(&self.ctx.grants, id);
         }
         d
     }
