@@ -8,8 +8,9 @@
 # (the variables are set in that instance's environment). For each run it
 # prints TPS and the process's on-CPU time per transaction, read from
 # /proc/<pid>/task/*/schedstat (nanoseconds), split into the session threads
-# and the rest (recorder, store); then the medians, with TPS as a ratio to
-# PgBouncer's.
+# and the rest (recorder, store), and the whole machine's idle time and
+# context switches per transaction (/proc/stat); then the medians, with TPS
+# as a ratio to PgBouncer's.
 #
 #   bench/experiments/compare.sh [--duration S] [--rounds N] [--clients "8 32"] [--modes prepared]
 #                                [--threads 1] [--title TEXT] INSTANCE...
@@ -110,9 +111,12 @@ cpu_ns() {
   # field 10 of stat, counted after the command name (which may hold spaces)
   echo "$s $o $(sed 's/.*) //' /proc/"$pid"/stat | awk '{print $8}')"
 }
+# the whole machine's idle time and context switches per transaction
+# shellcheck source=bench/lib/machine.sh
+. "$ROOT/bench/lib/machine.sh"
 echo "# $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr); started $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "# pgbench -n -S -T $DURATION -j min(c,2), $ROUNDS interleaved rounds (each starting with a different target), $THREADS session thread(s); CPU in µs per transaction"
-echo "round mode clients target tps cpu_session cpu_other cpu_total faults_per_1k_txn"
+echo "round mode clients target tps cpu_session cpu_other cpu_total faults_per_1k_txn idle_us switches"
 n_targets=${#TARGETS[@]}
 for r in $(seq "$ROUNDS"); do
   for m in $MODES; do
@@ -120,13 +124,16 @@ for r in $(seq "$ROUNDS"); do
       for k in $(seq 0 $((n_targets - 1))); do
         t=${TARGETS[$(((k + r - 1) % n_targets))]}
         read -r s0 o0 f0 < <(cpu_ns "${PID[$t]}")
+        m0=$(machine_counters)
         out=$(PGSSLMODE=disable PGPASSWORD=${PASS[$t]} pgbench -n -S -M "$m" -c "$c" -j $((c < 2 ? c : 2)) -T "$DURATION" \
           -h 127.0.0.1 -p "${PORT[$t]}" -U "${USER[$t]}" bench 2>&1) || { echo "$out" >&2; exit 1; }
         read -r s1 o1 f1 < <(cpu_ns "${PID[$t]}")
+        m1=$(machine_counters)
         n=$(awk '/actually processed/ {print $6}' <<<"$out" | cut -d/ -f1)
         tps=$(awk '/^tps = / {printf "%.0f", $3}' <<<"$out")
         awk -v r="$r" -v m="$m" -v c="$c" -v t="$t" -v tps="$tps" -v n="$n" -v s=$((s1 - s0)) -v o=$((o1 - o0)) -v f=$((f1 - f0)) \
-          'BEGIN {printf "%s %s %s %s %s %.2f %.2f %.2f %.2f\n", r, m, c, t, tps, s/1000/n, o/1000/n, (s+o)/1000/n, f*1000/n}'
+          -v w="$(machine_per_txn "$m0" "$m1" "$n")" \
+          'BEGIN {printf "%s %s %s %s %s %.2f %.2f %.2f %.2f %s\n", r, m, c, t, tps, s/1000/n, o/1000/n, (s+o)/1000/n, f*1000/n, w}'
       done
     done
   done
@@ -139,10 +146,10 @@ order = {t: i for i, t in enumerate(sys.argv[2:])}
 d = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = line.split()
-    if len(f) == 9 and f[0].isdigit():
+    if len(f) == 11 and f[0].isdigit():
         d[(f[1], int(f[2]), f[3])].append([float(x) for x in f[4:]])
 for (m, c, t), rows in sorted(d.items(), key=lambda kv: (kv[0][0], kv[0][1], order[kv[0][2]])):
     med = [statistics.median(col) for col in zip(*rows)]
     pgb = statistics.median(r[0] for r in d[(m, c, 'pgbouncer')])
-    print(f"{m:9} {c:3} {t:10} tps={med[0]:8.0f} x_pgbouncer={med[0] / pgb:.2f} cpu_us/txn session={med[1]:.2f} other={med[2]:.2f} total={med[3]:.2f} faults/1k={med[4]:.2f}")
+    print(f"{m:9} {c:3} {t:10} tps={med[0]:8.0f} x_pgbouncer={med[0] / pgb:.2f} cpu_us/txn session={med[1]:.2f} other={med[2]:.2f} total={med[3]:.2f} faults/1k={med[4]:.2f} idle_us/txn={med[5]:.2f} switches/txn={med[6]:.2f}")
 PY

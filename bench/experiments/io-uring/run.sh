@@ -6,12 +6,14 @@
 # tokio with two tasks per client or one, monoio on io_uring with and without
 # DEFER_TASKRUN, and monoio behind the adapters Gatehouse's relay would need,
 # rust/src/adapted.rs) and, if given,
-# a Gatehouse binary (one session thread, recording on). Prints each one's
-# TPS against PgBouncer's and its on-CPU time per transaction
-# (/proc/<pid>/task/*/schedstat).
+# a Gatehouse binary (one session thread unless --gatehouse-threads says
+# otherwise, recording on). Prints each one's TPS against PgBouncer's, its
+# on-CPU time per transaction (/proc/<pid>/task/*/schedstat), and the whole
+# machine's idle time and context switches per transaction (/proc/stat).
 #
 #   bench/experiments/io-uring/run.sh [--rounds N] [--duration S] [--clients "8 32"]
-#                                     [--modes prepared] [--gatehouse PATH] [--only "rs-tokio rs-monoio-adapted ..."]
+#                                     [--modes prepared] [--gatehouse PATH] [--gatehouse-threads N]
+#                                     [--only "rs-tokio rs-monoio-adapted ..."]
 #
 # --only measures PgBouncer and the named targets (c-epoll, c-uring-defer, rs-tokio,
 # rs-tokio-one, rs-monoio, rs-monoio-defer, rs-monoio-adapted; gatehouse with --gatehouse).
@@ -26,6 +28,7 @@ DURATION=5
 CLIENTS="8 32"
 MODES="prepared"
 GATEHOUSE=""
+GH_THREADS=1
 ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,6 +37,7 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
     --gatehouse) GATEHOUSE=$2; shift 2 ;;
+    --gatehouse-threads) GH_THREADS=$2; shift 2 ;;
     --only) ONLY=" $2 "; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -92,7 +96,7 @@ done
 if [ -n "$GATEHOUSE" ]; then
   # shellcheck source=bench/lib/gatehouse.sh
   . "$ROOT/bench/lib/gatehouse.sh"
-  start_gatehouse "$GATEHOUSE" "$WORK/gh" "$WORK/gh.log" GATEHOUSE_SESSION_THREADS=1
+  start_gatehouse "$GATEHOUSE" "$WORK/gh" "$WORK/gh.log" GATEHOUSE_SESSION_THREADS="$GH_THREADS"
   add gatehouse "$GH_PID" "$GH_PORT" bench "$GH_TOKEN"
 fi
 for t in "${TARGETS[@]}"; do
@@ -102,6 +106,8 @@ for t in "${TARGETS[@]}"; do
   done
 done
 
+# shellcheck source=bench/lib/machine.sh
+. "$ROOT/bench/lib/machine.sh"
 cpu_ns() { local s=0; for d in /proc/"$1"/task/*; do s=$((s + $(awk '{print $1}' "$d/schedstat"))); done; echo "$s"; }
 echo "# $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr); started $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "# pgbench -n -S -T $DURATION -j min(c,2), $ROUNDS interleaved rounds; CPU in µs per transaction"
@@ -111,14 +117,14 @@ for r in $(seq "$ROUNDS"); do
     for c in $CLIENTS; do
       for k in $(seq 0 $((n_targets - 1))); do
         t=${TARGETS[$(((k + r - 1) % n_targets))]}
-        a=$(cpu_ns "${PID[$t]}")
+        a=$(cpu_ns "${PID[$t]}"); m0=$(machine_counters)
         out=$(PGPASSWORD=${PASS[$t]} pgbench -n -S -M "$m" -c "$c" -j $((c < 2 ? c : 2)) -T "$DURATION" \
           -h 127.0.0.1 -p "${PORT[$t]}" -U "${USER[$t]}" bench 2>&1) || { echo "$t: $out" >&2; exit 1; }
-        b=$(cpu_ns "${PID[$t]}")
+        b=$(cpu_ns "${PID[$t]}"); m1=$(machine_counters)
         n=$(awk '/actually processed/ {print $6}' <<<"$out" | cut -d/ -f1)
         tps=$(awk '/^tps = / {printf "%.0f", $3}' <<<"$out")
-        awk -v r="$r" -v m="$m" -v c="$c" -v t="$t" -v tps="$tps" -v n="$n" -v d=$((b - a)) \
-          'BEGIN {printf "%s %s %s %s %s %.2f\n", r, m, c, t, tps, d/1000/n}'
+        awk -v r="$r" -v m="$m" -v c="$c" -v t="$t" -v tps="$tps" -v n="$n" -v d=$((b - a)) -v w="$(machine_per_txn "$m0" "$m1" "$n")" \
+          'BEGIN {printf "%s %s %s %s %s %.2f %s\n", r, m, c, t, tps, d/1000/n, w}'
       done
     done
   done
@@ -131,11 +137,10 @@ order = {t: i for i, t in enumerate(sys.argv[2:])}
 d = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     f = line.split()
-    if len(f) == 6 and f[0].isdigit():
-        d[(f[1], int(f[2]), f[3])].append((float(f[4]), float(f[5])))
+    if len(f) == 8 and f[0].isdigit():
+        d[(f[1], int(f[2]), f[3])].append([float(x) for x in f[4:]])
 for (m, c, t), rows in sorted(d.items(), key=lambda kv: (kv[0][0], kv[0][1], order[kv[0][2]])):
-    tps = statistics.median(r[0] for r in rows)
-    cpu = statistics.median(r[1] for r in rows)
+    tps, cpu, idle, switches = (statistics.median(col) for col in zip(*rows))
     pgb = statistics.median(r[0] for r in d[(m, c, 'pgbouncer')])
-    print(f"{m:9} {c:3} {t:16} tps={tps:8.0f} x_pgbouncer={tps / pgb:.2f} cpu_us/txn={cpu:.2f}")
+    print(f"{m:9} {c:3} {t:16} tps={tps:8.0f} x_pgbouncer={tps / pgb:.2f} cpu_us/txn={cpu:.2f} idle_us/txn={idle:.2f} switches/txn={switches:.2f}")
 PY
