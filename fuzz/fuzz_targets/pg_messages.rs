@@ -5,6 +5,7 @@
 #![no_main]
 use bytes::BytesMut;
 use gatehouse_pg::codec;
+use gatehouse_pg::values::UserType;
 use libfuzzer_sys::fuzz_target;
 
 /// Frames `data` under `limit` and runs every parser on each message.
@@ -78,7 +79,20 @@ fn bodies(body: &[u8]) {
     if let Ok((kind, name)) = codec::parse_describe(body) {
         assert!((kind == b'S' || kind == b'P') && name.len() + 2 <= body.len());
     }
-    // Any body as a binary value of each type the recording renders.
+    // Any body as a binary value of each type the recording renders, with
+    // types created in the database as a catalog could describe them
+    // (including a domain over itself and an array of itself).
+    let types = gatehouse_pg::values::UserTypes::from([
+        (16_400, UserType::Text),
+        (16_401, UserType::Array(16_400)),
+        (16_402, UserType::Composite),
+        (16_403, UserType::Domain(23)),
+        (16_404, UserType::Array(16_402)),
+        (16_405, UserType::Domain(16_405)),
+        (16_406, UserType::Array(16_406)),
+        (16_407, UserType::Domain(16_401)),
+        (16_408, UserType::Opaque),
+    ]);
     let mut text = String::new();
     for oid in [
         16, 17, 18, 19, 20, 21, 23, 25, 26, 114, 142, 700, 701, 705, 1042, 1043, 1082, 1083, 1114,
@@ -87,10 +101,11 @@ fn bodies(body: &[u8]) {
         1183, 1185, 1187, 1270, 1231, 2951, 1041, 651, 1040, 775, 1561, 1563, 600, 601, 602, 603,
         604, 628, 718, 3904, 3926, 3906, 3908, 3910, 3912, 1017, 1018, 1019, 1027, 629, 719, 3905,
         3927, 3907, 3909, 3911, 3913, 4451, 4536, 4532, 4533, 4534, 4535, 6150, 6157, 6151,
-        6152, 6153, 6155, 2249, 2287,
+        6152, 6153, 6155, 2249, 2287, 16_400, 16_401, 16_402, 16_403, 16_404, 16_405, 16_406,
+        16_407, 16_408,
     ] {
         text.clear();
-        if gatehouse_pg::values::render(oid, body, &mut text).is_some() {
+        if gatehouse_pg::values::render(oid, body, &types, &mut text).is_some() {
             let bound = gatehouse_pg::values::MAX_TEXT_BASE + 8 * body.len();
             assert!(text.len() <= bound, "{oid}: {} bytes of text", text.len());
         } else {

@@ -15,6 +15,7 @@ use tokio::io::AsyncReadExt;
 use crate::codec;
 use crate::stream::write_flush;
 use crate::upstream::{self, Target};
+use crate::values::UserType;
 
 /// A table, view or other relation, as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,37 +46,145 @@ pub struct CatalogAccess {
     pub password: Option<Secret>,
 }
 
-/// A relation and when it was read.
-type Cached = (Instant, Arc<Relation>);
+/// What was read of a connection's catalog, by OID, and when: trusted for
+/// [`TTL`], at most [`MAX_CACHED`] entries (emptied when full).
+#[derive(Debug)]
+struct Cache<V>(Mutex<HashMap<(String, u32), (Instant, V)>>);
 
-#[derive(Debug, Default)]
-pub struct Catalog {
-    cache: Mutex<HashMap<(String, u32), Cached>>,
+impl<V> Default for Cache<V> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
 }
 
-impl Catalog {
-    fn cached(&self, connection: &str, oid: u32) -> Option<Arc<Relation>> {
-        let g = match self.cache.lock() {
+impl<V: Clone> Cache<V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), (Instant, V)>> {
+        match self.0.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
-        };
-        g.get(&(connection.to_string(), oid))
-            .filter(|(at, _)| at.elapsed() < TTL)
-            .map(|(_, r)| r.clone())
+        }
     }
 
-    fn store(&self, connection: &str, rels: &HashMap<u32, Arc<Relation>>) {
-        let mut g = match self.cache.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if g.len() + rels.len() > MAX_CACHED {
+    fn get(&self, connection: &str, oid: u32) -> Option<V> {
+        self.lock()
+            .get(&(connection.to_string(), oid))
+            .filter(|(at, _)| at.elapsed() < TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn store(&self, connection: &str, found: &HashMap<u32, V>) {
+        let mut g = self.lock();
+        if g.len() + found.len() > MAX_CACHED {
             g.clear();
         }
         let now = Instant::now();
-        for (oid, r) in rels {
-            g.insert((connection.to_string(), *oid), (now, r.clone()));
+        for (oid, v) in found {
+            g.insert((connection.to_string(), *oid), (now, v.clone()));
         }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    relations: Cache<Arc<Relation>>,
+    types: Cache<UserType>,
+}
+
+/// A short-lived session on the upstream for catalog queries, opened at
+/// the first query and ended when dropped with [`CatalogSession::end`].
+struct CatalogSession<'a> {
+    access: &'a CatalogAccess,
+    up: Option<upstream::Upstream>,
+}
+
+impl<'a> CatalogSession<'a> {
+    fn new(access: &'a CatalogAccess) -> Self {
+        Self { access, up: None }
+    }
+
+    async fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        if self.up.is_none() {
+            self.up = Some(
+                upstream::connect(
+                    &self.access.target,
+                    self.access.password.as_ref(),
+                    &[("application_name", "gatehouse catalog")],
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            );
+        }
+        let Some(up) = self.up.as_mut() else {
+            return Err("no catalog session".into());
+        };
+        simple_query(up, sql).await
+    }
+
+    async fn end(self) {
+        if let Some(mut up) = self.up {
+            let mut b = BytesMut::new();
+            b.extend_from_slice(b"X\0\0\0\x04");
+            let _ = write_flush(&mut up.stream, &b).await;
+        }
+    }
+}
+
+impl Catalog {
+    /// What the catalog says of the types `oids` (created in the database,
+    /// see [`crate::values::needs_catalog`]) and of the types they are made
+    /// of, transitively. A type the catalog does not know is absent.
+    pub async fn types(
+        &self,
+        access: &CatalogAccess,
+        oids: &[u32],
+    ) -> Result<HashMap<u32, UserType>, String> {
+        let mut out = HashMap::new();
+        let mut wanted: Vec<u32> = oids.to_vec();
+        let mut session = CatalogSession::new(access);
+        let mut result = Ok(());
+        for _ in 0..=MAX_DEPTH {
+            wanted.retain(|o| crate::values::needs_catalog(*o) && !out.contains_key(o));
+            wanted.sort_unstable();
+            wanted.dedup();
+            let mut missing = Vec::new();
+            for o in &wanted {
+                match self.types.get(&access.connection, *o) {
+                    Some(t) => {
+                        out.insert(*o, t);
+                    }
+                    None => missing.push(*o),
+                }
+            }
+            let mut parts = Vec::new();
+            if !missing.is_empty() {
+                match fetch_types(&mut session, &missing).await {
+                    Ok((fresh, made_of)) => {
+                        self.types.store(&access.connection, &fresh);
+                        out.extend(fresh);
+                        parts = made_of;
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            // What the types found are made of: array elements and
+            // domains' base types (a composite's fields were fetched with it).
+            parts.extend(out.values().filter_map(|t| match t {
+                UserType::Array(e) | UserType::Domain(e) => Some(*e),
+                _ => None,
+            }));
+            wanted = parts;
+            if wanted
+                .iter()
+                .all(|o| !crate::values::needs_catalog(*o) || out.contains_key(o))
+            {
+                break;
+            }
+        }
+        session.end().await;
+        result.map(|()| out)
     }
 
     /// The relations for `oids` and, for views among them, the relations
@@ -87,7 +196,8 @@ impl Catalog {
     ) -> Result<HashMap<u32, Arc<Relation>>, String> {
         let mut out = HashMap::new();
         let mut wanted: Vec<u32> = oids.to_vec();
-        let mut session: Option<upstream::Upstream> = None;
+        let mut session = CatalogSession::new(access);
+        let mut result = Ok(());
         for _ in 0..=MAX_DEPTH {
             wanted.retain(|o| *o != 0 && !out.contains_key(o));
             wanted.sort_unstable();
@@ -97,7 +207,7 @@ impl Catalog {
             }
             let mut missing = Vec::new();
             for o in &wanted {
-                match self.cached(&access.connection, *o) {
+                match self.relations.get(&access.connection, *o) {
                     Some(r) => {
                         out.insert(*o, r);
                     }
@@ -105,36 +215,88 @@ impl Catalog {
                 }
             }
             if !missing.is_empty() {
-                if session.is_none() {
-                    session = Some(
-                        upstream::connect(
-                            &access.target,
-                            access.password.as_ref(),
-                            &[("application_name", "gatehouse catalog")],
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?,
-                    );
+                match fetch(&mut session, &missing).await {
+                    Ok(fresh) => {
+                        self.relations.store(&access.connection, &fresh);
+                        out.extend(fresh);
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
                 }
-                let Some(up) = session.as_mut() else {
-                    return Err("no catalog session".into());
-                };
-                let fresh = fetch(up, &missing).await?;
-                self.store(&access.connection, &fresh);
-                out.extend(fresh);
             }
             wanted = out
                 .values()
                 .flat_map(|r| r.reads.iter().map(|(o, _)| *o))
                 .collect();
         }
-        if let Some(mut up) = session {
-            let mut b = BytesMut::new();
-            b.extend_from_slice(b"X\0\0\0\x04");
-            let _ = write_flush(&mut up.stream, &b).await;
-        }
-        Ok(out)
+        session.end().await;
+        result.map(|()| out)
     }
+}
+
+/// The rows of `pg_type` for `oids`: each type as rendering needs it, and
+/// the types that composites among them are made of (their fields').
+async fn fetch_types(
+    session: &mut CatalogSession<'_>,
+    oids: &[u32],
+) -> Result<(HashMap<u32, UserType>, Vec<u32>), String> {
+    let list = oid_list(oids);
+    // An enum is sent as its label, and a type whose send function is
+    // text's (citext's calls it) as its text; only built-in or C functions
+    // of those names are trusted for that.
+    let rows = session
+        .query(&format!(
+            "SELECT t.oid::int8, t.typtype, t.typelem::int8, t.typbasetype::int8,
+                    (p.prosrc IN ('textsend', 'citextsend') AND l.lanname IN ('internal', 'c'))
+                      OR t.typtype = 'e',
+                    p.prosrc = 'array_send' AND l.lanname = 'internal',
+                    (SELECT pg_catalog.string_agg(a.atttypid::text, ',')
+                       FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)
+             FROM pg_catalog.pg_type t
+             LEFT JOIN pg_catalog.pg_proc p ON p.oid = t.typsend
+             LEFT JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+             WHERE t.oid IN ({list})"
+        ))
+        .await?;
+    let num = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|s| s.parse::<i64>().ok())
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let mut types = HashMap::new();
+    let mut parts = Vec::new();
+    for row in &rows {
+        let [oid, kind, element, base, as_text, array, fields] = row.as_slice() else {
+            return Err("unexpected catalog row".into());
+        };
+        let Some(oid) = num(oid) else {
+            continue;
+        };
+        let yes = |v: &Option<String>| v.as_deref() == Some("t");
+        let t = match kind.as_deref() {
+            Some("c") => {
+                parts.extend(
+                    fields
+                        .as_deref()
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter_map(|f| f.parse::<u32>().ok()),
+                );
+                UserType::Composite
+            }
+            Some("d") => num(base).map_or(UserType::Opaque, UserType::Domain),
+            _ if yes(as_text) => UserType::Text,
+            Some("b") if yes(array) => num(element)
+                .filter(|e| *e != 0)
+                .map_or(UserType::Opaque, UserType::Array),
+            _ => UserType::Opaque,
+        };
+        types.insert(oid, t);
+    }
+    Ok((types, parts))
 }
 
 fn oid_list(oids: &[u32]) -> String {
@@ -145,33 +307,29 @@ fn oid_list(oids: &[u32]) -> String {
 }
 
 async fn fetch(
-    up: &mut upstream::Upstream,
+    session: &mut CatalogSession<'_>,
     oids: &[u32],
 ) -> Result<HashMap<u32, Arc<Relation>>, String> {
     let list = oid_list(oids);
-    let columns = simple_query(
-        up,
-        &format!(
+    let columns = session
+        .query(&format!(
             "SELECT c.oid::int8, n.nspname, c.relname, c.relkind, a.attnum, a.attname
              FROM pg_catalog.pg_class c
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              WHERE c.oid IN ({list})"
-        ),
-    )
-    .await?;
-    let reads = simple_query(
-        up,
-        &format!(
+        ))
+        .await?;
+    let reads = session
+        .query(&format!(
             "SELECT DISTINCT r.ev_class::int8, d.refobjid::int8, d.refobjsubid
              FROM pg_catalog.pg_rewrite r
              JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
                AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
                AND d.refobjsubid > 0 AND d.refobjid <> r.ev_class
              WHERE r.ev_class IN ({list})"
-        ),
-    )
-    .await?;
+        ))
+        .await?;
     let mut rels: HashMap<u32, Relation> = HashMap::new();
     let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<i64>().ok());
     for row in &columns {

@@ -43,6 +43,7 @@ use crate::catalog::CatalogAccess;
 use crate::codec::{self, ResultFormats, Severity};
 use crate::mask::{RowMask, Session as MaskSession};
 use crate::stream::{PgReader, PgStream, PgWriter, split};
+use crate::values::{UserType, UserTypes};
 
 /// Upstream messages larger than this are streamed through in pieces.
 const STREAM_OVER: usize = 256 * 1024;
@@ -117,6 +118,9 @@ struct Stmt {
     described: Option<Described>,
     /// The format of its result columns (text for a simple query).
     formats: ResultFormats,
+    /// Its binary columns' types were looked at (see
+    /// [`UpstreamSide::unknown_types`]).
+    types_checked: bool,
     /// It may start COPY FROM STDIN ([`may_copy`]): the client side waits
     /// for its outcome ([`Gates`]).
     copy: bool,
@@ -725,6 +729,7 @@ impl ClientSide {
             columns: None,
             described: None,
             formats: ResultFormats::Text,
+            types_checked: false,
             copy: false,
         }
     }
@@ -1560,6 +1565,9 @@ struct UpstreamSide {
     described: Option<(Vec<u8>, Arc<Columns>)>,
     /// Room to write a binary value as text (for [`capture`]).
     scratch: String,
+    /// Types created in the database that this session's results had,
+    /// as the catalog describes them (to record binary values as text).
+    types: UserTypes,
     /// The first rows of the result of the statement at the front of the
     /// queue (the one receiving rows), for its record; reused from
     /// statement to statement.
@@ -1584,6 +1592,7 @@ fn capture(
     limit: usize,
     q: &VecDeque<Item>,
     row: Option<&[u8]>,
+    types: &UserTypes,
 ) {
     let Some(Item::Simple(stmt) | Item::Exec(stmt)) = q.front() else {
         return;
@@ -1612,7 +1621,7 @@ fn capture(
                 let rendered = columns
                     .and_then(|c| c.types.get(column))
                     .filter(|_| v.len() <= 256)
-                    .and_then(|&t| crate::values::render(t, v, scratch));
+                    .and_then(|&t| crate::values::render(t, v, types, scratch));
                 match rendered {
                     Some(()) if scratch.len() <= 4 * 256 => sample.value(Some(scratch)),
                     _ => sample.value_hex(v, 256),
@@ -1653,6 +1662,53 @@ impl UpstreamSide {
             self.described = Some((body.to_vec(), columns.clone()));
         }
         Some(columns)
+    }
+
+    /// The types of the binary columns of the statement receiving rows
+    /// that are created in the database and not yet known to this session:
+    /// looked at once per statement, at its first row.
+    fn unknown_types(&self, q: &mut VecDeque<Item>) -> Vec<u32> {
+        let Some(Item::Simple(stmt) | Item::Exec(stmt)) = q.front_mut() else {
+            return Vec::new();
+        };
+        if std::mem::replace(&mut stmt.types_checked, true) {
+            return Vec::new();
+        }
+        let Some(columns) = stmt.result_columns() else {
+            return Vec::new();
+        };
+        let mut missing: Vec<u32> = (columns.types.iter().enumerate())
+            .filter(|&(i, t)| {
+                stmt.formats.binary(i)
+                    && crate::values::needs_catalog(*t)
+                    && !self.types.contains_key(t)
+            })
+            .map(|(_, t)| *t)
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        missing
+    }
+
+    /// Learns the types `oids` (and what they are made of) from the
+    /// catalog. Types it cannot tell (or all of them, if the catalog
+    /// cannot be read) are kept as not rendered: their values are recorded
+    /// as hex, and not looked up again in this session.
+    async fn learn_types(&mut self, oids: &[u32]) {
+        // Bounded: a session that meets very many types starts over.
+        if self.types.len() > 10_000 {
+            self.types.clear();
+        }
+        let ctx = self.ctx.clone();
+        match ctx.proxy.catalog.types(&ctx.catalog, oids).await {
+            Ok(found) => self.types.extend(found),
+            Err(e) => {
+                tracing::warn!(connection = %ctx.catalog.connection, error = %e, "cannot read the upstream catalog; binary values of types created in the database are recorded as hex");
+            }
+        }
+        for o in oids {
+            self.types.entry(*o).or_insert(UserType::Opaque);
+        }
     }
 
     /// Records a statement that is done, with its command tag.
@@ -1821,8 +1877,17 @@ enum Step {
     Forward,
     /// It was handled (rewritten into the output, or not for the client).
     Consumed,
-    /// Where some result columns come from must be looked up first.
-    Lookup(Vec<u32>),
+    /// Something must be looked up in the upstream's catalog first.
+    Lookup(Lookup),
+}
+
+/// What the upstream side looks up in the catalog before it goes on.
+enum Lookup {
+    /// Where some result columns come from (tables by OID), for masking.
+    Tables(Vec<u32>),
+    /// Types created in the database, to record binary values of them as
+    /// text.
+    Types(Vec<u32>),
 }
 
 impl UpstreamSide {
@@ -1846,6 +1911,12 @@ impl UpstreamSide {
                 _ => {}
             }
             return Ok(Step::Forward);
+        }
+        if tag == b'D' && self.ctx.record_rows > 0 {
+            let missing = self.unknown_types(q);
+            if !missing.is_empty() {
+                return Ok(Step::Lookup(Lookup::Types(missing)));
+            }
         }
         if let Some(Item::DescribeStmt(described)) = q.front()
             && matches!(tag, b'T' | b'n')
@@ -1875,7 +1946,7 @@ impl UpstreamSide {
                         .map_err(|e| format!("protocol error from the upstream: {e}"))?;
                     let missing = self.masking.unresolved(&fields, &mask);
                     if !missing.is_empty() {
-                        return Ok(Step::Lookup(missing));
+                        return Ok(Step::Lookup(Lookup::Tables(missing)));
                     }
                     self.rows = self.masking.row_mask(&fields, &mask);
                     if self.ctx.local
@@ -1929,6 +2000,7 @@ impl UpstreamSide {
                         self.ctx.record_rows,
                         q,
                         self.out.get(at + 5..),
+                        &self.types,
                     );
                 }
                 Ok(Step::Consumed)
@@ -1983,6 +2055,7 @@ impl UpstreamSide {
                     self.ctx.record_rows,
                     q,
                     Some(body),
+                    &self.types,
                 );
                 Ok(Step::Forward)
             }
@@ -2013,6 +2086,7 @@ async fn upstream_to_client(
         rows: None,
         described: None,
         scratch: String::new(),
+        types: UserTypes::new(),
         sample: ResultSample::default(),
         command: String::new(),
         has_command: false,
@@ -2114,7 +2188,7 @@ async fn upstream_to_client(
         }
         first = false;
         // Relay every complete message (and the available part of a large one).
-        let mut lookup: Option<Vec<u32>> = None;
+        let mut lookup: Option<Lookup> = None;
         {
             let mut q = lock(&pending);
             loop {
@@ -2150,6 +2224,7 @@ async fn upstream_to_client(
                                 side.ctx.record_rows,
                                 &q,
                                 None,
+                                &side.types,
                             );
                         }
                         streaming = total;
@@ -2164,21 +2239,26 @@ async fn upstream_to_client(
                         buf.advance(total);
                     }
                     Ok(Step::Consumed) => buf.advance(total),
-                    Ok(Step::Lookup(oids)) => {
-                        lookup = Some(oids);
+                    Ok(Step::Lookup(what)) => {
+                        lookup = Some(what);
                         break;
                     }
                     Err(e) => return e,
                 }
             }
         }
-        if let Some(oids) = lookup {
-            // Find where the columns come from, then go over the same
-            // RowDescription again (no read: it is still in the buffer).
+        if let Some(what) = lookup {
+            // Look it up, then go over the same message again (no read: it
+            // is still in the buffer).
             let ctx = side.ctx.clone();
-            side.masking
-                .resolve(&ctx.proxy.catalog, &ctx.catalog, &oids)
-                .await;
+            match what {
+                Lookup::Tables(oids) => {
+                    side.masking
+                        .resolve(&ctx.proxy.catalog, &ctx.catalog, &oids)
+                        .await;
+                }
+                Lookup::Types(oids) => side.learn_types(&oids).await,
+            }
             first = true;
         }
         if streaming == 0 {

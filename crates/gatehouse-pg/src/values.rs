@@ -9,12 +9,68 @@
 //! `IntervalStyle` postgres, `extra_float_digits` 1); `timestamptz` is
 //! rendered in UTC (`+00`), since the session's `TimeZone` is not known
 //! here. One-dimensional and multi-dimensional arrays of these types are
-//! rendered as `array_out` writes them. Anything else, and any value whose
-//! bytes do not fit its type, is left to the caller (kept as hex). The
-//! text written is at most [`MAX_TEXT_BASE`] bytes plus eight times the
-//! value's own length (a `bit` string writes a character per bit).
+//! rendered as `array_out` writes them. Types created in the database
+//! (enums, composite types, domains, arrays of these, and extension types
+//! sent as text such as `citext`) are rendered when the caller knows them
+//! from the upstream's catalog ([`UserTypes`]). Anything else, and any
+//! value whose bytes do not fit its type, is left to the caller (kept as
+//! hex). The text written is at most [`MAX_TEXT_BASE`] bytes plus eight
+//! times the value's own length (a `bit` string writes a character per
+//! bit).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+
+/// What the upstream's catalog says of a type created in the database, as
+/// much as rendering its binary values needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserType {
+    /// Sent as its text: an enum's label, or an extension type whose send
+    /// function is text's (`citext`).
+    Text,
+    /// A row type (a table's, or `CREATE TYPE … AS (…)`): sent as a record.
+    Composite,
+    /// An array of the given element type.
+    Array(u32),
+    /// A domain over the given type, sent as that type.
+    Domain(u32),
+    /// Anything else (left as hex).
+    Opaque,
+}
+
+/// Types created in the database, by OID (see [`needs_catalog`]).
+pub type UserTypes = HashMap<u32, UserType>;
+
+/// Whether values of `type_oid` can only be rendered with what the
+/// catalog says of it: types created after `initdb` (enums, composites,
+/// domains, extensions' types) have OIDs from 16384 (`FirstNormalObjectId`)
+/// on; built-in ones are rendered or not by their OID alone.
+pub fn needs_catalog(type_oid: u32) -> bool {
+    type_oid >= 16384
+}
+
+/// Nesting through domains and arrays is followed this deep, at most.
+const MAX_DEPTH: u8 = 8;
+
+/// Where a value is rendered: with which types known, how deep, and
+/// whether inside a record (where a record is not rendered, which bounds
+/// the nesting).
+#[derive(Clone, Copy)]
+struct Within<'a> {
+    types: &'a UserTypes,
+    depth: u8,
+    in_record: bool,
+}
+
+impl Within<'_> {
+    /// One level deeper; `None` past [`MAX_DEPTH`].
+    fn deeper(self) -> Option<Self> {
+        (self.depth < MAX_DEPTH).then_some(Self {
+            depth: self.depth + 1,
+            ..self
+        })
+    }
+}
 
 /// Type OIDs (from `pg_type`) this module renders.
 mod oid {
@@ -139,19 +195,25 @@ mod oid {
 pub const MAX_TEXT_BASE: usize = 2048;
 
 /// Appends the text form of `v`, a binary value of type `type_oid`, to
-/// `out`. `None` (and `out` as it was) when the type is not one rendered
-/// here or the bytes do not fit it.
-pub fn render(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
+/// `out`, with `types` the types created in the database that are known.
+/// `None` (and `out` as it was) when the type is not one rendered here or
+/// the bytes do not fit it.
+pub fn render(type_oid: u32, v: &[u8], types: &UserTypes, out: &mut String) -> Option<()> {
     let start = out.len();
-    let done =
-        render_into(type_oid, v, out).filter(|()| out.len() - start <= MAX_TEXT_BASE + 8 * v.len());
+    let within = Within {
+        types,
+        depth: 0,
+        in_record: false,
+    };
+    let done = render_into(type_oid, v, out, within)
+        .filter(|()| out.len() - start <= MAX_TEXT_BASE + 8 * v.len());
     if done.is_none() {
         out.truncate(start);
     }
     done
 }
 
-fn render_into(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
+fn render_into(type_oid: u32, v: &[u8], out: &mut String, within: Within<'_>) -> Option<()> {
     match type_oid {
         oid::BOOL => match v {
             [0] => out.push('f'),
@@ -273,17 +335,32 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String) -> Option<()> {
         }
         t => {
             if let Some(&(_, element)) = oid::ARRAYS.iter().find(|(a, _)| *a == t) {
-                array(out, v, element)?;
+                array(out, v, element, within)?;
             } else if let Some(&(_, element)) = oid::RANGES.iter().find(|(r, _)| *r == t) {
-                range(out, v, element)?;
+                range(out, v, element, within)?;
             } else if let Some(&(_, range)) = oid::MULTIRANGES.iter().find(|(m, _)| *m == t) {
-                multirange(out, v, range)?;
+                multirange(out, v, range, within)?;
             } else if t == oid::RECORD {
-                record(out, v)?;
+                record(out, v, within)?;
             } else {
-                return None;
+                user_type(out, t, v, within)?;
             }
         }
+    }
+    Some(())
+}
+
+/// A value of a type created in the database, as the catalog describes it.
+fn user_type(out: &mut String, t: u32, v: &[u8], within: Within<'_>) -> Option<()> {
+    if !needs_catalog(t) {
+        return None;
+    }
+    match within.types.get(&t)? {
+        UserType::Text => out.push_str(std::str::from_utf8(v).ok()?),
+        UserType::Composite => record(out, v, within)?,
+        UserType::Array(element) => array(out, v, *element, within.deeper()?)?,
+        UserType::Domain(base) => render_into(*base, v, out, within.deeper()?)?,
+        UserType::Opaque => return None,
     }
     Some(())
 }
@@ -298,7 +375,7 @@ fn be_i32(v: &[u8], at: usize) -> Option<i32> {
 /// (-1 for NULL) and its bytes. Written as `array_out` writes it:
 /// `{1,2,NULL}`, `{{1,2},{3,4}}`, bounds other than 1 as `[0:1]={a,b}`,
 /// elements quoted where they would not read back otherwise.
-fn array(out: &mut String, v: &[u8], element: u32) -> Option<()> {
+fn array(out: &mut String, v: &[u8], element: u32, within: Within<'_>) -> Option<()> {
     let ndim = usize::try_from(be_i32(v, 0)?).ok()?;
     let flags = be_i32(v, 4)?;
     // The element type must be the array's own (checked, not trusted).
@@ -381,7 +458,7 @@ fn array(out: &mut String, v: &[u8], element: u32) -> Option<()> {
         let bytes = v.get(at..at + usize::try_from(len).ok()?)?;
         at += bytes.len();
         text.clear();
-        render_into(element, bytes, &mut text)?;
+        render_into(element, bytes, &mut text, within)?;
         array_element(out, &text);
         if out.len() > limit {
             return None;
@@ -433,7 +510,7 @@ fn push_quoted(out: &mut String, text: &str, quote: bool, doubled: bool) {
 /// `range_out` writes it: `empty`, or `[1,10)`, `(,5]`, with a bound in
 /// double quotes (`"` and `\\` doubled) when it is empty or holds a quote, a
 /// backslash, a bracket, a parenthesis, a comma or white space.
-fn range(out: &mut String, v: &[u8], element: u32) -> Option<()> {
+fn range(out: &mut String, v: &[u8], element: u32, within: Within<'_>) -> Option<()> {
     const EMPTY: u8 = 0x01;
     const LOWER_INCLUSIVE: u8 = 0x02;
     const UPPER_INCLUSIVE: u8 = 0x04;
@@ -462,7 +539,7 @@ fn range(out: &mut String, v: &[u8], element: u32) -> Option<()> {
             let bytes = rest.get(4..4 + len)?;
             rest = &rest[4 + len..];
             text.clear();
-            render_into(element, bytes, &mut text)?;
+            render_into(element, bytes, &mut text, within)?;
             let quote = text.is_empty()
                 || text.bytes().any(|b| {
                     matches!(b, b'"' | b'\\' | b'(' | b')' | b'[' | b']' | b',') || is_space(b)
@@ -484,7 +561,7 @@ fn range(out: &mut String, v: &[u8], element: u32) -> Option<()> {
 /// A multirange in binary: a count, then each range as a length and the
 /// range's bytes. Written as `multirange_out` writes it: `{}`, or
 /// `{[1,3),[5,7)}`, each range as [`range`] writes it.
-fn multirange(out: &mut String, v: &[u8], range_type: u32) -> Option<()> {
+fn multirange(out: &mut String, v: &[u8], range_type: u32, within: Within<'_>) -> Option<()> {
     let count = usize::try_from(be_i32(v, 0)?).ok()?;
     let mut rest = &v[4..];
     // Each range takes at least its length and a flags byte.
@@ -499,7 +576,7 @@ fn multirange(out: &mut String, v: &[u8], range_type: u32) -> Option<()> {
         if i > 0 {
             out.push(',');
         }
-        render_into(range_type, bytes, out)?;
+        render_into(range_type, bytes, out, within)?;
     }
     out.push('}');
     rest.is_empty().then_some(())
@@ -509,10 +586,18 @@ fn multirange(out: &mut String, v: &[u8], range_type: u32) -> Option<()> {
 /// type's OID, a length (-1 for NULL) and its bytes. Written as
 /// `record_out` writes it: `(1,abc,)` with NULL as nothing, and a field in
 /// double quotes (`"` and `\` doubled) when it is empty or holds a quote, a
-/// backslash, a parenthesis, a comma or white space. A field that is itself
-/// a record (or an array of records) is not rendered, which bounds the
+/// backslash, a parenthesis, a comma or white space. A named composite
+/// type is sent the same way. A field that is itself a record (or an
+/// array of records, or a composite) is not rendered, which bounds the
 /// nesting.
-fn record(out: &mut String, v: &[u8]) -> Option<()> {
+fn record(out: &mut String, v: &[u8], within: Within<'_>) -> Option<()> {
+    if within.in_record {
+        return None;
+    }
+    let within = Within {
+        in_record: true,
+        ..within
+    };
     let count = usize::try_from(be_i32(v, 0)?).ok()?;
     let mut rest = &v[4..];
     // Each field takes at least its type and length.
@@ -534,11 +619,8 @@ fn record(out: &mut String, v: &[u8]) -> Option<()> {
         let len = usize::try_from(len).ok()?;
         let bytes = rest.get(..len)?;
         rest = &rest[len..];
-        if field_type == oid::RECORD || field_type == oid::RECORD_ARRAY {
-            return None;
-        }
         text.clear();
-        render_into(field_type, bytes, &mut text)?;
+        render_into(field_type, bytes, &mut text, within)?;
         let quote = text.is_empty()
             || text
                 .bytes()
@@ -938,8 +1020,12 @@ mod tests {
     use super::*;
 
     fn text(type_oid: u32, v: &[u8]) -> Option<String> {
+        text_with(&UserTypes::new(), type_oid, v)
+    }
+
+    fn text_with(types: &UserTypes, type_oid: u32, v: &[u8]) -> Option<String> {
         let mut s = String::from("kept");
-        let r = render(type_oid, v, &mut s).map(|()| s[4..].to_string());
+        let r = render(type_oid, v, types, &mut s).map(|()| s[4..].to_string());
         if r.is_none() {
             assert_eq!(s, "kept", "nothing is left behind on failure");
         }
@@ -1338,6 +1424,101 @@ mod tests {
         let mut counted = row.clone();
         counted[..4].copy_from_slice(&i32::MAX.to_be_bytes());
         assert_eq!(text(oid::RECORD, &counted), None);
+    }
+
+    #[test]
+    fn types_created_in_the_database_as_the_catalog_describes_them() {
+        const MOOD: u32 = 16_400;
+        const MOODS: u32 = 16_401;
+        const PAIR: u32 = 16_402;
+        const POSITIVE: u32 = 16_403;
+        const CITEXT: u32 = 16_404;
+        const PAIRS: u32 = 16_405;
+        const HSTORE: u32 = 16_406;
+        const LOOP: u32 = 16_407;
+        const ARRAY_LOOP: u32 = 16_408;
+        let types = UserTypes::from([
+            (MOOD, UserType::Text),
+            (MOODS, UserType::Array(MOOD)),
+            (PAIR, UserType::Composite),
+            (POSITIVE, UserType::Domain(oid::INT4)),
+            (CITEXT, UserType::Text),
+            (PAIRS, UserType::Array(PAIR)),
+            (HSTORE, UserType::Opaque),
+            (LOOP, UserType::Domain(LOOP)),
+            (ARRAY_LOOP, UserType::Array(ARRAY_LOOP)),
+        ]);
+        assert_eq!(text_with(&types, MOOD, b"happy").as_deref(), Some("happy"));
+        assert_eq!(text(MOOD, b"happy"), None, "not without the catalog");
+        assert_eq!(text_with(&types, MOOD, &[0xff]), None, "not UTF-8");
+        assert_eq!(text_with(&types, CITEXT, b"Ab C").as_deref(), Some("Ab C"));
+        let moods = array_bytes(MOOD, &[(3, 1)], &[Some(b"sad"), None, Some(b"so so")]);
+        assert_eq!(
+            text_with(&types, MOODS, &moods).as_deref(),
+            Some(r#"{sad,NULL,"so so"}"#)
+        );
+        assert_eq!(
+            text_with(
+                &types,
+                MOODS,
+                &array_bytes(oid::TEXT, &[(1, 1)], &[Some(b"x")])
+            ),
+            None,
+            "the array's element type is checked"
+        );
+        let field = |type_oid: u32, v: &[u8]| {
+            let mut b = type_oid.to_be_bytes().to_vec();
+            b.extend_from_slice(&i32::try_from(v.len()).unwrap().to_be_bytes());
+            b.extend_from_slice(v);
+            b
+        };
+        let mut pair = 2i32.to_be_bytes().to_vec();
+        pair.extend(field(MOOD, b"ok"));
+        pair.extend(field(oid::INT4, &5i32.to_be_bytes()));
+        assert_eq!(text_with(&types, PAIR, &pair).as_deref(), Some("(ok,5)"));
+        let pairs = array_bytes(PAIR, &[(1, 1)], &[Some(&pair)]);
+        assert_eq!(
+            text_with(&types, PAIRS, &pairs).as_deref(),
+            Some(r#"{"(ok,5)"}"#)
+        );
+        let mut nested = 1i32.to_be_bytes().to_vec();
+        nested.extend(field(PAIR, &pair));
+        assert_eq!(
+            text_with(&types, PAIR, &nested),
+            None,
+            "a composite in a composite is not rendered"
+        );
+        let mut in_array = 1i32.to_be_bytes().to_vec();
+        in_array.extend(field(PAIRS, &pairs));
+        assert_eq!(
+            text_with(&types, PAIR, &in_array),
+            None,
+            "nor an array of composites in one"
+        );
+        assert_eq!(
+            text_with(&types, POSITIVE, &7i32.to_be_bytes()).as_deref(),
+            Some("7")
+        );
+        assert_eq!(text_with(&types, HSTORE, b"\0\0\0\0"), None);
+        assert_eq!(
+            text_with(&types, LOOP, b"x"),
+            None,
+            "a domain over itself ends"
+        );
+        let mut looped = array_bytes(ARRAY_LOOP, &[(1, 1)], &[Some(&[])]);
+        for _ in 0..12 {
+            looped = array_bytes(ARRAY_LOOP, &[(1, 1)], &[Some(&looped)]);
+        }
+        assert_eq!(
+            text_with(&types, ARRAY_LOOP, &looped),
+            None,
+            "an array of itself ends"
+        );
+        assert_eq!(
+            text_with(&UserTypes::from([(790, UserType::Text)]), 790, b"12345678"),
+            None,
+            "a built-in type (money) is never taken from the map"
+        );
     }
 
     #[test]

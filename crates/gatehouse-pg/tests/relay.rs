@@ -411,6 +411,68 @@ async fn binary_results_are_recorded_as_the_server_writes_them_as_text() {
     assert_eq!(names.len(), 79);
 }
 
+/// Binary values of types created in the database (an enum, a composite
+/// type, a domain, arrays of these, citext from its extension) are recorded
+/// as the server writes them as text: the gateway asks the upstream's
+/// catalog what each type is. A type it does not render (hstore) stays hex.
+#[tokio::test]
+async fn binary_values_of_types_created_in_the_database_are_recorded_as_text() {
+    let gw = gateway().await;
+    let direct = connect("postgres://postgres@127.0.0.1:5432/test").await;
+    let s = format!("gh_types_{}", std::process::id());
+    direct
+        .batch_execute(&format!(
+            "CREATE EXTENSION IF NOT EXISTS citext; CREATE EXTENSION IF NOT EXISTS hstore;
+             DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};
+             CREATE TYPE {s}.mood AS ENUM ('happy', 'so so', 'sad');
+             CREATE TYPE {s}.pair AS (m {s}.mood, n int, note text, tags citext[]);
+             CREATE DOMAIN {s}.moods AS {s}.mood[];
+             CREATE DOMAIN {s}.positive AS int CHECK (VALUE > 0);
+             CREATE DOMAIN {s}.feeling AS {s}.mood;"
+        ))
+        .await
+        .unwrap();
+    let sql = format!(
+        "SELECT 'so so'::{s}.mood AS m, ARRAY['happy', 'sad']::{s}.mood[] AS ms, \
+         ROW('sad', 7, 'a b', ARRAY['X y'])::{s}.pair AS p, \
+         ARRAY[ROW('happy', 1, NULL, NULL)::{s}.pair] AS ps, ARRAY['happy']::{s}.moods AS dm, \
+         5::{s}.positive AS pos, 'sad'::{s}.feeling AS f, ARRAY['sad'::{s}.feeling] AS fs, \
+         'MiXed Case'::citext AS ci, ARRAY['x'::citext, NULL] AS cis, 'a=>1'::hstore AS h"
+    );
+    {
+        let c = connect(&gw.url).await;
+        c.simple_query(&sql).await.unwrap();
+        c.query(&sql, &[]).await.unwrap();
+    }
+    let stmts = recorded(&gw).await;
+    direct
+        .batch_execute(&format!("DROP SCHEMA {s} CASCADE"))
+        .await
+        .unwrap();
+    // tokio-postgres looked the types up through the gateway in between.
+    let ours: Vec<_> = stmts.iter().filter(|x| x.sql == sql).collect();
+    assert_eq!(ours.len(), 2);
+    let text = ours[0].result.clone().unwrap();
+    let binary = ours[1].result.clone().unwrap();
+    let names = ours[1].columns.clone().unwrap();
+    assert_eq!(names.len(), 11);
+    for (i, name) in names.iter().enumerate().filter(|(_, n)| *n != "h") {
+        assert_eq!(
+            binary[0][i], text[0][i],
+            "column {name}: recorded from binary {:?}, the server's text {:?}",
+            binary[0][i], text[0][i]
+        );
+    }
+    assert_eq!(text[0][10].as_deref(), Some("\"a\"=>\"1\""));
+    assert!(
+        binary[0][10]
+            .as_deref()
+            .is_some_and(|h| h.starts_with("\\x")),
+        "hstore in binary is kept as hex: {:?}",
+        binary[0][10]
+    );
+}
+
 #[tokio::test]
 async fn refusals_are_recorded_with_their_rule() {
     let gw = gateway().await;
