@@ -244,14 +244,15 @@ async fn fetch_types(
 ) -> Result<(HashMap<u32, UserType>, Vec<u32>), String> {
     let list = oid_list(oids);
     // An enum is sent as its label, and a type whose send function is
-    // text's (citext's calls it) as its text; only built-in or C functions
-    // of those names are trusted for that.
+    // text's (citext's calls it) as its text; hstore has a layout of its
+    // own. Only built-in or C functions of those names are trusted.
     let rows = session
         .query(&format!(
             "SELECT t.oid::int8, t.typtype, t.typelem::int8, t.typbasetype::int8,
                     (p.prosrc IN ('textsend', 'citextsend') AND l.lanname IN ('internal', 'c'))
                       OR t.typtype = 'e',
                     p.prosrc = 'array_send' AND l.lanname = 'internal',
+                    p.prosrc = 'hstore_send' AND l.lanname = 'c',
                     (SELECT pg_catalog.string_agg(a.atttypid::text, ',')
                        FROM pg_catalog.pg_attribute a
                       WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped)
@@ -269,7 +270,7 @@ async fn fetch_types(
     let mut types = HashMap::new();
     let mut parts = Vec::new();
     for row in &rows {
-        let [oid, kind, element, base, as_text, array, fields] = row.as_slice() else {
+        let [oid, kind, element, base, as_text, array, hstore, fields] = row.as_slice() else {
             return Err("unexpected catalog row".into());
         };
         let Some(oid) = num(oid) else {
@@ -289,6 +290,7 @@ async fn fetch_types(
             }
             Some("d") => num(base).map_or(UserType::Opaque, UserType::Domain),
             _ if yes(as_text) => UserType::Text,
+            Some("b") if yes(hstore) => UserType::Hstore,
             Some("b") if yes(array) => num(element)
                 .filter(|e| *e != 0)
                 .map_or(UserType::Opaque, UserType::Array),

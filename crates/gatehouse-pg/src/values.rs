@@ -32,6 +32,8 @@ pub enum UserType {
     Composite,
     /// An array of the given element type.
     Array(u32),
+    /// The `hstore` extension's key/value type.
+    Hstore,
     /// A domain over the given type, sent as that type.
     Domain(u32),
     /// Anything else (left as hex).
@@ -360,9 +362,44 @@ fn user_type(out: &mut String, t: u32, v: &[u8], within: Within<'_>) -> Option<(
         UserType::Composite => record(out, v, within)?,
         UserType::Array(element) => array(out, v, *element, within.deeper()?)?,
         UserType::Domain(base) => render_into(*base, v, out, within.deeper()?)?,
+        UserType::Hstore => hstore(out, v)?,
         UserType::Opaque => return None,
     }
     Some(())
+}
+
+/// An `hstore` in binary: a count, then each pair as the key's length and
+/// bytes and the value's (-1 for NULL). Written as `hstore_out` writes it:
+/// `"a"=>"1", "b"=>NULL`, keys and values in double quotes with `"` and
+/// `\` escaped by a backslash, in the order sent (the stored order).
+fn hstore(out: &mut String, v: &[u8]) -> Option<()> {
+    let count = usize::try_from(be_i32(v, 0)?).ok()?;
+    let mut rest = &v[4..];
+    // Each pair takes at least its two lengths.
+    if count > rest.len() / 8 {
+        return None;
+    }
+    for i in 0..count {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        for part in 0..2 {
+            let len = be_i32(rest, 0)?;
+            rest = &rest[4..];
+            if len == -1 && part == 1 {
+                out.push_str("NULL");
+                continue;
+            }
+            let len = usize::try_from(len).ok()?;
+            let text = std::str::from_utf8(rest.get(..len)?).ok()?;
+            rest = &rest[len..];
+            push_quoted(out, text, true, false);
+            if part == 0 {
+                out.push_str("=>");
+            }
+        }
+    }
+    rest.is_empty().then_some(())
 }
 
 /// A 32-bit big-endian signed integer at `at`.
@@ -1434,7 +1471,8 @@ mod tests {
         const POSITIVE: u32 = 16_403;
         const CITEXT: u32 = 16_404;
         const PAIRS: u32 = 16_405;
-        const HSTORE: u32 = 16_406;
+        const OPAQUE: u32 = 16_406;
+        const HSTORE: u32 = 16_409;
         const LOOP: u32 = 16_407;
         const ARRAY_LOOP: u32 = 16_408;
         let types = UserTypes::from([
@@ -1444,7 +1482,8 @@ mod tests {
             (POSITIVE, UserType::Domain(oid::INT4)),
             (CITEXT, UserType::Text),
             (PAIRS, UserType::Array(PAIR)),
-            (HSTORE, UserType::Opaque),
+            (OPAQUE, UserType::Opaque),
+            (HSTORE, UserType::Hstore),
             (LOOP, UserType::Domain(LOOP)),
             (ARRAY_LOOP, UserType::Array(ARRAY_LOOP)),
         ]);
@@ -1499,7 +1538,39 @@ mod tests {
             text_with(&types, POSITIVE, &7i32.to_be_bytes()).as_deref(),
             Some("7")
         );
-        assert_eq!(text_with(&types, HSTORE, b"\0\0\0\0"), None);
+        assert_eq!(text_with(&types, OPAQUE, &[0; 4]), None);
+        let pair = |k: &[u8], v: Option<&[u8]>| {
+            let mut b = i32::try_from(k.len()).unwrap().to_be_bytes().to_vec();
+            b.extend_from_slice(k);
+            match v {
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(v) => {
+                    b.extend_from_slice(&i32::try_from(v.len()).unwrap().to_be_bytes());
+                    b.extend_from_slice(v);
+                }
+            }
+            b
+        };
+        let mut h = 3i32.to_be_bytes().to_vec();
+        h.extend(pair(b"a", Some(b"1")));
+        h.extend(pair(b"b", None));
+        h.extend(pair(b"q\"\\", Some(b"x y")));
+        assert_eq!(
+            text_with(&types, HSTORE, &h).as_deref(),
+            Some(r#""a"=>"1", "b"=>NULL, "q\"\\"=>"x y""#)
+        );
+        assert_eq!(
+            text_with(&types, HSTORE, &0i32.to_be_bytes()).as_deref(),
+            Some("")
+        );
+        assert_eq!(text_with(&types, HSTORE, &h[..h.len() - 1]), None, "short");
+        let mut null_key = 1i32.to_be_bytes().to_vec();
+        null_key.extend((-1i32).to_be_bytes());
+        null_key.extend((-1i32).to_be_bytes());
+        assert_eq!(text_with(&types, HSTORE, &null_key), None, "a NULL key");
+        let mut counted = h.clone();
+        counted[..4].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(text_with(&types, HSTORE, &counted), None);
         assert_eq!(
             text_with(&types, LOOP, b"x"),
             None,
