@@ -55,6 +55,16 @@ async fn gateway_with(record_limit: usize) -> Gw {
 }
 
 async fn gateway_opts(record_limit: usize, record_fail_open: bool) -> Gw {
+    gateway_to(
+        "postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
+        record_limit,
+        record_fail_open,
+    )
+    .await
+}
+
+/// A gateway whose connection `shop` is to the upstream at `url`.
+async fn gateway_to(url: &str, record_limit: usize, record_fail_open: bool) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(&dir.path().join("state.db"))
         .await
@@ -79,7 +89,7 @@ async fn gateway_opts(record_limit: usize, record_fail_open: bool) -> Gw {
             spec: ConnectionSpec {
                 name: "shop".into(),
                 kind: ConnectionKind::Postgres,
-                url: "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into(),
+                url: url.into(),
                 groups: vec!["agents".into()],
                 settings: ConnectionSettings::default(),
             },
@@ -473,6 +483,48 @@ async fn binary_values_of_types_created_in_the_database_are_recorded_as_text() {
         "a composite inside a composite is kept as hex: {:?}",
         binary[0][12]
     );
+}
+
+/// When the catalog cannot be read (here: the upstream role may hold one
+/// connection, the session's own), values of types created in the
+/// database are recorded as hex, and the statement runs as usual.
+#[tokio::test]
+async fn values_of_types_the_catalog_cannot_tell_are_recorded_as_hex() {
+    let direct = connect("postgres://postgres@127.0.0.1:5432/test").await;
+    let name = format!("gh_one_conn_{}", std::process::id());
+    direct
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; DROP ROLE IF EXISTS {name};
+             CREATE ROLE {name} LOGIN CONNECTION LIMIT 1; CREATE SCHEMA {name};
+             CREATE TYPE {name}.mood AS ENUM ('sad', 'happy');
+             GRANT USAGE ON SCHEMA {name} TO {name};"
+        ))
+        .await
+        .unwrap();
+    let gw = gateway_to(
+        &format!("postgres://{name}@127.0.0.1:5432/test?sslmode=disable"),
+        gatehouse_store::recorder::IN_FLIGHT,
+        false,
+    )
+    .await;
+    let sql = format!("SELECT 'sad'::{name}.mood AS m, 7 AS n");
+    {
+        let c = connect(&gw.url).await;
+        let rows = c.query(&sql, &[]).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, i32>(1), 7);
+    }
+    let stmts = recorded(&gw).await;
+    direct
+        .batch_execute(&format!(
+            "DROP SCHEMA {name} CASCADE; DROP OWNED BY {name}; DROP ROLE {name}"
+        ))
+        .await
+        .unwrap();
+    let ours = stmts.iter().find(|x| x.sql == sql).unwrap();
+    let result = ours.result.clone().unwrap();
+    assert_eq!(result[0][0].as_deref(), Some("\\x736164"));
+    assert_eq!(result[0][1].as_deref(), Some("7"));
 }
 
 #[tokio::test]
