@@ -84,10 +84,23 @@ impl<V: Clone> Cache<V> {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Catalog {
     relations: Cache<Arc<Relation>>,
     types: Cache<UserType>,
+    /// How long one look-up (connecting, logging in, the queries) may take.
+    timeout: Duration,
+}
+
+/// How long a look-up waits for the upstream by default: results wait for
+/// it, so an upstream that accepts but does not answer must not hold them
+/// for long.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self::with_timeout(LOOKUP_TIMEOUT)
+    }
 }
 
 /// A short-lived session on the upstream for catalog queries, opened at
@@ -130,10 +143,42 @@ impl<'a> CatalogSession<'a> {
 }
 
 impl Catalog {
+    /// A catalog whose look-ups give up after `timeout`.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self {
+            relations: Cache::default(),
+            types: Cache::default(),
+            timeout,
+        }
+    }
+
+    /// `lookup`, given up (as an error) after the catalog's timeout.
+    async fn bounded<T>(
+        &self,
+        lookup: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        tokio::time::timeout(self.timeout, lookup)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the upstream did not answer within {:?}",
+                    self.timeout
+                ))
+            })
+    }
+
     /// What the catalog says of the types `oids` (created in the database,
     /// see [`crate::values::needs_catalog`]) and of the types they are made
     /// of, transitively. A type the catalog does not know is absent.
     pub async fn types(
+        &self,
+        access: &CatalogAccess,
+        oids: &[u32],
+    ) -> Result<HashMap<u32, UserType>, String> {
+        self.bounded(self.types_unbounded(access, oids)).await
+    }
+
+    async fn types_unbounded(
         &self,
         access: &CatalogAccess,
         oids: &[u32],
@@ -190,6 +235,14 @@ impl Catalog {
     /// The relations for `oids` and, for views among them, the relations
     /// they read, transitively. OIDs the catalog does not know are absent.
     pub async fn resolve(
+        &self,
+        access: &CatalogAccess,
+        oids: &[u32],
+    ) -> Result<HashMap<u32, Arc<Relation>>, String> {
+        self.bounded(self.resolve_unbounded(access, oids)).await
+    }
+
+    async fn resolve_unbounded(
         &self,
         access: &CatalogAccess,
         oids: &[u32],
@@ -426,5 +479,38 @@ async fn simple_query(
     match error {
         Some(e) => Err(format!("catalog query failed: {e}")),
         None => Ok(rows),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream that accepts connections and never answers: both
+    /// look-ups end with an error (masking then withholds the columns,
+    /// the recording keeps hex) instead of holding the results.
+    #[tokio::test]
+    async fn look_ups_give_up_on_an_upstream_that_does_not_answer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let access = CatalogAccess {
+            connection: "silent".into(),
+            target: Target::from_url(&format!(
+                "postgres://someone@127.0.0.1:{port}/db?sslmode=disable"
+            ))
+            .unwrap(),
+            password: None,
+        };
+        let catalog = Catalog::with_timeout(Duration::from_millis(200));
+        let e = catalog.resolve(&access, &[16_500]).await.unwrap_err();
+        assert!(e.contains("did not answer"), "{e}");
+        let e = catalog.types(&access, &[16_500]).await.unwrap_err();
+        assert!(e.contains("did not answer"), "{e}");
     }
 }

@@ -50,9 +50,6 @@ const STREAM_OVER: usize = 256 * 1024;
 /// A session's statement records reach the recorder at most this long
 /// after they were made (sooner when a chunk fills).
 const RECORD_DELAY: Duration = Duration::from_millis(500);
-/// How long a result waits for the catalog to say what its types are
-/// (for the recording) before its values are recorded as hex.
-const TYPE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Masked rows are rewritten whole; larger ones end the session.
 const MASKED_ROW_LIMIT: usize = 64 << 20;
 /// Upstream messages the relay needs whole are refused past this size.
@@ -1703,13 +1700,7 @@ impl UpstreamSide {
             self.types.clear();
         }
         let ctx = self.ctx.clone();
-        let looked_up = tokio::time::timeout(
-            TYPE_LOOKUP_TIMEOUT,
-            ctx.proxy.catalog.types(&ctx.catalog, oids),
-        )
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer in {TYPE_LOOKUP_TIMEOUT:?}")));
-        match looked_up {
+        match ctx.proxy.catalog.types(&ctx.catalog, oids).await {
             Ok(found) => self.types.extend(found),
             Err(e) => {
                 tracing::warn!(connection = %ctx.catalog.connection, error = %e, "cannot read the upstream catalog; binary values of types created in the database are recorded as hex");
