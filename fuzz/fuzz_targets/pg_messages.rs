@@ -5,7 +5,7 @@
 #![no_main]
 use bytes::BytesMut;
 use gatehouse_pg::codec;
-use gatehouse_pg::values::UserType;
+use gatehouse_pg::values::{Rendering, UserType};
 use libfuzzer_sys::fuzz_target;
 
 /// Frames `data` under `limit` and runs every parser on each message.
@@ -29,6 +29,33 @@ fn run(data: &[u8], limit: usize) {
         bodies(codec::body(msg));
         rest = &rest[total..];
     }
+}
+
+/// What values are rendered with: types created in the database as a
+/// catalog could describe them (including a domain over itself and an
+/// array of itself), and timestamptz in a zone with offsets of hours,
+/// minutes and seconds (read once from the system's time zone database;
+/// UTC where it has none).
+fn rendering() -> &'static Rendering {
+    static WITH: std::sync::OnceLock<Rendering> = std::sync::OnceLock::new();
+    WITH.get_or_init(|| {
+        let mut with = Rendering::default();
+        with.set_time_zone("Europe/Paris");
+        with.types = gatehouse_pg::values::UserTypes::from([
+            (16_400, UserType::Text),
+            (16_401, UserType::Array(16_400)),
+            (16_402, UserType::Composite),
+            (16_403, UserType::Domain(23)),
+            (16_404, UserType::Array(16_402)),
+            (16_405, UserType::Domain(16_405)),
+            (16_406, UserType::Array(16_406)),
+            (16_407, UserType::Domain(16_401)),
+            (16_408, UserType::Opaque),
+            (16_409, UserType::Hstore),
+            (16_410, UserType::Array(16_409)),
+        ]);
+        with
+    })
 }
 
 fn bodies(body: &[u8]) {
@@ -82,19 +109,7 @@ fn bodies(body: &[u8]) {
     // Any body as a binary value of each type the recording renders, with
     // types created in the database as a catalog could describe them
     // (including a domain over itself and an array of itself).
-    let types = gatehouse_pg::values::UserTypes::from([
-        (16_400, UserType::Text),
-        (16_401, UserType::Array(16_400)),
-        (16_402, UserType::Composite),
-        (16_403, UserType::Domain(23)),
-        (16_404, UserType::Array(16_402)),
-        (16_405, UserType::Domain(16_405)),
-        (16_406, UserType::Array(16_406)),
-        (16_407, UserType::Domain(16_401)),
-        (16_408, UserType::Opaque),
-        (16_409, UserType::Hstore),
-        (16_410, UserType::Array(16_409)),
-    ]);
+    let with = rendering();
     let mut text = String::new();
     for oid in [
         16, 17, 18, 19, 20, 21, 23, 25, 26, 114, 142, 700, 701, 705, 1042, 1043, 1082, 1083, 1114,
@@ -107,7 +122,7 @@ fn bodies(body: &[u8]) {
         16_407, 16_408, 16_409, 16_410,
     ] {
         text.clear();
-        if gatehouse_pg::values::render(oid, body, &types, &mut text).is_some() {
+        if gatehouse_pg::values::render(oid, body, with, &mut text).is_some() {
             let bound = gatehouse_pg::values::MAX_TEXT_BASE + 8 * body.len();
             assert!(text.len() <= bound, "{oid}: {} bytes of text", text.len());
         } else {

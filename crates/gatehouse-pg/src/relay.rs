@@ -43,7 +43,7 @@ use crate::catalog::CatalogAccess;
 use crate::codec::{self, ResultFormats, Severity};
 use crate::mask::{RowMask, Session as MaskSession};
 use crate::stream::{PgReader, PgStream, PgWriter, split};
-use crate::values::{UserType, UserTypes};
+use crate::values::{Rendering, UserType};
 
 /// Upstream messages larger than this are streamed through in pieces.
 const STREAM_OVER: usize = 256 * 1024;
@@ -66,6 +66,10 @@ pub struct Ctx {
     pub catalog: CatalogAccess,
     /// Result rows kept per statement in the recording (0: none).
     pub record_rows: usize,
+    /// The upstream session's `TimeZone` at its start (for recording
+    /// `timestamptz` values that come in binary; later changes come as
+    /// `ParameterStatus`).
+    pub time_zone: Option<String>,
     /// The just-in-time grants this session depends on.
     pub grants: crate::registry::SessionGrants,
     /// The client's cancel requests.
@@ -1565,9 +1569,10 @@ struct UpstreamSide {
     described: Option<(Vec<u8>, Arc<Columns>)>,
     /// Room to write a binary value as text (for [`capture`]).
     scratch: String,
-    /// Types created in the database that this session's results had,
-    /// as the catalog describes them (to record binary values as text).
-    types: UserTypes,
+    /// What recording binary values as text depends on: the types
+    /// created in the database that this session's results had, as the
+    /// catalog describes them, and the session's time zone.
+    rendering: Rendering,
     /// The first rows of the result of the statement at the front of the
     /// queue (the one receiving rows), for its record; reused from
     /// statement to statement.
@@ -1592,7 +1597,7 @@ fn capture(
     limit: usize,
     q: &VecDeque<Item>,
     row: Option<&[u8]>,
-    types: &UserTypes,
+    rendering: &Rendering,
 ) {
     let Some(Item::Simple(stmt) | Item::Exec(stmt)) = q.front() else {
         return;
@@ -1621,7 +1626,7 @@ fn capture(
                 let rendered = columns
                     .and_then(|c| c.types.get(column))
                     .filter(|_| v.len() <= 256)
-                    .and_then(|&t| crate::values::render(t, v, types, scratch));
+                    .and_then(|&t| crate::values::render(t, v, rendering, scratch));
                 match rendered {
                     Some(()) if scratch.len() <= 4 * 256 => sample.value(Some(scratch)),
                     _ => sample.value_hex(v, 256),
@@ -1681,7 +1686,7 @@ impl UpstreamSide {
             .filter(|&(i, t)| {
                 stmt.formats.binary(i)
                     && crate::values::needs_catalog(*t)
-                    && !self.types.contains_key(t)
+                    && !self.rendering.types.contains_key(t)
             })
             .map(|(_, t)| *t)
             .collect();
@@ -1696,18 +1701,18 @@ impl UpstreamSide {
     /// as hex, and not looked up again in this session.
     async fn learn_types(&mut self, oids: &[u32]) {
         // Bounded: a session that meets very many types starts over.
-        if self.types.len() > 10_000 {
-            self.types.clear();
+        if self.rendering.types.len() > 10_000 {
+            self.rendering.types.clear();
         }
         let ctx = self.ctx.clone();
         match ctx.proxy.catalog.types(&ctx.catalog, oids).await {
-            Ok(found) => self.types.extend(found),
+            Ok(found) => self.rendering.types.extend(found),
             Err(e) => {
                 tracing::warn!(connection = %ctx.catalog.connection, error = %e, "cannot read the upstream catalog; binary values of types created in the database are recorded as hex");
             }
         }
         for o in oids {
-            self.types.entry(*o).or_insert(UserType::Opaque);
+            self.rendering.types.entry(*o).or_insert(UserType::Opaque);
         }
     }
 
@@ -1912,6 +1917,12 @@ impl UpstreamSide {
             }
             return Ok(Step::Forward);
         }
+        if tag == b'S'
+            && let Ok(("TimeZone", zone)) = codec::parse_parameter_status(body)
+        {
+            // SET TimeZone: binary timestamptz values are recorded in it.
+            self.rendering.set_time_zone(zone);
+        }
         if tag == b'D' && self.ctx.record_rows > 0 {
             let missing = self.unknown_types(q);
             if !missing.is_empty() {
@@ -2000,7 +2011,7 @@ impl UpstreamSide {
                         self.ctx.record_rows,
                         q,
                         self.out.get(at + 5..),
-                        &self.types,
+                        &self.rendering,
                     );
                 }
                 Ok(Step::Consumed)
@@ -2055,7 +2066,7 @@ impl UpstreamSide {
                     self.ctx.record_rows,
                     q,
                     Some(body),
-                    &self.types,
+                    &self.rendering,
                 );
                 Ok(Step::Forward)
             }
@@ -2078,6 +2089,10 @@ async fn upstream_to_client(
 ) -> String {
     let log = ctx.proxy.recorder.session_log(&ctx.session_id);
     let masking = MaskSession::new(&ctx.proxy.keys.get());
+    let mut rendering = Rendering::default();
+    if let Some(zone) = &ctx.time_zone {
+        rendering.set_time_zone(zone);
+    }
     let mut side = UpstreamSide {
         ctx,
         out: BytesMut::with_capacity(16 * 1024),
@@ -2086,7 +2101,7 @@ async fn upstream_to_client(
         rows: None,
         described: None,
         scratch: String::new(),
-        types: UserTypes::new(),
+        rendering,
         sample: ResultSample::default(),
         command: String::new(),
         has_command: false,
@@ -2224,7 +2239,7 @@ async fn upstream_to_client(
                                 side.ctx.record_rows,
                                 &q,
                                 None,
-                                &side.types,
+                                &side.rendering,
                             );
                         }
                         streaming = total;

@@ -514,6 +514,11 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
             cancelled: reg.cancelled,
             local: how.local,
             record_rows,
+            time_zone: upstream
+                .params
+                .iter()
+                .find(|(k, _)| k == "TimeZone")
+                .map(|(_, v)| v.clone()),
         };
         relay::run(ctx, client, upstream.stream, leftover, reg.kill).await
     };

@@ -7,8 +7,10 @@
 //! depend on session settings are rendered, the way the server's output
 //! functions render them with default settings (`DateStyle` ISO,
 //! `IntervalStyle` postgres, `extra_float_digits` 1); `timestamptz` is
-//! rendered in UTC (`+00`), since the session's `TimeZone` is not known
-//! here. One-dimensional and multi-dimensional arrays of these types are
+//! rendered in the session's `TimeZone` when the caller has set it
+//! ([`Rendering::set_time_zone`]) and it is found in the system's time zone
+//! database (the one PostgreSQL reads on Debian), else in UTC (`+00`).
+//! One-dimensional and multi-dimensional arrays of these types are
 //! rendered as `array_out` writes them. Types created in the database
 //! (enums, composite types, domains, arrays of these, and extension types
 //! sent as text such as `citext`) are rendered when the caller knows them
@@ -43,6 +45,48 @@ pub enum UserType {
 /// Types created in the database, by OID (see [`needs_catalog`]).
 pub type UserTypes = HashMap<u32, UserType>;
 
+/// What rendering depends on beyond a value's type: the types created in
+/// the database that are known, and the session's time zone.
+#[derive(Debug, Default)]
+pub struct Rendering {
+    pub types: UserTypes,
+    /// `None`: UTC.
+    zone: Option<jiff::tz::TimeZone>,
+}
+
+impl Rendering {
+    /// Takes the session's `TimeZone` setting as the server reports it
+    /// (`ParameterStatus`): an IANA name from the system's time zone
+    /// database or a POSIX rule (`<+03>-03`, `EST5EDT`). One that cannot be
+    /// resolved leaves `timestamptz` in UTC, with its `+00`, so the instant
+    /// is still the right one.
+    pub fn set_time_zone(&mut self, name: &str) {
+        self.zone = if matches!(
+            name,
+            "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "Etc/Universal"
+        ) {
+            None
+        } else {
+            jiff::tz::TimeZone::get(name)
+                .or_else(|_| jiff::tz::TimeZone::posix(name))
+                .ok()
+        };
+    }
+
+    /// The offset east of UTC, in seconds, at `us` microseconds after
+    /// 2000-01-01 00:00 UTC (0 in UTC, or where the time zone database
+    /// has no answer).
+    fn offset_at(&self, us: i64) -> i32 {
+        const UNIX_TO_2000_US: i64 = 946_684_800_000_000;
+        let Some(zone) = &self.zone else {
+            return 0;
+        };
+        us.checked_add(UNIX_TO_2000_US)
+            .and_then(|u| jiff::Timestamp::from_microsecond(u).ok())
+            .map_or(0, |t| zone.to_offset(t).seconds())
+    }
+}
+
 /// Whether values of `type_oid` can only be rendered with what the
 /// catalog says of it: types created after `initdb` (enums, composites,
 /// domains, extensions' types) have OIDs from 16384 (`FirstNormalObjectId`)
@@ -59,7 +103,7 @@ const MAX_DEPTH: u8 = 8;
 /// the nesting).
 #[derive(Clone, Copy)]
 struct Within<'a> {
-    types: &'a UserTypes,
+    with: &'a Rendering,
     depth: u8,
     in_record: bool,
 }
@@ -197,13 +241,13 @@ mod oid {
 pub const MAX_TEXT_BASE: usize = 2048;
 
 /// Appends the text form of `v`, a binary value of type `type_oid`, to
-/// `out`, with `types` the types created in the database that are known.
-/// `None` (and `out` as it was) when the type is not one rendered here or
-/// the bytes do not fit it.
-pub fn render(type_oid: u32, v: &[u8], types: &UserTypes, out: &mut String) -> Option<()> {
+/// `out`, as the session described by `with` would see it. `None` (and
+/// `out` as it was) when the type is not one rendered here or the bytes do
+/// not fit it.
+pub fn render(type_oid: u32, v: &[u8], with: &Rendering, out: &mut String) -> Option<()> {
     let start = out.len();
     let within = Within {
-        types,
+        with,
         depth: 0,
         in_record: false,
     };
@@ -279,11 +323,18 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String, within: Within<'_>) ->
                 i64::MAX => out.push_str("infinity"),
                 i64::MIN => out.push_str("-infinity"),
                 us => {
-                    date(out, us.div_euclid(86_400_000_000))?;
+                    // timestamptz: the local time and its offset.
+                    let east = if type_oid == oid::TIMESTAMPTZ {
+                        within.with.offset_at(us)
+                    } else {
+                        0
+                    };
+                    let local = us.checked_add(i64::from(east) * 1_000_000)?;
+                    date(out, local.div_euclid(86_400_000_000))?;
                     out.push(' ');
-                    time_of_day(out, us.rem_euclid(86_400_000_000).unsigned_abs());
+                    time_of_day(out, local.rem_euclid(86_400_000_000).unsigned_abs());
                     if type_oid == oid::TIMESTAMPTZ {
-                        out.push_str("+00");
+                        zone_offset(out, -east);
                     }
                 }
             }
@@ -357,7 +408,7 @@ fn user_type(out: &mut String, t: u32, v: &[u8], within: Within<'_>) -> Option<(
     if !needs_catalog(t) {
         return None;
     }
-    match within.types.get(&t)? {
+    match within.with.types.get(&t)? {
         UserType::Text => out.push_str(std::str::from_utf8(v).ok()?),
         UserType::Composite => record(out, v, within)?,
         UserType::Array(element) => array(out, v, *element, within.deeper()?)?,
@@ -1061,8 +1112,16 @@ mod tests {
     }
 
     fn text_with(types: &UserTypes, type_oid: u32, v: &[u8]) -> Option<String> {
+        let with = Rendering {
+            types: types.clone(),
+            zone: None,
+        };
+        text_in(&with, type_oid, v)
+    }
+
+    fn text_in(with: &Rendering, type_oid: u32, v: &[u8]) -> Option<String> {
         let mut s = String::from("kept");
-        let r = render(type_oid, v, types, &mut s).map(|()| s[4..].to_string());
+        let r = render(type_oid, v, with, &mut s).map(|()| s[4..].to_string());
         if r.is_none() {
             assert_eq!(s, "kept", "nothing is left behind on failure");
         }
@@ -1590,6 +1649,42 @@ mod tests {
             None,
             "a built-in type (money) is never taken from the map"
         );
+    }
+
+    #[test]
+    fn timestamptz_in_the_session_time_zone() {
+        // Microseconds since 2000-01-01 00:00 UTC.
+        let at = |us: i64| us.to_be_bytes();
+        // 2024-02-29 12:14:15.5 UTC, and 1900-01-01 00:00 UTC.
+        let leap = 762_524_055_500_000i64;
+        let old = -3_155_673_600_000_000i64;
+        let mut with = Rendering::default();
+        let tz = |with: &Rendering, us: i64| text_in(with, oid::TIMESTAMPTZ, &at(us));
+        assert_eq!(tz(&with, leap).as_deref(), Some("2024-02-29 12:14:15.5+00"));
+        for (zone, expected) in [
+            ("Europe/Paris", "2024-02-29 13:14:15.5+01"),
+            ("Asia/Kolkata", "2024-02-29 17:44:15.5+05:30"),
+            ("America/St_Johns", "2024-02-29 08:44:15.5-03:30"),
+            ("<+03>-03", "2024-02-29 15:14:15.5+03"),
+            ("Etc/UTC", "2024-02-29 12:14:15.5+00"),
+            // Not a zone anywhere: UTC, with its offset written.
+            ("Nowhere/Else", "2024-02-29 12:14:15.5+00"),
+        ] {
+            with.set_time_zone(zone);
+            assert_eq!(tz(&with, leap).as_deref(), Some(expected), "{zone}");
+        }
+        // Paris's local mean time (+00:09:21) before 1911, written with seconds.
+        with.set_time_zone("Europe/Paris");
+        assert_eq!(
+            tz(&with, old).as_deref(),
+            Some("1900-01-01 00:09:21+00:09:21")
+        );
+        // timestamp (without time zone) is never shifted.
+        assert_eq!(
+            text_in(&with, oid::TIMESTAMP, &at(leap)).as_deref(),
+            Some("2024-02-29 12:14:15.5")
+        );
+        assert_eq!(tz(&with, i64::MAX).as_deref(), Some("infinity"));
     }
 
     #[test]

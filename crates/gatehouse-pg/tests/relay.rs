@@ -401,7 +401,8 @@ async fn binary_results_are_recorded_as_the_server_writes_them_as_text() {
                ROW() AS rec0, ARRAY[ROW(1, 'z,')] AS arec";
     {
         let c = connect(&gw.url).await;
-        // timestamptz is rendered in UTC: the text oracle is asked in UTC.
+        // A fixed zone whatever the server's default (other zones are
+        // checked by binary_timestamptz_is_recorded_in_the_session_time_zone).
         c.simple_query("SET TimeZone = 'UTC'").await.unwrap();
         c.simple_query(sql).await.unwrap();
         c.query(sql, &[]).await.unwrap();
@@ -525,6 +526,77 @@ async fn values_of_types_the_catalog_cannot_tell_are_recorded_as_hex() {
     let result = ours.result.clone().unwrap();
     assert_eq!(result[0][0].as_deref(), Some("\\x736164"));
     assert_eq!(result[0][1].as_deref(), Some("7"));
+}
+
+/// `timestamptz` values that come in binary are recorded in the session's
+/// time zone, as the server writes them as text: the zone the server
+/// reports at the start (here from the upstream role's settings) and each
+/// zone a `SET TimeZone` changes it to (an IANA name, or a POSIX rule).
+#[tokio::test]
+async fn binary_timestamptz_is_recorded_in_the_session_time_zone() {
+    let direct = connect("postgres://postgres@127.0.0.1:5432/test").await;
+    let role = format!("gh_tz_{}", std::process::id());
+    direct
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
+             ALTER ROLE {role} SET timezone = 'Asia/Kolkata'"
+        ))
+        .await
+        .unwrap();
+    let gw = gateway_to(
+        &format!("postgres://{role}@127.0.0.1:5432/test?sslmode=disable"),
+        gatehouse_store::recorder::IN_FLIGHT,
+        false,
+    )
+    .await;
+    let sql = "SELECT '2024-02-29 12:14:15.5+00'::timestamptz AS a, \
+               '1900-01-01 00:00+00'::timestamptz AS b, '2024-07-01 00:00+00'::timestamptz AS c, \
+               ARRAY['2024-01-01 00:00+00'::timestamptz, NULL] AS d, \
+               tstzrange('2024-01-01 00:00+00', '2024-06-01 00:00+00') AS e, \
+               '2024-02-29 12:14:15.5'::timestamp AS f";
+    let zones = [
+        None,
+        Some("Europe/Paris"),
+        Some("America/St_Johns"),
+        Some("<+03>-03"),
+    ];
+    {
+        let c = connect(&gw.url).await;
+        for zone in zones {
+            if let Some(z) = zone {
+                c.batch_execute(&format!("SET TimeZone = '{z}'"))
+                    .await
+                    .unwrap();
+            }
+            c.simple_query(sql).await.unwrap();
+            c.query(sql, &[]).await.unwrap();
+        }
+    }
+    let stmts = recorded(&gw).await;
+    direct
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+    let ours: Vec<_> = stmts.iter().filter(|x| x.sql == sql).collect();
+    assert_eq!(ours.len(), 2 * zones.len());
+    for (pair, zone) in ours.chunks(2).zip(zones) {
+        let text = pair[0].result.clone().unwrap();
+        let binary = pair[1].result.clone().unwrap();
+        let names = pair[1].columns.clone().unwrap();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(
+                binary[0][i], text[0][i],
+                "{zone:?}, column {name}: recorded from binary {:?}, the server's text {:?}",
+                binary[0][i], text[0][i]
+            );
+        }
+    }
+    let first = ours[0].result.clone().unwrap();
+    assert_eq!(
+        first[0][0].as_deref(),
+        Some("2024-02-29 17:44:15.5+05:30"),
+        "the zone from the start of the session"
+    );
 }
 
 #[tokio::test]
