@@ -122,9 +122,6 @@ struct Stmt {
     described: Option<Described>,
     /// The format of its result columns (text for a simple query).
     formats: ResultFormats,
-    /// Its binary columns' types were looked at (see
-    /// [`UpstreamSide::unknown_types`]).
-    types_checked: bool,
     /// It may start COPY FROM STDIN ([`may_copy`]): the client side waits
     /// for its outcome ([`Gates`]).
     copy: bool,
@@ -733,7 +730,6 @@ impl ClientSide {
             columns: None,
             described: None,
             formats: ResultFormats::Text,
-            types_checked: false,
             copy: false,
         }
     }
@@ -1573,6 +1569,9 @@ struct UpstreamSide {
     /// created in the database that this session's results had, as the
     /// catalog describes them, and the session's time zone.
     rendering: Rendering,
+    /// The statement (by number) whose columns' types were last looked at
+    /// ([`UpstreamSide::types_due`]).
+    types_checked: i64,
     /// The first rows of the result of the statement at the front of the
     /// queue (the one receiving rows), for its record; reused from
     /// statement to statement.
@@ -1669,16 +1668,32 @@ impl UpstreamSide {
         Some(columns)
     }
 
-    /// The types of the binary columns of the statement receiving rows
-    /// that are created in the database and not yet known to this session:
-    /// looked at once per statement, at its first row.
-    fn unknown_types(&self, q: &mut VecDeque<Item>) -> Vec<u32> {
-        let Some(Item::Simple(stmt) | Item::Exec(stmt)) = q.front_mut() else {
-            return Vec::new();
-        };
-        if std::mem::replace(&mut stmt.types_checked, true) {
-            return Vec::new();
+    /// At a row: the types to look up first, if the statement receiving
+    /// it has binary columns of types created in the database that this
+    /// session does not know yet (looked at once per statement; a simple
+    /// query's results are text).
+    #[inline]
+    fn types_due(&mut self, q: &VecDeque<Item>) -> Option<Vec<u32>> {
+        if self.ctx.record_rows == 0 {
+            return None;
         }
+        let Some(Item::Exec(stmt)) = q.front() else {
+            return None;
+        };
+        if matches!(stmt.formats, ResultFormats::Text) || stmt.seq == self.types_checked {
+            return None;
+        }
+        self.types_checked = stmt.seq;
+        let missing = self.unknown_types(stmt);
+        (!missing.is_empty()).then_some(missing)
+    }
+
+    /// The types of the binary columns of `stmt` (receiving rows) that
+    /// are created in the database and not yet known to this session:
+    /// looked at once per statement, at its first row (only statements
+    /// with binary results: a simple query's are text).
+    #[inline(never)]
+    fn unknown_types(&self, stmt: &Stmt) -> Vec<u32> {
         let Some(columns) = stmt.result_columns() else {
             return Vec::new();
         };
@@ -1917,18 +1932,6 @@ impl UpstreamSide {
             }
             return Ok(Step::Forward);
         }
-        if tag == b'S'
-            && let Ok(("TimeZone", zone)) = codec::parse_parameter_status(body)
-        {
-            // SET TimeZone: binary timestamptz values are recorded in it.
-            self.rendering.set_time_zone(zone);
-        }
-        if tag == b'D' && self.ctx.record_rows > 0 {
-            let missing = self.unknown_types(q);
-            if !missing.is_empty() {
-                return Ok(Step::Lookup(Lookup::Types(missing)));
-            }
-        }
         if let Some(Item::DescribeStmt(described)) = q.front()
             && matches!(tag, b'T' | b'n')
         {
@@ -1994,6 +1997,9 @@ impl UpstreamSide {
                 Ok(Step::Consumed)
             }
             b'D' if self.rows.is_some() => {
+                if let Some(missing) = self.types_due(q) {
+                    return Ok(Step::Lookup(Lookup::Types(missing)));
+                }
                 self.observe(q, tag, body);
                 if let Some(rows) = &self.rows {
                     let at = self.out.len();
@@ -2041,6 +2047,14 @@ impl UpstreamSide {
                     }
                 }
             }
+            b'S' => {
+                if let Ok(("TimeZone", zone)) = codec::parse_parameter_status(body) {
+                    // SET TimeZone: binary timestamptz values are recorded in it.
+                    self.rendering.set_time_zone(zone);
+                }
+                self.observe(q, tag, body);
+                Ok(Step::Forward)
+            }
             b'G' => {
                 // COPY FROM STDIN has started; the client side waits for
                 // this (see Gates). One it did not see coming leaves
@@ -2059,6 +2073,9 @@ impl UpstreamSide {
                 Ok(Step::Forward)
             }
             b'D' => {
+                if let Some(missing) = self.types_due(q) {
+                    return Ok(Step::Lookup(Lookup::Types(missing)));
+                }
                 self.observe(q, tag, body);
                 capture(
                     &mut self.sample,
@@ -2102,6 +2119,7 @@ async fn upstream_to_client(
         described: None,
         scratch: String::new(),
         rendering,
+        types_checked: -1,
         sample: ResultSample::default(),
         command: String::new(),
         has_command: false,

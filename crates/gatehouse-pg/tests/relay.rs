@@ -63,6 +63,16 @@ async fn gateway_opts(record_limit: usize, record_fail_open: bool) -> Gw {
     .await
 }
 
+/// A gateway whose connection `shop` logs in to the test database as `role`.
+async fn gateway_as(role: &str) -> Gw {
+    gateway_to(
+        &format!("postgres://{role}@127.0.0.1:5432/test?sslmode=disable"),
+        gatehouse_store::recorder::IN_FLIGHT,
+        false,
+    )
+    .await
+}
+
 /// A gateway whose connection `shop` is to the upstream at `url`.
 async fn gateway_to(url: &str, record_limit: usize, record_fail_open: bool) -> Gw {
     let dir = tempfile::tempdir().unwrap();
@@ -502,12 +512,7 @@ async fn values_of_types_the_catalog_cannot_tell_are_recorded_as_hex() {
         ))
         .await
         .unwrap();
-    let gw = gateway_to(
-        &format!("postgres://{name}@127.0.0.1:5432/test?sslmode=disable"),
-        gatehouse_store::recorder::IN_FLIGHT,
-        false,
-    )
-    .await;
+    let gw = gateway_as(&name).await;
     let sql = format!("SELECT 'sad'::{name}.mood AS m, 7 AS n");
     {
         let c = connect(&gw.url).await;
@@ -543,12 +548,7 @@ async fn binary_timestamptz_is_recorded_in_the_session_time_zone() {
         ))
         .await
         .unwrap();
-    let gw = gateway_to(
-        &format!("postgres://{role}@127.0.0.1:5432/test?sslmode=disable"),
-        gatehouse_store::recorder::IN_FLIGHT,
-        false,
-    )
-    .await;
+    let gw = gateway_as(&role).await;
     let sql = "SELECT '2024-02-29 12:14:15.5+00'::timestamptz AS a, \
                '1900-01-01 00:00+00'::timestamptz AS b, '2024-07-01 00:00+00'::timestamptz AS c, \
                ARRAY['2024-01-01 00:00+00'::timestamptz, NULL] AS d, \
