@@ -72,6 +72,20 @@ impl<V: Clone> Cache<V> {
             .map(|(_, v)| v.clone())
     }
 
+    /// Puts what is cached of `wanted` into `out`; the rest, to be fetched.
+    fn known(&self, connection: &str, wanted: &[u32], out: &mut HashMap<u32, V>) -> Vec<u32> {
+        let mut missing = Vec::new();
+        for o in wanted {
+            match self.get(connection, *o) {
+                Some(v) => {
+                    out.insert(*o, v);
+                }
+                None => missing.push(*o),
+            }
+        }
+        missing
+    }
+
     fn store(&self, connection: &str, found: &HashMap<u32, V>) {
         let mut g = self.lock();
         if g.len() + found.len() > MAX_CACHED {
@@ -191,15 +205,7 @@ impl Catalog {
             wanted.retain(|o| crate::values::needs_catalog(*o) && !out.contains_key(o));
             wanted.sort_unstable();
             wanted.dedup();
-            let mut missing = Vec::new();
-            for o in &wanted {
-                match self.types.get(&access.connection, *o) {
-                    Some(t) => {
-                        out.insert(*o, t);
-                    }
-                    None => missing.push(*o),
-                }
-            }
+            let missing = self.types.known(&access.connection, &wanted, &mut out);
             let mut parts = Vec::new();
             if !missing.is_empty() {
                 match fetch_types(&mut session, &missing).await {
@@ -258,15 +264,7 @@ impl Catalog {
             if wanted.is_empty() {
                 break;
             }
-            let mut missing = Vec::new();
-            for o in &wanted {
-                match self.relations.get(&access.connection, *o) {
-                    Some(r) => {
-                        out.insert(*o, r);
-                    }
-                    None => missing.push(*o),
-                }
-            }
+            let missing = self.relations.known(&access.connection, &wanted, &mut out);
             if !missing.is_empty() {
                 match fetch(&mut session, &missing).await {
                     Ok(fresh) => {
