@@ -205,6 +205,9 @@ impl Catalog {
             wanted.retain(|o| crate::values::needs_catalog(*o) && !out.contains_key(o));
             wanted.sort_unstable();
             wanted.dedup();
+            if wanted.is_empty() {
+                break;
+            }
             let missing = self.types.known(&access.connection, &wanted, &mut out);
             let mut parts = Vec::new();
             if !missing.is_empty() {
@@ -227,12 +230,6 @@ impl Catalog {
                 _ => None,
             }));
             wanted = parts;
-            if wanted
-                .iter()
-                .all(|o| !crate::values::needs_catalog(*o) || out.contains_key(o))
-            {
-                break;
-            }
         }
         session.end().await;
         result.map(|()| out)

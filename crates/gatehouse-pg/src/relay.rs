@@ -2283,9 +2283,9 @@ async fn upstream_to_client(
         if let Some(what) = lookup {
             // Look it up, then go over the same message again (no read: it
             // is still in the buffer).
-            let ctx = side.ctx.clone();
             match what {
                 Lookup::Tables(oids) => {
+                    let ctx = side.ctx.clone();
                     side.masking
                         .resolve(&ctx.proxy.catalog, &ctx.catalog, &oids)
                         .await;

@@ -12,8 +12,8 @@
 //! database (the one PostgreSQL reads on Debian), else in UTC (`+00`).
 //! One-dimensional and multi-dimensional arrays of these types are
 //! rendered as `array_out` writes them. Types created in the database
-//! (enums, composite types, domains, arrays of these, and extension types
-//! sent as text such as `citext`) are rendered when the caller knows them
+//! (enums, composite types, domains, arrays of these, extension types sent
+//! as text such as `citext`, and `hstore`) are rendered when the caller knows them
 //! from the upstream's catalog ([`UserTypes`]). Anything else, and any
 //! value whose bytes do not fit its type, is left to the caller (kept as
 //! hex). The text written is at most [`MAX_TEXT_BASE`] bytes plus eight

@@ -657,17 +657,7 @@ async fn a_policy_change_reaches_the_other_replica() {
 /// as what they run, rather than refused as unknown.
 #[tokio::test]
 async fn statements_prepared_before_any_rule_are_decided_as_what_they_run_once_rules_apply() {
-    let s = TestServer::start().await;
-    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
-    let agent = s.token("bot", &["agents"]).await;
-    let t = unique("gh_early");
-    let direct = connect(DIRECT).await;
-    direct
-        .batch_execute(&format!(
-            "CREATE TABLE public.{t} (id int); INSERT INTO public.{t} VALUES (1), (2)"
-        ))
-        .await
-        .unwrap();
+    let (s, agent, t, direct) = shop_with_ids("gh_early", 2).await;
     // No rules: everything is allowed at once.
     let gw = connect(&url(&s, &agent)).await;
     gw.simple_query(&format!("PREPARE early AS SELECT count(*) FROM public.{t}"))
@@ -700,21 +690,36 @@ async fn statements_prepared_before_any_rule_are_decided_as_what_they_run_once_r
         .await
         .unwrap();
     assert_eq!(left.get::<_, i64>(0), 2);
+    direct
+        .batch_execute(&format!("DROP TABLE public.{t}"))
+        .await
+        .unwrap();
+}
+
+/// A server with the connection `shop` for the group `agents`, a token of
+/// that group, a fresh table `public.<prefix>_…` holding the ids 1 to `n`,
+/// and a direct connection to its database.
+async fn shop_with_ids(
+    prefix: &str,
+    n: i32,
+) -> (TestServer, String, String, tokio_postgres::Client) {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let t = unique(prefix);
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int); INSERT INTO public.{t} SELECT generate_series(1, {n})"
+        ))
+        .await
+        .unwrap();
+    (s, agent, t, direct)
 }
 
 #[tokio::test]
 async fn a_prepared_statement_is_decided_as_what_it_runs_under_the_policy_in_force() {
-    let s = TestServer::start().await;
-    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
-    let agent = s.token("bot", &["agents"]).await;
-    let t = unique("gh_prep");
-    let direct = connect(DIRECT).await;
-    direct
-        .batch_execute(&format!(
-            "CREATE TABLE public.{t} (id int); INSERT INTO public.{t} VALUES (1), (2), (3)"
-        ))
-        .await
-        .unwrap();
+    let (s, agent, t, direct) = shop_with_ids("gh_prep", 3).await;
     // A rule applies to the caller, so statements are analysed.
     put_policy(
         &s,
@@ -788,4 +793,8 @@ async fn a_prepared_statement_is_decided_as_what_it_runs_under_the_policy_in_for
         rows(&gw, "EXECUTE w").await,
         vec![vec![Some("7".to_string())]]
     );
+    direct
+        .batch_execute(&format!("DROP TABLE public.{t}"))
+        .await
+        .unwrap();
 }
