@@ -7,12 +7,15 @@
 # DEFER_TASKRUN, and monoio behind the adapters Gatehouse's relay would need,
 # rust/src/adapted.rs) and, if given,
 # a Gatehouse binary (one session thread unless --gatehouse-threads says
-# otherwise, recording on). Prints each one's TPS against PgBouncer's, its
+# otherwise, recording on). The Rust relays run on one thread unless
+# --relay-threads says otherwise (then an acceptor thread deals the clients
+# out in turn); the C relays always on one. Prints each one's TPS against PgBouncer's, its
 # on-CPU time per transaction (/proc/<pid>/task/*/schedstat), and the whole
 # machine's idle time and context switches per transaction (/proc/stat).
 #
 #   bench/experiments/io-uring/run.sh [--rounds N] [--duration S] [--clients "8 32"]
 #                                     [--modes prepared] [--gatehouse PATH] [--gatehouse-threads N]
+#                                     [--relay-threads N]
 #                                     [--only "rs-tokio rs-monoio-adapted ..."]
 #
 # --only measures PgBouncer and the named targets (c-epoll, c-uring-defer, rs-tokio,
@@ -29,6 +32,7 @@ CLIENTS="8 32"
 MODES="prepared"
 GATEHOUSE=""
 GH_THREADS=1
+RELAY_THREADS=1
 ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,6 +42,7 @@ while [ $# -gt 0 ]; do
     --modes) MODES=$2; shift 2 ;;
     --gatehouse) GATEHOUSE=$2; shift 2 ;;
     --gatehouse-threads) GH_THREADS=$2; shift 2 ;;
+    --relay-threads) RELAY_THREADS=$2; shift 2 ;;
     --only) ONLY=" $2 "; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -91,7 +96,7 @@ for m in epoll uring-defer; do
 done
 for m in tokio tokio-one monoio monoio-defer monoio-adapted; do
   want "rs-$m" || continue
-  port=$(free_port); "$RUST" "$m" "$port" 2>"$WORK/$m.log" & add "rs-$m" $! "$port" postgres ""
+  port=$(free_port); RELAY_THREADS=$RELAY_THREADS "$RUST" "$m" "$port" 2>"$WORK/$m.log" & add "rs-$m" $! "$port" postgres ""
 done
 if [ -n "$GATEHOUSE" ]; then
   # shellcheck source=bench/lib/gatehouse.sh
@@ -110,7 +115,7 @@ done
 . "$ROOT/bench/lib/machine.sh"
 cpu_ns() { local s=0; for d in /proc/"$1"/task/*; do s=$((s + $(awk '{print $1}' "$d/schedstat"))); done; echo "$s"; }
 echo "# $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr); started $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "# pgbench -n -S -T $DURATION -j min(c,2), $ROUNDS interleaved rounds; CPU in µs per transaction"
+echo "# pgbench -n -S -T $DURATION -j min(c,2), $ROUNDS interleaved rounds; Rust relays on $RELAY_THREADS thread(s), Gatehouse on $GH_THREADS session thread(s); CPU in µs per transaction"
 n_targets=${#TARGETS[@]}
 for r in $(seq "$ROUNDS"); do
   for m in $MODES; do

@@ -117,14 +117,20 @@ impl RingWriter {
     }
 }
 
-pub fn run(port: u16) {
-    // Gatehouse's main runtime: it drives the timers.
-    let main = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let handle = main.handle().clone();
+pub fn run(source: crate::Source) {
+    // Gatehouse's main runtime (one for all relay threads): it drives the
+    // timers.
+    static MAIN: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let handle = MAIN
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+        })
+        .handle()
+        .clone();
     let mut ring = io_uring::IoUring::builder();
     ring.setup_single_issuer().setup_defer_taskrun();
     let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
@@ -134,7 +140,7 @@ pub fn run(port: u16) {
         .build()
         .expect("monoio runtime");
     let _entered = handle.enter();
-    rt.block_on(crate::monoio_accept(port, |c, u| {
+    rt.block_on(crate::monoio_accept(source, |c, u| {
         let (cr, cw) = c.into_split();
         let (ur, uw) = u.into_split();
         let pending = Arc::new(Mutex::new(VecDeque::new()));
@@ -157,7 +163,6 @@ pub fn run(port: u16) {
             signal,
         ));
     }));
-    drop(main);
 }
 
 async fn client_to_upstream(
