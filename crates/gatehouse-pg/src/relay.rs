@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use foldhash::HashMap;
 
 use bytes::{Buf, BytesMut};
-use gatehouse_core::model::Principal;
+use gatehouse_core::model::{Principal, RECORD_BYTES};
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_policy::{CachedEngine, Engine, MaskPlan, ResultSources, StatementMask};
@@ -50,6 +50,9 @@ const STREAM_OVER: usize = 256 * 1024;
 /// A session's statement records reach the recorder at most this long
 /// after they were made (sooner when a chunk fills).
 const RECORD_DELAY: Duration = Duration::from_millis(500);
+/// Of a result value recorded as hex (one that is not text, or whose text
+/// could not be written), at most this many bytes are kept.
+const HEX_BYTES: usize = 256;
 /// Masked rows are rewritten whole; larger ones end the session.
 const MASKED_ROW_LIMIT: usize = 64 << 20;
 /// Upstream messages the relay needs whole are refused past this size.
@@ -1609,7 +1612,7 @@ fn capture(
         sample.truncated = true;
         return;
     };
-    if sample.rows() >= limit || sample.value_bytes() >= gatehouse_core::model::RECORD_BYTES {
+    if sample.rows() >= limit || sample.value_bytes() >= RECORD_BYTES {
         sample.truncated = true;
         return;
     }
@@ -1621,19 +1624,21 @@ fn capture(
             None => sample.value(None),
             Some(v) if stmt.formats.binary(column) => {
                 scratch.clear();
-                // Rendered only while small (as hex keeps 256 bytes at most).
+                // Rendered up to the sample's size in bytes, and kept while
+                // its text is at most four times that (a numeric of few
+                // digits and a large exponent is short in binary).
                 let rendered = columns
                     .and_then(|c| c.types.get(column))
-                    .filter(|_| v.len() <= 256)
+                    .filter(|_| v.len() <= RECORD_BYTES)
                     .and_then(|&t| crate::values::render(t, v, rendering, scratch));
                 match rendered {
-                    Some(()) if scratch.len() <= 4 * 256 => sample.value(Some(scratch)),
-                    _ => sample.value_hex(v, 256),
+                    Some(()) if scratch.len() <= 4 * RECORD_BYTES => sample.value(Some(scratch)),
+                    _ => value_hex(sample, v),
                 }
             }
             Some(v) => match std::str::from_utf8(v) {
                 Ok(t) => sample.value(Some(t)),
-                Err(_) => sample.value_hex(v, 256),
+                Err(_) => value_hex(sample, v),
             },
         }
         column += 1;
@@ -1642,6 +1647,19 @@ fn capture(
         Ok(()) => sample.end_row(),
         Err(_) => sample.abandon_row(),
     }
+    if scratch.capacity() > 4 * RECORD_BYTES {
+        // Not kept for the rest of the session after a long value.
+        *scratch = String::new();
+    }
+}
+
+/// A value recorded as `\x` and hex: at most its first [`HEX_BYTES`] bytes,
+/// the sample marked truncated when it had more.
+fn value_hex(sample: &mut ResultSample, v: &[u8]) {
+    if v.len() > HEX_BYTES {
+        sample.truncated = true;
+    }
+    sample.value_hex(v, HEX_BYTES);
 }
 
 /// The names and types of a `RowDescription` body's columns.

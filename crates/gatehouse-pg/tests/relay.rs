@@ -432,6 +432,46 @@ async fn binary_results_are_recorded_as_the_server_writes_them_as_text() {
     assert_eq!(names.len(), 79);
 }
 
+/// Long values that came in binary are recorded as text too, up to the
+/// result sample's size (16 KiB); a longer one is kept as the hex of its
+/// first 256 bytes and the result is marked truncated.
+#[tokio::test]
+async fn long_binary_values_are_recorded_as_text_up_to_the_sample_size() {
+    let gw = gateway().await;
+    let sql = "SELECT repeat('héllo, ', 200) AS t, array(SELECT g FROM generate_series(1, 300) g) AS a, \
+               decode(repeat('ab', 1500), 'hex') AS b, '1e1000'::numeric AS n, \
+               repeat('x', 20000) AS over";
+    {
+        let c = connect(&gw.url).await;
+        c.simple_query(sql).await.unwrap();
+        let rows = c.query(sql, &[]).await.unwrap();
+        assert_eq!(rows[0].get::<_, String>(4).len(), 20000);
+    }
+    let stmts = recorded(&gw).await;
+    let (text, binary) = (&stmts[0], &stmts[1]);
+    assert_eq!(binary.sql, sql);
+    let (t, b) = (text.result.clone().unwrap(), binary.result.clone().unwrap());
+    for (i, name) in ["t", "a", "b", "n"].iter().enumerate() {
+        let v = b[0][i].as_deref().unwrap_or_default();
+        assert!(v.len() > 1000, "column {name} is long: {} bytes", v.len());
+        assert_eq!(
+            b[0][i], t[0][i],
+            "column {name}: binary and the server's text"
+        );
+    }
+    assert!(!text.result_truncated, "the text result was kept whole");
+    let over = b[0][4].as_deref().unwrap_or_default();
+    assert_eq!(
+        over,
+        format!("\\x{}", "78".repeat(256)),
+        "the hex of the first 256 bytes"
+    );
+    assert!(
+        binary.result_truncated,
+        "a value kept in part marks the result truncated"
+    );
+}
+
 /// Binary values of types created in the database (an enum, a composite
 /// type, a domain, arrays of these, citext from its extension) are recorded
 /// as the server writes them as text: the gateway asks the upstream's
