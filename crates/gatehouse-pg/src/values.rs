@@ -57,9 +57,9 @@ pub struct Rendering {
 impl Rendering {
     /// Takes the session's `TimeZone` setting as the server reports it
     /// (`ParameterStatus`): an IANA name from the system's time zone
-    /// database or a POSIX rule (`<+03>-03`, `EST5EDT`). One that cannot be
-    /// resolved leaves `timestamptz` in UTC, with its `+00`, so the instant
-    /// is still the right one.
+    /// database, a POSIX rule (`<+03>-03`, `EST5EDT`) or a bare POSIX
+    /// offset (`-03:30`). One that cannot be resolved leaves `timestamptz`
+    /// in UTC, with its `+00`, so the instant is still the right one.
     pub fn set_time_zone(&mut self, name: &str) {
         self.zone = if matches!(
             name,
@@ -70,6 +70,7 @@ impl Rendering {
             jiff::tz::TimeZone::get(name)
                 .or_else(|_| jiff::tz::TimeZone::posix(name))
                 .ok()
+                .or_else(|| posix_offset(name))
         };
     }
 
@@ -85,6 +86,35 @@ impl Rendering {
             .and_then(|u| jiff::Timestamp::from_microsecond(u).ok())
             .map_or(0, |t| zone.to_offset(t).seconds())
     }
+}
+
+/// A POSIX offset without a zone name, as PostgreSQL keeps one it was set
+/// to (`-03:30`, `3:30`, `+05:30:00`): hours, then minutes and seconds,
+/// west of Greenwich unless the sign is `-`.
+fn posix_offset(name: &str) -> Option<jiff::tz::TimeZone> {
+    let (west, rest) = match name.as_bytes().first()? {
+        b'-' => (false, &name[1..]),
+        b'+' => (true, &name[1..]),
+        _ => (true, name),
+    };
+    let mut seconds = 0i32;
+    let mut parts = 0u32;
+    for part in rest.split(':') {
+        let n: i32 = match part.len() {
+            1 | 2 if part.bytes().all(|b| b.is_ascii_digit()) => part.parse().ok()?,
+            _ => return None,
+        };
+        if parts == 3 || (parts > 0 && n > 59) {
+            return None;
+        }
+        seconds = seconds * 60 + n;
+        parts += 1;
+    }
+    seconds *= 60i32.pow(3 - parts);
+    let east = if west { -seconds } else { seconds };
+    jiff::tz::Offset::from_seconds(east)
+        .ok()
+        .map(jiff::tz::TimeZone::fixed)
 }
 
 /// Whether values of `type_oid` can only be rendered with what the
@@ -1666,6 +1696,28 @@ mod tests {
             ("Asia/Kolkata", "2024-02-29 17:44:15.5+05:30"),
             ("America/St_Johns", "2024-02-29 08:44:15.5-03:30"),
             ("<+03>-03", "2024-02-29 15:14:15.5+03"),
+            ("<-05>+05", "2024-02-29 07:14:15.5-05"),
+            // As PostgreSQL reports what these were set to (POSIX signs:
+            // west of Greenwich is positive).
+            ("-03:30", "2024-02-29 15:44:15.5+03:30"),
+            ("+03:30", "2024-02-29 08:44:15.5-03:30"),
+            ("UTC+3", "2024-02-29 09:14:15.5-03"),
+            ("GMT-2", "2024-02-29 14:14:15.5+02"),
+            ("EST5EDT", "2024-02-29 07:14:15.5-05"),
+            ("CET-1CEST,M3.5.0,M10.5.0/3", "2024-02-29 13:14:15.5+01"),
+            ("Etc/GMT+5", "2024-02-29 07:14:15.5-05"),
+            ("US/Eastern", "2024-02-29 07:14:15.5-05"),
+            ("3:30", "2024-02-29 08:44:15.5-03:30"),
+            ("-15:59", "2024-03-01 04:13:15.5+15:59"),
+            ("03:30:00", "2024-02-29 08:44:15.5-03:30"),
+            // Not offsets: UTC.
+            ("-03:60", "2024-02-29 12:14:15.5+00"),
+            ("-003", "2024-02-29 12:14:15.5+00"),
+            ("1:2:3:4", "2024-02-29 12:14:15.5+00"),
+            ("+", "2024-02-29 12:14:15.5+00"),
+            ("", "2024-02-29 12:14:15.5+00"),
+            ("Zulu", "2024-02-29 12:14:15.5+00"),
+            ("UCT", "2024-02-29 12:14:15.5+00"),
             ("Etc/UTC", "2024-02-29 12:14:15.5+00"),
             // Not a zone anywhere: UTC, with its offset written.
             ("Nowhere/Else", "2024-02-29 12:14:15.5+00"),

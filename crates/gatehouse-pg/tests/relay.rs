@@ -599,6 +599,9 @@ async fn binary_timestamptz_is_recorded_in_the_session_time_zone() {
         Some("Europe/Paris"),
         Some("America/St_Johns"),
         Some("<+03>-03"),
+        // Kept as set, a POSIX offset without a name: 3:30 east.
+        Some("-03:30"),
+        Some("UTC+3"),
     ];
     {
         let c = connect(&gw.url).await;
