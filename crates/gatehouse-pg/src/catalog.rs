@@ -310,11 +310,7 @@ async fn fetch_types(
              WHERE t.oid IN ({list})"
         ))
         .await?;
-    let num = |v: &Option<String>| {
-        v.as_deref()
-            .and_then(|s| s.parse::<i64>().ok())
-            .and_then(|n| u32::try_from(n).ok())
-    };
+    let num = number::<u32>;
     let mut types = HashMap::new();
     let mut parts = Vec::new();
     for row in &rows {
@@ -381,12 +377,11 @@ async fn fetch(
         ))
         .await?;
     let mut rels: HashMap<u32, Relation> = HashMap::new();
-    let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<i64>().ok());
     for row in &columns {
         let [oid, schema, name, kind, attnum, attname] = row.as_slice() else {
             return Err("unexpected catalog row".into());
         };
-        let Some(oid) = num(oid).and_then(|o| u32::try_from(o).ok()) else {
+        let Some(oid) = number::<u32>(oid) else {
             continue;
         };
         let rel = rels.entry(oid).or_insert_with(|| Relation {
@@ -399,7 +394,7 @@ async fn fetch(
             columns: HashMap::new(),
             reads: Vec::new(),
         });
-        if let (Some(n), Some(col)) = (num(attnum).and_then(|n| i16::try_from(n).ok()), attname) {
+        if let (Some(n), Some(col)) = (number::<i16>(attnum), attname) {
             rel.columns.insert(n, col.clone());
         }
     }
@@ -408,9 +403,9 @@ async fn fetch(
             return Err("unexpected catalog row".into());
         };
         let (Some(view), Some(table), Some(col)) = (
-            num(view).and_then(|o| u32::try_from(o).ok()),
-            num(table).and_then(|o| u32::try_from(o).ok()),
-            num(col).and_then(|n| i16::try_from(n).ok()),
+            number::<u32>(view),
+            number::<u32>(table),
+            number::<i16>(col),
         ) else {
             continue;
         };
@@ -475,6 +470,14 @@ async fn simple_query(
         Some(e) => Err(format!("catalog query failed: {e}")),
         None => Ok(rows),
     }
+}
+
+/// A catalog value read as text (the queries cast numbers to `int8`) as a
+/// number of the type it is kept in; `None` when NULL or out of range.
+fn number<T: TryFrom<i64>>(v: &Option<String>) -> Option<T> {
+    v.as_deref()
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|n| T::try_from(n).ok())
 }
 
 #[cfg(test)]
