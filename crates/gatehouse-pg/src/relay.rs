@@ -69,10 +69,10 @@ pub struct Ctx {
     pub catalog: CatalogAccess,
     /// Result rows kept per statement in the recording (0: none).
     pub record_rows: usize,
-    /// The upstream session's `TimeZone` at its start (for recording
-    /// `timestamptz` values that come in binary; later changes come as
-    /// `ParameterStatus`).
-    pub time_zone: Option<String>,
+    /// The upstream session's `TimeZone` and `DateStyle` at its start (for
+    /// recording dates and times that come in binary; later changes come
+    /// as `ParameterStatus`).
+    pub rendering: Vec<(String, String)>,
     /// The just-in-time grants this session depends on.
     pub grants: crate::registry::SessionGrants,
     /// The client's cancel requests.
@@ -2066,9 +2066,10 @@ impl UpstreamSide {
                 }
             }
             b'S' => {
-                if let Ok(("TimeZone", zone)) = codec::parse_parameter_status(body) {
-                    // SET TimeZone: binary timestamptz values are recorded in it.
-                    self.rendering.set_time_zone(zone);
+                if let Ok((name, value)) = codec::parse_parameter_status(body) {
+                    // SET TimeZone or DateStyle: binary dates and times
+                    // are recorded as they now come in text.
+                    self.rendering.set_parameter(name, value);
                 }
                 self.observe(q, tag, body);
                 Ok(Step::Forward)
@@ -2125,8 +2126,8 @@ async fn upstream_to_client(
     let log = ctx.proxy.recorder.session_log(&ctx.session_id);
     let masking = MaskSession::new(&ctx.proxy.keys.get());
     let mut rendering = Rendering::default();
-    if let Some(zone) = &ctx.time_zone {
-        rendering.set_time_zone(zone);
+    for (name, value) in &ctx.rendering {
+        rendering.set_parameter(name, value);
     }
     let mut side = UpstreamSide {
         ctx,

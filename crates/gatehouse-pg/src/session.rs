@@ -514,11 +514,12 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
             cancelled: reg.cancelled,
             local: how.local,
             record_rows,
-            time_zone: upstream
+            rendering: upstream
                 .params
                 .iter()
-                .find(|(k, _)| k == "TimeZone")
-                .map(|(_, v)| v.clone()),
+                .filter(|(k, _)| k == "TimeZone" || k == "DateStyle")
+                .cloned()
+                .collect(),
         };
         relay::run(ctx, client, upstream.stream, leftover, reg.kill).await
     };

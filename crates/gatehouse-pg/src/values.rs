@@ -3,13 +3,14 @@
 //! tokio-postgres, JDBC for some types) should not leave hex in the
 //! recording where a text client would have left `42` or `alice`.
 //!
-//! Only types whose binary layout is fixed and whose text form does not
-//! depend on session settings are rendered, the way the server's output
-//! functions render them with default settings (`DateStyle` ISO,
-//! `IntervalStyle` postgres, `extra_float_digits` 1); `timestamptz` is
-//! rendered in the session's `TimeZone` when the caller has set it
-//! ([`Rendering::set_time_zone`]) and it is found in the system's time zone
-//! database (the one PostgreSQL reads on Debian), else in UTC (`+00`).
+//! Only types whose binary layout is fixed are rendered, the way the
+//! server's output functions render them with default settings
+//! (`IntervalStyle` postgres, `extra_float_digits` 1) but for two the
+//! caller passes on ([`Rendering::set_parameter`]): dates and timestamps
+//! are written in the session's `DateStyle`, and `timestamptz` in its
+//! `TimeZone` when that is found in the system's time zone database (the
+//! one PostgreSQL reads on Debian) or is a POSIX rule or offset, else in
+//! UTC (`+00`).
 //! One-dimensional and multi-dimensional arrays of these types are
 //! rendered as `array_out` writes them. Types created in the database
 //! (enums, composite types, domains, arrays of these, extension types sent
@@ -46,45 +47,98 @@ pub enum UserType {
 pub type UserTypes = HashMap<u32, UserType>;
 
 /// What rendering depends on beyond a value's type: the types created in
-/// the database that are known, and the session's time zone.
+/// the database that are known, and the session's time zone and
+/// `DateStyle`.
 #[derive(Debug, Default)]
 pub struct Rendering {
     pub types: UserTypes,
     /// `None`: UTC.
     zone: Option<jiff::tz::TimeZone>,
+    /// What the SQL, German and Postgres styles write after a
+    /// `timestamptz` instead of the zone's abbreviation: `UTC` or `GMT`
+    /// when `zone` is `None`, nothing for a bare offset (as PostgreSQL).
+    zone_label: Option<&'static str>,
+    style: DateStyle,
+    /// The day before the month (`DMY`), in the SQL and Postgres styles.
+    day_first: bool,
+}
+
+/// How the session writes dates and times (`DateStyle`'s first part).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum DateStyle {
+    #[default]
+    Iso,
+    Sql,
+    German,
+    Postgres,
 }
 
 impl Rendering {
+    /// Takes a setting the server reports (`ParameterStatus`, or the
+    /// upstream's at start-up) that the text of values depends on:
+    /// `TimeZone` and `DateStyle`; others are ignored.
+    pub fn set_parameter(&mut self, name: &str, value: &str) {
+        match name {
+            "TimeZone" => self.set_time_zone(value),
+            "DateStyle" => self.set_date_style(value),
+            _ => {}
+        }
+    }
+
+    /// Takes `DateStyle` as the server reports it: `ISO, MDY`,
+    /// `SQL, DMY`, `Postgres, MDY`, `German, DMY`.
+    fn set_date_style(&mut self, value: &str) {
+        let mut parts = value.split(',').map(str::trim);
+        self.style = match parts.next().map(str::to_ascii_lowercase).as_deref() {
+            Some("sql") => DateStyle::Sql,
+            Some("german") => DateStyle::German,
+            Some("postgres") => DateStyle::Postgres,
+            _ => DateStyle::Iso,
+        };
+        self.day_first = parts.next().is_some_and(|o| o.eq_ignore_ascii_case("DMY"));
+    }
+
     /// Takes the session's `TimeZone` setting as the server reports it
     /// (`ParameterStatus`): an IANA name from the system's time zone
     /// database, a POSIX rule (`<+03>-03`, `EST5EDT`) or a bare POSIX
     /// offset (`-03:30`). One that cannot be resolved leaves `timestamptz`
     /// in UTC, with its `+00`, so the instant is still the right one.
     pub fn set_time_zone(&mut self, name: &str) {
-        self.zone = if matches!(
-            name,
-            "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "Etc/Universal"
-        ) {
-            None
-        } else {
-            jiff::tz::TimeZone::get(name)
-                .or_else(|_| jiff::tz::TimeZone::posix(name))
-                .ok()
-                .or_else(|| posix_offset(name))
+        (self.zone, self.zone_label) = match name {
+            "GMT" | "Etc/GMT" => (None, Some("GMT")),
+            "UTC" | "Etc/UTC" | "Etc/Universal" => (None, Some("UTC")),
+            _ => match jiff::tz::TimeZone::get(name).or_else(|_| jiff::tz::TimeZone::posix(name)) {
+                Ok(zone) => (Some(zone), None),
+                Err(_) => match posix_offset(name) {
+                    Some(zone) => (Some(zone), Some("")),
+                    None => (None, Some("UTC")),
+                },
+            },
         };
     }
 
     /// The offset east of UTC, in seconds, at `us` microseconds after
     /// 2000-01-01 00:00 UTC (0 in UTC, or where the time zone database
-    /// has no answer).
-    fn offset_at(&self, us: i64) -> i32 {
+    /// has no answer), and the zone's abbreviation then, written into
+    /// `label` (what the non-ISO styles write after the time).
+    fn zone_at(&self, us: i64, label: &mut String) -> i32 {
         const UNIX_TO_2000_US: i64 = 946_684_800_000_000;
-        let Some(zone) = &self.zone else {
-            return 0;
-        };
-        us.checked_add(UNIX_TO_2000_US)
-            .and_then(|u| jiff::Timestamp::from_microsecond(u).ok())
-            .map_or(0, |t| zone.to_offset(t).seconds())
+        label.clear();
+        let at = us
+            .checked_add(UNIX_TO_2000_US)
+            .and_then(|u| jiff::Timestamp::from_microsecond(u).ok());
+        match (&self.zone, at) {
+            (Some(zone), Some(t)) if self.style == DateStyle::Iso => zone.to_offset(t).seconds(),
+            (Some(zone), Some(t)) => {
+                let info = zone.to_offset_info(t);
+                label.push_str(self.zone_label.unwrap_or(info.abbreviation()));
+                info.offset().seconds()
+            }
+            _ => {
+                label.push_str(self.zone_label.unwrap_or("UTC"));
+                0
+            }
+        }
     }
 }
 
@@ -337,7 +391,7 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String, within: Within<'_>) ->
             match days {
                 i32::MAX => out.push_str("infinity"),
                 i32::MIN => out.push_str("-infinity"),
-                d => date(out, i64::from(d))?,
+                d => date_time(out, within.with, i64::from(d), None, None)?,
             }
         }
         oid::TIME => {
@@ -353,19 +407,21 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String, within: Within<'_>) ->
                 i64::MAX => out.push_str("infinity"),
                 i64::MIN => out.push_str("-infinity"),
                 us => {
-                    // timestamptz: the local time and its offset.
+                    // timestamptz: the local time and its zone.
+                    let mut label = String::new();
                     let east = if type_oid == oid::TIMESTAMPTZ {
-                        within.with.offset_at(us)
+                        within.with.zone_at(us, &mut label)
                     } else {
                         0
                     };
                     let local = us.checked_add(i64::from(east) * 1_000_000)?;
-                    date(out, local.div_euclid(86_400_000_000))?;
-                    out.push(' ');
-                    time_of_day(out, local.rem_euclid(86_400_000_000).unsigned_abs());
-                    if type_oid == oid::TIMESTAMPTZ {
-                        zone_offset(out, -east);
-                    }
+                    date_time(
+                        out,
+                        within.with,
+                        local.div_euclid(86_400_000_000),
+                        Some(local.rem_euclid(86_400_000_000).unsigned_abs()),
+                        (type_oid == oid::TIMESTAMPTZ).then_some((east, label.as_str())),
+                    )?;
                 }
             }
         }
@@ -1108,14 +1164,72 @@ fn numeric(out: &mut String, v: &[u8]) -> Option<()> {
     Some(())
 }
 
-/// `YYYY-MM-DD` of a day counted from 2000-01-01; `None` before year 1
-/// (PostgreSQL writes those with `BC`, not rendered here) or after 9999.
-fn date(out: &mut String, days_since_2000: i64) -> Option<()> {
+/// A day counted from 2000-01-01 and, for a timestamp, the time of day in
+/// microseconds and, for a `timestamptz`, its offset east of UTC in
+/// seconds and its zone's abbreviation, as the session's `DateStyle`
+/// writes them: ISO `2024-02-29 13:14:15.5+01`, SQL `02/29/2024
+/// 13:14:15.5 CET` (or day first), German `29.02.2024 13:14:15.5 CET`,
+/// Postgres `Thu Feb 29 13:14:15.5 2024 CET` (or `Thu 29 Feb …`; a date
+/// alone `02-29-2024`). `None` before year 1 (PostgreSQL writes those with
+/// `BC`, not rendered here) or after 9999.
+fn date_time(
+    out: &mut String,
+    with: &Rendering,
+    days_since_2000: i64,
+    time: Option<u64>,
+    zone: Option<(i32, &str)>,
+) -> Option<()> {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let (year, month, day) = gatehouse_core::duration::civil_date(days_since_2000 + 10_957);
     if !(1..=9999).contains(&year) {
         return None;
     }
-    let _ = write!(out, "{year:04}-{month:02}-{day:02}");
+    let (first, second) = if with.day_first {
+        (day, month)
+    } else {
+        (month, day)
+    };
+    match (with.style, time) {
+        (DateStyle::Iso, _) => {
+            let _ = write!(out, "{year:04}-{month:02}-{day:02}");
+        }
+        (DateStyle::Sql, _) => {
+            let _ = write!(out, "{first:02}/{second:02}/{year:04}");
+        }
+        (DateStyle::German, _) => {
+            let _ = write!(out, "{day:02}.{month:02}.{year:04}");
+        }
+        (DateStyle::Postgres, None) => {
+            let _ = write!(out, "{first:02}-{second:02}-{year:04}");
+        }
+        (DateStyle::Postgres, Some(us)) => {
+            // 2000-01-01 was a Saturday.
+            let weekday = DAYS[usize::try_from((days_since_2000 + 6).rem_euclid(7)).ok()?];
+            let name = MONTHS[usize::try_from(month - 1).ok()?];
+            if with.day_first {
+                let _ = write!(out, "{weekday} {day:02} {name} ");
+            } else {
+                let _ = write!(out, "{weekday} {name} {day:02} ");
+            }
+            time_of_day(out, us);
+            let _ = write!(out, " {year:04}");
+        }
+    }
+    if let Some(us) = time.filter(|_| with.style != DateStyle::Postgres) {
+        out.push(' ');
+        time_of_day(out, us);
+    }
+    if let Some((east, label)) = zone {
+        if with.style == DateStyle::Iso {
+            zone_offset(out, -east);
+        } else {
+            out.push(' ');
+            out.push_str(label);
+        }
+    }
     Some(())
 }
 
@@ -1144,7 +1258,7 @@ mod tests {
     fn text_with(types: &UserTypes, type_oid: u32, v: &[u8]) -> Option<String> {
         let with = Rendering {
             types: types.clone(),
-            zone: None,
+            ..Rendering::default()
         };
         text_in(&with, type_oid, v)
     }
@@ -1737,6 +1851,105 @@ mod tests {
             Some("2024-02-29 12:14:15.5")
         );
         assert_eq!(tz(&with, i64::MAX).as_deref(), Some("infinity"));
+    }
+
+    #[test]
+    fn dates_and_times_in_the_session_date_style() {
+        let at = |us: i64| us.to_be_bytes();
+        // 2024-02-29 12:14:15.5 UTC, 1900-01-01 00:00 UTC, and 2024-02-29.
+        let (leap, old) = (762_524_055_500_000i64, -3_155_673_600_000_000i64);
+        let day = 8_825i32.to_be_bytes();
+        let mut with = Rendering::default();
+        let all = |with: &Rendering| {
+            [
+                text_in(with, oid::TIMESTAMPTZ, &at(leap)),
+                text_in(with, oid::TIMESTAMPTZ, &at(old)),
+                text_in(with, oid::DATE, &day),
+                text_in(with, oid::TIMESTAMP, &at(leap)),
+            ]
+            .map(Option::unwrap_or_default)
+        };
+        // As the server wrote them (PostgreSQL 15).
+        for (zone, style, expected) in [
+            (
+                "UTC",
+                "SQL, MDY",
+                [
+                    "02/29/2024 12:14:15.5 UTC",
+                    "01/01/1900 00:00:00 UTC",
+                    "02/29/2024",
+                    "02/29/2024 12:14:15.5",
+                ],
+            ),
+            (
+                "GMT",
+                "Postgres, DMY",
+                [
+                    "Thu 29 Feb 12:14:15.5 2024 GMT",
+                    "Mon 01 Jan 00:00:00 1900 GMT",
+                    "29-02-2024",
+                    "Thu 29 Feb 12:14:15.5 2024",
+                ],
+            ),
+            (
+                "Europe/Paris",
+                "German, DMY",
+                [
+                    "29.02.2024 13:14:15.5 CET",
+                    "01.01.1900 00:09:21 PMT",
+                    "29.02.2024",
+                    "29.02.2024 12:14:15.5",
+                ],
+            ),
+            (
+                "Europe/Paris",
+                "Postgres, MDY",
+                [
+                    "Thu Feb 29 13:14:15.5 2024 CET",
+                    "Mon Jan 01 00:09:21 1900 PMT",
+                    "02-29-2024",
+                    "Thu Feb 29 12:14:15.5 2024",
+                ],
+            ),
+            (
+                "<+03>-03",
+                "SQL, DMY",
+                [
+                    "29/02/2024 15:14:15.5 +03",
+                    "01/01/1900 03:00:00 +03",
+                    "29/02/2024",
+                    "29/02/2024 12:14:15.5",
+                ],
+            ),
+            (
+                "-03:30",
+                "German, DMY",
+                [
+                    "29.02.2024 15:44:15.5 ",
+                    "01.01.1900 03:30:00 ",
+                    "29.02.2024",
+                    "29.02.2024 12:14:15.5",
+                ],
+            ),
+            (
+                "Europe/Paris",
+                "ISO, DMY",
+                [
+                    "2024-02-29 13:14:15.5+01",
+                    "1900-01-01 00:09:21+00:09:21",
+                    "2024-02-29",
+                    "2024-02-29 12:14:15.5",
+                ],
+            ),
+        ] {
+            with.set_parameter("TimeZone", zone);
+            with.set_parameter("DateStyle", style);
+            assert_eq!(all(&with), expected, "{zone}, {style}");
+        }
+        // Other parameters change nothing.
+        with.set_parameter("IntervalStyle", "sql_standard");
+        with.set_parameter("timezone", "Asia/Kolkata");
+        assert_eq!(all(&with)[0], "2024-02-29 13:14:15.5+01");
     }
 
     #[test]

@@ -573,6 +573,79 @@ async fn values_of_types_the_catalog_cannot_tell_are_recorded_as_hex() {
     assert_eq!(result[0][1].as_deref(), Some("7"));
 }
 
+/// Dates and times that come in binary are recorded in the session's
+/// `DateStyle`, as the server writes them as text: the style the server
+/// reports at the start (here from the upstream role's settings) and each
+/// one a `SET DateStyle` changes it to, in several time zones.
+#[tokio::test]
+async fn binary_dates_are_recorded_in_the_session_date_style() {
+    let direct = connect("postgres://postgres@127.0.0.1:5432/test").await;
+    let role = format!("gh_ds_{}", std::process::id());
+    direct
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
+             ALTER ROLE {role} SET DateStyle = 'German'"
+        ))
+        .await
+        .unwrap();
+    let gw = gateway_as(&role).await;
+    let sql = "SELECT '2024-02-29 12:14:15.5+00'::timestamptz AS a, \
+               '1900-01-01 00:00+00'::timestamptz AS b, '2024-07-07 00:00+00'::timestamptz AS c, \
+               '2024-02-29'::date AS d, '2024-12-31 23:59:59.999999'::timestamp AS e, \
+               ARRAY['2024-01-01 00:00+00'::timestamptz, NULL] AS f, ARRAY['2024-03-01'::date] AS g, \
+               tstzrange('2024-01-01 00:00+00', '2024-06-01 00:00+00') AS h, \
+               daterange('2024-01-01', '2024-02-01') AS i, 'infinity'::date AS j";
+    let settings = [
+        None,
+        Some(("Europe/Paris", "SQL, DMY")),
+        Some(("Europe/Paris", "SQL, MDY")),
+        Some(("America/New_York", "Postgres, MDY")),
+        Some(("Asia/Kolkata", "Postgres, DMY")),
+        Some(("GMT", "German")),
+        Some(("<+03>-03", "SQL, DMY")),
+        Some(("UTC", "ISO, DMY")),
+    ];
+    {
+        let c = connect(&gw.url).await;
+        for setting in settings {
+            if let Some((zone, style)) = setting {
+                c.batch_execute(&format!(
+                    "SET TimeZone = '{zone}'; SET DateStyle = '{style}'"
+                ))
+                .await
+                .unwrap();
+            }
+            c.simple_query(sql).await.unwrap();
+            c.query(sql, &[]).await.unwrap();
+        }
+    }
+    let stmts = recorded(&gw).await;
+    direct
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+    let ours: Vec<_> = stmts.iter().filter(|x| x.sql == sql).collect();
+    assert_eq!(ours.len(), 2 * settings.len());
+    for (pair, setting) in ours.chunks(2).zip(settings) {
+        let text = pair[0].result.clone().unwrap();
+        let binary = pair[1].result.clone().unwrap();
+        let names = pair[1].columns.clone().unwrap();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(
+                binary[0][i], text[0][i],
+                "{setting:?}, column {name}: recorded from binary {:?}, the server's text {:?}",
+                binary[0][i], text[0][i]
+            );
+        }
+    }
+    let first = ours[1].result.clone().unwrap();
+    assert_eq!(
+        first[0][3].as_deref(),
+        Some("29.02.2024"),
+        "the style from the start of the session"
+    );
+}
+
 /// `timestamptz` values that come in binary are recorded in the session's
 /// time zone, as the server writes them as text: the zone the server
 /// reports at the start (here from the upstream role's settings) and each
