@@ -35,17 +35,21 @@ fn run(data: &[u8], limit: usize) {
 /// catalog could describe them (including a domain over itself and an
 /// array of itself), and timestamptz in a zone with offsets of hours,
 /// minutes and seconds (read once from the system's time zone database;
-/// UTC where it has none); dates in `DateStyle` ISO, or Postgres with the
-/// day first.
-fn rendering(postgres_style: bool) -> &'static Rendering {
-    static WITH: [std::sync::OnceLock<Rendering>; 2] =
-        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
-    WITH[usize::from(postgres_style)].get_or_init(|| {
+/// UTC where it has none); dates and intervals in one of four pairs of
+/// `DateStyle` and `IntervalStyle`.
+fn rendering(styles: usize) -> &'static Rendering {
+    const STYLES: [(&str, &str); 4] = [
+        ("ISO, MDY", "postgres"),
+        ("Postgres, DMY", "postgres_verbose"),
+        ("SQL, MDY", "sql_standard"),
+        ("German, DMY", "iso_8601"),
+    ];
+    static WITH: [std::sync::OnceLock<Rendering>; 4] = [const { std::sync::OnceLock::new() }; 4];
+    WITH[styles % 4].get_or_init(|| {
         let mut with = Rendering::default();
         with.set_parameter("TimeZone", "Europe/Paris");
-        if postgres_style {
-            with.set_parameter("DateStyle", "Postgres, DMY");
-        }
+        with.set_parameter("DateStyle", STYLES[styles % 4].0);
+        with.set_parameter("IntervalStyle", STYLES[styles % 4].1);
         with.types = gatehouse_pg::values::UserTypes::from([
             (16_400, UserType::Text),
             (16_401, UserType::Array(16_400)),
@@ -114,8 +118,8 @@ fn bodies(body: &[u8]) {
     // Any body as a binary value of each type the recording renders, with
     // types created in the database as a catalog could describe them
     // (including a domain over itself and an array of itself).
-    // The style by the body's last bit, so that both are fuzzed.
-    let with = rendering(body.last().is_some_and(|b| b & 1 == 1));
+    // The styles by the body's last two bits, so that all are fuzzed.
+    let with = rendering(body.last().map_or(0, |b| usize::from(b & 3)));
     let mut text = String::new();
     for oid in [
         16, 17, 18, 19, 20, 21, 23, 25, 26, 114, 142, 700, 701, 705, 1042, 1043, 1082, 1083, 1114,

@@ -69,9 +69,9 @@ pub struct Ctx {
     pub catalog: CatalogAccess,
     /// Result rows kept per statement in the recording (0: none).
     pub record_rows: usize,
-    /// The upstream session's `TimeZone` and `DateStyle` at its start (for
-    /// recording dates and times that come in binary; later changes come
-    /// as `ParameterStatus`).
+    /// The upstream session's `TimeZone`, `DateStyle` and `IntervalStyle`
+    /// at its start (for recording dates, times and intervals that come in
+    /// binary; later changes come as `ParameterStatus`).
     pub rendering: Vec<(String, String)>,
     /// The just-in-time grants this session depends on.
     pub grants: crate::registry::SessionGrants,
@@ -2067,8 +2067,9 @@ impl UpstreamSide {
             }
             b'S' => {
                 if let Ok((name, value)) = codec::parse_parameter_status(body) {
-                    // SET TimeZone or DateStyle: binary dates and times
-                    // are recorded as they now come in text.
+                    // SET TimeZone, DateStyle or IntervalStyle: binary
+                    // dates, times and intervals are recorded as they now
+                    // come in text.
                     self.rendering.set_parameter(name, value);
                 }
                 self.observe(q, tag, body);

@@ -517,7 +517,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
             rendering: upstream
                 .params
                 .iter()
-                .filter(|(k, _)| k == "TimeZone" || k == "DateStyle")
+                .filter(|(k, _)| matches!(k.as_str(), "TimeZone" | "DateStyle" | "IntervalStyle"))
                 .cloned()
                 .collect(),
         };

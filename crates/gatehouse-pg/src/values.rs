@@ -5,12 +5,12 @@
 //!
 //! Only types whose binary layout is fixed are rendered, the way the
 //! server's output functions render them with default settings
-//! (`IntervalStyle` postgres, `extra_float_digits` 1) but for two the
-//! caller passes on ([`Rendering::set_parameter`]): dates and timestamps
-//! are written in the session's `DateStyle`, and `timestamptz` in its
-//! `TimeZone` when that is found in the system's time zone database (the
-//! one PostgreSQL reads on Debian) or is a POSIX rule or offset, else in
-//! UTC (`+00`).
+//! (`extra_float_digits` 1) but for three the caller passes on
+//! ([`Rendering::set_parameter`]): dates and timestamps are written in
+//! the session's `DateStyle`, intervals in its `IntervalStyle`, and
+//! `timestamptz` in its `TimeZone` when that is found in the system's time
+//! zone database (the one PostgreSQL reads on Debian) or is a POSIX rule
+//! or offset, else in UTC (`+00`).
 //! One-dimensional and multi-dimensional arrays of these types are
 //! rendered as `array_out` writes them. Types created in the database
 //! (enums, composite types, domains, arrays of these, extension types sent
@@ -61,6 +61,21 @@ pub struct Rendering {
     style: DateStyle,
     /// The day before the month (`DMY`), in the SQL and Postgres styles.
     day_first: bool,
+    interval_style: IntervalStyle,
+}
+
+/// How the session writes intervals (`IntervalStyle`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum IntervalStyle {
+    /// `1 year 2 mons -3 days +04:05:06.5`
+    #[default]
+    Postgres,
+    /// `@ 1 year 2 mons 3 days 4 hours 5 mins 6.5 secs ago`
+    PostgresVerbose,
+    /// `+1-2 -3 +4:05:06.5`, `1-2`, `3 4:05:06.5`
+    SqlStandard,
+    /// `P1Y2M-3DT4H5M6.5S`
+    Iso8601,
 }
 
 /// How the session writes dates and times (`DateStyle`'s first part).
@@ -76,11 +91,19 @@ enum DateStyle {
 impl Rendering {
     /// Takes a setting the server reports (`ParameterStatus`, or the
     /// upstream's at start-up) that the text of values depends on:
-    /// `TimeZone` and `DateStyle`; others are ignored.
+    /// `TimeZone`, `DateStyle` and `IntervalStyle`; others are ignored.
     pub fn set_parameter(&mut self, name: &str, value: &str) {
         match name {
             "TimeZone" => self.set_time_zone(value),
             "DateStyle" => self.set_date_style(value),
+            "IntervalStyle" => {
+                self.interval_style = match value {
+                    "postgres_verbose" => IntervalStyle::PostgresVerbose,
+                    "sql_standard" => IntervalStyle::SqlStandard,
+                    "iso_8601" => IntervalStyle::Iso8601,
+                    _ => IntervalStyle::Postgres,
+                }
+            }
             _ => {}
         }
     }
@@ -431,7 +454,7 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String, within: Within<'_>) ->
                 let _ = write!(out, "{b:02x}");
             }
         }
-        oid::INTERVAL => interval(out, v)?,
+        oid::INTERVAL => interval(out, v, within.with.interval_style)?,
         oid::TIMETZ => {
             let (time, zone) = v.split_at_checked(8)?;
             let us = i64::from_be_bytes(time.try_into().ok()?);
@@ -882,7 +905,7 @@ fn geometry(out: &mut String, type_oid: u32, v: &[u8]) -> Option<()> {
 /// `interval` in binary: microseconds, days, months. Written in the
 /// `postgres` style: `1 year 2 mons -3 days +04:05:06.5`, `00:00:00` when
 /// zero.
-fn interval(out: &mut String, v: &[u8]) -> Option<()> {
+fn interval(out: &mut String, v: &[u8], style: IntervalStyle) -> Option<()> {
     if v.len() != 16 {
         return None;
     }
@@ -898,6 +921,46 @@ fn interval(out: &mut String, v: &[u8]) -> Option<()> {
         out.push_str("-infinity");
         return Some(());
     }
+    match style {
+        IntervalStyle::Postgres => interval_postgres(out, months, days, time),
+        IntervalStyle::PostgresVerbose => interval_verbose(out, months, days, time),
+        IntervalStyle::SqlStandard => interval_sql(out, months, days, time),
+        IntervalStyle::Iso8601 => interval_iso(out, months, days, time),
+    }
+    Some(())
+}
+
+/// An interval's fields as PostgreSQL splits it for output: years,
+/// months, days, hours, minutes, seconds and microseconds, each with the
+/// sign of the part it comes from (months, days or time).
+fn interval_fields(months: i32, days: i32, time: i64) -> [i64; 7] {
+    let hours = time / 3_600_000_000;
+    let minutes = time / 60_000_000 % 60;
+    let seconds = time / 1_000_000 % 60;
+    [
+        i64::from(months / 12),
+        i64::from(months % 12),
+        i64::from(days),
+        hours,
+        minutes,
+        seconds,
+        time % 1_000_000,
+    ]
+}
+
+/// Whole seconds and a fraction without trailing zeros, unsigned; two
+/// digits at least when `pad`.
+fn interval_seconds(out: &mut String, seconds: i64, micros: i64, pad: bool) {
+    if pad {
+        let _ = write!(out, "{:02}", seconds.unsigned_abs());
+    } else {
+        let _ = write!(out, "{}", seconds.unsigned_abs());
+    }
+    fraction(out, micros.unsigned_abs());
+}
+
+/// `IntervalStyle` postgres (the default): `1 year 2 mons -3 days +04:05:06.5`.
+fn interval_postgres(out: &mut String, months: i32, days: i32, time: i64) {
     let start = out.len();
     // Each field after the first shows `+` when the one before it was
     // negative and it is not.
@@ -932,7 +995,136 @@ fn interval(out: &mut String, v: &[u8]) -> Option<()> {
         // Hours run past 24 in an interval.
         time_of_day(out, time.unsigned_abs());
     }
-    Some(())
+}
+
+/// `IntervalStyle` postgres_verbose: `@ 1 year 2 mons -3 days 4 hours 5
+/// mins 6.5 secs`, and `ago` (with the signs turned) when the first field
+/// is negative.
+fn interval_verbose(out: &mut String, months: i32, days: i32, time: i64) {
+    let [years, months, days, hours, minutes, seconds, micros] =
+        interval_fields(months, days, time);
+    out.push('@');
+    let (mut zero, mut before) = (true, false);
+    for (value, unit) in [
+        (years, "year"),
+        (months, "mon"),
+        (days, "day"),
+        (hours, "hour"),
+        (minutes, "min"),
+    ] {
+        if value == 0 {
+            continue;
+        }
+        let shown = if zero {
+            before = value < 0;
+            value.abs()
+        } else if before {
+            -value
+        } else {
+            value
+        };
+        let _ = write!(out, " {shown} {unit}{}", if shown == 1 { "" } else { "s" });
+        zero = false;
+    }
+    if seconds != 0 || micros != 0 {
+        out.push(' ');
+        if seconds < 0 || (seconds == 0 && micros < 0) {
+            if zero {
+                before = true;
+            } else if !before {
+                out.push('-');
+            }
+        } else if before {
+            out.push('-');
+        }
+        interval_seconds(out, seconds, micros, false);
+        let plural = seconds.abs() != 1 || micros != 0;
+        out.push_str(if plural { " secs" } else { " sec" });
+        zero = false;
+    }
+    if zero {
+        out.push_str(" 0");
+    }
+    if before {
+        out.push_str(" ago");
+    }
+}
+
+/// `IntervalStyle` sql_standard: `1-2` (years and months), `3 4:05:06.5`
+/// (days and time), `-1-2` with one sign for the whole, and `+1-2 -3
+/// +4:05:06.5` with a sign on each part when the fields mix signs or
+/// years and months come with days or time.
+fn interval_sql(out: &mut String, months: i32, days: i32, time: i64) {
+    let mut f = interval_fields(months, days, time);
+    let negative = f.iter().any(|&v| v < 0);
+    let positive = f.iter().any(|&v| v > 0);
+    let year_month = f[0] != 0 || f[1] != 0;
+    let day_time = f[2..].iter().any(|&v| v != 0);
+    let standard = !((negative && positive) || (year_month && day_time));
+    if negative && standard {
+        out.push('-');
+        for v in &mut f {
+            *v = -*v;
+        }
+    }
+    let [years, months, days, hours, minutes, seconds, micros] = f;
+    if !negative && !positive {
+        out.push('0');
+    } else if !standard {
+        let sign = |neg: bool| if neg { '-' } else { '+' };
+        let _ = write!(
+            out,
+            "{}{}-{} {}{} {}{}:{:02}:",
+            sign(years < 0 || months < 0),
+            years.unsigned_abs(),
+            months.unsigned_abs(),
+            sign(days < 0),
+            days.unsigned_abs(),
+            sign(hours < 0 || minutes < 0 || seconds < 0 || micros < 0),
+            hours.unsigned_abs(),
+            minutes.unsigned_abs()
+        );
+        interval_seconds(out, seconds, micros, true);
+    } else if year_month {
+        let _ = write!(out, "{years}-{months}");
+    } else {
+        if days != 0 {
+            let _ = write!(out, "{days} ");
+        }
+        let _ = write!(out, "{hours}:{:02}:", minutes.unsigned_abs());
+        interval_seconds(out, seconds, micros, true);
+    }
+}
+
+/// `IntervalStyle` iso_8601: `P1Y2M-3DT4H5M6.5S`, `PT0S` for zero.
+fn interval_iso(out: &mut String, months: i32, days: i32, time: i64) {
+    let [years, months, days, hours, minutes, seconds, micros] =
+        interval_fields(months, days, time);
+    if [years, months, days, hours, minutes, seconds, micros] == [0; 7] {
+        out.push_str("PT0S");
+        return;
+    }
+    out.push('P');
+    let part = |out: &mut String, value: i64, unit: char| {
+        if value != 0 {
+            let _ = write!(out, "{value}{unit}");
+        }
+    };
+    part(out, years, 'Y');
+    part(out, months, 'M');
+    part(out, days, 'D');
+    if hours != 0 || minutes != 0 || seconds != 0 || micros != 0 {
+        out.push('T');
+    }
+    part(out, hours, 'H');
+    part(out, minutes, 'M');
+    if seconds != 0 || micros != 0 {
+        if seconds < 0 || micros < 0 {
+            out.push('-');
+        }
+        interval_seconds(out, seconds, micros, false);
+        out.push('S');
+    }
 }
 
 /// `.ffffff` without trailing zeros, nothing for zero.
@@ -1950,6 +2142,60 @@ mod tests {
         with.set_parameter("IntervalStyle", "sql_standard");
         with.set_parameter("timezone", "Asia/Kolkata");
         assert_eq!(all(&with)[0], "2024-02-29 13:14:15.5+01");
+    }
+
+    #[test]
+    fn intervals_in_the_session_interval_style() {
+        // (months, days, microseconds), and each style's text as the
+        // server wrote it (PostgreSQL 15, from make_interval).
+        let values: [(i32, i32, i64); 15] = [
+            (14, -3, 14_706_500_000),
+            (0, -1, 7_200_000_000),
+            (0, 0, 0),
+            (0, 0, -1_250_000),
+            (-14, 0, 0),
+            (0, 3, 14_706_000_000),
+            (0, -3, -14_706_000_000),
+            (0, 0, 1_000_000),
+            (0, 0, -1_000_000),
+            (0, 0, 360_000_000_001),
+            (1, 0, -1_000_000),
+            (-11, 0, 0),
+            (12, 0, -5),
+            (0, 0, -3_600_000_000),
+            (0, 2, 0),
+        ];
+        let mut with = Rendering::default();
+        for (style, expected) in [
+            (
+                "postgres",
+                "1 year 2 mons -3 days +04:05:06.5|-1 days +02:00:00|00:00:00|-00:00:01.25|-1 years -2 mons|3 days 04:05:06|-3 days -04:05:06|00:00:01|-00:00:01|100:00:00.000001|1 mon -00:00:01|-11 mons|1 year -00:00:00.000005|-01:00:00|2 days",
+            ),
+            (
+                "postgres_verbose",
+                "@ 1 year 2 mons -3 days 4 hours 5 mins 6.5 secs|@ 1 day -2 hours ago|@ 0|@ 1.25 secs ago|@ 1 year 2 mons ago|@ 3 days 4 hours 5 mins 6 secs|@ 3 days 4 hours 5 mins 6 secs ago|@ 1 sec|@ 1 sec ago|@ 100 hours 0.000001 secs|@ 1 mon -1 sec|@ 11 mons ago|@ 1 year -0.000005 secs|@ 1 hour ago|@ 2 days",
+            ),
+            (
+                "sql_standard",
+                "+1-2 -3 +4:05:06.5|+0-0 -1 +2:00:00|0|-0:00:01.25|-1-2|3 4:05:06|-3 4:05:06|0:00:01|-0:00:01|100:00:00.000001|+0-1 +0 -0:00:01|-0-11|+1-0 +0 -0:00:00.000005|-1:00:00|2 0:00:00",
+            ),
+            (
+                "iso_8601",
+                "P1Y2M-3DT4H5M6.5S|P-1DT2H|PT0S|PT-1.25S|P-1Y-2M|P3DT4H5M6S|P-3DT-4H-5M-6S|PT1S|PT-1S|PT100H0.000001S|P1MT-1S|P-11M|P1YT-0.000005S|PT-1H|P2D",
+            ),
+        ] {
+            with.set_parameter("IntervalStyle", style);
+            let got: Vec<String> = values
+                .iter()
+                .map(|&(months, days, us)| {
+                    let mut v = us.to_be_bytes().to_vec();
+                    v.extend_from_slice(&days.to_be_bytes());
+                    v.extend_from_slice(&months.to_be_bytes());
+                    text_in(&with, oid::INTERVAL, &v).unwrap_or_default()
+                })
+                .collect();
+            assert_eq!(got.join("|"), expected, "{style}");
+        }
     }
 
     #[test]

@@ -573,18 +573,20 @@ async fn values_of_types_the_catalog_cannot_tell_are_recorded_as_hex() {
     assert_eq!(result[0][1].as_deref(), Some("7"));
 }
 
-/// Dates and times that come in binary are recorded in the session's
-/// `DateStyle`, as the server writes them as text: the style the server
-/// reports at the start (here from the upstream role's settings) and each
-/// one a `SET DateStyle` changes it to, in several time zones.
+/// Dates, times and intervals that come in binary are recorded in the
+/// session's `DateStyle` and `IntervalStyle`, as the server writes them as
+/// text: the styles the server reports at the start (here from the
+/// upstream role's settings) and each one a `SET` changes them to, in
+/// several time zones.
 #[tokio::test]
-async fn binary_dates_are_recorded_in_the_session_date_style() {
+async fn binary_dates_and_intervals_are_recorded_in_the_session_styles() {
     let direct = connect("postgres://postgres@127.0.0.1:5432/test").await;
     let role = format!("gh_ds_{}", std::process::id());
     direct
         .batch_execute(&format!(
             "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
-             ALTER ROLE {role} SET DateStyle = 'German'"
+             ALTER ROLE {role} SET DateStyle = 'German';
+             ALTER ROLE {role} SET IntervalStyle = 'iso_8601'"
         ))
         .await
         .unwrap();
@@ -594,23 +596,29 @@ async fn binary_dates_are_recorded_in_the_session_date_style() {
                '2024-02-29'::date AS d, '2024-12-31 23:59:59.999999'::timestamp AS e, \
                ARRAY['2024-01-01 00:00+00'::timestamptz, NULL] AS f, ARRAY['2024-03-01'::date] AS g, \
                tstzrange('2024-01-01 00:00+00', '2024-06-01 00:00+00') AS h, \
-               daterange('2024-01-01', '2024-02-01') AS i, 'infinity'::date AS j";
+               daterange('2024-01-01', '2024-02-01') AS i, 'infinity'::date AS j, \
+               make_interval(1, 2, 0, -3, 4, 5, 6.5) AS k, make_interval(days => -1, hours => 2) AS l, \
+               make_interval() AS m, make_interval(months => -11) AS n, \
+               make_interval(days => -3, hours => -4, mins => -5, secs => -6) AS o, \
+               make_interval(years => 1, secs => -0.000005) AS p, \
+               ARRAY[make_interval(secs => -1.25), make_interval(hours => 100)] AS q";
     let settings = [
         None,
-        Some(("Europe/Paris", "SQL, DMY")),
-        Some(("Europe/Paris", "SQL, MDY")),
-        Some(("America/New_York", "Postgres, MDY")),
-        Some(("Asia/Kolkata", "Postgres, DMY")),
-        Some(("GMT", "German")),
-        Some(("<+03>-03", "SQL, DMY")),
-        Some(("UTC", "ISO, DMY")),
+        Some(("Europe/Paris", "SQL, DMY", "postgres")),
+        Some(("Europe/Paris", "SQL, MDY", "postgres_verbose")),
+        Some(("America/New_York", "Postgres, MDY", "sql_standard")),
+        Some(("Asia/Kolkata", "Postgres, DMY", "iso_8601")),
+        Some(("GMT", "German", "postgres_verbose")),
+        Some(("<+03>-03", "SQL, DMY", "sql_standard")),
+        Some(("UTC", "ISO, DMY", "postgres")),
     ];
     {
         let c = connect(&gw.url).await;
         for setting in settings {
-            if let Some((zone, style)) = setting {
+            if let Some((zone, style, intervals)) = setting {
                 c.batch_execute(&format!(
-                    "SET TimeZone = '{zone}'; SET DateStyle = '{style}'"
+                    "SET TimeZone = '{zone}'; SET DateStyle = '{style}'; \
+                     SET IntervalStyle = '{intervals}'"
                 ))
                 .await
                 .unwrap();
@@ -640,9 +648,9 @@ async fn binary_dates_are_recorded_in_the_session_date_style() {
     }
     let first = ours[1].result.clone().unwrap();
     assert_eq!(
-        first[0][3].as_deref(),
-        Some("29.02.2024"),
-        "the style from the start of the session"
+        (first[0][3].as_deref(), first[0][10].as_deref()),
+        (Some("29.02.2024"), Some("P1Y2M-3DT4H5M6.5S")),
+        "the styles from the start of the session"
     );
 }
 
