@@ -573,6 +573,64 @@ async fn values_of_types_the_catalog_cannot_tell_are_recorded_as_hex() {
     assert_eq!(result[0][1].as_deref(), Some("7"));
 }
 
+/// Runs `sql` through the gateway as a new upstream role named after `tag`,
+/// with `settings` (`ALTER ROLE … SET` each), in text (a simple query) and
+/// in binary (tokio-postgres), at the start of the session and after each
+/// of `sets`; checks that every binary value was recorded as the server
+/// wrote the same value as text. Returns the first binary row (under the
+/// role's settings).
+async fn binary_recorded_as_text_under(
+    tag: &str,
+    settings: &[&str],
+    sql: &str,
+    sets: &[String],
+) -> Vec<Option<String>> {
+    let direct = connect("postgres://postgres@127.0.0.1:5432/test").await;
+    let role = format!("gh_{tag}_{}", std::process::id());
+    let alter: String = settings
+        .iter()
+        .map(|s| format!("ALTER ROLE {role} SET {s};"))
+        .collect();
+    direct
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; {alter}"
+        ))
+        .await
+        .unwrap();
+    let gw = gateway_as(&role).await;
+    let rounds: Vec<Option<&String>> = std::iter::once(None).chain(sets.iter().map(Some)).collect();
+    {
+        let c = connect(&gw.url).await;
+        for set in &rounds {
+            if let Some(set) = set {
+                c.batch_execute(set).await.unwrap();
+            }
+            c.simple_query(sql).await.unwrap();
+            c.query(sql, &[]).await.unwrap();
+        }
+    }
+    let stmts = recorded(&gw).await;
+    direct
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+    let ours: Vec<_> = stmts.iter().filter(|x| x.sql == sql).collect();
+    assert_eq!(ours.len(), 2 * rounds.len());
+    for (pair, set) in ours.chunks(2).zip(&rounds) {
+        let text = pair[0].result.clone().unwrap();
+        let binary = pair[1].result.clone().unwrap();
+        let names = pair[1].columns.clone().unwrap();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(
+                binary[0][i], text[0][i],
+                "{set:?}, column {name}: recorded from binary {:?}, the server's text {:?}",
+                binary[0][i], text[0][i]
+            );
+        }
+    }
+    ours[1].result.clone().unwrap().swap_remove(0)
+}
+
 /// Dates, times and intervals that come in binary are recorded in the
 /// session's `DateStyle` and `IntervalStyle`, as the server writes them as
 /// text: the styles the server reports at the start (here from the
@@ -580,17 +638,6 @@ async fn values_of_types_the_catalog_cannot_tell_are_recorded_as_hex() {
 /// several time zones.
 #[tokio::test]
 async fn binary_dates_and_intervals_are_recorded_in_the_session_styles() {
-    let direct = connect("postgres://postgres@127.0.0.1:5432/test").await;
-    let role = format!("gh_ds_{}", std::process::id());
-    direct
-        .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
-             ALTER ROLE {role} SET DateStyle = 'German';
-             ALTER ROLE {role} SET IntervalStyle = 'iso_8601'"
-        ))
-        .await
-        .unwrap();
-    let gw = gateway_as(&role).await;
     let sql = "SELECT '2024-02-29 12:14:15.5+00'::timestamptz AS a, \
                '1900-01-01 00:00+00'::timestamptz AS b, '2024-07-07 00:00+00'::timestamptz AS c, \
                '2024-02-29'::date AS d, '2024-12-31 23:59:59.999999'::timestamp AS e, \
@@ -602,53 +649,29 @@ async fn binary_dates_and_intervals_are_recorded_in_the_session_styles() {
                make_interval(days => -3, hours => -4, mins => -5, secs => -6) AS o, \
                make_interval(years => 1, secs => -0.000005) AS p, \
                ARRAY[make_interval(secs => -1.25), make_interval(hours => 100)] AS q";
-    let settings = [
-        None,
-        Some(("Europe/Paris", "SQL, DMY", "postgres")),
-        Some(("Europe/Paris", "SQL, MDY", "postgres_verbose")),
-        Some(("America/New_York", "Postgres, MDY", "sql_standard")),
-        Some(("Asia/Kolkata", "Postgres, DMY", "iso_8601")),
-        Some(("GMT", "German", "postgres_verbose")),
-        Some(("<+03>-03", "SQL, DMY", "sql_standard")),
-        Some(("UTC", "ISO, DMY", "postgres")),
-    ];
-    {
-        let c = connect(&gw.url).await;
-        for setting in settings {
-            if let Some((zone, style, intervals)) = setting {
-                c.batch_execute(&format!(
-                    "SET TimeZone = '{zone}'; SET DateStyle = '{style}'; \
-                     SET IntervalStyle = '{intervals}'"
-                ))
-                .await
-                .unwrap();
-            }
-            c.simple_query(sql).await.unwrap();
-            c.query(sql, &[]).await.unwrap();
-        }
-    }
-    let stmts = recorded(&gw).await;
-    direct
-        .batch_execute(&format!("DROP ROLE {role}"))
-        .await
-        .unwrap();
-    let ours: Vec<_> = stmts.iter().filter(|x| x.sql == sql).collect();
-    assert_eq!(ours.len(), 2 * settings.len());
-    for (pair, setting) in ours.chunks(2).zip(settings) {
-        let text = pair[0].result.clone().unwrap();
-        let binary = pair[1].result.clone().unwrap();
-        let names = pair[1].columns.clone().unwrap();
-        for (i, name) in names.iter().enumerate() {
-            assert_eq!(
-                binary[0][i], text[0][i],
-                "{setting:?}, column {name}: recorded from binary {:?}, the server's text {:?}",
-                binary[0][i], text[0][i]
-            );
-        }
-    }
-    let first = ours[1].result.clone().unwrap();
+    let sets = [
+        ("Europe/Paris", "SQL, DMY", "postgres"),
+        ("Europe/Paris", "SQL, MDY", "postgres_verbose"),
+        ("America/New_York", "Postgres, MDY", "sql_standard"),
+        ("Asia/Kolkata", "Postgres, DMY", "iso_8601"),
+        ("GMT", "German", "postgres_verbose"),
+        ("<+03>-03", "SQL, DMY", "sql_standard"),
+        ("UTC", "ISO, DMY", "postgres"),
+    ]
+    .map(|(zone, style, intervals)| {
+        format!(
+            "SET TimeZone = '{zone}'; SET DateStyle = '{style}'; SET IntervalStyle = '{intervals}'"
+        )
+    });
+    let first = binary_recorded_as_text_under(
+        "ds",
+        &["DateStyle = 'German'", "IntervalStyle = 'iso_8601'"],
+        sql,
+        &sets,
+    )
+    .await;
     assert_eq!(
-        (first[0][3].as_deref(), first[0][10].as_deref()),
+        (first[3].as_deref(), first[10].as_deref()),
         (Some("29.02.2024"), Some("P1Y2M-3DT4H5M6.5S")),
         "the styles from the start of the session"
     );
@@ -657,67 +680,27 @@ async fn binary_dates_and_intervals_are_recorded_in_the_session_styles() {
 /// `timestamptz` values that come in binary are recorded in the session's
 /// time zone, as the server writes them as text: the zone the server
 /// reports at the start (here from the upstream role's settings) and each
-/// zone a `SET TimeZone` changes it to (an IANA name, or a POSIX rule).
+/// zone a `SET TimeZone` changes it to (an IANA name, a POSIX rule, or a
+/// POSIX offset without a name, as PostgreSQL keeps `-03:30`: 3:30 east).
 #[tokio::test]
 async fn binary_timestamptz_is_recorded_in_the_session_time_zone() {
-    let direct = connect("postgres://postgres@127.0.0.1:5432/test").await;
-    let role = format!("gh_tz_{}", std::process::id());
-    direct
-        .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
-             ALTER ROLE {role} SET timezone = 'Asia/Kolkata'"
-        ))
-        .await
-        .unwrap();
-    let gw = gateway_as(&role).await;
     let sql = "SELECT '2024-02-29 12:14:15.5+00'::timestamptz AS a, \
                '1900-01-01 00:00+00'::timestamptz AS b, '2024-07-01 00:00+00'::timestamptz AS c, \
                ARRAY['2024-01-01 00:00+00'::timestamptz, NULL] AS d, \
                tstzrange('2024-01-01 00:00+00', '2024-06-01 00:00+00') AS e, \
                '2024-02-29 12:14:15.5'::timestamp AS f";
-    let zones = [
-        None,
-        Some("Europe/Paris"),
-        Some("America/St_Johns"),
-        Some("<+03>-03"),
-        // Kept as set, a POSIX offset without a name: 3:30 east.
-        Some("-03:30"),
-        Some("UTC+3"),
-    ];
-    {
-        let c = connect(&gw.url).await;
-        for zone in zones {
-            if let Some(z) = zone {
-                c.batch_execute(&format!("SET TimeZone = '{z}'"))
-                    .await
-                    .unwrap();
-            }
-            c.simple_query(sql).await.unwrap();
-            c.query(sql, &[]).await.unwrap();
-        }
-    }
-    let stmts = recorded(&gw).await;
-    direct
-        .batch_execute(&format!("DROP ROLE {role}"))
-        .await
-        .unwrap();
-    let ours: Vec<_> = stmts.iter().filter(|x| x.sql == sql).collect();
-    assert_eq!(ours.len(), 2 * zones.len());
-    for (pair, zone) in ours.chunks(2).zip(zones) {
-        let text = pair[0].result.clone().unwrap();
-        let binary = pair[1].result.clone().unwrap();
-        let names = pair[1].columns.clone().unwrap();
-        for (i, name) in names.iter().enumerate() {
-            assert_eq!(
-                binary[0][i], text[0][i],
-                "{zone:?}, column {name}: recorded from binary {:?}, the server's text {:?}",
-                binary[0][i], text[0][i]
-            );
-        }
-    }
-    let first = ours[0].result.clone().unwrap();
+    let sets = [
+        "Europe/Paris",
+        "America/St_Johns",
+        "<+03>-03",
+        "-03:30",
+        "UTC+3",
+    ]
+    .map(|zone| format!("SET TimeZone = '{zone}'"));
+    let first =
+        binary_recorded_as_text_under("tz", &["timezone = 'Asia/Kolkata'"], sql, &sets).await;
     assert_eq!(
-        first[0][0].as_deref(),
+        first[0].as_deref(),
         Some("2024-02-29 17:44:15.5+05:30"),
         "the zone from the start of the session"
     );
