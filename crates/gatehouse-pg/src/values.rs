@@ -47,8 +47,8 @@ pub enum UserType {
 pub type UserTypes = HashMap<u32, UserType>;
 
 /// What rendering depends on beyond a value's type: the types created in
-/// the database that are known, and the session's time zone and
-/// `DateStyle`.
+/// the database that are known, and the session's `TimeZone`, `DateStyle`
+/// and `IntervalStyle`.
 #[derive(Debug, Default)]
 pub struct Rendering {
     pub types: UserTypes,
@@ -903,8 +903,8 @@ fn geometry(out: &mut String, type_oid: u32, v: &[u8]) -> Option<()> {
 }
 
 /// `interval` in binary: microseconds, days, months. Written in the
-/// `postgres` style: `1 year 2 mons -3 days +04:05:06.5`, `00:00:00` when
-/// zero.
+/// session's `IntervalStyle` (`postgres` by default: `1 year 2 mons -3 days
+/// +04:05:06.5`, `00:00:00` when zero).
 fn interval(out: &mut String, v: &[u8], style: IntervalStyle) -> Option<()> {
     if v.len() != 16 {
         return None;
