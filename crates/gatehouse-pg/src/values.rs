@@ -141,25 +141,29 @@ impl Rendering {
     }
 
     /// The offset east of UTC, in seconds, at `us` microseconds after
-    /// 2000-01-01 00:00 UTC (0 in UTC, or where the time zone database
-    /// has no answer), and the zone's abbreviation then, written into
-    /// `label` (what the non-ISO styles write after the time).
-    fn zone_at(&self, us: i64, label: &mut String) -> i32 {
+    /// 2000-01-01 00:00 UTC (0 in UTC), and the zone's abbreviation then,
+    /// written into `label` (what the non-ISO styles write after the
+    /// time). `None` outside the years -9999 to 9999 in a zone other than
+    /// UTC, where jiff has no answer.
+    fn zone_at(&self, us: i64, label: &mut String) -> Option<i32> {
         const UNIX_TO_2000_US: i64 = 946_684_800_000_000;
         label.clear();
         let at = us
             .checked_add(UNIX_TO_2000_US)
             .and_then(|u| jiff::Timestamp::from_microsecond(u).ok());
         match (&self.zone, at) {
-            (Some(zone), Some(t)) if self.style == DateStyle::Iso => zone.to_offset(t).seconds(),
+            (Some(zone), Some(t)) if self.style == DateStyle::Iso => {
+                Some(zone.to_offset(t).seconds())
+            }
             (Some(zone), Some(t)) => {
                 let info = zone.to_offset_info(t);
                 label.push_str(self.zone_label.unwrap_or(info.abbreviation()));
-                info.offset().seconds()
+                Some(info.offset().seconds())
             }
-            _ => {
+            (Some(_), None) => None,
+            (None, _) => {
                 label.push_str(self.zone_label.unwrap_or("UTC"));
-                0
+                Some(0)
             }
         }
     }
@@ -433,7 +437,7 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String, within: Within<'_>) ->
                     // timestamptz: the local time and its zone.
                     let mut label = String::new();
                     let east = if type_oid == oid::TIMESTAMPTZ {
-                        within.with.zone_at(us, &mut label)
+                        within.with.zone_at(us, &mut label)?
                     } else {
                         0
                     };
@@ -1362,8 +1366,8 @@ fn numeric(out: &mut String, v: &[u8]) -> Option<()> {
 /// writes them: ISO `2024-02-29 13:14:15.5+01`, SQL `02/29/2024
 /// 13:14:15.5 CET` (or day first), German `29.02.2024 13:14:15.5 CET`,
 /// Postgres `Thu Feb 29 13:14:15.5 2024 CET` (or `Thu 29 Feb …`; a date
-/// alone `02-29-2024`). `None` before year 1 (PostgreSQL writes those with
-/// `BC`, not rendered here) or after 9999.
+/// alone `02-29-2024`). Years before 1 are written as PostgreSQL writes
+/// them, counted back from 1 BC with ` BC` at the end (`0044-03-15 BC`).
 fn date_time(
     out: &mut String,
     with: &Rendering,
@@ -1376,9 +1380,9 @@ fn date_time(
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let (year, month, day) = gatehouse_core::duration::civil_date(days_since_2000 + 10_957);
-    if !(1..=9999).contains(&year) {
-        return None;
-    }
+    // Year 0 is 1 BC.
+    let bc = year <= 0;
+    let year = if bc { 1 - year } else { year };
     let (first, second) = if with.day_first {
         (day, month)
     } else {
@@ -1421,6 +1425,9 @@ fn date_time(
             out.push(' ');
             out.push_str(label);
         }
+    }
+    if bc {
+        out.push_str(" BC");
     }
     Some(())
 }
@@ -1576,13 +1583,41 @@ mod tests {
         assert_eq!(d(59).as_deref(), Some("2000-02-29"));
         assert_eq!(d(9_132).as_deref(), Some("2025-01-01"));
         assert_eq!(d(i32::MAX).as_deref(), Some("infinity"));
-        assert_eq!(d(-800_000), None, "BC dates stay hex");
+        // Before year 1 and after 9999, as the server wrote them.
+        assert_eq!(d(-800_000).as_deref(), Some("0192-09-04 BC"));
+        assert_eq!(d(-746_117).as_deref(), Some("0044-03-15 BC"));
+        assert_eq!(d(-2_451_179).as_deref(), Some("4713-11-24 BC"));
+        assert_eq!(d(2_145_031_948).as_deref(), Some("5874897-12-31"));
         let ts = |us: i64, tz: bool| {
             text(
                 if tz { oid::TIMESTAMPTZ } else { oid::TIMESTAMP },
                 &us.to_be_bytes(),
             )
         };
+        assert_eq!(
+            ts(-63_113_904_000_000_000, false).as_deref(),
+            Some("0001-01-01 00:00:00 BC")
+        );
+        assert_eq!(
+            ts(9_223_371_331_199_999_999, false).as_deref(),
+            Some("294276-12-31 23:59:59.999999")
+        );
+        assert_eq!(
+            ts(326_470_262_400_000_000, true).as_deref(),
+            Some("12345-06-07 00:00:00+00"),
+            "after 9999 in UTC"
+        );
+        let mut paris = Rendering::default();
+        paris.set_parameter("TimeZone", "Europe/Paris");
+        assert_eq!(
+            text_in(
+                &paris,
+                oid::TIMESTAMPTZ,
+                &326_470_262_400_000_000i64.to_be_bytes()
+            ),
+            None,
+            "after 9999 in a zone jiff cannot follow there: hex"
+        );
         assert_eq!(ts(0, false).as_deref(), Some("2000-01-01 00:00:00"));
         assert_eq!(ts(-1, false).as_deref(), Some("1999-12-31 23:59:59.999999"));
         assert_eq!(

@@ -648,7 +648,9 @@ async fn binary_dates_and_intervals_are_recorded_in_the_session_styles() {
                make_interval() AS m, make_interval(months => -11) AS n, \
                make_interval(days => -3, hours => -4, mins => -5, secs => -6) AS o, \
                make_interval(years => 1, secs => -0.000005) AS p, \
-               ARRAY[make_interval(secs => -1.25), make_interval(hours => 100)] AS q";
+               ARRAY[make_interval(secs => -1.25), make_interval(hours => 100)] AS q, \
+               '0044-03-15 BC'::date AS r, '0044-03-15 12:00+00 BC'::timestamptz AS s, \
+               '0001-01-01 00:00 BC'::timestamp AS t, '12345-06-07'::date AS u";
     let sets = [
         ("Europe/Paris", "SQL, DMY", "postgres"),
         ("Europe/Paris", "SQL, MDY", "postgres_verbose"),
