@@ -69,10 +69,10 @@ pub struct Ctx {
     pub catalog: CatalogAccess,
     /// Result rows kept per statement in the recording (0: none).
     pub record_rows: usize,
-    /// The upstream session's `TimeZone`, `DateStyle` and `IntervalStyle`
-    /// at its start (for recording dates, times and intervals that come in
-    /// binary; later changes come as `ParameterStatus`).
-    pub rendering: Vec<(String, String)>,
+    /// How binary values are written as text for the recording, with the
+    /// upstream session's settings at its start (`TimeZone`, `DateStyle`,
+    /// `IntervalStyle`; later changes come as `ParameterStatus`).
+    pub rendering: Rendering,
     /// The just-in-time grants this session depends on.
     pub grants: crate::registry::SessionGrants,
     /// The client's cancel requests.
@@ -1570,7 +1570,7 @@ struct UpstreamSide {
     scratch: String,
     /// What recording binary values as text depends on: the types
     /// created in the database that this session's results had, as the
-    /// catalog describes them, and the session's time zone.
+    /// catalog describes them, and the session's settings.
     rendering: Rendering,
     /// The statement (by number) whose columns' types were last looked at
     /// ([`UpstreamSide::types_due`]).
@@ -2126,10 +2126,7 @@ async fn upstream_to_client(
 ) -> String {
     let log = ctx.proxy.recorder.session_log(&ctx.session_id);
     let masking = MaskSession::new(&ctx.proxy.keys.get());
-    let mut rendering = Rendering::default();
-    for (name, value) in &ctx.rendering {
-        rendering.set_parameter(name, value);
-    }
+    let rendering = ctx.rendering.clone();
     let mut side = UpstreamSide {
         ctx,
         out: BytesMut::with_capacity(16 * 1024),

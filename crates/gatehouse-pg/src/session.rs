@@ -514,12 +514,13 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
             cancelled: reg.cancelled,
             local: how.local,
             record_rows,
-            rendering: upstream
-                .params
-                .iter()
-                .filter(|(k, _)| matches!(k.as_str(), "TimeZone" | "DateStyle" | "IntervalStyle"))
-                .cloned()
-                .collect(),
+            rendering: {
+                let mut r = crate::values::Rendering::default();
+                for (name, value) in &upstream.params {
+                    r.set_parameter(name, value);
+                }
+                r
+            },
         };
         relay::run(ctx, client, upstream.stream, leftover, reg.kill).await
     };

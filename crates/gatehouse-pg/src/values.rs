@@ -49,7 +49,7 @@ pub type UserTypes = HashMap<u32, UserType>;
 /// What rendering depends on beyond a value's type: the types created in
 /// the database that are known, and the session's `TimeZone`, `DateStyle`
 /// and `IntervalStyle`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Rendering {
     pub types: UserTypes,
     /// `None`: UTC.
@@ -58,7 +58,7 @@ pub struct Rendering {
     /// `timestamptz` instead of the zone's abbreviation: `UTC` or `GMT`
     /// when `zone` is `None`, nothing for a bare offset (as PostgreSQL).
     zone_label: Option<&'static str>,
-    style: DateStyle,
+    date_style: DateStyle,
     /// The day before the month (`DMY`), in the SQL and Postgres styles.
     day_first: bool,
     interval_style: IntervalStyle,
@@ -112,7 +112,7 @@ impl Rendering {
     /// `SQL, DMY`, `Postgres, MDY`, `German, DMY`.
     fn set_date_style(&mut self, value: &str) {
         let mut parts = value.split(',').map(str::trim);
-        self.style = match parts.next().map(str::to_ascii_lowercase).as_deref() {
+        self.date_style = match parts.next().map(str::to_ascii_lowercase).as_deref() {
             Some("sql") => DateStyle::Sql,
             Some("german") => DateStyle::German,
             Some("postgres") => DateStyle::Postgres,
@@ -126,7 +126,7 @@ impl Rendering {
     /// database, a POSIX rule (`<+03>-03`, `EST5EDT`) or a bare POSIX
     /// offset (`-03:30`). One that cannot be resolved leaves `timestamptz`
     /// in UTC, with its `+00`, so the instant is still the right one.
-    pub fn set_time_zone(&mut self, name: &str) {
+    fn set_time_zone(&mut self, name: &str) {
         (self.zone, self.zone_label) = match name {
             "GMT" | "Etc/GMT" => (None, Some("GMT")),
             "UTC" | "Etc/UTC" | "Etc/Universal" => (None, Some("UTC")),
@@ -152,7 +152,7 @@ impl Rendering {
             .checked_add(UNIX_TO_2000_US)
             .and_then(|u| jiff::Timestamp::from_microsecond(u).ok());
         match (&self.zone, at) {
-            (Some(zone), Some(t)) if self.style == DateStyle::Iso => {
+            (Some(zone), Some(t)) if self.date_style == DateStyle::Iso => {
                 Some(zone.to_offset(t).seconds())
             }
             (Some(zone), Some(t)) => {
@@ -1388,7 +1388,7 @@ fn date_time(
     } else {
         (month, day)
     };
-    match (with.style, time) {
+    match (with.date_style, time) {
         (DateStyle::Iso, _) => {
             let _ = write!(out, "{year:04}-{month:02}-{day:02}");
         }
@@ -1414,12 +1414,12 @@ fn date_time(
             let _ = write!(out, " {year:04}");
         }
     }
-    if let Some(us) = time.filter(|_| with.style != DateStyle::Postgres) {
+    if let Some(us) = time.filter(|_| with.date_style != DateStyle::Postgres) {
         out.push(' ');
         time_of_day(out, us);
     }
     if let Some((east, label)) = zone {
-        if with.style == DateStyle::Iso {
+        if with.date_style == DateStyle::Iso {
             zone_offset(out, -east);
         } else {
             out.push(' ');
