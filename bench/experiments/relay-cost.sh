@@ -37,24 +37,13 @@ done
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
-say() { echo "[$(date '+%H:%M:%S')] $*" >&2; }
-WORK=$(mktemp -d /tmp/gatehouse-relay-cost.XXXXXX)
-cleanup() {
-  local rc=$?
-  git -C "$ROOT" worktree remove --force "$WORK/src" 2>/dev/null || true
-  rm -rf "$WORK"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib/patched.sh
+. "$ROOT/bench/lib/patched.sh"
+patched_work relay-cost
 
 # ---------------------------------------------------------------- build
 if [ -z "$BIN" ]; then
-  say "building $(git rev-parse --short HEAD) with relay-cost.patch (target/experiments)"
-  git worktree add --detach "$WORK/src" HEAD >/dev/null 2>&1
-  git -C "$WORK/src" apply "$ROOT/bench/experiments/relay-cost.patch"
-  (cd "$WORK/src" && cargo build --release --locked -p gatehouse --target-dir "$ROOT/target/experiments" >&2)
-  BIN="$ROOT/target/experiments/release/gatehouse"
+  build_patched "$ROOT/bench/experiments/relay-cost.patch"
 fi
 
 # ---------------------------------------------------------------- measure
