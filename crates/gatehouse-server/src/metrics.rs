@@ -25,7 +25,8 @@ impl Metrics {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn render(&self) -> String {
+    /// The metrics, with the session recorder's queue and counters.
+    pub fn render(&self, recorder: &gatehouse_store::recorder::RecorderStats) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP gatehouse_build_info Gatehouse version.\n# TYPE gatehouse_build_info gauge\n",
@@ -54,6 +55,50 @@ impl Metrics {
             "gatehouse_auth_failures_total {}\n",
             self.auth_failures.load(Ordering::Relaxed)
         ));
+        let r = recorder;
+        let write_seconds = r.write_micros as f64 / 1e6;
+        for (name, kind, help, value) in [
+            (
+                "unwritten",
+                "gauge",
+                "Statements admitted whose records are not stored yet.",
+                r.unwritten.to_string(),
+            ),
+            (
+                "capacity",
+                "gauge",
+                "Statements that may wait to be stored, at most; sessions wait for the writer when less than a sixteenth of this is free.",
+                r.capacity.to_string(),
+            ),
+            (
+                "unadmitted_total",
+                "counter",
+                "Statements the recorder had no room for (refused, or run unrecorded with --when-recorder-behind run).",
+                r.unadmitted.to_string(),
+            ),
+            (
+                "written_total",
+                "counter",
+                "Statement records stored.",
+                r.written.to_string(),
+            ),
+            (
+                "writes_total",
+                "counter",
+                "Batches of records stored.",
+                r.writes.to_string(),
+            ),
+            (
+                "write_seconds_total",
+                "counter",
+                "Time spent storing batches of records.",
+                format!("{write_seconds:.6}"),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP gatehouse_recorder_{name} {help}\n# TYPE gatehouse_recorder_{name} {kind}\ngatehouse_recorder_{name} {value}\n"
+            ));
+        }
         out
     }
 }

@@ -545,6 +545,16 @@ async fn meta_endpoints_and_openapi_cover_every_route() {
         "{text}"
     );
     assert!(text.contains("gatehouse_auth_failures_total 1"), "{text}");
+    // The recorder's queue: no session has run, so nothing waits.
+    for line in [
+        "gatehouse_recorder_capacity 65536",
+        "gatehouse_recorder_unwritten 0",
+        "gatehouse_recorder_unadmitted_total 0",
+        "# TYPE gatehouse_recorder_written_total counter",
+        "# TYPE gatehouse_recorder_write_seconds_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing: {text}");
+    }
 }
 
 #[tokio::test]

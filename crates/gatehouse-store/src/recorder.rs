@@ -11,7 +11,7 @@
 //! refuses the statement instead of running it unrecorded. Every admitted
 //! statement's record is then accepted without fail.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
@@ -47,6 +47,34 @@ pub struct Recorder {
     /// session's next chunk reuses memory that is already mapped instead of
     /// a new allocation freed later on the writer's thread.
     spare: Arc<Mutex<Vec<String>>>,
+    /// What the writer has done, for `/metrics`.
+    counts: Arc<Counts>,
+}
+
+/// The recorder's counters since start (see [`Recorder::stats`]).
+#[derive(Debug, Default)]
+struct Counts {
+    unadmitted: AtomicU64,
+    written: AtomicU64,
+    writes: AtomicU64,
+    write_micros: AtomicU64,
+}
+
+/// A snapshot of the recorder's queue and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecorderStats {
+    /// Statements admitted whose records are not stored yet.
+    pub unwritten: usize,
+    /// How many may be, at most.
+    pub capacity: usize,
+    /// Statements the recorder had no room for (refused, or run unrecorded
+    /// where recording fails open).
+    pub unadmitted: u64,
+    /// Statement records stored.
+    pub written: u64,
+    /// Batches stored, and the time their writes took.
+    pub writes: u64,
+    pub write_micros: u64,
 }
 
 impl Recorder {
@@ -61,6 +89,7 @@ impl Recorder {
         let room = Arc::new(Notify::new());
         let prompt = Arc::new(Notify::new());
         let spare = Arc::new(Mutex::new(Vec::new()));
+        let counts = Arc::new(Counts::default());
         let task = tokio::spawn(write_loop(
             store,
             rx,
@@ -68,6 +97,7 @@ impl Recorder {
             room.clone(),
             prompt.clone(),
             spare.clone(),
+            counts.clone(),
         ));
         (
             Self {
@@ -77,23 +107,42 @@ impl Recorder {
                 room,
                 prompt,
                 spare,
+                counts,
             },
             task,
         )
+    }
+
+    /// The queue as it is now, and the counters since start.
+    pub fn stats(&self) -> RecorderStats {
+        let c = &self.counts;
+        RecorderStats {
+            unwritten: self.in_flight.load(Ordering::Acquire),
+            capacity: self.limit,
+            unadmitted: c.unadmitted.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            write_micros: c.write_micros.load(Ordering::Relaxed),
+        }
     }
 
     /// Reserves room for one statement's record; `None` means the recorder
     /// is behind and the statement must not run. Dropping the admission
     /// unused gives the room back.
     pub fn admit(&self) -> Option<Admission> {
-        self.in_flight
+        let admitted = self
+            .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.limit).then_some(n + 1)
             })
-            .ok()
-            .map(|_| Admission {
-                in_flight: Some(self.in_flight.clone()),
-            })
+            .is_ok();
+        if !admitted {
+            self.counts.unadmitted.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Admission {
+            in_flight: Some(self.in_flight.clone()),
+        })
     }
 
     /// Whether the data path should wait for room before its next batch of
@@ -535,6 +584,7 @@ async fn write_loop(
     room: Arc<Notify>,
     prompt: Arc<Notify>,
     spare: Arc<Mutex<Vec<String>>>,
+    counts: Arc<Counts>,
 ) {
     let mut queued = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
@@ -565,7 +615,8 @@ async fn write_loop(
                 }
             }
         }
-        last_write = Some(tokio::time::Instant::now());
+        let started = tokio::time::Instant::now();
+        last_write = Some(started);
         let mut attempt = 0u32;
         loop {
             match store.write_records(&batch).await {
@@ -589,6 +640,15 @@ async fn write_loop(
                 _ => 0,
             })
             .sum();
+        // Counted before the room is given back, which waiters see.
+        counts
+            .written
+            .fetch_add(statements as u64, Ordering::Relaxed);
+        counts.writes.fetch_add(1, Ordering::Relaxed);
+        counts.write_micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         in_flight.fetch_sub(
             statements.min(in_flight.load(Ordering::Acquire)),
             Ordering::AcqRel,
@@ -659,6 +719,27 @@ mod tests {
             r.wait_for_room(std::time::Duration::from_secs(30)).await,
             "room after the batch was stored"
         );
+    }
+
+    /// The counters `/metrics` shows: what waits, what was refused room,
+    /// what was stored and in how many writes.
+    #[tokio::test]
+    async fn stats_count_what_waits_what_was_refused_and_what_was_stored() {
+        let (_dir, store) = temp_store().await;
+        let (r, _) = Recorder::with_limit(store, 2);
+        let mut log = r.session_log("s");
+        for seq in 1..=2 {
+            log.push(r.admit().expect("room"), &entry(seq, "SELECT 1"));
+        }
+        assert!(r.admit().is_none());
+        let s = r.stats();
+        assert_eq!((s.unwritten, s.capacity, s.unadmitted), (2, 2, 1));
+        assert_eq!((s.written, s.writes), (0, 0));
+        log.flush();
+        assert!(r.wait_for_room(std::time::Duration::from_secs(30)).await);
+        let s = r.stats();
+        assert_eq!((s.unwritten, s.unadmitted, s.written), (0, 1, 2));
+        assert!(s.writes >= 1, "{s:?}");
     }
 
     /// A full recorder makes the data path wait, not fail, while the
