@@ -24,27 +24,14 @@
 # Needs what bench/experiments/compare.sh needs.
 set -euo pipefail
 
-# Everything but --bin is compare.sh's (same defaults: 5 s, 3 rounds, 8 and
-# 32 clients, prepared, one session thread).
-BIN=""
-ARGS=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bin) BIN=$2; shift 2 ;;
-    *) ARGS+=("$1"); shift ;;
-  esac
-done
-
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 # shellcheck source=bench/lib/patched.sh
 . "$ROOT/bench/lib/patched.sh"
-patched_work relay-cost
-
-# ---------------------------------------------------------------- build
-if [ -z "$BIN" ]; then
-  build_patched "$ROOT/bench/experiments/relay-cost.patch"
-fi
+# Everything but --bin is compare.sh's (same defaults: 5 s, 3 rounds, 8 and
+# 32 clients, prepared, one session thread).
+ARGS=()
+patched_binary relay-cost "$ROOT/bench/experiments/relay-cost.patch" "$@"
 
 # ---------------------------------------------------------------- measure
 "$ROOT/bench/experiments/compare.sh" "${ARGS[@]}" \

@@ -2,9 +2,25 @@
 # commit with a measurement patch applied, in a git worktree of its own, into
 # target/experiments (the first build takes about 10 minutes).
 #
-#   patched_work NAME    makes WORK (/tmp/gatehouse-NAME.*), removed on exit
-#                        with the worktree
-#   build_patched PATCH  builds; sets BIN to the binary
+#   patched_binary NAME PATCH ARG...
+#       takes `--bin PATH` from the arguments (a binary built with the patch
+#       already: no build) and appends the others to the caller's ARGS; makes
+#       WORK (/tmp/gatehouse-NAME.*, removed on exit with the worktree); sets
+#       BIN to the binary, built with PATCH unless --bin named one
+
+patched_binary() {
+  local name=$1 patch=$2
+  shift 2
+  BIN=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --bin) BIN=$2; shift 2 ;;
+      *) ARGS+=("$1"); shift ;;
+    esac
+  done
+  patched_work "$name"
+  [ -n "$BIN" ] || build_patched "$patch"
+}
 
 patched_work() {
   WORK=$(mktemp -d "/tmp/gatehouse-$1.XXXXXX")

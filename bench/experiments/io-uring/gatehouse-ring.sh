@@ -21,24 +21,12 @@
 #   bench/experiments/io-uring/gatehouse-ring.sh [--bin PATH] [compare.sh's options]
 set -euo pipefail
 
-BIN=""
-ARGS=(--threads 2)
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --bin) BIN=$2; shift 2 ;;
-    *) ARGS+=("$1"); shift ;;
-  esac
-done
-
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$ROOT"
 # shellcheck source=bench/lib/patched.sh
 . "$ROOT/bench/lib/patched.sh"
-patched_work ring
-
-if [ -z "$BIN" ]; then
-  build_patched "$ROOT/bench/experiments/io-uring/gatehouse-ring.patch"
-fi
+ARGS=(--threads 2)
+patched_binary ring "$ROOT/bench/experiments/io-uring/gatehouse-ring.patch" "$@"
 
 "$ROOT/bench/experiments/compare.sh" "${ARGS[@]}" \
   --title "gatehouse-ring: $BIN (commit $(git rev-parse --short HEAD) + bench/experiments/io-uring/gatehouse-ring.patch)" \

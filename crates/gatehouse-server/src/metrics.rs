@@ -91,7 +91,7 @@ impl Metrics {
             (
                 "write_seconds_total",
                 "counter",
-                "Time spent storing batches of records.",
+                "Time spent storing batches of records, retries after store errors included.",
                 format!("{write_seconds:.6}"),
             ),
         ] {
