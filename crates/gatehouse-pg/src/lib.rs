@@ -18,6 +18,7 @@ pub mod local;
 mod mask;
 mod registry;
 mod relay;
+pub mod remote_cancel;
 pub mod session;
 pub mod stream;
 pub mod tls;
@@ -62,6 +63,9 @@ pub struct PgProxy {
     /// When the recorder is behind, run statements unrecorded (logged)
     /// instead of refusing them. Off by default: fail closed.
     pub record_fail_open: bool,
+    /// Cancel requests with keys of no session here, left for the other
+    /// replicas (with a shared store).
+    pub remote_cancels: remote_cancel::RemoteCancels,
 }
 
 /// Accepts PostgreSQL clients on `listener` until `shutdown` resolves,

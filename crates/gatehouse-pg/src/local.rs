@@ -29,7 +29,7 @@ pub(crate) const SESSION_PARAM: &str = "gatehouse.session_id";
 const MESSAGE_LIMIT: usize = 256 << 20;
 
 async fn cancel(proxy: &PgProxy, key: (i32, i32)) {
-    if let Some((target, (pid, k))) = proxy.sessions.cancel_target(key)
+    if let crate::registry::Cancel::Upstream(target, (pid, k)) = proxy.sessions.cancel(key)
         && let Err(e) = crate::upstream::cancel(&target, pid, k).await
     {
         tracing::warn!(error = %e, "cancelling a local session's statement failed");

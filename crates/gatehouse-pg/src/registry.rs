@@ -56,12 +56,38 @@ pub struct CancelRequests {
 #[derive(Debug)]
 struct Entry {
     info: SessionInfo,
+    /// [`cancel_key_hash`] of the session's cancel key, for cancel
+    /// requests that reached another replica.
+    key_hash: String,
     /// Where a PostgreSQL cancel request goes (none for other protocols).
     upstream: Option<Target>,
     upstream_key: (i32, i32),
     kill: watch::Sender<Option<String>>,
     grants: SessionGrants,
     cancelled: Arc<CancelRequests>,
+}
+
+/// What to do with a cancel request.
+#[derive(Debug)]
+pub(crate) enum Cancel {
+    /// Send a cancel request to this upstream with its key.
+    Upstream(Target, (i32, i32)),
+    /// Nothing more to do.
+    Done,
+    /// No session here has that key.
+    Unknown,
+}
+
+/// What replicas share of a cancel key: its SHA-256 (hex), under a label of
+/// its own. The key itself (31 + 32 random bits) never leaves the process
+/// that handed it out.
+pub fn cancel_key_hash((pid, secret): (i32, i32)) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"gatehouse cancel key\0");
+    h.update(pid.to_be_bytes());
+    h.update(secret.to_be_bytes());
+    hex::encode(h.finalize())
 }
 
 /// Adds a grant to the ones a session depends on.
@@ -103,6 +129,7 @@ impl LiveSessions {
             if let std::collections::hash_map::Entry::Vacant(v) = map.entry(key) {
                 v.insert(Entry {
                     info,
+                    key_hash: cancel_key_hash(key),
                     upstream,
                     upstream_key,
                     kill: tx,
@@ -123,20 +150,38 @@ impl LiveSessions {
         lock(&self.inner).remove(&key);
     }
 
-    /// Where a cancel request with one of our cancel keys goes: the
-    /// upstream target and key, or nowhere when a statement of that session
-    /// waits for review (it is woken instead).
-    pub(crate) fn cancel_target(&self, key: (i32, i32)) -> Option<(Target, (i32, i32))> {
-        lock(&self.inner).get(&key).and_then(|e| {
-            if e.cancelled
-                .holding
-                .load(std::sync::atomic::Ordering::Acquire)
-            {
-                e.cancelled.notify.notify_waiters();
-                return None;
-            }
-            Some((e.upstream.clone()?, e.upstream_key))
-        })
+    /// What a cancel request with `key` does: go to the upstream (with
+    /// the upstream's key), or nothing more when a statement of that
+    /// session waits for review (it is woken instead) or the session has
+    /// no PostgreSQL upstream; [`Cancel::Unknown`] when no session here
+    /// has that key.
+    pub(crate) fn cancel(&self, key: (i32, i32)) -> Cancel {
+        lock(&self.inner)
+            .get(&key)
+            .map_or(Cancel::Unknown, Self::cancel_entry)
+    }
+
+    /// The same for a cancel request another replica received, known by
+    /// the hash of its key ([`cancel_key_hash`]).
+    pub(crate) fn cancel_hashed(&self, key_hash: &str) -> Cancel {
+        lock(&self.inner)
+            .values()
+            .find(|e| e.key_hash == key_hash)
+            .map_or(Cancel::Unknown, Self::cancel_entry)
+    }
+
+    fn cancel_entry(e: &Entry) -> Cancel {
+        if e.cancelled
+            .holding
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            e.cancelled.notify.notify_waiters();
+            return Cancel::Done;
+        }
+        match &e.upstream {
+            Some(t) => Cancel::Upstream(t.clone(), e.upstream_key),
+            None => Cancel::Done,
+        }
     }
 
     fn snapshot(e: &Entry) -> SessionInfo {
@@ -163,5 +208,60 @@ impl LiveSessions {
 
     pub fn end_all(&self, reason: &str) -> usize {
         self.end_where(reason, |_| true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> SessionInfo {
+        SessionInfo {
+            id: "s1".into(),
+            principal: "bot".into(),
+            connection: "shop".into(),
+            token: None,
+            groups: Vec::new(),
+            expires_at: None,
+            started_at: 0,
+            grants: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_cancel_is_found_by_its_key_or_the_key_s_hash_only() {
+        let live = LiveSessions::default();
+        let reg = live.register(info(), None, (7, 8));
+        let hash = cancel_key_hash(reg.key);
+        assert_eq!(hash.len(), 64);
+        assert!(!hash.contains(&reg.key.1.to_string()));
+        assert!(matches!(live.cancel(reg.key), Cancel::Done));
+        assert!(matches!(live.cancel_hashed(&hash), Cancel::Done));
+        let other = (reg.key.0, reg.key.1.wrapping_add(1));
+        assert!(matches!(live.cancel(other), Cancel::Unknown));
+        assert!(matches!(
+            live.cancel_hashed(&cancel_key_hash(other)),
+            Cancel::Unknown
+        ));
+        live.unregister(reg.key);
+        assert!(matches!(live.cancel_hashed(&hash), Cancel::Unknown));
+    }
+
+    #[test]
+    fn a_cancel_while_a_statement_waits_for_review_wakes_the_wait() {
+        let live = LiveSessions::default();
+        let reg = live.register(info(), None, (7, 8));
+        let woken = reg.cancelled.notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        reg.cancelled
+            .holding
+            .store(true, std::sync::atomic::Ordering::Release);
+        assert!(matches!(
+            live.cancel_hashed(&cancel_key_hash(reg.key)),
+            Cancel::Done
+        ));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::future::Future::poll(woken.as_mut(), &mut cx).is_ready());
     }
 }

@@ -230,11 +230,7 @@ async fn negotiate(
             }
             Startup::GssEnc => stream.write_all(b"N").await.ok()?,
             Startup::Cancel { pid, key } => {
-                if let Some((target, (upid, ukey))) = proxy.sessions.cancel_target((pid, key))
-                    && let Err(e) = upstream::cancel(&target, upid, ukey).await
-                {
-                    tracing::warn!(error = %e, "forwarding a cancel request failed");
-                }
+                crate::remote_cancel::cancel(proxy, (pid, key)).await;
                 // Close as PostgreSQL does: over TLS, with a close_notify. libpq 17's
                 // cancel (PQcancelCreate, psycopg's cancel_safe) reads until the server
                 // closes and takes a TLS EOF without close_notify as a failed cancel.

@@ -127,6 +127,7 @@ async fn gateway_to(url: &str, record_limit: usize, record_fail_open: bool) -> G
             None,
         ),
         record_fail_open,
+        remote_cancels: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -248,7 +248,19 @@ pub async fn start(
             sessions: state.live.clone(),
             access: state.access.clone(),
             record_fail_open: config.record_fail_open,
+            remote_cancels: Default::default(),
         });
+        if state.store.dialect() == gatehouse_store::Dialect::Postgres {
+            // Cancel requests that reached another replica of a shared store.
+            let watch = gatehouse_pg::remote_cancel::watch(state.store.clone(), state.live.clone());
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = watch => {}
+                    () = stop => {}
+                }
+            });
+        }
         tokio::spawn(gatehouse_pg::serve(
             proxy,
             workers.clone(),

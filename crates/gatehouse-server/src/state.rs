@@ -71,6 +71,7 @@ impl AppState {
             sessions: live.clone(),
             access: access.clone(),
             record_fail_open: config.record_fail_open,
+            remote_cancels: Default::default(),
         });
         let mysql = Arc::new(gatehouse_mysql::MysqlProxy {
             store: store.clone(),

@@ -268,26 +268,85 @@ async fn notices_notifications_and_cancel() {
     // A cancel request goes to the gateway with the gateway's key and stops
     // the upstream query.
     let token = gw.cancel_token();
-    let sleeper = tokio::spawn(async move { gw.simple_query("SELECT pg_sleep(30)").await });
+    let sleep = format!("SELECT pg_sleep(30) -- {}", unique("local_cancel"));
+    let sleeper = {
+        let sleep = sleep.clone();
+        tokio::spawn(async move { gw.simple_query(&sleep).await })
+    };
+    running_upstream(&other, &sleep).await;
+    token.cancel_query(NoTls).await.unwrap();
+    let err = sleeper.await.unwrap().unwrap_err();
+    assert_eq!(code(&err), "57014", "{err}");
+}
+
+/// Waits until `sql` runs upstream, as `observer` sees in pg_stat_activity.
+async fn running_upstream(observer: &tokio_postgres::Client, sql: &str) {
     let started = std::time::Instant::now();
-    // Wait until the query is running upstream.
     loop {
-        let rows = other
-            .query("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'", &[])
+        let rows = observer
+            .query(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'",
+                &[&sql],
+            )
             .await
             .unwrap();
         if rows[0].get::<_, i64>(0) > 0 {
-            break;
+            return;
         }
         tokio::task::yield_now().await;
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "the sleep never started"
+            "{sql} never started"
         );
     }
-    token.cancel_query(NoTls).await.unwrap();
-    let err = sleeper.await.unwrap().unwrap_err();
+}
+
+/// Behind a load balancer, a client's cancel request (a connection of its
+/// own) may reach another replica than the one holding its session. With a
+/// shared store it still cancels the statement, and the store only ever
+/// sees a hash of the cancel key.
+#[tokio::test]
+async fn a_cancel_request_that_reaches_another_replica_cancels_the_statement() {
+    let store = gatehouse_store::testing::fresh_pg_database()
+        .await
+        .expect("fresh database");
+    let key = gatehouse_core::keyring::Keyring::generate_key();
+    let a = common::replica(&store, &key).await;
+    let b = common::replica(&store, &key).await;
+    a.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let bot = a.token("bot", &["agents"]).await;
+    let (gw, _) = connect(&url_with(&a, &bot, "shop")).await;
+    let (observer, _) = connect(&url_with(&a, &bot, "shop")).await;
+    let token = gw.cancel_token();
+    let sleep = format!("SELECT pg_sleep(30) -- {}", unique("remote_cancel"));
+    let sleeper = {
+        let sleep = sleep.clone();
+        tokio::spawn(async move { gw.simple_query(&sleep).await })
+    };
+    running_upstream(&observer, &sleep).await;
+
+    // The cancel request goes to B, which holds no session with that key.
+    let to_b = tokio::net::TcpStream::connect(b.pg).await.unwrap();
+    token.cancel_query_raw(to_b, NoTls).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), sleeper)
+        .await
+        .expect("the statement was not cancelled")
+        .unwrap()
+        .unwrap_err();
     assert_eq!(code(&err), "57014", "{err}");
+
+    let (db, conn) = tokio_postgres::connect(&store, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let stored = db
+        .query("SELECT key_hash FROM cancel_requests", &[])
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    let hash: String = stored[0].get(0);
+    assert!(
+        hash.len() == 64 && hash.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{hash}"
+    );
 }
 
 #[tokio::test]

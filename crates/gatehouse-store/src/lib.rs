@@ -7,6 +7,7 @@
 //! Times are Unix milliseconds (`BIGINT`), lists are JSON text.
 
 mod audit;
+mod cancels;
 mod connections;
 mod policy;
 pub mod recorder;

@@ -118,6 +118,11 @@ const AUDIT_CHAIN: &str = "ALTER TABLE audit_events ADD COLUMN prev_hash TEXT;
 const RECORDING_FILES: &str = "ALTER TABLE session_chunks ADD COLUMN location TEXT;
     ALTER TABLE session_chunks ADD COLUMN bytes BIGINT;
     CREATE INDEX sessions_ended ON sessions (ended_at);";
+const CANCEL_REQUESTS: &str = "CREATE TABLE cancel_requests (
+        key_hash TEXT NOT NULL,
+        requested_at BIGINT NOT NULL
+    );
+    CREATE INDEX cancel_requests_at ON cancel_requests (requested_at);";
 
 /// Each step runs once, in order, inside a transaction.
 const SQLITE: &[&str] = &[
@@ -155,6 +160,7 @@ const SQLITE: &[&str] = &[
     REVIEWS,
     AUDIT_CHAIN,
     RECORDING_FILES,
+    CANCEL_REQUESTS,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -192,6 +198,7 @@ const POSTGRES: &[&str] = &[
     REVIEWS,
     AUDIT_CHAIN,
     RECORDING_FILES,
+    CANCEL_REQUESTS,
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {

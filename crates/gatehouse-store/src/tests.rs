@@ -644,3 +644,24 @@ async fn grants_are_created_once_and_revoked_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cancel_requests_are_kept_by_time_and_pruned() {
+    for_both(|s| async move {
+        s.request_cancel("aa", 1_000).await.expect("request");
+        s.request_cancel("bb", 2_000).await.expect("request");
+        s.request_cancel("aa", 3_000)
+            .await
+            .expect("the same key again");
+        assert_eq!(
+            s.cancel_requests_since(2_000).await.expect("since"),
+            vec![("bb".to_string(), 2_000), ("aa".to_string(), 3_000)]
+        );
+        assert_eq!(s.prune_cancel_requests(2_500).await.expect("prune"), 2);
+        assert_eq!(
+            s.cancel_requests_since(0).await.expect("since"),
+            vec![("aa".to_string(), 3_000)]
+        );
+    })
+    .await;
+}
