@@ -73,6 +73,8 @@ struct RawConnection {
     record_rows: Option<u64>,
     #[serde(default)]
     max_session: Option<Spanned<String>>,
+    #[serde(default)]
+    max_sessions: Option<u64>,
     /// HTTP: `Authorization: Bearer` with this secret.
     #[serde(default)]
     bearer: Option<Spanned<SecretRef>>,
@@ -278,6 +280,7 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
         let mut settings = ConnectionSettings {
             row_limit: c.row_limit,
             record_rows: c.record_rows,
+            max_sessions: c.max_sessions,
             ..Default::default()
         };
         if let Some(t) = &c.statement_timeout {
@@ -515,6 +518,7 @@ url = "mysql://app@127.0.0.1:3306/crm"
 password = { file = "/run/pw" }
 statement_timeout = "30s"
 row_limit = 1000
+max_sessions = 20
 "#;
 
     #[test]
@@ -529,6 +533,8 @@ row_limit = 1000
         assert_eq!(crm.password.as_ref().map(Secret::expose), Some("pw2"));
         assert_eq!(crm.spec.settings.statement_timeout_ms, Some(30_000));
         assert_eq!(crm.spec.settings.row_limit, Some(1000));
+        assert_eq!(crm.spec.settings.max_sessions, Some(20));
+        assert_eq!(shop.spec.settings.max_sessions, None);
     }
 
     #[test]
@@ -673,7 +679,16 @@ region = "eu-west-1"
         );
         let e = error_of(&dup);
         assert!(e.message.contains("declared twice"));
-        assert_eq!(e.line, 18);
+        assert_eq!(e.line, 19);
+        let e = error_of(
+            "[[connections]]\nname = \"a\"\nkind = \"postgres\"\nurl = \"postgres://h/db\"\nmax_sessions = 0\n",
+        );
+        assert_eq!(e.line, 1);
+        assert!(
+            e.message.contains("max_sessions is at least 1"),
+            "{}",
+            e.message
+        );
         let e = error_of(
             "[[connections]]\nname = \"a\"\nkind = \"oracle\"\nurl = \"postgres://h/db\"\n",
         );

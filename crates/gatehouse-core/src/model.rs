@@ -60,6 +60,12 @@ pub struct ConnectionSettings {
     /// Longest a client session may last, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_session_secs: Option<u64>,
+    /// Most sessions open at once on one replica (PostgreSQL and MySQL
+    /// connections; the query API's and MCP's sessions count too): each
+    /// holds an upstream connection, so this keeps callers from using up
+    /// the database's own connection slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u64>,
     /// Rows of each result kept in the session recording, as the caller
     /// saw them (masked); default 10, 0 records no results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,6 +249,17 @@ impl ConnectionSpec {
                 "aws settings belong to aws connections, not {}",
                 self.kind
             )));
+        }
+        if s.max_sessions.is_some()
+            && matches!(self.kind, ConnectionKind::Http | ConnectionKind::Aws)
+        {
+            return Err(bad(format!(
+                "max_sessions belongs to postgres and mysql connections, not {}",
+                self.kind
+            )));
+        }
+        if s.max_sessions == Some(0) {
+            return Err(bad("max_sessions is at least 1".into()));
         }
         if s.ca_pem.is_some() && !matches!(self.kind, ConnectionKind::Http | ConnectionKind::Aws) {
             return Err(bad("ca_pem belongs to http and aws connections".into()));

@@ -69,6 +69,7 @@ pub async fn open_local(
             code: match r.code {
                 1049 => "3D000",
                 1044 | 1045 => "42501",
+                1040 => "53300",
                 _ => "08006",
             },
             message: r.message,

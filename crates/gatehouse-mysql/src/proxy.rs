@@ -137,6 +137,8 @@ pub(crate) struct Ready {
     max_session: Option<Duration>,
     record_rows: usize,
     via_grant: Option<String>,
+    /// Its place among the connection's sessions, given back when it ends.
+    slot: gatehouse_pg::Slot,
 }
 
 /// Logs in to the server a `mysql://` connection URL names, with the
@@ -289,6 +291,20 @@ pub(crate) async fn connect(
                 "Gatehouse cannot open the stored credential of this connection; an administrator must check the master key",
             ),
         })?;
+    // A place among the connection's sessions, before its upstream session
+    // (1040: the server's own "Too many connections").
+    let slot = proxy
+        .sessions
+        .take_slot(&rec.spec.name, rec.spec.settings.max_sessions)
+        .map_err(|open| {
+            refuse(
+                1040,
+                "08004",
+                format!(
+                    "Gatehouse: connection \"{name}\" has {open} sessions open, its limit (max_sessions); try again when one ends"
+                ),
+            )
+        })?;
     let (up, database) = open_upstream(&rec.spec.url, cred.get("password"), caps, charset)
         .await
         .map_err(|(code, e)| {
@@ -324,6 +340,7 @@ pub(crate) async fn connect(
         )
         .unwrap_or(usize::MAX),
         via_grant,
+        slot,
     })
 }
 
@@ -362,6 +379,7 @@ pub(crate) async fn run<S>(
         max_session,
         record_rows,
         via_grant,
+        slot: _slot,
     } = ready;
     let token = match &principal.authn {
         Authn::Token { name } => Some(name.clone()),

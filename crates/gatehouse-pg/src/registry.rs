@@ -102,6 +102,27 @@ pub fn depend_on(grants: &SessionGrants, id: &str) {
 #[derive(Debug, Clone, Default)]
 pub struct LiveSessions {
     inner: Arc<Mutex<HashMap<(i32, i32), Entry>>>,
+    /// Sessions open (or opening) per connection, against its `max_sessions`.
+    slots: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// One of a connection's session places, given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    slots: Arc<Mutex<HashMap<String, u64>>>,
+    connection: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut slots = lock(&self.slots);
+        if let Some(n) = slots.get_mut(&self.connection) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                slots.remove(&self.connection);
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -144,6 +165,22 @@ impl LiveSessions {
                 };
             }
         }
+    }
+
+    /// Takes one of connection `connection`'s session places before its
+    /// upstream session is opened; `Err(open)` when `max` sessions of it
+    /// are open (or opening) on this process already.
+    pub fn take_slot(&self, connection: &str, max: Option<u64>) -> Result<Slot, u64> {
+        let mut slots = lock(&self.slots);
+        let open = slots.get(connection).copied().unwrap_or(0);
+        if max.is_some_and(|m| open >= m) {
+            return Err(open);
+        }
+        slots.insert(connection.to_string(), open + 1);
+        Ok(Slot {
+            slots: self.slots.clone(),
+            connection: connection.to_string(),
+        })
     }
 
     pub fn unregister(&self, key: (i32, i32)) {
@@ -245,6 +282,20 @@ mod tests {
         ));
         live.unregister(reg.key);
         assert!(matches!(live.cancel_hashed(&hash), Cancel::Unknown));
+    }
+
+    #[test]
+    fn a_connection_s_session_places_are_limited_and_given_back() {
+        let live = LiveSessions::default();
+        let a = live.take_slot("shop", Some(2)).expect("first");
+        let b = live.take_slot("shop", Some(2)).expect("second");
+        assert_eq!(live.take_slot("shop", Some(2)).err(), Some(2));
+        assert!(live.take_slot("crm", Some(1)).is_ok(), "per connection");
+        drop(a);
+        let c = live.take_slot("shop", Some(2)).expect("a place came free");
+        assert!(live.take_slot("shop", None).is_ok(), "no limit");
+        drop((b, c));
+        assert!(lock(&live.slots).is_empty());
     }
 
     #[test]

@@ -172,6 +172,8 @@ struct Ready {
     record_rows: usize,
     /// The just-in-time grant that opened the connection to the caller.
     via_grant: Option<String>,
+    /// Its place among the connection's sessions, given back when it ends.
+    slot: crate::registry::Slot,
 }
 
 async fn read_startup(stream: &mut PgStream) -> Result<Option<Startup>, Refusal> {
@@ -358,6 +360,12 @@ async fn connect(
             ),
         })?;
 
+    // A place among the connection's sessions, before its upstream session.
+    let slot = proxy
+        .sessions
+        .take_slot(&rec.spec.name, rec.spec.settings.max_sessions)
+        .map_err(|open| too_many_sessions(&database, open))?;
+
     // Open the upstream session with the stored credentials.
     let target = Target::from_url(&rec.spec.url).map_err(|e| refuse("08006", e.to_string()))?;
     let app_name = param("application_name").map(str::to_string);
@@ -401,7 +409,19 @@ async fn connect(
         )
         .unwrap_or(usize::MAX),
         via_grant,
+        slot,
     })
+}
+
+/// The refusal when a connection has its `max_sessions` open.
+fn too_many_sessions(connection: &str, open: u64) -> Refusal {
+    refuse(
+        "53300",
+        format!(
+            "Gatehouse: connection \"{connection}\" has {open} sessions open, its limit (max_sessions); try again when one ends"
+        ),
+    )
+    .hint("an administrator can raise the connection's max_sessions")
 }
 
 async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) {
@@ -414,6 +434,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
         max_session,
         record_rows,
         via_grant,
+        slot: _slot,
     } = ready;
     let catalog = crate::catalog::CatalogAccess {
         connection: connection.clone(),

@@ -1267,6 +1267,77 @@ async fn malformed_and_oversized_messages_end_only_that_session() {
     let _ = json!({});
 }
 
+/// A connection's `max_sessions` bounds the sessions open at once on a
+/// replica (each holds an upstream connection, and the database has only so
+/// many): the one past it is refused with 53300 naming the limit, the query
+/// API's sessions count too, and a place that comes free is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_s_max_sessions_bounds_its_open_sessions() {
+    let s = TestServer::start().await;
+    let (status, v) = s
+        .post(
+            "/v1/connections",
+            &s.admin,
+            json!({"name": "capped", "kind": "postgres", "url": DIRECT, "groups": ["agents"],
+                   "settings": {"max_sessions": 2}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = s
+        .post(
+            "/v1/connections",
+            &s.admin,
+            json!({"name": "closed", "kind": "postgres", "url": DIRECT, "groups": ["agents"],
+                   "settings": {"max_sessions": 0}}),
+        )
+        .await;
+    assert_eq!(status, 400, "a limit of no sessions is refused: {v}");
+    let bot = s.token("bot", &["agents"]).await;
+    let url = url_with(&s, &bot, "capped");
+    let (first, _) = connect(&url).await;
+    let (second, _) = connect(&url).await;
+    first.simple_query("SELECT 1").await.unwrap();
+    second.simple_query("SELECT 1").await.unwrap();
+
+    let (ok, _, err) = psql(&url, &["-c", "SELECT 1"]);
+    assert!(!ok);
+    assert!(
+        err.contains("connection \"capped\" has 2 sessions open, its limit (max_sessions)"),
+        "{err}"
+    );
+    let e = connect_err(&url).await;
+    assert_eq!(code(&e), "53300", "{e}");
+    let (status, v) = s
+        .post(
+            "/v1/connections/capped/query",
+            &bot,
+            json!({"sql": "SELECT 1"}),
+        )
+        .await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "too_many_sessions", "{v}");
+
+    // A session that ends gives its place back.
+    drop(first);
+    let started = std::time::Instant::now();
+    let third = loop {
+        match tokio_postgres::connect(&url, NoTls).await {
+            Ok((c, conn)) => {
+                tokio::spawn(conn);
+                break c;
+            }
+            Err(e) => assert_eq!(code(&e), "53300", "{e}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the ended session's place never came free"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    third.simple_query("SELECT 1").await.unwrap();
+    second.simple_query("SELECT 1").await.unwrap();
+}
+
 #[tokio::test]
 async fn connection_settings_bound_statements_and_sessions() {
     let s = TestServer::start().await;

@@ -417,6 +417,10 @@ pub struct AddConnection {
     /// Longest a session may last, e.g. 8h.
     #[arg(long)]
     pub max_session: Option<String>,
+    /// Most sessions open at once through one replica (PostgreSQL and
+    /// MySQL connections).
+    #[arg(long)]
+    pub max_sessions: Option<u64>,
     /// HTTP connections: how the secret is sent upstream: `bearer`,
     /// `basic:USERNAME`, `header:NAME` or `client-cert` (the secret is then
     /// the PEM certificate chain followed by its key).

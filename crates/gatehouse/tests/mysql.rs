@@ -857,3 +857,65 @@ print(json.dumps([list(r) for r in rows]))
         "fetched rows are masked: {rows}"
     );
 }
+
+/// A MySQL connection's `max_sessions` (here from a declarative file): the
+/// session past it gets MySQL's own "Too many connections" (1040) naming
+/// the limit, and the place of a session that ends is taken again.
+#[test]
+fn max_sessions_bounds_a_mysql_connection_s_open_sessions() {
+    let f = setup("cap");
+    let file = f.s.path("capped.toml");
+    write(
+        &file,
+        "[[connections]]\nname = \"capped\"\nkind = \"mysql\"\nurl = \"mysql://gh_app@127.0.0.1:3306/test?sslmode=disable\"\npassword = { env = \"SHOP_MY_PASSWORD\" }\ngroups = [\"agents\"]\nmax_sessions = 1\n",
+    );
+    ok(f.s.cli_with(
+        &f.s.admin,
+        &["apply", "-f", file.to_str().unwrap()],
+        None,
+        &[("SHOP_MY_PASSWORD", APP_PASSWORD)],
+    ));
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let (ok_, got, e) = python(
+        r#"
+import json, sys, time
+import pymysql
+host, port, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def connect():
+    return pymysql.connect(host=host, port=port, user="bot", password=token, database="capped")
+first = connect()
+out = {}
+try:
+    connect()
+    out["second"] = "connected"
+except pymysql.err.OperationalError as e:
+    out["second"] = [e.args[0], e.args[1]]
+first.close()
+deadline = time.monotonic() + 20
+while True:
+    try:
+        c = connect()
+        with c.cursor() as cur:
+            cur.execute("SELECT 41 + 1")
+            out["after"] = cur.fetchone()[0]
+        break
+    except pymysql.err.OperationalError as e:
+        if e.args[0] != 1040 or time.monotonic() > deadline:
+            raise
+        time.sleep(0.02)
+print(json.dumps(out))
+"#,
+        &[host, port, &f.bot],
+    );
+    assert!(ok_, "{e}");
+    let v: serde_json::Value = serde_json::from_str(got.trim()).expect(&got);
+    assert_eq!(v["second"][0], 1040, "{v}");
+    assert!(
+        v["second"][1]
+            .as_str()
+            .unwrap()
+            .contains("connection \"capped\" has 1 sessions open, its limit (max_sessions)"),
+        "{v}"
+    );
+    assert_eq!(v["after"], 42, "{v}");
+}

@@ -201,6 +201,11 @@ pub async fn run(
             "no database connection named {name:?} (see `gatehouse connections list`)"
         )),
         "42501" => ApiError::forbidden(e.message),
+        "53300" => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            e.message,
+        ),
         "53000" => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "recorder_behind",

@@ -180,6 +180,9 @@ fn connection_body(a: &AddConnection) -> anyhow::Result<Value> {
     if let Some(r) = a.row_limit {
         settings.insert("row_limit".into(), json!(r));
     }
+    if let Some(n) = a.max_sessions {
+        settings.insert("max_sessions".into(), json!(n));
+    }
     if let Some(t) = &a.max_session {
         settings.insert(
             "max_session_secs".into(),
