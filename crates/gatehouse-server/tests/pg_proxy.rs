@@ -474,6 +474,130 @@ fn psql(url: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs one of PostgreSQL's client programs with `args` and the
+/// environment `env`; (success, stdout, stderr).
+fn pg_tool<S: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: &[S],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let o = tokio::task::block_in_place(|| {
+        Command::new(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap_or_else(|e| panic!("{program} (postgresql-client): {e}"))
+    });
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+/// A plain dump without what differs between any two runs: comments and
+/// the random keys of `\restrict`.
+fn dump_body(dump: &str) -> String {
+    dump.lines()
+        .filter(|l| {
+            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// pg_dump and pg_restore through the gateway: a plain dump equals a direct
+/// one, and a directory dump and restore with two jobs each (which share one
+/// snapshot across sessions: `pg_export_snapshot` and `SET TRANSACTION
+/// SNAPSHOT`) bring back the same table, view and rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_dump_and_pg_restore_work_through_the_gateway() {
+    let (s, bot) = gateway().await;
+    let (direct, _) = connect(DIRECT).await;
+    let t = unique("gh_dump");
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (id int PRIMARY KEY, name text, data jsonb, at timestamptz);
+             INSERT INTO {t} SELECT g, 'n' || g, jsonb_build_object('g', g, 's', repeat('x', g % 7)),
+                 '2026-01-01 00:00:00+00'::timestamptz + g * interval '1 minute'
+             FROM generate_series(1, 1000) g;
+             CREATE INDEX {t}_name ON {t} (name);
+             CREATE VIEW {t}_v AS SELECT id, name FROM {t} WHERE id % 2 = 0;"
+        ))
+        .await
+        .unwrap();
+    let checksum = format!(
+        "SELECT count(*), md5(string_agg(id || name || data::text || at::text, ',' ORDER BY id)) FROM {t}"
+    );
+    let before = direct.query_one(&checksum, &[]).await.unwrap();
+    let before: (i64, String) = (before.get(0), before.get(1));
+    let host = s.pg.ip().to_string();
+    let port = s.pg.port().to_string();
+    let view = format!("{t}_v");
+    let through = [("PGPASSWORD", bot.as_str()), ("PGSSLMODE", "require")];
+    let gw_args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["-h", &host, "-p", &port, "-U", "bot"]
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+
+    let args = gw_args(&["-t", &t, "-t", &view, "shop"]);
+    let (ok, via_gateway, err) = pg_tool("pg_dump", &args, &through);
+    assert!(ok, "{err}");
+    let (ok, direct_dump, err) = pg_tool(
+        "pg_dump",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-t",
+            &t,
+            "-t",
+            &view,
+            "test",
+        ],
+        &[("PGSSLMODE", "disable")],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        via_gateway.contains(&format!("COPY public.{t} ")),
+        "{via_gateway}"
+    );
+    assert_eq!(dump_body(&via_gateway), dump_body(&direct_dump));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dump");
+    let out = out.to_str().unwrap();
+    let args = gw_args(&["-Fd", "-j", "2", "-f", out, "-t", &t, "-t", &view, "shop"]);
+    let (ok, _, err) = pg_tool("pg_dump", &args, &through);
+    assert!(ok, "{err}");
+    direct
+        .batch_execute(&format!("DROP VIEW {view}; DROP TABLE {t}"))
+        .await
+        .unwrap();
+    let args = gw_args(&["-j", "2", "-d", "shop", out]);
+    let (ok, _, err) = pg_tool("pg_restore", &args, &through);
+    assert!(ok, "{err}");
+    let after = direct.query_one(&checksum, &[]).await.unwrap();
+    assert_eq!((after.get::<_, i64>(0), after.get::<_, String>(1)), before);
+    let evens: i64 = direct
+        .query_one(&format!("SELECT count(*) FROM {view}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(evens, 500);
+    direct
+        .batch_execute(&format!("DROP VIEW {view}; DROP TABLE {t}"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_describes_copies_and_speaks_tls() {
     let (s, bot) = gateway().await;
