@@ -1,5 +1,5 @@
-//! Client compatibility: real PostgreSQL drivers (psycopg 3, asyncpg,
-//! node-postgres, pgjdbc) run the scripts in `tests/compat/` against the
+//! Client compatibility: real PostgreSQL drivers and tools (psycopg 3,
+//! asyncpg, node-postgres, pgjdbc, pgcli) run the scripts in `tests/compat/` against the
 //! machine's PostgreSQL directly and through a real gateway, and the scripts
 //! fail on any difference between the two. `scripts/test` installs the
 //! drivers; each script prints what differed or which step failed.
@@ -73,6 +73,11 @@ async fn run_client(client: &str, program: &str, args: &[&str]) {
 #[tokio::test]
 async fn psycopg3_matches_direct() {
     run_client("psycopg", "python3", &["tests/compat/psycopg_compat.py"]).await;
+}
+
+#[tokio::test]
+async fn pgcli_matches_direct() {
+    run_client("pgcli", "python3", &["tests/compat/pgcli_compat.py"]).await;
 }
 
 #[tokio::test]
