@@ -57,6 +57,10 @@ const HEX_BYTES: usize = 256;
 const MASKED_ROW_LIMIT: usize = 64 << 20;
 /// Upstream messages the relay needs whole are refused past this size.
 const UPSTREAM_LIMIT: usize = 1 << 30;
+/// How long past the connection's statement timeout Gatehouse lets a
+/// statement run before it cancels it itself (the upstream's own
+/// `statement_timeout` fires first unless the client changed it).
+pub const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 
 pub struct Ctx {
     pub proxy: Arc<PgProxy>,
@@ -64,6 +68,12 @@ pub struct Ctx {
     pub connection: String,
     pub session_id: String,
     pub max_session: Option<Duration>,
+    /// The connection's statement timeout. The upstream session starts with
+    /// it; should the client lift it (`SET statement_timeout = 0`), Gatehouse
+    /// cancels a statement that runs [`TIMEOUT_GRACE`] past it itself.
+    pub statement_timeout: Option<Duration>,
+    /// The upstream session's cancel key.
+    pub upstream_key: (i32, i32),
     /// How to read the upstream's catalog (to find where result columns
     /// come from, for masking).
     pub catalog: CatalogAccess,
@@ -393,6 +403,9 @@ pub async fn run(
     // client through the upstream side, between whole messages; the end of
     // the session reaches the upstream side the same way.
     let signals = Arc::new(Signals::default());
+    let watchdog = ctx
+        .statement_timeout
+        .map(|limit| enforce_timeout(ctx.clone(), pending.clone(), signals.clone(), limit));
     // Set once the client has sent Terminate: the upstream closing after
     // that is the client's doing, whichever side notices first.
     let terminated = Arc::new(AtomicBool::new(false));
@@ -414,6 +427,13 @@ pub async fn run(
         signals.clone(),
         gates,
     ));
+    let watchdog = async move {
+        match watchdog {
+            Some(w) => w.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(watchdog);
     let deadline = async {
         match ctx.max_session {
             Some(d) => tokio::time::sleep(d).await,
@@ -448,6 +468,7 @@ pub async fn run(
             finish_upstream(&mut u2c).await;
             "maximum session length reached".into()
         }
+        never = &mut watchdog => match never {},
         why = signalled(&mut kill) => {
             c2u.abort();
             signals.end(why.clone());
@@ -456,6 +477,60 @@ pub async fn run(
         }
     };
     reason
+}
+
+/// Cancels upstream a statement that has run [`TIMEOUT_GRACE`] past the
+/// connection's statement timeout `limit`: the backstop for a client that
+/// lifted the upstream's own `statement_timeout`. It looks at the oldest
+/// statement not yet answered (the one running), and sleeps until that
+/// one's time is up, or for `limit` when none runs (a statement starting
+/// meanwhile is up later than that).
+async fn enforce_timeout(
+    ctx: Arc<Ctx>,
+    pending: Pending,
+    signals: Arc<Signals>,
+    limit: Duration,
+) -> std::convert::Infallible {
+    let mut cancelled = 0;
+    loop {
+        let running = lock(&pending).iter().find_map(|i| match i {
+            Item::Simple(s) | Item::Exec(s) => Some((s.seq, s.started)),
+            _ => None,
+        });
+        let now = Instant::now();
+        let wake = match running {
+            Some((seq, started)) if seq != cancelled => {
+                let due = started + limit + TIMEOUT_GRACE;
+                if due <= now {
+                    cancelled = seq;
+                    let target = ctx.catalog.target.clone();
+                    let (pid, key) = ctx.upstream_key;
+                    tracing::info!(session = %ctx.session_id, connection = %ctx.connection, "cancelling a statement that ran past the connection's statement timeout");
+                    let mut notice = BytesMut::new();
+                    codec::error(
+                        &mut notice,
+                        Severity::Notice,
+                        "01000",
+                        &format!(
+                            "Gatehouse cancels this statement: it ran past the statement timeout of connection \"{}\" ({} ms)",
+                            ctx.connection,
+                            limit.as_millis()
+                        ),
+                        None,
+                    );
+                    signals.notice(notice);
+                    if let Err(e) = crate::upstream::cancel(&target, pid, key).await {
+                        tracing::warn!(session = %ctx.session_id, error = %e, "cancelling a statement past its timeout failed");
+                    }
+                    now + limit
+                } else {
+                    due
+                }
+            }
+            _ => now + limit,
+        };
+        tokio::time::sleep_until(wake.into()).await;
+    }
 }
 
 /// Gives the upstream side a moment to relay what is in flight, then stops
@@ -1008,6 +1083,9 @@ impl ClientSide {
             raise_sql(rule, message)
         });
         h.stmt.verdict = Arc::new(verdict);
+        // It runs from now: its duration and its statement timeout leave
+        // out the wait for the review.
+        h.stmt.started = Instant::now();
         match (h.portal, refused) {
             (None, None) => self.query(h.stmt, &h.msg, out)?,
             (None, Some(raise)) => {

@@ -168,6 +168,7 @@ struct Ready {
     password: Option<gatehouse_core::secret::Secret>,
     target: Target,
     max_session: Option<Duration>,
+    statement_timeout: Option<Duration>,
     /// Result rows kept per statement in the recording.
     record_rows: usize,
     /// The just-in-time grant that opened the connection to the caller.
@@ -401,6 +402,11 @@ async fn connect(
         password: cred.get("password").cloned(),
         target,
         max_session: rec.spec.settings.max_session_secs.map(Duration::from_secs),
+        statement_timeout: rec
+            .spec
+            .settings
+            .statement_timeout_ms
+            .map(Duration::from_millis),
         record_rows: usize::try_from(
             rec.spec
                 .settings
@@ -432,6 +438,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
         password,
         target,
         max_session,
+        statement_timeout,
         record_rows,
         via_grant,
         slot: _slot,
@@ -526,6 +533,8 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
             connection,
             session_id: session_id.clone(),
             max_session,
+            statement_timeout,
+            upstream_key: (upstream.pid, upstream.key),
             catalog,
             grants: reg.grants,
             cancelled: reg.cancelled,

@@ -1462,6 +1462,48 @@ async fn a_connection_s_max_sessions_bounds_its_open_sessions() {
     second.simple_query("SELECT 1").await.unwrap();
 }
 
+/// A client cannot lift its connection's statement timeout: with the
+/// upstream's `statement_timeout` set to 0 (by `SET`, or by `set_config` in
+/// a query the policy may not read as a setting), Gatehouse cancels the
+/// statement itself a moment past the limit and says why in a NOTICE.
+#[tokio::test]
+async fn a_lifted_statement_timeout_is_still_enforced() {
+    let s = TestServer::start().await;
+    let (status, v) = s
+        .post(
+            "/v1/connections",
+            &s.admin,
+            json!({"name": "timed", "kind": "postgres", "url": DIRECT, "groups": ["agents"],
+                   "settings": {"statement_timeout_ms": 300}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let bot = s.token("bot", &["agents"]).await;
+    let (c, mut msgs) = connect(&url_with(&s, &bot, "timed")).await;
+    for lift in [
+        "SET statement_timeout = 0",
+        "SELECT set_config('statement_timeout', '0', false)",
+    ] {
+        c.simple_query(lift).await.unwrap();
+        let shown = c.query_one("SHOW statement_timeout", &[]).await.unwrap();
+        assert_eq!(shown.get::<_, String>(0), "0", "{lift}");
+        let e = c.simple_query("SELECT pg_sleep(20)").await.unwrap_err();
+        assert_eq!(code(&e), "57014", "{lift}: {e:?}");
+        let notice = loop {
+            match msgs.recv().await.expect("a notice") {
+                AsyncMessage::Notice(n) => break n.message().to_string(),
+                _ => continue,
+            }
+        };
+        assert!(
+            notice.contains("ran past the statement timeout of connection \"timed\" (300 ms)"),
+            "{notice}"
+        );
+        // The session goes on.
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn connection_settings_bound_statements_and_sessions() {
     let s = TestServer::start().await;
