@@ -23,15 +23,87 @@ use crate::upstream::{self, Target, UpstreamError};
 /// The client has this long to finish start-up and authentication.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Client parameters passed on to the upstream session.
-const FORWARDED_PARAMS: &[&str] = &[
+/// Start-up parameters Gatehouse handles itself rather than passing on as
+/// settings of the upstream session.
+const OWN_PARAMS: &[&str] = &[
+    "user",
+    "database",
+    "replication",
+    "options",
     "application_name",
-    "client_encoding",
-    "DateStyle",
-    "TimeZone",
-    "IntervalStyle",
-    "extra_float_digits",
-    "search_path",
 ];
+
+/// The settings a client asked for at start-up, for the upstream session:
+/// each start-up parameter but [`OWN_PARAMS`] and the protocol's own
+/// (`_pq_.…`), and each `-c name=value` or `--name=value` switch of
+/// `options` (PGOPTIONS), which is split as the server splits it: at
+/// whitespace, a backslash taking the next character as it is. Names are
+/// setting names (letters, digits, `_`, `.`; `-` read as `_`).
+fn startup_settings(params: &[(String, String)]) -> Result<Vec<(String, String)>, Refusal> {
+    let bad = |what: String| {
+        refuse("22023", format!("Gatehouse does not pass on {what}"))
+            .hint("start-up settings are -c name=value (or --name=value) in options, or parameters of their own")
+    };
+    let mut settings = Vec::new();
+    let mut add = |name: &str, value: &str| -> Result<(), Refusal> {
+        let name = name.replace('-', "_");
+        let ok = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        if !ok {
+            return Err(bad(format!("the start-up setting {name:?}")));
+        }
+        settings.push((name.to_ascii_lowercase(), value.to_string()));
+        Ok(())
+    };
+    for (k, v) in params {
+        if OWN_PARAMS.contains(&k.as_str()) || k.starts_with("_pq_.") {
+            continue;
+        }
+        add(k, v)?;
+    }
+    if let Some((_, options)) = params.iter().find(|(k, _)| k == "options") {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut chars = options.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => word.extend(chars.next()),
+                c if c.is_whitespace() => {
+                    if !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+        let mut words = words.into_iter();
+        while let Some(w) = words.next() {
+            let setting = if w == "-c" {
+                words.next().unwrap_or_default()
+            } else if let Some(rest) = w.strip_prefix("-c").or_else(|| w.strip_prefix("--")) {
+                rest.to_string()
+            } else {
+                return Err(bad(format!("the start-up option {w:?}")));
+            };
+            let Some((name, value)) = setting.split_once('=') else {
+                return Err(bad(format!("the start-up option {setting:?} (no value)")));
+            };
+            add(name, value)?;
+        }
+    }
+    Ok(settings)
+}
+
+/// `SET name TO 'value'`: how the policy sees a start-up setting.
+fn set_statement(name: &str, value: &str) -> String {
+    format!("SET {name} TO '{}'", value.replace('\'', "''"))
+}
 
 /// A failure shown to the client as a FATAL error with a SQLSTATE.
 struct Refusal {
@@ -367,22 +439,49 @@ async fn connect(
         .take_slot(&rec.spec.name, rec.spec.settings.max_sessions)
         .map_err(|open| too_many_sessions(&database, open))?;
 
+    // The client's start-up settings pass the policy as the SET statements
+    // they amount to, like any statement (a rule refusing `SET role` refuses
+    // `-c role=…` in PGOPTIONS too).
+    let mut settings = startup_settings(params)?;
+    let engine = proxy.policy.engine();
+    if !engine.allows_everything() && !settings.is_empty() {
+        let grant = proxy.access.grant_for(&principal.subject, &rec.spec.name);
+        let grant = grant.as_ref().map(|(id, level)| (id.as_str(), *level));
+        for (name, value) in &settings {
+            let sql = set_statement(name, value);
+            let d = engine.decide_with_grant(&principal, &rec.spec.name, &sql, now_ms(), grant);
+            match d.verdict {
+                gatehouse_core::policy::Verdict::Allow { .. } => {}
+                gatehouse_core::policy::Verdict::Deny { rule, message } => {
+                    tracing::info!(principal = %principal.subject, connection = %rec.spec.name, %rule, setting = %name, "a start-up setting was refused");
+                    return Err(refuse(
+                        "42501",
+                        format!("Gatehouse refused the start-up setting {name}: {message}"),
+                    )
+                    .hint(format!("rule: {rule}")));
+                }
+                gatehouse_core::policy::Verdict::Review { rule, .. } => {
+                    return Err(refuse(
+                        "42501",
+                        format!("the start-up setting {name} needs a review (rule {rule})"),
+                    )
+                    .hint("connect without it and SET it in the session, where it can be held for review"));
+                }
+            }
+        }
+    }
+    // The connection's statement timeout is a limit the client does not set.
+    let timeout = rec.spec.settings.statement_timeout_ms;
+    if let Some(ms) = timeout {
+        settings.retain(|(name, _)| name != "statement_timeout");
+        settings.push(("statement_timeout".into(), ms.to_string()));
+    }
+
     // Open the upstream session with the stored credentials.
     let target = Target::from_url(&rec.spec.url).map_err(|e| refuse("08006", e.to_string()))?;
-    let app_name = param("application_name").map(str::to_string);
-    let mut extra: Vec<(&str, String)> = FORWARDED_PARAMS
-        .iter()
-        .filter(|k| **k != "application_name")
-        .filter_map(|k| param(k).map(|v| (*k, v.to_string())))
-        .collect();
-    extra.push((
-        "application_name",
-        app_name.unwrap_or_else(|| "gatehouse".into()),
-    ));
-    if let Some(ms) = rec.spec.settings.statement_timeout_ms {
-        extra.push(("options", format!("-c statement_timeout={ms}")));
-    }
-    let extra_ref: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app_name = param("application_name").unwrap_or("gatehouse");
+    let mut extra_ref: Vec<(&str, &str)> = vec![("application_name", app_name)];
+    extra_ref.extend(settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let up = upstream::connect(&target, cred.get("password"), &extra_ref)
         .await
         .map_err(|e| {
@@ -582,7 +681,54 @@ fn new_session_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::plaintext_ok;
+    use super::{plaintext_ok, set_statement, startup_settings};
+
+    fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn start_up_settings_come_from_parameters_and_options() {
+        let got = startup_settings(&params(&[
+            ("user", "bot"),
+            ("database", "shop"),
+            ("application_name", "app"),
+            ("client_encoding", "UTF8"),
+            ("_pq_.compression", "on"),
+            ("jit", "off"),
+            (
+                "options",
+                "-c search_path=a\\ b,public  -cstatement_timeout=5s --lock-timeout=1s -c app.note=it\\'s",
+            ),
+        ]))
+        .map_err(|r| r.message)
+        .expect("settings");
+        let want: Vec<(String, String)> = params(&[
+            ("client_encoding", "UTF8"),
+            ("jit", "off"),
+            ("search_path", "a b,public"),
+            ("statement_timeout", "5s"),
+            ("lock_timeout", "1s"),
+            ("app.note", "it's"),
+        ]);
+        assert_eq!(got, want);
+        assert_eq!(set_statement("app.note", "it's"), "SET app.note TO 'it''s'");
+    }
+
+    #[test]
+    fn other_start_up_switches_and_odd_names_are_refused() {
+        for options in ["-B 100", "-c novalue", "-c bad\"name=1", "--x;drop=1"] {
+            let r = startup_settings(&params(&[("options", options)]));
+            assert!(
+                r.as_ref().is_err_and(|r| r.code == "22023"),
+                "{options}: {:?}",
+                r.map_err(|r| r.message)
+            );
+        }
+        assert!(startup_settings(&params(&[("a b", "1")])).is_err());
+    }
 
     #[test]
     fn tokens_travel_in_clear_only_on_loopback_unless_allowed() {

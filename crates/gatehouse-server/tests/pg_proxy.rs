@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestServer, closed_port};
+use common::{TestServer, closed_port, put_policy};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1460,6 +1460,74 @@ async fn a_connection_s_max_sessions_bounds_its_open_sessions() {
     };
     third.simple_query("SELECT 1").await.unwrap();
     second.simple_query("SELECT 1").await.unwrap();
+}
+
+/// Start-up settings (PGOPTIONS, or parameters of their own) reach the
+/// upstream session, after passing the policy as the SET statements they
+/// amount to: a rule refusing changes of role refuses `-c role=…` too, with
+/// the rule named, and the connection's statement timeout is not the
+/// client's to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_settings_pass_the_policy_and_reach_the_upstream() {
+    let s = TestServer::start().await;
+    let (status, v) = s
+        .post(
+            "/v1/connections",
+            &s.admin,
+            json!({"name": "shop", "kind": "postgres", "url": DIRECT, "groups": ["agents"],
+                   "settings": {"statement_timeout_ms": 4000}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let bot = s.token("bot", &["agents"]).await;
+    let url = url_with(&s, &bot, "shop");
+    let show = |options: &str| {
+        let o = tokio::task::block_in_place(|| {
+            Command::new("psql")
+                .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", &url])
+                .args(["-c", "SHOW search_path", "-c", "SHOW lock_timeout"])
+                .args(["-c", "SHOW statement_timeout", "-c", "SHOW role"])
+                .env("PGOPTIONS", options)
+                .output()
+                .expect("psql")
+        });
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) =
+        show("-c search_path=gh_nowhere,public --lock-timeout=1234ms -c statement_timeout=0");
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["gh_nowhere,public", "1234ms", "4s", "none"],
+        "{out}"
+    );
+
+    put_policy(
+        &s,
+        json!({"rules": [{"name": "no-role-changes", "statements": ["dcl"], "action": "deny",
+                          "message": "agents keep their own role"}]}),
+    )
+    .await;
+    let (ok, _, err) = show("-c role=pg_read_all_data");
+    assert!(!ok);
+    assert!(
+        err.contains("Gatehouse refused the start-up setting role: agents keep their own role")
+            && err.contains("rule: no-role-changes"),
+        "{err}"
+    );
+    let (ok, out, err) = show("-c lock_timeout=2s");
+    assert!(ok, "other settings still pass: {err}");
+    assert!(out.contains("2s"), "{out}");
+    let (ok, _, err) = show("-B 100");
+    assert!(!ok);
+    assert!(
+        err.contains("Gatehouse does not pass on the start-up option \"-B\""),
+        "{err}"
+    );
 }
 
 /// A client cannot lift its connection's statement timeout: with the
