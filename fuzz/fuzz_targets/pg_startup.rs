@@ -1,7 +1,8 @@
 //! `codec::parse_startup`: the first packet of a client connection (startup,
 //! SSLRequest, GSSENCRequest, CancelRequest), as `session::read_startup`
 //! hands it over: the body after the 4-byte length, the whole packet at most
-//! `MAX_STARTUP` bytes.
+//! `MAX_STARTUP` bytes; and the start-up settings read from its parameters
+//! and `options` (`session::read_startup_settings`).
 #![no_main]
 use bytes::BytesMut;
 use gatehouse_pg::codec::{self, Startup};
@@ -16,6 +17,18 @@ fuzz_target!(|data: &[u8]| {
         Ok(Startup::Ssl | Startup::GssEnc) => assert_eq!(data.len(), 4),
         Ok(Startup::Cancel { .. }) => assert_eq!(data.len(), 12),
         Ok(Startup::Startup { params }) => {
+            // The settings passed on to the upstream have setting names only
+            // (what the policy reads as `SET name TO …` cannot be more).
+            if let Ok(settings) = gatehouse_pg::session::read_startup_settings(&params) {
+                for (name, _) in &settings {
+                    assert!(!name.is_empty() && name.len() <= 63);
+                    assert!(name.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b == b'_'
+                        || b == b'.'));
+                    assert!(!matches!(name.as_str(), "user" | "database" | "replication" | "options"));
+                }
+            }
             // Rebuilding what was parsed gives the same parameters back.
             for (k, _) in &params {
                 assert!(!k.is_empty() && !k.contains('\0'));

@@ -52,10 +52,16 @@ fn startup_settings(params: &[(String, String)]) -> Result<Vec<(String, String)>
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-        if !ok {
+        let name = name.to_ascii_lowercase();
+        if !ok
+            || matches!(
+                name.as_str(),
+                "user" | "database" | "replication" | "options"
+            )
+        {
             return Err(bad(format!("the start-up setting {name:?}")));
         }
-        settings.push((name.to_ascii_lowercase(), value.to_string()));
+        settings.push((name, value.to_string()));
         Ok(())
     };
     for (k, v) in params {
@@ -98,6 +104,13 @@ fn startup_settings(params: &[(String, String)]) -> Result<Vec<(String, String)>
         }
     }
     Ok(settings)
+}
+
+/// The start-up settings of `params` as [`startup_settings`] reads them,
+/// or why they are refused: for the `pg_startup` fuzz target.
+#[doc(hidden)]
+pub fn read_startup_settings(params: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
+    startup_settings(params).map_err(|r| r.message)
 }
 
 /// `SET name TO 'value'`: how the policy sees a start-up setting.
@@ -728,6 +741,8 @@ mod tests {
             );
         }
         assert!(startup_settings(&params(&[("a b", "1")])).is_err());
+        assert!(startup_settings(&params(&[("User", "postgres")])).is_err());
+        assert!(startup_settings(&params(&[("options", "-c user=postgres")])).is_err());
     }
 
     #[test]
