@@ -231,7 +231,10 @@ struct Signals {
 }
 
 impl Signals {
-    fn notice(&self, n: BytesMut) {
+    /// A NOTICE (SQLSTATE 01000) for the client, with an optional hint.
+    fn notice(&self, message: &str, hint: Option<&str>) {
+        let mut n = BytesMut::new();
+        codec::error(&mut n, Severity::Notice, "01000", message, hint);
         lock(&self.notices).push(n);
         self.raise();
     }
@@ -506,11 +509,7 @@ async fn enforce_timeout(
                     let target = ctx.catalog.target.clone();
                     let (pid, key) = ctx.upstream_key;
                     tracing::info!(session = %ctx.session_id, connection = %ctx.connection, "cancelling a statement that ran past the connection's statement timeout");
-                    let mut notice = BytesMut::new();
-                    codec::error(
-                        &mut notice,
-                        Severity::Notice,
-                        "01000",
+                    signals.notice(
                         &format!(
                             "Gatehouse cancels this statement: it ran past the statement timeout of connection \"{}\" ({} ms)",
                             ctx.connection,
@@ -518,7 +517,6 @@ async fn enforce_timeout(
                         ),
                         None,
                     );
-                    signals.notice(notice);
                     if let Err(e) = crate::upstream::cancel(&target, pid, key).await {
                         tracing::warn!(session = %ctx.session_id, error = %e, "cancelling a statement past its timeout failed");
                     }
@@ -973,24 +971,12 @@ impl ClientSide {
             gatehouse_access::Started::Decided(v) => return Ok(v),
         };
         if self.ctx.local {
-            let mut notice = BytesMut::new();
-            codec::error(
-                &mut notice,
-                Severity::Notice,
-                "01000",
-                crate::local::HELD,
-                Some(&id),
-            );
-            self.signals.notice(notice);
+            self.signals.notice(crate::local::HELD, Some(&id));
             return Ok(deny(format!(
                 "{message}; it is held for review {id}: once approved, send the same statement again"
             )));
         }
-        let mut notice = BytesMut::new();
-        codec::error(
-            &mut notice,
-            Severity::Notice,
-            "01000",
+        self.signals.notice(
             &format!(
                 "Gatehouse is holding this statement for review {id}: {message}. Waiting up to {} for the decision.",
                 in_words(*timeout_ms)
@@ -999,7 +985,6 @@ impl ClientSide {
                 "approve with: gatehouse reviews approve {id}   reject with: gatehouse reviews reject {id} --reason \"…\""
             )),
         );
-        self.signals.notice(notice);
         let deadline = now_ms().saturating_add(i64::try_from(*timeout_ms).unwrap_or(i64::MAX));
         let wait = access.wait(&id, &self.ctx.principal, deadline);
         tokio::pin!(wait);

@@ -1399,21 +1399,11 @@ async fn malformed_and_oversized_messages_end_only_that_session() {
 async fn a_connection_s_max_sessions_bounds_its_open_sessions() {
     let s = TestServer::start().await;
     let (status, v) = s
-        .post(
-            "/v1/connections",
-            &s.admin,
-            json!({"name": "capped", "kind": "postgres", "url": DIRECT, "groups": ["agents"],
-                   "settings": {"max_sessions": 2}}),
-        )
+        .pg_connection_with("capped", DIRECT, &["agents"], json!({"max_sessions": 2}))
         .await;
     assert_eq!(status, 201, "{v}");
     let (status, v) = s
-        .post(
-            "/v1/connections",
-            &s.admin,
-            json!({"name": "closed", "kind": "postgres", "url": DIRECT, "groups": ["agents"],
-                   "settings": {"max_sessions": 0}}),
-        )
+        .pg_connection_with("closed", DIRECT, &["agents"], json!({"max_sessions": 0}))
         .await;
     assert_eq!(status, 400, "a limit of no sessions is refused: {v}");
     let bot = s.token("bot", &["agents"]).await;
@@ -1471,11 +1461,11 @@ async fn a_connection_s_max_sessions_bounds_its_open_sessions() {
 async fn start_up_settings_pass_the_policy_and_reach_the_upstream() {
     let s = TestServer::start().await;
     let (status, v) = s
-        .post(
-            "/v1/connections",
-            &s.admin,
-            json!({"name": "shop", "kind": "postgres", "url": DIRECT, "groups": ["agents"],
-                   "settings": {"statement_timeout_ms": 4000}}),
+        .pg_connection_with(
+            "shop",
+            DIRECT,
+            &["agents"],
+            json!({"statement_timeout_ms": 4000}),
         )
         .await;
     assert_eq!(status, 201, "{v}");
@@ -1538,11 +1528,11 @@ async fn start_up_settings_pass_the_policy_and_reach_the_upstream() {
 async fn a_lifted_statement_timeout_is_still_enforced() {
     let s = TestServer::start().await;
     let (status, v) = s
-        .post(
-            "/v1/connections",
-            &s.admin,
-            json!({"name": "timed", "kind": "postgres", "url": DIRECT, "groups": ["agents"],
-                   "settings": {"statement_timeout_ms": 300}}),
+        .pg_connection_with(
+            "timed",
+            DIRECT,
+            &["agents"],
+            json!({"statement_timeout_ms": 300}),
         )
         .await;
     assert_eq!(status, 201, "{v}");
@@ -1576,11 +1566,11 @@ async fn a_lifted_statement_timeout_is_still_enforced() {
 async fn connection_settings_bound_statements_and_sessions() {
     let s = TestServer::start().await;
     let (status, v) = s
-        .post(
-            "/v1/connections",
-            &s.admin,
-            json!({"name": "limited", "kind": "postgres", "url": DIRECT, "groups": ["agents"],
-                   "settings": {"statement_timeout_ms": 200, "max_session_secs": 2}}),
+        .pg_connection_with(
+            "limited",
+            DIRECT,
+            &["agents"],
+            json!({"statement_timeout_ms": 200, "max_session_secs": 2}),
         )
         .await;
     assert_eq!(status, 201, "{v}");

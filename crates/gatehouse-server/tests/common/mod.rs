@@ -131,6 +131,20 @@ impl TestServer {
         assert_eq!(status, 201, "{v}");
     }
 
+    /// Adds a PostgreSQL connection with `settings`; the API's status and
+    /// answer.
+    pub async fn pg_connection_with(
+        &self,
+        name: &str,
+        url: &str,
+        groups: &[&str],
+        settings: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"name": name, "kind": "postgres", "url": url,
+                                      "groups": groups, "settings": settings});
+        self.post("/v1/connections", &self.admin, body).await
+    }
+
     /// A libpq-style URL for connecting through the gateway.
     pub fn pg_url(&self, user: &str, connection: &str) -> String {
         format!(
