@@ -23,6 +23,19 @@ use crate::upstream::{self, Target, UpstreamError};
 /// The client has this long to finish start-up and authentication.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Client parameters passed on to the upstream session.
+/// Settings drivers send at every start-up (libpq, pgjdbc, tokio-postgres,
+/// node-postgres, asyncpg): passed on without asking the policy, as
+/// before start-up settings were decided, so that a policy whose default
+/// is `deny` does not refuse every connection.
+const DRIVER_SETTINGS: &[&str] = &[
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "intervalstyle",
+    "extra_float_digits",
+    "search_path",
+];
+
 /// Start-up parameters Gatehouse handles itself rather than passing on as
 /// settings of the upstream session.
 const OWN_PARAMS: &[&str] = &[
@@ -461,6 +474,9 @@ async fn connect(
         let grant = proxy.access.grant_for(&principal.subject, &rec.spec.name);
         let grant = grant.as_ref().map(|(id, level)| (id.as_str(), *level));
         for (name, value) in &settings {
+            if DRIVER_SETTINGS.contains(&name.as_str()) {
+                continue;
+            }
             let sql = set_statement(name, value);
             let d = engine.decide_with_grant(&principal, &rec.spec.name, &sql, now_ms(), grant);
             match d.verdict {

@@ -1512,6 +1512,22 @@ async fn start_up_settings_pass_the_policy_and_reach_the_upstream() {
     let (ok, out, err) = show("-c lock_timeout=2s");
     assert!(ok, "other settings still pass: {err}");
     assert!(out.contains("2s"), "{out}");
+    // With a default of deny, what drivers send at every start-up
+    // (client_encoding, DateStyle, TimeZone, extra_float_digits) still
+    // passes, and other settings need a rule that allows them.
+    put_policy(
+        &s,
+        json!({"default": "deny", "rules": [{"name": "reads", "statements": ["read"], "action": "allow"}]}),
+    )
+    .await;
+    let (c, _) = connect(&url).await;
+    c.simple_query("SELECT 1").await.unwrap();
+    let (ok, _, err) = show("-c lock_timeout=2s");
+    assert!(!ok);
+    assert!(
+        err.contains("Gatehouse refused the start-up setting lock_timeout"),
+        "{err}"
+    );
     let (ok, _, err) = show("-B 100");
     assert!(!ok);
     assert!(
