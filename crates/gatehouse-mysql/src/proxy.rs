@@ -305,7 +305,7 @@ pub(crate) async fn connect(
                 ),
             )
         })?;
-    let (up, database) = open_upstream(&rec.spec.url, cred.get("password"), caps, charset)
+    let (mut up, database) = open_upstream(&rec.spec.url, cred.get("password"), caps, charset)
         .await
         .map_err(|(code, e)| {
             refuse(
@@ -325,6 +325,19 @@ pub(crate) async fn connect(
             ),
         ));
     }
+    if let Some(ms) = rec.spec.settings.statement_timeout_ms {
+        up.query(&statement_timeout_sql(&up.server_version, ms))
+            .await
+            .map_err(|e| {
+                refuse(
+                    2013,
+                    "HY000",
+                    format!(
+                        "Gatehouse could not set the statement timeout of connection \"{name}\": {e}"
+                    ),
+                )
+            })?;
+    }
     Ok(Ready {
         session_id: new_session_id(),
         principal,
@@ -342,6 +355,21 @@ pub(crate) async fn connect(
         via_grant,
         slot,
     })
+}
+
+/// The statement that sets a connection's statement timeout of `ms` on the
+/// upstream session: MariaDB's `max_statement_time` (seconds, every
+/// statement), or MySQL's `max_execution_time` (milliseconds, `SELECT`s).
+fn statement_timeout_sql(server_version: &str, ms: u64) -> String {
+    if server_version.to_ascii_lowercase().contains("mariadb") {
+        format!(
+            "SET SESSION max_statement_time = {}.{:03}",
+            ms / 1000,
+            ms % 1000
+        )
+    } else {
+        format!("SET SESSION max_execution_time = {ms}")
+    }
 }
 
 fn new_session_id() -> String {
@@ -490,6 +518,22 @@ pub(crate) async fn run<S>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_statement_timeout_is_set_in_each_server_s_own_terms() {
+        assert_eq!(
+            statement_timeout_sql("10.11.19-MariaDB-0+deb12u1", 1500),
+            "SET SESSION max_statement_time = 1.500"
+        );
+        assert_eq!(
+            statement_timeout_sql("5.5.5-10.11.19-MariaDB", 300),
+            "SET SESSION max_statement_time = 0.300"
+        );
+        assert_eq!(
+            statement_timeout_sql("8.0.36", 300),
+            "SET SESSION max_execution_time = 300"
+        );
+    }
 
     #[test]
     fn connection_urls_name_the_target_database_and_tls() {

@@ -860,14 +860,15 @@ print(json.dumps([list(r) for r in rows]))
 
 /// A MySQL connection's `max_sessions` (here from a declarative file): the
 /// session past it gets MySQL's own "Too many connections" (1040) naming
-/// the limit, and the place of a session that ends is taken again.
+/// the limit, and the place of a session that ends is taken again. Its
+/// `statement_timeout` interrupts a statement that runs longer.
 #[test]
 fn max_sessions_bounds_a_mysql_connection_s_open_sessions() {
     let f = setup("cap");
     let file = f.s.path("capped.toml");
     write(
         &file,
-        "[[connections]]\nname = \"capped\"\nkind = \"mysql\"\nurl = \"mysql://gh_app@127.0.0.1:3306/test?sslmode=disable\"\npassword = { env = \"SHOP_MY_PASSWORD\" }\ngroups = [\"agents\"]\nmax_sessions = 1\n",
+        "[[connections]]\nname = \"capped\"\nkind = \"mysql\"\nurl = \"mysql://gh_app@127.0.0.1:3306/test?sslmode=disable\"\npassword = { env = \"SHOP_MY_PASSWORD\" }\ngroups = [\"agents\"]\nmax_sessions = 1\nstatement_timeout = \"300ms\"\n",
     );
     ok(f.s.cli_with(
         &f.s.admin,
@@ -898,6 +899,11 @@ while True:
         with c.cursor() as cur:
             cur.execute("SELECT 41 + 1")
             out["after"] = cur.fetchone()[0]
+            try:
+                cur.execute("SELECT SLEEP(20)")
+                out["sleep"] = cur.fetchone()[0]
+            except pymysql.err.MySQLError as e:
+                out["sleep"] = [e.args[0], e.args[1]]
         break
     except pymysql.err.OperationalError as e:
         if e.args[0] != 1040 or time.monotonic() > deadline:
@@ -918,4 +924,7 @@ print(json.dumps(out))
         "{v}"
     );
     assert_eq!(v["after"], 42, "{v}");
+    // The connection's statement timeout applies upstream (MariaDB's
+    // max_statement_time).
+    assert_eq!(v["sleep"][0], 1969, "{v}");
 }
