@@ -296,15 +296,7 @@ pub(crate) async fn connect(
     let slot = proxy
         .sessions
         .take_slot(&rec.spec.name, rec.spec.settings.max_sessions)
-        .map_err(|open| {
-            refuse(
-                1040,
-                "08004",
-                format!(
-                    "Gatehouse: connection \"{name}\" has {open} sessions open, its limit (max_sessions); try again when one ends"
-                ),
-            )
-        })?;
+        .map_err(|full| refuse(1040, "08004", full.to_string()))?;
     let (mut up, database) = open_upstream(&rec.spec.url, cred.get("password"), caps, charset)
         .await
         .map_err(|(code, e)| {

@@ -106,6 +106,17 @@ pub struct LiveSessions {
     slots: Arc<Mutex<HashMap<String, u64>>>,
 }
 
+/// A connection has its `max_sessions` open: what each protocol tells the
+/// client, in its own error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Gatehouse: connection \"{connection}\" has {open} sessions open, its limit (max_sessions); try again when one ends"
+)]
+pub struct SessionsFull {
+    pub connection: String,
+    pub open: u64,
+}
+
 /// One of a connection's session places, given back when dropped.
 #[derive(Debug)]
 pub struct Slot {
@@ -170,11 +181,14 @@ impl LiveSessions {
     /// Takes one of connection `connection`'s session places before its
     /// upstream session is opened; `Err(open)` when `max` sessions of it
     /// are open (or opening) on this process already.
-    pub fn take_slot(&self, connection: &str, max: Option<u64>) -> Result<Slot, u64> {
+    pub fn take_slot(&self, connection: &str, max: Option<u64>) -> Result<Slot, SessionsFull> {
         let mut slots = lock(&self.slots);
         let open = slots.get(connection).copied().unwrap_or(0);
         if max.is_some_and(|m| open >= m) {
-            return Err(open);
+            return Err(SessionsFull {
+                connection: connection.to_string(),
+                open,
+            });
         }
         slots.insert(connection.to_string(), open + 1);
         Ok(Slot {
@@ -289,7 +303,10 @@ mod tests {
         let live = LiveSessions::default();
         let a = live.take_slot("shop", Some(2)).expect("first");
         let b = live.take_slot("shop", Some(2)).expect("second");
-        assert_eq!(live.take_slot("shop", Some(2)).err(), Some(2));
+        assert_eq!(
+            live.take_slot("shop", Some(2)).err().map(|f| f.open),
+            Some(2)
+        );
         assert!(live.take_slot("crm", Some(1)).is_ok(), "per connection");
         drop(a);
         let c = live.take_slot("shop", Some(2)).expect("a place came free");

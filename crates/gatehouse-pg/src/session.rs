@@ -36,19 +36,13 @@ const DRIVER_SETTINGS: &[&str] = &[
     "search_path",
 ];
 
-/// Start-up parameters Gatehouse handles itself rather than passing on as
-/// settings of the upstream session.
-const OWN_PARAMS: &[&str] = &[
-    "user",
-    "database",
-    "replication",
-    "options",
-    "application_name",
-];
+/// Start-up parameters of the protocol itself, never settings of the
+/// upstream session (whatever their case, or in `options`).
+const PROTOCOL_PARAMS: &[&str] = &["user", "database", "replication", "options"];
 
 /// The settings a client asked for at start-up, for the upstream session:
-/// each start-up parameter but [`OWN_PARAMS`] and the protocol's own
-/// (`_pq_.…`), and each `-c name=value` or `--name=value` switch of
+/// each start-up parameter but [`PROTOCOL_PARAMS`], `application_name`
+/// and the protocol's extensions (`_pq_.…`), and each `-c name=value` or `--name=value` switch of
 /// `options` (PGOPTIONS), which is split as the server splits it: at
 /// whitespace, a backslash taking the next character as it is. Names are
 /// setting names (letters, digits, `_`, `.`; `-` read as `_`).
@@ -66,19 +60,16 @@ fn startup_settings(params: &[(String, String)]) -> Result<Vec<(String, String)>
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
         let name = name.to_ascii_lowercase();
-        if !ok
-            || matches!(
-                name.as_str(),
-                "user" | "database" | "replication" | "options"
-            )
-        {
+        if !ok || PROTOCOL_PARAMS.contains(&name.as_str()) {
             return Err(bad(format!("the start-up setting {name:?}")));
         }
         settings.push((name, value.to_string()));
         Ok(())
     };
     for (k, v) in params {
-        if OWN_PARAMS.contains(&k.as_str()) || k.starts_with("_pq_.") {
+        // Gatehouse sets application_name itself.
+        let own = PROTOCOL_PARAMS.contains(&k.as_str()) || k == "application_name";
+        if own || k.starts_with("_pq_.") {
             continue;
         }
         add(k, v)?;
@@ -463,7 +454,10 @@ async fn connect(
     let slot = proxy
         .sessions
         .take_slot(&rec.spec.name, rec.spec.settings.max_sessions)
-        .map_err(|open| too_many_sessions(&database, open))?;
+        .map_err(|full| {
+            refuse("53300", full.to_string())
+                .hint("an administrator can raise the connection's max_sessions")
+        })?;
 
     // The client's start-up settings pass the policy as the SET statements
     // they amount to, like any statement (a rule refusing `SET role` refuses
@@ -545,17 +539,6 @@ async fn connect(
         via_grant,
         slot,
     })
-}
-
-/// The refusal when a connection has its `max_sessions` open.
-fn too_many_sessions(connection: &str, open: u64) -> Refusal {
-    refuse(
-        "53300",
-        format!(
-            "Gatehouse: connection \"{connection}\" has {open} sessions open, its limit (max_sessions); try again when one ends"
-        ),
-    )
-    .hint("an administrator can raise the connection's max_sessions")
 }
 
 async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) {
