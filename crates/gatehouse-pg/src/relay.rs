@@ -94,6 +94,29 @@ pub struct Ctx {
     pub local: bool,
 }
 
+/// What the session's two directions share.
+#[derive(Clone)]
+struct Shared {
+    /// What the upstream is to answer, in order.
+    pending: Pending,
+    /// Notices and the session's end, for the upstream side to pass on.
+    signals: Arc<Signals>,
+    gates: Arc<Gates>,
+}
+
+/// A setting the client asked for at start-up, recorded as the `SET`
+/// statement it amounts to, ahead of the session's own statements (it took
+/// effect before any of them).
+#[derive(Debug)]
+pub struct StartupSetting {
+    pub sql: String,
+    pub verdict: Verdict,
+    /// Why it was not applied as asked (the connection sets it itself).
+    pub not_applied: Option<String>,
+    /// Its room in the recorder, taken before the session started.
+    pub admission: gatehouse_store::recorder::Admission,
+}
+
 /// A statement held for review, and what to send when it is decided.
 struct Hold {
     stmt: Stmt,
@@ -395,9 +418,12 @@ pub async fn run(
     client: PgStream,
     upstream: PgStream,
     leftover: BytesMut,
+    startup: Vec<StartupSetting>,
     mut kill: watch::Receiver<Option<String>>,
 ) -> String {
     let ctx = Arc::new(ctx);
+    // The session's own statements are numbered after its start-up settings.
+    let first_seq = i64::try_from(startup.len()).unwrap_or(i64::MAX);
     let (client_r, client_w) = split(client);
     let (up_r, up_w) = split(upstream);
     let pending: Pending = Arc::default();
@@ -412,23 +438,26 @@ pub async fn run(
     // Set once the client has sent Terminate: the upstream closing after
     // that is the client's doing, whichever side notices first.
     let terminated = Arc::new(AtomicBool::new(false));
+    let shared = Shared {
+        pending,
+        signals: signals.clone(),
+        gates,
+    };
     let mut c2u = tokio::spawn(client_to_upstream(
         ctx.clone(),
         client_r,
         up_w,
-        pending.clone(),
-        signals.clone(),
+        shared.clone(),
         terminated.clone(),
-        gates.clone(),
+        first_seq,
     ));
     let mut u2c = tokio::spawn(upstream_to_client(
         ctx.clone(),
         up_r,
         client_w,
-        pending,
+        shared,
         leftover,
-        signals.clone(),
-        gates,
+        startup,
     ));
     let watchdog = async move {
         match watchdog {
@@ -1502,11 +1531,15 @@ async fn client_to_upstream(
     ctx: Arc<Ctx>,
     mut client: PgReader,
     mut up: PgWriter,
-    pending: Pending,
-    signals: Arc<Signals>,
+    shared: Shared,
     terminated: Arc<AtomicBool>,
-    gates: Arc<Gates>,
+    first_seq: i64,
 ) -> String {
+    let Shared {
+        pending,
+        signals,
+        gates,
+    } = shared;
     let limit = ctx.proxy.max_message;
     let engine = CachedEngine::new(&*ctx.proxy.policy);
     let mut side = ClientSide {
@@ -1515,7 +1548,7 @@ async fn client_to_upstream(
         statements: HashMap::default(),
         portals: Portals::default(),
         signals,
-        seq: 0,
+        seq: first_seq,
         refused: None,
         engine,
         plan: None,
@@ -2182,12 +2215,34 @@ async fn upstream_to_client(
     ctx: Arc<Ctx>,
     mut up: PgReader,
     mut client: PgWriter,
-    pending: Pending,
+    shared: Shared,
     mut buf: BytesMut,
-    signals: Arc<Signals>,
-    gates: Arc<Gates>,
+    startup: Vec<StartupSetting>,
 ) -> String {
-    let log = ctx.proxy.recorder.session_log(&ctx.session_id);
+    let Shared {
+        pending,
+        signals,
+        gates,
+    } = shared;
+    let mut log = ctx.proxy.recorder.session_log(&ctx.session_id);
+    let at = now_ms();
+    for (seq, s) in (1..).zip(startup) {
+        log.push_record(
+            s.admission,
+            Record {
+                seq,
+                started_at: at,
+                duration_us: 0,
+                sql: s.sql.into(),
+                verdict: Arc::new(s.verdict),
+                rows: 0,
+                error: s.not_applied,
+                columns: None,
+            },
+            Some("SET"),
+            &ResultSample::default(),
+        );
+    }
     let masking = MaskSession::new(&ctx.proxy.keys.get());
     let rendering = ctx.rendering.clone();
     let mut side = UpstreamSide {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use gatehouse_core::model::{Authn, ConnectionKind, Principal};
 use gatehouse_core::now_ms;
+use gatehouse_core::policy::Verdict;
 use gatehouse_store::{RecordEvent, SessionRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,6 +35,17 @@ const DRIVER_SETTINGS: &[&str] = &[
     "intervalstyle",
     "extra_float_digits",
     "search_path",
+];
+
+/// Of [`DRIVER_SETTINGS`], those that only say how values are read and
+/// written: not recorded as statements of the session (every driver sends
+/// them at every start-up). The others are.
+const FORMAT_SETTINGS: &[&str] = &[
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "intervalstyle",
+    "extra_float_digits",
 ];
 
 /// Start-up parameters of the protocol itself, never settings of the
@@ -264,6 +276,9 @@ struct Ready {
     via_grant: Option<String>,
     /// Its place among the connection's sessions, given back when it ends.
     slot: crate::registry::Slot,
+    /// The start-up settings to record: each as its `SET` statement, its
+    /// verdict, and why it was not applied (if it was not).
+    startup: Vec<(String, Verdict, Option<String>)>,
 }
 
 async fn read_startup(stream: &mut PgStream) -> Result<Option<Startup>, Refusal> {
@@ -461,36 +476,52 @@ async fn connect(
 
     // The client's start-up settings pass the policy as the SET statements
     // they amount to, like any statement (a rule refusing `SET role` refuses
-    // `-c role=…` in PGOPTIONS too).
+    // `-c role=…` in PGOPTIONS too), and are recorded as such.
     let mut settings = startup_settings(params)?;
+    let mut recorded = Vec::new();
     let engine = proxy.policy.engine();
-    if !engine.allows_everything() && !settings.is_empty() {
-        let grant = proxy.access.grant_for(&principal.subject, &rec.spec.name);
-        let grant = grant.as_ref().map(|(id, level)| (id.as_str(), *level));
-        for (name, value) in &settings {
-            if DRIVER_SETTINGS.contains(&name.as_str()) {
-                continue;
+    let decide = !engine.allows_everything();
+    let grant = if decide && !settings.is_empty() {
+        proxy.access.grant_for(&principal.subject, &rec.spec.name)
+    } else {
+        None
+    };
+    let grant = grant.as_ref().map(|(id, level)| (id.as_str(), *level));
+    for (name, value) in &settings {
+        let sql = set_statement(name, value);
+        let verdict = if !decide || DRIVER_SETTINGS.contains(&name.as_str()) {
+            Verdict::Allow { rule: None }
+        } else {
+            engine
+                .decide_with_grant(&principal, &rec.spec.name, &sql, now_ms(), grant)
+                .verdict
+        };
+        match verdict {
+            Verdict::Allow { .. } => {}
+            Verdict::Deny { rule, message } => {
+                tracing::info!(principal = %principal.subject, connection = %rec.spec.name, %rule, setting = %name, "a start-up setting was refused");
+                audit_refused_setting(proxy, &principal, &rec.spec.name, &sql, &rule).await;
+                return Err(refuse(
+                    "42501",
+                    format!("Gatehouse refused the start-up setting {name}: {message}"),
+                )
+                .hint(format!("rule: {rule}")));
             }
-            let sql = set_statement(name, value);
-            let d = engine.decide_with_grant(&principal, &rec.spec.name, &sql, now_ms(), grant);
-            match d.verdict {
-                gatehouse_core::policy::Verdict::Allow { .. } => {}
-                gatehouse_core::policy::Verdict::Deny { rule, message } => {
-                    tracing::info!(principal = %principal.subject, connection = %rec.spec.name, %rule, setting = %name, "a start-up setting was refused");
-                    return Err(refuse(
-                        "42501",
-                        format!("Gatehouse refused the start-up setting {name}: {message}"),
-                    )
-                    .hint(format!("rule: {rule}")));
-                }
-                gatehouse_core::policy::Verdict::Review { rule, .. } => {
-                    return Err(refuse(
-                        "42501",
-                        format!("the start-up setting {name} needs a review (rule {rule})"),
-                    )
-                    .hint("connect without it and SET it in the session, where it can be held for review"));
-                }
+            Verdict::Review { rule, .. } => {
+                audit_refused_setting(proxy, &principal, &rec.spec.name, &sql, &rule).await;
+                return Err(refuse(
+                    "42501",
+                    format!("the start-up setting {name} needs a review (rule {rule})"),
+                )
+                .hint(
+                    "connect without it and SET it in the session, where it can be held for review",
+                ));
             }
+        }
+        // What drivers set at every start-up to read values (encoding,
+        // date and time formats) is not worth a record each session.
+        if !FORMAT_SETTINGS.contains(&name.as_str()) {
+            recorded.push((sql, verdict, None));
         }
     }
     // The connection's statement timeout is a limit the client does not set.
@@ -498,6 +529,14 @@ async fn connect(
     if let Some(ms) = timeout {
         settings.retain(|(name, _)| name != "statement_timeout");
         settings.push(("statement_timeout".into(), ms.to_string()));
+        for (sql, _, not_applied) in &mut recorded {
+            if sql.starts_with("SET statement_timeout TO ") {
+                *not_applied = Some(format!(
+                    "not applied: connection \"{}\" sets statement_timeout itself ({ms} ms)",
+                    rec.spec.name
+                ));
+            }
+        }
     }
 
     // Open the upstream session with the stored credentials.
@@ -538,7 +577,31 @@ async fn connect(
         .unwrap_or(usize::MAX),
         via_grant,
         slot,
+        startup: recorded,
     })
+}
+
+/// Audits a start-up setting the policy refused, as a refused statement is
+/// (the statement's hash, not its text).
+async fn audit_refused_setting(
+    proxy: &PgProxy,
+    principal: &Principal,
+    connection: &str,
+    sql: &str,
+    rule: &str,
+) {
+    use sha2::Digest;
+    let detail = serde_json::json!({
+        "rule": rule,
+        "connection": connection,
+        "start_up_setting": true,
+        "statement_sha256": hex::encode(sha2::Sha256::digest(sql.as_bytes())),
+    });
+    proxy
+        .access
+        .audit()
+        .record(principal, "statement.deny", connection, detail)
+        .await;
 }
 
 async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) {
@@ -553,6 +616,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
         record_rows,
         via_grant,
         slot: _slot,
+        startup,
     } = ready;
     let catalog = crate::catalog::CatalogAccess {
         connection: connection.clone(),
@@ -620,6 +684,39 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
         proxy.sessions.unregister(key);
         return;
     }
+    // Room for the start-up settings' records, or the session does not
+    // start (fail closed, as for its statements).
+    let mut settings = Vec::with_capacity(startup.len());
+    for (sql, verdict, not_applied) in startup {
+        let admission = proxy.recorder.admit();
+        match admission {
+            Some(admission) => settings.push(relay::StartupSetting {
+                sql,
+                verdict,
+                not_applied,
+                admission,
+            }),
+            None if proxy.record_fail_open => {}
+            None => {
+                let mut out = BytesMut::new();
+                codec::error(
+                    &mut out,
+                    Severity::Fatal,
+                    "53400",
+                    "Gatehouse: the session recorder is behind, so the session's start-up settings cannot be recorded; try again shortly",
+                    None,
+                );
+                let _ = write_flush(&mut client, &out).await;
+                proxy.sessions.unregister(key);
+                let _ = proxy.recorder.record(RecordEvent::SessionEnd {
+                    id: session_id,
+                    at: now_ms(),
+                    reason: "the session recorder is behind".into(),
+                });
+                return;
+            }
+        }
+    }
     // Logins by database clients are audit events (the API's and MCP's
     // sessions are recorded but not audited one by one).
     let audited = (!how.local).then(|| (proxy.access.audit().clone(), principal.clone()));
@@ -659,7 +756,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
                 r
             },
         };
-        relay::run(ctx, client, upstream.stream, leftover, reg.kill).await
+        relay::run(ctx, client, upstream.stream, leftover, settings, reg.kill).await
     };
     proxy.sessions.unregister(key);
     if let Some((audit, who)) = &audited {

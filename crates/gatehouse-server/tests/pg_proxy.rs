@@ -1536,6 +1536,111 @@ async fn start_up_settings_pass_the_policy_and_reach_the_upstream() {
     );
 }
 
+/// Start-up settings change what the session's statements do (its role,
+/// its schema), so they are recorded as its first statements, each as the
+/// SET it amounts to, with its decision; one the connection overrides says
+/// so. What drivers send at every start-up to read values (client_encoding
+/// and the like) is not. A refused setting is audited like a refused
+/// statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_settings_are_recorded_as_the_sessions_first_statements() {
+    let s = TestServer::start().await;
+    let (status, v) = s
+        .pg_connection_with(
+            "shop",
+            DIRECT,
+            &["agents"],
+            json!({"statement_timeout_ms": 4000}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let bot = s.token("bot", &["agents"]).await;
+    let url = url_with(&s, &bot, "shop");
+    let psql = |options: &str| {
+        tokio::task::block_in_place(|| {
+            Command::new("psql")
+                .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", &url])
+                .args(["-c", "SELECT 41 + 1"])
+                .env("PGOPTIONS", options)
+                .output()
+                .expect("psql")
+        })
+    };
+    let o = psql("-c search_path=gh_nowhere,public --lock-timeout=1234ms -c statement_timeout=0");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = latest_ended_session(&s).await;
+    let got: Vec<_> = v["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["seq"].as_i64().unwrap(),
+                x["sql"].as_str().unwrap().to_string(),
+                x["decision"].as_str().unwrap().to_string(),
+                x["command"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expect = |seq: i64, sql: &str, command: &str| {
+        (
+            seq,
+            sql.to_string(),
+            "allow".to_string(),
+            command.to_string(),
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            expect(1, "SET search_path TO 'gh_nowhere,public'", "SET"),
+            expect(2, "SET lock_timeout TO '1234ms'", "SET"),
+            expect(3, "SET statement_timeout TO '0'", "SET"),
+            expect(4, "SELECT 41 + 1", "SELECT 1"),
+        ],
+        "{v}"
+    );
+    let statements = v["statements"].as_array().unwrap();
+    assert!(statements[0]["error"].is_null(), "{v}");
+    assert_eq!(
+        statements[2]["error"],
+        "not applied: connection \"shop\" sets statement_timeout itself (4000 ms)"
+    );
+
+    // Decided by the policy: a refused one is audited (its hash, not its
+    // text), an allowed one is recorded under the rule that allowed it.
+    put_policy(
+        &s,
+        json!({"rules": [
+            {"name": "no-role-changes", "statements": ["dcl"], "action": "deny",
+             "message": "agents keep their own role"},
+            {"name": "settings", "statements": ["other"], "action": "allow"}
+        ]}),
+    )
+    .await;
+    let o = psql("-c role=pg_read_all_data");
+    assert!(!o.status.success());
+    let (_, audit) = s.get("/v1/audit?limit=100", &s.admin).await;
+    let deny = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "statement.deny")
+        .unwrap_or_else(|| panic!("no statement.deny in {audit}"))
+        .clone();
+    assert_eq!(deny["actor"], "bot");
+    assert_eq!(deny["target"], "shop");
+    assert_eq!(deny["detail"]["rule"], "no-role-changes");
+    assert_eq!(deny["detail"]["start_up_setting"], true);
+    assert!(!audit.to_string().contains("pg_read_all_data"), "{audit}");
+    let o = psql("-c lock_timeout=2s");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = latest_ended_session(&s).await;
+    let first = &v["statements"][0];
+    assert_eq!(first["sql"], "SET lock_timeout TO '2s'", "{v}");
+    assert_eq!(first["rule"], "settings", "{v}");
+}
+
 /// A client cannot lift its connection's statement timeout: with the
 /// upstream's `statement_timeout` set to 0 (by `SET`, or by `set_config` in
 /// a query the policy may not read as a setting), Gatehouse cancels the
