@@ -296,7 +296,11 @@ pub(crate) async fn connect(
     let slot = proxy
         .sessions
         .take_slot(&rec.spec.name, rec.spec.settings.max_sessions)
-        .map_err(|full| refuse(1040, "08004", full.to_string()))?;
+        .await
+        .map_err(|no| match no {
+            gatehouse_pg::NoPlace::Full { .. } => refuse(1040, "08004", no.to_string()),
+            gatehouse_pg::NoPlace::StoreDown { .. } => refuse(1105, "HY000", no.to_string()),
+        })?;
     let (mut up, database) = open_upstream(&rec.spec.url, cred.get("password"), caps, charset)
         .await
         .map_err(|(code, e)| {

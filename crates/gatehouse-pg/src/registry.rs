@@ -2,9 +2,11 @@
 //! handle to end each one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use tokio::sync::watch;
+use gatehouse_store::{SessionPlace, Store};
+use tokio::sync::{mpsc, watch};
 
 use crate::upstream::Target;
 
@@ -104,17 +106,25 @@ pub struct LiveSessions {
     inner: Arc<Mutex<HashMap<(i32, i32), Entry>>>,
     /// Sessions open (or opening) per connection, against its `max_sessions`.
     slots: Arc<Mutex<HashMap<String, u64>>>,
+    /// With a store shared by replicas: the places all replicas share.
+    shared: Arc<OnceLock<SharedPlaces>>,
 }
 
-/// A connection has its `max_sessions` open: what each protocol tells the
-/// client, in its own error.
+/// Why a session gets no place among its connection's sessions: what each
+/// protocol tells the client, in its own error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "Gatehouse: connection \"{connection}\" has {open} sessions open, its limit (max_sessions); try again when one ends"
-)]
-pub struct SessionsFull {
-    pub connection: String,
-    pub open: u64,
+pub enum NoPlace {
+    /// The connection has its `max_sessions` open.
+    #[error(
+        "Gatehouse: connection \"{connection}\" has {open} sessions open, its limit (max_sessions); try again when one ends"
+    )]
+    Full { connection: String, open: u64 },
+    /// Replicas share the places through the store, and it did not answer
+    /// (the session is refused rather than let past the limit).
+    #[error(
+        "Gatehouse cannot count the sessions of connection \"{connection}\" across replicas: the state store is not answering; try again shortly"
+    )]
+    StoreDown { connection: String },
 }
 
 /// One of a connection's session places, given back when dropped.
@@ -122,18 +132,47 @@ pub struct SessionsFull {
 pub struct Slot {
     slots: Arc<Mutex<HashMap<String, u64>>>,
     connection: String,
+    /// Its row in a shared store, and where to send it back.
+    shared: Option<(SessionPlace, mpsc::UnboundedSender<SessionPlace>)>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut slots = lock(&self.slots);
-        if let Some(n) = slots.get_mut(&self.connection) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                slots.remove(&self.connection);
+        {
+            let mut slots = lock(&self.slots);
+            if let Some(n) = slots.get_mut(&self.connection) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    slots.remove(&self.connection);
+                }
             }
         }
+        if let Some((place, back)) = self.shared.take() {
+            // Given back by the replica's keeper (see
+            // `LiveSessions::share_places`); should that have stopped, the
+            // row expires.
+            let _ = back.send(place);
+        }
     }
+}
+
+/// How long a replica's shared session places last without being renewed
+/// (a replica that stopped without giving them back frees them after this).
+pub const PLACE_TTL: Duration = Duration::from_secs(30);
+/// How often a replica renews its places.
+const PLACE_RENEWAL: Duration = Duration::from_secs(10);
+
+/// Session places kept in a store shared by replicas.
+#[derive(Debug, Clone)]
+struct SharedPlaces {
+    store: Store,
+    /// This replica, as its rows name it (random per process).
+    replica: Arc<str>,
+    give_back: mpsc::UnboundedSender<SessionPlace>,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -179,22 +218,93 @@ impl LiveSessions {
     }
 
     /// Takes one of connection `connection`'s session places before its
-    /// upstream session is opened; `Err(open)` when `max` sessions of it
-    /// are open (or opening) on this process already.
-    pub fn take_slot(&self, connection: &str, max: Option<u64>) -> Result<Slot, SessionsFull> {
-        let mut slots = lock(&self.slots);
-        let open = slots.get(connection).copied().unwrap_or(0);
-        if max.is_some_and(|m| open >= m) {
-            return Err(SessionsFull {
+    /// upstream session is opened: refused when `max` sessions of it are
+    /// open (or opening) on this process already, or, with places shared
+    /// through the store, on all replicas together.
+    pub async fn take_slot(&self, connection: &str, max: Option<u64>) -> Result<Slot, NoPlace> {
+        let mut slot = {
+            let mut slots = lock(&self.slots);
+            let open = slots.get(connection).copied().unwrap_or(0);
+            if max.is_some_and(|m| open >= m) {
+                return Err(NoPlace::Full {
+                    connection: connection.to_string(),
+                    open,
+                });
+            }
+            slots.insert(connection.to_string(), open + 1);
+            Slot {
+                slots: self.slots.clone(),
                 connection: connection.to_string(),
-                open,
-            });
+                shared: None,
+            }
+        };
+        if let (Some(max), Some(shared)) = (max, self.shared.get()) {
+            let holder = hex::encode(rand::random::<[u8; 12]>());
+            let now = gatehouse_core::now_ms();
+            let taken = shared
+                .store
+                .take_session_place(
+                    connection,
+                    max,
+                    &holder,
+                    &shared.replica,
+                    now,
+                    now + millis(PLACE_TTL),
+                )
+                .await;
+            match taken {
+                Ok(Ok(place)) => slot.shared = Some((place, shared.give_back.clone())),
+                Ok(Err(open)) => {
+                    return Err(NoPlace::Full {
+                        connection: connection.to_string(),
+                        open,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(connection, error = %e, "could not take a session place in the store");
+                    return Err(NoPlace::StoreDown {
+                        connection: connection.to_string(),
+                    });
+                }
+            }
         }
-        slots.insert(connection.to_string(), open + 1);
-        Ok(Slot {
-            slots: self.slots.clone(),
-            connection: connection.to_string(),
-        })
+        Ok(slot)
+    }
+
+    /// Shares the connections' session places with the other replicas of
+    /// `store` from now on (their `max_sessions` then count every
+    /// replica's sessions). Returns what keeps this replica's places: it
+    /// gives back those of ended sessions and renews the others, and runs
+    /// until dropped. Called once, at start.
+    pub fn share_places(&self, store: Store) -> impl std::future::Future<Output = ()> + use<> {
+        let (give_back, mut returned) = mpsc::unbounded_channel::<SessionPlace>();
+        let replica: Arc<str> = hex::encode(rand::random::<[u8; 12]>()).into();
+        let shared = SharedPlaces {
+            store: store.clone(),
+            replica: replica.clone(),
+            give_back,
+        };
+        let _ = self.shared.set(shared);
+        async move {
+            let mut renew = tokio::time::interval(PLACE_RENEWAL);
+            renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    place = returned.recv() => {
+                        let Some(place) = place else { return };
+                        if let Err(e) = store.give_back_session_place(&place).await {
+                            tracing::warn!(connection = %place.connection, error = %e, "could not give a session place back; it expires");
+                        }
+                    }
+                    _ = renew.tick() => {
+                        let until = gatehouse_core::now_ms() + millis(PLACE_TTL);
+                        if let Err(e) = store.renew_session_places(&replica, until).await {
+                            tracing::warn!(error = %e, "could not renew this replica's session places");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     pub fn unregister(&self, key: (i32, i32)) {
@@ -298,21 +408,70 @@ mod tests {
         assert!(matches!(live.cancel_hashed(&hash), Cancel::Unknown));
     }
 
-    #[test]
-    fn a_connection_s_session_places_are_limited_and_given_back() {
+    #[tokio::test]
+    async fn a_connection_s_session_places_are_limited_and_given_back() {
         let live = LiveSessions::default();
-        let a = live.take_slot("shop", Some(2)).expect("first");
-        let b = live.take_slot("shop", Some(2)).expect("second");
+        let a = live.take_slot("shop", Some(2)).await.expect("first");
+        let b = live.take_slot("shop", Some(2)).await.expect("second");
         assert_eq!(
-            live.take_slot("shop", Some(2)).err().map(|f| f.open),
-            Some(2)
+            live.take_slot("shop", Some(2)).await.err(),
+            Some(NoPlace::Full {
+                connection: "shop".into(),
+                open: 2
+            })
         );
-        assert!(live.take_slot("crm", Some(1)).is_ok(), "per connection");
+        assert!(
+            live.take_slot("crm", Some(1)).await.is_ok(),
+            "per connection"
+        );
         drop(a);
-        let c = live.take_slot("shop", Some(2)).expect("a place came free");
-        assert!(live.take_slot("shop", None).is_ok(), "no limit");
+        let c = live
+            .take_slot("shop", Some(2))
+            .await
+            .expect("a place came free");
+        assert!(live.take_slot("shop", None).await.is_ok(), "no limit");
         drop((b, c));
         assert!(lock(&live.slots).is_empty());
+    }
+
+    /// Two replicas' registries on one store share its places: the limit
+    /// counts both, a place given back comes free for the other, and a
+    /// replica's places are kept while it renews them.
+    #[tokio::test]
+    async fn replicas_of_a_store_share_the_session_places() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_sqlite(&dir.path().join("state.db"))
+            .await
+            .expect("store");
+        let (a, b) = (LiveSessions::default(), LiveSessions::default());
+        let keep_a = tokio::spawn(a.share_places(store.clone()));
+        let keep_b = tokio::spawn(b.share_places(store.clone()));
+        let first = a.take_slot("shop", Some(2)).await.expect("first, on A");
+        let _second = b.take_slot("shop", Some(2)).await.expect("second, on B");
+        assert_eq!(
+            a.take_slot("shop", Some(2)).await.err(),
+            Some(NoPlace::Full {
+                connection: "shop".into(),
+                open: 2
+            }),
+            "A's own count is 1: the store's counts B's too"
+        );
+        drop(first);
+        // Given back by A's keeper, in the background.
+        let mut tries = 0;
+        let third = loop {
+            match b.take_slot("shop", Some(2)).await {
+                Ok(s) => break s,
+                Err(NoPlace::Full { .. }) if tries < 10_000 => {
+                    tries += 1;
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("the place A gave back never came free: {e}"),
+            }
+        };
+        drop(third);
+        keep_a.abort();
+        keep_b.abort();
     }
 
     #[test]

@@ -469,9 +469,11 @@ async fn connect(
     let slot = proxy
         .sessions
         .take_slot(&rec.spec.name, rec.spec.settings.max_sessions)
-        .map_err(|full| {
-            refuse("53300", full.to_string())
-                .hint("an administrator can raise the connection's max_sessions")
+        .await
+        .map_err(|no| match no {
+            crate::NoPlace::Full { .. } => refuse("53300", no.to_string())
+                .hint("an administrator can raise the connection's max_sessions"),
+            crate::NoPlace::StoreDown { .. } => refuse("08006", no.to_string()),
         })?;
 
     // The client's start-up settings pass the policy as the SET statements

@@ -223,6 +223,17 @@ pub async fn start(
             .unwrap_or_else(gatehouse_pg::workers::Workers::default_threads),
     )
     .map_err(StartError::Threads)?;
+    if state.store.dialect() == gatehouse_store::Dialect::Postgres {
+        // Connections' session places (max_sessions), shared by the replicas.
+        let places = state.live.share_places(state.store.clone());
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = places => {}
+                () = stop => {}
+            }
+        });
+    }
     let mut pg_addr = None;
     let mut pg_tls_fingerprint = None;
     if let Some(listen) = &config.pg_listen {

@@ -349,6 +349,53 @@ async fn a_cancel_request_that_reaches_another_replica_cancels_the_statement() {
     );
 }
 
+/// A connection's `max_sessions` counts the sessions of every replica of a
+/// shared store: with one place, a session open through A leaves none for B
+/// (53300), until it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_sessions_counts_the_sessions_of_every_replica() {
+    let store = gatehouse_store::testing::fresh_pg_database()
+        .await
+        .expect("fresh database");
+    let key = gatehouse_core::keyring::Keyring::generate_key();
+    let a = common::replica(&store, &key).await;
+    let b = common::replica(&store, &key).await;
+    let (status, v) = a
+        .pg_connection_with("shop", DIRECT, &["agents"], json!({"max_sessions": 1}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let bot = a.token("bot", &["agents"]).await;
+    let (on_a, _) = connect(&url_with(&a, &bot, "shop")).await;
+    on_a.simple_query("SELECT 1").await.unwrap();
+    let e = connect_err(&url_with(&b, &bot, "shop")).await;
+    assert_eq!(code(&e), "53300", "{e}");
+    assert!(
+        msg(&e).contains("connection \"shop\" has 1 sessions open, its limit (max_sessions)"),
+        "{e}"
+    );
+    // Once A's session has ended, its place is given back and B's client
+    // gets it.
+    drop(on_a);
+    let started = std::time::Instant::now();
+    let on_b = loop {
+        match tokio_postgres::connect(&url_with(&b, &bot, "shop"), NoTls).await {
+            Ok((c, conn)) => {
+                tokio::spawn(conn);
+                break c;
+            }
+            Err(e) => assert_eq!(code(&e), "53300", "{e}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the place of A's ended session never came free"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    on_b.simple_query("SELECT 1").await.unwrap();
+    let e = connect_err(&url_with(&a, &bot, "shop")).await;
+    assert_eq!(code(&e), "53300", "and now none is left for A: {e}");
+}
+
 #[tokio::test]
 async fn refusals_carry_sqlstates_a_person_can_act_on() {
     let s = TestServer::start().await;

@@ -15,6 +15,7 @@ pub mod recordings;
 pub mod reviews;
 mod schema;
 mod sessions;
+mod slots;
 mod tokens;
 
 use std::path::Path;
@@ -30,6 +31,7 @@ pub use sessions::{
     RecordEvent, ResultSample, SessionChunk, SessionFilter, SessionRecord, StatementEntry,
     StatementRecord,
 };
+pub use slots::SessionPlace;
 pub use tokens::TokenRecord;
 
 #[derive(Debug, thiserror::Error)]

@@ -124,6 +124,16 @@ const CANCEL_REQUESTS: &str = "CREATE TABLE cancel_requests (
     );
     CREATE INDEX cancel_requests_at ON cancel_requests (requested_at);";
 
+const SESSION_PLACES: &str = "CREATE TABLE session_places (
+        connection TEXT NOT NULL,
+        place BIGINT NOT NULL,
+        holder TEXT NOT NULL,
+        replica TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (connection, place)
+    );
+    CREATE INDEX session_places_replica ON session_places (replica);";
+
 /// Each step runs once, in order, inside a transaction.
 const SQLITE: &[&str] = &[
     "CREATE TABLE connections (
@@ -161,6 +171,7 @@ const SQLITE: &[&str] = &[
     AUDIT_CHAIN,
     RECORDING_FILES,
     CANCEL_REQUESTS,
+    SESSION_PLACES,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -199,6 +210,7 @@ const POSTGRES: &[&str] = &[
     AUDIT_CHAIN,
     RECORDING_FILES,
     CANCEL_REQUESTS,
+    SESSION_PLACES,
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {

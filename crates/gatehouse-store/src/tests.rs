@@ -665,3 +665,64 @@ async fn cancel_requests_are_kept_by_time_and_pruned() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn session_places_are_limited_renewed_and_expire() {
+    for_both(|s| async move {
+        let take = |holder: &'static str, replica: &'static str, now: i64| {
+            let s = s.clone();
+            async move {
+                s.take_session_place("shop", 2, holder, replica, now, now + 30_000)
+                    .await
+                    .expect("store")
+            }
+        };
+        let a = take("h1", "A", 1_000).await.expect("first place");
+        let b = take("h2", "B", 1_000).await.expect("second place");
+        assert_eq!((a.place, b.place), (0, 1));
+        assert_eq!(take("h3", "B", 2_000).await, Err(2), "both taken");
+        let other = s
+            .take_session_place("crm", 1, "h4", "A", 2_000, 32_000)
+            .await
+            .expect("store");
+        assert!(other.is_ok(), "places are per connection");
+
+        // Given back: the number is taken again.
+        s.give_back_session_place(&a).await.expect("give back");
+        let c = take("h5", "B", 3_000).await.expect("a place came free");
+        assert_eq!(c.place, 0);
+        // Giving back an expired place someone else has since taken does
+        // nothing to theirs.
+        s.give_back_session_place(&a)
+            .await
+            .expect("give back again");
+        assert_eq!(take("h6", "B", 3_000).await, Err(2));
+
+        // Replica A renews its places; B, stopped, does not: past their
+        // time, B's are taken again and A's are not.
+        let d = s
+            .take_session_place("crm", 2, "h7", "B", 3_000, 33_000)
+            .await
+            .expect("store")
+            .expect("second crm place");
+        assert_eq!(d.place, 1);
+        assert_eq!(s.renew_session_places("A", 60_000).await.expect("renew"), 1);
+        assert_eq!(
+            s.take_session_place("crm", 2, "h8", "C", 40_000, 70_000)
+                .await
+                .expect("store"),
+            Ok(SessionPlace {
+                connection: "crm".into(),
+                place: 1,
+                holder: "h8".into()
+            }),
+            "B's expired place is free, A's renewed one is not"
+        );
+        assert_eq!(
+            take("h9", "C", 40_000).await.map(|p| p.place),
+            Ok(0),
+            "shop: B's two places expired at 31,000 and 33,000"
+        );
+    })
+    .await;
+}
