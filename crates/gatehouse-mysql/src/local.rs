@@ -83,6 +83,7 @@ pub async fn open_local(
         caps: LOCAL_CAPS,
         seq: 0,
         local: Some(tx),
+        connection_id: 0,
     };
     tokio::spawn(run(proxy, MysqlStream::Plain(theirs), ready, how));
     let mut client = LocalClient {

@@ -81,7 +81,8 @@ fn refuse(code: u16, state: &'static str, message: impl Into<String>) -> Refusal
 
 async fn handle(proxy: Arc<MysqlProxy>, tcp: TcpStream, peer: SocketAddr) {
     let mut config = HandshakeConfig::new(proxy.tls.clone().map(tokio_rustls::TlsAcceptor::from));
-    config.connection_id = rand::random::<u32>() & 0x7fff_ffff;
+    // Never 0, which stands for sessions opened inside Gatehouse.
+    config.connection_id = (rand::random::<u32>() & 0x7fff_ffff).max(1);
     // The greeting comes before the client names its connection, so the
     // upstream's version is not known yet. A 5.7 version keeps drivers
     // from choosing MySQL 8-only collations (utf8mb4_0900_ai_ci), which
@@ -124,6 +125,7 @@ async fn handle(proxy: Arc<MysqlProxy>, tcp: TcpStream, peer: SocketAddr) {
         caps: login.negotiated(),
         seq: login.seq,
         local: None,
+        connection_id: config.connection_id,
     };
     run(proxy, login.stream, ready, how).await;
 }
@@ -384,6 +386,9 @@ pub(crate) struct How {
     pub seq: u8,
     /// Opened inside Gatehouse (query API, MCP): events for its client.
     pub local: Option<tokio::sync::mpsc::UnboundedSender<relay::LocalEvent>>,
+    /// The connection id the client was given in Gatehouse's greeting (0
+    /// for sessions opened inside Gatehouse).
+    pub connection_id: u32,
 }
 
 pub(crate) async fn run<S>(
@@ -419,11 +424,9 @@ pub(crate) async fn run<S>(
         started_at: now_ms(),
         grants: via_grant.into_iter().collect(),
     };
-    let reg = proxy.sessions.register(
-        info,
-        None,
-        (i32::try_from(upstream.connection_id).unwrap_or(0), 0),
-    );
+    let reg = proxy
+        .sessions
+        .register_mysql(info, how.connection_id, upstream.connection_id);
     let authn = match &principal.authn {
         Authn::Token { name } => format!("token:{name}"),
         Authn::Oidc { issuer } => format!("oidc:{issuer}"),

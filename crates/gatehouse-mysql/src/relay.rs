@@ -31,6 +31,42 @@ use crate::codec::{
 };
 use crate::stream::{MysqlStream, ReadError, read_packet};
 
+/// What [`Session::kill`] makes of a statement.
+#[derive(Debug, PartialEq, Eq)]
+enum Kill {
+    /// Not a KILL: sent as it is.
+    Pass,
+    /// Refused, with why.
+    Refused(String),
+    /// Sent upstream as this.
+    Upstream(String),
+}
+
+/// `KILL [HARD | SOFT] [CONNECTION | QUERY] id` with nothing else (but a
+/// final `;`): the words before the id (upper case, each followed by a
+/// space) and the id.
+fn parse_kill(sql: &str) -> Option<(String, u32)> {
+    let sql = sql.trim();
+    let sql = sql.strip_suffix(';').unwrap_or(sql);
+    let mut words = sql.split_ascii_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("kill") {
+        return None;
+    }
+    let mut how = String::new();
+    let mut word = words.next()?;
+    for allowed in [&["HARD", "SOFT"][..], &["CONNECTION", "QUERY"][..]] {
+        if let Some(w) = allowed.iter().find(|a| a.eq_ignore_ascii_case(word)) {
+            how.push_str(w);
+            how.push(' ');
+            word = words.next()?;
+        }
+    }
+    if !word.bytes().all(|b| b.is_ascii_digit()) || words.next().is_some() {
+        return None;
+    }
+    Some((how, word.parse().ok()?))
+}
+
 /// Largest packet relayed either way.
 pub const MAX_PACKET: usize = 64 << 20;
 /// Bytes of replies gathered before they are written to the client.
@@ -478,7 +514,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.refuse_stmt(stmt, "database", &message);
                     return Ok(true);
                 }
-                self.forward(payload).await?;
+                match self.kill(&stmt.sql) {
+                    Kill::Pass => self.forward(payload).await?,
+                    Kill::Refused(message) => {
+                        stmt.verdict = Verdict::Deny {
+                            rule: "kill".into(),
+                            message: message.clone(),
+                        };
+                        self.refuse_stmt(stmt, "kill", &message);
+                        return Ok(true);
+                    }
+                    Kill::Upstream(sql) => {
+                        let mut rewritten = BytesMut::new();
+                        codec::build_command(&mut rewritten, Command::Query, sql.as_bytes());
+                        self.forward(&rewritten).await?;
+                    }
+                }
                 self.result_sets(&mut stmt, false, mask, None).await?;
                 self.record(stmt);
                 Ok(true)
@@ -498,6 +549,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     stmt.verdict = verdict.clone();
                     let (rule, message) = (rule.clone(), message.clone());
                     self.refuse_stmt(stmt, &rule, &message);
+                    return Ok(true);
+                }
+                if self.kill(&sql) != Kill::Pass {
+                    // Its id would go upstream unchecked at each execution.
+                    let mut stmt = self.stmt(sql);
+                    let message = "Gatehouse does not prepare a KILL; send it as a statement, with the connection id Gatehouse gave the session";
+                    stmt.verdict = Verdict::Deny {
+                        rule: "kill".into(),
+                        message: message.into(),
+                    };
+                    self.refuse_stmt(stmt, "kill", message);
                     return Ok(true);
                 }
                 self.forward(payload).await?;
@@ -660,6 +722,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.ctx.connection,
             own.unwrap_or("(none)")
         ))
+    }
+
+    /// What to do with a `KILL`. Its id is the connection id Gatehouse gave
+    /// a client, not the upstream's: Gatehouse sends the KILL on with the
+    /// upstream thread of that session, if the session is the caller's own
+    /// on this connection. Every session of a connection logs in upstream
+    /// as the same user, who may end any of them, so a KILL passed on as
+    /// written could end another caller's statement. Other forms (`KILL
+    /// USER`, `KILL QUERY ID`, a KILL among other statements) are refused.
+    fn kill(&self, sql: &str) -> Kill {
+        let a = self.engine().analysis_in(SqlDialect::Mysql, sql);
+        if !a
+            .reasons
+            .iter()
+            .any(|r| r == gatehouse_policy::analyze_mysql::KILL_REASON)
+        {
+            return Kill::Pass;
+        }
+        let Some((how, id)) = parse_kill(sql) else {
+            return Kill::Refused(
+                "Gatehouse passes on a KILL only as KILL [QUERY | CONNECTION] ID, alone, where ID is the connection id Gatehouse gave one of your sessions".into(),
+            );
+        };
+        let ctx = &self.ctx;
+        match ctx
+            .proxy
+            .sessions
+            .mysql_thread(id, &ctx.principal.subject, &ctx.connection)
+        {
+            Some(thread) => Kill::Upstream(format!("KILL {how}{thread}")),
+            None => Kill::Refused(format!(
+                "{} has no session with id {id} on connection \"{}\" here (a KILL may end only your own sessions on the same connection, by the id Gatehouse gave them)",
+                ctx.principal.subject, ctx.connection
+            )),
+        }
     }
 
     async fn forward(&mut self, payload: &[u8]) -> Result<(), String> {
@@ -1054,6 +1151,36 @@ pub(crate) fn cells(
         match parse_text_row(payload, n) {
             Ok(values) => values.iter().map(|v| v.map(lossy)).collect(),
             Err(_) => vec![None; n],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_kill;
+
+    #[test]
+    fn only_a_kill_of_one_id_is_read() {
+        let kill = |s: &str| parse_kill(s).map(|(how, id)| format!("{how}{id}"));
+        assert_eq!(kill("KILL 5").as_deref(), Some("5"));
+        assert_eq!(kill("  kill query 42 ;").as_deref(), Some("QUERY 42"));
+        assert_eq!(kill("Kill Connection 7").as_deref(), Some("CONNECTION 7"));
+        assert_eq!(kill("KILL hard QUERY 7").as_deref(), Some("HARD QUERY 7"));
+        assert_eq!(kill("KILL SOFT 7").as_deref(), Some("SOFT 7"));
+        for refused in [
+            "KILL",
+            "KILL QUERY",
+            "KILL USER app",
+            "KILL QUERY ID 7",
+            "KILL QUERY 7 8",
+            "KILL QUERY -7",
+            "KILL QUERY 7; KILL 8",
+            "KILL /* x */ 7",
+            "KILL QUERY HARD 7",
+            "KILL 99999999999",
+            "SELECT 1",
+        ] {
+            assert_eq!(kill(refused), None, "{refused}");
         }
     }
 }

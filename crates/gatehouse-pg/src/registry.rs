@@ -67,6 +67,9 @@ struct Entry {
     kill: watch::Sender<Option<String>>,
     grants: SessionGrants,
     cancelled: Arc<CancelRequests>,
+    /// A MySQL session: the connection id its client got from Gatehouse
+    /// (what the client names in `KILL`); the upstream's is `upstream_key.0`.
+    mysql_id: Option<u32>,
 }
 
 /// What to do with a cancel request.
@@ -206,6 +209,7 @@ impl LiveSessions {
                     kill: tx,
                     grants: grants.clone(),
                     cancelled: cancelled.clone(),
+                    mysql_id: None,
                 });
                 return Registered {
                     key,
@@ -215,6 +219,37 @@ impl LiveSessions {
                 };
             }
         }
+    }
+
+    /// Registers a MySQL session whose client was given connection id
+    /// `client_id`, on upstream connection (thread) `upstream_thread`.
+    pub fn register_mysql(
+        &self,
+        info: SessionInfo,
+        client_id: u32,
+        upstream_thread: u32,
+    ) -> Registered {
+        let reg = self.register(info, None, (i32::try_from(upstream_thread).unwrap_or(0), 0));
+        if let Some(e) = lock(&self.inner).get_mut(&reg.key) {
+            // 0: a session opened inside Gatehouse, which no client names.
+            e.mysql_id = (client_id != 0).then_some(client_id);
+        }
+        reg
+    }
+
+    /// The upstream thread of the MySQL session whose client has connection
+    /// id `client_id`, if it is a session of `principal` on `connection`:
+    /// what a `KILL` from that principal on that connection may end. `None`
+    /// for anyone else's session, as for no session at all.
+    pub fn mysql_thread(&self, client_id: u32, principal: &str, connection: &str) -> Option<u32> {
+        lock(&self.inner)
+            .values()
+            .find(|e| {
+                e.mysql_id == Some(client_id)
+                    && e.info.principal == principal
+                    && e.info.connection == connection
+            })
+            .and_then(|e| u32::try_from(e.upstream_key.0).ok())
     }
 
     /// Takes one of connection `connection`'s session places before its

@@ -109,6 +109,10 @@ fn is_admin_function(name: &str) -> bool {
 }
 
 /// Analyses a MySQL or MariaDB statement string.
+/// The reason the analysis gives a `KILL` statement: the MySQL proxy looks
+/// for it, and passes on a KILL only of one of the caller's own sessions.
+pub const KILL_REASON: &str = "KILL ends a statement or a session";
+
 pub fn analyze_mysql(sql: &str) -> Analysis {
     match run(sql) {
         Ok((a, _)) => a,
@@ -708,8 +712,11 @@ impl Walker<'_> {
                 self.acc.raise(Class::Other);
                 self.acc.reason("changes database");
             }
-            S::Kill { .. }
-            | S::Flush { .. }
+            S::Kill { .. } => {
+                self.acc.raise(Class::Admin);
+                self.acc.reason(KILL_REASON);
+            }
+            S::Flush { .. }
             | S::Reset(_)
             | S::Analyze(_)
             | S::OptimizeTable { .. }

@@ -928,3 +928,119 @@ print(json.dumps(out))
     // max_statement_time).
     assert_eq!(v["sleep"][0], 1969, "{v}");
 }
+
+/// `KILL QUERY id` (what the `mysql` client sends on Ctrl+C, on a second
+/// connection) names the connection id Gatehouse gave the session's
+/// client: Gatehouse ends that session's statement upstream if the session
+/// is the caller's own on the same connection. Every caller of a
+/// connection logs in upstream as one user, who may end any of its
+/// threads, so a KILL of an upstream id, of another caller's session, or of
+/// a whole user is refused and never reaches the server.
+#[test]
+fn kill_query_ends_only_the_callers_own_statement() {
+    let f = setup("kill");
+    let other = token(&f.s, "other", "agents");
+    let file = f.s.path("killable.toml");
+    write(
+        &file,
+        "[[connections]]\nname = \"killable\"\nkind = \"mysql\"\nurl = \"mysql://gh_app@127.0.0.1:3306/test?sslmode=disable\"\npassword = { env = \"SHOP_MY_PASSWORD\" }\ngroups = [\"agents\"]\n\n[policy]\ndefault = \"allow\"\n",
+    );
+    ok(f.s.cli_with(
+        &f.s.admin,
+        &["apply", "-f", file.to_str().unwrap()],
+        None,
+        &[("SHOP_MY_PASSWORD", APP_PASSWORD)],
+    ));
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let (ok_, got, e) = python(
+        r#"
+import json, sys, threading, time
+import pymysql
+host, port, bot, other = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def connect(token):
+    return pymysql.connect(host=host, port=port, user="x", password=token, database="killable")
+def run(conn, sql):
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return ["ran", cur.fetchall()]
+    except pymysql.err.MySQLError as e:
+        return [e.args[0], e.args[1]]
+a, b, c = connect(bot), connect(bot), connect(other)
+upstream_a = run(a, "SELECT CONNECTION_ID()")[1][0][0]
+out = {"ids_differ": upstream_a != a.thread_id()}
+result = {}
+sleeper = threading.Thread(target=lambda: result.update(sleep=run(a, "SELECT SLEEP(30) AS gh_kill_test")))
+sleeper.start()
+root = pymysql.connect(host="127.0.0.1", port=3306, user="root")
+deadline = time.monotonic() + 20
+while True:
+    with root.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.processlist WHERE id = %s AND info LIKE %s",
+                    (upstream_a, "%gh_kill_test%"))
+        if cur.fetchone()[0] == 1:
+            break
+    if time.monotonic() > deadline:
+        raise SystemExit("A's statement never ran upstream")
+    time.sleep(0.02)
+out["other_caller"] = run(c, "KILL QUERY %d" % a.thread_id())
+out["upstream_id"] = run(b, "KILL QUERY %d" % upstream_a)
+out["user"] = run(b, "KILL USER gh_app")
+out["among_others"] = run(b, "SELECT 1; KILL QUERY %d" % a.thread_id())
+out["still_running"] = sleeper.is_alive()
+out["kill"] = run(b, "KILL QUERY %d" % a.thread_id())
+sleeper.join(20)
+out["sleep"] = result.get("sleep")
+out["a_after"] = run(a, "SELECT 41 + 1")
+import mysql.connector
+d = mysql.connector.connect(host=host, port=port, user="x", password=bot, database="killable",
+                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True)
+try:
+    d.cursor(prepared=True).execute("KILL QUERY %d" % a.thread_id())
+    out["prepared"] = "ran"
+except mysql.connector.Error as e:
+    out["prepared"] = [e.errno, e.msg]
+print(json.dumps(out))
+"#,
+        &[host, port, &f.bot, &other],
+    );
+    assert!(ok_, "{e}");
+    let v: serde_json::Value = serde_json::from_str(got.trim()).expect(&got);
+    assert_eq!(v["ids_differ"], true, "{v}");
+    for refused in ["other_caller", "upstream_id"] {
+        assert_eq!(v[refused][0], 1227, "{refused}: {v}");
+        let msg = v[refused][1].as_str().unwrap();
+        assert!(msg.contains("(rule kill)"), "{msg}");
+        assert!(msg.contains("has no session with id"), "{msg}");
+    }
+    for refused in ["user", "among_others"] {
+        assert_eq!(v[refused][0], 1227, "{refused}: {v}");
+        assert!(
+            v[refused][1]
+                .as_str()
+                .unwrap()
+                .contains("Gatehouse passes on a KILL only as KILL [QUERY | CONNECTION] ID"),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        v["still_running"], true,
+        "a refused KILL ended nothing: {v}"
+    );
+    assert_eq!(v["kill"][0], "ran", "{v}");
+    // MariaDB ends an interrupted SLEEP with 1 (or the statement with 1317).
+    let sleep = &v["sleep"];
+    assert!(
+        sleep == &serde_json::json!(["ran", [[1]]]) || sleep[0] == 1317,
+        "A's statement was not interrupted: {v}"
+    );
+    assert_eq!(v["a_after"], serde_json::json!(["ran", [[42]]]), "{v}");
+    assert_eq!(v["prepared"][0], 1227, "{v}");
+    assert!(
+        v["prepared"][1]
+            .as_str()
+            .unwrap()
+            .contains("Gatehouse does not prepare a KILL"),
+        "{v}"
+    );
+}

@@ -119,7 +119,7 @@ pub(super) fn classify(
         }
         (
             "SHUTDOWN" | "RESTART" | "BINLOG" | "CLONE" | "PURGE" | "RESET" | "CHANGE" | "INSTALL"
-            | "UNINSTALL" | "FLUSH" | "KILL" | "CACHE" | "IMPORT",
+            | "UNINSTALL" | "FLUSH" | "CACHE" | "IMPORT",
             _,
         )
         | ("START" | "STOP", "SLAVE" | "REPLICA" | "GROUP_REPLICATION")
@@ -130,6 +130,7 @@ pub(super) fn classify(
             "DATABASE" | "SCHEMA" | "TABLESPACE" | "LOGFILE" | "SERVER" | "RESOURCE" | "SPATIAL"
             | "UNDO",
         ) => keywords(&sig, acc, Class::Admin, None),
+        ("KILL", _) => keywords(&sig, acc, Class::Admin, Some(super::KILL_REASON)),
         ("OPTIMIZE" | "REPAIR" | "CHECK" | "CHECKSUM" | "ANALYZE", _) => {
             maintenance(&sig, acc, w0 == "OPTIMIZE" || w0 == "REPAIR")
         }

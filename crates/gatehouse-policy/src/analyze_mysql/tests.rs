@@ -120,3 +120,32 @@ fn deep_inputs_do_not_overflow_the_callers_stack() {
         .expect("spawn");
     assert!(handle.join().is_ok());
 }
+
+#[test]
+fn every_form_of_kill_is_admin_and_said_to_be_a_kill() {
+    for sql in [
+        "KILL 5",
+        "kill query 5;",
+        "KILL CONNECTION 5",
+        "KILL HARD QUERY 5",
+        "KILL SOFT 5",
+        "KILL USER app",
+        "KILL QUERY ID 7",
+        "SELECT 1; KILL 5",
+        "/*!50000 KILL 5 */",
+    ] {
+        let a = analyze_mysql(sql);
+        assert_eq!(a.class, Some(Class::Admin), "{sql}: {a:?}");
+        assert!(
+            a.reasons.iter().any(|r| r == KILL_REASON),
+            "{sql}: {:?}",
+            a.reasons
+        );
+    }
+    assert!(
+        !analyze_mysql("SELECT 'KILL 5'")
+            .reasons
+            .iter()
+            .any(|r| r == KILL_REASON)
+    );
+}
