@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::codec::{
     CLIENT_DEPRECATE_EOF, CLIENT_MULTI_RESULTS, CLIENT_PROTOCOL_41, CLIENT_PS_MULTI_RESULTS,
+    Command, SERVER_STATUS_AUTOCOMMIT,
 };
 use crate::handshake::{self, HandshakeConfig, PasswordExchange};
 use crate::relay;
@@ -99,6 +100,10 @@ async fn handle(proxy: Arc<MysqlProxy>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
+    if login.database.as_deref().is_none_or(str::is_empty) {
+        control(&proxy, login, peer).await;
+        return;
+    }
     let started = tokio::time::timeout(Duration::from_secs(60), start(&proxy, &login)).await;
     let ready = match started {
         Ok(Ok(r)) => r,
@@ -218,8 +223,180 @@ fn percent(s: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn start(proxy: &MysqlProxy, login: &handshake::ClientLogin) -> Result<Ready, Refusal> {
-    let principal = proxy
+/// MySQL's "access denied" for a statement, as the relay answers a refusal.
+const DENIED_KILL: u16 = 1227;
+
+const NO_DATABASE: &str = "Gatehouse: name the connection as the database (e.g. `mysql -D shop`); see `gatehouse connections list`";
+
+/// A login that names no connection (no database). It opens no upstream
+/// session: once the caller's token is checked, the one thing it runs is
+/// `KILL [QUERY | CONNECTION] ID` of one of the caller's own sessions, which
+/// is how the `mysql` command line client cancels a statement on Ctrl+C (a
+/// second login with no database). Gatehouse sends that KILL, if the
+/// policy allows it on the session's connection, over a fresh upstream
+/// login of that connection, with the session's upstream thread id. Any
+/// other command is answered with 1046, saying to name a connection.
+async fn control(proxy: &MysqlProxy, mut login: handshake::ClientLogin, peer: SocketAddr) {
+    let principal = match authenticate(proxy, &login).await {
+        Ok(p) => p,
+        Err(r) => {
+            let _ = handshake::send_err(&mut login.stream, login.seq, r.code, r.state, &r.message)
+                .await;
+            return;
+        }
+    };
+    let caps = login.negotiated();
+    if handshake::send_ok(&mut login.stream, login.seq, caps, SERVER_STATUS_AUTOCOMMIT)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut stream = login.stream;
+    loop {
+        let packet = match tokio::time::timeout(
+            Duration::from_secs(60),
+            crate::stream::read_packet(&mut stream, 1 << 16),
+        )
+        .await
+        {
+            Ok(Ok(p)) => p,
+            _ => return,
+        };
+        let seq = packet.last_seq.wrapping_add(1);
+        let reply = match crate::codec::parse_command(&packet.payload) {
+            Ok((Command::Quit, _)) => return,
+            Ok((Command::Ping, _)) => Ok(()),
+            Ok((Command::Query, text)) => match std::str::from_utf8(text)
+                .ok()
+                .and_then(relay::parse_kill)
+            {
+                Some((how, id)) => control_kill(proxy, &principal, &how, id, caps, login.charset)
+                    .await
+                    .inspect(|()| {
+                        tracing::info!(principal = %principal.subject, client = %peer, id, "KILL from a login without a connection");
+                    }),
+                None => Err(refuse(1046, "3D000", NO_DATABASE)),
+            },
+            _ => Err(refuse(1046, "3D000", NO_DATABASE)),
+        };
+        let sent = match reply {
+            Ok(()) => handshake::send_ok(&mut stream, seq, caps, SERVER_STATUS_AUTOCOMMIT).await,
+            Err(r) => handshake::send_err(&mut stream, seq, r.code, r.state, &r.message).await,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs `KILL {how}ID` for the caller's session with client id `id` (see
+/// [`control`]).
+async fn control_kill(
+    proxy: &MysqlProxy,
+    principal: &Principal,
+    how: &str,
+    id: u32,
+    caps: u32,
+    charset: u8,
+) -> Result<(), Refusal> {
+    let Some(target) = proxy.sessions.mysql_session(id, &principal.subject) else {
+        return Err(refuse(
+            DENIED_KILL,
+            "42000",
+            format!(
+                "Gatehouse blocked this statement (rule kill): {} has no session with id {id} here (a KILL may end only your own sessions, by the id Gatehouse gave them)",
+                principal.subject
+            ),
+        ));
+    };
+    let sql = format!("KILL {how}{id}");
+    let engine = proxy.policy.engine();
+    let grant = proxy
+        .access
+        .grant_for(&principal.subject, &target.connection);
+    let d = engine.decide_with_grant_in(
+        gatehouse_policy::SqlDialect::Mysql,
+        principal,
+        &target.connection,
+        &sql,
+        now_ms(),
+        grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
+    );
+    match d.verdict {
+        gatehouse_core::policy::Verdict::Allow { .. } => {}
+        gatehouse_core::policy::Verdict::Deny { rule, message }
+        | gatehouse_core::policy::Verdict::Review { rule, message, .. } => {
+            return Err(refuse(
+                DENIED_KILL,
+                "42000",
+                format!("Gatehouse blocked this statement (rule {rule}): {message}"),
+            ));
+        }
+    }
+    let authorized = proxy
+        .access
+        .authorize_connection(
+            &proxy.keys.get(),
+            principal,
+            &target.connection,
+            ConnectionKind::Mysql,
+        )
+        .await
+        .map_err(|_| {
+            refuse(
+                DENIED_KILL,
+                "42000",
+                format!(
+                    "Gatehouse blocked this statement: {} may not use connection \"{}\"",
+                    principal.subject, target.connection
+                ),
+            )
+        })?;
+    let rec = authorized.record;
+    let (mut up, _) = open_upstream(
+        &rec.spec.url,
+        authorized.credential.get("password"),
+        caps,
+        charset,
+    )
+    .await
+    .map_err(|(code, e)| {
+        refuse(
+            code,
+            "HY000",
+            format!(
+                "Gatehouse could not open connection \"{}\": {e}",
+                target.connection
+            ),
+        )
+    })?;
+    let upstream_sql = format!("KILL {how}{}", target.thread);
+    let done = up.query(&upstream_sql).await;
+    proxy
+        .access
+        .audit()
+        .record(
+            principal,
+            "statement.kill",
+            &target.id,
+            serde_json::json!({"connection": target.connection, "kill": how.trim(), "ok": done.is_ok()}),
+        )
+        .await;
+    done.map(|_| ()).map_err(|e| {
+        refuse(
+            1094,
+            "HY000",
+            format!("Gatehouse: the KILL of session {} failed: {e}", target.id),
+        )
+    })
+}
+
+async fn authenticate(
+    proxy: &MysqlProxy,
+    login: &handshake::ClientLogin,
+) -> Result<Principal, Refusal> {
+    proxy
         .auth
         .authenticate(login.password.expose())
         .await
@@ -236,13 +413,13 @@ async fn start(proxy: &MysqlProxy, login: &handshake::ClientLogin) -> Result<Rea
                     "Access denied: Gatehouse: {e} (use a Gatehouse token or an OIDC token as the password)"
                 ),
             )
-        })?;
+        })
+}
+
+async fn start(proxy: &MysqlProxy, login: &handshake::ClientLogin) -> Result<Ready, Refusal> {
+    let principal = authenticate(proxy, login).await?;
     let Some(name) = login.database.clone().filter(|d| !d.is_empty()) else {
-        return Err(refuse(
-            1046,
-            "3D000",
-            "Gatehouse: name the connection as the database (e.g. `mysql -D shop`); see `gatehouse connections list`",
-        ));
+        return Err(refuse(1046, "3D000", NO_DATABASE));
     };
     connect(proxy, principal, &name, login.negotiated(), login.charset).await
 }

@@ -45,7 +45,7 @@ enum Kill {
 /// `KILL [HARD | SOFT] [CONNECTION | QUERY] id` with nothing else (but a
 /// final `;`): the words before the id (upper case, each followed by a
 /// space) and the id.
-fn parse_kill(sql: &str) -> Option<(String, u32)> {
+pub(crate) fn parse_kill(sql: &str) -> Option<(String, u32)> {
     let sql = sql.trim();
     let sql = sql.strip_suffix(';').unwrap_or(sql);
     let mut words = sql.split_ascii_whitespace();
@@ -749,9 +749,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match ctx
             .proxy
             .sessions
-            .mysql_thread(id, &ctx.principal.subject, &ctx.connection)
+            .mysql_session(id, &ctx.principal.subject)
+            .filter(|s| s.connection == ctx.connection)
         {
-            Some(thread) => Kill::Upstream(format!("KILL {how}{thread}")),
+            Some(s) => Kill::Upstream(format!("KILL {how}{}", s.thread)),
             None => Kill::Refused(format!(
                 "{} has no session with id {id} on connection \"{}\" here (a KILL may end only your own sessions on the same connection, by the id Gatehouse gave them)",
                 ctx.principal.subject, ctx.connection

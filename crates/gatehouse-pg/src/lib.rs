@@ -36,7 +36,7 @@ use gatehouse_store::recorder::Recorder;
 use tokio::net::TcpListener;
 
 pub use registry::{
-    LiveSessions, NoPlace, Registered, SessionGrants, SessionInfo, Slot, depend_on,
+    LiveSessions, MysqlSession, NoPlace, Registered, SessionGrants, SessionInfo, Slot, depend_on,
 };
 pub use session::{OpenError, open_local};
 pub use tls::ServerTls;

@@ -95,6 +95,16 @@ pub fn cancel_key_hash((pid, secret): (i32, i32)) -> String {
     hex::encode(h.finalize())
 }
 
+/// A live MySQL session, as a `KILL` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlSession {
+    /// Gatehouse's session id.
+    pub id: String,
+    pub connection: String,
+    /// Its upstream connection (thread) id.
+    pub thread: u32,
+}
+
 /// Adds a grant to the ones a session depends on.
 pub fn depend_on(grants: &SessionGrants, id: &str) {
     let mut g = lock(grants);
@@ -237,19 +247,20 @@ impl LiveSessions {
         reg
     }
 
-    /// The upstream thread of the MySQL session whose client has connection
-    /// id `client_id`, if it is a session of `principal` on `connection`:
-    /// what a `KILL` from that principal on that connection may end. `None`
-    /// for anyone else's session, as for no session at all.
-    pub fn mysql_thread(&self, client_id: u32, principal: &str, connection: &str) -> Option<u32> {
+    /// The MySQL session whose client has connection id `client_id`, if it
+    /// is a session of `principal`: what a `KILL` from that principal may
+    /// end. `None` for anyone else's session, as for no session at all.
+    pub fn mysql_session(&self, client_id: u32, principal: &str) -> Option<MysqlSession> {
         lock(&self.inner)
             .values()
-            .find(|e| {
-                e.mysql_id == Some(client_id)
-                    && e.info.principal == principal
-                    && e.info.connection == connection
+            .find(|e| e.mysql_id == Some(client_id) && e.info.principal == principal)
+            .and_then(|e| {
+                Some(MysqlSession {
+                    id: e.info.id.clone(),
+                    connection: e.info.connection.clone(),
+                    thread: u32::try_from(e.upstream_key.0).ok()?,
+                })
             })
-            .and_then(|e| u32::try_from(e.upstream_key.0).ok())
     }
 
     /// Takes one of connection `connection`'s session places before its

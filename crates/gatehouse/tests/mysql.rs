@@ -1043,4 +1043,65 @@ print(json.dumps(out))
             .contains("Gatehouse does not prepare a KILL"),
         "{v}"
     );
+
+    // The mariadb client's Ctrl+C: a second login without a database that
+    // sends KILL QUERY with the id Gatehouse gave the first.
+    let mut cli = Command::new("mariadb")
+        .args(["-h", host, "-P", port, "-u", "bot", "killable"])
+        .args(["-e", "SELECT SLEEP(30) AS gh_ctrl_c"])
+        .env("MYSQL_PWD", &f.bot)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mariadb");
+    let started = std::time::Instant::now();
+    while direct_my("SELECT count(*) FROM information_schema.processlist WHERE info LIKE '%gh_ctrl_c%' AND info NOT LIKE '%processlist%'").trim() != "1" {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = cli.kill();
+            let o = cli.wait_with_output().expect("mariadb");
+            panic!("the statement never ran upstream: {}", err(&o));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &cli.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    let waited = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = cli.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(20),
+            "the client did not end after Ctrl+C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    std::io::Read::read_to_string(cli.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    std::io::Read::read_to_string(cli.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stdout.contains("Ctrl-C -- query killed"), "{stdout}");
+    assert!(stderr.contains("ERROR 1317"), "{stderr}");
+    // Without a database, anything but a KILL is told to name a connection.
+    let o = Command::new("mariadb")
+        .args(["-h", host, "-P", port, "-u", "bot", "-e", "SELECT 1"])
+        .env("MYSQL_PWD", &f.bot)
+        .output()
+        .expect("mariadb");
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("ERROR 1046") && err(&o).contains("name the connection as the database"),
+        "{}",
+        err(&o)
+    );
+    let audit = ok(f.s.cli(&f.s.admin, &["audit", "list"]));
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("statement.kill") && l.contains("bot")),
+        "{audit}"
+    );
 }
