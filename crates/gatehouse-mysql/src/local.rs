@@ -84,6 +84,7 @@ pub async fn open_local(
         seq: 0,
         local: Some(tx),
         connection_id: 0,
+        charset: CHARSET,
     };
     tokio::spawn(run(proxy, MysqlStream::Plain(theirs), ready, how));
     let mut client = LocalClient {

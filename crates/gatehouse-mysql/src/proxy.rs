@@ -131,6 +131,7 @@ async fn handle(proxy: Arc<MysqlProxy>, tcp: TcpStream, peer: SocketAddr) {
         seq: login.seq,
         local: None,
         connection_id: config.connection_id,
+        charset: login.charset,
     };
     run(proxy, login.stream, ready, how).await;
 }
@@ -142,6 +143,8 @@ pub(crate) struct Ready {
     database: Option<String>,
     upstream: upstream::Upstream,
     max_session: Option<Duration>,
+    /// The connection's statement timeout (enforced by a watchdog too).
+    statement_timeout: Option<Duration>,
     record_rows: usize,
     via_grant: Option<String>,
     /// Its place among the connection's sessions, given back when it ends.
@@ -334,12 +337,45 @@ async fn control_kill(
             ));
         }
     }
+    let upstream_sql = format!("KILL {how}{}", target.thread);
+    let done = kill_upstream(
+        proxy,
+        principal,
+        &target.connection,
+        &upstream_sql,
+        caps,
+        charset,
+    )
+    .await;
+    proxy
+        .access
+        .audit()
+        .record(
+            principal,
+            "statement.kill",
+            &target.id,
+            serde_json::json!({"connection": target.connection, "kill": how.trim(), "ok": done.is_ok()}),
+        )
+        .await;
+    done
+}
+
+/// Runs `sql` (a KILL) over a fresh upstream login of `connection`, as
+/// `principal` may use it.
+pub(crate) async fn kill_upstream(
+    proxy: &MysqlProxy,
+    principal: &Principal,
+    connection: &str,
+    sql: &str,
+    caps: u32,
+    charset: u8,
+) -> Result<(), Refusal> {
     let authorized = proxy
         .access
         .authorize_connection(
             &proxy.keys.get(),
             principal,
-            &target.connection,
+            connection,
             ConnectionKind::Mysql,
         )
         .await
@@ -348,8 +384,8 @@ async fn control_kill(
                 DENIED_KILL,
                 "42000",
                 format!(
-                    "Gatehouse blocked this statement: {} may not use connection \"{}\"",
-                    principal.subject, target.connection
+                    "Gatehouse blocked this statement: {} may not use connection \"{connection}\"",
+                    principal.subject
                 ),
             )
         })?;
@@ -365,29 +401,14 @@ async fn control_kill(
         refuse(
             code,
             "HY000",
-            format!(
-                "Gatehouse could not open connection \"{}\": {e}",
-                target.connection
-            ),
+            format!("Gatehouse could not open connection \"{connection}\": {e}"),
         )
     })?;
-    let upstream_sql = format!("KILL {how}{}", target.thread);
-    let done = up.query(&upstream_sql).await;
-    proxy
-        .access
-        .audit()
-        .record(
-            principal,
-            "statement.kill",
-            &target.id,
-            serde_json::json!({"connection": target.connection, "kill": how.trim(), "ok": done.is_ok()}),
-        )
-        .await;
-    done.map(|_| ()).map_err(|e| {
+    up.query(sql).await.map(|_| ()).map_err(|e| {
         refuse(
             1094,
             "HY000",
-            format!("Gatehouse: the KILL of session {} failed: {e}", target.id),
+            format!("Gatehouse: {sql} on connection \"{connection}\" failed: {e}"),
         )
     })
 }
@@ -520,6 +541,11 @@ pub(crate) async fn connect(
         database,
         upstream: up,
         max_session: rec.spec.settings.max_session_secs.map(Duration::from_secs),
+        statement_timeout: rec
+            .spec
+            .settings
+            .statement_timeout_ms
+            .map(Duration::from_millis),
         record_rows: usize::try_from(
             rec.spec
                 .settings
@@ -566,6 +592,8 @@ pub(crate) struct How {
     /// The connection id the client was given in Gatehouse's greeting (0
     /// for sessions opened inside Gatehouse).
     pub connection_id: u32,
+    /// The client's character set (collation id).
+    pub charset: u8,
 }
 
 pub(crate) async fn run<S>(
@@ -583,6 +611,7 @@ pub(crate) async fn run<S>(
         database,
         upstream,
         max_session,
+        statement_timeout,
         record_rows,
         via_grant,
         slot: _slot,
@@ -667,6 +696,9 @@ pub(crate) async fn run<S>(
             capabilities: how.caps,
             record_rows,
             max_session,
+            statement_timeout,
+            upstream_thread: upstream.connection_id,
+            charset: how.charset,
             grants: reg.grants,
             hash_key: proxy.keys.get().derive("mask-hash"),
             local: how.local,

@@ -67,6 +67,15 @@ pub(crate) fn parse_kill(sql: &str) -> Option<(String, u32)> {
     Some((how, word.parse().ok()?))
 }
 
+/// How long past the connection's statement timeout a statement may run
+/// before Gatehouse ends it itself (the upstream's own limit, when the
+/// client has not lifted it, comes first).
+const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
+/// The statement a session has sent upstream and not yet had answered:
+/// its number and when it went.
+type Running = Arc<std::sync::Mutex<Option<(i64, Instant)>>>;
+
 /// Largest packet relayed either way.
 pub const MAX_PACKET: usize = 64 << 20;
 /// Bytes of replies gathered before they are written to the client.
@@ -87,6 +96,14 @@ pub(crate) struct Ctx {
     pub capabilities: u32,
     pub record_rows: usize,
     pub max_session: Option<Duration>,
+    /// The connection's statement timeout. The upstream session starts with
+    /// it; should the client lift it there, a statement running
+    /// [`TIMEOUT_GRACE`] past it is ended by Gatehouse (a `KILL QUERY`).
+    pub statement_timeout: Option<Duration>,
+    /// The upstream session's connection (thread) id.
+    pub upstream_thread: u32,
+    /// The client's character set, for the watchdog's own upstream login.
+    pub charset: u8,
     pub grants: gatehouse_pg::SessionGrants,
     /// Key for hashed masks.
     pub hash_key: Zeroizing<[u8; 32]>,
@@ -165,6 +182,8 @@ struct Session<S> {
     /// The policy engine in force, looked at again before each command
     /// (fetched anew only when the policy's generation moves).
     engine: CachedEngine,
+    /// What runs upstream, for the statement-timeout watchdog.
+    running: Running,
 }
 
 /// Runs the session until either side ends it; returns why it ended.
@@ -190,7 +209,26 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         log,
         seq: 0,
         prepared: HashMap::new(),
+        running: Running::default(),
     };
+    let watchdog = s.ctx.statement_timeout.map(|limit| {
+        enforce_timeout(
+            s.ctx.proxy.clone(),
+            s.ctx.principal.clone(),
+            s.ctx.connection.clone(),
+            s.ctx.upstream_thread,
+            (s.ctx.capabilities, s.ctx.charset),
+            s.running.clone(),
+            limit,
+        )
+    });
+    let watchdog = async move {
+        match watchdog {
+            Some(w) => w.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(watchdog);
     let limit = async {
         match deadline {
             Some(d) => tokio::time::sleep(d).await,
@@ -225,6 +263,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 s.fatal("Gatehouse ended this session: the connection's maximum session length was reached").await;
                 break "maximum session length reached".into();
             }
+            never = &mut watchdog => match never {},
         };
         let packet = match packet {
             Ok(p) => p,
@@ -256,7 +295,9 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 s.fatal(&format!("Gatehouse ended this session: {why}")).await;
                 break format!("ended by Gatehouse: {why}");
             }
+            never = &mut watchdog => match never {},
         };
+        *running_lock(&s.running) = None;
         match step {
             Ok(true) => {}
             Ok(false) => break "client closed".into(),
@@ -268,6 +309,61 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     };
     let _ = s.up_w.shutdown().await;
     reason
+}
+
+fn running_lock(r: &Running) -> std::sync::MutexGuard<'_, Option<(i64, Instant)>> {
+    match r.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Ends (with `KILL QUERY` over a login of its own) the session's statement
+/// once it has run [`TIMEOUT_GRACE`] past the connection's statement
+/// timeout `limit`: the backstop for a client that lifted the upstream's
+/// own limit (`SET SESSION max_statement_time = 0`). A statement held for
+/// review is timed from when it was sent upstream.
+async fn enforce_timeout(
+    proxy: Arc<MysqlProxy>,
+    principal: Principal,
+    connection: String,
+    thread: u32,
+    (caps, charset): (u32, u8),
+    running: Running,
+    limit: Duration,
+) -> std::convert::Infallible {
+    let mut ended = 0;
+    loop {
+        let now = Instant::now();
+        let current = *running_lock(&running);
+        let wake = match current {
+            Some((seq, since)) if seq != ended => {
+                let due = since + limit + TIMEOUT_GRACE;
+                if due <= now {
+                    ended = seq;
+                    tracing::info!(%connection, principal = %principal.subject, "ending a MySQL statement that ran past the connection's statement timeout");
+                    let sql = format!("KILL QUERY {thread}");
+                    if let Err(e) = crate::proxy::kill_upstream(
+                        &proxy,
+                        &principal,
+                        &connection,
+                        &sql,
+                        caps,
+                        charset,
+                    )
+                    .await
+                    {
+                        tracing::warn!(%connection, error = %e.message, "ending a statement past its timeout failed");
+                    }
+                    now + limit
+                } else {
+                    due
+                }
+            }
+            _ => now + limit,
+        };
+        tokio::time::sleep_until(wake.into()).await;
+    }
 }
 
 /// Resolves with the message once a watch holds `Some`; never if its sender is gone.
@@ -761,6 +857,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn forward(&mut self, payload: &[u8]) -> Result<(), String> {
+        {
+            let mut running = running_lock(&self.running);
+            if running.is_none() {
+                *running = Some((self.seq, Instant::now()));
+            }
+        }
         let mut b = BytesMut::with_capacity(payload.len() + 4);
         codec::put_packet(&mut b, 0, payload);
         self.up_w

@@ -904,6 +904,16 @@ while True:
                 out["sleep"] = cur.fetchone()[0]
             except pymysql.err.MySQLError as e:
                 out["sleep"] = [e.args[0], e.args[1]]
+            # Lifted upstream, the limit still holds: Gatehouse ends the
+            # statement itself a moment past it.
+            cur.execute("SET SESSION max_statement_time = 0")
+            try:
+                cur.execute("SELECT SLEEP(20)")
+                out["lifted"] = cur.fetchone()[0]
+            except pymysql.err.MySQLError as e:
+                out["lifted"] = [e.args[0], e.args[1]]
+            cur.execute("SELECT 6 * 7")
+            out["after_lifted"] = cur.fetchone()[0]
         break
     except pymysql.err.OperationalError as e:
         if e.args[0] != 1040 or time.monotonic() > deadline:
@@ -927,6 +937,13 @@ print(json.dumps(out))
     // The connection's statement timeout applies upstream (MariaDB's
     // max_statement_time).
     assert_eq!(v["sleep"][0], 1969, "{v}");
+    // Lifted by the client, it is still enforced (KILL QUERY: MariaDB ends
+    // an interrupted SLEEP with 1, or the statement with 1317).
+    assert!(
+        v["lifted"] == 1 || v["lifted"][0] == 1317,
+        "the lifted statement timeout was not enforced: {v}"
+    );
+    assert_eq!(v["after_lifted"], 42, "the session goes on: {v}");
 }
 
 /// `KILL QUERY id` (what the `mysql` client sends on Ctrl+C, on a second
