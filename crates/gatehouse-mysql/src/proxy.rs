@@ -315,6 +315,7 @@ async fn control_kill(
     };
     let sql = format!("KILL {how}{id}");
     let engine = proxy.policy.engine();
+    let interrupt = how.ends_with("QUERY ");
     let grant = proxy
         .access
         .grant_for(&principal.subject, &target.connection);
@@ -337,16 +338,22 @@ async fn control_kill(
             ));
         }
     }
-    let upstream_sql = format!("KILL {how}{}", target.thread);
-    let done = kill_upstream(
-        proxy,
-        principal,
-        &target.connection,
-        &upstream_sql,
-        caps,
-        charset,
-    )
-    .await;
+    let done = if interrupt && target.cancelled.interrupt_hold() {
+        // The statement waits for review and is refused; nothing runs
+        // upstream.
+        Ok(())
+    } else {
+        let upstream_sql = format!("KILL {how}{}", target.thread);
+        kill_upstream(
+            proxy,
+            principal,
+            &target.connection,
+            &upstream_sql,
+            caps,
+            charset,
+        )
+        .await
+    };
     proxy
         .access
         .audit()
@@ -699,6 +706,7 @@ pub(crate) async fn run<S>(
             statement_timeout,
             upstream_thread: upstream.connection_id,
             charset: how.charset,
+            cancelled: reg.cancelled,
             grants: reg.grants,
             hash_key: proxy.keys.get().derive("mask-hash"),
             local: how.local,

@@ -40,6 +40,8 @@ enum Kill {
     Refused(String),
     /// Sent upstream as this.
     Upstream(String),
+    /// Done by Gatehouse (a statement waiting for review was refused).
+    Done,
 }
 
 /// `KILL [HARD | SOFT] [CONNECTION | QUERY] id` with nothing else (but a
@@ -104,6 +106,8 @@ pub(crate) struct Ctx {
     pub upstream_thread: u32,
     /// The client's character set, for the watchdog's own upstream login.
     pub charset: u8,
+    /// A `KILL` of this session while a statement waits for review.
+    pub cancelled: Arc<gatehouse_pg::CancelRequests>,
     pub grants: gatehouse_pg::SessionGrants,
     /// Key for hashed masks.
     pub hash_key: Zeroizing<[u8; 32]>,
@@ -514,8 +518,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         tracing::info!(session = %self.ctx.session_id, review = %id, "a MySQL statement waits for review");
         let deadline = now_ms().saturating_add(i64::try_from(*timeout_ms).unwrap_or(i64::MAX));
-        let outcome = access.wait(&id, &self.ctx.principal, deadline).await;
-        gatehouse_access::review_verdict(rule, &id, outcome, *timeout_ms)
+        let wait = access.wait(&id, &self.ctx.principal, deadline);
+        let cancelled = self.ctx.cancelled.clone();
+        let notified = cancelled.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // A KILL of this session is for this wait until it ends (however it
+        // ends).
+        struct Holding<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Holding<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+        cancelled
+            .holding
+            .store(true, std::sync::atomic::Ordering::Release);
+        let _holding = Holding(&cancelled.holding);
+        tokio::select! {
+            outcome = wait => gatehouse_access::review_verdict(rule, &id, outcome, *timeout_ms),
+            () = &mut notified => Verdict::Deny {
+                rule: rule.clone(),
+                message: format!("a KILL ended the statement while it waited for review {id}"),
+            },
+        }
     }
 
     /// Refuses a statement: ERR to the client, audit, record.
@@ -624,6 +650,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         let mut rewritten = BytesMut::new();
                         codec::build_command(&mut rewritten, Command::Query, sql.as_bytes());
                         self.forward(&rewritten).await?;
+                    }
+                    Kill::Done => {
+                        let mut ok = BytesMut::new();
+                        crate::codec::result::build_ok(
+                            &mut ok,
+                            &crate::codec::result::OkPacket {
+                                status: codec::SERVER_STATUS_AUTOCOMMIT,
+                                ..Default::default()
+                            },
+                            self.ctx.capabilities,
+                        );
+                        codec::put_packet(&mut self.out, 1, &ok);
+                        stmt.command = Some("KILL".into());
+                        self.record(stmt);
+                        return Ok(true);
                     }
                 }
                 self.result_sets(&mut stmt, false, mask, None).await?;
@@ -848,6 +889,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .mysql_session(id, &ctx.principal.subject)
             .filter(|s| s.connection == ctx.connection)
         {
+            Some(s) if how.ends_with("QUERY ") && s.cancelled.interrupt_hold() => Kill::Done,
             Some(s) => Kill::Upstream(format!("KILL {how}{}", s.thread)),
             None => Kill::Refused(format!(
                 "{} has no session with id {id} on connection \"{}\" here (a KILL may end only your own sessions on the same connection, by the id Gatehouse gave them)",

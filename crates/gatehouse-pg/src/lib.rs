@@ -36,7 +36,8 @@ use gatehouse_store::recorder::Recorder;
 use tokio::net::TcpListener;
 
 pub use registry::{
-    LiveSessions, MysqlSession, NoPlace, Registered, SessionGrants, SessionInfo, Slot, depend_on,
+    CancelRequests, LiveSessions, MysqlSession, NoPlace, Registered, SessionGrants, SessionInfo,
+    Slot, depend_on,
 };
 pub use session::{OpenError, open_local};
 pub use tls::ServerTls;

@@ -42,6 +42,17 @@ pub struct Registered {
     pub cancelled: Arc<CancelRequests>,
 }
 
+impl CancelRequests {
+    /// Refuses the statement waiting for review, if one does: whether one did.
+    pub fn interrupt_hold(&self) -> bool {
+        if self.holding.load(std::sync::atomic::Ordering::Acquire) {
+            self.notify.notify_waiters();
+            return true;
+        }
+        false
+    }
+}
+
 /// A client's cancel requests for one session. While a statement of the
 /// session waits for review, a cancel request is for it (it is then
 /// refused) and does not go to the upstream, where it would cancel
@@ -96,13 +107,15 @@ pub fn cancel_key_hash((pid, secret): (i32, i32)) -> String {
 }
 
 /// A live MySQL session, as a `KILL` names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MysqlSession {
     /// Gatehouse's session id.
     pub id: String,
     pub connection: String,
     /// Its upstream connection (thread) id.
     pub thread: u32,
+    /// A KILL while a statement waits for review is for that statement.
+    pub cancelled: Arc<CancelRequests>,
 }
 
 /// Adds a grant to the ones a session depends on.
@@ -259,6 +272,7 @@ impl LiveSessions {
                     id: e.info.id.clone(),
                     connection: e.info.connection.clone(),
                     thread: u32::try_from(e.upstream_key.0).ok()?,
+                    cancelled: e.cancelled.clone(),
                 })
             })
     }
@@ -378,11 +392,7 @@ impl LiveSessions {
     }
 
     fn cancel_entry(e: &Entry) -> Cancel {
-        if e.cancelled
-            .holding
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            e.cancelled.notify.notify_waiters();
+        if e.cancelled.interrupt_hold() {
             return Cancel::Done;
         }
         match &e.upstream {

@@ -1122,3 +1122,71 @@ print(json.dumps(out))
         "{audit}"
     );
 }
+
+/// Ctrl+C in the mariadb client while its statement waits for review ends
+/// the wait: the statement is refused and never runs (nothing ran upstream
+/// for a KILL there to end).
+#[test]
+fn ctrl_c_refuses_a_statement_waiting_for_review() {
+    let f = setup("heldkill");
+    let notes = format!("{}_notes", f.table);
+    direct_my(&format!(
+        "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
+    ));
+    review_writes(&f.s, &notes);
+    let dba = token(&f.s, "dana", "dba");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let mut held = Command::new("mariadb")
+        .args(["-h", host, "-P", port, "-u", "bot", "shop", "-e"])
+        .arg(format!("UPDATE {notes} SET note = 'never' WHERE id = 1"))
+        .env("MYSQL_PWD", &f.bot)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let v = json(f.s.cli(&dba, &["reviews", "list", "--pending", "--json"]));
+        if v["reviews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["statement"].as_str().is_some_and(|x| x.contains(&notes)))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the statement was never held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &held.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let waited = std::time::Instant::now();
+    while held.try_wait().unwrap().is_none() {
+        if waited.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = held.kill();
+            panic!("the statement still waits for review after Ctrl+C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = held.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    assert!(out(&o).contains("Ctrl-C -- query killed"), "{}", out(&o));
+    assert!(
+        err(&o).contains("ERROR 1227")
+            && err(&o).contains("a KILL ended the statement while it waited for review"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        direct_my(&format!("SELECT note FROM {notes}")).trim(),
+        "old"
+    );
+}
