@@ -1499,14 +1499,9 @@ async fn a_connection_s_max_sessions_bounds_its_open_sessions() {
     second.simple_query("SELECT 1").await.unwrap();
 }
 
-/// Start-up settings (PGOPTIONS, or parameters of their own) reach the
-/// upstream session, after passing the policy as the SET statements they
-/// amount to: a rule refusing changes of role refuses `-c role=…` too, with
-/// the rule named, and the connection's statement timeout is not the
-/// client's to set.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn start_up_settings_pass_the_policy_and_reach_the_upstream() {
-    let s = TestServer::start().await;
+/// Connection "shop" with a statement timeout of 4 s; the URL with which
+/// "bot" (group agents) connects to it.
+async fn shop_with_a_timeout(s: &TestServer) -> String {
     let (status, v) = s
         .pg_connection_with(
             "shop",
@@ -1517,17 +1512,41 @@ async fn start_up_settings_pass_the_policy_and_reach_the_upstream() {
         .await;
     assert_eq!(status, 201, "{v}");
     let bot = s.token("bot", &["agents"]).await;
-    let url = url_with(&s, &bot, "shop");
+    url_with(s, &bot, "shop")
+}
+
+/// psql on `url` with PGOPTIONS `options`, running `commands`.
+fn psql_with_options(url: &str, options: &str, commands: &[&str]) -> std::process::Output {
+    tokio::task::block_in_place(|| {
+        let mut c = Command::new("psql");
+        c.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", url]);
+        for command in commands {
+            c.args(["-c", command]);
+        }
+        c.env("PGOPTIONS", options).output().expect("psql")
+    })
+}
+
+/// Start-up settings (PGOPTIONS, or parameters of their own) reach the
+/// upstream session, after passing the policy as the SET statements they
+/// amount to: a rule refusing changes of role refuses `-c role=…` too, with
+/// the rule named, and the connection's statement timeout is not the
+/// client's to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_settings_pass_the_policy_and_reach_the_upstream() {
+    let s = TestServer::start().await;
+    let url = shop_with_a_timeout(&s).await;
     let show = |options: &str| {
-        let o = tokio::task::block_in_place(|| {
-            Command::new("psql")
-                .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", &url])
-                .args(["-c", "SHOW search_path", "-c", "SHOW lock_timeout"])
-                .args(["-c", "SHOW statement_timeout", "-c", "SHOW role"])
-                .env("PGOPTIONS", options)
-                .output()
-                .expect("psql")
-        });
+        let o = psql_with_options(
+            &url,
+            options,
+            &[
+                "SHOW search_path",
+                "SHOW lock_timeout",
+                "SHOW statement_timeout",
+                "SHOW role",
+            ],
+        );
         (
             o.status.success(),
             String::from_utf8_lossy(&o.stdout).to_string(),
@@ -1592,27 +1611,8 @@ async fn start_up_settings_pass_the_policy_and_reach_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_settings_are_recorded_as_the_sessions_first_statements() {
     let s = TestServer::start().await;
-    let (status, v) = s
-        .pg_connection_with(
-            "shop",
-            DIRECT,
-            &["agents"],
-            json!({"statement_timeout_ms": 4000}),
-        )
-        .await;
-    assert_eq!(status, 201, "{v}");
-    let bot = s.token("bot", &["agents"]).await;
-    let url = url_with(&s, &bot, "shop");
-    let psql = |options: &str| {
-        tokio::task::block_in_place(|| {
-            Command::new("psql")
-                .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", &url])
-                .args(["-c", "SELECT 41 + 1"])
-                .env("PGOPTIONS", options)
-                .output()
-                .expect("psql")
-        })
-    };
+    let url = shop_with_a_timeout(&s).await;
+    let psql = |options: &str| psql_with_options(&url, options, &["SELECT 41 + 1"]);
     let o = psql("-c search_path=gh_nowhere,public --lock-timeout=1234ms -c statement_timeout=0");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v = latest_ended_session(&s).await;

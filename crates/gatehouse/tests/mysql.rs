@@ -858,6 +858,24 @@ print(json.dumps([list(r) for r in rows]))
     );
 }
 
+/// Applies a declarative file with MySQL connection `name` (gh_app on
+/// MariaDB's `test`, for the agents group), followed by `more`.
+fn apply_mysql_connection(s: &Server, name: &str, more: &str) {
+    let file = s.path(&format!("{name}.toml"));
+    write(
+        &file,
+        &format!(
+            "[[connections]]\nname = \"{name}\"\nkind = \"mysql\"\nurl = \"mysql://gh_app@127.0.0.1:3306/test?sslmode=disable\"\npassword = {{ env = \"SHOP_MY_PASSWORD\" }}\ngroups = [\"agents\"]\n{more}"
+        ),
+    );
+    ok(s.cli_with(
+        &s.admin,
+        &["apply", "-f", file.to_str().unwrap()],
+        None,
+        &[("SHOP_MY_PASSWORD", APP_PASSWORD)],
+    ));
+}
+
 /// A MySQL connection's `max_sessions` (here from a declarative file): the
 /// session past it gets MySQL's own "Too many connections" (1040) naming
 /// the limit, and the place of a session that ends is taken again. Its
@@ -865,17 +883,11 @@ print(json.dumps([list(r) for r in rows]))
 #[test]
 fn max_sessions_bounds_a_mysql_connection_s_open_sessions() {
     let f = setup("cap");
-    let file = f.s.path("capped.toml");
-    write(
-        &file,
-        "[[connections]]\nname = \"capped\"\nkind = \"mysql\"\nurl = \"mysql://gh_app@127.0.0.1:3306/test?sslmode=disable\"\npassword = { env = \"SHOP_MY_PASSWORD\" }\ngroups = [\"agents\"]\nmax_sessions = 1\nstatement_timeout = \"300ms\"\n",
+    apply_mysql_connection(
+        &f.s,
+        "capped",
+        "max_sessions = 1\nstatement_timeout = \"300ms\"\n",
     );
-    ok(f.s.cli_with(
-        &f.s.admin,
-        &["apply", "-f", file.to_str().unwrap()],
-        None,
-        &[("SHOP_MY_PASSWORD", APP_PASSWORD)],
-    ));
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
     let (ok_, got, e) = python(
         r#"
@@ -957,17 +969,8 @@ print(json.dumps(out))
 fn kill_query_ends_only_the_callers_own_statement() {
     let f = setup("kill");
     let other = token(&f.s, "other", "agents");
-    let file = f.s.path("killable.toml");
-    write(
-        &file,
-        "[[connections]]\nname = \"killable\"\nkind = \"mysql\"\nurl = \"mysql://gh_app@127.0.0.1:3306/test?sslmode=disable\"\npassword = { env = \"SHOP_MY_PASSWORD\" }\ngroups = [\"agents\"]\n\n[policy]\ndefault = \"allow\"\n",
-    );
-    ok(f.s.cli_with(
-        &f.s.admin,
-        &["apply", "-f", file.to_str().unwrap()],
-        None,
-        &[("SHOP_MY_PASSWORD", APP_PASSWORD)],
-    ));
+    // A policy without the fixture's rule against admin statements.
+    apply_mysql_connection(&f.s, "killable", "\n[policy]\ndefault = \"allow\"\n");
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
     let (ok_, got, e) = python(
         r#"
