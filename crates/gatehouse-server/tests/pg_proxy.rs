@@ -301,18 +301,24 @@ async fn running_upstream(observer: &tokio_postgres::Client, sql: &str) {
     }
 }
 
-/// Behind a load balancer, a client's cancel request (a connection of its
-/// own) may reach another replica than the one holding its session. With a
-/// shared store it still cancels the statement, and the store only ever
-/// sees a hash of the cancel key.
-#[tokio::test]
-async fn a_cancel_request_that_reaches_another_replica_cancels_the_statement() {
+/// Two replicas sharing a fresh PostgreSQL store (its URL) and master key.
+async fn two_replicas() -> (String, TestServer, TestServer) {
     let store = gatehouse_store::testing::fresh_pg_database()
         .await
         .expect("fresh database");
     let key = gatehouse_core::keyring::Keyring::generate_key();
     let a = common::replica(&store, &key).await;
     let b = common::replica(&store, &key).await;
+    (store, a, b)
+}
+
+/// Behind a load balancer, a client's cancel request (a connection of its
+/// own) may reach another replica than the one holding its session. With a
+/// shared store it still cancels the statement, and the store only ever
+/// sees a hash of the cancel key.
+#[tokio::test]
+async fn a_cancel_request_that_reaches_another_replica_cancels_the_statement() {
+    let (store, a, b) = two_replicas().await;
     a.pg_connection("shop", DIRECT, None, &["agents"]).await;
     let bot = a.token("bot", &["agents"]).await;
     let (gw, _) = connect(&url_with(&a, &bot, "shop")).await;
@@ -349,17 +355,33 @@ async fn a_cancel_request_that_reaches_another_replica_cancels_the_statement() {
     );
 }
 
+/// Connects to `url` once an ended session's place among the
+/// connection's `max_sessions` has come free (it is given back in the
+/// background); refused with 53300 until then.
+async fn connect_once_a_place_is_free(url: &str) -> tokio_postgres::Client {
+    let started = std::time::Instant::now();
+    loop {
+        match tokio_postgres::connect(url, NoTls).await {
+            Ok((c, conn)) => {
+                tokio::spawn(conn);
+                return c;
+            }
+            Err(e) => assert_eq!(code(&e), "53300", "{e}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the ended session's place never came free"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A connection's `max_sessions` counts the sessions of every replica of a
 /// shared store: with one place, a session open through A leaves none for B
 /// (53300), until it ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_sessions_counts_the_sessions_of_every_replica() {
-    let store = gatehouse_store::testing::fresh_pg_database()
-        .await
-        .expect("fresh database");
-    let key = gatehouse_core::keyring::Keyring::generate_key();
-    let a = common::replica(&store, &key).await;
-    let b = common::replica(&store, &key).await;
+    let (_store, a, b) = two_replicas().await;
     let (status, v) = a
         .pg_connection_with("shop", DIRECT, &["agents"], json!({"max_sessions": 1}))
         .await;
@@ -376,21 +398,7 @@ async fn max_sessions_counts_the_sessions_of_every_replica() {
     // Once A's session has ended, its place is given back and B's client
     // gets it.
     drop(on_a);
-    let started = std::time::Instant::now();
-    let on_b = loop {
-        match tokio_postgres::connect(&url_with(&b, &bot, "shop"), NoTls).await {
-            Ok((c, conn)) => {
-                tokio::spawn(conn);
-                break c;
-            }
-            Err(e) => assert_eq!(code(&e), "53300", "{e}"),
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the place of A's ended session never came free"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let on_b = connect_once_a_place_is_free(&url_with(&b, &bot, "shop")).await;
     on_b.simple_query("SELECT 1").await.unwrap();
     let e = connect_err(&url_with(&a, &bot, "shop")).await;
     assert_eq!(code(&e), "53300", "and now none is left for A: {e}");
@@ -1480,21 +1488,7 @@ async fn a_connection_s_max_sessions_bounds_its_open_sessions() {
 
     // A session that ends gives its place back.
     drop(first);
-    let started = std::time::Instant::now();
-    let third = loop {
-        match tokio_postgres::connect(&url, NoTls).await {
-            Ok((c, conn)) => {
-                tokio::spawn(conn);
-                break c;
-            }
-            Err(e) => assert_eq!(code(&e), "53300", "{e}"),
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the ended session's place never came free"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let third = connect_once_a_place_is_free(&url).await;
     third.simple_query("SELECT 1").await.unwrap();
     second.simple_query("SELECT 1").await.unwrap();
 }

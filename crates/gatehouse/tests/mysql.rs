@@ -427,28 +427,36 @@ fn node_mysql2_prepared_statements() {
     assert!(v["denied"].as_str().unwrap().contains("no-deletes"), "{v}");
 }
 
-#[test]
-fn a_held_statement_runs_once_approved_and_a_revoked_token_ends_the_session() {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::Stdio;
-    let f = setup("review");
+/// An UPDATE through the mariadb client, held for review.
+struct Held {
+    client: std::process::Child,
+    /// The table it writes (one row, id 1, note 'old').
+    notes: String,
+    /// A token of the group that may approve it, and the review's id.
+    dba: String,
+    review: String,
+}
+
+/// Makes writes to a new table wait for a DBA, and starts the mariadb
+/// client setting its note to `note`; returns once the review is pending.
+fn hold_an_update(f: &Fixture, note: &str) -> Held {
     let notes = format!("{}_notes", f.table);
     direct_my(&format!(
         "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
     ));
-    // Writes to it wait for a DBA.
     review_writes(&f.s, &notes);
     let dba = token(&f.s, "dana", "dba");
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
-    let held = Command::new("mariadb")
+    let client = Command::new("mariadb")
         .args(["-h", host, "-P", port, "-u", "bot", "shop", "-e"])
-        .arg(format!("UPDATE {notes} SET note = 'approved' WHERE id = 1"))
+        .arg(format!("UPDATE {notes} SET note = '{note}' WHERE id = 1"))
         .env("MYSQL_PWD", &f.bot)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let id = loop {
+    let started = std::time::Instant::now();
+    let review = loop {
         let v = json(f.s.cli(&dba, &["reviews", "list", "--pending", "--json"]));
         if let Some(r) = v["reviews"]
             .as_array()
@@ -458,15 +466,35 @@ fn a_held_statement_runs_once_approved_and_a_revoked_token_ends_the_session() {
         {
             break r["id"].as_str().unwrap().to_string();
         }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the statement was never held"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
+    Held {
+        client,
+        notes,
+        dba,
+        review,
+    }
+}
+
+#[test]
+fn a_held_statement_runs_once_approved_and_a_revoked_token_ends_the_session() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let f = setup("review");
+    let held = hold_an_update(&f, "approved");
+    let (notes, dba, id) = (&held.notes, &held.dba, &held.review);
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
     assert_eq!(
         direct_my(&format!("SELECT note FROM {notes}")).trim(),
         "old",
         "it waits"
     );
-    ok(f.s.cli(&dba, &["reviews", "approve", &id]));
-    let o = held.wait_with_output().unwrap();
+    ok(f.s.cli(dba, &["reviews", "approve", id]));
+    let o = held.client.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(
         direct_my(&format!("SELECT note FROM {notes}")).trim(),
@@ -1132,38 +1160,11 @@ print(json.dumps(out))
 #[test]
 fn ctrl_c_refuses_a_statement_waiting_for_review() {
     let f = setup("heldkill");
-    let notes = format!("{}_notes", f.table);
-    direct_my(&format!(
-        "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
-    ));
-    review_writes(&f.s, &notes);
-    let dba = token(&f.s, "dana", "dba");
-    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
-    let mut held = Command::new("mariadb")
-        .args(["-h", host, "-P", port, "-u", "bot", "shop", "-e"])
-        .arg(format!("UPDATE {notes} SET note = 'never' WHERE id = 1"))
-        .env("MYSQL_PWD", &f.bot)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    loop {
-        let v = json(f.s.cli(&dba, &["reviews", "list", "--pending", "--json"]));
-        if v["reviews"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["statement"].as_str().is_some_and(|x| x.contains(&notes)))
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "the statement was never held"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let Held {
+        client: mut held,
+        notes,
+        ..
+    } = hold_an_update(&f, "never");
     assert!(
         Command::new("kill")
             .args(["-INT", &held.id().to_string()])
