@@ -4,12 +4,14 @@
 //! overflowing the stack; text that does not parse has no class and no
 //! column references (so the policy fails closed on it).
 //!
-//! Beyond that, two properties about statements hiding:
+//! Beyond that, three properties about statements hiding:
 //! - after a text that parses, a statement on a new line after `;` is
-//!   always seen (nothing the text opened can swallow it);
+//!   always seen (nothing the text opened can swallow it), and so is a
+//!   `KILL` there (its reason, which the MySQL proxy looks for);
 //! - the text wrapped in an executable comment (`/*! … */`, which MySQL
 //!   runs) analyses as the text itself, or does not parse.
 #![no_main]
+use gatehouse_policy::analyze_mysql::KILL_REASON;
 use gatehouse_policy::{Class, analyze_mysql, column_refs_mysql};
 use libfuzzer_sys::fuzz_target;
 
@@ -35,6 +37,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             c >= Class::Write.max(class) && more.tables_written.contains("zz_fuzz_t"),
             "a statement after {sql:?} was not seen: {more:?}"
+        );
+    }
+
+    // Gatehouse passes on a KILL only after mapping its id (the MySQL
+    // proxy looks for this reason), so none may hide behind other text.
+    let killing = analyze_mysql(&format!("{sql}\n;KILL 5"));
+    if killing.class.is_some() {
+        assert!(
+            killing.reasons.iter().any(|r| r == KILL_REASON),
+            "a KILL after {sql:?} was not seen: {killing:?}"
         );
     }
 
