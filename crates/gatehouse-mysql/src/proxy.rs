@@ -108,18 +108,7 @@ async fn handle(proxy: Arc<MysqlProxy>, tcp: TcpStream, peer: SocketAddr) {
     let ready = match started {
         Ok(Ok(r)) => r,
         Ok(Err(r)) => {
-            if matches!(r.code, 1045 | 1044 | 1049) {
-                proxy
-                    .access
-                    .audit()
-                    .login_refused(
-                        &peer.ip().to_string(),
-                        serde_json::json!({"protocol": "mysql", "client": peer.to_string(), "code": r.code, "message": r.message}),
-                    )
-                    .await;
-            }
-            let _ = handshake::send_err(&mut login.stream, login.seq, r.code, r.state, &r.message)
-                .await;
+            refuse_login(&proxy, &mut login, peer, &r).await;
             return;
         }
         Err(_) => return,
@@ -226,6 +215,27 @@ fn percent(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Ends a login with refusal `r`, audited (`login.refused`) when the
+/// caller's token or access was at fault.
+async fn refuse_login(
+    proxy: &MysqlProxy,
+    login: &mut handshake::ClientLogin,
+    peer: SocketAddr,
+    r: &Refusal,
+) {
+    if matches!(r.code, 1045 | 1044 | 1049) {
+        proxy
+            .access
+            .audit()
+            .login_refused(
+                &peer.ip().to_string(),
+                serde_json::json!({"protocol": "mysql", "client": peer.to_string(), "code": r.code, "message": r.message}),
+            )
+            .await;
+    }
+    let _ = handshake::send_err(&mut login.stream, login.seq, r.code, r.state, &r.message).await;
+}
+
 /// MySQL's "access denied" for a statement, as the relay answers a refusal.
 const DENIED_KILL: u16 = 1227;
 
@@ -243,8 +253,7 @@ async fn control(proxy: &MysqlProxy, mut login: handshake::ClientLogin, peer: So
     let principal = match authenticate(proxy, &login).await {
         Ok(p) => p,
         Err(r) => {
-            let _ = handshake::send_err(&mut login.stream, login.seq, r.code, r.state, &r.message)
-                .await;
+            refuse_login(proxy, &mut login, peer, &r).await;
             return;
         }
     };

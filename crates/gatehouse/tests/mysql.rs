@@ -1145,6 +1145,13 @@ print(json.dumps(out))
         "{}",
         err(&o)
     );
+    // A wrong token there is refused and audited as at any login.
+    let o = Command::new("mariadb")
+        .args(["-h", host, "-P", port, "-u", "bot", "-e", "KILL QUERY 1"])
+        .env("MYSQL_PWD", "gh_not_a_token")
+        .output()
+        .expect("mariadb");
+    assert!(err(&o).contains("ERROR 1045"), "{}", err(&o));
     let audit = ok(f.s.cli(&f.s.admin, &["audit", "list"]));
     assert!(
         audit
@@ -1152,6 +1159,7 @@ print(json.dumps(out))
             .any(|l| l.contains("statement.kill") && l.contains("bot")),
         "{audit}"
     );
+    assert!(audit.contains("login.refused"), "{audit}");
 }
 
 /// Ctrl+C in the mariadb client while its statement waits for review ends
