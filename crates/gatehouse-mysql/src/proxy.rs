@@ -104,7 +104,7 @@ async fn handle(proxy: Arc<MysqlProxy>, tcp: TcpStream, peer: SocketAddr) {
         control(&proxy, login, peer).await;
         return;
     }
-    let started = tokio::time::timeout(Duration::from_secs(60), start(&proxy, &login)).await;
+    let started = tokio::time::timeout(LOGIN_TIMEOUT, start(&proxy, &login)).await;
     let ready = match started {
         Ok(Ok(r)) => r,
         Ok(Err(r)) => {
@@ -215,6 +215,10 @@ fn percent(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// How long checking a login's token (and opening its upstream session)
+/// may take.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Ends a login with refusal `r`, audited (`login.refused`) when the
 /// caller's token or access was at fault.
 async fn refuse_login(
@@ -250,12 +254,13 @@ const NO_DATABASE: &str = "Gatehouse: name the connection as the database (e.g. 
 /// login of that connection, with the session's upstream thread id. Any
 /// other command is answered with 1046, saying to name a connection.
 async fn control(proxy: &MysqlProxy, mut login: handshake::ClientLogin, peer: SocketAddr) {
-    let principal = match authenticate(proxy, &login).await {
-        Ok(p) => p,
-        Err(r) => {
+    let principal = match tokio::time::timeout(LOGIN_TIMEOUT, authenticate(proxy, &login)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(r)) => {
             refuse_login(proxy, &mut login, peer, &r).await;
             return;
         }
+        Err(_) => return,
     };
     let caps = login.negotiated();
     if handshake::send_ok(&mut login.stream, login.seq, caps, SERVER_STATUS_AUTOCOMMIT)
