@@ -277,6 +277,18 @@ impl LiveSessions {
             })
     }
 
+    /// Whether upstream backend `pid` is that of a PostgreSQL session of
+    /// `principal` on `connection` here: what its `pg_cancel_backend` and
+    /// `pg_terminate_backend` may name.
+    pub fn is_pg_backend_of(&self, principal: &str, connection: &str, pid: i32) -> bool {
+        lock(&self.inner).values().any(|e| {
+            e.upstream.is_some()
+                && e.upstream_key.0 == pid
+                && e.info.principal == principal
+                && e.info.connection == connection
+        })
+    }
+
     /// Takes one of connection `connection`'s session places before its
     /// upstream session is opened: refused when `max` sessions of it are
     /// open (or opening) on this process already, or, with places shared

@@ -413,6 +413,17 @@ fn may_prepare(sql: &str) -> bool {
     begins(0) || memchr::memchr_iter(b';', b).any(|i| begins(i + 1))
 }
 
+/// Whether `sql` may call one of the functions that signal other backends
+/// (`…_backend`, or any Unicode-escaped identifier, `U&"…"`): only then is
+/// a statement analysed for them when no rule needs its analysis anyway.
+fn may_signal_backends(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    memchr::memchr_iter(b'_', b).any(|i| {
+        b.get(i + 1..i + 8)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"backend"))
+    }) || memchr::memchr_iter(b'&', b).any(|i| i > 0 && b[i - 1].eq_ignore_ascii_case(&b'u'))
+}
+
 pub async fn run(
     ctx: Ctx,
     client: PgStream,
@@ -893,7 +904,7 @@ impl ClientSide {
     /// the texts SQL's `PREPARE` defines are noted for that (unless refused).
     fn decision(&mut self, sql: &str) -> gatehouse_policy::Decision {
         let engine = self.engine.get();
-        let d = if engine.allows_everything() {
+        let mut d = if engine.allows_everything() {
             // No grant or clock can change that.
             gatehouse_policy::Decision {
                 verdict: Verdict::Allow { rule: None },
@@ -945,6 +956,27 @@ impl ClientSide {
             .map_or_else(|| may_prepare(sql), |a| a.prepared);
         if prepares && !matches!(d.verdict, Verdict::Deny { .. }) {
             engine.note_prepared(sql, &mut self.sources);
+        }
+        if !matches!(d.verdict, Verdict::Deny { .. })
+            && (d.analysis.is_some() || may_signal_backends(sql))
+        {
+            let analysis = d.analysis.clone().unwrap_or_else(|| engine.analysis(sql));
+            let ctx = &self.ctx;
+            let foreign = analysis.backend_signals.iter().any(|pid| {
+                !pid.is_some_and(|pid| {
+                    ctx.proxy.sessions.is_pg_backend_of(
+                        &ctx.principal.subject,
+                        &ctx.connection,
+                        pid,
+                    )
+                })
+            });
+            if foreign {
+                d.verdict = Verdict::Deny {
+                    rule: "backend-signal".into(),
+                    message: "pg_cancel_backend and pg_terminate_backend may name only the backend of one of your own sessions on this connection, as a literal process id (its pg_backend_pid()): the connection's sessions share one database role, so they could end other callers' work".into(),
+                };
+            }
         }
         d
     }

@@ -38,7 +38,17 @@ pub struct Analysis {
     /// Why the class is what it is, when it is not the statement's own kind
     /// (e.g. "calls pg_terminate_backend"). For `policy test` and errors.
     pub reasons: Vec<String>,
+    /// Each call of a function that signals another backend
+    /// ([`BACKEND_SIGNALS`]) the parser sees: the process id it names when
+    /// that is a literal, `None` when it is computed.
+    pub backend_signals: Vec<Option<i32>>,
 }
+
+/// Functions that cancel or end another backend's work. Every session of a
+/// connection logs in upstream as the same role, which may signal any of
+/// its backends, so the PostgreSQL proxy lets these reach only the caller's
+/// own sessions.
+pub const BACKEND_SIGNALS: &[&str] = &["pg_cancel_backend", "pg_terminate_backend"];
 
 /// Functions that act on the server, its files or other sessions rather
 /// than on data: calling one makes a statement `admin`.
@@ -220,6 +230,7 @@ pub fn analyze(sql: &str) -> Analysis {
         anonymous_code: false,
         prepared: false,
         reasons: Vec::new(),
+        backend_signals: Vec::new(),
     };
     if sql.contains('\0') {
         a.parse_error = Some("the text contains a NUL byte".into());
@@ -273,6 +284,7 @@ pub fn analyze(sql: &str) -> Analysis {
             if ADMIN_FUNCTIONS.contains(&name.as_str()) {
                 raise(&mut class, Class::Admin);
                 a.reasons.push(format!("calls {name}"));
+                needs_tree |= BACKEND_SIGNALS.contains(&name.as_str());
             } else if WRITE_FUNCTIONS.contains(&name.as_str()) {
                 raise(&mut class, Class::Write);
                 a.reasons.push(format!("calls {name}"));
@@ -284,6 +296,11 @@ pub fn analyze(sql: &str) -> Analysis {
         match pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) {
             Ok(tree) => {
                 for (node, _, _, _) in tree.protobuf.nodes() {
+                    if let pg_query::NodeRef::FuncCall(f) = node
+                        && let Some(target) = backend_signal(f)
+                    {
+                        a.backend_signals.push(target);
+                    }
                     for (c, why) in refine(node, &mut a) {
                         raise(&mut class, c);
                         a.reasons.push(why);
@@ -301,6 +318,26 @@ pub fn analyze(sql: &str) -> Analysis {
 }
 
 /// Statement kinds whose class depends on their details.
+/// For a call of one of [`BACKEND_SIGNALS`]: the process id it names, if a
+/// literal (`None` for anything computed).
+fn backend_signal(f: &pg_query::protobuf::FuncCall) -> Option<Option<i32>> {
+    let name = match f.funcname.last()?.node.as_ref()? {
+        pg_query::NodeEnum::String(s) => s.sval.to_ascii_lowercase(),
+        _ => return None,
+    };
+    if !BACKEND_SIGNALS.contains(&name.as_str()) {
+        return None;
+    }
+    let pid = match f.args.first().and_then(|a| a.node.as_ref()) {
+        Some(pg_query::NodeEnum::AConst(c)) => match &c.val {
+            Some(pg_query::protobuf::a_const::Val::Ival(i)) => Some(i.ival),
+            _ => None,
+        },
+        _ => None,
+    };
+    Some(pid)
+}
+
 fn refine(node: pg_query::NodeRef<'_>, a: &mut Analysis) -> Vec<(Class, String)> {
     let mut out = Vec::new();
     let mut raise = |c: Class, why: String| out.push((c, why));
@@ -572,6 +609,31 @@ mod tests {
         ] {
             assert_eq!(class(sql), want, "{sql}");
         }
+    }
+
+    #[test]
+    fn calls_that_signal_backends_are_listed_with_their_literal_pid() {
+        let signals = |sql: &str| analyze(sql).backend_signals;
+        assert_eq!(signals("SELECT pg_terminate_backend(42)"), [Some(42)]);
+        assert_eq!(
+            signals("SELECT pg_catalog.PG_CANCEL_BACKEND(7), pg_terminate_backend(8, 100)"),
+            [Some(7), Some(8)]
+        );
+        assert_eq!(signals("SELECT pg_terminate_backend($1)"), [None]);
+        assert_eq!(
+            signals("SELECT pg_cancel_backend(pid) FROM pg_stat_activity"),
+            [None]
+        );
+        assert_eq!(
+            signals("SELECT 1 WHERE EXISTS (SELECT pg_terminate_backend(3 + 4))"),
+            [None]
+        );
+        assert_eq!(
+            signals("SELECT U&\"pg_terminate\\005fbackend\"(9)"),
+            [Some(9)]
+        );
+        assert!(signals("SELECT pg_backend_pid()").is_empty());
+        assert!(signals("SELECT 'pg_terminate_backend(1)'").is_empty());
     }
 
     #[test]

@@ -124,6 +124,7 @@ pub fn analyze_mysql(sql: &str) -> Analysis {
             functions: BTreeSet::new(),
             anonymous_code: false,
             prepared: false,
+            backend_signals: Vec::new(),
             reasons: Vec::new(),
         },
     }
@@ -216,6 +217,7 @@ impl Acc {
                 anonymous_code: self.anonymous_code,
                 prepared: false,
                 reasons: self.reasons,
+                backend_signals: Vec::new(),
             },
             self.refs,
         )

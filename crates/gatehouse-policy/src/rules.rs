@@ -926,6 +926,7 @@ impl Engine {
                     anonymous_code: false,
                     prepared: true,
                     reasons: Vec::new(),
+                    backend_signals: Vec::new(),
                 };
                 let v = self.verdict_of(&unknown, sql, &applicable, now_ms);
                 stricter(&mut decision.verdict, v, None);

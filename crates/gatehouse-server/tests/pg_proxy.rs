@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestServer, closed_port, put_policy};
+use common::{TestServer, closed_port, db_error, put_policy};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -402,6 +402,66 @@ async fn max_sessions_counts_the_sessions_of_every_replica() {
     on_b.simple_query("SELECT 1").await.unwrap();
     let e = connect_err(&url_with(&a, &bot, "shop")).await;
     assert_eq!(code(&e), "53300", "and now none is left for A: {e}");
+}
+
+/// Every session of a connection logs in upstream as the same role, which
+/// may cancel or end any of its backends: `pg_cancel_backend` and
+/// `pg_terminate_backend` reach only the caller's own sessions' backends,
+/// named by a literal pid, even with no policy rule at all.
+#[tokio::test]
+async fn backend_signals_reach_only_the_callers_own_sessions() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let bot = s.token("bot", &["agents"]).await;
+    let other = s.token("other", &["agents"]).await;
+    let (mine, _) = connect(&url_with(&s, &bot, "shop")).await;
+    let (my_second, _) = connect(&url_with(&s, &bot, "shop")).await;
+    let (theirs, _) = connect(&url_with(&s, &other, "shop")).await;
+    let backend_pid = "SELECT pg_backend_pid()";
+    let their_pid: i32 = theirs.query_one(backend_pid, &[]).await.unwrap().get(0);
+    let my_second_pid: i32 = my_second.query_one(backend_pid, &[]).await.unwrap().get(0);
+    for sql in [
+        format!("SELECT pg_terminate_backend({their_pid})"),
+        format!("SELECT pg_catalog.pg_cancel_backend({their_pid})"),
+        format!("SELECT 1; SELECT PG_TERMINATE_BACKEND({their_pid})"),
+        format!("SELECT U&\"pg_terminate\\005fbackend\"({their_pid})"),
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid()".into(),
+    ] {
+        let e = mine.simple_query(&sql).await.unwrap_err();
+        let (code, message, detail) = db_error(&e);
+        assert_eq!(code, "42501", "{sql}: {e}");
+        assert!(
+            message.contains("may name only the backend of one of your own sessions"),
+            "{sql}: {message}"
+        );
+        assert_eq!(detail, "rule: backend-signal", "{sql}");
+    }
+    // A computed pid, through the extended protocol too.
+    let e = mine
+        .query_one("SELECT pg_terminate_backend($1)", &[&their_pid])
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: backend-signal");
+    theirs.simple_query("SELECT 1").await.unwrap();
+
+    // The caller's own other session: as the role allows.
+    let cancelled = mine
+        .query_one(&format!("SELECT pg_cancel_backend({my_second_pid})"), &[])
+        .await
+        .unwrap();
+    assert!(cancelled.get::<_, bool>(0));
+    mine.simple_query(&format!("SELECT pg_terminate_backend({my_second_pid})"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while my_second.simple_query("SELECT 1").await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the caller's own session was not ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    theirs.simple_query("SELECT 1").await.unwrap();
 }
 
 #[tokio::test]
