@@ -62,6 +62,28 @@ impl Auditor {
             .await;
     }
 
+    /// Writes down a statement Gatehouse refused (`statement.deny`): `detail`
+    /// (where it was refused) with the rule and the statement's SHA-256. Its
+    /// text, which may hold data, is in the session's recording, not here.
+    pub async fn statement_denied(
+        &self,
+        who: &Principal,
+        target: &str,
+        rule: &str,
+        sql: &str,
+        mut detail: serde_json::Value,
+    ) {
+        use sha2::Digest;
+        if let serde_json::Value::Object(m) = &mut detail {
+            m.insert("rule".into(), serde_json::json!(rule));
+            m.insert(
+                "statement_sha256".into(),
+                serde_json::json!(hex::encode(sha2::Sha256::digest(sql.as_bytes()))),
+            );
+        }
+        self.record(who, "statement.deny", target, detail).await;
+    }
+
     /// Writes down that `who` used their credential (`via`: http, mcp, …),
     /// at most once a minute per credential.
     pub async fn credential_used(&self, who: &Principal, via: &str) {

@@ -240,9 +240,6 @@ async fn refuse_login(
     let _ = handshake::send_err(&mut login.stream, login.seq, r.code, r.state, &r.message).await;
 }
 
-/// MySQL's "access denied" for a statement, as the relay answers a refusal.
-const DENIED_KILL: u16 = 1227;
-
 const NO_DATABASE: &str = "Gatehouse: name the connection as the database (e.g. `mysql -D shop`); see `gatehouse connections list`";
 
 /// A login that names no connection (no database). It opens no upstream
@@ -319,7 +316,7 @@ async fn control_kill(
 ) -> Result<(), Refusal> {
     let Some(target) = proxy.sessions.mysql_session(id, &principal.subject) else {
         return Err(refuse(
-            DENIED_KILL,
+            relay::DENIED,
             "42000",
             format!(
                 "Gatehouse blocked this statement (rule kill): {} has no session with id {id} here (a KILL may end only your own sessions, by the id Gatehouse gave them)",
@@ -329,7 +326,6 @@ async fn control_kill(
     };
     let sql = format!("KILL {how}{id}");
     let engine = proxy.policy.engine();
-    let interrupt = how.ends_with("QUERY ");
     let grant = proxy
         .access
         .grant_for(&principal.subject, &target.connection);
@@ -346,27 +342,16 @@ async fn control_kill(
         gatehouse_core::policy::Verdict::Deny { rule, message }
         | gatehouse_core::policy::Verdict::Review { rule, message, .. } => {
             return Err(refuse(
-                DENIED_KILL,
+                relay::DENIED,
                 "42000",
                 format!("Gatehouse blocked this statement (rule {rule}): {message}"),
             ));
         }
     }
-    let done = if interrupt && target.cancelled.interrupt_hold() {
-        // The statement waits for review and is refused; nothing runs
-        // upstream.
-        Ok(())
-    } else {
-        let upstream_sql = format!("KILL {how}{}", target.thread);
-        kill_upstream(
-            proxy,
-            principal,
-            &target.connection,
-            &upstream_sql,
-            caps,
-            charset,
-        )
-        .await
+    let done = match relay::upstream_kill(&target, how) {
+        // A statement waiting for review was refused instead.
+        None => Ok(()),
+        Some(sql) => kill_upstream(proxy, principal, &target.connection, &sql, caps, charset).await,
     };
     proxy
         .access
@@ -402,7 +387,7 @@ pub(crate) async fn kill_upstream(
         .await
         .map_err(|_| {
             refuse(
-                DENIED_KILL,
+                relay::DENIED,
                 "42000",
                 format!(
                     "Gatehouse blocked this statement: {} may not use connection \"{connection}\"",

@@ -69,6 +69,16 @@ pub(crate) fn parse_kill(sql: &str) -> Option<(String, u32)> {
     Some((how, word.parse().ok()?))
 }
 
+/// The KILL to send upstream for `KILL {how}` of `target`, or `None` when
+/// it was a `KILL QUERY` of a statement waiting for review: that statement
+/// is refused instead (nothing runs upstream yet).
+pub(crate) fn upstream_kill(target: &gatehouse_pg::MysqlSession, how: &str) -> Option<String> {
+    if how.ends_with("QUERY ") && target.cancelled.interrupt_hold() {
+        return None;
+    }
+    Some(format!("KILL {how}{}", target.thread))
+}
+
 /// How long past the connection's statement timeout a statement may run
 /// before Gatehouse ends it itself (the upstream's own limit, when the
 /// client has not lifted it, comes first).
@@ -85,7 +95,7 @@ const FLUSH_AT: usize = 64 * 1024;
 /// How long a quiet session's records wait before they go to the recorder.
 const RECORD_DELAY: Duration = Duration::from_millis(500);
 /// MySQL's "access denied" for a statement (ER_SPECIFIC_ACCESS_DENIED_ERROR).
-const DENIED: u16 = 1227;
+pub(crate) const DENIED: u16 = 1227;
 
 pub(crate) struct Ctx {
     pub proxy: Arc<MysqlProxy>,
@@ -186,8 +196,9 @@ struct Session<S> {
     /// The policy engine in force, looked at again before each command
     /// (fetched anew only when the policy's generation moves).
     engine: CachedEngine,
-    /// What runs upstream, for the statement-timeout watchdog.
-    running: Running,
+    /// What runs upstream, for the statement-timeout watchdog (only when the
+    /// connection has a statement timeout).
+    running: Option<Running>,
 }
 
 /// Runs the session until either side ends it; returns why it ended.
@@ -213,16 +224,17 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         log,
         seq: 0,
         prepared: HashMap::new(),
-        running: Running::default(),
+        running: None,
     };
     let watchdog = s.ctx.statement_timeout.map(|limit| {
+        let running = s.running.insert(Running::default()).clone();
         enforce_timeout(
             s.ctx.proxy.clone(),
             s.ctx.principal.clone(),
             s.ctx.connection.clone(),
             s.ctx.upstream_thread,
             (s.ctx.capabilities, s.ctx.charset),
-            s.running.clone(),
+            running,
             limit,
         )
     });
@@ -301,7 +313,9 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
             never = &mut watchdog => match never {},
         };
-        *running_lock(&s.running) = None;
+        if let Some(running) = &s.running {
+            *running_lock(running) = None;
+        }
         match step {
             Ok(true) => {}
             Ok(false) => break "client closed".into(),
@@ -519,25 +533,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         tracing::info!(session = %self.ctx.session_id, review = %id, "a MySQL statement waits for review");
         let deadline = now_ms().saturating_add(i64::try_from(*timeout_ms).unwrap_or(i64::MAX));
         let wait = access.wait(&id, &self.ctx.principal, deadline);
+        // A KILL QUERY of this session is for this wait until it ends.
         let cancelled = self.ctx.cancelled.clone();
-        let notified = cancelled.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        // A KILL of this session is for this wait until it ends (however it
-        // ends).
-        struct Holding<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for Holding<'_> {
-            fn drop(&mut self) {
-                self.0.store(false, std::sync::atomic::Ordering::Release);
-            }
-        }
-        cancelled
-            .holding
-            .store(true, std::sync::atomic::Ordering::Release);
-        let _holding = Holding(&cancelled.holding);
+        let mut holding = cancelled.hold();
         tokio::select! {
             outcome = wait => gatehouse_access::review_verdict(rule, &id, outcome, *timeout_ms),
-            () = &mut notified => Verdict::Deny {
+            () = holding.cancelled() => Verdict::Deny {
                 rule: rule.clone(),
                 message: format!("a KILL ended the statement while it waited for review {id}"),
             },
@@ -556,19 +557,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.refuse(DENIED, "42000", &text);
         stmt.error = Some(text);
         if rule != "recording" {
-            use sha2::Digest;
             let audit = self.ctx.proxy.access.audit().clone();
             let principal = self.ctx.principal.clone();
             let detail = serde_json::json!({
-                "rule": rule,
                 "connection": self.ctx.connection,
                 "session": self.ctx.session_id,
                 "protocol": "mysql",
-                "statement_sha256": hex::encode(sha2::Sha256::digest(stmt.sql.as_bytes())),
             });
+            let (rule, sql) = (rule.to_string(), stmt.sql.clone());
             tokio::spawn(async move {
                 audit
-                    .record(&principal, "statement.deny", &principal.subject, detail)
+                    .statement_denied(&principal, &principal.subject, &rule, &sql, detail)
                     .await;
             });
         }
@@ -628,7 +627,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.refuse_stmt(stmt, &rule, &message);
                     return Ok(true);
                 }
-                if let Some(message) = self.database_switch(&stmt.sql) {
+                // Looked up once for both checks below.
+                let analysis = self.engine().analysis_in(SqlDialect::Mysql, &stmt.sql);
+                if let Some(message) = self.database_switch(&stmt.sql, &analysis) {
                     stmt.verdict = Verdict::Deny {
                         rule: "database".into(),
                         message: message.clone(),
@@ -636,7 +637,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.refuse_stmt(stmt, "database", &message);
                     return Ok(true);
                 }
-                match self.kill(&stmt.sql) {
+                match self.kill(&stmt.sql, &analysis) {
                     Kill::Pass => self.forward(payload).await?,
                     Kill::Refused(message) => {
                         stmt.verdict = Verdict::Deny {
@@ -688,7 +689,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.refuse_stmt(stmt, &rule, &message);
                     return Ok(true);
                 }
-                if self.kill(&sql) != Kill::Pass {
+                let analysis = self.engine().analysis_in(SqlDialect::Mysql, &sql);
+                if self.kill(&sql, &analysis) != Kill::Pass {
                     // Its id would go upstream unchecked at each execution.
                     let mut stmt = self.stmt(sql);
                     let message = "Gatehouse does not prepare a KILL; send it as a statement, with the connection id Gatehouse gave the session";
@@ -839,8 +841,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// database (`USE other`); `USE` of the connection's own database is
     /// fine. Anything else the analysis says changes the database (a `USE`
     /// among other statements) is refused too.
-    fn database_switch(&self, sql: &str) -> Option<String> {
-        let a = self.engine().analysis_in(SqlDialect::Mysql, sql);
+    fn database_switch(&self, sql: &str, a: &gatehouse_policy::Analysis) -> Option<String> {
         if !a.reasons.iter().any(|r| r.contains("changes database")) {
             return None;
         }
@@ -868,8 +869,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// as the same user, who may end any of them, so a KILL passed on as
     /// written could end another caller's statement. Other forms (`KILL
     /// USER`, `KILL QUERY ID`, a KILL among other statements) are refused.
-    fn kill(&self, sql: &str) -> Kill {
-        let a = self.engine().analysis_in(SqlDialect::Mysql, sql);
+    fn kill(&self, sql: &str, a: &gatehouse_policy::Analysis) -> Kill {
         if !a
             .reasons
             .iter()
@@ -889,8 +889,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .mysql_session(id, &ctx.principal.subject)
             .filter(|s| s.connection == ctx.connection)
         {
-            Some(s) if how.ends_with("QUERY ") && s.cancelled.interrupt_hold() => Kill::Done,
-            Some(s) => Kill::Upstream(format!("KILL {how}{}", s.thread)),
+            Some(s) => upstream_kill(&s, &how).map_or(Kill::Done, Kill::Upstream),
             None => Kill::Refused(format!(
                 "{} has no session with id {id} on connection \"{}\" here (a KILL may end only your own sessions on the same connection, by the id Gatehouse gave them)",
                 ctx.principal.subject, ctx.connection
@@ -899,8 +898,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     async fn forward(&mut self, payload: &[u8]) -> Result<(), String> {
-        {
-            let mut running = running_lock(&self.running);
+        if let Some(running) = &self.running {
+            let mut running = running_lock(running);
             if running.is_none() {
                 *running = Some((self.seq, Instant::now()));
             }

@@ -43,6 +43,22 @@ pub struct Registered {
 }
 
 impl CancelRequests {
+    /// Marks a statement of the session as waiting for review until the
+    /// returned guard is dropped (however the wait ends). Its
+    /// [`Holding::cancelled`] resolves when a cancel request (or a MySQL
+    /// `KILL QUERY`) comes meanwhile.
+    pub fn hold(&self) -> Holding<'_> {
+        let mut notified = Box::pin(self.notify.notified());
+        // Registered before the flag is set, so that no request is lost.
+        notified.as_mut().enable();
+        self.holding
+            .store(true, std::sync::atomic::Ordering::Release);
+        Holding {
+            requests: self,
+            notified,
+        }
+    }
+
     /// Refuses the statement waiting for review, if one does: whether one did.
     pub fn interrupt_hold(&self) -> bool {
         if self.holding.load(std::sync::atomic::Ordering::Acquire) {
@@ -50,6 +66,33 @@ impl CancelRequests {
             return true;
         }
         false
+    }
+}
+
+/// A statement waiting for review, as [`CancelRequests::hold`] marks it.
+pub struct Holding<'a> {
+    requests: &'a CancelRequests,
+    notified: std::pin::Pin<Box<tokio::sync::futures::Notified<'a>>>,
+}
+
+impl Holding<'_> {
+    /// Resolves when a cancel request for the waiting statement comes.
+    pub async fn cancelled(&mut self) {
+        self.notified.as_mut().await;
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.requests
+            .holding
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl std::fmt::Debug for Holding<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Holding").finish_non_exhaustive()
     }
 }
 
@@ -503,8 +546,8 @@ mod tests {
     }
 
     /// Two replicas' registries on one store share its places: the limit
-    /// counts both, a place given back comes free for the other, and a
-    /// replica's places are kept while it renews them.
+    /// counts both, and a place given back comes free for the other
+    /// (renewal and expiry: the store's own test).
     #[tokio::test]
     async fn replicas_of_a_store_share_the_session_places() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -546,17 +589,20 @@ mod tests {
     fn a_cancel_while_a_statement_waits_for_review_wakes_the_wait() {
         let live = LiveSessions::default();
         let reg = live.register(info(), None, (7, 8));
-        let woken = reg.cancelled.notify.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        reg.cancelled
-            .holding
-            .store(true, std::sync::atomic::Ordering::Release);
+        let mut holding = reg.cancelled.hold();
         assert!(matches!(
             live.cancel_hashed(&cancel_key_hash(reg.key)),
             Cancel::Done
         ));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(std::future::Future::poll(woken.as_mut(), &mut cx).is_ready());
+        {
+            let woken = holding.cancelled();
+            tokio::pin!(woken);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(std::future::Future::poll(woken.as_mut(), &mut cx).is_ready());
+        }
+        drop(holding);
+        // Once the wait is over, a cancel request goes upstream again (here
+        // there is none: the session has no PostgreSQL upstream).
+        assert!(!reg.cancelled.interrupt_hold());
     }
 }

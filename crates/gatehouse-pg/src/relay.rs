@@ -1049,23 +1049,13 @@ impl ClientSide {
         let deadline = now_ms().saturating_add(i64::try_from(*timeout_ms).unwrap_or(i64::MAX));
         let wait = access.wait(&id, &self.ctx.principal, deadline);
         tokio::pin!(wait);
-        let cancelled = self.ctx.cancelled.clone();
-        let notified = cancelled.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         // Cancel requests are for this wait until it ends (however it ends).
-        struct Holding<'a>(&'a AtomicBool);
-        impl Drop for Holding<'_> {
-            fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
-            }
-        }
-        cancelled.holding.store(true, Ordering::Release);
-        let _holding = Holding(&cancelled.holding);
+        let cancelled = self.ctx.cancelled.clone();
+        let mut holding = cancelled.hold();
         let outcome = loop {
             tokio::select! {
                 o = &mut wait => break o,
-                () = &mut notified => {
+                () = holding.cancelled() => {
                     return Ok(deny(format!(
                         "the client cancelled the statement while it waited for review {id}"
                     )));
@@ -1096,7 +1086,6 @@ impl ClientSide {
     /// statement's SHA-256 (its text, which may hold data, is in the
     /// session's recording, not in the audit log).
     fn audit_refusal(&self, sql: &str, rule: &str) {
-        use sha2::Digest;
         if rule == "recording" {
             // The recorder is behind: auditing each refusal would add load.
             return;
@@ -1104,15 +1093,17 @@ impl ClientSide {
         let audit = self.ctx.proxy.access.audit().clone();
         let principal = self.ctx.principal.clone();
         let detail = serde_json::json!({
-            "rule": rule,
             "connection": self.ctx.connection,
             "session": self.ctx.session_id,
-            "statement_sha256": hex::encode(sha2::Sha256::digest(sql.as_bytes())),
         });
-        let session = self.ctx.session_id.clone();
+        let (session, rule, sql) = (
+            self.ctx.session_id.clone(),
+            rule.to_string(),
+            sql.to_string(),
+        );
         tokio::spawn(async move {
             audit
-                .record(&principal, "statement.deny", &session, detail)
+                .statement_denied(&principal, &session, &rule, &sql, detail)
                 .await;
         });
     }

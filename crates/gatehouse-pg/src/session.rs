@@ -25,21 +25,10 @@ use crate::upstream::{self, Target, UpstreamError};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Client parameters passed on to the upstream session.
 /// Settings drivers send at every start-up (libpq, pgjdbc, tokio-postgres,
-/// node-postgres, asyncpg): passed on without asking the policy, as
-/// before start-up settings were decided, so that a policy whose default
-/// is `deny` does not refuse every connection.
-const DRIVER_SETTINGS: &[&str] = &[
-    "client_encoding",
-    "datestyle",
-    "timezone",
-    "intervalstyle",
-    "extra_float_digits",
-    "search_path",
-];
-
-/// Of [`DRIVER_SETTINGS`], those that only say how values are read and
-/// written: not recorded as statements of the session (every driver sends
-/// them at every start-up). The others are.
+/// node-postgres, asyncpg) that only say how values are read and written:
+/// passed on without asking the policy, as before start-up settings were
+/// decided (so that a policy whose default is `deny` does not refuse every
+/// connection), and not recorded as statements of the session.
 const FORMAT_SETTINGS: &[&str] = &[
     "client_encoding",
     "datestyle",
@@ -47,6 +36,13 @@ const FORMAT_SETTINGS: &[&str] = &[
     "intervalstyle",
     "extra_float_digits",
 ];
+
+/// Whether a start-up setting passes without asking the policy: the
+/// [`FORMAT_SETTINGS`], and `search_path`, which drivers also send (it is
+/// recorded, as it decides which tables statements reach).
+fn driver_setting(name: &str) -> bool {
+    FORMAT_SETTINGS.contains(&name) || name == "search_path"
+}
 
 /// Start-up parameters of the protocol itself, never settings of the
 /// upstream session (whatever their case, or in `options`).
@@ -481,6 +477,7 @@ async fn connect(
     // `-c role=…` in PGOPTIONS too), and are recorded as such.
     let mut settings = startup_settings(params)?;
     let mut recorded = Vec::new();
+    let timeout = rec.spec.settings.statement_timeout_ms;
     let engine = proxy.policy.engine();
     let decide = !engine.allows_everything();
     let grant = if decide && !settings.is_empty() {
@@ -491,7 +488,7 @@ async fn connect(
     let grant = grant.as_ref().map(|(id, level)| (id.as_str(), *level));
     for (name, value) in &settings {
         let sql = set_statement(name, value);
-        let verdict = if !decide || DRIVER_SETTINGS.contains(&name.as_str()) {
+        let verdict = if !decide || driver_setting(name) {
             Verdict::Allow { rule: None }
         } else {
             engine
@@ -523,22 +520,19 @@ async fn connect(
         // What drivers set at every start-up to read values (encoding,
         // date and time formats) is not worth a record each session.
         if !FORMAT_SETTINGS.contains(&name.as_str()) {
-            recorded.push((sql, verdict, None));
+            let not_applied = timeout.filter(|_| name == "statement_timeout").map(|ms| {
+                format!(
+                    "not applied: connection \"{}\" sets statement_timeout itself ({ms} ms)",
+                    rec.spec.name
+                )
+            });
+            recorded.push((sql, verdict, not_applied));
         }
     }
     // The connection's statement timeout is a limit the client does not set.
-    let timeout = rec.spec.settings.statement_timeout_ms;
     if let Some(ms) = timeout {
         settings.retain(|(name, _)| name != "statement_timeout");
         settings.push(("statement_timeout".into(), ms.to_string()));
-        for (sql, _, not_applied) in &mut recorded {
-            if sql.starts_with("SET statement_timeout TO ") {
-                *not_applied = Some(format!(
-                    "not applied: connection \"{}\" sets statement_timeout itself ({ms} ms)",
-                    rec.spec.name
-                ));
-            }
-        }
     }
 
     // Open the upstream session with the stored credentials.
@@ -592,17 +586,11 @@ async fn audit_refused_setting(
     sql: &str,
     rule: &str,
 ) {
-    use sha2::Digest;
-    let detail = serde_json::json!({
-        "rule": rule,
-        "connection": connection,
-        "start_up_setting": true,
-        "statement_sha256": hex::encode(sha2::Sha256::digest(sql.as_bytes())),
-    });
+    let detail = serde_json::json!({"connection": connection, "start_up_setting": true});
     proxy
         .access
         .audit()
-        .record(principal, "statement.deny", connection, detail)
+        .statement_denied(principal, connection, rule, sql, detail)
         .await;
 }
 
