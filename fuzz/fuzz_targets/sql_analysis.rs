@@ -4,7 +4,9 @@
 //! up (`None`) where the summary parser succeeded: a fuzz input did so in
 //! this sanitizer build though the same text gives references in a normal
 //! build (cause not pinned down); `None` counts as "reads masked data",
-//! which fails closed, so it is not an error here.
+//! which fails closed, so it is not an error here. Every call of a
+//! function that signals backends the summary sees is also one whose
+//! target the proxy checks (found by our own walk of the whole tree).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -17,5 +19,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let a = gatehouse_policy::analyze(sql);
     assert_eq!(a.class.is_none(), a.parse_error.is_some(), "{a:?}");
+    let signals = gatehouse_policy::analyze::BACKEND_SIGNALS;
+    if a
+        .reasons
+        .iter()
+        .any(|r| signals.iter().any(|f| r == &format!("calls {f}")))
+    {
+        assert!(!a.backend_signals.is_empty(), "{a:?}");
+    }
     let _ = gatehouse_policy::column_refs(sql);
 });

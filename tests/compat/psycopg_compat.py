@@ -400,6 +400,15 @@ def body(run, dsn, direct_dsn, t, chan):
     with run.step("cancel_safe"):
         cancel_one(run, dsn, direct_dsn, "cancel_safe")
 
+    with run.step("signal one's own backend with a bound parameter"):
+        # psycopg binds parameters server-side: $1 in the Parse, the pid in
+        # the Bind (as text, and with %b in binary).
+        with psycopg.connect(dsn, autocommit=True) as mine, psycopg.connect(dsn, autocommit=True) as other:
+            pid = other.execute("SELECT pg_backend_pid()").fetchone()[0]
+            run.rec("cancel, text", mine.execute("SELECT pg_cancel_backend(%s)", (pid,)).fetchone())
+            run.rec("cancel, binary", mine.execute("SELECT pg_cancel_backend(%b)", (pid,)).fetchone())
+            run.rec("other still usable", other.execute("SELECT 'still here'").fetchone())
+
     with run.step("close"):
         with psycopg.connect(dsn) as c:
             c.execute("SELECT 1")

@@ -165,6 +165,31 @@ pub fn parse_bind(body: &[u8]) -> Result<(&str, &str), CodecError> {
 /// One bound parameter: `Some((binary, bytes))`, or `None` for NULL.
 pub type BoundValue<'a> = Option<(bool, &'a [u8])>;
 
+/// A bound integer parameter's value: in binary a big-endian `int2`,
+/// `int4` or `int8`; as text, decimal digits with an optional sign and
+/// surrounding spaces. `None` for anything else or what is out of `i32`'s
+/// range (stricter than the server, which also reads `0x…` and `1_000`).
+pub fn int_value(binary: bool, v: &[u8]) -> Option<i32> {
+    if binary {
+        return match *v {
+            [a, b] => Some(i32::from(i16::from_be_bytes([a, b]))),
+            [a, b, c, d] => Some(i32::from_be_bytes([a, b, c, d])),
+            [a, b, c, d, e, f, g, h] => {
+                i32::try_from(i64::from_be_bytes([a, b, c, d, e, f, g, h])).ok()
+            }
+            _ => None,
+        };
+    }
+    let t = std::str::from_utf8(v)
+        .ok()?
+        .trim_matches([' ', '\t', '\n', '\r']);
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
+}
+
 /// The parts of a `Bind` after the portal's and the statement's names.
 struct BindParts<'a> {
     /// The parameter formats and values, as sent (from the format count).
@@ -820,6 +845,32 @@ pub fn sasl_initial_response(out: &mut BytesMut, mechanism: &str, data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_integers_are_read_strictly() {
+        assert_eq!(int_value(false, b"1234"), Some(1234));
+        assert_eq!(int_value(false, b" -7 "), Some(-7));
+        assert_eq!(int_value(false, b"+0042"), Some(42));
+        for bad in [
+            &b""[..],
+            b"0x4d2",
+            b"1_000",
+            b"12.0",
+            b"1e3",
+            b"--1",
+            b"99999999999",
+            b"\xff",
+        ] {
+            assert_eq!(int_value(false, bad), None, "{bad:?}");
+        }
+        assert_eq!(int_value(true, &7i16.to_be_bytes()), Some(7));
+        assert_eq!(int_value(true, &1234i32.to_be_bytes()), Some(1234));
+        assert_eq!(int_value(true, &1234i64.to_be_bytes()), Some(1234));
+        assert_eq!(int_value(true, &(1i64 << 40).to_be_bytes()), None);
+        assert_eq!(int_value(true, &[0, 0, 1]), None);
+    }
+
     #[test]
     fn strings_end_at_their_nul_at_any_length() {
         for n in [0, 1, 15, 16, 17, 31, 100] {
@@ -881,8 +932,6 @@ mod tests {
         bad[10..14].copy_from_slice(&400i32.to_be_bytes());
         assert!(bind_params(&bad).is_err());
     }
-
-    use super::*;
 
     #[test]
     fn startup_packets() {

@@ -31,7 +31,9 @@ use bytes::{Buf, BytesMut};
 use gatehouse_core::model::{Principal, RECORD_BYTES};
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
-use gatehouse_policy::{CachedEngine, Engine, MaskPlan, ResultSources, StatementMask};
+use gatehouse_policy::{
+    CachedEngine, Engine, MaskPlan, ResultSources, SignalTarget, StatementMask,
+};
 use gatehouse_store::ResultSample;
 use gatehouse_store::recorder::{ColumnNames, Record, SessionLog};
 
@@ -413,6 +415,15 @@ fn may_prepare(sql: &str) -> bool {
     begins(0) || memchr::memchr_iter(b';', b).any(|i| begins(i + 1))
 }
 
+/// The refusal of a statement whose `pg_cancel_backend` or
+/// `pg_terminate_backend` names a backend not the caller's own.
+fn backend_signal_refusal() -> Verdict {
+    Verdict::Deny {
+        rule: "backend-signal".into(),
+        message: "pg_cancel_backend and pg_terminate_backend may name only the backend of one of your own sessions on this connection, as a literal process id or a bound parameter (its pg_backend_pid()): the connection's sessions share one database role, so they could end other callers' work".into(),
+    }
+}
+
 /// Whether `sql` may call one of the functions that signal other backends
 /// (`…_backend`, or any Unicode-escaped identifier, `U&"…"`): only then is
 /// a statement analysed for them when no rule needs its analysis anyway.
@@ -661,6 +672,9 @@ struct Portal {
     described: Option<Described>,
     /// It may start COPY FROM STDIN.
     copy: bool,
+    /// The process ids its backend signals name, as bound (`None` for one
+    /// that is not a number): checked when it runs.
+    signal_pids: Option<Arc<[Option<i32>]>>,
 }
 
 impl Portal {
@@ -676,6 +690,7 @@ impl Portal {
             formats: ResultFormats::Text,
             described: None,
             copy: false,
+            signal_pids: None,
         }
     }
 }
@@ -764,6 +779,9 @@ struct Prepared {
     described: Described,
     /// It may start COPY FROM STDIN.
     copy: bool,
+    /// What its calls of `pg_cancel_backend` and `pg_terminate_backend`
+    /// name, if it has any (checked again at Bind and Execute).
+    signals: Option<Arc<[SignalTarget]>>,
     /// Its name upstream. A named statement goes there under a fresh,
     /// unguessable name of Gatehouse's ([`upstream_name`]), so that the
     /// name Gatehouse binds always holds the text Gatehouse decided: the
@@ -889,12 +907,46 @@ impl ClientSide {
         if stmt.admission.is_none() && !self.ctx.proxy.record_fail_open {
             return (recorder_behind(), None);
         }
-        let d = self.decision(&stmt.sql);
+        let (d, _) = self.decision(&stmt.sql, false);
         (d.verdict, d.mask)
     }
 
-    fn check(&mut self, sql: &str) -> Verdict {
-        self.decision(sql).verdict
+    /// The verdict on a statement of the extended protocol (a `Parse`'s
+    /// text), and the process ids its calls of `pg_cancel_backend` and
+    /// `pg_terminate_backend` name if it has any: they are looked at again
+    /// when it is bound and when it runs ([`ClientSide::signal_pids`]).
+    fn check(&mut self, sql: &str) -> (Verdict, Option<Arc<[SignalTarget]>>) {
+        let (d, signals) = self.decision(sql, true);
+        (d.verdict, signals)
+    }
+
+    /// Whether `pid` is the backend of one of the caller's own sessions on
+    /// this connection.
+    fn owns_backend(&self, pid: i32) -> bool {
+        let ctx = &self.ctx;
+        ctx.proxy
+            .sessions
+            .is_pg_backend_of(&ctx.principal.subject, &ctx.connection, pid)
+    }
+
+    /// The process ids a bound statement's backend signals name (`None`
+    /// where the parameter named is missing, NULL or not a number).
+    fn signal_pids(
+        targets: &[SignalTarget],
+        values: &[codec::BoundValue<'_>],
+    ) -> Arc<[Option<i32>]> {
+        targets
+            .iter()
+            .map(|t| match *t {
+                SignalTarget::Pid(pid) => Some(pid),
+                SignalTarget::Param(n) => values
+                    .get(usize::from(n) - 1)
+                    .copied()
+                    .flatten()
+                    .and_then(|(binary, v)| codec::int_value(binary, v)),
+                SignalTarget::Computed => None,
+            })
+            .collect()
     }
 
     /// The policy's decision, with the caller's just-in-time grant on this
@@ -902,7 +954,16 @@ impl ClientSide {
     /// makes the session depend on it (it ends when the grant does). What
     /// SQL's `EXECUTE` runs is decided as the text that prepared it, and
     /// the texts SQL's `PREPARE` defines are noted for that (unless refused).
-    fn decision(&mut self, sql: &str) -> gatehouse_policy::Decision {
+    ///
+    /// `bound` is for a statement of the extended protocol: a backend signal
+    /// naming a bound parameter is then allowed here and checked when the
+    /// statement is bound, as are literal ones again; their targets are
+    /// returned for that.
+    fn decision(
+        &mut self,
+        sql: &str,
+        bound: bool,
+    ) -> (gatehouse_policy::Decision, Option<Arc<[SignalTarget]>>) {
         let engine = self.engine.get();
         let mut d = if engine.allows_everything() {
             // No grant or clock can change that.
@@ -957,28 +1018,23 @@ impl ClientSide {
         if prepares && !matches!(d.verdict, Verdict::Deny { .. }) {
             engine.note_prepared(sql, &mut self.sources);
         }
+        let mut signals = None;
         if !matches!(d.verdict, Verdict::Deny { .. })
             && (d.analysis.is_some() || may_signal_backends(sql))
         {
             let analysis = d.analysis.clone().unwrap_or_else(|| engine.analysis(sql));
-            let ctx = &self.ctx;
-            let foreign = analysis.backend_signals.iter().any(|pid| {
-                !pid.is_some_and(|pid| {
-                    ctx.proxy.sessions.is_pg_backend_of(
-                        &ctx.principal.subject,
-                        &ctx.connection,
-                        pid,
-                    )
-                })
+            let foreign = analysis.backend_signals.iter().any(|t| match *t {
+                SignalTarget::Pid(pid) => !self.owns_backend(pid),
+                SignalTarget::Param(_) => !bound,
+                SignalTarget::Computed => true,
             });
             if foreign {
-                d.verdict = Verdict::Deny {
-                    rule: "backend-signal".into(),
-                    message: "pg_cancel_backend and pg_terminate_backend may name only the backend of one of your own sessions on this connection, as a literal process id (its pg_backend_pid()): the connection's sessions share one database role, so they could end other callers' work".into(),
-                };
+                d.verdict = backend_signal_refusal();
+            } else if !analysis.backend_signals.is_empty() {
+                signals = Some(Arc::from(analysis.backend_signals.as_slice()));
             }
         }
-        d
+        (d, signals)
     }
 
     /// Holds a statement for review: finds or creates the review, tells
@@ -1115,6 +1171,13 @@ impl ClientSide {
         verdict: Verdict,
         out: &mut BytesMut,
     ) -> Result<(), String> {
+        // A review can take long: the backends a statement signals are
+        // looked at again as it is released.
+        let verdict = if refusal(&verdict).is_none() && !self.signals_own(&h) {
+            backend_signal_refusal()
+        } else {
+            verdict
+        };
         let refused = refusal(&verdict).map(|(rule, message)| {
             self.audit_refusal(&h.stmt.sql, rule);
             raise_sql(rule, message)
@@ -1133,6 +1196,28 @@ impl ClientSide {
             (Some(_), Some(raise)) => self.refused = Some((h.stmt, raise)),
         }
         Ok(())
+    }
+
+    /// Whether every backend a held statement signals (if any) is still
+    /// the backend of one of the caller's own sessions.
+    fn signals_own(&mut self, h: &Hold) -> bool {
+        match &h.portal {
+            Some(portal) => self
+                .portals
+                .get(portal)
+                .and_then(|p| p.signal_pids.clone())
+                .is_none_or(|pids| pids.iter().all(|p| p.is_some_and(|p| self.owns_backend(p)))),
+            None => {
+                !may_signal_backends(&h.stmt.sql)
+                    || self
+                        .engine
+                        .get()
+                        .analysis(&h.stmt.sql)
+                        .backend_signals
+                        .iter()
+                        .all(|t| matches!(*t, SignalTarget::Pid(p) if self.owns_backend(p)))
+            }
+        }
     }
 
     /// Forwards an allowed `Execute`, asking for the portal's description
@@ -1339,7 +1424,7 @@ impl ClientSide {
             b'P' => {
                 let (name, sql, _) = codec::parse_parse(body).map_err(malformed)?;
                 // Decided now; admitted for recording when executed.
-                let verdict = self.check(sql);
+                let (verdict, signals) = self.check(sql);
                 let verdict = self.shared(verdict);
                 match refusal(&verdict) {
                     None => {
@@ -1354,6 +1439,7 @@ impl ClientSide {
                         let sql: Arc<str> = sql.into();
                         let prepared = Prepared {
                             copy: may_copy(&sql),
+                            signals,
                             sql,
                             verdict,
                             generation: self.engine.generation(),
@@ -1380,11 +1466,12 @@ impl ClientSide {
                 {
                     // Decided at Parse under a policy no longer in force.
                     let sql = p.sql.clone();
-                    let verdict = self.check(&sql);
+                    let (verdict, signals) = self.check(&sql);
                     let verdict = self.shared(verdict);
                     if let Some(p) = self.statements.get_mut(stmt) {
                         p.verdict = verdict;
                         p.generation = generation;
+                        p.signals = signals;
                     }
                     known = self.statements.get(stmt);
                 }
@@ -1398,6 +1485,7 @@ impl ClientSide {
                         formats: ResultFormats::Text,
                         described: Some(p.described.clone()),
                         copy: p.copy,
+                        signal_pids: None,
                     },
                     None => Portal {
                         has_params: nparams > 0,
@@ -1408,13 +1496,20 @@ impl ClientSide {
                         )
                     },
                 };
-                // Parameters matter only to a statement held for review.
-                if matches!(*entry.verdict, Verdict::Review { .. }) {
+                // Parameters matter only to a statement held for review and
+                // to one that signals backends.
+                let signals = known.and_then(|p| p.signals.clone());
+                if matches!(*entry.verdict, Verdict::Review { .. }) || signals.is_some() {
                     let (raw, values) = codec::bind_params(body).map_err(malformed)?;
-                    entry.params = Some(Arc::new(Params {
-                        raw: raw.to_vec(),
-                        text: gatehouse_access::params_text(&values),
-                    }));
+                    if let Some(targets) = &signals {
+                        entry.signal_pids = Some(Self::signal_pids(targets, &values));
+                    }
+                    if matches!(*entry.verdict, Verdict::Review { .. }) {
+                        entry.params = Some(Arc::new(Params {
+                            raw: raw.to_vec(),
+                            text: gatehouse_access::params_text(&values),
+                        }));
+                    }
                 }
                 entry.formats = formats;
                 let at = portal.len() + 1;
@@ -1437,6 +1532,7 @@ impl ClientSide {
                     formats,
                     described,
                     copy,
+                    signal_pids,
                 } = self.portals.get(portal).cloned().unwrap_or_else(|| {
                     Portal::unknown(
                         Arc::from("(unknown portal)"),
@@ -1450,7 +1546,7 @@ impl ClientSide {
                 let verdict = if matches!(*verdict, Verdict::Review { .. })
                     || generation != self.engine.generation()
                 {
-                    match self.check(&sql) {
+                    match self.check(&sql).0 {
                         // Its parameters were not kept (it was bound as a
                         // statement that runs): a review without them would
                         // approve values nobody saw. Refused, to be bound again.
@@ -1466,6 +1562,18 @@ impl ClientSide {
                     }
                 } else {
                     verdict
+                };
+                // The backends it names are looked at as it runs: a pid
+                // that was the caller's own when the statement was prepared
+                // may since be another caller's.
+                let verdict = match &signal_pids {
+                    Some(pids)
+                        if !matches!(*verdict, Verdict::Deny { .. })
+                            && !pids.iter().all(|p| p.is_some_and(|p| self.owns_backend(p))) =>
+                    {
+                        Arc::new(backend_signal_refusal())
+                    }
+                    _ => verdict,
                 };
                 let mut stmt = self.stmt(sql, verdict);
                 stmt.formats = formats;

@@ -39,9 +39,23 @@ pub struct Analysis {
     /// (e.g. "calls pg_terminate_backend"). For `policy test` and errors.
     pub reasons: Vec<String>,
     /// Each call of a function that signals another backend
-    /// ([`BACKEND_SIGNALS`]) the parser sees: the process id it names when
-    /// that is a literal, `None` when it is computed.
-    pub backend_signals: Vec<Option<i32>>,
+    /// ([`BACKEND_SIGNALS`]) the parser sees, with the process id it names.
+    pub backend_signals: Vec<SignalTarget>,
+}
+
+/// The process id a call of one of [`BACKEND_SIGNALS`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalTarget {
+    /// A literal process id.
+    Pid(i32),
+    /// The bound parameter `$n` (from 1), known only when the statement is
+    /// bound. Only in a statement that is one plain query (`SELECT …`),
+    /// where `$n` can be nothing but the protocol's parameter (not a
+    /// function's, nor one of SQL's `PREPARE`).
+    Param(u16),
+    /// Anything else: computed in the statement.
+    Computed,
 }
 
 /// Functions that cancel or end another backend's work. Every session of a
@@ -261,6 +275,9 @@ pub fn analyze(sql: &str) -> Analysis {
         a.prepared |= matches!(t.as_str(), "PrepareStmt" | "ExecuteStmt");
         needs_tree |= matches!(t.as_str(), "CopyStmt" | "VariableSetStmt" | "ExplainStmt");
     }
+    // The summary does not list every call (not those in a cursor's query,
+    // for one): a text that may name a backend signal is walked whole.
+    needs_tree |= may_name_backend_signal(sql);
     for t in &summary.tables {
         match t.context {
             pg_query::protobuf::summary_result::Context::Dml => {
@@ -295,12 +312,21 @@ pub fn analyze(sql: &str) -> Analysis {
     if needs_tree {
         match pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) {
             Ok(tree) => {
-                for (node, _, _, _) in tree.protobuf.nodes() {
-                    if let pg_query::NodeRef::FuncCall(f) = node
-                        && let Some(target) = backend_signal(f)
-                    {
-                        a.backend_signals.push(target);
+                let one_query = matches!(
+                    tree.protobuf.stmts.as_slice(),
+                    [raw] if matches!(
+                        raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
+                        Some(pg_query::NodeEnum::SelectStmt(_))
+                    )
+                );
+                match backend_signals_in(&tree.protobuf, one_query) {
+                    Ok(signals) => a.backend_signals = signals,
+                    Err(e) => {
+                        a.parse_error = Some(e);
+                        return a;
                     }
+                }
+                for (node, _, _, _) in tree.protobuf.nodes() {
                     for (c, why) in refine(node, &mut a) {
                         raise(&mut class, c);
                         a.reasons.push(why);
@@ -318,24 +344,95 @@ pub fn analyze(sql: &str) -> Analysis {
 }
 
 /// Statement kinds whose class depends on their details.
-/// For a call of one of [`BACKEND_SIGNALS`]: the process id it names, if a
-/// literal (`None` for anything computed).
-fn backend_signal(f: &pg_query::protobuf::FuncCall) -> Option<Option<i32>> {
-    let name = match f.funcname.last()?.node.as_ref()? {
-        pg_query::NodeEnum::String(s) => s.sval.to_ascii_lowercase(),
+/// Whether `sql` may call one of [`BACKEND_SIGNALS`]: it has `_backend`
+/// (in any case) or an `&` (of a Unicode-escaped name, `U&"…"`).
+fn may_name_backend_signal(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    b.contains(&b'&') || b.windows(8).any(|w| w.eq_ignore_ascii_case(b"_backend"))
+}
+
+/// Every call of one of [`BACKEND_SIGNALS`] anywhere in `tree`, in order.
+/// The tree is walked whole, as the JSON of its nodes (pg_query's own walk
+/// leaves out parts: `VALUES` lists, `PREPARE`'s and `DECLARE`'s queries).
+/// `$n` counts as the bound parameter only in `one_query`, a statement that
+/// is one plain query.
+fn backend_signals_in(
+    tree: &pg_query::protobuf::ParseResult,
+    one_query: bool,
+) -> Result<Vec<SignalTarget>, String> {
+    use serde_json::Value;
+    let json = serde_json::to_value(tree).map_err(|e| format!("walking the parse tree: {e}"))?;
+    let mut found = Vec::new();
+    // Depth first, children in order (pushed last to first).
+    let mut stack = vec![&json];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Object(call)) = m.get("FuncCall")
+                    && let Some(target) = backend_signal(call, one_query)
+                {
+                    found.push(target);
+                }
+                stack.extend(m.values().rev());
+            }
+            Value::Array(items) => stack.extend(items.iter().rev()),
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+/// For a call (a `FuncCall` node's JSON) of one of [`BACKEND_SIGNALS`]: the
+/// process id it names.
+fn backend_signal(
+    call: &serde_json::Map<String, serde_json::Value>,
+    one_query: bool,
+) -> Option<SignalTarget> {
+    // The node inside a `{"node": {Kind: {...}}}` wrapper, with its kind.
+    fn node(v: Option<&serde_json::Value>) -> Option<(&str, &serde_json::Value)> {
+        let m = v?.get("node")?.as_object()?;
+        let (kind, body) = m.iter().next()?;
+        Some((kind.as_str(), body))
+    }
+    let name = match node(call.get("funcname")?.as_array()?.last())? {
+        ("String", s) => s.get("sval")?.as_str()?.to_ascii_lowercase(),
         _ => return None,
     };
     if !BACKEND_SIGNALS.contains(&name.as_str()) {
         return None;
     }
-    let pid = match f.args.first().and_then(|a| a.node.as_ref()) {
-        Some(pg_query::NodeEnum::AConst(c)) => match &c.val {
-            Some(pg_query::protobuf::a_const::Val::Ival(i)) => Some(i.ival),
-            _ => None,
-        },
-        _ => None,
+    let param = |p: &serde_json::Value| match p
+        .get("number")
+        .and_then(serde_json::Value::as_u64)
+        .map(u16::try_from)
+    {
+        Some(Ok(n)) if n > 0 && one_query => SignalTarget::Param(n),
+        _ => SignalTarget::Computed,
     };
-    Some(pid)
+    let arg = call
+        .get("args")
+        .and_then(|a| a.as_array())
+        .and_then(|a| a.first());
+    let target = match node(arg) {
+        Some(("AConst", c)) => match c
+            .get("val")
+            .and_then(|v| v.get("Ival"))
+            .and_then(|i| i.get("ival"))
+            .and_then(serde_json::Value::as_i64)
+            .map(i32::try_from)
+        {
+            Some(Ok(pid)) => SignalTarget::Pid(pid),
+            _ => SignalTarget::Computed,
+        },
+        Some(("ParamRef", p)) => param(p),
+        // `$1::int4` and the like.
+        Some(("TypeCast", c)) => match node(c.get("arg")) {
+            Some(("ParamRef", p)) => param(p),
+            _ => SignalTarget::Computed,
+        },
+        _ => SignalTarget::Computed,
+    };
+    Some(target)
 }
 
 fn refine(node: pg_query::NodeRef<'_>, a: &mut Analysis) -> Vec<(Class, String)> {
@@ -613,24 +710,59 @@ mod tests {
 
     #[test]
     fn calls_that_signal_backends_are_listed_with_their_literal_pid() {
+        use SignalTarget::{Computed, Param, Pid};
         let signals = |sql: &str| analyze(sql).backend_signals;
-        assert_eq!(signals("SELECT pg_terminate_backend(42)"), [Some(42)]);
+        assert_eq!(signals("SELECT pg_terminate_backend(42)"), [Pid(42)]);
         assert_eq!(
             signals("SELECT pg_catalog.PG_CANCEL_BACKEND(7), pg_terminate_backend(8, 100)"),
-            [Some(7), Some(8)]
+            [Pid(7), Pid(8)]
         );
-        assert_eq!(signals("SELECT pg_terminate_backend($1)"), [None]);
+        assert_eq!(signals("SELECT pg_terminate_backend($1)"), [Param(1)]);
+        assert_eq!(
+            signals("SELECT pg_cancel_backend($2::int4), pg_cancel_backend($1::int2)"),
+            [Param(2), Param(1)]
+        );
+        // `$1` is not the bound parameter where the text is not one query.
+        assert_eq!(
+            signals("PREPARE p(int) AS SELECT pg_terminate_backend($1)"),
+            [Computed]
+        );
+        assert_eq!(
+            signals("SELECT 1; SELECT pg_terminate_backend($1)"),
+            [Computed]
+        );
+        assert_eq!(
+            signals(
+                "CREATE FUNCTION f(int) RETURNS bool BEGIN ATOMIC SELECT pg_terminate_backend($1); END"
+            ),
+            [Computed]
+        );
         assert_eq!(
             signals("SELECT pg_cancel_backend(pid) FROM pg_stat_activity"),
-            [None]
+            [Computed]
         );
         assert_eq!(
             signals("SELECT 1 WHERE EXISTS (SELECT pg_terminate_backend(3 + 4))"),
-            [None]
+            [Computed]
+        );
+        assert_eq!(signals("SELECT pg_terminate_backend($1 + 0)"), [Computed]);
+        // Where pg_query's own walk does not look.
+        assert_eq!(signals("VALUES (pg_terminate_backend(5))"), [Pid(5)]);
+        assert_eq!(
+            signals("DECLARE c CURSOR FOR SELECT pg_cancel_backend(pid) FROM pg_stat_activity"),
+            [Computed]
+        );
+        assert_eq!(
+            signals("SELECT 1 LIMIT (SELECT count(pg_cancel_backend(6)))"),
+            [Pid(6)]
+        );
+        assert_eq!(
+            signals("ALTER TABLE t ADD CHECK (pg_terminate_backend(7))"),
+            [Pid(7)]
         );
         assert_eq!(
             signals("SELECT U&\"pg_terminate\\005fbackend\"(9)"),
-            [Some(9)]
+            [Pid(9)]
         );
         assert!(signals("SELECT pg_backend_pid()").is_empty());
         assert!(signals("SELECT 'pg_terminate_backend(1)'").is_empty());

@@ -13,7 +13,7 @@ pub mod json_mask;
 pub mod mask;
 mod rules;
 
-pub use analyze::{Analysis, Class, ColumnRefs, analyze, column_refs};
+pub use analyze::{Analysis, Class, ColumnRefs, SignalTarget, analyze, column_refs};
 pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
 pub use mask::{MaskPlan, mask_text};
 pub use rules::{

@@ -426,6 +426,10 @@ async fn backend_signals_reach_only_the_callers_own_sessions() {
         format!("SELECT 1; SELECT PG_TERMINATE_BACKEND({their_pid})"),
         format!("SELECT U&\"pg_terminate\\005fbackend\"({their_pid})"),
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid()".into(),
+        // Where pg_query's own walk of the tree does not look.
+        format!("VALUES (pg_terminate_backend({their_pid}))"),
+        "BEGIN; DECLARE c CURSOR FOR SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid(); FETCH ALL FROM c; COMMIT".into(),
+        "PREPARE end_them(int) AS SELECT pg_terminate_backend($1)".into(),
     ] {
         let e = mine.simple_query(&sql).await.unwrap_err();
         let (code, message, detail) = db_error(&e);
@@ -436,13 +440,57 @@ async fn backend_signals_reach_only_the_callers_own_sessions() {
         );
         assert_eq!(detail, "rule: backend-signal", "{sql}");
     }
-    // A computed pid, through the extended protocol too.
+    // A bound parameter is looked at as the statement runs: another
+    // caller's pid is refused, the caller's own allowed, through one
+    // prepared statement.
+    let by_param = mine.prepare("SELECT pg_cancel_backend($1)").await.unwrap();
+    let e = mine.query_one(&by_param, &[&their_pid]).await.unwrap_err();
+    assert_eq!(db_error(&e).0, "42501", "{e}");
+    assert_eq!(db_error(&e).2, "rule: backend-signal");
     let e = mine
-        .query_one("SELECT pg_terminate_backend($1)", &[&their_pid])
+        .query_one("SELECT pg_terminate_backend($1::int4)", &[&their_pid])
         .await
         .unwrap_err();
     assert_eq!(db_error(&e).2, "rule: backend-signal");
     theirs.simple_query("SELECT 1").await.unwrap();
+    let cancelled = mine.query_one(&by_param, &[&my_second_pid]).await.unwrap();
+    assert!(cancelled.get::<_, bool>(0));
+    // A parameter in a simple query (where nothing binds it), or one that
+    // is not the function's whole argument, is refused as before.
+    let e = mine
+        .query_one("SELECT pg_cancel_backend($1 + 0)", &[&my_second_pid])
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: backend-signal");
+
+    // A pid that was the caller's own when a statement was prepared is
+    // looked at again when it runs: once that session has ended, it is
+    // refused (its pid may be another caller's by then).
+    let (my_third, _) = connect(&url_with(&s, &bot, "shop")).await;
+    let my_third_pid: i32 = my_third.query_one(backend_pid, &[]).await.unwrap().get(0);
+    let by_literal = mine
+        .prepare(&format!("SELECT pg_cancel_backend({my_third_pid})"))
+        .await
+        .unwrap();
+    assert!(
+        mine.query_one(&by_literal, &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    );
+    drop(my_third);
+    let started = std::time::Instant::now();
+    let e = loop {
+        match mine.query_one(&by_literal, &[]).await {
+            Err(e) => break e,
+            Ok(_) => assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the ended session's pid was still signalled"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(db_error(&e).2, "rule: backend-signal", "{e}");
 
     // The caller's own other session: as the role allows.
     let cancelled = mine
