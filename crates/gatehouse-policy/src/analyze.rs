@@ -269,11 +269,19 @@ pub fn analyze(sql: &str) -> Analysis {
         }
     };
     let mut needs_tree = false;
+    // Statements whose function calls the summary may leave out (a
+    // column's DEFAULT, a CHECK, a rule's action, a cursor's query): their
+    // tree is walked for every call.
+    let mut all_calls = false;
     for t in &summary.statement_types {
+        all_calls |= !SUMMARY_LISTS_CALLS.contains(&t.as_str());
         raise(&mut class, class_of(t));
         a.anonymous_code |= t == "DoStmt";
         a.prepared |= matches!(t.as_str(), "PrepareStmt" | "ExecuteStmt");
-        needs_tree |= matches!(t.as_str(), "CopyStmt" | "VariableSetStmt" | "ExplainStmt");
+        needs_tree |= matches!(
+            t.as_str(),
+            "CopyStmt" | "VariableSetStmt" | "ExplainStmt" | "DeclareCursorStmt"
+        );
     }
     // The summary does not list every call (not those in a cursor's query,
     // for one): a text that may name a backend signal is walked whole.
@@ -298,17 +306,14 @@ pub fn analyze(sql: &str) -> Analysis {
     for f in &summary.functions {
         let name = f.function_name.to_ascii_lowercase();
         if matches!(f.context, pg_query::protobuf::summary_result::Context::Call) {
-            if ADMIN_FUNCTIONS.contains(&name.as_str()) {
-                raise(&mut class, Class::Admin);
-                a.reasons.push(format!("calls {name}"));
-                needs_tree |= BACKEND_SIGNALS.contains(&name.as_str());
-            } else if WRITE_FUNCTIONS.contains(&name.as_str()) {
-                raise(&mut class, Class::Write);
-                a.reasons.push(format!("calls {name}"));
+            if let Some(c) = note_call(&mut a, &name) {
+                raise(&mut class, c);
             }
+            needs_tree |= BACKEND_SIGNALS.contains(&name.as_str());
         }
         a.functions.insert(name);
     }
+    needs_tree |= all_calls;
     if needs_tree {
         match pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) {
             Ok(tree) => {
@@ -319,11 +324,22 @@ pub fn analyze(sql: &str) -> Analysis {
                         Some(pg_query::NodeEnum::SelectStmt(_))
                     )
                 );
-                match backend_signals_in(&tree.protobuf, one_query) {
-                    Ok(signals) => a.backend_signals = signals,
+                let json = match serde_json::to_value(&tree.protobuf) {
+                    Ok(json) => json,
                     Err(e) => {
-                        a.parse_error = Some(e);
+                        a.parse_error = Some(format!("walking the parse tree: {e}"));
                         return a;
+                    }
+                };
+                for (name, call) in calls_in(&json) {
+                    if BACKEND_SIGNALS.contains(&name.as_str()) {
+                        a.backend_signals.push(signal_target(call, one_query));
+                    }
+                    if all_calls {
+                        if let Some(c) = note_call(&mut a, &name) {
+                            raise(&mut class, c);
+                        }
+                        a.functions.insert(name);
                     }
                 }
                 for (node, _, _, _) in tree.protobuf.nodes() {
@@ -331,6 +347,37 @@ pub fn analyze(sql: &str) -> Analysis {
                         raise(&mut class, c);
                         a.reasons.push(why);
                     }
+                }
+                // A cursor's query is not in the summary: analysed on its
+                // own, as what it is (the statement reads what it reads).
+                for raw in &tree.protobuf.stmts {
+                    let Some(pg_query::NodeEnum::DeclareCursorStmt(d)) =
+                        raw.stmt.as_ref().and_then(|n| n.node.as_ref())
+                    else {
+                        continue;
+                    };
+                    let Some(query) = d.query.as_ref().and_then(|n| n.node.as_ref()) else {
+                        continue;
+                    };
+                    let inner = match query.deparse(pg_query::DeparseOptions::default()) {
+                        Ok(text) => analyze(&text),
+                        Err(e) => {
+                            a.parse_error = Some(format!("a cursor's query: {e}"));
+                            return a;
+                        }
+                    };
+                    if let Some(e) = inner.parse_error {
+                        a.parse_error = Some(format!("a cursor's query: {e}"));
+                        return a;
+                    }
+                    raise(&mut class, inner.class.unwrap_or(Class::Admin));
+                    a.tables_read.extend(inner.tables_read);
+                    a.tables_written.extend(inner.tables_written);
+                    a.functions.extend(inner.functions);
+                    a.reasons.extend(inner.reasons);
+                    a.anonymous_code |= inner.anonymous_code;
+                    a.prepared |= inner.prepared;
+                    // Its backend signals are in this tree's already.
                 }
             }
             Err(e) => {
@@ -351,27 +398,82 @@ fn may_name_backend_signal(sql: &str) -> bool {
     b.contains(&b'&') || b.windows(8).any(|w| w.eq_ignore_ascii_case(b"_backend"))
 }
 
-/// Every call of one of [`BACKEND_SIGNALS`] anywhere in `tree`, in order.
-/// The tree is walked whole, as the JSON of its nodes (pg_query's own walk
-/// leaves out parts: `VALUES` lists, `PREPARE`'s and `DECLARE`'s queries).
-/// `$n` counts as the bound parameter only in `one_query`, a statement that
-/// is one plain query.
-fn backend_signals_in(
-    tree: &pg_query::protobuf::ParseResult,
-    one_query: bool,
-) -> Result<Vec<SignalTarget>, String> {
+/// Statement kinds whose every function call libpg_query's summary lists.
+/// Of other kinds the tree is walked for calls as well.
+const SUMMARY_LISTS_CALLS: &[&str] = &[
+    "SelectStmt",
+    "InsertStmt",
+    "UpdateStmt",
+    "DeleteStmt",
+    "MergeStmt",
+    "CopyStmt",
+    "ExplainStmt",
+    "CreateTableAsStmt",
+    "ViewStmt",
+    "CallStmt",
+    "PrepareStmt",
+    "ExecuteStmt",
+    "DeallocateStmt",
+    "TransactionStmt",
+    "VariableSetStmt",
+    "VariableShowStmt",
+    "FetchStmt",
+    "ClosePortalStmt",
+    "ListenStmt",
+    "UnlistenStmt",
+    "NotifyStmt",
+    "DiscardStmt",
+    "LockStmt",
+    "TruncateStmt",
+];
+
+/// Notes a call of `name` in `a`: the class it raises the statement to (with
+/// the reason), if any.
+fn note_call(a: &mut Analysis, name: &str) -> Option<Class> {
+    let class = if ADMIN_FUNCTIONS.contains(&name) {
+        Class::Admin
+    } else if WRITE_FUNCTIONS.contains(&name) {
+        Class::Write
+    } else {
+        return None;
+    };
+    let why = format!("calls {name}");
+    if !a.reasons.contains(&why) {
+        a.reasons.push(why);
+    }
+    Some(class)
+}
+
+/// The node inside a `{"node": {Kind: {...}}}` wrapper of a parse tree's
+/// JSON, with its kind.
+fn json_node(v: Option<&serde_json::Value>) -> Option<(&str, &serde_json::Value)> {
+    let m = v?.get("node")?.as_object()?;
+    let (kind, body) = m.iter().next()?;
+    Some((kind.as_str(), body))
+}
+
+/// Every function call anywhere in a parse tree's JSON, in order: the
+/// function's name (unqualified, in lower case) and the `FuncCall` node.
+/// The tree is walked whole (pg_query's own walk leaves out parts: `VALUES`
+/// lists, `PREPARE`'s and `DECLARE`'s queries).
+fn calls_in(
+    json: &serde_json::Value,
+) -> Vec<(String, &serde_json::Map<String, serde_json::Value>)> {
     use serde_json::Value;
-    let json = serde_json::to_value(tree).map_err(|e| format!("walking the parse tree: {e}"))?;
     let mut found = Vec::new();
     // Depth first, children in order (pushed last to first).
-    let mut stack = vec![&json];
+    let mut stack = vec![json];
     while let Some(v) = stack.pop() {
         match v {
             Value::Object(m) => {
                 if let Some(Value::Object(call)) = m.get("FuncCall")
-                    && let Some(target) = backend_signal(call, one_query)
+                    && let Some(("String", s)) = call
+                        .get("funcname")
+                        .and_then(Value::as_array)
+                        .and_then(|n| json_node(n.last()))
+                    && let Some(name) = s.get("sval").and_then(Value::as_str)
                 {
-                    found.push(target);
+                    found.push((name.to_ascii_lowercase(), call));
                 }
                 stack.extend(m.values().rev());
             }
@@ -379,28 +481,16 @@ fn backend_signals_in(
             _ => {}
         }
     }
-    Ok(found)
+    found
 }
 
-/// For a call (a `FuncCall` node's JSON) of one of [`BACKEND_SIGNALS`]: the
-/// process id it names.
-fn backend_signal(
+/// The process id a call (a `FuncCall` node's JSON) of one of
+/// [`BACKEND_SIGNALS`] names. `$n` counts as the bound parameter only in
+/// `one_query`, a statement that is one plain query.
+fn signal_target(
     call: &serde_json::Map<String, serde_json::Value>,
     one_query: bool,
-) -> Option<SignalTarget> {
-    // The node inside a `{"node": {Kind: {...}}}` wrapper, with its kind.
-    fn node(v: Option<&serde_json::Value>) -> Option<(&str, &serde_json::Value)> {
-        let m = v?.get("node")?.as_object()?;
-        let (kind, body) = m.iter().next()?;
-        Some((kind.as_str(), body))
-    }
-    let name = match node(call.get("funcname")?.as_array()?.last())? {
-        ("String", s) => s.get("sval")?.as_str()?.to_ascii_lowercase(),
-        _ => return None,
-    };
-    if !BACKEND_SIGNALS.contains(&name.as_str()) {
-        return None;
-    }
+) -> SignalTarget {
     let param = |p: &serde_json::Value| match p
         .get("number")
         .and_then(serde_json::Value::as_u64)
@@ -413,7 +503,7 @@ fn backend_signal(
         .get("args")
         .and_then(|a| a.as_array())
         .and_then(|a| a.first());
-    let target = match node(arg) {
+    match json_node(arg) {
         Some(("AConst", c)) => match c
             .get("val")
             .and_then(|v| v.get("Ival"))
@@ -426,13 +516,12 @@ fn backend_signal(
         },
         Some(("ParamRef", p)) => param(p),
         // `$1::int4` and the like.
-        Some(("TypeCast", c)) => match node(c.get("arg")) {
+        Some(("TypeCast", c)) => match json_node(c.get("arg")) {
             Some(("ParamRef", p)) => param(p),
             _ => SignalTarget::Computed,
         },
         _ => SignalTarget::Computed,
-    };
-    Some(target)
+    }
 }
 
 fn refine(node: pg_query::NodeRef<'_>, a: &mut Analysis) -> Vec<(Class, String)> {
@@ -698,6 +787,25 @@ mod tests {
             ("SELECT 1; DROP TABLE t", Class::Ddl),
             ("SELECT 1; GRANT ALL ON t TO x; VACUUM", Class::Admin),
             ("SELECT * INTO newt FROM t", Class::Ddl),
+            // Calls in DDL expressions, which the summary leaves out.
+            (
+                "ALTER TABLE t ADD COLUMN c text DEFAULT pg_read_file('/etc/passwd')",
+                Class::Admin,
+            ),
+            (
+                "CREATE RULE r AS ON INSERT TO t DO ALSO SELECT pg_terminate_backend(1)",
+                Class::Admin,
+            ),
+            // A cursor's query is what the statement does.
+            ("DECLARE c CURSOR FOR SELECT * FROM t", Class::Read),
+            (
+                "DECLARE c CURSOR WITH HOLD FOR SELECT pg_read_file('/etc/passwd')",
+                Class::Admin,
+            ),
+            (
+                "BEGIN; DECLARE c CURSOR FOR SELECT set_config('role', 'x', false); FETCH c",
+                Class::Admin,
+            ),
             ("CREATE TABLE a AS SELECT * FROM t", Class::Ddl),
             ("EXPLAIN ANALYZE DELETE FROM t", Class::Write),
             ("SELECT setval('s', 1)", Class::Write),
@@ -780,6 +888,16 @@ mod tests {
             "CTE names are not tables: {a:?}"
         );
         assert!(a.functions.contains("lower"));
+        // Calls the summary leaves out are listed too (rules match them).
+        let a =
+            analyze("CREATE TABLE u (n bigint DEFAULT nextval('s'), c text CHECK (lower(c) = c))");
+        assert!(
+            a.functions.contains("nextval") && a.functions.contains("lower"),
+            "{a:?}"
+        );
+        assert_eq!(a.reasons, ["calls nextval"]);
+        let a = analyze("DECLARE c SCROLL CURSOR FOR SELECT c.email FROM shop.customers c");
+        assert!(a.tables_read.contains("shop.customers"), "{a:?}");
         let a = analyze("COPY shop.customers FROM STDIN");
         assert!(a.tables_written.contains("shop.customers"), "{a:?}");
         let a = analyze("UPDATE t SET a = (SELECT max(b) FROM u)");

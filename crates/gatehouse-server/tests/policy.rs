@@ -40,7 +40,7 @@ async fn rules_decide_statements_from_real_clients() {
     let gw_dba = connect(&url(&s, &dba)).await;
     gw_dba
         .batch_execute(&format!(
-            "CREATE TABLE {t} (id int, v text); INSERT INTO {t} VALUES (1, 'a')"
+            "CREATE TABLE {t} (id int, v text); INSERT INTO {t} VALUES (1, 'a'); CREATE TABLE {t}_secret (v text)"
         ))
         .await
         .unwrap();
@@ -51,7 +51,8 @@ async fn rules_decide_statements_from_real_clients() {
                 {"name": "agents-read-only", "connections": ["shop"], "groups": ["agents"],
                  "statements": ["write", "ddl", "dcl", "admin"], "action": "deny",
                  "message": "agents are read-only on shop"},
-                {"name": "no-sleep", "functions": ["pg_sleep*"], "action": "deny"}
+                {"name": "no-sleep", "functions": ["pg_sleep*"], "action": "deny"},
+                {"name": "no-secrets", "tables": [format!("{t}_secret")], "action": "deny"}
             ]
         }),
     )
@@ -96,12 +97,38 @@ async fn rules_decide_statements_from_real_clients() {
         .await
         .unwrap_err();
     assert_eq!(db_error(&e).2, "rule: agents-read-only");
+    // A cursor's query is decided as what it runs: an admin call in it, and
+    // a table another rule guards, are refused as they are in a SELECT.
+    let e = gw
+        .simple_query(
+            "BEGIN; DECLARE c CURSOR FOR SELECT pg_read_file('postgresql.conf'); FETCH ALL FROM c; COMMIT",
+        )
+        .await
+        .unwrap_err();
+    let (_, message, detail) = db_error(&e);
+    assert_eq!(detail, "rule: agents-read-only");
+    assert!(message.contains("calls pg_read_file"), "{message}");
+    let e = gw
+        .simple_query(&format!(
+            "BEGIN; DECLARE c CURSOR FOR SELECT v FROM {t}_secret; FETCH ALL FROM c; COMMIT"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: no-secrets");
     // Unparsable text is refused (fail closed): a deny rule whose
     // conditions cannot be checked on it counts as matching.
     let e = gw.simple_query("SELEC 1").await.unwrap_err();
     assert_eq!(db_error(&e).2, "rule: agents-read-only");
     // A rule for everyone.
     let e = gw_dba.simple_query("SELECT pg_sleep(0)").await.unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: no-sleep");
+    // Also a call in a DDL expression, which runs for every row there is.
+    let e = gw_dba
+        .simple_query(&format!(
+            "ALTER TABLE {t} ADD COLUMN slow text DEFAULT pg_sleep(0)::text"
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(db_error(&e).2, "rule: no-sleep");
     // The session is still usable, and nothing was deleted.
     assert_eq!(
@@ -208,7 +235,7 @@ async fn rules_decide_statements_from_real_clients() {
         "{v}"
     );
     gw_dba
-        .batch_execute(&format!("DROP TABLE {t}"))
+        .batch_execute(&format!("DROP TABLE {t}, {t}_secret"))
         .await
         .unwrap();
 }
