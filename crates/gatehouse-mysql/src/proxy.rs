@@ -314,17 +314,38 @@ async fn control_kill(
     caps: u32,
     charset: u8,
 ) -> Result<(), Refusal> {
-    let Some(target) = proxy.sessions.mysql_session(id, &principal.subject) else {
-        return Err(refuse(
+    let sql = format!("KILL {how}{id}");
+    // A refusal is audited as any refused statement is (this login has no
+    // session of its own: the target is the caller).
+    let refused = |rule: &str, message: String, connection: Option<&str>| {
+        let audit = proxy.access.audit().clone();
+        let detail = serde_json::json!({
+            "connection": connection,
+            "protocol": "mysql",
+            "control_login": true,
+        });
+        let (principal, rule_owned, sql) = (principal.clone(), rule.to_string(), sql.clone());
+        tokio::spawn(async move {
+            audit
+                .statement_denied(&principal, &principal.subject, &rule_owned, &sql, detail)
+                .await;
+        });
+        refuse(
             relay::DENIED,
             "42000",
+            format!("Gatehouse blocked this statement (rule {rule}): {message}"),
+        )
+    };
+    let Some(target) = proxy.sessions.mysql_session(id, &principal.subject) else {
+        return Err(refused(
+            "kill",
             format!(
-                "Gatehouse blocked this statement (rule kill): {} has no session with id {id} here (a KILL may end only your own sessions, by the id Gatehouse gave them)",
+                "{} has no session with id {id} here (a KILL may end only your own sessions, by the id Gatehouse gave them)",
                 principal.subject
             ),
+            None,
         ));
     };
-    let sql = format!("KILL {how}{id}");
     let engine = proxy.policy.engine();
     let grant = proxy
         .access
@@ -341,11 +362,7 @@ async fn control_kill(
         gatehouse_core::policy::Verdict::Allow { .. } => {}
         gatehouse_core::policy::Verdict::Deny { rule, message }
         | gatehouse_core::policy::Verdict::Review { rule, message, .. } => {
-            return Err(refuse(
-                relay::DENIED,
-                "42000",
-                format!("Gatehouse blocked this statement (rule {rule}): {message}"),
-            ));
+            return Err(refused(&rule, message, Some(&target.connection)));
         }
     }
     let done = match relay::upstream_kill(&target, how) {

@@ -1152,6 +1152,27 @@ print(json.dumps(out))
         .output()
         .expect("mariadb");
     assert!(err(&o).contains("ERROR 1045"), "{}", err(&o));
+    // A KILL there of a session that is not the caller's is refused, and
+    // audited as any refused statement.
+    let o = Command::new("mariadb")
+        .args([
+            "-h",
+            host,
+            "-P",
+            port,
+            "-u",
+            "bot",
+            "-e",
+            "KILL QUERY 4000000",
+        ])
+        .env("MYSQL_PWD", &f.bot)
+        .output()
+        .expect("mariadb");
+    assert!(
+        err(&o).contains("rule kill") && err(&o).contains("no session with id 4000000"),
+        "{}",
+        err(&o)
+    );
     let audit = ok(f.s.cli(&f.s.admin, &["audit", "list"]));
     assert!(
         audit
@@ -1160,6 +1181,21 @@ print(json.dumps(out))
         "{audit}"
     );
     assert!(audit.contains("login.refused"), "{audit}");
+    let events: serde_json::Value =
+        serde_json::from_str(&ok(f.s.cli(&f.s.admin, &["audit", "list", "--json"]))).unwrap();
+    let control_denials: Vec<_> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "statement.deny" && e["detail"]["control_login"] == true)
+        .collect();
+    assert_eq!(control_denials.len(), 1, "{events:#}");
+    assert_eq!(control_denials[0]["detail"]["rule"], "kill");
+    assert_eq!(
+        control_denials[0]["actor"], "bot",
+        "{:#}",
+        control_denials[0]
+    );
 }
 
 /// Ctrl+C in the mariadb client while its statement waits for review ends
