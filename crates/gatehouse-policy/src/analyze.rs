@@ -274,7 +274,11 @@ pub fn analyze(sql: &str) -> Analysis {
     // tree is walked for every call.
     let mut all_calls = false;
     for t in &summary.statement_types {
-        all_calls |= !SUMMARY_LISTS_CALLS.contains(&t.as_str());
+        all_calls |= !SUMMARY_LISTS_CALLS.contains(&t.as_str())
+            // Nor a COPY's WHERE, nor a RETURNING list.
+            || t == "CopyStmt"
+            || (matches!(t.as_str(), "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt")
+                && contains_word(sql, "returning"));
         raise(&mut class, class_of(t));
         a.anonymous_code |= t == "DoStmt";
         a.prepared |= matches!(t.as_str(), "PrepareStmt" | "ExecuteStmt");
@@ -426,6 +430,14 @@ const SUMMARY_LISTS_CALLS: &[&str] = &[
     "LockStmt",
     "TruncateStmt",
 ];
+
+/// Whether `sql` has `word` (in lower case) in any case, anywhere (in a
+/// literal too: cheap, and wrong only towards "yes").
+fn contains_word(sql: &str, word: &str) -> bool {
+    sql.as_bytes()
+        .windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+}
 
 /// Notes a call of `name` in `a`: the class it raises the statement to (with
 /// the reason), if any.
@@ -787,7 +799,24 @@ mod tests {
             ("SELECT 1; DROP TABLE t", Class::Ddl),
             ("SELECT 1; GRANT ALL ON t TO x; VACUUM", Class::Admin),
             ("SELECT * INTO newt FROM t", Class::Ddl),
-            // Calls in DDL expressions, which the summary leaves out.
+            // Calls the summary leaves out: in RETURNING, COPY's WHERE, DDL
+            // expressions.
+            (
+                "INSERT INTO t VALUES (1) RETURNING pg_read_file('x')",
+                Class::Admin,
+            ),
+            (
+                "WITH d AS (DELETE FROM t RETURNING lo_export(1, '/tmp/x')) SELECT 1",
+                Class::Admin,
+            ),
+            (
+                "UPDATE t SET a = 1 returning pg_read_file('x')",
+                Class::Admin,
+            ),
+            (
+                "COPY t FROM STDIN WHERE pg_read_file('x') IS NULL",
+                Class::Admin,
+            ),
             (
                 "ALTER TABLE t ADD COLUMN c text DEFAULT pg_read_file('/etc/passwd')",
                 Class::Admin,

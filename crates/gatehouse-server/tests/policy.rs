@@ -122,7 +122,15 @@ async fn rules_decide_statements_from_real_clients() {
     // A rule for everyone.
     let e = gw_dba.simple_query("SELECT pg_sleep(0)").await.unwrap_err();
     assert_eq!(db_error(&e).2, "rule: no-sleep");
-    // Also a call in a DDL expression, which runs for every row there is.
+    // Also a call in a RETURNING list, and in a DDL expression, which runs
+    // for every row there is.
+    let e = gw_dba
+        .simple_query(&format!(
+            "INSERT INTO {t} VALUES (3, 'c') RETURNING pg_sleep(0)"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: no-sleep");
     let e = gw_dba
         .simple_query(&format!(
             "ALTER TABLE {t} ADD COLUMN slow text DEFAULT pg_sleep(0)::text"
