@@ -275,8 +275,9 @@ pub fn analyze(sql: &str) -> Analysis {
     let mut all_calls = false;
     for t in &summary.statement_types {
         all_calls |= !SUMMARY_LISTS_CALLS.contains(&t.as_str())
-            // Nor a COPY's WHERE, nor a RETURNING list.
+            // Nor a COPY's WHERE, nor a RETURNING list, nor MERGE's source.
             || t == "CopyStmt"
+            || t == "MergeStmt"
             || (matches!(t.as_str(), "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt")
                 && contains_word(sql, "returning"));
         raise(&mut class, class_of(t));
@@ -291,19 +292,20 @@ pub fn analyze(sql: &str) -> Analysis {
     // for one): a text that may name a backend signal is walked whole.
     needs_tree |= may_name_backend_signal(sql);
     for t in &summary.tables {
+        let name = unquoted(&t.name);
         match t.context {
             pg_query::protobuf::summary_result::Context::Dml => {
-                a.tables_written.insert(t.name.clone());
+                a.tables_written.insert(name);
                 raise(&mut class, Class::Write);
             }
             pg_query::protobuf::summary_result::Context::Ddl => {
-                a.tables_written.insert(t.name.clone());
+                a.tables_written.insert(name);
                 // TRUNCATE names its tables in DDL context; it removes rows.
                 let truncate = summary.statement_types.iter().all(|s| s == "TruncateStmt");
                 raise(&mut class, if truncate { Class::Write } else { Class::Ddl });
             }
             _ => {
-                a.tables_read.insert(t.name.clone());
+                a.tables_read.insert(name);
             }
         }
     }
@@ -344,6 +346,15 @@ pub fn analyze(sql: &str) -> Analysis {
                             raise(&mut class, c);
                         }
                         a.functions.insert(name);
+                    }
+                }
+                if all_calls {
+                    // And the tables it names that the summary left out
+                    // (a RETURNING list's subquery, MERGE's source): read.
+                    for t in tables_in(&json) {
+                        if !a.tables_written.contains(&t) {
+                            a.tables_read.insert(t);
+                        }
                     }
                 }
                 for (node, _, _, _) in tree.protobuf.nodes() {
@@ -430,6 +441,67 @@ const SUMMARY_LISTS_CALLS: &[&str] = &[
     "LockStmt",
     "TruncateStmt",
 ];
+
+/// A table's name as the summary writes it (`"Secrets"`, `public."order"`),
+/// without the quotes of its parts (`Secrets`, `public.order`), as rules
+/// name tables.
+fn unquoted(name: &str) -> String {
+    if !name.contains('"') {
+        return name.to_string();
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut chars = name.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', false) => quoted = true,
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                out.push('"');
+            }
+            ('"', true) => quoted = false,
+            (c, _) => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every table a parse tree's JSON names (`schema.table` or `table`), but
+/// the names of its common table expressions.
+fn tables_in(json: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    use serde_json::Value;
+    let mut tables = std::collections::BTreeSet::new();
+    let mut ctes = std::collections::BTreeSet::new();
+    let mut stack = vec![json];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Object(r)) = m.get("RangeVar")
+                    && let Some(rel) = r.get("relname").and_then(Value::as_str)
+                {
+                    match r.get("schemaname").and_then(Value::as_str) {
+                        Some(schema) if !schema.is_empty() => {
+                            tables.insert(format!("{schema}.{rel}"));
+                        }
+                        _ => {
+                            tables.insert(rel.to_string());
+                        }
+                    }
+                }
+                if let Some(Value::Object(c)) = m.get("CommonTableExpr")
+                    && let Some(name) = c.get("ctename").and_then(Value::as_str)
+                {
+                    ctes.insert(name.to_string());
+                }
+                stack.extend(m.values());
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+    tables.retain(|t| !ctes.contains(t));
+    tables
+}
 
 /// Whether `sql` has `word` (in lower case) in any case, anywhere (in a
 /// literal too: cheap, and wrong only towards "yes").
@@ -917,6 +989,30 @@ mod tests {
             "CTE names are not tables: {a:?}"
         );
         assert!(a.functions.contains("lower"));
+        // Tables the summary leaves out, and quoted names without quotes.
+        let a = analyze("INSERT INTO log VALUES (1) RETURNING (SELECT v FROM secrets LIMIT 1)");
+        assert!(
+            a.tables_read.contains("secrets") && a.tables_written.contains("log"),
+            "{a:?}"
+        );
+        assert!(!a.tables_read.contains("log"), "{a:?}");
+        let a = analyze(
+            "MERGE INTO t USING crm.secrets s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = s.v",
+        );
+        assert!(a.tables_read.contains("crm.secrets"), "{a:?}");
+        let a = analyze(
+            "WITH secrets AS (SELECT 1 AS v) UPDATE t SET a = 1 RETURNING (SELECT v FROM secrets)",
+        );
+        assert!(
+            !a.tables_read.contains("secrets"),
+            "a CTE is not a table: {a:?}"
+        );
+        let a =
+            analyze("SELECT * FROM \"order\" o JOIN public.\"Secrets\" s ON true, \"we\"\"ird\"");
+        assert_eq!(
+            a.tables_read.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["order", "public.Secrets", "we\"ird"]
+        );
         // Calls the summary leaves out are listed too (rules match them).
         let a =
             analyze("CREATE TABLE u (n bigint DEFAULT nextval('s'), c text CHECK (lower(c) = c))");

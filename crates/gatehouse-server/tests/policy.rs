@@ -40,7 +40,7 @@ async fn rules_decide_statements_from_real_clients() {
     let gw_dba = connect(&url(&s, &dba)).await;
     gw_dba
         .batch_execute(&format!(
-            "CREATE TABLE {t} (id int, v text); INSERT INTO {t} VALUES (1, 'a'); CREATE TABLE {t}_secret (v text)"
+            "CREATE TABLE {t} (id int, v text); INSERT INTO {t} VALUES (1, 'a'); CREATE TABLE {t}_secret (v text); CREATE TABLE \"{t}_Vault\" (v text)"
         ))
         .await
         .unwrap();
@@ -52,7 +52,8 @@ async fn rules_decide_statements_from_real_clients() {
                  "statements": ["write", "ddl", "dcl", "admin"], "action": "deny",
                  "message": "agents are read-only on shop"},
                 {"name": "no-sleep", "functions": ["pg_sleep*"], "action": "deny"},
-                {"name": "no-secrets", "tables": [format!("{t}_secret")], "action": "deny"}
+                {"name": "no-secrets", "tables": [format!("{t}_secret")], "action": "deny"},
+                {"name": "no-vault", "tables": [format!("public.{t}_vault")], "action": "deny"}
             ]
         }),
     )
@@ -115,6 +116,19 @@ async fn rules_decide_statements_from_real_clients() {
         .await
         .unwrap_err();
     assert_eq!(db_error(&e).2, "rule: no-secrets");
+    // MERGE's source table, and a table named in quotes, as rules name it.
+    let e = gw_dba
+        .simple_query(&format!(
+            "MERGE INTO {t} USING {t}_secret s ON {t}.v = s.v WHEN MATCHED THEN UPDATE SET v = s.v"
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: no-secrets");
+    let e = gw_dba
+        .simple_query(&format!("SELECT * FROM \"{t}_Vault\""))
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: no-vault");
     // Unparsable text is refused (fail closed): a deny rule whose
     // conditions cannot be checked on it counts as matching.
     let e = gw.simple_query("SELEC 1").await.unwrap_err();
@@ -243,7 +257,7 @@ async fn rules_decide_statements_from_real_clients() {
         "{v}"
     );
     gw_dba
-        .batch_execute(&format!("DROP TABLE {t}, {t}_secret"))
+        .batch_execute(&format!("DROP TABLE {t}, {t}_secret, \"{t}_Vault\""))
         .await
         .unwrap();
 }
