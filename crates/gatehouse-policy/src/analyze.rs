@@ -108,6 +108,12 @@ const ADMIN_FUNCTIONS: &[&str] = &[
     "pg_create_physical_replication_slot",
     "pg_create_logical_replication_slot",
     "pg_drop_replication_slot",
+    // Read every change to every table (logical decoding), or move a slot on.
+    "pg_logical_slot_get_changes",
+    "pg_logical_slot_peek_changes",
+    "pg_logical_slot_get_binary_changes",
+    "pg_logical_slot_peek_binary_changes",
+    "pg_replication_slot_advance",
     "pg_copy_physical_replication_slot",
     "pg_copy_logical_replication_slot",
     "pg_logical_emit_message",
@@ -860,6 +866,10 @@ mod tests {
                 Class::Admin,
             ),
             ("SELECT lo_export(1, '/tmp/x')", Class::Admin),
+            (
+                "SELECT data FROM pg_logical_slot_get_changes('s', NULL, NULL)",
+                Class::Admin,
+            ),
             (
                 "SELECT query_to_xml('delete from t returning *', true, true, '')",
                 Class::Admin,
