@@ -6,7 +6,10 @@
 //! build (cause not pinned down); `None` counts as "reads masked data",
 //! which fails closed, so it is not an error here. Every call of a
 //! function that signals backends the summary sees is also one whose
-//! target the proxy checks (found by our own walk of the whole tree).
+//! target the proxy checks (found by our own walk of the whole tree); and
+//! the cheap look at the text that decides whether a read-only
+//! connection's statement is parsed for leaving read-only mode never says
+//! no where the parse would find it does.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -28,4 +31,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!a.backend_signals.is_empty(), "{a:?}");
     }
     let _ = gatehouse_policy::column_refs(sql);
+    if a.class.is_some() && gatehouse_policy::analyze::lifts_read_only(sql) {
+        assert!(gatehouse_policy::analyze::may_lift_read_only(sql), "{sql}");
+    }
 });

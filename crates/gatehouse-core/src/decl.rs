@@ -75,6 +75,8 @@ struct RawConnection {
     max_session: Option<Spanned<String>>,
     #[serde(default)]
     max_sessions: Option<u64>,
+    #[serde(default)]
+    read_only: Option<bool>,
     /// HTTP: `Authorization: Bearer` with this secret.
     #[serde(default)]
     bearer: Option<Spanned<SecretRef>>,
@@ -281,6 +283,7 @@ pub fn parse(text: &str, secrets: &dyn SecretSource) -> Result<Declaration, Decl
             row_limit: c.row_limit,
             record_rows: c.record_rows,
             max_sessions: c.max_sessions,
+            read_only: c.read_only,
             ..Default::default()
         };
         if let Some(t) = &c.statement_timeout {
@@ -510,6 +513,7 @@ kind = "postgres"
 url = "postgres://app@127.0.0.1:5432/shop"   # no password here
 password = { env = "SHOP_DB_PASSWORD" }
 groups = ["analysts", "agents"]
+read_only = true
 
 [[connections]]
 name = "crm"
@@ -535,6 +539,8 @@ max_sessions = 20
         assert_eq!(crm.spec.settings.row_limit, Some(1000));
         assert_eq!(crm.spec.settings.max_sessions, Some(20));
         assert_eq!(shop.spec.settings.max_sessions, None);
+        assert_eq!(shop.spec.settings.read_only, Some(true));
+        assert_eq!(crm.spec.settings.read_only, None);
     }
 
     #[test]
@@ -679,13 +685,23 @@ region = "eu-west-1"
         );
         let e = error_of(&dup);
         assert!(e.message.contains("declared twice"));
-        assert_eq!(e.line, 19);
+        assert_eq!(e.line, 20);
         let e = error_of(
             "[[connections]]\nname = \"a\"\nkind = \"postgres\"\nurl = \"postgres://h/db\"\nmax_sessions = 0\n",
         );
         assert_eq!(e.line, 1);
         assert!(
             e.message.contains("max_sessions is at least 1"),
+            "{}",
+            e.message
+        );
+        let e = error_of(
+            "[[connections]]\nname = \"a\"\nkind = \"mysql\"\nurl = \"mysql://h/db\"\nread_only = true\n",
+        );
+        assert_eq!(e.line, 1);
+        assert!(
+            e.message
+                .contains("read_only belongs to postgres connections, not mysql"),
             "{}",
             e.message
         );

@@ -66,6 +66,11 @@ pub struct ConnectionSettings {
     /// the database's own connection slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<u64>,
+    /// PostgreSQL connections: every session runs in read-only
+    /// transactions, which the database itself enforces
+    /// (`default_transaction_read_only`); callers may not change that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
     /// Rows of each result kept in the session recording, as the caller
     /// saw them (masked); default 10, 0 records no results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,6 +265,12 @@ impl ConnectionSpec {
         }
         if s.max_sessions == Some(0) {
             return Err(bad("max_sessions is at least 1".into()));
+        }
+        if s.read_only.is_some() && self.kind != ConnectionKind::Postgres {
+            return Err(bad(format!(
+                "read_only belongs to postgres connections, not {}",
+                self.kind
+            )));
         }
         if s.ca_pem.is_some() && !matches!(self.kind, ConnectionKind::Http | ConnectionKind::Aws) {
             return Err(bad("ca_pem belongs to http and aws connections".into()));

@@ -94,6 +94,10 @@ pub struct Ctx {
     /// sends the statement again once it is approved), and which result
     /// columns are masked is announced (see [`crate::local`]).
     pub local: bool,
+    /// The connection is read-only: the upstream session starts with
+    /// `default_transaction_read_only` on, statements that would lift it
+    /// are refused, and should the server report it off the session ends.
+    pub read_only: bool,
 }
 
 /// What the session's two directions share.
@@ -413,6 +417,13 @@ fn may_prepare(sql: &str) -> bool {
                 && rest.get(7).is_none_or(|&c| !in_word(c)))
     };
     begins(0) || memchr::memchr_iter(b';', b).any(|i| begins(i + 1))
+}
+
+/// Whether `name` (a setting, in any case) decides whether transactions are
+/// read-only.
+pub fn is_read_only_setting(name: &str) -> bool {
+    name.eq_ignore_ascii_case("default_transaction_read_only")
+        || name.eq_ignore_ascii_case("transaction_read_only")
 }
 
 /// The refusal of a statement whose `pg_cancel_backend` or
@@ -1017,6 +1028,19 @@ impl ClientSide {
             .map_or_else(|| may_prepare(sql), |a| a.prepared);
         if prepares && !matches!(d.verdict, Verdict::Deny { .. }) {
             engine.note_prepared(sql, &mut self.sources);
+        }
+        if self.ctx.read_only
+            && !matches!(d.verdict, Verdict::Deny { .. })
+            && gatehouse_policy::analyze::may_lift_read_only(sql)
+            && gatehouse_policy::analyze::lifts_read_only(sql)
+        {
+            d.verdict = Verdict::Deny {
+                rule: "read-only".into(),
+                message: format!(
+                    "connection \"{}\" is read-only: its sessions may not leave read-only mode (default_transaction_read_only, transaction_read_only, READ WRITE)",
+                    self.ctx.connection
+                ),
+            };
         }
         let mut signals = None;
         if !matches!(d.verdict, Verdict::Deny { .. })
@@ -2144,6 +2168,9 @@ enum Step {
     Consumed,
     /// Something must be looked up in the upstream's catalog first.
     Lookup(Lookup),
+    /// The session ends once what is for the client so far (a FATAL error
+    /// saying why last) has gone to it; the reason.
+    End(String),
 }
 
 /// What the upstream side looks up in the catalog before it goes on.
@@ -2298,6 +2325,27 @@ impl UpstreamSide {
                     // dates, times and intervals are recorded as they now
                     // come in text.
                     self.rendering.set_parameter(name, value);
+                    // The server reports this one (PostgreSQL 14 on): should
+                    // a read-only connection's session have left read-only
+                    // mode in a way Gatehouse did not see (in a DO block,
+                    // say), it ends before its next statement can write.
+                    if self.ctx.read_only
+                        && name == "default_transaction_read_only"
+                        && value != "on"
+                    {
+                        let why = format!(
+                            "connection \"{}\" is read-only, and the session left read-only mode (default_transaction_read_only is now {value})",
+                            self.ctx.connection
+                        );
+                        codec::error(
+                            &mut self.out,
+                            Severity::Fatal,
+                            "57P01",
+                            &format!("Gatehouse ended this session: {why}"),
+                            None,
+                        );
+                        return Ok(Step::End(why));
+                    }
                 }
                 self.observe(q, tag, body);
                 Ok(Step::Forward)
@@ -2488,6 +2536,7 @@ async fn upstream_to_client(
         first = false;
         // Relay every complete message (and the available part of a large one).
         let mut lookup: Option<Lookup> = None;
+        let mut ending: Option<String> = None;
         {
             let mut q = lock(&pending);
             loop {
@@ -2542,9 +2591,18 @@ async fn upstream_to_client(
                         lookup = Some(what);
                         break;
                     }
+                    Ok(Step::End(why)) => {
+                        ending = Some(why);
+                        break;
+                    }
                     Err(e) => return e,
                 }
             }
+        }
+        if let Some(why) = ending.take() {
+            let _ = flush(&mut client, &mut side.out).await;
+            let _ = client.shutdown().await;
+            return why;
         }
         if let Some(what) = lookup {
             // Look it up, then go over the same message again (no read: it

@@ -275,6 +275,8 @@ struct Ready {
     /// The start-up settings to record: each as its `SET` statement, its
     /// verdict, and why it was not applied (if it was not).
     startup: Vec<(String, Verdict, Option<String>)>,
+    /// The connection is read-only.
+    read_only: bool,
 }
 
 async fn read_startup(stream: &mut PgStream) -> Result<Option<Startup>, Refusal> {
@@ -478,6 +480,7 @@ async fn connect(
     let mut settings = startup_settings(params)?;
     let mut recorded = Vec::new();
     let timeout = rec.spec.settings.statement_timeout_ms;
+    let read_only = rec.spec.settings.read_only == Some(true);
     let engine = proxy.policy.engine();
     let decide = !engine.allows_everything();
     let grant = if decide && !settings.is_empty() {
@@ -520,19 +523,34 @@ async fn connect(
         // What drivers set at every start-up to read values (encoding,
         // date and time formats) is not worth a record each session.
         if !FORMAT_SETTINGS.contains(&name.as_str()) {
-            let not_applied = timeout.filter(|_| name == "statement_timeout").map(|ms| {
-                format!(
-                    "not applied: connection \"{}\" sets statement_timeout itself ({ms} ms)",
+            let not_applied = if name.eq_ignore_ascii_case("statement_timeout") {
+                timeout.map(|ms| {
+                    format!(
+                        "not applied: connection \"{}\" sets statement_timeout itself ({ms} ms)",
+                        rec.spec.name
+                    )
+                })
+            } else if read_only && crate::relay::is_read_only_setting(name) {
+                Some(format!(
+                    "not applied: connection \"{}\" is read-only",
                     rec.spec.name
-                )
-            });
+                ))
+            } else {
+                None
+            };
             recorded.push((sql, verdict, not_applied));
         }
     }
     // The connection's statement timeout is a limit the client does not set.
     if let Some(ms) = timeout {
-        settings.retain(|(name, _)| name != "statement_timeout");
+        settings.retain(|(name, _)| !name.eq_ignore_ascii_case("statement_timeout"));
         settings.push(("statement_timeout".into(), ms.to_string()));
+    }
+    // A read-only connection's sessions start in read-only mode, which the
+    // database enforces; the client's own setting of it is not applied.
+    if read_only {
+        settings.retain(|(name, _)| !crate::relay::is_read_only_setting(name));
+        settings.push(("default_transaction_read_only".into(), "on".into()));
     }
 
     // Open the upstream session with the stored credentials.
@@ -574,6 +592,7 @@ async fn connect(
         via_grant,
         slot,
         startup: recorded,
+        read_only,
     })
 }
 
@@ -607,6 +626,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
         via_grant,
         slot: _slot,
         startup,
+        read_only,
     } = ready;
     let catalog = crate::catalog::CatalogAccess {
         connection: connection.clone(),
@@ -737,6 +757,7 @@ async fn run(proxy: Arc<PgProxy>, mut client: PgStream, ready: Ready, how: How) 
             grants: reg.grants,
             cancelled: reg.cancelled,
             local: how.local,
+            read_only,
             record_rows,
             rendering: {
                 let mut r = crate::values::Rendering::default();

@@ -509,6 +509,117 @@ fn tables_in(json: &serde_json::Value) -> std::collections::BTreeSet<String> {
     tables
 }
 
+/// Whether `sql` may change whether transactions are read-only (see
+/// [`lifts_read_only`]): it names `read_only`, has both `read` and `write`,
+/// calls `set_config`, or has an `&` (a Unicode-escaped name, `U&"…"`).
+/// Cheap, and wrong only towards "maybe".
+pub fn may_lift_read_only(sql: &str) -> bool {
+    sql.contains('&')
+        || contains_word(sql, "read_only")
+        || contains_word(sql, "set_config")
+        || (contains_word(sql, "read") && contains_word(sql, "write"))
+}
+
+/// Whether `sql` would take a session out of read-only mode: a `SET` (or
+/// `SET LOCAL`, or a `set_config` call) of `default_transaction_read_only`
+/// or `transaction_read_only` to anything but on (`RESET` and `SET … TO
+/// DEFAULT` go back to the session's start, which is read-only), `READ
+/// WRITE` in `BEGIN`, `START TRANSACTION`, `SET TRANSACTION` or `SET
+/// SESSION CHARACTERISTICS`, or a `set_config` whose setting is not a
+/// literal. Text that does not parse counts as doing so.
+pub fn lifts_read_only(sql: &str) -> bool {
+    use serde_json::Value;
+    let Ok(tree) = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) else {
+        return true;
+    };
+    let Ok(json) = serde_json::to_value(&tree.protobuf) else {
+        return true;
+    };
+    // A constant that is on: `on`, `true`, `yes`, `1`, TRUE.
+    let is_on = |v: Option<&Value>| match json_node(v) {
+        Some(("AConst", c)) => match c.get("val") {
+            Some(Value::Object(val)) => match val.iter().next() {
+                Some((kind, body)) => match kind.as_str() {
+                    "Boolval" => body.get("boolval").and_then(Value::as_bool) == Some(true),
+                    "Ival" => body
+                        .get("ival")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|i| i != 0),
+                    "Sval" => body.get("sval").and_then(Value::as_str).is_some_and(|s| {
+                        ["on", "true", "yes", "1"]
+                            .iter()
+                            .any(|t| s.trim().eq_ignore_ascii_case(t))
+                    }),
+                    _ => false,
+                },
+                None => false,
+            },
+            _ => false,
+        },
+        _ => false,
+    };
+    let read_only_setting = |name: &str| {
+        name.eq_ignore_ascii_case("default_transaction_read_only")
+            || name.eq_ignore_ascii_case("transaction_read_only")
+    };
+    let mut stack = vec![&json];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Object(set)) = m.get("VariableSetStmt")
+                    && set
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(read_only_setting)
+                {
+                    // VAR_SET_DEFAULT (2) and VAR_RESET (5) go back to the
+                    // session's start.
+                    let kind = set.get("kind").and_then(Value::as_i64);
+                    let args = set.get("args").and_then(Value::as_array);
+                    let to_on = args.is_some_and(|a| a.len() == 1 && is_on(a.first()));
+                    if !matches!(kind, Some(2 | 5)) && !to_on {
+                        return true;
+                    }
+                }
+                if let Some(Value::Object(d)) = m.get("DefElem")
+                    && d.get("defname").and_then(Value::as_str) == Some("transaction_read_only")
+                    && !is_on(d.get("arg"))
+                {
+                    return true;
+                }
+                if let Some(Value::Object(call)) = m.get("FuncCall")
+                    && let Some(("String", f)) = call
+                        .get("funcname")
+                        .and_then(Value::as_array)
+                        .and_then(|n| json_node(n.last()))
+                    && f.get("sval")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.eq_ignore_ascii_case("set_config"))
+                {
+                    let args = call.get("args").and_then(Value::as_array);
+                    let setting = match json_node(args.and_then(|a| a.first())) {
+                        Some(("AConst", c)) => c
+                            .get("val")
+                            .and_then(|v| v.get("Sval"))
+                            .and_then(|v| v.get("sval"))
+                            .and_then(Value::as_str),
+                        _ => None,
+                    };
+                    match setting {
+                        Some(name) if !read_only_setting(name) => {}
+                        Some(_) if is_on(args.and_then(|a| a.get(1))) => {}
+                        _ => return true,
+                    }
+                }
+                stack.extend(m.values());
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Whether `sql` has `word` (in lower case) in any case, anywhere (in a
 /// literal too: cheap, and wrong only towards "yes").
 fn contains_word(sql: &str, word: &str) -> bool {
@@ -925,6 +1036,50 @@ mod tests {
         ] {
             assert_eq!(class(sql), want, "{sql}");
         }
+    }
+
+    #[test]
+    fn statements_that_leave_read_only_mode() {
+        for sql in [
+            "SET default_transaction_read_only = off",
+            "set DEFAULT_TRANSACTION_READ_ONLY to 'false'",
+            "SET LOCAL transaction_read_only = 0",
+            "SET SESSION transaction_read_only TO no",
+            "SET \"default_transaction_read_only\" = off",
+            "SET U&\"default\\005ftransaction\\005fread\\005fonly\" = off",
+            "SET TRANSACTION READ WRITE",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+            "BEGIN READ WRITE",
+            "BEGIN; SELECT 1; COMMIT; START TRANSACTION READ WRITE",
+            "SELECT set_config('default_transaction_read_only', 'off', false)",
+            "SELECT set_config('TRANSACTION_READ_ONLY', 'off', true)",
+            "SELECT set_config(lower('DEFAULT_TRANSACTION_READ_ONLY'), 'off', false)",
+            "SELECT set_config(E'default\\x5ftransaction\\x5fread\\x5fonly', 'off', false)",
+            "SELECT 1 FROM t WHERE set_config('transaction_read_only', $1, true) IS NULL",
+            "SET default_transaction_read_only =",
+        ] {
+            assert!(may_lift_read_only(sql), "{sql}");
+            assert!(lifts_read_only(sql), "{sql}");
+        }
+        for sql in [
+            "SET default_transaction_read_only = on",
+            "SET transaction_read_only TO true",
+            "RESET default_transaction_read_only",
+            "SET default_transaction_read_only TO DEFAULT",
+            "RESET ALL",
+            "DISCARD ALL",
+            "BEGIN READ ONLY",
+            "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE",
+            "SET TRANSACTION READ ONLY",
+            "SHOW transaction_read_only",
+            "SELECT current_setting('default_transaction_read_only')",
+            "SELECT set_config('application_name', 'read write', false)",
+            "SELECT 'read_only' AS read, 'write' AS write",
+        ] {
+            assert!(!lifts_read_only(sql), "{sql}");
+        }
+        assert!(!may_lift_read_only("SELECT thread_id FROM t"));
     }
 
     #[test]

@@ -512,6 +512,127 @@ async fn backend_signals_reach_only_the_callers_own_sessions() {
     theirs.simple_query("SELECT 1").await.unwrap();
 }
 
+/// A read-only connection: the database itself refuses writes (whatever
+/// the policy's analysis sees, a write in a DO block too), statements that
+/// would leave read-only mode are refused, and a session that leaves it
+/// some other way is ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_connection_is_read_only_in_the_database() {
+    let s = TestServer::start().await;
+    let (status, v) = s
+        .pg_connection_with("ro", DIRECT, &["agents"], json!({"read_only": true}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    s.pg_connection("rw", DIRECT, None, &["agents"]).await;
+    let bot = s.token("bot", &["agents"]).await;
+    let t = unique("gh_ro");
+    let (rw, _) = connect(&url_with(&s, &bot, "rw")).await;
+    rw.batch_execute(&format!(
+        "CREATE TABLE {t} (v int); INSERT INTO {t} VALUES (1)"
+    ))
+    .await
+    .unwrap();
+    let (ro, _) = connect(&url_with(&s, &bot, "ro")).await;
+    let read: i64 = ro
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(read, 1);
+    // Writes, however they come, are refused by the server.
+    for (before, sql) in [
+        ("", format!("INSERT INTO {t} VALUES (2)")),
+        (
+            "",
+            format!("DO $$ BEGIN INSERT INTO {t} VALUES (3); END $$"),
+        ),
+        ("DISCARD ALL", format!("INSERT INTO {t} VALUES (4)")),
+        ("RESET ALL", format!("INSERT INTO {t} VALUES (5)")),
+    ] {
+        ro.simple_query(before).await.unwrap();
+        let e = ro.simple_query(&sql).await.unwrap_err();
+        let (code, message, _) = db_error(&e);
+        assert_eq!(code, "25006", "{sql}: {e}");
+        assert!(
+            message.contains("read-only transaction"),
+            "{sql}: {message}"
+        );
+    }
+    // Leaving read-only mode is refused, whatever the policy (there is none).
+    for sql in [
+        "SET default_transaction_read_only = off".to_string(),
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE".into(),
+        format!("BEGIN READ WRITE; INSERT INTO {t} VALUES (6); COMMIT"),
+        format!("BEGIN; SET TRANSACTION READ WRITE; INSERT INTO {t} VALUES (7); COMMIT"),
+        "SELECT set_config('default_transaction_read_only', 'off', false)".into(),
+    ] {
+        let e = ro.simple_query(&sql).await.unwrap_err();
+        let (code, message, detail) = db_error(&e);
+        assert_eq!(
+            (code.as_str(), detail.as_str()),
+            ("42501", "rule: read-only"),
+            "{sql}: {e}"
+        );
+        assert!(
+            message.contains("connection \"ro\" is read-only"),
+            "{sql}: {message}"
+        );
+    }
+    // Through the extended protocol too.
+    let e = ro
+        .query(
+            "SELECT set_config('transaction_read_only', $1, true)",
+            &[&"off"],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: read-only");
+    // A client's own start-up setting of it is not applied.
+    let o = psql_with_options(
+        &url_with(&s, &bot, "ro"),
+        "-c default_transaction_read_only=off",
+        &["SHOW default_transaction_read_only"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "on");
+    // Leaving it where Gatehouse cannot see (in a DO block): the server
+    // reports it, and the session ends before it can write.
+    let e = ro
+        .simple_query(
+            "DO $$ BEGIN PERFORM set_config('default_transaction_read_only', 'off', false); END $$",
+        )
+        .await
+        .unwrap_err();
+    let (code, message, _) = db_error(&e);
+    assert_eq!(code, "57P01", "{e}");
+    assert!(
+        message.contains("connection \"ro\" is read-only, and the session left read-only mode"),
+        "{message}"
+    );
+    assert!(
+        ro.simple_query(&format!("INSERT INTO {t} VALUES (8)"))
+            .await
+            .is_err()
+    );
+    // The query API's sessions are read-only too.
+    let (status, v) = s
+        .post(
+            "/v1/connections/ro/query",
+            &bot,
+            json!({"sql": format!("INSERT INTO {t} VALUES (9)")}),
+        )
+        .await;
+    assert!(status >= 400, "{status} {v}");
+    assert!(v.to_string().contains("read-only transaction"), "{v}");
+    let n: i64 = rw
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "nothing was written through the read-only connection");
+    rw.batch_execute(&format!("DROP TABLE {t}")).await.unwrap();
+}
+
 #[tokio::test]
 async fn refusals_carry_sqlstates_a_person_can_act_on() {
     let s = TestServer::start().await;

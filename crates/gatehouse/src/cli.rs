@@ -421,6 +421,10 @@ pub struct AddConnection {
     /// MySQL connections).
     #[arg(long)]
     pub max_sessions: Option<u64>,
+    /// PostgreSQL connections: sessions run in read-only transactions,
+    /// enforced by the database.
+    #[arg(long)]
+    pub read_only: bool,
     /// HTTP connections: how the secret is sent upstream: `bearer`,
     /// `basic:USERNAME`, `header:NAME` or `client-cert` (the secret is then
     /// the PEM certificate chain followed by its key).

@@ -59,6 +59,46 @@ fn tokens_connections_and_apply_from_the_command_line() {
     let shown = ok(s.cli(&s.admin, &["connections", "show", "shop", "--json"]));
     assert!(!shown.contains(SECRET));
     assert!(shown.contains("\"has_password\": true"));
+    // A read-only connection, and one that cannot be.
+    ok(s.cli(
+        &s.admin,
+        &[
+            "connections",
+            "add",
+            "shop_ro",
+            "--kind",
+            "postgres",
+            "--url",
+            &pg_url(),
+            "--group",
+            "agents",
+            "--read-only",
+        ],
+    ));
+    let shown: serde_json::Value = serde_json::from_str(&ok(
+        s.cli(&s.admin, &["connections", "show", "shop_ro", "--json"])
+    ))
+    .expect("json");
+    assert_eq!(shown["settings"]["read_only"], true, "{shown}");
+    let refused = s.cli(
+        &s.admin,
+        &[
+            "connections",
+            "add",
+            "api_ro",
+            "--kind",
+            "http",
+            "--url",
+            "http://127.0.0.1:9",
+            "--read-only",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        err(&refused).contains("read_only belongs to postgres connections, not http"),
+        "{}",
+        err(&refused)
+    );
     // The bot sees the connection it may use but cannot change anything.
     assert!(ok(s.cli(&bot, &["connections", "list"])).contains("shop"));
     let denied = s.cli(&bot, &["connections", "remove", "shop"]);

@@ -183,6 +183,9 @@ fn connection_body(a: &AddConnection) -> anyhow::Result<Value> {
     if let Some(n) = a.max_sessions {
         settings.insert("max_sessions".into(), json!(n));
     }
+    if a.read_only {
+        settings.insert("read_only".into(), json!(true));
+    }
     if let Some(t) = &a.max_session {
         settings.insert(
             "max_session_secs".into(),
