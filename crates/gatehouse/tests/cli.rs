@@ -60,21 +60,14 @@ fn tokens_connections_and_apply_from_the_command_line() {
     assert!(!shown.contains(SECRET));
     assert!(shown.contains("\"has_password\": true"));
     // A read-only connection, and one that cannot be.
-    ok(s.cli(
-        &s.admin,
-        &[
-            "connections",
-            "add",
-            "shop_ro",
-            "--kind",
-            "postgres",
-            "--url",
-            &pg_url(),
-            "--group",
-            "agents",
-            "--read-only",
-        ],
-    ));
+    let add_ro = format!(
+        "add shop_ro --kind postgres --url {} --group agents --read-only",
+        pg_url()
+    );
+    let add_ro: Vec<&str> = std::iter::once("connections")
+        .chain(add_ro.split(' '))
+        .collect();
+    ok(s.cli(&s.admin, &add_ro));
     let shown: serde_json::Value = serde_json::from_str(&ok(
         s.cli(&s.admin, &["connections", "show", "shop_ro", "--json"])
     ))

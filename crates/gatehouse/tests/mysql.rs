@@ -1134,11 +1134,15 @@ print(json.dumps(out))
     assert!(stdout.contains("Ctrl-C -- query killed"), "{stdout}");
     assert!(stderr.contains("ERROR 1317"), "{stderr}");
     // Without a database, anything but a KILL is told to name a connection.
-    let o = Command::new("mariadb")
-        .args(["-h", host, "-P", port, "-u", "bot", "-e", "SELECT 1"])
-        .env("MYSQL_PWD", &f.bot)
-        .output()
-        .expect("mariadb");
+    // The mariadb client without a database, as bot with `token`.
+    let no_database = |token: &str, sql: &str| {
+        Command::new("mariadb")
+            .args(["-h", host, "-P", port, "-u", "bot", "-e", sql])
+            .env("MYSQL_PWD", token)
+            .output()
+            .expect("mariadb")
+    };
+    let o = no_database(&f.bot, "SELECT 1");
     assert!(!o.status.success());
     assert!(
         err(&o).contains("ERROR 1046") && err(&o).contains("name the connection as the database"),
@@ -1146,28 +1150,11 @@ print(json.dumps(out))
         err(&o)
     );
     // A wrong token there is refused and audited as at any login.
-    let o = Command::new("mariadb")
-        .args(["-h", host, "-P", port, "-u", "bot", "-e", "KILL QUERY 1"])
-        .env("MYSQL_PWD", "gh_not_a_token")
-        .output()
-        .expect("mariadb");
+    let o = no_database("gh_not_a_token", "KILL QUERY 1");
     assert!(err(&o).contains("ERROR 1045"), "{}", err(&o));
     // A KILL there of a session that is not the caller's is refused, and
     // audited as any refused statement.
-    let o = Command::new("mariadb")
-        .args([
-            "-h",
-            host,
-            "-P",
-            port,
-            "-u",
-            "bot",
-            "-e",
-            "KILL QUERY 4000000",
-        ])
-        .env("MYSQL_PWD", &f.bot)
-        .output()
-        .expect("mariadb");
+    let o = no_database(&f.bot, "KILL QUERY 4000000");
     assert!(
         err(&o).contains("rule kill") && err(&o).contains("no session with id 4000000"),
         "{}",
