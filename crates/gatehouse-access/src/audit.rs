@@ -84,6 +84,30 @@ impl Auditor {
         self.record(who, "statement.deny", target, detail).await;
     }
 
+    /// [`Auditor::statement_denied`] on a task of its own, so that the data
+    /// path that refused the statement goes on at once.
+    pub fn statement_denied_later(
+        &self,
+        who: &Principal,
+        target: &str,
+        rule: &str,
+        sql: &str,
+        detail: serde_json::Value,
+    ) {
+        let audit = self.clone();
+        let (who, target, rule, sql) = (
+            who.clone(),
+            target.to_string(),
+            rule.to_string(),
+            sql.to_string(),
+        );
+        tokio::spawn(async move {
+            audit
+                .statement_denied(&who, &target, &rule, &sql, detail)
+                .await;
+        });
+    }
+
     /// Writes down that `who` used their credential (`via`: http, mcp, …),
     /// at most once a minute per credential.
     pub async fn credential_used(&self, who: &Principal, via: &str) {

@@ -318,18 +318,18 @@ async fn control_kill(
     // A refusal is audited as any refused statement is (this login has no
     // session of its own: the target is the caller).
     let refused = |rule: &str, message: String, connection: Option<&str>| {
-        let audit = proxy.access.audit().clone();
         let detail = serde_json::json!({
             "connection": connection,
             "protocol": "mysql",
             "control_login": true,
         });
-        let (principal, rule_owned, sql) = (principal.clone(), rule.to_string(), sql.clone());
-        tokio::spawn(async move {
-            audit
-                .statement_denied(&principal, &principal.subject, &rule_owned, &sql, detail)
-                .await;
-        });
+        proxy.access.audit().statement_denied_later(
+            principal,
+            &principal.subject,
+            rule,
+            &sql,
+            detail,
+        );
         refuse(
             relay::DENIED,
             "42000",

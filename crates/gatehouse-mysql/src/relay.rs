@@ -557,19 +557,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.refuse(DENIED, "42000", &text);
         stmt.error = Some(text);
         if rule != "recording" {
-            let audit = self.ctx.proxy.access.audit().clone();
-            let principal = self.ctx.principal.clone();
             let detail = serde_json::json!({
                 "connection": self.ctx.connection,
                 "session": self.ctx.session_id,
                 "protocol": "mysql",
             });
-            let (rule, sql) = (rule.to_string(), stmt.sql.clone());
-            tokio::spawn(async move {
-                audit
-                    .statement_denied(&principal, &principal.subject, &rule, &sql, detail)
-                    .await;
-            });
+            let principal = &self.ctx.principal;
+            self.ctx.proxy.access.audit().statement_denied_later(
+                principal,
+                &principal.subject,
+                rule,
+                &stmt.sql,
+                detail,
+            );
         }
         self.record(stmt);
     }

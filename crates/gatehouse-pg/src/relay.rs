@@ -419,13 +419,6 @@ fn may_prepare(sql: &str) -> bool {
     begins(0) || memchr::memchr_iter(b';', b).any(|i| begins(i + 1))
 }
 
-/// Whether `name` (a setting, in any case) decides whether transactions are
-/// read-only.
-pub fn is_read_only_setting(name: &str) -> bool {
-    name.eq_ignore_ascii_case("default_transaction_read_only")
-        || name.eq_ignore_ascii_case("transaction_read_only")
-}
-
 /// The refusal of a statement whose `pg_cancel_backend` or
 /// `pg_terminate_backend` names a backend not the caller's own.
 fn backend_signal_refusal() -> Verdict {
@@ -433,17 +426,6 @@ fn backend_signal_refusal() -> Verdict {
         rule: "backend-signal".into(),
         message: "pg_cancel_backend and pg_terminate_backend may name only the backend of one of your own sessions on this connection, as a literal process id or a bound parameter (its pg_backend_pid()): the connection's sessions share one database role, so they could end other callers' work".into(),
     }
-}
-
-/// Whether `sql` may call one of the functions that signal other backends
-/// (`…_backend`, or any Unicode-escaped identifier, `U&"…"`): only then is
-/// a statement analysed for them when no rule needs its analysis anyway.
-fn may_signal_backends(sql: &str) -> bool {
-    let b = sql.as_bytes();
-    memchr::memchr_iter(b'_', b).any(|i| {
-        b.get(i + 1..i + 8)
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"backend"))
-    }) || memchr::memchr_iter(b'&', b).any(|i| i > 0 && b[i - 1].eq_ignore_ascii_case(&b'u'))
 }
 
 pub async fn run(
@@ -940,6 +922,24 @@ impl ClientSide {
             .is_pg_backend_of(&ctx.principal.subject, &ctx.connection, pid)
     }
 
+    /// Whether every process id a statement's backend signals name (as
+    /// bound: `None` for one that is not a number) is the backend of one of
+    /// the caller's own sessions.
+    fn owns_all(&self, pids: &[Option<i32>]) -> bool {
+        pids.iter().all(|p| p.is_some_and(|p| self.owns_backend(p)))
+    }
+
+    /// Whether a statement's backend signals may run as they stand: literal
+    /// pids of the caller's own sessions, and (when the statement will be
+    /// `bound`) parameters, which are looked at once they are.
+    fn signals_allowed(&self, targets: &[SignalTarget], bound: bool) -> bool {
+        targets.iter().all(|t| match *t {
+            SignalTarget::Pid(pid) => self.owns_backend(pid),
+            SignalTarget::Param(_) => bound,
+            SignalTarget::Computed => false,
+        })
+    }
+
     /// The process ids a bound statement's backend signals name (`None`
     /// where the parameter named is missing, NULL or not a number).
     fn signal_pids(
@@ -1044,15 +1044,10 @@ impl ClientSide {
         }
         let mut signals = None;
         if !matches!(d.verdict, Verdict::Deny { .. })
-            && (d.analysis.is_some() || may_signal_backends(sql))
+            && (d.analysis.is_some() || gatehouse_policy::analyze::may_name_backend_signal(sql))
         {
             let analysis = d.analysis.clone().unwrap_or_else(|| engine.analysis(sql));
-            let foreign = analysis.backend_signals.iter().any(|t| match *t {
-                SignalTarget::Pid(pid) => !self.owns_backend(pid),
-                SignalTarget::Param(_) => !bound,
-                SignalTarget::Computed => true,
-            });
-            if foreign {
+            if !self.signals_allowed(&analysis.backend_signals, bound) {
                 d.verdict = backend_signal_refusal();
             } else if !analysis.backend_signals.is_empty() {
                 signals = Some(Arc::from(analysis.backend_signals.as_slice()));
@@ -1170,22 +1165,17 @@ impl ClientSide {
             // The recorder is behind: auditing each refusal would add load.
             return;
         }
-        let audit = self.ctx.proxy.access.audit().clone();
-        let principal = self.ctx.principal.clone();
         let detail = serde_json::json!({
             "connection": self.ctx.connection,
             "session": self.ctx.session_id,
         });
-        let (session, rule, sql) = (
-            self.ctx.session_id.clone(),
-            rule.to_string(),
-            sql.to_string(),
+        self.ctx.proxy.access.audit().statement_denied_later(
+            &self.ctx.principal,
+            &self.ctx.session_id,
+            rule,
+            sql,
+            detail,
         );
-        tokio::spawn(async move {
-            audit
-                .statement_denied(&principal, &session, &rule, &sql, detail)
-                .await;
-        });
     }
 
     /// Sends a held statement on under the verdict it got.
@@ -1230,16 +1220,13 @@ impl ClientSide {
                 .portals
                 .get(portal)
                 .and_then(|p| p.signal_pids.clone())
-                .is_none_or(|pids| pids.iter().all(|p| p.is_some_and(|p| self.owns_backend(p)))),
+                .is_none_or(|pids| self.owns_all(&pids)),
             None => {
-                !may_signal_backends(&h.stmt.sql)
-                    || self
-                        .engine
-                        .get()
-                        .analysis(&h.stmt.sql)
-                        .backend_signals
-                        .iter()
-                        .all(|t| matches!(*t, SignalTarget::Pid(p) if self.owns_backend(p)))
+                !gatehouse_policy::analyze::may_name_backend_signal(&h.stmt.sql)
+                    || self.signals_allowed(
+                        &self.engine.get().analysis(&h.stmt.sql).backend_signals,
+                        false,
+                    )
             }
         }
     }
@@ -1592,8 +1579,7 @@ impl ClientSide {
                 // may since be another caller's.
                 let verdict = match &signal_pids {
                     Some(pids)
-                        if !matches!(*verdict, Verdict::Deny { .. })
-                            && !pids.iter().all(|p| p.is_some_and(|p| self.owns_backend(p))) =>
+                        if !matches!(*verdict, Verdict::Deny { .. }) && !self.owns_all(pids) =>
                     {
                         Arc::new(backend_signal_refusal())
                     }

@@ -530,7 +530,7 @@ async fn connect(
                         rec.spec.name
                     )
                 })
-            } else if read_only && crate::relay::is_read_only_setting(name) {
+            } else if read_only && gatehouse_policy::analyze::is_read_only_setting(name) {
                 Some(format!(
                     "not applied: connection \"{}\" is read-only",
                     rec.spec.name
@@ -549,7 +549,7 @@ async fn connect(
     // A read-only connection's sessions start in read-only mode, which the
     // database enforces; the client's own setting of it is not applied.
     if read_only {
-        settings.retain(|(name, _)| !crate::relay::is_read_only_setting(name));
+        settings.retain(|(name, _)| !gatehouse_policy::analyze::is_read_only_setting(name));
         settings.push(("default_transaction_read_only".into(), "on".into()));
     }
 

@@ -279,13 +279,11 @@ pub fn analyze(sql: &str) -> Analysis {
     // column's DEFAULT, a CHECK, a rule's action, a cursor's query): their
     // tree is walked for every call.
     let mut all_calls = false;
+    let returning = contains_word(sql, "returning");
     for t in &summary.statement_types {
         all_calls |= !SUMMARY_LISTS_CALLS.contains(&t.as_str())
-            // Nor a COPY's WHERE, nor a RETURNING list, nor MERGE's source.
-            || t == "CopyStmt"
-            || t == "MergeStmt"
-            || (matches!(t.as_str(), "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt")
-                && contains_word(sql, "returning"));
+            // Nor a RETURNING list's.
+            || (returning && matches!(t.as_str(), "InsertStmt" | "UpdateStmt" | "DeleteStmt"));
         raise(&mut class, class_of(t));
         a.anonymous_code |= t == "DoStmt";
         a.prepared |= matches!(t.as_str(), "PrepareStmt" | "ExecuteStmt");
@@ -411,23 +409,33 @@ pub fn analyze(sql: &str) -> Analysis {
     a
 }
 
-/// Statement kinds whose class depends on their details.
-/// Whether `sql` may call one of [`BACKEND_SIGNALS`]: it has `_backend`
-/// (in any case) or an `&` (of a Unicode-escaped name, `U&"…"`).
-fn may_name_backend_signal(sql: &str) -> bool {
+/// Whether `sql` may call one of [`BACKEND_SIGNALS`]: it has `_backend` (in
+/// any case) or a Unicode-escaped name (`U&"…"`). Cheap (the PostgreSQL
+/// proxy asks it of every statement when no rule needs an analysis), and
+/// wrong only towards "maybe".
+pub fn may_name_backend_signal(sql: &str) -> bool {
     let b = sql.as_bytes();
-    b.contains(&b'&') || b.windows(8).any(|w| w.eq_ignore_ascii_case(b"_backend"))
+    memchr::memchr_iter(b'_', b).any(|i| {
+        b.get(i + 1..i + 8)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"backend"))
+    }) || has_unicode_escape(b)
 }
 
-/// Statement kinds whose every function call libpg_query's summary lists.
-/// Of other kinds the tree is walked for calls as well.
+/// Whether `b` has `U&` (in any case): a Unicode-escaped identifier or
+/// string, whose text names nothing literally.
+fn has_unicode_escape(b: &[u8]) -> bool {
+    memchr::memchr_iter(b'&', b).any(|i| i > 0 && b[i - 1].eq_ignore_ascii_case(&b'u'))
+}
+
+/// Statement kinds whose every function call and table libpg_query's
+/// summary lists (but for a write's RETURNING list). Of other kinds (DDL
+/// expressions, a rule's action, a cursor's query, COPY's WHERE, MERGE's
+/// source) the tree is walked for them as well.
 const SUMMARY_LISTS_CALLS: &[&str] = &[
     "SelectStmt",
     "InsertStmt",
     "UpdateStmt",
     "DeleteStmt",
-    "MergeStmt",
-    "CopyStmt",
     "ExplainStmt",
     "CreateTableAsStmt",
     "ViewStmt",
@@ -472,49 +480,67 @@ fn unquoted(name: &str) -> String {
     out
 }
 
+/// Every object of a parse tree's JSON (each node, and the objects inside
+/// it), depth first and in order.
+fn objects(
+    json: &serde_json::Value,
+) -> impl Iterator<Item = &serde_json::Map<String, serde_json::Value>> {
+    use serde_json::Value;
+    let mut stack = vec![json];
+    std::iter::from_fn(move || {
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Object(m) => {
+                    // Children pushed last to first, so they come in order.
+                    stack.extend(m.values().rev());
+                    return Some(m);
+                }
+                Value::Array(items) => stack.extend(items.iter().rev()),
+                _ => {}
+            }
+        }
+        None
+    })
+}
+
 /// Every table a parse tree's JSON names (`schema.table` or `table`), but
 /// the names of its common table expressions.
 fn tables_in(json: &serde_json::Value) -> std::collections::BTreeSet<String> {
     use serde_json::Value;
     let mut tables = std::collections::BTreeSet::new();
     let mut ctes = std::collections::BTreeSet::new();
-    let mut stack = vec![json];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Object(m) => {
-                if let Some(Value::Object(r)) = m.get("RangeVar")
-                    && let Some(rel) = r.get("relname").and_then(Value::as_str)
-                {
-                    match r.get("schemaname").and_then(Value::as_str) {
-                        Some(schema) if !schema.is_empty() => {
-                            tables.insert(format!("{schema}.{rel}"));
-                        }
-                        _ => {
-                            tables.insert(rel.to_string());
-                        }
-                    }
-                }
-                if let Some(Value::Object(c)) = m.get("CommonTableExpr")
-                    && let Some(name) = c.get("ctename").and_then(Value::as_str)
-                {
-                    ctes.insert(name.to_string());
-                }
-                stack.extend(m.values());
-            }
-            Value::Array(items) => stack.extend(items.iter()),
-            _ => {}
+    for m in objects(json) {
+        if let Some(Value::Object(r)) = m.get("RangeVar")
+            && let Some(rel) = r.get("relname").and_then(Value::as_str)
+        {
+            tables.insert(match r.get("schemaname").and_then(Value::as_str) {
+                Some(schema) if !schema.is_empty() => format!("{schema}.{rel}"),
+                _ => rel.to_string(),
+            });
+        }
+        if let Some(Value::Object(c)) = m.get("CommonTableExpr")
+            && let Some(name) = c.get("ctename").and_then(Value::as_str)
+        {
+            ctes.insert(name.to_string());
         }
     }
     tables.retain(|t| !ctes.contains(t));
     tables
 }
 
+/// Whether `name` (a setting, in any case) decides whether transactions are
+/// read-only.
+pub fn is_read_only_setting(name: &str) -> bool {
+    name.eq_ignore_ascii_case("default_transaction_read_only")
+        || name.eq_ignore_ascii_case("transaction_read_only")
+}
+
 /// Whether `sql` may change whether transactions are read-only (see
 /// [`lifts_read_only`]): it names `read_only`, has both `read` and `write`,
-/// calls `set_config`, or has an `&` (a Unicode-escaped name, `U&"…"`).
-/// Cheap, and wrong only towards "maybe".
+/// calls `set_config`, or has a Unicode-escaped name (`U&"…"`). Cheap, and
+/// wrong only towards "maybe".
 pub fn may_lift_read_only(sql: &str) -> bool {
-    sql.contains('&')
+    has_unicode_escape(sql.as_bytes())
         || contains_word(sql, "read_only")
         || contains_word(sql, "set_config")
         || (contains_word(sql, "read") && contains_word(sql, "write"))
@@ -536,88 +562,68 @@ pub fn lifts_read_only(sql: &str) -> bool {
         return true;
     };
     // A constant that is on: `on`, `true`, `yes`, `1`, TRUE.
-    let is_on = |v: Option<&Value>| match json_node(v) {
-        Some(("AConst", c)) => match c.get("val") {
-            Some(Value::Object(val)) => match val.iter().next() {
-                Some((kind, body)) => match kind.as_str() {
-                    "Boolval" => body.get("boolval").and_then(Value::as_bool) == Some(true),
-                    "Ival" => body
-                        .get("ival")
-                        .and_then(Value::as_i64)
-                        .is_some_and(|i| i != 0),
-                    "Sval" => body.get("sval").and_then(Value::as_str).is_some_and(|s| {
-                        ["on", "true", "yes", "1"]
-                            .iter()
-                            .any(|t| s.trim().eq_ignore_ascii_case(t))
-                    }),
-                    _ => false,
-                },
-                None => false,
-            },
+    let is_on = |v: Option<&Value>| {
+        let Some(("AConst", c)) = json_node(v) else {
+            return false;
+        };
+        let Some((kind, body)) = c
+            .get("val")
+            .and_then(Value::as_object)
+            .and_then(|m| m.iter().next())
+        else {
+            return false;
+        };
+        match kind.as_str() {
+            "Boolval" => body.get("boolval").and_then(Value::as_bool) == Some(true),
+            "Ival" => body
+                .get("ival")
+                .and_then(Value::as_i64)
+                .is_some_and(|i| i != 0),
+            "Sval" => body.get("sval").and_then(Value::as_str).is_some_and(|s| {
+                ["on", "true", "yes", "1"]
+                    .iter()
+                    .any(|t| s.trim().eq_ignore_ascii_case(t))
+            }),
             _ => false,
-        },
-        _ => false,
-    };
-    let read_only_setting = |name: &str| {
-        name.eq_ignore_ascii_case("default_transaction_read_only")
-            || name.eq_ignore_ascii_case("transaction_read_only")
-    };
-    let mut stack = vec![&json];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Object(m) => {
-                if let Some(Value::Object(set)) = m.get("VariableSetStmt")
-                    && set
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .is_some_and(read_only_setting)
-                {
-                    // VAR_SET_DEFAULT (2) and VAR_RESET (5) go back to the
-                    // session's start.
-                    let kind = set.get("kind").and_then(Value::as_i64);
-                    let args = set.get("args").and_then(Value::as_array);
-                    let to_on = args.is_some_and(|a| a.len() == 1 && is_on(a.first()));
-                    if !matches!(kind, Some(2 | 5)) && !to_on {
-                        return true;
-                    }
-                }
-                if let Some(Value::Object(d)) = m.get("DefElem")
-                    && d.get("defname").and_then(Value::as_str) == Some("transaction_read_only")
-                    && !is_on(d.get("arg"))
-                {
-                    return true;
-                }
-                if let Some(Value::Object(call)) = m.get("FuncCall")
-                    && let Some(("String", f)) = call
-                        .get("funcname")
-                        .and_then(Value::as_array)
-                        .and_then(|n| json_node(n.last()))
-                    && f.get("sval")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| n.eq_ignore_ascii_case("set_config"))
-                {
-                    let args = call.get("args").and_then(Value::as_array);
-                    let setting = match json_node(args.and_then(|a| a.first())) {
-                        Some(("AConst", c)) => c
-                            .get("val")
-                            .and_then(|v| v.get("Sval"))
-                            .and_then(|v| v.get("sval"))
-                            .and_then(Value::as_str),
-                        _ => None,
-                    };
-                    match setting {
-                        Some(name) if !read_only_setting(name) => {}
-                        Some(_) if is_on(args.and_then(|a| a.get(1))) => {}
-                        _ => return true,
-                    }
-                }
-                stack.extend(m.values());
-            }
-            Value::Array(items) => stack.extend(items.iter()),
-            _ => {}
         }
-    }
-    false
+    };
+    objects(&json).any(|m| {
+        if let Some(Value::Object(set)) = m.get("VariableSetStmt")
+            && set
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(is_read_only_setting)
+        {
+            // VAR_SET_DEFAULT (2) and VAR_RESET (5) go back to the session's
+            // start.
+            let kind = set.get("kind").and_then(Value::as_i64);
+            let args = set.get("args").and_then(Value::as_array);
+            let to_on = args.is_some_and(|a| a.len() == 1 && is_on(a.first()));
+            return !matches!(kind, Some(2 | 5)) && !to_on;
+        }
+        if let Some(Value::Object(d)) = m.get("DefElem")
+            && d.get("defname").and_then(Value::as_str) == Some("transaction_read_only")
+        {
+            return !is_on(d.get("arg"));
+        }
+        if let Some((name, call)) = call_of(m)
+            && name == "set_config"
+        {
+            let args = call.get("args").and_then(Value::as_array);
+            return match json_node(args.and_then(|a| a.first())) {
+                Some(("AConst", c)) => c
+                    .get("val")
+                    .and_then(|v| v.get("Sval"))
+                    .and_then(|v| v.get("sval"))
+                    .and_then(Value::as_str)
+                    .is_none_or(|setting| {
+                        is_read_only_setting(setting) && !is_on(args.and_then(|a| a.get(1)))
+                    }),
+                _ => true,
+            };
+        }
+        false
+    })
 }
 
 /// Whether `sql` has `word` (in lower case) in any case, anywhere (in a
@@ -659,30 +665,24 @@ fn json_node(v: Option<&serde_json::Value>) -> Option<(&str, &serde_json::Value)
 /// lists, `PREPARE`'s and `DECLARE`'s queries).
 fn calls_in(
     json: &serde_json::Value,
-) -> Vec<(String, &serde_json::Map<String, serde_json::Value>)> {
+) -> impl Iterator<Item = (String, &serde_json::Map<String, serde_json::Value>)> {
+    objects(json).filter_map(call_of)
+}
+
+/// The function an object of a parse tree's JSON calls, if it is a call
+/// (`{"FuncCall": …}`): its name (unqualified, in lower case) and the node.
+fn call_of(
+    m: &serde_json::Map<String, serde_json::Value>,
+) -> Option<(String, &serde_json::Map<String, serde_json::Value>)> {
     use serde_json::Value;
-    let mut found = Vec::new();
-    // Depth first, children in order (pushed last to first).
-    let mut stack = vec![json];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Object(m) => {
-                if let Some(Value::Object(call)) = m.get("FuncCall")
-                    && let Some(("String", s)) = call
-                        .get("funcname")
-                        .and_then(Value::as_array)
-                        .and_then(|n| json_node(n.last()))
-                    && let Some(name) = s.get("sval").and_then(Value::as_str)
-                {
-                    found.push((name.to_ascii_lowercase(), call));
-                }
-                stack.extend(m.values().rev());
-            }
-            Value::Array(items) => stack.extend(items.iter().rev()),
-            _ => {}
-        }
-    }
-    found
+    let Some(Value::Object(call)) = m.get("FuncCall") else {
+        return None;
+    };
+    let name = match json_node(call.get("funcname")?.as_array()?.last())? {
+        ("String", s) => s.get("sval")?.as_str()?.to_ascii_lowercase(),
+        _ => return None,
+    };
+    Some((name, call))
 }
 
 /// The process id a call (a `FuncCall` node's JSON) of one of
@@ -725,6 +725,7 @@ fn signal_target(
     }
 }
 
+/// Statement kinds whose class depends on their details.
 fn refine(node: pg_query::NodeRef<'_>, a: &mut Analysis) -> Vec<(Class, String)> {
     let mut out = Vec::new();
     let mut raise = |c: Class, why: String| out.push((c, why));
