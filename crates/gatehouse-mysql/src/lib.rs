@@ -18,7 +18,7 @@ pub mod handshake;
 pub mod local;
 pub mod proxy;
 mod relay;
-pub use relay::LocalEvent;
+pub use relay::{LocalEvent, database_switch, kill_target};
 pub mod scramble;
 pub mod stream;
 pub mod upstream;

@@ -181,6 +181,11 @@ pub async fn open_upstream(
 }
 
 /// Where a `mysql://user@host:port/db?sslmode=…` connection URL points.
+/// The database a `mysql://` connection URL names, if it names one.
+pub fn url_database(url: &str) -> Option<String> {
+    target(url).ok().and_then(|(_, database, _)| database)
+}
+
 fn target(url: &str) -> Result<(Target, Option<String>, SslMode), String> {
     let u = url::Url::parse(url).map_err(|e| format!("the connection URL is not valid: {e}"))?;
     let host = u

@@ -69,6 +69,72 @@ pub(crate) fn parse_kill(sql: &str) -> Option<(String, u32)> {
     Some((how, word.parse().ok()?))
 }
 
+/// Why a statement may not run on `connection`, which is for `database`,
+/// because it switches to another database (`USE other`); `USE` of the
+/// connection's own database is fine. Anything else the analysis says
+/// changes the database (a `USE` among other statements) is refused too.
+pub fn database_switch(
+    connection: &str,
+    database: Option<&str>,
+    sql: &str,
+    a: &gatehouse_policy::Analysis,
+) -> Option<String> {
+    if !a.reasons.iter().any(|r| r.contains("changes database")) {
+        return None;
+    }
+    let t = sql.trim().trim_end_matches(';').trim();
+    let named = t
+        .get(..4)
+        .filter(|k| k.eq_ignore_ascii_case("use "))
+        .map(|_| t[4..].trim().trim_matches('`'))
+        .filter(|n| !n.is_empty() && !n.contains([';', ' ', '`', '/', '#', '-']));
+    if named.is_some() && named == database {
+        return None;
+    }
+    Some(format!(
+        "connection \"{connection}\" is for database {}; switching databases is not allowed (connect through the Gatehouse connection for the other database)",
+        database.unwrap_or("(none)")
+    ))
+}
+
+/// The session a `KILL` by `principal` on `connection` ends, with how
+/// (`Ok(None)`: `sql` is no KILL). Its id is the connection id Gatehouse
+/// gave a client, not the upstream's: Gatehouse sends the KILL on with the
+/// upstream thread of that session, if the session is the caller's own on
+/// this connection. Every session of a connection logs in upstream as the
+/// same user, who may end any of them, so a KILL passed on as written
+/// could end another caller's statement. Other forms (`KILL USER`, `KILL
+/// QUERY ID`, a KILL among other statements) are refused: `Err` says why.
+pub fn kill_target(
+    sessions: &gatehouse_pg::LiveSessions,
+    principal: &str,
+    connection: &str,
+    sql: &str,
+    a: &gatehouse_policy::Analysis,
+) -> Result<Option<(gatehouse_pg::MysqlSession, String)>, String> {
+    if !a
+        .reasons
+        .iter()
+        .any(|r| r == gatehouse_policy::analyze_mysql::KILL_REASON)
+    {
+        return Ok(None);
+    }
+    let Some((how, id)) = parse_kill(sql) else {
+        return Err(
+            "Gatehouse passes on a KILL only as KILL [QUERY | CONNECTION] ID, alone, where ID is the connection id Gatehouse gave one of your sessions".into(),
+        );
+    };
+    match sessions
+        .mysql_session(id, principal)
+        .filter(|s| s.connection == connection)
+    {
+        Some(s) => Ok(Some((s, how))),
+        None => Err(format!(
+            "{principal} has no session with id {id} on connection \"{connection}\" here (a KILL may end only your own sessions on the same connection, by the id Gatehouse gave them)"
+        )),
+    }
+}
+
 /// The KILL to send upstream for `KILL {how}` of `target`, or `None` when
 /// it was a `KILL QUERY` of a statement waiting for review: that statement
 /// is refused instead (nothing runs upstream yet).
@@ -837,63 +903,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Why a statement may not run because it switches to another
-    /// database (`USE other`); `USE` of the connection's own database is
-    /// fine. Anything else the analysis says changes the database (a `USE`
-    /// among other statements) is refused too.
+    /// Why a statement may not run because it switches databases (see
+    /// [`database_switch`]).
     fn database_switch(&self, sql: &str, a: &gatehouse_policy::Analysis) -> Option<String> {
-        if !a.reasons.iter().any(|r| r.contains("changes database")) {
-            return None;
-        }
-        let t = sql.trim().trim_end_matches(';').trim();
-        let named = t
-            .get(..4)
-            .filter(|k| k.eq_ignore_ascii_case("use "))
-            .map(|_| t[4..].trim().trim_matches('`'))
-            .filter(|n| !n.is_empty() && !n.contains([';', ' ', '`', '/', '#', '-']));
-        let own = self.ctx.database.as_deref();
-        if named.is_some() && named == own {
-            return None;
-        }
-        Some(format!(
-            "connection \"{}\" is for database {}; switching databases is not allowed (connect through the Gatehouse connection for the other database)",
-            self.ctx.connection,
-            own.unwrap_or("(none)")
-        ))
+        database_switch(&self.ctx.connection, self.ctx.database.as_deref(), sql, a)
     }
 
-    /// What to do with a `KILL`. Its id is the connection id Gatehouse gave
-    /// a client, not the upstream's: Gatehouse sends the KILL on with the
-    /// upstream thread of that session, if the session is the caller's own
-    /// on this connection. Every session of a connection logs in upstream
-    /// as the same user, who may end any of them, so a KILL passed on as
-    /// written could end another caller's statement. Other forms (`KILL
-    /// USER`, `KILL QUERY ID`, a KILL among other statements) are refused.
+    /// What to do with a `KILL` (see [`kill_target`]).
     fn kill(&self, sql: &str, a: &gatehouse_policy::Analysis) -> Kill {
-        if !a
-            .reasons
-            .iter()
-            .any(|r| r == gatehouse_policy::analyze_mysql::KILL_REASON)
-        {
-            return Kill::Pass;
-        }
-        let Some((how, id)) = parse_kill(sql) else {
-            return Kill::Refused(
-                "Gatehouse passes on a KILL only as KILL [QUERY | CONNECTION] ID, alone, where ID is the connection id Gatehouse gave one of your sessions".into(),
-            );
-        };
         let ctx = &self.ctx;
-        match ctx
-            .proxy
-            .sessions
-            .mysql_session(id, &ctx.principal.subject)
-            .filter(|s| s.connection == ctx.connection)
-        {
-            Some(s) => upstream_kill(&s, &how).map_or(Kill::Done, Kill::Upstream),
-            None => Kill::Refused(format!(
-                "{} has no session with id {id} on connection \"{}\" here (a KILL may end only your own sessions on the same connection, by the id Gatehouse gave them)",
-                ctx.principal.subject, ctx.connection
-            )),
+        match kill_target(
+            &ctx.proxy.sessions,
+            &ctx.principal.subject,
+            &ctx.connection,
+            sql,
+            a,
+        ) {
+            Ok(None) => Kill::Pass,
+            Ok(Some((target, how))) => {
+                upstream_kill(&target, &how).map_or(Kill::Done, Kill::Upstream)
+            }
+            Err(message) => Kill::Refused(message),
         }
     }
 

@@ -12,6 +12,7 @@
 //! `relay` (the two directions of a live session), `tls`, `stream`,
 //! `registry` (cancel keys and live sessions).
 
+pub mod built_in;
 pub mod catalog;
 pub mod codec;
 pub mod local;

@@ -419,15 +419,6 @@ fn may_prepare(sql: &str) -> bool {
     begins(0) || memchr::memchr_iter(b';', b).any(|i| begins(i + 1))
 }
 
-/// The refusal of a statement whose `pg_cancel_backend` or
-/// `pg_terminate_backend` names a backend not the caller's own.
-fn backend_signal_refusal() -> Verdict {
-    Verdict::Deny {
-        rule: "backend-signal".into(),
-        message: "pg_cancel_backend and pg_terminate_backend may name only the backend of one of your own sessions on this connection, as a literal process id or a bound parameter (its pg_backend_pid()): the connection's sessions share one database role, so they could end other callers' work".into(),
-    }
-}
-
 pub async fn run(
     ctx: Ctx,
     client: PgStream,
@@ -929,17 +920,6 @@ impl ClientSide {
         pids.iter().all(|p| p.is_some_and(|p| self.owns_backend(p)))
     }
 
-    /// Whether a statement's backend signals may run as they stand: literal
-    /// pids of the caller's own sessions, and (when the statement will be
-    /// `bound`) parameters, which are looked at once they are.
-    fn signals_allowed(&self, targets: &[SignalTarget], bound: bool) -> bool {
-        targets.iter().all(|t| match *t {
-            SignalTarget::Pid(pid) => self.owns_backend(pid),
-            SignalTarget::Param(_) => bound,
-            SignalTarget::Computed => false,
-        })
-    }
-
     /// The process ids a bound statement's backend signals name (`None`
     /// where the parameter named is missing, NULL or not a number).
     fn signal_pids(
@@ -1029,28 +1009,19 @@ impl ClientSide {
         if prepares && !matches!(d.verdict, Verdict::Deny { .. }) {
             engine.note_prepared(sql, &mut self.sources);
         }
-        if self.ctx.read_only
-            && !matches!(d.verdict, Verdict::Deny { .. })
-            && gatehouse_policy::analyze::may_lift_read_only(sql)
-            && gatehouse_policy::analyze::lifts_read_only(sql)
-        {
-            d.verdict = Verdict::Deny {
-                rule: "read-only".into(),
-                message: format!(
-                    "connection \"{}\" is read-only: its sessions may not leave read-only mode (default_transaction_read_only, transaction_read_only, READ WRITE)",
-                    self.ctx.connection
-                ),
-            };
-        }
         let mut signals = None;
-        if !matches!(d.verdict, Verdict::Deny { .. })
-            && (d.analysis.is_some() || gatehouse_policy::analyze::may_name_backend_signal(sql))
-        {
-            let analysis = d.analysis.clone().unwrap_or_else(|| engine.analysis(sql));
-            if !self.signals_allowed(&analysis.backend_signals, bound) {
-                d.verdict = backend_signal_refusal();
-            } else if !analysis.backend_signals.is_empty() {
-                signals = Some(Arc::from(analysis.backend_signals.as_slice()));
+        if !matches!(d.verdict, Verdict::Deny { .. }) {
+            match crate::built_in::check(
+                engine,
+                d.analysis.as_ref(),
+                sql,
+                &self.ctx.connection,
+                self.ctx.read_only,
+                bound,
+                |pid| self.owns_backend(pid),
+            ) {
+                Ok(s) => signals = s,
+                Err(refusal) => d.verdict = refusal,
             }
         }
         (d, signals)
@@ -1188,7 +1159,7 @@ impl ClientSide {
         // A review can take long: the backends a statement signals are
         // looked at again as it is released.
         let verdict = if refusal(&verdict).is_none() && !self.signals_own(&h) {
-            backend_signal_refusal()
+            crate::built_in::backend_signal_refusal()
         } else {
             verdict
         };
@@ -1223,9 +1194,10 @@ impl ClientSide {
                 .is_none_or(|pids| self.owns_all(&pids)),
             None => {
                 !gatehouse_policy::analyze::may_name_backend_signal(&h.stmt.sql)
-                    || self.signals_allowed(
+                    || crate::built_in::signals_allowed(
                         &self.engine.get().analysis(&h.stmt.sql).backend_signals,
                         false,
+                        |pid| self.owns_backend(pid),
                     )
             }
         }
@@ -1581,7 +1553,7 @@ impl ClientSide {
                     Some(pids)
                         if !matches!(*verdict, Verdict::Deny { .. }) && !self.owns_all(pids) =>
                     {
-                        Arc::new(backend_signal_refusal())
+                        Arc::new(crate::built_in::backend_signal_refusal())
                     }
                     _ => verdict,
                 };

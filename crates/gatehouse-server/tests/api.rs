@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestServer, closed_port, config};
+use common::{TestServer, closed_port, config, mysql_url};
 use serde_json::json;
 
 const SECRET: &str = "pw-Zq81-unique-in-this-test";
@@ -13,11 +13,6 @@ const SECRET: &str = "pw-Zq81-unique-in-this-test";
 fn pg_url() -> String {
     std::env::var("GATEHOUSE_TEST_PG_UPSTREAM")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn mysql_url() -> String {
-    std::env::var("GATEHOUSE_TEST_MYSQL_UPSTREAM")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{TestServer, connect, db_error, put_policy, unique, url};
+use common::{TestServer, connect, db_error, mysql_url, put_policy, unique, url};
 use serde_json::{Value, json};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -699,6 +699,170 @@ async fn a_policy_change_reaches_the_other_replica() {
     gatehouse_store::testing::drop_pg_database(&store)
         .await
         .expect("drop");
+}
+
+/// `policy test` decides a statement as the proxy would on that connection:
+/// in the connection's SQL dialect, refusing a caller without access, and
+/// with the refusals Gatehouse makes whatever the policy (leaving
+/// read-only mode, another caller's backend, switching databases, KILL).
+#[tokio::test]
+async fn policy_test_decides_as_the_proxy_would_on_that_connection() {
+    let s = TestServer::start().await;
+    let (status, v) = s
+        .pg_connection_with("ro", DIRECT, &["agents"], json!({"read_only": true}))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = s
+        .post(
+            "/v1/connections",
+            &s.admin,
+            json!({"name": "maria", "kind": "mysql", "url": mysql_url(), "groups": ["agents"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = s
+        .post(
+            "/v1/connections",
+            &s.admin,
+            json!({"name": "web", "kind": "http", "url": "http://127.0.0.1:9", "groups": ["agents"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    put_policy(
+        &s,
+        json!({"rules": [{"name": "no-secrets", "tables": ["secrets"], "action": "deny"}]}),
+    )
+    .await;
+    let test = |who: String, connection: &str, sql: &str| {
+        let body = json!({"as": who, "connection": connection, "sql": sql});
+        let s = &s;
+        async move {
+            let (status, v) = s.post("/v1/policy/test", &s.admin, body).await;
+            assert_eq!(status, 200, "{v}");
+            let verdict = &v["decision"]["verdict"];
+            (
+                verdict["action"].as_str().unwrap().to_string(),
+                verdict["rule"].as_str().unwrap_or("").to_string(),
+                v,
+            )
+        }
+    };
+    let agents = || "agents".to_string();
+
+    // PostgreSQL, a read-only connection: the statements that would leave
+    // read-only mode are refused, as the proxy refuses them.
+    for sql in [
+        "SET default_transaction_read_only = off",
+        "BEGIN READ WRITE",
+        "SELECT set_config('transaction_read_only', 'off', false)",
+    ] {
+        let (action, rule, v) = test(agents(), "ro", sql).await;
+        assert_eq!(
+            (action.as_str(), rule.as_str()),
+            ("deny", "read-only"),
+            "{sql}: {v}"
+        );
+    }
+    let (action, _, v) = test(agents(), "ro", "SELECT 1").await;
+    assert_eq!(action, "allow", "{v}");
+    // A group the connection is not open to is refused, naming who may.
+    let (action, rule, v) = test("others".into(), "ro", "SELECT 1").await;
+    assert_eq!((action.as_str(), rule.as_str()), ("deny", "access"), "{v}");
+    let message = v["decision"]["verdict"]["message"].as_str().unwrap();
+    assert!(message.contains("open to the groups agents"), "{message}");
+
+    // Backend signals: only the backends of the caller's own sessions.
+    let agent = s.token("bot", &["agents"]).await;
+    let other = s.token("bot2", &["agents"]).await;
+    let gw = connect(&s.pg_url(&format!("bot:{agent}"), "ro")).await;
+    let pid: i32 = gw
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let cancel = format!("SELECT pg_cancel_backend({pid})");
+    let (action, _, v) = test(agent.clone(), "ro", &cancel).await;
+    assert_eq!(action, "allow", "the caller's own session: {v}");
+    let (action, rule, v) = test(other.clone(), "ro", &cancel).await;
+    assert_eq!(
+        (action.as_str(), rule.as_str()),
+        ("deny", "backend-signal"),
+        "{v}"
+    );
+    let (action, rule, v) = test(
+        agent.clone(),
+        "ro",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+    )
+    .await;
+    assert_eq!(
+        (action.as_str(), rule.as_str()),
+        ("deny", "backend-signal"),
+        "{v}"
+    );
+    // What the proxy does with the same statement from the other caller.
+    let gw_other = connect(&s.pg_url(&format!("bot2:{other}"), "ro")).await;
+    let e = gw_other.simple_query(&cancel).await.unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: backend-signal");
+
+    // MySQL: decided in MySQL's dialect (backticks, not a parse error).
+    let (action, rule, v) = test(agents(), "maria", "SELECT `v` FROM `secrets`").await;
+    assert_eq!(
+        (action.as_str(), rule.as_str()),
+        ("deny", "no-secrets"),
+        "{v}"
+    );
+    assert_eq!(v["analysis"]["class"], "read", "{v}");
+    let (action, _, v) = test(agents(), "maria", "SELECT `v` FROM `orders`").await;
+    assert_eq!(action, "allow", "{v}");
+    let (action, rule, v) = test(agents(), "maria", "USE mysql").await;
+    assert_eq!(
+        (action.as_str(), rule.as_str()),
+        ("deny", "database"),
+        "{v}"
+    );
+    let (action, _, v) = test(agents(), "maria", "USE test").await;
+    assert_eq!(action, "allow", "the connection's own database: {v}");
+    for sql in ["KILL USER root", "KILL 12345"] {
+        let (action, rule, v) = test(agents(), "maria", sql).await;
+        assert_eq!(
+            (action.as_str(), rule.as_str()),
+            ("deny", "kill"),
+            "{sql}: {v}"
+        );
+    }
+
+    // A connection that does not exist, or is not SQL, is an error.
+    let (status, v) = s
+        .post(
+            "/v1/policy/test",
+            &s.admin,
+            json!({"as": "agents", "connection": "nope", "sql": "SELECT 1"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no connection named \"nope\""),
+        "{v}"
+    );
+    let (status, v) = s
+        .post(
+            "/v1/policy/test",
+            &s.admin,
+            json!({"as": "agents", "connection": "web", "sql": "SELECT 1"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is a http connection"),
+        "{v}"
+    );
 }
 
 /// SQL's PREPAREs made while no rule applied (statements are then not

@@ -339,7 +339,7 @@ fn policy_from_the_declarative_file_and_policy_test() {
 name = "shop"
 kind = "postgres"
 url = "{}"
-groups = ["agents"]
+groups = ["agents", "dba"]
 
 [policy]
 default = "allow"
@@ -408,6 +408,25 @@ method = "partial"
         ],
     ));
     assert!(allowed.contains("decision: allow"), "{allowed}");
+    // A group the connection is not open to: refused as the proxy would.
+    let no_access = s.cli(
+        &s.admin,
+        &[
+            "policy",
+            "test",
+            "--as",
+            "ops",
+            "--connection",
+            "shop",
+            "SELECT 1",
+        ],
+    );
+    assert_eq!(no_access.status.code(), Some(1), "{}", err(&no_access));
+    assert!(
+        out(&no_access).contains("rule:     access"),
+        "{}",
+        out(&no_access)
+    );
 
     // A policy error names its line, and nothing changes.
     let bad = s.path("bad-policy.toml");

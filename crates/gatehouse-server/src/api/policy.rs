@@ -2,9 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use gatehouse_core::model::{Authn, Principal};
+use gatehouse_core::model::{Authn, ConnectionKind, Principal};
+use gatehouse_core::policy::Verdict;
 use gatehouse_core::policy::spec::PolicySpec;
-use gatehouse_policy::Engine;
+use gatehouse_policy::{Engine, SqlDialect};
 use serde::Deserialize;
 
 use super::auth::Admin;
@@ -110,18 +111,96 @@ pub async fn test(
             }
         }
     };
+    // Decided as the proxy decides it on that connection: its dialect, the
+    // caller's access and just-in-time grant, and the built-in refusals.
+    let record = state
+        .store
+        .get_connection(&req.connection)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no connection named \"{}\" (see `gatehouse connections list`)",
+                req.connection
+            ))
+        })?;
+    let spec = &record.spec;
+    let dialect = match spec.kind {
+        ConnectionKind::Postgres => SqlDialect::Postgres,
+        ConnectionKind::Mysql => SqlDialect::Mysql,
+        kind => {
+            return Err(ApiError::bad_request(format!(
+                "connection \"{}\" is a {} connection: policy test decides SQL statements, on postgres and mysql connections",
+                spec.name,
+                kind.as_str()
+            )));
+        }
+    };
     let engine = state.policy.engine();
-    let decision = engine.decide(
+    let grant = state.access.grant_for(&principal.subject, &spec.name);
+    let mut decision = engine.decide_with_grant_in(
+        dialect,
         &principal,
-        &req.connection,
+        &spec.name,
         &req.sql,
         gatehouse_core::now_ms(),
+        grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
     );
+    if !spec.allows(&principal) && grant.is_none() {
+        decision.verdict = Verdict::Deny {
+            rule: "access".into(),
+            message: format!(
+                "{} may not use connection \"{}\": it is open to the groups {}",
+                principal.subject,
+                spec.name,
+                spec.groups.join(", ")
+            ),
+        };
+    } else if !matches!(decision.verdict, Verdict::Deny { .. }) {
+        let refusal = match dialect {
+            SqlDialect::Postgres => gatehouse_pg::built_in::check(
+                &engine,
+                decision.analysis.as_ref(),
+                &req.sql,
+                &spec.name,
+                spec.settings.read_only == Some(true),
+                false,
+                |pid| {
+                    state
+                        .live
+                        .is_pg_backend_of(&principal.subject, &spec.name, pid)
+                },
+            )
+            .err(),
+            SqlDialect::Mysql => {
+                let a = engine.analysis_in(dialect, &req.sql);
+                let database = gatehouse_mysql::proxy::url_database(&spec.url);
+                let deny = |rule: &str, message: String| Verdict::Deny {
+                    rule: rule.into(),
+                    message,
+                };
+                gatehouse_mysql::database_switch(&spec.name, database.as_deref(), &req.sql, &a)
+                    .map(|m| deny("database", m))
+                    .or_else(|| {
+                        gatehouse_mysql::kill_target(
+                            &state.live,
+                            &principal.subject,
+                            &spec.name,
+                            &req.sql,
+                            &a,
+                        )
+                        .err()
+                        .map(|m| deny("kill", m))
+                    })
+            }
+        };
+        if let Some(refusal) = refusal {
+            decision.verdict = refusal;
+        }
+    }
     let analysis = match &decision.analysis {
         Some(a) => serde_json::to_value(a.as_ref()).map_err(ApiError::internal)?,
-        None => {
-            serde_json::to_value(engine.analysis(&req.sql).as_ref()).map_err(ApiError::internal)?
-        }
+        None => serde_json::to_value(engine.analysis_in(dialect, &req.sql).as_ref())
+            .map_err(ApiError::internal)?,
     };
     Ok(Json(serde_json::json!({
         "principal": { "subject": principal.subject, "groups": principal.groups },

@@ -191,6 +191,12 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The machine's MariaDB, as a connection URL.
+pub fn mysql_url() -> String {
+    std::env::var("GATEHOUSE_TEST_MYSQL_UPSTREAM")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
 pub fn url(s: &TestServer, token: &str) -> String {
     format!(
         "postgresql://bot:{token}@{}:{}/shop",
