@@ -7,11 +7,12 @@
 //! Beyond that, three properties about statements hiding:
 //! - after a text that parses, a statement on a new line after `;` is
 //!   always seen (nothing the text opened can swallow it), and so is a
-//!   `KILL` there (its reason, which the MySQL proxy looks for);
+//!   `KILL` there (its reason, which the MySQL proxy looks for), and a
+//!   `SET tx_read_only` there leaves read-only mode;
 //! - the text wrapped in an executable comment (`/*! … */`, which MySQL
 //!   runs) analyses as the text itself, or does not parse.
 #![no_main]
-use gatehouse_policy::analyze_mysql::KILL_REASON;
+use gatehouse_policy::analyze_mysql::{KILL_REASON, lifts_read_only_mysql};
 use gatehouse_policy::{Class, analyze_mysql, column_refs_mysql};
 use libfuzzer_sys::fuzz_target;
 
@@ -48,6 +49,13 @@ fuzz_target!(|data: &[u8]| {
             killing.reasons.iter().any(|r| r == KILL_REASON),
             "a KILL after {sql:?} was not seen: {killing:?}"
         );
+    }
+
+    // A read-only connection's sessions may not leave read-only mode: no
+    // text may hide a SET of it from the check either.
+    let leaving = format!("{sql}\n;SET tx_read_only = 0");
+    if analyze_mysql(&leaving).class.is_some() {
+        assert!(lifts_read_only_mysql(&leaving), "{leaving:?}");
     }
 
     let wrapped = analyze_mysql(&format!("/*! {sql}\n*/"));

@@ -696,12 +696,12 @@ region = "eu-west-1"
             e.message
         );
         let e = error_of(
-            "[[connections]]\nname = \"a\"\nkind = \"mysql\"\nurl = \"mysql://h/db\"\nread_only = true\n",
+            "[[connections]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://h/\"\nread_only = true\n",
         );
         assert_eq!(e.line, 1);
         assert!(
             e.message
-                .contains("read_only belongs to postgres connections, not mysql"),
+                .contains("read_only belongs to postgres and mysql connections, not http"),
             "{}",
             e.message
         );

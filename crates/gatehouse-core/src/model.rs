@@ -66,9 +66,10 @@ pub struct ConnectionSettings {
     /// the database's own connection slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<u64>,
-    /// PostgreSQL connections: every session runs in read-only
+    /// PostgreSQL and MySQL connections: every session runs in read-only
     /// transactions, which the database itself enforces
-    /// (`default_transaction_read_only`); callers may not change that.
+    /// (`default_transaction_read_only`; `SET SESSION TRANSACTION READ
+    /// ONLY`); callers may not change that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
     /// Rows of each result kept in the session recording, as the caller
@@ -266,9 +267,11 @@ impl ConnectionSpec {
         if s.max_sessions == Some(0) {
             return Err(bad("max_sessions is at least 1".into()));
         }
-        if s.read_only.is_some() && self.kind != ConnectionKind::Postgres {
+        if s.read_only.is_some()
+            && !matches!(self.kind, ConnectionKind::Postgres | ConnectionKind::Mysql)
+        {
             return Err(bad(format!(
-                "read_only belongs to postgres connections, not {}",
+                "read_only belongs to postgres and mysql connections, not {}",
                 self.kind
             )));
         }

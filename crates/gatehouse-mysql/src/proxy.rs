@@ -131,6 +131,9 @@ pub(crate) struct Ready {
     connection: String,
     database: Option<String>,
     upstream: upstream::Upstream,
+    /// What the upstream session was started with (see [`relay::Ctx`]).
+    setup: Arc<[String]>,
+    read_only: bool,
     max_session: Option<Duration>,
     /// The connection's statement timeout (enforced by a watchdog too).
     statement_timeout: Option<Duration>,
@@ -549,18 +552,26 @@ pub(crate) async fn connect(
             ),
         ));
     }
+    // What the upstream session starts with, and starts with again after a
+    // COM_RESET_CONNECTION.
+    let mut setup = Vec::new();
     if let Some(ms) = rec.spec.settings.statement_timeout_ms {
-        up.query(&statement_timeout_sql(&up.server_version, ms))
-            .await
-            .map_err(|e| {
-                refuse(
-                    2013,
-                    "HY000",
-                    format!(
-                        "Gatehouse could not set the statement timeout of connection \"{name}\": {e}"
-                    ),
-                )
-            })?;
+        setup.push(statement_timeout_sql(&up.server_version, ms));
+    }
+    let read_only = rec.spec.settings.read_only == Some(true);
+    if read_only {
+        setup.push(READ_ONLY_SQL.to_string());
+    }
+    for sql in &setup {
+        up.query(sql).await.map_err(|e| {
+            refuse(
+                2013,
+                "HY000",
+                format!(
+                    "Gatehouse could not start a session of connection \"{name}\" with {sql}: {e}"
+                ),
+            )
+        })?;
     }
     Ok(Ready {
         session_id: new_session_id(),
@@ -568,6 +579,8 @@ pub(crate) async fn connect(
         connection: rec.spec.name,
         database,
         upstream: up,
+        setup: setup.into(),
+        read_only,
         max_session: rec.spec.settings.max_session_secs.map(Duration::from_secs),
         statement_timeout: rec
             .spec
@@ -585,6 +598,12 @@ pub(crate) async fn connect(
         slot,
     })
 }
+
+/// What a read-only connection's upstream sessions start with: every
+/// transaction after it is read-only (MySQL's and MariaDB's own refusal,
+/// 1792, of any write), unless the session changes it, which the relay
+/// refuses.
+const READ_ONLY_SQL: &str = "SET SESSION TRANSACTION READ ONLY";
 
 /// The statement that sets a connection's statement timeout of `ms` on the
 /// upstream session: MariaDB's `max_statement_time` (seconds, every
@@ -638,6 +657,8 @@ pub(crate) async fn run<S>(
         connection,
         database,
         upstream,
+        setup,
+        read_only,
         max_session,
         statement_timeout,
         record_rows,
@@ -721,6 +742,8 @@ pub(crate) async fn run<S>(
             connection,
             session_id: session_id.clone(),
             database,
+            setup,
+            read_only,
             capabilities: how.caps,
             record_rows,
             max_session,

@@ -97,6 +97,23 @@ pub fn database_switch(
     ))
 }
 
+/// Whether `sql` would take a session of a read-only connection out of
+/// read-only mode (see [`gatehouse_policy::analyze_mysql::lifts_read_only_mysql`]).
+pub fn leaves_read_only(sql: &str) -> bool {
+    gatehouse_policy::analyze_mysql::lifts_read_only_mysql(sql)
+}
+
+/// The refusal of a statement that would take a session of the read-only
+/// `connection` out of read-only mode.
+pub fn read_only_refusal(connection: &str) -> Verdict {
+    Verdict::Deny {
+        rule: "read-only".into(),
+        message: format!(
+            "connection \"{connection}\" is read-only: its sessions may not leave read-only mode (tx_read_only, transaction_read_only, READ WRITE), nor run text made at run time (PREPARE … FROM a variable, EXECUTE IMMEDIATE of one)"
+        ),
+    }
+}
+
 /// The session a `KILL` by `principal` on `connection` ends, with how
 /// (`Ok(None)`: `sql` is no KILL). Its id is the connection id Gatehouse
 /// gave a client, not the upstream's: Gatehouse sends the KILL on with the
@@ -170,6 +187,13 @@ pub(crate) struct Ctx {
     pub session_id: String,
     /// The upstream database the connection is for.
     pub database: Option<String>,
+    /// The statements the upstream session was started with (the
+    /// connection's statement timeout, read-only mode): run again after a
+    /// `COM_RESET_CONNECTION`, which undoes them.
+    pub setup: Arc<[String]>,
+    /// A read-only connection: statements that would leave read-only mode
+    /// are refused.
+    pub read_only: bool,
     /// Capabilities in force on both sides.
     pub capabilities: u32,
     pub record_rows: usize,
@@ -544,6 +568,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         {
             gatehouse_pg::depend_on(&self.ctx.grants, id);
         }
+        if self.ctx.read_only && !matches!(d.verdict, Verdict::Deny { .. }) && leaves_read_only(sql)
+        {
+            return (read_only_refusal(&self.ctx.connection), None);
+        }
         let mask = d.mask.map(|m| {
             let refs = engine.column_refs_in(SqlDialect::Mysql, sql);
             (m.plan, m.taint, refs)
@@ -859,14 +887,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.one_reply().await?;
                 Ok(true)
             }
-            Command::Ping
-            | Command::Statistics
-            | Command::StmtReset
-            | Command::SetOption
-            | Command::ResetConnection => {
-                if cmd == Command::ResetConnection {
-                    self.prepared.clear();
+            Command::ResetConnection => {
+                self.prepared.clear();
+                self.forward(payload).await?;
+                let reply = self.read_up().await?;
+                if !is_err(&reply.payload) {
+                    self.start_again().await?;
                 }
+                self.relay(&reply);
+                Ok(true)
+            }
+            Command::Ping | Command::Statistics | Command::StmtReset | Command::SetOption => {
                 self.forward(payload).await?;
                 self.one_reply().await?;
                 Ok(true)
@@ -927,6 +958,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// Runs the statements the upstream session started with again, after
+    /// a `COM_RESET_CONNECTION` undid them; the session ends if one fails.
+    async fn start_again(&mut self) -> Result<(), String> {
+        for sql in self.ctx.setup.clone().iter() {
+            let mut query = BytesMut::new();
+            codec::build_command(&mut query, Command::Query, sql.as_bytes());
+            self.write_up(&query).await?;
+            let reply = self.read_up().await?;
+            if reply.payload.first() != Some(&0x00) {
+                return Err(format!(
+                    "the session could not be started again after COM_RESET_CONNECTION with {sql}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn forward(&mut self, payload: &[u8]) -> Result<(), String> {
         if let Some(running) = &self.running {
             let mut running = running_lock(running);
@@ -934,6 +982,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 *running = Some((self.seq, Instant::now()));
             }
         }
+        self.write_up(payload).await
+    }
+
+    async fn write_up(&mut self, payload: &[u8]) -> Result<(), String> {
         let mut b = BytesMut::with_capacity(payload.len() + 4);
         codec::put_packet(&mut b, 0, payload);
         self.up_w

@@ -25,7 +25,9 @@
 
 mod fallback;
 mod lex;
+mod read_only;
 mod stack;
+pub use read_only::lifts_read_only_mysql;
 
 use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;

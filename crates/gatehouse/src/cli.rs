@@ -421,7 +421,7 @@ pub struct AddConnection {
     /// MySQL connections).
     #[arg(long)]
     pub max_sessions: Option<u64>,
-    /// PostgreSQL connections: sessions run in read-only transactions,
+    /// PostgreSQL and MySQL connections: sessions run in read-only transactions,
     /// enforced by the database.
     #[arg(long)]
     pub read_only: bool,

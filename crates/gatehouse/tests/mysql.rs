@@ -1225,3 +1225,118 @@ fn ctrl_c_refuses_a_statement_waiting_for_review() {
         "old"
     );
 }
+
+/// A read-only MySQL connection (`read_only = true`): its sessions start
+/// upstream with `SET SESSION TRANSACTION READ ONLY`, so MariaDB itself
+/// refuses every write (1792); statements that would leave read-only mode
+/// are refused whatever the policy (rule `read-only`), in any spelling, as
+/// are texts made at run time; a COM_RESET_CONNECTION, which undoes the
+/// session's settings upstream, is followed by them again.
+#[test]
+fn a_read_only_mysql_connection_stays_read_only() {
+    let f = setup("ro");
+    // No rule refuses anything: read-only mode alone does.
+    apply_mysql_connection(
+        &f.s,
+        "reports",
+        "read_only = true\n\n[policy]\ndefault = \"allow\"\n",
+    );
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let (ok_, got, e) = python(
+        r#"
+import json, sys
+import pymysql, mysql.connector
+host, port, token, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out = {}
+c = pymysql.connect(host=host, port=port, user="bot", password=token, database="reports", autocommit=True)
+cur = c.cursor()
+def run(sql):
+    try:
+        cur.execute(sql)
+        return "ran"
+    except pymysql.err.MySQLError as e:
+        return [e.args[0], e.args[1]]
+cur.execute(f"SELECT count(*) FROM {table}")
+out["count"] = cur.fetchone()[0]
+out["insert"] = run(f"INSERT INTO {table} VALUES (9, 'x@example.com', 'x', 1)")
+out["create"] = run("CREATE TABLE gh_ro_never (a int)")
+out["set_text"] = run("SET @s = CONCAT('SET tx_r', 'ead_only = 0')")
+out["leaving"] = {sql: run(sql) for sql in [
+    "SET SESSION TRANSACTION READ WRITE",
+    "SET tx_read_only = 0",
+    "SET @@session.tx_read_only = OFF",
+    "START TRANSACTION READ WRITE",
+    f"SET STATEMENT tx_read_only = 0 FOR INSERT INTO {table} VALUES (9, 'x', 'x', 1)",
+    "/*!100000 SET tx_read_only = 0 */",
+    "PREPARE p FROM @s",
+    "EXECUTE IMMEDIATE CONCAT('SET tx_r', 'ead_only = 0')",
+    "BEGIN NOT ATOMIC SET tx_read_only = 0; END",
+]}
+out["isolation"] = run("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+cur.execute("SELECT @@tx_read_only")
+out["still"] = cur.fetchone()[0]
+out["insert_after"] = run(f"INSERT INTO {table} VALUES (9, 'x@example.com', 'x', 1)")
+
+m = mysql.connector.connect(host=host, port=port, user="bot", password=token, database="reports",
+                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True)
+m.cmd_reset_connection()
+mc = m.cursor()
+mc.execute("SELECT @@tx_read_only")
+out["after_reset"] = mc.fetchone()[0]
+try:
+    mc.execute(f"INSERT INTO {table} VALUES (9, 'x@example.com', 'x', 1)")
+    out["insert_after_reset"] = "ran"
+except mysql.connector.Error as e:
+    out["insert_after_reset"] = [e.errno, e.msg]
+pc = m.cursor(prepared=True)
+try:
+    pc.execute("SET tx_read_only = 0")
+    out["prepared"] = "ran"
+except mysql.connector.Error as e:
+    out["prepared"] = [e.errno, e.msg]
+print(json.dumps(out))
+"#,
+        &[host, port, &f.bot, &f.table],
+    );
+    assert!(ok_, "{e}");
+    let v: serde_json::Value = serde_json::from_str(got.trim()).expect(&got);
+    assert_eq!(v["count"], 3, "{v}");
+    // The database refuses writes (ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION).
+    assert_eq!(v["insert"][0], 1792, "{v}");
+    assert_eq!(v["create"][0], 1792, "{v}");
+    for (sql, r) in v["leaving"].as_object().unwrap() {
+        assert_eq!(r[0], 1227, "{sql}: {r}");
+        let message = r[1].as_str().unwrap();
+        assert!(
+            message.contains("rule read-only")
+                && message.contains("connection \"reports\" is read-only"),
+            "{sql}: {message}"
+        );
+    }
+    assert_eq!(v["set_text"], "ran", "{v}");
+    assert_eq!(v["isolation"], "ran", "{v}");
+    assert_eq!(v["still"], 1, "{v}");
+    assert_eq!(v["insert_after"][0], 1792, "{v}");
+    assert_eq!(v["after_reset"], 1, "read-only again after a reset: {v}");
+    assert_eq!(v["insert_after_reset"][0], 1792, "{v}");
+    assert_eq!(v["prepared"][0], 1227, "{v}");
+    assert_eq!(
+        direct_my(&format!("SELECT count(*) FROM {}", f.table)).trim(),
+        "3"
+    );
+    // policy test says the same.
+    let o = f.s.cli(
+        &f.s.admin,
+        &[
+            "policy",
+            "test",
+            "--as",
+            "agents",
+            "--connection",
+            "reports",
+            "SET SESSION TRANSACTION READ WRITE",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(out(&o).contains("rule:     read-only"), "{}", out(&o));
+}

@@ -149,3 +149,53 @@ fn every_form_of_kill_is_admin_and_said_to_be_a_kill() {
             .any(|r| r == KILL_REASON)
     );
 }
+
+#[test]
+fn leaving_read_only_mode_is_seen_in_every_spelling() {
+    for sql in [
+        "SET tx_read_only = 0",
+        "SET SESSION tx_read_only = OFF",
+        "SET @@session.tx_read_only = 0",
+        "SET @@tx_read_only := 0",
+        "SET LOCAL `transaction_read_only` = 0",
+        "set names utf8mb4, @@SESSION.TX_READ_ONLY = 0",
+        "SET SESSION TRANSACTION READ WRITE",
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
+        "START TRANSACTION READ WRITE",
+        "start transaction with consistent snapshot, read write",
+        "SET STATEMENT tx_read_only = 0 FOR INSERT INTO t VALUES (1)",
+        "SELECT 1; SET tx_read_only = 0",
+        "/*!100000 SET tx_read_only = 0 */",
+        "/*M!100000 SET tx_read_only = 0 */",
+        "SELECT 1 /*!, 2; SET tx_read_only = 0 */",
+        "BEGIN NOT ATOMIC SET tx_read_only = 0; INSERT INTO t VALUES (1); END",
+        "PREPARE p FROM @s",
+        "PREPARE p FROM CONCAT('SET tx_r', 'ead_only = 0')",
+        "PREPARE p FROM 'SET tx_read_only = 0'",
+        r"PREPARE p FROM 'SET \'x\' = 1; SET tx_read_only = 0'",
+        "PREPARE p FROM 'PREPARE q FROM ''SET tx_read_only = 0'''",
+        "EXECUTE IMMEDIATE CONCAT('SET tx_r', 'ead_only = 0')",
+        "EXECUTE IMMEDIATE 'SET SESSION TRANSACTION READ WRITE'",
+        "EXECUTE IMMEDIATE @s",
+        "SELECT 'unterminated READ",
+    ] {
+        assert!(lifts_read_only_mysql(sql), "{sql}");
+    }
+    for sql in [
+        "SELECT @@tx_read_only",
+        "SELECT 'SET tx_read_only = 0', 'READ WRITE'",
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        "SET TRANSACTION READ ONLY",
+        "START TRANSACTION READ ONLY",
+        "SET @read_only_hint = 1",
+        "SELECT read_only FROM settings",
+        "PREPARE p FROM 'SELECT 1'",
+        "EXECUTE p USING @a",
+        "EXECUTE IMMEDIATE 'SELECT ?' USING 1",
+        "LOCK TABLES t READ",
+        // Text that cannot be read, but holds no word that could leave.
+        "SELECT 'unterminated",
+    ] {
+        assert!(!lifts_read_only_mysql(sql), "{sql}");
+    }
+}

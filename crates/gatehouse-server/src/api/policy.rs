@@ -178,8 +178,19 @@ pub async fn test(
                     rule: rule.into(),
                     message,
                 };
-                gatehouse_mysql::database_switch(&spec.name, database.as_deref(), &req.sql, &a)
-                    .map(|m| deny("database", m))
+                let read_only = (spec.settings.read_only == Some(true)
+                    && gatehouse_mysql::leaves_read_only(&req.sql))
+                .then(|| gatehouse_mysql::read_only_refusal(&spec.name));
+                read_only
+                    .or_else(|| {
+                        gatehouse_mysql::database_switch(
+                            &spec.name,
+                            database.as_deref(),
+                            &req.sql,
+                            &a,
+                        )
+                        .map(|m| deny("database", m))
+                    })
                     .or_else(|| {
                         gatehouse_mysql::kill_target(
                             &state.live,
