@@ -88,7 +88,7 @@ fn tokens_connections_and_apply_from_the_command_line() {
     );
     assert!(!refused.status.success());
     assert!(
-        err(&refused).contains("read_only belongs to postgres connections, not http"),
+        err(&refused).contains("read_only belongs to postgres and mysql connections, not http"),
         "{}",
         err(&refused)
     );
