@@ -44,38 +44,15 @@ done
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
-WORK=$(mktemp -d /tmp/gatehouse-compare.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  local rc=$?
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib/experiment.sh
+. "$ROOT/bench/lib/experiment.sh"
+experiment_workdir compare
 
 # ---------------------------------------------------------------- database, PgBouncer
-psql_direct() { PGSSLMODE=disable psql -X -q -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 "$@"; }
-if [ "$(psql_direct -d postgres -Atc "select count(*) from pg_database where datname = 'bench'")" = 0 ]; then
-  psql_direct -d postgres -c 'CREATE DATABASE bench'
-  PGSSLMODE=disable pgbench -i -q -s 10 -h 127.0.0.1 -U postgres bench >/dev/null 2>&1
-  psql_direct -d bench -c 'VACUUM ANALYZE'
-fi
-PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
-PGB_PORT=$(free_port)
-# shellcheck source=bench/lib/pgbouncer.sh
-. "$ROOT/bench/lib/pgbouncer.sh"
-write_pgbouncer_config "$WORK/pgb" "$PGB_PORT" bench 127.0.0.1 5432 postgres
-PGB_ARGS=()
-[ "$(id -u)" = 0 ] && PGB_ARGS=(-u postgres) && chown -R postgres "$WORK/pgb"
-"$PGBOUNCER" "${PGB_ARGS[@]}" "$WORK/pgb/pgbouncer.ini" >"$WORK/pgb/stdout.log" 2>&1 &
-PIDS+=($!)
+ensure_bench_db
+start_pgbouncer
 declare -A PID PORT USER PASS
-PID[pgbouncer]=$!; PORT[pgbouncer]=$PGB_PORT; USER[pgbouncer]=postgres; PASS[pgbouncer]=""
+PID[pgbouncer]=$PGB_PID; PORT[pgbouncer]=$PGB_PORT; USER[pgbouncer]=postgres; PASS[pgbouncer]=""
 TARGETS=(pgbouncer)
 
 # ---------------------------------------------------------------- gateways
@@ -94,10 +71,6 @@ start_gateway() { # NAME=BINARY[,VAR=VALUE...]
 }
 [ -n "$TITLE" ] && echo "# $TITLE"
 for inst in "${INSTANCES[@]}"; do start_gateway "$inst"; done
-for _ in $(seq 100); do
-  PGSSLMODE=disable psql -X -h 127.0.0.1 -p "$PGB_PORT" -U postgres -d bench -Atc 'select 1' >/dev/null 2>&1 && break
-  sleep 0.1
-done
 
 # ---------------------------------------------------------------- measure
 # on-CPU nanoseconds of a process's session threads and of the rest, and

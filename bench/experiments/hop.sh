@@ -17,8 +17,8 @@
 # are not their speeds untraced.
 #
 # Needs perf (Debian's linux-perf) with tracefs mounted (the script mounts it
-# if it can), PgBouncer, pgbench and PostgreSQL on 127.0.0.1:5432 with the
-# database `bench` (bench/pgbench.sh or compare.sh create it).
+# if it can), PgBouncer, pgbench and PostgreSQL on 127.0.0.1:5432 (the
+# database `bench` is made if missing).
 set -euo pipefail
 
 ROUNDS=2
@@ -42,36 +42,14 @@ command -v perf >/dev/null || { echo "perf is missing (apt-get install linux-per
 [ -e /sys/kernel/tracing/events/raw_syscalls ] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
 [ -e /sys/kernel/tracing/events/raw_syscalls ] || { echo "the raw_syscalls tracepoints are not available" >&2; exit 2; }
 
-WORK=$(mktemp -d /tmp/gatehouse-hop.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  local rc=$?
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# shellcheck source=bench/lib/pgbouncer.sh
-. "$ROOT/bench/lib/pgbouncer.sh"
-PGB_PORT=$(free_port)
-write_pgbouncer_config "$WORK/pgb" "$PGB_PORT" bench 127.0.0.1 5432 postgres
-PGB_ARGS=()
-[ "$(id -u)" = 0 ] && PGB_ARGS=(-u postgres) && chown -R postgres "$WORK/pgb"
-pgbouncer "${PGB_ARGS[@]}" "$WORK/pgb/pgbouncer.ini" >"$WORK/pgb/stdout.log" 2>&1 &
-PGB_PID=$!
-PIDS+=("$PGB_PID")
+# shellcheck source=bench/lib/experiment.sh
+. "$ROOT/bench/lib/experiment.sh"
+experiment_workdir hop
+ensure_bench_db
+start_pgbouncer
 # shellcheck source=bench/lib/gatehouse.sh
 . "$ROOT/bench/lib/gatehouse.sh"
 start_gatehouse "$BIN" "$WORK/gh" "$WORK/gh.log"
-for _ in $(seq 100); do
-  PGSSLMODE=disable psql -X -h 127.0.0.1 -p "$PGB_PORT" -U postgres -d bench -Atc 'select 1' >/dev/null 2>&1 && break
-  sleep 0.1
-done
 
 echo "# $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr); $BIN ($(md5sum "$BIN" | cut -c1-12)); started $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "# pgbench -n -S -c 1, the proxy's system calls traced for $DURATION s of each run; µs"

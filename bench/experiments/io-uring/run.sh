@@ -50,31 +50,16 @@ done
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
-WORK=$(mktemp -d /tmp/gatehouse-io-uring.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  local rc=$?
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib/experiment.sh
+. "$ROOT/bench/lib/experiment.sh"
+experiment_workdir io-uring
 export PGSSLMODE=disable
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 gcc -O2 -Wall -o "$WORK/relay" "$HERE/relay.c" -luring
 cargo build --release --quiet --manifest-path "$HERE/rust/Cargo.toml" --target-dir "$WORK/target"
 RUST="$WORK/target/release/relay-experiment"
 
-psql_direct() { psql -X -q -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 "$@"; }
-if [ "$(psql_direct -d postgres -Atc "select count(*) from pg_database where datname = 'bench'")" = 0 ]; then
-  psql_direct -d postgres -c 'CREATE DATABASE bench'
-  pgbench -i -q -s 10 -h 127.0.0.1 -U postgres bench >/dev/null 2>&1
-  psql_direct -d bench -c 'VACUUM ANALYZE'
-fi
+ensure_bench_db
 
 declare -A PID PORT USER PASS
 TARGETS=()
@@ -82,14 +67,8 @@ TARGETS=()
 want() { [ -z "$ONLY" ] || [[ $ONLY == *" $1 "* ]]; }
 add() { PID[$1]=$2; PORT[$1]=$3; USER[$1]=$4; PASS[$1]=$5; PIDS+=("$2"); TARGETS+=("$1"); }
 
-# shellcheck source=bench/lib/pgbouncer.sh
-. "$ROOT/bench/lib/pgbouncer.sh"
-port=$(free_port)
-write_pgbouncer_config "$WORK/pgb" "$port" bench 127.0.0.1 5432 postgres
-PGB_ARGS=()
-[ "$(id -u)" = 0 ] && PGB_ARGS=(-u postgres) && chown -R postgres "$WORK/pgb"
-"$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" "${PGB_ARGS[@]}" "$WORK/pgb/pgbouncer.ini" >"$WORK/pgb.log" 2>&1 &
-add pgbouncer $! "$port" postgres ""
+start_pgbouncer
+add pgbouncer "$PGB_PID" "$PGB_PORT" postgres ""
 for m in epoll uring-defer; do
   want "c-$m" || continue
   port=$(free_port); "$WORK/relay" "$m" "$port" 2>"$WORK/$m.log" & add "c-$m" $! "$port" postgres ""

@@ -733,45 +733,22 @@ async fn policy_test_decides_as_the_proxy_would_on_that_connection() {
         json!({"rules": [{"name": "no-secrets", "tables": ["secrets"], "action": "deny"}]}),
     )
     .await;
-    let test = |who: String, connection: &str, sql: &str| {
+    // The decision as "action rule", and the whole answer.
+    let test = |who: &str, connection: &str, sql: &str| {
         let body = json!({"as": who, "connection": connection, "sql": sql});
         let s = &s;
         async move {
             let (status, v) = s.post("/v1/policy/test", &s.admin, body).await;
             assert_eq!(status, 200, "{v}");
             let verdict = &v["decision"]["verdict"];
-            (
-                verdict["action"].as_str().unwrap().to_string(),
-                verdict["rule"].as_str().unwrap_or("").to_string(),
-                v,
-            )
+            let got = format!(
+                "{} {}",
+                verdict["action"].as_str().unwrap(),
+                verdict["rule"].as_str().unwrap_or("")
+            );
+            (got.trim().to_string(), v)
         }
     };
-    let agents = || "agents".to_string();
-
-    // PostgreSQL, a read-only connection: the statements that would leave
-    // read-only mode are refused, as the proxy refuses them.
-    for sql in [
-        "SET default_transaction_read_only = off",
-        "BEGIN READ WRITE",
-        "SELECT set_config('transaction_read_only', 'off', false)",
-    ] {
-        let (action, rule, v) = test(agents(), "ro", sql).await;
-        assert_eq!(
-            (action.as_str(), rule.as_str()),
-            ("deny", "read-only"),
-            "{sql}: {v}"
-        );
-    }
-    let (action, _, v) = test(agents(), "ro", "SELECT 1").await;
-    assert_eq!(action, "allow", "{v}");
-    // A group the connection is not open to is refused, naming who may.
-    let (action, rule, v) = test("others".into(), "ro", "SELECT 1").await;
-    assert_eq!((action.as_str(), rule.as_str()), ("deny", "access"), "{v}");
-    let message = v["decision"]["verdict"]["message"].as_str().unwrap();
-    assert!(message.contains("open to the groups agents"), "{message}");
-
-    // Backend signals: only the backends of the caller's own sessions.
     let agent = s.token("bot", &["agents"]).await;
     let other = s.token("bot2", &["agents"]).await;
     let gw = connect(&s.pg_url(&format!("bot:{agent}"), "ro")).await;
@@ -781,88 +758,76 @@ async fn policy_test_decides_as_the_proxy_would_on_that_connection() {
         .unwrap()
         .get(0);
     let cancel = format!("SELECT pg_cancel_backend({pid})");
-    let (action, _, v) = test(agent.clone(), "ro", &cancel).await;
-    assert_eq!(action, "allow", "the caller's own session: {v}");
-    let (action, rule, v) = test(other.clone(), "ro", &cancel).await;
-    assert_eq!(
-        (action.as_str(), rule.as_str()),
-        ("deny", "backend-signal"),
-        "{v}"
-    );
-    let (action, rule, v) = test(
-        agent.clone(),
-        "ro",
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
-    )
-    .await;
-    assert_eq!(
-        (action.as_str(), rule.as_str()),
-        ("deny", "backend-signal"),
-        "{v}"
-    );
-    // What the proxy does with the same statement from the other caller.
+    for (who, connection, sql, expected) in [
+        // PostgreSQL, a read-only connection: the statements that would
+        // leave read-only mode are refused, as the proxy refuses them.
+        (
+            "agents",
+            "ro",
+            "SET default_transaction_read_only = off",
+            "deny read-only",
+        ),
+        ("agents", "ro", "BEGIN READ WRITE", "deny read-only"),
+        (
+            "agents",
+            "ro",
+            "SELECT set_config('transaction_read_only', 'off', false)",
+            "deny read-only",
+        ),
+        ("agents", "ro", "SELECT 1", "allow"),
+        // A group the connection is not open to is refused.
+        ("others", "ro", "SELECT 1", "deny access"),
+        // Backend signals: only the backends of the caller's own sessions.
+        (agent.as_str(), "ro", cancel.as_str(), "allow"),
+        (other.as_str(), "ro", cancel.as_str(), "deny backend-signal"),
+        (
+            agent.as_str(),
+            "ro",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+            "deny backend-signal",
+        ),
+        // MySQL: decided in MySQL's dialect (backticks, not a parse error).
+        (
+            "agents",
+            "maria",
+            "SELECT `v` FROM `secrets`",
+            "deny no-secrets",
+        ),
+        ("agents", "maria", "SELECT `v` FROM `orders`", "allow"),
+        ("agents", "maria", "USE mysql", "deny database"),
+        ("agents", "maria", "USE test", "allow"),
+        ("agents", "maria", "KILL USER root", "deny kill"),
+        ("agents", "maria", "KILL 12345", "deny kill"),
+    ] {
+        let (got, v) = test(who, connection, sql).await;
+        assert_eq!(got, expected, "{sql}: {v}");
+    }
+    let (_, v) = test("others", "ro", "SELECT 1").await;
+    let message = v["decision"]["verdict"]["message"].as_str().unwrap();
+    assert!(message.contains("open to the groups agents"), "{message}");
+    let (_, v) = test("agents", "maria", "SELECT `v` FROM `secrets`").await;
+    assert_eq!(v["analysis"]["class"], "read", "{v}");
+    // What the proxy does with the other caller's cancel.
     let gw_other = connect(&s.pg_url(&format!("bot2:{other}"), "ro")).await;
     let e = gw_other.simple_query(&cancel).await.unwrap_err();
     assert_eq!(db_error(&e).2, "rule: backend-signal");
 
-    // MySQL: decided in MySQL's dialect (backticks, not a parse error).
-    let (action, rule, v) = test(agents(), "maria", "SELECT `v` FROM `secrets`").await;
-    assert_eq!(
-        (action.as_str(), rule.as_str()),
-        ("deny", "no-secrets"),
-        "{v}"
-    );
-    assert_eq!(v["analysis"]["class"], "read", "{v}");
-    let (action, _, v) = test(agents(), "maria", "SELECT `v` FROM `orders`").await;
-    assert_eq!(action, "allow", "{v}");
-    let (action, rule, v) = test(agents(), "maria", "USE mysql").await;
-    assert_eq!(
-        (action.as_str(), rule.as_str()),
-        ("deny", "database"),
-        "{v}"
-    );
-    let (action, _, v) = test(agents(), "maria", "USE test").await;
-    assert_eq!(action, "allow", "the connection's own database: {v}");
-    for sql in ["KILL USER root", "KILL 12345"] {
-        let (action, rule, v) = test(agents(), "maria", sql).await;
-        assert_eq!(
-            (action.as_str(), rule.as_str()),
-            ("deny", "kill"),
-            "{sql}: {v}"
-        );
-    }
-
     // A connection that does not exist, or is not SQL, is an error.
-    let (status, v) = s
-        .post(
-            "/v1/policy/test",
-            &s.admin,
-            json!({"as": "agents", "connection": "nope", "sql": "SELECT 1"}),
-        )
-        .await;
-    assert_eq!(status, 404, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no connection named \"nope\""),
-        "{v}"
-    );
-    let (status, v) = s
-        .post(
-            "/v1/policy/test",
-            &s.admin,
-            json!({"as": "agents", "connection": "web", "sql": "SELECT 1"}),
-        )
-        .await;
-    assert_eq!(status, 400, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("is a http connection"),
-        "{v}"
-    );
+    for (connection, status, says) in [
+        ("nope", 404, "no connection named \"nope\""),
+        ("web", 400, "is a http connection"),
+    ] {
+        let (got, v) = s
+            .post(
+                "/v1/policy/test",
+                &s.admin,
+                json!({"as": "agents", "connection": connection, "sql": "SELECT 1"}),
+            )
+            .await;
+        assert_eq!(got, status, "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
 }
 
 /// SQL's PREPAREs made while no rule applied (statements are then not
