@@ -31,6 +31,12 @@ pub struct Analysis {
     /// The string holds an anonymous code block (`DO`), whose effects the
     /// parser cannot see.
     pub anonymous_code: bool,
+    /// The string runs statements the analysis cannot see: a `DO` block,
+    /// MySQL's `PREPARE … FROM` a variable or an expression, `EXECUTE
+    /// IMMEDIATE`. They could touch any table and call any function, so
+    /// deny and review rules' `tables` and `functions` conditions count as
+    /// met (fail closed).
+    pub unseen: bool,
     /// The string prepares or runs statements with SQL's `PREPARE` and
     /// `EXECUTE`: what an `EXECUTE` runs is decided by its `PREPARE`'s text
     /// ([`crate::Engine::follow_prepared`]).
@@ -248,6 +254,7 @@ pub fn analyze(sql: &str) -> Analysis {
         tables_written: BTreeSet::new(),
         functions: BTreeSet::new(),
         anonymous_code: false,
+        unseen: false,
         prepared: false,
         reasons: Vec::new(),
         backend_signals: Vec::new(),
@@ -285,7 +292,13 @@ pub fn analyze(sql: &str) -> Analysis {
             // Nor a RETURNING list's.
             || (returning && matches!(t.as_str(), "InsertStmt" | "UpdateStmt" | "DeleteStmt"));
         raise(&mut class, class_of(t));
-        a.anonymous_code |= t == "DoStmt";
+        if t == "DoStmt" && !a.unseen {
+            a.anonymous_code = true;
+            a.unseen = true;
+            a.reasons.push(
+                "runs a DO block, whose statements Gatehouse does not see (they could touch any table or call any function)".into(),
+            );
+        }
         a.prepared |= matches!(t.as_str(), "PrepareStmt" | "ExecuteStmt");
         needs_tree |= matches!(
             t.as_str(),
@@ -395,6 +408,7 @@ pub fn analyze(sql: &str) -> Analysis {
                     a.functions.extend(inner.functions);
                     a.reasons.extend(inner.reasons);
                     a.anonymous_code |= inner.anonymous_code;
+                    a.unseen |= inner.unseen;
                     a.prepared |= inner.prepared;
                     // Its backend signals are in this tree's already.
                 }

@@ -125,6 +125,7 @@ pub fn analyze_mysql(sql: &str) -> Analysis {
             tables_written: BTreeSet::new(),
             functions: BTreeSet::new(),
             anonymous_code: false,
+            unseen: false,
             prepared: false,
             backend_signals: Vec::new(),
             reasons: Vec::new(),
@@ -163,6 +164,8 @@ struct Acc {
     tables_written: BTreeSet<String>,
     functions: BTreeSet<String>,
     anonymous_code: bool,
+    /// Statements run from text the analysis does not see.
+    unseen: bool,
     reasons: Vec<String>,
     refs: ColumnRefs,
 }
@@ -202,6 +205,7 @@ impl Acc {
         self.tables_written.extend(a.tables_written);
         self.functions.extend(a.functions);
         self.anonymous_code |= a.anonymous_code;
+        self.unseen |= a.unseen;
         for r in a.reasons {
             self.reason(r);
         }
@@ -217,6 +221,7 @@ impl Acc {
                 tables_written: self.tables_written,
                 functions: self.functions,
                 anonymous_code: self.anonymous_code,
+                unseen: self.unseen,
                 prepared: false,
                 reasons: self.reasons,
                 backend_signals: Vec::new(),
@@ -769,9 +774,21 @@ impl Walker<'_> {
                 self.acc
                     .reason("PREPARE makes a statement for EXECUTE to run later");
             }
-            S::Execute { .. } => {
+            S::Execute {
+                immediate, name, ..
+            } => {
                 self.acc.raise(Class::Admin);
                 self.acc.anonymous_code = true;
+                // EXECUTE IMMEDIATE (which sqlparser's MySQL dialect reads
+                // as a statement named IMMEDIATE) runs text the analysis
+                // does not look into; EXECUTE name runs what a PREPARE
+                // decided on made.
+                let named_immediate = name.as_ref().is_some_and(|n| {
+                    matches!(n.0.as_slice(), [p] if p.as_ident().is_some_and(|i| {
+                        i.quote_style.is_none() && i.value.eq_ignore_ascii_case("immediate")
+                    }))
+                });
+                self.acc.unseen |= *immediate || named_immediate;
                 self.acc.reason(
                     "EXECUTE runs a statement prepared from text, which the analysis does not see",
                 );

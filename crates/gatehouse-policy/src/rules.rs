@@ -366,14 +366,19 @@ impl Rule {
         if s.unparsed {
             return false;
         }
+        // Statements run from text the analysis does not see could touch
+        // any table and call any function: for deny and review rules those
+        // conditions are met (fail closed), for allow rules not.
+        let unseen = a.unseen && s.action != Action::Allow;
         (s.statements.is_empty() || s.statements.contains(&class))
-            && any_table(
-                &s.tables,
-                a.tables_read.iter().chain(a.tables_written.iter()),
-            )
-            && any_table(&s.tables_read, a.tables_read.iter())
-            && any_table(&s.tables_written, a.tables_written.iter())
+            && (unseen
+                || (any_table(
+                    &s.tables,
+                    a.tables_read.iter().chain(a.tables_written.iter()),
+                ) && any_table(&s.tables_read, a.tables_read.iter())
+                    && any_table(&s.tables_written, a.tables_written.iter())))
             && (s.functions.is_empty()
+                || unseen
                 || a.functions
                     .iter()
                     .any(|f| s.functions.iter().any(|p| glob(p, f))))
@@ -924,6 +929,7 @@ impl Engine {
                     tables_written: BTreeSet::new(),
                     functions: BTreeSet::new(),
                     anonymous_code: false,
+                    unseen: false,
                     prepared: true,
                     reasons: Vec::new(),
                     backend_signals: Vec::new(),
@@ -1505,6 +1511,71 @@ action = "deny"
                 rule: Some("legacy".into())
             }
         );
+    }
+
+    #[test]
+    fn code_the_analysis_cannot_see_meets_table_and_function_conditions_of_deny_rules() {
+        let e = engine(
+            "default = \"allow\"\n[[rules]]\nname = \"no-secrets\"\ntables = [\"secrets\"]\naction = \"deny\"\n\
+             [[rules]]\nname = \"no-files\"\nfunctions = [\"pg_read_file\"]\nstatements = [\"read\"]\naction = \"deny\"\n",
+        );
+        let my = |sql: &str| {
+            e.decide_in(SqlDialect::Mysql, &who(&[]), "shop", sql, NOON_WED)
+                .verdict
+        };
+        // A DO block could read any table.
+        match decide(&e, &[], "DO $$ BEGIN PERFORM count(*) FROM secrets; END $$") {
+            Verdict::Deny { rule, message } => {
+                assert_eq!(rule, "no-secrets");
+                assert!(message.contains("denied by rule no-secrets"), "{message}");
+            }
+            v => panic!("{v:?}"),
+        }
+        // MySQL: text from a variable, EXECUTE IMMEDIATE.
+        for sql in [
+            "PREPARE p FROM @s",
+            "EXECUTE IMMEDIATE 'SELECT * FROM orders'",
+            "EXECUTE IMMEDIATE @s",
+        ] {
+            assert!(
+                matches!(my(sql), Verdict::Deny { ref rule, .. } if rule == "no-secrets"),
+                "{sql}: {:?}",
+                my(sql)
+            );
+        }
+        // What the analysis does see is decided as what it is.
+        assert_eq!(
+            my("PREPARE p FROM 'SELECT * FROM orders'"),
+            Verdict::Allow { rule: None }
+        );
+        assert!(matches!(
+            my("PREPARE p FROM 'SELECT * FROM secrets'"),
+            Verdict::Deny { rule, .. } if rule == "no-secrets"
+        ));
+        assert_eq!(my("EXECUTE p USING @a"), Verdict::Allow { rule: None });
+        assert_eq!(
+            decide(&e, &[], "SELECT * FROM orders"),
+            Verdict::Allow { rule: None }
+        );
+        // Other conditions still apply: no-files is for reads only.
+        let e = engine(
+            "[[rules]]\nname = \"no-files\"\nfunctions = [\"pg_read_file\"]\nstatements = [\"read\"]\naction = \"deny\"\n\
+             [[rules]]\nname = \"open\"\naction = \"allow\"\n",
+        );
+        assert_eq!(
+            decide(&e, &[], "DO $$ BEGIN PERFORM 1; END $$"),
+            Verdict::Allow {
+                rule: Some("open".into())
+            }
+        );
+        // An allow rule's tables are not met by code nobody can see.
+        let e = engine(
+            "default = \"deny\"\n[[rules]]\nname = \"orders\"\ntables = [\"orders\"]\naction = \"allow\"\n",
+        );
+        assert!(matches!(
+            decide(&e, &[], "DO $$ BEGIN PERFORM count(*) FROM orders; END $$"),
+            Verdict::Deny { rule, .. } if rule == "default"
+        ));
     }
 
     #[test]

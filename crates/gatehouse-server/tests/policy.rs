@@ -129,6 +129,18 @@ async fn rules_decide_statements_from_real_clients() {
         .await
         .unwrap_err();
     assert_eq!(db_error(&e).2, "rule: no-vault");
+    // A DO block's statements are not seen: it could read any table or
+    // call any function, so rules refusing tables or functions refuse it
+    // (fail closed; no-sleep is the first of them).
+    let e = gw_dba
+        .simple_query(&format!(
+            "DO $$ BEGIN RAISE NOTICE '%', (SELECT string_agg(v, ',') FROM {t}_secret); END $$"
+        ))
+        .await
+        .unwrap_err();
+    let (_, message, detail) = db_error(&e);
+    assert_eq!(detail, "rule: no-sleep");
+    assert!(message.contains("runs a DO block"), "{message}");
     // Unparsable text is refused (fail closed): a deny rule whose
     // conditions cannot be checked on it counts as matching.
     let e = gw.simple_query("SELEC 1").await.unwrap_err();

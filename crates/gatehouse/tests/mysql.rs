@@ -1340,3 +1340,75 @@ print(json.dumps(out))
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(out(&o).contains("rule:     read-only"), "{}", out(&o));
 }
+
+/// Text prepared from a variable is not seen by the analysis, so it could
+/// touch any table: a rule refusing a table refuses `PREPARE … FROM
+/// @variable` and `EXECUTE IMMEDIATE` (fail closed), while `PREPARE … FROM
+/// 'text'` is decided as the text it prepares.
+#[test]
+fn statements_made_from_variables_meet_table_rules() {
+    let f = setup("dyn");
+    apply_mysql_connection(
+        &f.s,
+        "dynamic",
+        &format!(
+            "\n[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"no-table\"\ntables = [\"{}\"]\naction = \"deny\"\n",
+            f.table
+        ),
+    );
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let (ok_, got, e) = python(
+        r#"
+import json, sys
+import pymysql
+host, port, token, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+c = pymysql.connect(host=host, port=port, user="bot", password=token, database="dynamic", autocommit=True)
+cur = c.cursor()
+def run(sql):
+    try:
+        cur.execute(sql)
+        return ["ran", [list(r) for r in cur.fetchall()]]
+    except pymysql.err.MySQLError as e:
+        return [e.args[0], e.args[1]]
+out = {sql: run(sql) for sql in [
+    f"SET @s = 'SELECT email FROM {table}'",
+    "PREPARE p FROM @s",
+    "EXECUTE p",
+    f"EXECUTE IMMEDIATE 'SELECT email FROM {table}'",
+    f"PREPARE q FROM 'SELECT email FROM {table}'",
+    "PREPARE r FROM 'SELECT 6 * 7'",
+    "EXECUTE r",
+]}
+print(json.dumps(out))
+"#,
+        &[host, port, &f.bot, &f.table],
+    );
+    assert!(ok_, "{e}");
+    let v: serde_json::Value = serde_json::from_str(got.trim()).expect(&got);
+    let table = &f.table;
+    let result = |sql: &str| v[sql].clone();
+    assert_eq!(
+        result(&format!("SET @s = 'SELECT email FROM {table}'"))[0],
+        "ran",
+        "{v}"
+    );
+    for sql in [
+        "PREPARE p FROM @s".to_string(),
+        format!("EXECUTE IMMEDIATE 'SELECT email FROM {table}'"),
+        format!("PREPARE q FROM 'SELECT email FROM {table}'"),
+    ] {
+        let r = result(&sql);
+        assert_eq!(r[0], 1227, "{sql}: {v}");
+        assert!(
+            r[1].as_str().unwrap().contains("rule no-table"),
+            "{sql}: {r}"
+        );
+    }
+    // Never prepared, so nothing to run.
+    assert_eq!(result("EXECUTE p")[0], 1243, "{v}");
+    assert_eq!(
+        result("EXECUTE r"),
+        serde_json::json!(["ran", [[42]]]),
+        "{v}"
+    );
+}

@@ -100,6 +100,7 @@ pub(super) fn classify(
         ("PREPARE", _) => prepare(&sig, acc, depth),
         ("EXECUTE", _) => {
             acc.anonymous_code = true;
+            acc.unseen |= w1 == "IMMEDIATE";
             keywords(
                 &sig,
                 acc,
@@ -545,6 +546,7 @@ fn prepare(sig: &[&Token], acc: &mut Acc, depth: usize) -> Result<bool, String> 
     acc.raise(Class::Admin);
     acc.anonymous_code = true;
     let Some(raw) = raw else {
+        acc.unseen = true;
         acc.reason("PREPARE … FROM a variable makes a statement the analysis cannot see");
         return Ok(true);
     };
