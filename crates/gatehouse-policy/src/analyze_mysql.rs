@@ -166,6 +166,9 @@ struct Acc {
     anonymous_code: bool,
     /// Statements run from text the analysis does not see.
     unseen: bool,
+    /// Texts `EXECUTE IMMEDIATE` runs, as written (with their quote), to
+    /// analyse once the statement is walked.
+    immediate: Vec<(String, char)>,
     reasons: Vec<String>,
     refs: ColumnRefs,
 }
@@ -370,8 +373,17 @@ fn check_runs(tokens: &[TokenWithSpan]) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses one reading and adds what it does to `acc`.
+/// Parses one reading and adds what it does to `acc`, with what the texts
+/// `EXECUTE IMMEDIATE` runs do.
 fn parse_into(text: &str, acc: &mut Acc, depth: usize) -> Result<(), String> {
+    parse_statements(text, acc, depth)?;
+    for (raw, quote) in std::mem::take(&mut acc.immediate) {
+        fallback::prepared_text(&raw, quote, acc, depth, "EXECUTE IMMEDIATE")?;
+    }
+    Ok(())
+}
+
+fn parse_statements(text: &str, acc: &mut Acc, depth: usize) -> Result<(), String> {
     let tokens = tokens_of(text)?;
     check_runs(&tokens)?;
     fallback::global_sets(&tokens, acc);
@@ -775,7 +787,10 @@ impl Walker<'_> {
                     .reason("PREPARE makes a statement for EXECUTE to run later");
             }
             S::Execute {
-                immediate, name, ..
+                immediate,
+                name,
+                parameters,
+                ..
             } => {
                 self.acc.raise(Class::Admin);
                 self.acc.anonymous_code = true;
@@ -788,7 +803,31 @@ impl Walker<'_> {
                         i.quote_style.is_none() && i.value.eq_ignore_ascii_case("immediate")
                     }))
                 });
-                self.acc.unseen |= *immediate || named_immediate;
+                if *immediate || named_immediate {
+                    // A string is analysed as what it runs; anything else
+                    // (a variable, an expression) is not seen.
+                    match parameters.as_slice() {
+                        [Expr::Value(v)]
+                            if matches!(
+                                v.value,
+                                Value::SingleQuotedString(_) | Value::DoubleQuotedString(_)
+                            ) =>
+                        {
+                            let (Value::SingleQuotedString(s) | Value::DoubleQuotedString(s)) =
+                                &v.value
+                            else {
+                                unreachable!()
+                            };
+                            let quote = if matches!(v.value, Value::SingleQuotedString(_)) {
+                                '\''
+                            } else {
+                                '"'
+                            };
+                            self.acc.immediate.push((s.clone(), quote));
+                        }
+                        _ => self.acc.unseen = true,
+                    }
+                }
                 self.acc.reason(
                     "EXECUTE runs a statement prepared from text, which the analysis does not see",
                 );

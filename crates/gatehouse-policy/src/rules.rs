@@ -1534,8 +1534,10 @@ action = "deny"
         // MySQL: text from a variable, EXECUTE IMMEDIATE.
         for sql in [
             "PREPARE p FROM @s",
-            "EXECUTE IMMEDIATE 'SELECT * FROM orders'",
             "EXECUTE IMMEDIATE @s",
+            "EXECUTE IMMEDIATE CONCAT('SELECT * FROM ', 'orders')",
+            "EXECUTE IMMEDIATE 'SELECT * FROM secrets'",
+            "EXECUTE IMMEDIATE 'EXECUTE IMMEDIATE ''SELECT * FROM secrets'''",
         ] {
             assert!(
                 matches!(my(sql), Verdict::Deny { ref rule, .. } if rule == "no-secrets"),
@@ -1553,6 +1555,10 @@ action = "deny"
             Verdict::Deny { rule, .. } if rule == "no-secrets"
         ));
         assert_eq!(my("EXECUTE p USING @a"), Verdict::Allow { rule: None });
+        assert_eq!(
+            my("EXECUTE IMMEDIATE 'SELECT * FROM orders WHERE id = ?' USING 1"),
+            Verdict::Allow { rule: None }
+        );
         assert_eq!(
             decide(&e, &[], "SELECT * FROM orders"),
             Verdict::Allow { rule: None }

@@ -1378,6 +1378,8 @@ out = {sql: run(sql) for sql in [
     f"PREPARE q FROM 'SELECT email FROM {table}'",
     "PREPARE r FROM 'SELECT 6 * 7'",
     "EXECUTE r",
+    "EXECUTE IMMEDIATE @s",
+    "EXECUTE IMMEDIATE 'SELECT 6 * 7'",
 ]}
 print(json.dumps(out))
 "#,
@@ -1394,6 +1396,7 @@ print(json.dumps(out))
     );
     for sql in [
         "PREPARE p FROM @s".to_string(),
+        "EXECUTE IMMEDIATE @s".to_string(),
         format!("EXECUTE IMMEDIATE 'SELECT email FROM {table}'"),
         format!("PREPARE q FROM 'SELECT email FROM {table}'"),
     ] {
@@ -1410,5 +1413,10 @@ print(json.dumps(out))
         result("EXECUTE r"),
         serde_json::json!(["ran", [[42]]]),
         "{v}"
+    );
+    assert_eq!(
+        result("EXECUTE IMMEDIATE 'SELECT 6 * 7'"),
+        serde_json::json!(["ran", [[42]]]),
+        "a text the analysis reads is decided as what it runs: {v}"
     );
 }

@@ -551,22 +551,35 @@ fn prepare(sig: &[&Token], acc: &mut Acc, depth: usize) -> Result<bool, String> 
         return Ok(true);
     };
     acc.reason("PREPARE … FROM makes a statement from text, for EXECUTE to run");
+    prepared_text(raw, quote, acc, depth, "PREPARE … FROM")?;
+    Ok(true)
+}
+
+/// Adds what the statement text `raw` (a string quoted with `quote`, as
+/// written) that `what` runs does to `acc`.
+pub(super) fn prepared_text(
+    raw: &str,
+    quote: char,
+    acc: &mut Acc,
+    depth: usize,
+    what: &str,
+) -> Result<(), String> {
     if depth >= MAX_PREPARE_DEPTH {
-        return Err("PREPARE statements nested too deeply to analyse".into());
+        return Err(format!("{what} statements nested too deeply to analyse"));
     }
     // The string as the server reads it: with backslash escapes, which
     // must parse; without them (NO_BACKSLASH_ESCAPES), where a text that
     // does not parse is one the server would not prepare either.
     let text = decode_string(raw, quote, true);
     let (a, _) = analyse_text(&text, depth + 1)
-        .map_err(|e| format!("the statement PREPARE … FROM gives does not parse: {e}"))?;
+        .map_err(|e| format!("the statement {what} gives does not parse: {e}"))?;
     acc.merge(a);
     if raw.contains('\\')
         && let Ok((a, _)) = analyse_text(&decode_string(raw, quote, false), depth + 1)
     {
         acc.merge(a);
     }
-    Ok(true)
+    Ok(())
 }
 
 /// `HANDLER t OPEN [[AS] alias]`, `HANDLER t READ …`, `HANDLER t CLOSE`:
