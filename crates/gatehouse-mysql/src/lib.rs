@@ -18,7 +18,7 @@ pub mod handshake;
 pub mod local;
 pub mod proxy;
 mod relay;
-pub use relay::{LocalEvent, database_switch, kill_target, leaves_read_only, read_only_refusal};
+pub use relay::{LocalEvent, database_switch, kill_target, read_only_refusal};
 pub mod scramble;
 pub mod stream;
 pub mod upstream;

@@ -97,12 +97,6 @@ pub fn database_switch(
     ))
 }
 
-/// Whether `sql` would take a session of a read-only connection out of
-/// read-only mode (see [`gatehouse_policy::analyze_mysql::lifts_read_only_mysql`]).
-pub fn leaves_read_only(sql: &str) -> bool {
-    gatehouse_policy::analyze_mysql::lifts_read_only_mysql(sql)
-}
-
 /// The refusal of a statement that would take a session of the read-only
 /// `connection` out of read-only mode.
 pub fn read_only_refusal(connection: &str) -> Verdict {
@@ -568,7 +562,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         {
             gatehouse_pg::depend_on(&self.ctx.grants, id);
         }
-        if self.ctx.read_only && !matches!(d.verdict, Verdict::Deny { .. }) && leaves_read_only(sql)
+        if self.ctx.read_only
+            && !matches!(d.verdict, Verdict::Deny { .. })
+            && gatehouse_policy::analyze_mysql::lifts_read_only_mysql(sql)
         {
             return (read_only_refusal(&self.ctx.connection), None);
         }
@@ -723,7 +719,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 // Looked up once for both checks below.
                 let analysis = self.engine().analysis_in(SqlDialect::Mysql, &stmt.sql);
-                if let Some(message) = self.database_switch(&stmt.sql, &analysis) {
+                if let Some(message) = database_switch(
+                    &self.ctx.connection,
+                    self.ctx.database.as_deref(),
+                    &stmt.sql,
+                    &analysis,
+                ) {
                     stmt.verdict = Verdict::Deny {
                         rule: "database".into(),
                         message: message.clone(),
@@ -932,12 +933,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Ok(true)
             }
         }
-    }
-
-    /// Why a statement may not run because it switches databases (see
-    /// [`database_switch`]).
-    fn database_switch(&self, sql: &str, a: &gatehouse_policy::Analysis) -> Option<String> {
-        database_switch(&self.ctx.connection, self.ctx.database.as_deref(), sql, a)
     }
 
     /// What to do with a `KILL` (see [`kill_target`]).

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{TestServer, connect, db_error, mysql_url, put_policy, unique, url};
+use common::{TestServer, connect, db_error, mysql_url, put_policy, refused, unique, url};
 use serde_json::{Value, json};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -66,11 +66,7 @@ async fn rules_decide_statements_from_real_clients() {
         vec![vec![Some("a".to_string())]]
     );
     // A write, simple protocol: refused with the rule named.
-    let e = gw
-        .simple_query(&format!("DELETE FROM {t}"))
-        .await
-        .unwrap_err();
-    let (code, message, detail) = db_error(&e);
+    let (code, message, detail) = refused(&gw, &format!("DELETE FROM {t}")).await;
     assert_eq!(code, "42501");
     assert!(
         message.contains("agents are read-only on shop"),
@@ -87,83 +83,83 @@ async fn rules_decide_statements_from_real_clients() {
         .unwrap_err();
     assert_eq!(db_error(&e).2, "rule: agents-read-only");
     // An admin function call, with the reason.
-    let e = gw
-        .simple_query("SELECT pg_terminate_backend(pg_backend_pid())")
-        .await
-        .unwrap_err();
-    assert!(db_error(&e).1.contains("calls pg_terminate_backend"), "{e}");
+    let e = refused(&gw, "SELECT pg_terminate_backend(pg_backend_pid())").await;
+    assert!(e.1.contains("calls pg_terminate_backend"), "{e:?}");
     // Two statements in one string: the strictest decides.
-    let e = gw
-        .simple_query(&format!("SELECT 1; DROP TABLE {t}"))
-        .await
-        .unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: agents-read-only");
+    assert_eq!(
+        refused(&gw, &format!("SELECT 1; DROP TABLE {t}")).await.2,
+        "rule: agents-read-only"
+    );
     // A cursor's query is decided as what it runs: an admin call in it, and
     // a table another rule guards, are refused as they are in a SELECT.
-    let e = gw
-        .simple_query(
-            "BEGIN; DECLARE c CURSOR FOR SELECT pg_read_file('postgresql.conf'); FETCH ALL FROM c; COMMIT",
-        )
-        .await
-        .unwrap_err();
-    let (_, message, detail) = db_error(&e);
+    let (_, message, detail) = refused(&gw, "BEGIN; DECLARE c CURSOR FOR SELECT pg_read_file('postgresql.conf'); FETCH ALL FROM c; COMMIT",).await;
     assert_eq!(detail, "rule: agents-read-only");
     assert!(message.contains("calls pg_read_file"), "{message}");
-    let e = gw
-        .simple_query(&format!(
-            "BEGIN; DECLARE c CURSOR FOR SELECT v FROM {t}_secret; FETCH ALL FROM c; COMMIT"
-        ))
+    assert_eq!(
+        refused(
+            &gw,
+            &format!(
+                "BEGIN; DECLARE c CURSOR FOR SELECT v FROM {t}_secret; FETCH ALL FROM c; COMMIT"
+            ),
+        )
         .await
-        .unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: no-secrets");
+        .2,
+        "rule: no-secrets"
+    );
     // MERGE's source table, and a table named in quotes, as rules name it.
-    let e = gw_dba
-        .simple_query(&format!(
+    assert_eq!(refused(
+        &gw_dba,
+        &format!(
             "MERGE INTO {t} USING {t}_secret s ON {t}.v = s.v WHEN MATCHED THEN UPDATE SET v = s.v"
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: no-secrets");
-    let e = gw_dba
-        .simple_query(&format!("SELECT * FROM \"{t}_Vault\""))
-        .await
-        .unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: no-vault");
+        ),
+    )
+    .await.2, "rule: no-secrets");
+    assert_eq!(
+        refused(&gw_dba, &format!("SELECT * FROM \"{t}_Vault\""))
+            .await
+            .2,
+        "rule: no-vault"
+    );
     // A DO block's statements are not seen: it could read any table or
     // call any function, so rules refusing tables or functions refuse it
     // (fail closed; no-sleep is the first of them).
-    let e = gw_dba
-        .simple_query(&format!(
+    let (_, message, detail) = refused(
+        &gw_dba,
+        &format!(
             "DO $$ BEGIN RAISE NOTICE '%', (SELECT string_agg(v, ',') FROM {t}_secret); END $$"
-        ))
-        .await
-        .unwrap_err();
-    let (_, message, detail) = db_error(&e);
+        ),
+    )
+    .await;
     assert_eq!(detail, "rule: no-sleep");
     assert!(message.contains("runs a DO block"), "{message}");
     // Unparsable text is refused (fail closed): a deny rule whose
     // conditions cannot be checked on it counts as matching.
-    let e = gw.simple_query("SELEC 1").await.unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: agents-read-only");
+    assert_eq!(refused(&gw, "SELEC 1").await.2, "rule: agents-read-only");
     // A rule for everyone.
-    let e = gw_dba.simple_query("SELECT pg_sleep(0)").await.unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: no-sleep");
+    assert_eq!(
+        refused(&gw_dba, "SELECT pg_sleep(0)").await.2,
+        "rule: no-sleep"
+    );
     // Also a call in a RETURNING list, and in a DDL expression, which runs
     // for every row there is.
-    let e = gw_dba
-        .simple_query(&format!(
-            "INSERT INTO {t} VALUES (3, 'c') RETURNING pg_sleep(0)"
-        ))
+    assert_eq!(
+        refused(
+            &gw_dba,
+            &format!("INSERT INTO {t} VALUES (3, 'c') RETURNING pg_sleep(0)"),
+        )
         .await
-        .unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: no-sleep");
-    let e = gw_dba
-        .simple_query(&format!(
-            "ALTER TABLE {t} ADD COLUMN slow text DEFAULT pg_sleep(0)::text"
-        ))
+        .2,
+        "rule: no-sleep"
+    );
+    assert_eq!(
+        refused(
+            &gw_dba,
+            &format!("ALTER TABLE {t} ADD COLUMN slow text DEFAULT pg_sleep(0)::text"),
+        )
         .await
-        .unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: no-sleep");
+        .2,
+        "rule: no-sleep"
+    );
     // The session is still usable, and nothing was deleted.
     assert_eq!(
         rows(&gw, &format!("SELECT count(*) FROM {t}")).await,
@@ -182,15 +178,13 @@ async fn rules_decide_statements_from_real_clients() {
             .await
             .is_ok()
     );
-    let e = gw
-        .simple_query(&format!("SELECT v FROM {t}"))
-        .await
-        .unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: default");
+    assert_eq!(
+        refused(&gw, &format!("SELECT v FROM {t}")).await.2,
+        "rule: default"
+    );
     // With no deny rule in play, unparsable text meets the built-in
     // refusal, which quotes the parser.
-    let e = gw.simple_query("SELEC 1").await.unwrap_err();
-    let (code, message, detail) = db_error(&e);
+    let (code, message, detail) = refused(&gw, "SELEC 1").await;
     assert_eq!(
         (code.as_str(), detail.as_str()),
         ("42501", "rule: unparsed")
@@ -387,22 +381,15 @@ async fn masks_follow_the_data_through_aliases_views_and_expressions() {
         vec![vec![Some("\"[REDACTED]\"".to_string())]]
     );
     // COPY of a masked table out is refused, naming why.
-    let e = gw
-        .simple_query(&format!("COPY {t} TO STDOUT"))
-        .await
-        .unwrap_err();
-    let (code, message, detail) = db_error(&e);
+    let (code, message, detail) = refused(&gw, &format!("COPY {t} TO STDOUT")).await;
     assert_eq!(
         (code.as_str(), detail.as_str()),
         ("42501", "rule: masking"),
         "{message}"
     );
     // Values quoted in the server's error messages are scrubbed.
-    let e = gw
-        .simple_query(&format!("SELECT email::int FROM {t} WHERE id = 1"))
-        .await
-        .unwrap_err();
-    let (code, message, _) = db_error(&e);
+    let (code, message, _) =
+        refused(&gw, &format!("SELECT email::int FROM {t} WHERE id = 1")).await;
     assert_eq!(code, "22P02", "{message}");
     assert!(!message.contains("alice"), "{message}");
     let e = gw
@@ -414,13 +401,15 @@ async fn masks_follow_the_data_through_aliases_views_and_expressions() {
         .unwrap_err();
     assert!(!db_error(&e).1.contains("4111111111111111"), "{e}");
     // Anonymous code could read masked columns and report them in a notice.
-    let e = gw
-        .simple_query(&format!(
-            "DO $$ BEGIN RAISE NOTICE '%', (SELECT email FROM {t} LIMIT 1); END $$"
-        ))
+    assert_eq!(
+        refused(
+            &gw,
+            &format!("DO $$ BEGIN RAISE NOTICE '%', (SELECT email FROM {t} LIMIT 1); END $$"),
+        )
         .await
-        .unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: masking");
+        .2,
+        "rule: masking"
+    );
     // SQL-level prepared statements and cursors carry the columns' origin.
     let prepared = rows(
         &gw,
@@ -682,20 +671,20 @@ async fn a_policy_change_reaches_the_other_replica() {
     assert_eq!(status, 200, "{v}");
     // Replica B reloads within its poll interval (2 s); wait for what a
     // user would see, a refusal, with a generous bound.
-    let mut refused = None;
+    let mut refusal = None;
     for _ in 0..200 {
         match on_b
             .simple_query(&format!("INSERT INTO {t} VALUES (1)"))
             .await
         {
             Err(e) => {
-                refused = Some(e);
+                refusal = Some(e);
                 break;
             }
             Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
         }
     }
-    let e = refused.expect("replica B never applied the new policy");
+    let e = refusal.expect("replica B never applied the new policy");
     assert_eq!(db_error(&e).2, "rule: no-writes");
     let (_, v) = b.get("/v1/policy", &admin).await;
     assert_eq!(v["policy"]["rules"][0]["name"], "no-writes", "{v}");
@@ -742,7 +731,10 @@ async fn policy_test_decides_as_the_proxy_would_on_that_connection() {
     assert_eq!(status, 201, "{v}");
     put_policy(
         &s,
-        json!({"rules": [{"name": "no-secrets", "tables": ["secrets"], "action": "deny"}]}),
+        json!({
+            "rules": [{"name": "no-secrets", "tables": ["secrets"], "action": "deny"}],
+            "access": [{"connections": ["ro"], "requesters": ["contractors"], "levels": ["read"], "approvers": ["dba"]}]
+        }),
     )
     .await;
     // The decision as "action rule", and the whole answer.
@@ -821,8 +813,27 @@ async fn policy_test_decides_as_the_proxy_would_on_that_connection() {
     assert_eq!(v["analysis"]["class"], "read", "{v}");
     // What the proxy does with the other caller's cancel.
     let gw_other = connect(&s.pg_url(&format!("bot2:{other}"), "ro")).await;
-    let e = gw_other.simple_query(&cancel).await.unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: backend-signal");
+    assert_eq!(refused(&gw_other, &cancel).await.2, "rule: backend-signal");
+    // A just-in-time grant opens the connection to a caller outside its
+    // groups, as it does a session.
+    let contractor = s.token("carol", &["contractors"]).await;
+    let dba = s.token("dba1", &["dba"]).await;
+    assert_eq!(test(&contractor, "ro", "SELECT 1").await.0, "deny access");
+    let (status, v) = s
+        .post(
+            "/v1/access/requests",
+            &contractor,
+            json!({"connection": "ro", "level": "read", "duration": "15m", "reason": "report"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let review = v["review"]["id"].as_str().unwrap().to_string();
+    let (status, v) = s
+        .post(&format!("/v1/reviews/{review}/approve"), &dba, json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (got, v) = test(&contractor, "ro", "SELECT 1").await;
+    assert!(got == "allow" || got.starts_with("allow grant:"), "{v}");
 
     // A connection that does not exist, or is not SQL, is an error.
     for (connection, status, says) in [
@@ -865,8 +876,7 @@ async fn statements_prepared_before_any_rule_are_decided_as_what_they_run_once_r
         rows(&gw, "EXECUTE early").await,
         vec![vec![Some("2".to_string())]]
     );
-    let e = gw.simple_query("EXECUTE early_del").await.unwrap_err();
-    let (code, message, detail) = db_error(&e);
+    let (code, message, detail) = refused(&gw, "EXECUTE early_del").await;
     assert_eq!(code, "42501", "{message}");
     assert_eq!(detail, "rule: no-writes");
     assert!(
@@ -937,8 +947,7 @@ async fn a_prepared_statement_is_decided_as_what_it_runs_under_the_policy_in_for
         ]}),
     )
     .await;
-    let e = gw.simple_query("EXECUTE del(1)").await.unwrap_err();
-    let (code, message, detail) = db_error(&e);
+    let (code, message, detail) = refused(&gw, "EXECUTE del(1)").await;
     assert_eq!(code, "42501", "{message}");
     assert_eq!(detail, "rule: no-writes");
     assert!(
@@ -946,17 +955,15 @@ async fn a_prepared_statement_is_decided_as_what_it_runs_under_the_policy_in_for
         "{message}"
     );
     // EXPLAIN ANALYZE runs it too.
-    let e = gw
-        .simple_query("EXPLAIN ANALYZE EXECUTE del(2)")
-        .await
-        .unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: no-writes");
+    assert_eq!(
+        refused(&gw, "EXPLAIN ANALYZE EXECUTE del(2)").await.2,
+        "rule: no-writes"
+    );
     // The protocol-level statement prepared before the change.
     let e = gw.execute(&protocol, &[&3i32]).await.unwrap_err();
     assert_eq!(db_error(&e).2, "rule: no-writes");
     // A name Gatehouse never saw prepared cannot be decided: refused.
-    let e = gw.simple_query("EXECUTE nosuch(1)").await.unwrap_err();
-    assert_eq!(db_error(&e).0, "42501");
+    assert_eq!(refused(&gw, "EXECUTE nosuch(1)").await.0, "42501");
     // Nothing was deleted.
     let left = direct
         .query_one(&format!("SELECT count(*) FROM public.{t}"), &[])
@@ -973,11 +980,12 @@ async fn a_prepared_statement_is_decided_as_what_it_runs_under_the_policy_in_for
     );
     // A refused PREPARE defined nothing (the server never saw it): the name
     // prepared afterwards runs what it says.
-    let e = gw
-        .simple_query(&format!("PREPARE w AS DELETE FROM public.{t}"))
-        .await
-        .unwrap_err();
-    assert_eq!(db_error(&e).2, "rule: no-writes");
+    assert_eq!(
+        refused(&gw, &format!("PREPARE w AS DELETE FROM public.{t}"))
+            .await
+            .2,
+        "rule: no-writes"
+    );
     gw.simple_query("PREPARE w AS SELECT 7").await.unwrap();
     assert_eq!(
         rows(&gw, "EXECUTE w").await,

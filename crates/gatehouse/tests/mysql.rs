@@ -1324,6 +1324,24 @@ print(json.dumps(out))
         direct_my(&format!("SELECT count(*) FROM {}", f.table)).trim(),
         "3"
     );
+    // The query API's sessions are read-only too (the server refuses).
+    let written = f.s.cli(
+        &f.bot,
+        &[
+            "exec",
+            "reports",
+            "-c",
+            &format!(
+                "INSERT INTO {} VALUES (9, 'x@example.com', 'x', 1)",
+                f.table
+            ),
+        ],
+    );
+    assert!(
+        !written.status.success() && err(&written).contains("READ ONLY"),
+        "{}",
+        err(&written)
+    );
     // policy test says the same.
     let o = f.s.cli(
         &f.s.admin,

@@ -21,7 +21,7 @@ fn is_ws(t: &Token) -> bool {
 }
 
 /// The upper-case text of an unquoted word.
-fn word(t: &Token) -> Option<String> {
+pub(super) fn word(t: &Token) -> Option<String> {
     match t {
         Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
         _ => None,

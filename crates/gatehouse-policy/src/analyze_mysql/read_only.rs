@@ -14,6 +14,7 @@
 
 use sqlparser::tokenizer::Token;
 
+use super::fallback::word;
 use super::lex::decode_string;
 use super::{MAX_PREPARE_DEPTH, readings, tokens_of};
 
@@ -60,14 +61,6 @@ fn lifts(sql: &str, depth: usize) -> bool {
     })
 }
 
-/// The unquoted word `t` is, in upper case.
-fn keyword(t: &Token) -> Option<String> {
-    match t {
-        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
-        _ => None,
-    }
-}
-
 /// Whether `t` names the session's read-only setting (`tx_read_only`,
 /// `@@session.tx_read_only`'s last part, `` `transaction_read_only` ``).
 fn names_setting(t: &Token) -> bool {
@@ -80,7 +73,7 @@ fn names_setting(t: &Token) -> bool {
 }
 
 fn statement_lifts(sig: &[&Token], depth: usize) -> bool {
-    let is = |k: usize, w: &str| sig.get(k).and_then(|t| keyword(t)).as_deref() == Some(w);
+    let is = |k: usize, w: &str| sig.get(k).and_then(|t| word(t)).as_deref() == Some(w);
     let sets = (0..sig.len()).any(|k| is(k, "SET"));
     for k in 0..sig.len() {
         if sets && names_setting(sig[k]) {

@@ -145,6 +145,11 @@ pub async fn test(
         gatehouse_core::now_ms(),
         grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
     );
+    // What the policy saw, or (when no rule needed it) what it would see.
+    let analysis = decision
+        .analysis
+        .clone()
+        .unwrap_or_else(|| engine.analysis_in(dialect, &req.sql));
     if !spec.allows(&principal) && grant.is_none() {
         decision.verdict = Verdict::Deny {
             rule: "access".into(),
@@ -159,7 +164,7 @@ pub async fn test(
         let refusal = match dialect {
             SqlDialect::Postgres => gatehouse_pg::built_in::check(
                 &engine,
-                decision.analysis.as_ref(),
+                Some(&analysis),
                 &req.sql,
                 &spec.name,
                 spec.settings.read_only == Some(true),
@@ -172,14 +177,14 @@ pub async fn test(
             )
             .err(),
             SqlDialect::Mysql => {
-                let a = engine.analysis_in(dialect, &req.sql);
+                let a = &analysis;
                 let database = gatehouse_mysql::proxy::url_database(&spec.url);
                 let deny = |rule: &str, message: String| Verdict::Deny {
                     rule: rule.into(),
                     message,
                 };
                 let read_only = (spec.settings.read_only == Some(true)
-                    && gatehouse_mysql::leaves_read_only(&req.sql))
+                    && gatehouse_policy::analyze_mysql::lifts_read_only_mysql(&req.sql))
                 .then(|| gatehouse_mysql::read_only_refusal(&spec.name));
                 read_only
                     .or_else(|| {
@@ -187,7 +192,7 @@ pub async fn test(
                             &spec.name,
                             database.as_deref(),
                             &req.sql,
-                            &a,
+                            a,
                         )
                         .map(|m| deny("database", m))
                     })
@@ -197,7 +202,7 @@ pub async fn test(
                             &principal.subject,
                             &spec.name,
                             &req.sql,
-                            &a,
+                            a,
                         )
                         .err()
                         .map(|m| deny("kill", m))
@@ -208,11 +213,7 @@ pub async fn test(
             decision.verdict = refusal;
         }
     }
-    let analysis = match &decision.analysis {
-        Some(a) => serde_json::to_value(a.as_ref()).map_err(ApiError::internal)?,
-        None => serde_json::to_value(engine.analysis_in(dialect, &req.sql).as_ref())
-            .map_err(ApiError::internal)?,
-    };
+    let analysis = serde_json::to_value(analysis.as_ref()).map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({
         "principal": { "subject": principal.subject, "groups": principal.groups },
         "connection": req.connection,

@@ -223,6 +223,15 @@ pub fn db_error(e: &tokio_postgres::Error) -> (String, String, String) {
     )
 }
 
+/// Runs `sql` as a simple query that Gatehouse (or the server) must refuse;
+/// the error's SQLSTATE, message and detail.
+pub async fn refused(c: &tokio_postgres::Client, sql: &str) -> (String, String, String) {
+    match c.simple_query(sql).await {
+        Ok(_) => panic!("{sql}: ran, but should have been refused"),
+        Err(e) => db_error(&e),
+    }
+}
+
 /// A replica on a shared PostgreSQL store (`store` URL) with master key `key`.
 pub async fn replica(store: &str, key: &gatehouse_core::secret::Secret) -> TestServer {
     let dir = tempfile::tempdir().expect("tempdir");
