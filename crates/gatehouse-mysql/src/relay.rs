@@ -12,7 +12,9 @@ use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_core::policy::spec::MaskMethod;
-use gatehouse_policy::{CachedEngine, ColumnRefs, Engine, MaskPlan, SqlDialect, mask_text};
+use gatehouse_policy::{
+    CachedEngine, ColumnRefs, Engine, MaskPlan, ResultSources, SqlDialect, mask_text,
+};
 use gatehouse_store::recorder::{Admission, SessionLog};
 use gatehouse_store::{ResultSample, StatementEntry};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
@@ -225,6 +227,15 @@ pub enum LocalEvent {
 type Reader<S> = BufReader<ReadHalf<MysqlStream<S>>>;
 type Writer<S> = WriteHalf<MysqlStream<S>>;
 
+/// Whether `sql` may hold SQL's `PREPARE`: the word, in any case, is in
+/// it (anywhere: cheap, and wrong only towards "maybe", which costs a
+/// parse).
+fn may_prepare(sql: &str) -> bool {
+    sql.as_bytes()
+        .windows(7)
+        .any(|w| w.eq_ignore_ascii_case(b"prepare"))
+}
+
 /// A statement prepared on the upstream.
 struct Prepared {
     sql: Arc<str>,
@@ -277,6 +288,9 @@ struct Session<S> {
     log: SessionLog,
     seq: i64,
     prepared: HashMap<u32, Prepared>,
+    /// The statements SQL's `PREPARE` defined in this session, by name,
+    /// with their texts: an `EXECUTE` is decided as what it runs.
+    sources: ResultSources,
     /// The policy engine in force, looked at again before each command
     /// (fetched anew only when the policy's generation moves).
     engine: CachedEngine,
@@ -308,6 +322,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         log,
         seq: 0,
         prepared: HashMap::new(),
+        sources: ResultSources::default(),
         running: None,
     };
     let watchdog = s.ctx.statement_timeout.map(|limit| {
@@ -543,20 +558,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 None,
             );
         }
-        let engine = self.engine();
+        let engine = self.engine.get();
         let grant = self
             .ctx
             .proxy
             .access
             .grant_for(&self.ctx.principal.subject, &self.ctx.connection);
-        let d = engine.decide_with_grant_in(
+        let now = now_ms();
+        let mut d = engine.decide_with_grant_in(
             SqlDialect::Mysql,
             &self.ctx.principal,
             &self.ctx.connection,
             sql,
-            now_ms(),
+            now,
             grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
         );
+        if d.analysis.as_ref().is_some_and(|a| a.prepared) {
+            engine.follow_prepared(
+                SqlDialect::Mysql,
+                &self.ctx.principal,
+                &self.ctx.connection,
+                sql,
+                now,
+                grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
+                &mut d,
+                &self.sources,
+            );
+        }
+        // What SQL's PREPARE defines is noted (decided without an analysis
+        // when no rule applies yet: then a text with the word in it is
+        // looked at), unless refused: a statement held for review is noted
+        // whatever the reviewers decide (stricter, never looser).
+        let prepares = d
+            .analysis
+            .as_ref()
+            .map_or_else(|| may_prepare(sql), |a| a.prepared);
+        if prepares && !matches!(d.verdict, Verdict::Deny { .. }) {
+            engine.note_prepared(SqlDialect::Mysql, sql, &mut self.sources);
+        }
         if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (&grant, &d.verdict)
             && r.starts_with("grant:")
         {
@@ -593,7 +632,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let req = gatehouse_access::HoldRequest {
             connection: &self.ctx.connection,
             principal: &self.ctx.principal,
-            sql: &stmt.sql,
+            sql: &self
+                .engine
+                .get()
+                .reviewed_text(SqlDialect::Mysql, &stmt.sql, &self.sources),
             params_raw: params,
             params_text: None,
             rule,
@@ -890,6 +932,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Command::ResetConnection => {
                 self.prepared.clear();
+                self.sources = ResultSources::default();
                 self.forward(payload).await?;
                 let reply = self.read_up().await?;
                 if !is_err(&reply.payload) {

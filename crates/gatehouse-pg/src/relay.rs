@@ -32,7 +32,7 @@ use gatehouse_core::model::{Principal, RECORD_BYTES};
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_policy::{
-    CachedEngine, Engine, MaskPlan, ResultSources, SignalTarget, StatementMask,
+    CachedEngine, Engine, MaskPlan, ResultSources, SignalTarget, SqlDialect, StatementMask,
 };
 use gatehouse_store::ResultSample;
 use gatehouse_store::recorder::{ColumnNames, Record, SessionLog};
@@ -980,6 +980,7 @@ impl ClientSide {
             );
             if d.analysis.as_ref().is_some_and(|a| a.prepared) {
                 engine.follow_prepared(
+                    SqlDialect::Postgres,
                     &self.ctx.principal,
                     &self.ctx.connection,
                     sql,
@@ -1007,7 +1008,7 @@ impl ClientSide {
             .as_ref()
             .map_or_else(|| may_prepare(sql), |a| a.prepared);
         if prepares && !matches!(d.verdict, Verdict::Deny { .. }) {
-            engine.note_prepared(sql, &mut self.sources);
+            engine.note_prepared(SqlDialect::Postgres, sql, &mut self.sources);
         }
         let mut signals = None;
         if !matches!(d.verdict, Verdict::Deny { .. }) {
@@ -1055,10 +1056,10 @@ impl ClientSide {
         };
         // What SQL's EXECUTE runs is part of what is reviewed (and of
         // what an approval is bound to).
-        let mut statement = h.stmt.sql.to_string();
-        for (name, text) in self.engine.get().prepared_texts(&h.stmt.sql, &self.sources) {
-            statement.push_str(&format!("\n-- {name} was prepared as: {text}"));
-        }
+        let statement =
+            self.engine
+                .get()
+                .reviewed_text(SqlDialect::Postgres, &h.stmt.sql, &self.sources);
         let access = &self.ctx.proxy.access;
         let req = gatehouse_access::HoldRequest {
             connection: &self.ctx.connection,

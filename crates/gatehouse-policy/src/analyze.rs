@@ -826,6 +826,10 @@ pub struct ColumnRefs {
     /// Those whose rows it returns (`EXECUTE`, `FETCH`): their query, and
     /// so what its computed columns read, is in another statement.
     pub uses: Vec<String>,
+    /// MySQL's `PREPARE name FROM 'text'`: each name (`statement:NAME`)
+    /// with the text it prepares, as the server reads the string (in each
+    /// way it may), which an `EXECUTE` of the name runs.
+    pub texts: Vec<(String, String)>,
 }
 
 /// Column references of a statement; `None` when it does not parse.

@@ -166,6 +166,8 @@ struct Acc {
     anonymous_code: bool,
     /// Statements run from text the analysis does not see.
     unseen: bool,
+    /// SQL's `PREPARE` or `EXECUTE` (of a name, noted in `refs`).
+    prepared: bool,
     /// Texts `EXECUTE IMMEDIATE` runs, as written (with their quote), to
     /// analyse once the statement is walked.
     immediate: Vec<(String, char)>,
@@ -199,8 +201,9 @@ impl Acc {
         self.functions.insert(name);
     }
 
-    /// Adds what another analysis found (a statement prepared from text).
-    fn merge(&mut self, a: Analysis) {
+    /// Adds what another analysis found (a statement prepared from text),
+    /// with the prepared statements it defines and runs.
+    fn merge(&mut self, a: Analysis, refs: ColumnRefs) {
         if let Some(c) = a.class {
             self.raise(c);
         }
@@ -209,8 +212,54 @@ impl Acc {
         self.functions.extend(a.functions);
         self.anonymous_code |= a.anonymous_code;
         self.unseen |= a.unseen;
+        self.prepared |= a.prepared;
+        for name in refs.defines {
+            self.define_name(name);
+        }
+        for name in refs.uses {
+            self.use_name(name);
+        }
+        self.refs.texts.extend(refs.texts);
         for r in a.reasons {
             self.reason(r);
+        }
+    }
+
+    /// `PREPARE name FROM …`: `name` (the token after PREPARE) is defined,
+    /// as `texts` (the string's text in each reading; none from a
+    /// variable). Statement names are not case-sensitive.
+    fn prepare(&mut self, name: &Token, texts: Vec<String>) {
+        self.prepared = true;
+        // Not a name the server takes otherwise: nothing is prepared.
+        if let Token::Word(w) = name {
+            let name = format!("statement:{}", w.value.to_lowercase());
+            for text in texts {
+                self.refs.texts.push((name.clone(), text));
+            }
+            self.define_name(name);
+        }
+    }
+
+    /// `EXECUTE name …`: what it runs is decided by the text that defined
+    /// the name ([`crate::Engine::follow_prepared`]); without a name the
+    /// analysis can read, it runs text the analysis does not see.
+    fn execute(&mut self, name: Option<&Token>) {
+        self.prepared = true;
+        match name {
+            Some(Token::Word(w)) => self.use_name(format!("statement:{}", w.value.to_lowercase())),
+            _ => self.unseen = true,
+        }
+    }
+
+    fn define_name(&mut self, name: String) {
+        if !self.refs.defines.contains(&name) {
+            self.refs.defines.push(name);
+        }
+    }
+
+    fn use_name(&mut self, name: String) {
+        if !self.refs.uses.contains(&name) {
+            self.refs.uses.push(name);
         }
     }
 
@@ -225,7 +274,7 @@ impl Acc {
                 functions: self.functions,
                 anonymous_code: self.anonymous_code,
                 unseen: self.unseen,
-                prepared: false,
+                prepared: self.prepared,
                 reasons: self.reasons,
                 backend_signals: Vec::new(),
             },
@@ -825,6 +874,14 @@ impl Walker<'_> {
                             };
                             self.acc.immediate.push((s.clone(), quote));
                         }
+                        _ => self.acc.unseen = true,
+                    }
+                } else {
+                    self.acc.prepared = true;
+                    match name.as_ref().map(|n| n.0.as_slice()) {
+                        Some([p]) if let Some(i) = p.as_ident() => self
+                            .acc
+                            .use_name(format!("statement:{}", i.value.to_lowercase())),
                         _ => self.acc.unseen = true,
                     }
                 }

@@ -888,11 +888,11 @@ impl Engine {
         }
     }
 
-    /// Makes `decision`, the decision for the PostgreSQL statement `sql`,
+    /// Makes `decision`, the decision for the statement `sql` in `dialect`,
     /// as strict as the decisions for what SQL's `EXECUTE` in it runs:
     /// each text that defined the name in this session (`sources` keeps
     /// them all, since the server may have refused a later definition).
-    /// `EXECUTE` is class `other`, so without this a `DELETE` approved once
+    /// `EXECUTE` names no table, so without this a `DELETE` approved once
     /// as a `PREPARE` would run again and again, with any parameters, and a
     /// statement prepared before a deny rule would still run after it.
     /// A name no statement of the session prepared (a function or a `DO`
@@ -901,6 +901,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub fn follow_prepared(
         &self,
+        dialect: SqlDialect,
         principal: &Principal,
         connection: &str,
         sql: &str,
@@ -912,7 +913,7 @@ impl Engine {
         if !decision.analysis.as_ref().is_some_and(|a| a.prepared) {
             return;
         }
-        let refs = self.column_refs_in(SqlDialect::Postgres, sql);
+        let refs = self.column_refs_in(dialect, sql);
         // Text that does not parse is refused already.
         let Some(refs) = refs.as_ref() else { return };
         for name in refs.uses.iter().filter(|n| n.starts_with("statement:")) {
@@ -939,7 +940,7 @@ impl Engine {
             }
             for text in texts {
                 let v = self
-                    .decide_with_grant(principal, connection, text, now_ms, grant)
+                    .decide_with_grant_in(dialect, principal, connection, text, now_ms, grant)
                     .verdict;
                 stricter(&mut decision.verdict, v, Some((shown, text)));
             }
@@ -948,12 +949,17 @@ impl Engine {
 
     /// What SQL's `EXECUTE` in `sql` runs: each name and every text that
     /// defined it in this session, for people reviewing the statement.
-    pub fn prepared_texts(&self, sql: &str, sources: &ResultSources) -> Vec<(String, Arc<str>)> {
+    pub fn prepared_texts(
+        &self,
+        dialect: SqlDialect,
+        sql: &str,
+        sources: &ResultSources,
+    ) -> Vec<(String, Arc<str>)> {
         // Only statements that run one are walked for names.
-        if !self.analysis_in(SqlDialect::Postgres, sql).prepared {
+        if !self.analysis_in(dialect, sql).prepared {
             return Vec::new();
         }
-        let refs = self.column_refs_in(SqlDialect::Postgres, sql);
+        let refs = self.column_refs_in(dialect, sql);
         let Some(refs) = refs.as_ref() else {
             return Vec::new();
         };
@@ -964,18 +970,37 @@ impl Engine {
             .collect()
     }
 
+    /// `sql` as people reviewing it see it (and as an approval is bound
+    /// to): with every text that defined each name its `EXECUTE` runs.
+    pub fn reviewed_text(&self, dialect: SqlDialect, sql: &str, sources: &ResultSources) -> String {
+        let mut statement = sql.to_string();
+        for (name, text) in self.prepared_texts(dialect, sql, sources) {
+            statement.push_str(&format!("\n-- {name} was prepared as: {text}"));
+        }
+        statement
+    }
+
     /// Notes in `sources` the statements SQL's `PREPARE` in `sql` defines,
     /// for [`Self::follow_prepared`] (`sql` was analysed and prepares
     /// something: see [`Analysis::prepared`]).
-    pub fn note_prepared(&self, sql: &str, sources: &mut ResultSources) {
-        let refs = self.column_refs_in(SqlDialect::Postgres, sql);
+    pub fn note_prepared(&self, dialect: SqlDialect, sql: &str, sources: &mut ResultSources) {
+        let refs = self.column_refs_in(dialect, sql);
         let Some(refs) = refs.as_ref() else { return };
         if refs.defines.is_empty() {
             return;
         }
         let text: Arc<str> = sql.into();
         for name in refs.defines.iter().filter(|n| n.starts_with("statement:")) {
-            sources.define(name, &text);
+            // MySQL's PREPARE … FROM 'text' runs that text (its own class
+            // is admin, whatever it prepares); from a variable, what it
+            // runs is decided as the PREPARE is.
+            let mut prepared = refs.texts.iter().filter(|(n, _)| n == name).peekable();
+            if prepared.peek().is_none() {
+                sources.define(name, &text);
+            }
+            for (_, t) in prepared {
+                sources.define(name, &Arc::from(t.as_str()));
+            }
         }
     }
 }
@@ -1192,9 +1217,18 @@ action = "deny"
         let mut sources = ResultSources::default();
         let decide = |sql: &str, sources: &mut ResultSources| {
             let mut d = e.decide(&bot, "shop", sql, NOON_WED);
-            e.follow_prepared(&bot, "shop", sql, NOON_WED, None, &mut d, sources);
+            e.follow_prepared(
+                SqlDialect::Postgres,
+                &bot,
+                "shop",
+                sql,
+                NOON_WED,
+                None,
+                &mut d,
+                sources,
+            );
             if d.analysis.as_ref().is_some_and(|a| a.prepared) {
-                e.note_prepared(sql, sources);
+                e.note_prepared(SqlDialect::Postgres, sql, sources);
             }
             d.verdict
         };
@@ -1239,11 +1273,124 @@ action = "deny"
             Verdict::Deny { rule, .. } if rule == "no-writes" || rule == "unparsed"
         ));
         assert_eq!(
-            e.prepared_texts("EXECUTE r(3)", &sources)
+            e.prepared_texts(SqlDialect::Postgres, "EXECUTE r(3)", &sources)
                 .iter()
                 .map(|(n, t)| format!("{n}={t}"))
                 .collect::<Vec<_>>(),
             ["r=PREPARE r AS SELECT 1", format!("r={del}").as_str()]
+        );
+    }
+
+    #[test]
+    fn a_mysql_execute_is_decided_as_the_text_its_name_was_prepared_from() {
+        let e = engine(
+            r#"
+[[rules]]
+name = "no-secrets"
+statements = ["read"]
+tables = ["secrets"]
+action = "deny"
+"#,
+        );
+        let bot = who(&["agents"]);
+        let mut sources = ResultSources::default();
+        let decide = |sql: &str, sources: &mut ResultSources| {
+            let mut d =
+                e.decide_with_grant_in(SqlDialect::Mysql, &bot, "shop", sql, NOON_WED, None);
+            e.follow_prepared(
+                SqlDialect::Mysql,
+                &bot,
+                "shop",
+                sql,
+                NOON_WED,
+                None,
+                &mut d,
+                sources,
+            );
+            if d.analysis.as_ref().is_some_and(|a| a.prepared)
+                && !matches!(d.verdict, Verdict::Deny { .. })
+            {
+                e.note_prepared(SqlDialect::Mysql, sql, sources);
+            }
+            d.verdict
+        };
+        let allowed = |v: &Verdict| matches!(v, Verdict::Allow { .. });
+        assert!(allowed(&decide(
+            "PREPARE Ok_1 FROM 'SELECT 6 * 7'",
+            &mut sources
+        )));
+        // Names are not case-sensitive, and may be quoted.
+        for sql in ["EXECUTE ok_1", "EXECUTE `OK_1`", "execute OK_1 USING @a"] {
+            assert!(allowed(&decide(sql, &mut sources)), "{sql}");
+        }
+        // PREPARE itself is an admin statement, which the rule does not
+        // name; what it prepares is refused when it runs.
+        assert!(allowed(&decide(
+            "PREPARE s FROM 'SELECT * FROM secrets'",
+            &mut sources
+        )));
+        assert!(!allowed(&decide("EXECUTE s", &mut sources)));
+        // Prepared before the rule came (under a policy with none): every
+        // EXECUTE of the name is decided as the text it runs (a read of
+        // the table, though PREPARE itself is an admin statement), in
+        // every form that runs it.
+        let before = engine("");
+        before.note_prepared(
+            SqlDialect::Mysql,
+            "PREPARE old FROM 'SELECT email FROM secrets WHERE id = ?'",
+            &mut sources,
+        );
+        for sql in [
+            "EXECUTE old USING @id",
+            "/*!EXECUTE old */",
+            "SELECT 1; EXECUTE old",
+            "EXECUTE IMMEDIATE 'EXECUTE old'",
+        ] {
+            match decide(sql, &mut sources) {
+                Verdict::Deny { rule, message } => {
+                    assert_eq!(rule, "no-secrets", "{sql}");
+                    assert!(
+                        message.ends_with(
+                            "(EXECUTE runs the statement prepared as old: SELECT email FROM secrets WHERE id = ?)"
+                        ),
+                        "{sql}: {message}"
+                    );
+                }
+                v => panic!("{sql}: {v:?}"),
+            }
+        }
+        // A name prepared from a variable runs what nobody saw: decided as
+        // its PREPARE is.
+        let vars = engine(
+            r#"
+[[rules]]
+name = "no-secrets"
+tables = ["secrets"]
+action = "deny"
+"#,
+        );
+        before.note_prepared(SqlDialect::Mysql, "PREPARE v FROM @s", &mut sources);
+        let mut d =
+            vars.decide_with_grant_in(SqlDialect::Mysql, &bot, "shop", "EXECUTE v", NOON_WED, None);
+        vars.follow_prepared(
+            SqlDialect::Mysql,
+            &bot,
+            "shop",
+            "EXECUTE v",
+            NOON_WED,
+            None,
+            &mut d,
+            &sources,
+        );
+        assert!(!allowed(&d.verdict), "{:?}", d.verdict);
+        // A name never seen prepared cannot be decided.
+        assert!(matches!(
+            decide("EXECUTE nobody", &mut sources),
+            Verdict::Deny { rule, .. } if rule == "no-secrets"
+        ));
+        assert_eq!(
+            e.reviewed_text(SqlDialect::Mysql, "EXECUTE OLD", &sources),
+            "EXECUTE OLD\n-- old was prepared as: SELECT email FROM secrets WHERE id = ?"
         );
     }
 

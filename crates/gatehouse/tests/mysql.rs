@@ -327,6 +327,70 @@ print(count(), flush=True)
     assert!(child.wait().unwrap().success());
 }
 
+/// SQL's `PREPARE` then `EXECUTE`: a statement prepared while the policy
+/// allowed it is decided again, as the text it was prepared from, each
+/// time it is executed; so a rule that came in between refuses it.
+#[test]
+fn an_execute_is_decided_as_its_prepared_text_under_the_policy_in_force() {
+    use std::io::{BufRead, BufReader, Write};
+    let f = setup("execpolicy");
+    // No rule at first (nothing is analysed to decide): PREPARE is still
+    // noted.
+    apply_mysql_connection(&f.s, "prepared", "\n[policy]\ndefault = \"allow\"\n");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let script = r#"
+import json, sys, pymysql
+host, port, token, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+c = pymysql.connect(host=host, port=port, user="bot", password=token, database="prepared", autocommit=True)
+cur = c.cursor()
+def run(sql):
+    try:
+        cur.execute(sql)
+        return "rows " + json.dumps([list(r) for r in cur.fetchall()])
+    except pymysql.err.MySQLError as e:
+        return "refused " + str(e)
+print(run(f"PREPARE Counted FROM 'SELECT count(*) FROM {table}'"), flush=True)
+print(run("EXECUTE counted"), flush=True)
+sys.stdin.readline()
+print(run("EXECUTE COUNTED"), flush=True)
+print(run("PREPARE other FROM 'SELECT 6 * 7'"), flush=True)
+print(run("EXECUTE other"), flush=True)
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args([host, port, &f.bot, &f.table])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().expect("an answer").unwrap();
+    assert_eq!(next(), "rows []", "PREPARE");
+    assert_eq!(next(), "rows [[3]]", "EXECUTE under the first policy");
+    let file = f.s.path("no-reads-exec.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"no-reads-now\"\nstatements = [\"read\"]\ntables = [\"{}\"]\naction = \"deny\"\n",
+            f.table
+        ),
+    )
+    .unwrap();
+    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    writeln!(child.stdin.as_mut().unwrap()).unwrap();
+    let refused = next();
+    assert!(
+        refused.starts_with("refused")
+            && refused.contains("no-reads-now")
+            && refused.contains("EXECUTE runs the statement prepared as counted"),
+        "the same prepared statement, after the policy changed: {refused}"
+    );
+    assert_eq!(next(), "rows []", "another PREPARE");
+    assert_eq!(next(), "rows [[42]]", "it touches no such table");
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn python_drivers_text_and_prepared_statements_masked() {
     let f = setup("py");
@@ -1425,8 +1489,16 @@ print(json.dumps(out))
             "{sql}: {r}"
         );
     }
-    // Never prepared, so nothing to run.
-    assert_eq!(result("EXECUTE p")[0], 1243, "{v}");
+    // Never prepared (refused): what it would run is unknown, so a rule
+    // on a table refuses it (fail closed).
+    assert_eq!(result("EXECUTE p")[0], 1227, "{v}");
+    assert!(
+        result("EXECUTE p")[1]
+            .as_str()
+            .unwrap()
+            .contains("rule no-table"),
+        "{v}"
+    );
     assert_eq!(
         result("EXECUTE r"),
         serde_json::json!(["ran", [[42]]]),

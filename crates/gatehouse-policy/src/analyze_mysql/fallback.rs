@@ -100,7 +100,11 @@ pub(super) fn classify(
         ("PREPARE", _) => prepare(&sig, acc, depth),
         ("EXECUTE", _) => {
             acc.anonymous_code = true;
-            acc.unseen |= w1 == "IMMEDIATE";
+            if w1 == "IMMEDIATE" {
+                acc.unseen = true;
+            } else {
+                acc.execute(sig.get(1).copied());
+            }
             keywords(
                 &sig,
                 acc,
@@ -546,24 +550,27 @@ fn prepare(sig: &[&Token], acc: &mut Acc, depth: usize) -> Result<bool, String> 
     acc.raise(Class::Admin);
     acc.anonymous_code = true;
     let Some(raw) = raw else {
+        acc.prepare(sig[1], Vec::new());
         acc.unseen = true;
         acc.reason("PREPARE … FROM a variable makes a statement the analysis cannot see");
         return Ok(true);
     };
     acc.reason("PREPARE … FROM makes a statement from text, for EXECUTE to run");
-    prepared_text(raw, quote, acc, depth, "PREPARE … FROM")?;
+    let texts = prepared_text(raw, quote, acc, depth, "PREPARE … FROM")?;
+    acc.prepare(sig[1], texts);
     Ok(true)
 }
 
 /// Adds what the statement text `raw` (a string quoted with `quote`, as
-/// written) that `what` runs does to `acc`.
+/// written) that `what` runs does to `acc`; returns that text in each way
+/// the server may read the string.
 pub(super) fn prepared_text(
     raw: &str,
     quote: char,
     acc: &mut Acc,
     depth: usize,
     what: &str,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     if depth >= MAX_PREPARE_DEPTH {
         return Err(format!("{what} statements nested too deeply to analyse"));
     }
@@ -571,15 +578,18 @@ pub(super) fn prepared_text(
     // must parse; without them (NO_BACKSLASH_ESCAPES), where a text that
     // does not parse is one the server would not prepare either.
     let text = decode_string(raw, quote, true);
-    let (a, _) = analyse_text(&text, depth + 1)
+    let (a, refs) = analyse_text(&text, depth + 1)
         .map_err(|e| format!("the statement {what} gives does not parse: {e}"))?;
-    acc.merge(a);
-    if raw.contains('\\')
-        && let Ok((a, _)) = analyse_text(&decode_string(raw, quote, false), depth + 1)
-    {
-        acc.merge(a);
+    acc.merge(a, refs);
+    let mut texts = vec![text];
+    if raw.contains('\\') {
+        let plain = decode_string(raw, quote, false);
+        if let Ok((a, refs)) = analyse_text(&plain, depth + 1) {
+            acc.merge(a, refs);
+            texts.push(plain);
+        }
     }
-    Ok(())
+    Ok(texts)
 }
 
 /// `HANDLER t OPEN [[AS] alias]`, `HANDLER t READ …`, `HANDLER t CLOSE`:
