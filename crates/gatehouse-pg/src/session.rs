@@ -297,6 +297,12 @@ async fn read_startup(stream: &mut PgStream) -> Result<Option<Startup>, Refusal>
         .map_err(|e| refuse("08P01", format!("invalid start-up packet: {e}")))
 }
 
+/// The first byte of a TLS handshake record. A client that starts TLS at
+/// once (libpq 17's `sslnegotiation=direct`) sends it where a start-up
+/// packet's length would be, which could not begin with it (that length
+/// would be over 369 MB).
+const TLS_HANDSHAKE: u8 = 0x16;
+
 /// Answers SSL and GSS requests and cancel requests until the startup
 /// packet arrives. `None` when the client went away (or only cancelled).
 async fn negotiate(
@@ -304,6 +310,28 @@ async fn negotiate(
     mut stream: PgStream,
     peer: SocketAddr,
 ) -> Option<(PgStream, Result<Vec<(String, String)>, Refusal>)> {
+    if let PgStream::Plain(tcp) = &stream {
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await.ok()? == 1 && first[0] == TLS_HANDSHAKE {
+            // Direct TLS: no SSLRequest, so no 'S' either. Without a
+            // certificate there is nothing to answer it with.
+            let tls = proxy.tls.as_ref()?;
+            stream = accept_tls(tls, stream, peer).await?;
+            // As PostgreSQL requires: the client must have asked for the
+            // protocol by ALPN, so that no other protocol's TLS client is
+            // taken for a PostgreSQL one.
+            if stream.alpn_protocol() != Some(crate::tls::ALPN_POSTGRESQL) {
+                return Some((
+                    stream,
+                    Err(refuse(
+                        "08P01",
+                        "Gatehouse: a direct TLS connection must negotiate the ALPN protocol \"postgresql\"",
+                    )
+                    .hint("use a PostgreSQL 17 or later client with sslnegotiation=direct, or sslnegotiation=postgres")),
+                ));
+            }
+        }
+    }
     loop {
         let packet = match read_startup(&mut stream).await {
             Ok(Some(p)) => p,
@@ -316,21 +344,7 @@ async fn negotiate(
                 let answer = if tls.is_some() { b'S' } else { b'N' };
                 stream.write_all(&[answer]).await.ok()?;
                 if let Some(tls) = tls {
-                    stream = match stream {
-                        PgStream::Plain(tcp) => {
-                            match tokio_rustls::TlsAcceptor::from(tls.config.clone())
-                                .accept(tcp)
-                                .await
-                            {
-                                Ok(t) => PgStream::Server(Box::new(t)),
-                                Err(e) => {
-                                    tracing::debug!(%peer, error = %e, "TLS handshake with a client failed");
-                                    return None;
-                                }
-                            }
-                        }
-                        other => other,
-                    };
+                    stream = accept_tls(tls, stream, peer).await?;
                 }
             }
             Startup::GssEnc => stream.write_all(b"N").await.ok()?,
@@ -343,6 +357,27 @@ async fn negotiate(
                 return None;
             }
             Startup::Startup { params } => return Some((stream, Ok(params))),
+        }
+    }
+}
+
+/// TLS on a plain client stream (`None` when the handshake failed).
+async fn accept_tls(
+    tls: &crate::tls::ServerTls,
+    stream: PgStream,
+    peer: SocketAddr,
+) -> Option<PgStream> {
+    let PgStream::Plain(tcp) = stream else {
+        return Some(stream);
+    };
+    match tokio_rustls::TlsAcceptor::from(tls.config.clone())
+        .accept(tcp)
+        .await
+    {
+        Ok(t) => Some(PgStream::Server(Box::new(t))),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake with a client failed");
+            None
         }
     }
 }

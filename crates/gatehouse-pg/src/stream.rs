@@ -21,6 +21,15 @@ impl PgStream {
     pub fn is_tls(&self) -> bool {
         matches!(self, Self::Server(_) | Self::Client(_))
     }
+
+    /// The protocol agreed by ALPN in the TLS handshake, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        match self {
+            Self::Server(t) => t.get_ref().1.alpn_protocol(),
+            Self::Client(t) => t.get_ref().1.alpn_protocol(),
+            Self::Plain(_) | Self::Local(_) => None,
+        }
+    }
 }
 
 impl AsyncRead for PgStream {

@@ -19,6 +19,10 @@ pub enum TlsError {
     Setup(String),
 }
 
+/// PostgreSQL's protocol name in TLS's ALPN, which libpq 17 and later send
+/// (and require of a direct TLS connection).
+pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
 /// The server side: its rustls config and the certificate's SHA-256 fingerprint.
 #[derive(Debug, Clone)]
 pub struct ServerTls {
@@ -26,6 +30,18 @@ pub struct ServerTls {
     pub fingerprint: String,
     /// Whether Gatehouse made the certificate itself.
     pub self_signed: bool,
+}
+
+impl ServerTls {
+    /// The same, speaking PostgreSQL's ALPN protocol name: a client that
+    /// offers ALPN must offer it (a client that offers none is served as
+    /// before), as a PostgreSQL server requires.
+    pub fn for_postgres(mut self) -> Self {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+        self.config = Arc::new(config);
+        self
+    }
 }
 
 fn cert_err(path: &Path, reason: impl std::fmt::Display) -> TlsError {

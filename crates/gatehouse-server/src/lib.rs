@@ -242,7 +242,8 @@ pub async fn start(
             config.pg_tls_key.as_deref(),
             &data_dir,
         )
-        .map_err(|e| StartError::Tls(e.to_string()))?;
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .for_postgres();
         pg_tls_fingerprint = Some(tls.fingerprint.clone());
         let listener = bind(listen).await?;
         pg_addr = Some(local_addr(&listener, listen)?);

@@ -941,6 +941,78 @@ async fn psql_describes_copies_and_speaks_tls() {
     assert!(ok, "{err}");
 }
 
+/// libpq 17's `sslnegotiation=direct`: the client starts TLS at once,
+/// with no SSLRequest, naming PostgreSQL by ALPN (psycopg's own libpq is
+/// 17 or later). A direct TLS client that does not name it is refused, as
+/// PostgreSQL refuses it; one that names another protocol fails the
+/// handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_start_tls_at_once_are_served_over_tls() {
+    let (s, bot) = gateway().await;
+    let cert = s.data_dir().join("pg-tls.crt");
+    let script = r#"
+import json, socket, ssl, sys
+import psycopg
+host, port, token, cert = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out = {"libpq": psycopg.pq.version()}
+base = f"host={host} port={port} dbname=shop user=bot password={token}"
+for name, extra in [
+    ("direct", "sslmode=require sslnegotiation=direct"),
+    ("direct_verified", f"sslmode=verify-full sslrootcert={cert} sslnegotiation=direct"),
+    ("postgres", "sslmode=require sslnegotiation=postgres"),
+]:
+    with psycopg.connect(f"{base} {extra}") as c:
+        out[name] = [c.execute("SELECT 6 * 7").fetchone()[0], c.pgconn.ssl_in_use]
+def raw(alpn):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    try:
+        with ctx.wrap_socket(socket.create_connection((host, port))) as t:
+            got = t.recv(4096)
+            return ["answer", got[:1].decode(), got.decode("latin-1")]
+    except (ssl.SSLError, OSError) as e:
+        return ["failed", type(e).__name__]
+out["no_alpn"] = raw(None)
+out["other_alpn"] = raw(["http/1.1"])
+print(json.dumps(out))
+"#;
+    let port = s.pg.port().to_string();
+    let ip = s.pg.ip().to_string();
+    let cert = cert.display().to_string();
+    let o = tokio::task::block_in_place(|| {
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args([ip.as_str(), port.as_str(), bot.as_str(), cert.as_str()])
+            .output()
+            .expect("python3")
+    });
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    assert!(v["libpq"].as_i64().unwrap() >= 170000, "{v}");
+    for name in ["direct", "direct_verified", "postgres"] {
+        assert_eq!(v[name], serde_json::json!([42, true]), "{name}: {v}");
+    }
+    let refused = &v["no_alpn"];
+    assert_eq!(refused[0], "answer", "{v}");
+    assert_eq!(refused[1], "E", "an ErrorResponse: {v}");
+    assert!(
+        refused[2]
+            .as_str()
+            .unwrap()
+            .contains("must negotiate the ALPN protocol \"postgresql\""),
+        "{v}"
+    );
+    assert_eq!(v["other_alpn"][0], "failed", "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_initialises_and_runs_through_the_gateway() {
     let s = TestServer::start().await;
