@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     match codec::parse_startup(data) {
         Ok(Startup::Ssl | Startup::GssEnc) => assert_eq!(data.len(), 4),
         Ok(Startup::Cancel { .. }) => assert_eq!(data.len(), 12),
-        Ok(Startup::Startup { params }) => {
+        Ok(Startup::Startup { params, .. }) => {
             // The settings passed on to the upstream have setting names only
             // (what the policy reads as `SET name TO …` cannot be more).
             if let Ok(settings) = gatehouse_pg::session::read_startup_settings(&params) {
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(b.len() <= data.len() + 4);
             assert_eq!(
                 codec::parse_startup(&b[4..]),
-                Ok(Startup::Startup { params })
+                Ok(Startup::Startup { params, minor: 0 })
             );
         }
         Err(_) => {}
@@ -69,6 +69,6 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(usize::try_from(len).ok(), Some(b.len()));
     assert_eq!(
         codec::parse_startup(&b[4..]),
-        Ok(Startup::Startup { params })
+        Ok(Startup::Startup { params, minor: 0 })
     );
 });

@@ -30,8 +30,16 @@ pub enum CodecError {
 pub enum Startup {
     Ssl,
     GssEnc,
-    Cancel { pid: i32, key: i32 },
-    Startup { params: Vec<(String, String)> },
+    Cancel {
+        pid: i32,
+        key: i32,
+    },
+    /// A start-up packet of protocol 3.`minor` (Gatehouse speaks 3.0:
+    /// a later minor version is answered with NegotiateProtocolVersion).
+    Startup {
+        params: Vec<(String, String)>,
+        minor: i32,
+    },
 }
 
 /// Parses the body of a startup packet (after its 4-byte length).
@@ -48,7 +56,7 @@ pub fn parse_startup(body: &[u8]) -> Result<Startup, CodecError> {
             pid: i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]),
             key: i32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]),
         }),
-        PROTOCOL_V3 => {
+        v if v >> 16 == 3 => {
             let mut params = Vec::new();
             let mut p = rest;
             loop {
@@ -59,11 +67,29 @@ pub fn parse_startup(body: &[u8]) -> Result<Startup, CodecError> {
                 let value = cstr(&mut p).ok_or(CodecError::Malformed("startup"))?;
                 params.push((key.to_string(), value.to_string()));
             }
-            Ok(Startup::Startup { params })
+            Ok(Startup::Startup {
+                params,
+                minor: v & 0xffff,
+            })
         }
         SSL_REQUEST | GSSENC_REQUEST | CANCEL_REQUEST => Err(CodecError::Malformed("startup")),
         v => Err(CodecError::Version(v >> 16, v & 0xffff)),
     }
+}
+
+/// NegotiateProtocolVersion: the protocol version Gatehouse speaks (3.0,
+/// as major << 16 | minor: what libpq reads, whatever the documentation's
+/// "minor version" suggests), and the protocol options (`_pq_.…`) the
+/// client asked for that it does not know.
+pub fn negotiate_protocol_version(out: &mut BytesMut, unknown_options: &[&str]) {
+    let at = begin(out, b'v');
+    out.put_i32(PROTOCOL_V3);
+    out.put_i32(i32::try_from(unknown_options.len()).unwrap_or(i32::MAX));
+    for o in unknown_options {
+        out.put_slice(o.as_bytes());
+        out.put_u8(0);
+    }
+    finish(out, at);
 }
 
 /// Reads a NUL-terminated UTF-8 string and advances past it. For text
@@ -943,9 +969,24 @@ mod tests {
                 params: vec![
                     ("user".into(), "bot".into()),
                     ("database".into(), "shop".into())
-                ]
+                ],
+                minor: 0
             })
         );
+        // A later minor version of protocol 3 (libpq 18's 3.2) is read the
+        // same; version 2 is not.
+        let mut b = BytesMut::new();
+        startup_message(&mut b, &[("user", "bot")]);
+        b[4..8].copy_from_slice(&(PROTOCOL_V3 + 2).to_be_bytes());
+        assert_eq!(
+            parse_startup(&b[4..]),
+            Ok(Startup::Startup {
+                params: vec![("user".into(), "bot".into())],
+                minor: 2
+            })
+        );
+        b[4..8].copy_from_slice(&0x0002_0000_i32.to_be_bytes());
+        assert_eq!(parse_startup(&b[4..]), Err(CodecError::Version(2, 0)));
         let mut b = BytesMut::new();
         ssl_request(&mut b);
         assert_eq!(parse_startup(&b[4..]), Ok(Startup::Ssl));

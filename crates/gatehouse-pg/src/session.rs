@@ -356,7 +356,25 @@ async fn negotiate(
                 let _ = stream.shutdown().await;
                 return None;
             }
-            Startup::Startup { params } => return Some((stream, Ok(params))),
+            Startup::Startup { params, minor } => {
+                // Protocol options (`_pq_.…`) are the protocol's, not
+                // settings (`startup_settings` skips them), and none is
+                // known here. A later minor version (libpq 18's 3.2) or an
+                // option is answered, as PostgreSQL does, with the version
+                // spoken (3.0) and the options not known; the client goes
+                // on in 3.0.
+                let options: Vec<&str> = params
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("_pq_."))
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                if minor > 0 || !options.is_empty() {
+                    let mut out = BytesMut::new();
+                    codec::negotiate_protocol_version(&mut out, &options);
+                    stream.write_all(&out).await.ok()?;
+                }
+                return Some((stream, Ok(params)));
+            }
         }
     }
 }

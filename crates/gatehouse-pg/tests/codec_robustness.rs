@@ -90,7 +90,7 @@ fn check_startup(data: &[u8]) {
     match codec::parse_startup(data) {
         Ok(Startup::Ssl | Startup::GssEnc) => assert_eq!(data.len(), 4),
         Ok(Startup::Cancel { .. }) => assert_eq!(data.len(), 12),
-        Ok(Startup::Startup { params }) => {
+        Ok(Startup::Startup { params, .. }) => {
             for (k, _) in &params {
                 assert!(!k.is_empty() && !k.contains('\0'));
             }
@@ -103,7 +103,7 @@ fn check_startup(data: &[u8]) {
             assert!(b.len() <= data.len() + 4);
             assert_eq!(
                 codec::parse_startup(&b[4..]),
-                Ok(Startup::Startup { params })
+                Ok(Startup::Startup { params, minor: 0 })
             );
         }
         Err(_) => {}
@@ -128,7 +128,7 @@ fn check_startup(data: &[u8]) {
     assert_eq!(usize::try_from(len).ok(), Some(b.len()));
     assert_eq!(
         codec::parse_startup(&b[4..]),
-        Ok(Startup::Startup { params })
+        Ok(Startup::Startup { params, minor: 0 })
     );
 }
 
@@ -307,7 +307,7 @@ fn startup_packets_round_trip() {
         codec::startup_message(&mut b, &refs);
         assert_eq!(
             codec::parse_startup(&b[4..]),
-            Ok(Startup::Startup { params })
+            Ok(Startup::Startup { params, minor: 0 })
         );
     }
 }

@@ -1690,6 +1690,93 @@ async fn raw_session(s: &TestServer, token: &str) -> tokio::net::TcpStream {
     c
 }
 
+/// A client asking for a later minor version of protocol 3 (libpq 18's
+/// `max_protocol_version=3.2`) or for protocol options (`_pq_.…`) is
+/// answered as PostgreSQL before 18 answers it: NegotiateProtocolVersion
+/// with 3.0 and the options it does not know, then the session goes on in
+/// 3.0; the options never reach the upstream as settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_protocol_version_and_protocol_options_are_negotiated_down() {
+    let (s, bot) = gateway().await;
+    let mut c = tokio::net::TcpStream::connect(s.pg).await.unwrap();
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&(196_608i32 + 2).to_be_bytes());
+    for kv in [
+        "user",
+        "bot",
+        "database",
+        "shop",
+        "_pq_.compression",
+        "on",
+        "application_name",
+        "proto",
+        "",
+    ] {
+        startup.extend_from_slice(kv.as_bytes());
+        startup.push(0);
+    }
+    let mut pkt = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    pkt.extend_from_slice(&startup);
+    c.write_all(&pkt).await.unwrap();
+    let got = read_through(&mut c, b'R').await;
+    let mut want = vec![b'v'];
+    let body = [
+        &196_608i32.to_be_bytes()[..],
+        &1i32.to_be_bytes()[..],
+        b"_pq_.compression\0",
+    ]
+    .concat();
+    want.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    want.extend_from_slice(&body);
+    assert!(got.starts_with(&want), "{got:?}");
+    assert_eq!(
+        &got[want.len()..],
+        &[b'R', 0, 0, 0, 8, 0, 0, 0, 3],
+        "{got:?}"
+    );
+    let mut msgs = Vec::new();
+    frontend(&mut msgs, b'p', format!("{bot}\0").as_bytes());
+    c.write_all(&msgs).await.unwrap();
+    read_through(&mut c, b'Z').await;
+    let mut q = Vec::new();
+    frontend(
+        &mut q,
+        b'Q',
+        b"SELECT coalesce(current_setting('_pq_.compression', true), 'none') || '/' || current_setting('application_name') || '/' || 6 * 7\0",
+    );
+    c.write_all(&q).await.unwrap();
+    let answer = read_through(&mut c, b'Z').await;
+    assert!(
+        answer.windows(13).any(|w| w == b"none/proto/42"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // libpq 18 (psycopg's own) asking for 3.2 goes on in 3.0.
+    let url = format!(
+        "host={} port={} dbname=shop user=bot password={bot} max_protocol_version=3.2",
+        s.pg.ip(),
+        s.pg.port()
+    );
+    let o = tokio::task::block_in_place(|| {
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, psycopg\nwith psycopg.connect(sys.argv[1]) as c:\n    print(c.execute('SELECT 6 * 7').fetchone()[0], c.pgconn.protocol_version)",
+            )
+            .arg(&url)
+            .output()
+            .expect("python3")
+    });
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(out.trim(), "42 3");
+}
+
 async fn read_to_end(c: &mut tokio::net::TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out)).await;
