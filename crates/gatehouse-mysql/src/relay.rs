@@ -564,38 +564,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .proxy
             .access
             .grant_for(&self.ctx.principal.subject, &self.ctx.connection);
-        let now = now_ms();
-        let mut d = engine.decide_with_grant_in(
+        let d = engine.decide_in_session(
             SqlDialect::Mysql,
             &self.ctx.principal,
             &self.ctx.connection,
             sql,
-            now,
+            now_ms(),
             grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
+            &self.sources,
         );
-        if d.analysis.as_ref().is_some_and(|a| a.prepared) {
-            engine.follow_prepared(
-                SqlDialect::Mysql,
-                &self.ctx.principal,
-                &self.ctx.connection,
-                sql,
-                now,
-                grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
-                &mut d,
-                &self.sources,
-            );
-        }
-        // What SQL's PREPARE defines is noted (decided without an analysis
-        // when no rule applies yet: then a text with the word in it is
-        // looked at), unless refused: a statement held for review is noted
-        // whatever the reviewers decide (stricter, never looser).
-        let prepares = d
-            .analysis
-            .as_ref()
-            .map_or_else(|| may_prepare(sql), |a| a.prepared);
-        if prepares && !matches!(d.verdict, Verdict::Deny { .. }) {
-            engine.note_prepared(SqlDialect::Mysql, sql, &mut self.sources);
-        }
+        engine.note_decided(SqlDialect::Mysql, sql, &d, &mut self.sources, || {
+            may_prepare(sql)
+        });
         if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (&grant, &d.verdict)
             && r.starts_with("grant:")
         {

@@ -970,26 +970,15 @@ impl ClientSide {
                 .access
                 .grant_for(&self.ctx.principal.subject, &self.ctx.connection);
             let grant = grant.as_ref().map(|(id, level)| (id.as_str(), *level));
-            let now = now_ms();
-            let mut d = engine.decide_with_grant(
+            let d = engine.decide_in_session(
+                SqlDialect::Postgres,
                 &self.ctx.principal,
                 &self.ctx.connection,
                 sql,
-                now,
+                now_ms(),
                 grant,
+                &self.sources,
             );
-            if d.analysis.as_ref().is_some_and(|a| a.prepared) {
-                engine.follow_prepared(
-                    SqlDialect::Postgres,
-                    &self.ctx.principal,
-                    &self.ctx.connection,
-                    sql,
-                    now,
-                    grant,
-                    &mut d,
-                    &self.sources,
-                );
-            }
             if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (grant, &d.verdict)
                 && r.starts_with("grant:")
             {
@@ -997,19 +986,11 @@ impl ClientSide {
             }
             d
         };
-        // What SQL's PREPARE defines is noted: the analysis says so, or, for
-        // a statement decided without one (no rule applies yet), a statement
-        // of the text begins with the word. A refused statement never
-        // reaches the server, so what it would have defined is not noted (a
-        // later PREPARE of the name is what EXECUTE runs); one held for
-        // review is, whatever the reviewers decide (stricter, never looser).
-        let prepares = d
-            .analysis
-            .as_ref()
-            .map_or_else(|| may_prepare(sql), |a| a.prepared);
-        if prepares && !matches!(d.verdict, Verdict::Deny { .. }) {
-            engine.note_prepared(SqlDialect::Postgres, sql, &mut self.sources);
-        }
+        // What SQL's PREPARE defines is noted (decided without an analysis:
+        // when a statement of the text begins with the word).
+        engine.note_decided(SqlDialect::Postgres, sql, &d, &mut self.sources, || {
+            may_prepare(sql)
+        });
         let mut signals = None;
         if !matches!(d.verdict, Verdict::Deny { .. }) {
             match crate::built_in::check(

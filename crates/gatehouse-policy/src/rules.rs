@@ -947,6 +947,29 @@ impl Engine {
         }
     }
 
+    /// Decides `sql` in a session whose statements SQL's `PREPARE` defined
+    /// are `sources`: [`Self::decide_with_grant_in`], made as strict as what
+    /// its `EXECUTE`s run ([`Self::follow_prepared`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide_in_session(
+        &self,
+        dialect: SqlDialect,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+        now_ms: i64,
+        grant: Option<(&str, Level)>,
+        sources: &ResultSources,
+    ) -> Decision {
+        let mut d = self.decide_with_grant_in(dialect, principal, connection, sql, now_ms, grant);
+        if d.analysis.as_ref().is_some_and(|a| a.prepared) {
+            self.follow_prepared(
+                dialect, principal, connection, sql, now_ms, grant, &mut d, sources,
+            );
+        }
+        d
+    }
+
     /// What SQL's `EXECUTE` in `sql` runs: each name and every text that
     /// defined it in this session, for people reviewing the statement.
     pub fn prepared_texts(
@@ -978,6 +1001,27 @@ impl Engine {
             statement.push_str(&format!("\n-- {name} was prepared as: {text}"));
         }
         statement
+    }
+
+    /// After `sql` was decided as `d` in a session whose statements SQL's
+    /// `PREPARE` defined are `sources`: notes what it defines, unless it was
+    /// refused (it never reaches the server, so a later `PREPARE` of the
+    /// name is what `EXECUTE` runs); one held for review is noted whatever
+    /// the reviewers decide (stricter, never looser). `may_prepare` says,
+    /// for a statement decided without an analysis (no rule applied),
+    /// whether its text may prepare something (then it is parsed for it).
+    pub fn note_decided(
+        &self,
+        dialect: SqlDialect,
+        sql: &str,
+        d: &Decision,
+        sources: &mut ResultSources,
+        may_prepare: impl FnOnce() -> bool,
+    ) {
+        let prepares = d.analysis.as_ref().map_or_else(may_prepare, |a| a.prepared);
+        if prepares && !matches!(d.verdict, Verdict::Deny { .. }) {
+            self.note_prepared(dialect, sql, sources);
+        }
     }
 
     /// Notes in `sources` the statements SQL's `PREPARE` in `sql` defines,
@@ -1203,6 +1247,20 @@ mod tests {
         }
     }
 
+    /// Decides `sql` as a session does: as strictly as what its EXECUTEs
+    /// run, noting what its PREPAREs define.
+    fn decide_following(
+        e: &Engine,
+        dialect: SqlDialect,
+        who: &Principal,
+        sql: &str,
+        sources: &mut ResultSources,
+    ) -> Verdict {
+        let d = e.decide_in_session(dialect, who, "shop", sql, NOON_WED, None, sources);
+        e.note_decided(dialect, sql, &d, sources, || true);
+        d.verdict
+    }
+
     #[test]
     fn execute_is_decided_as_strictly_as_every_text_that_prepared_its_name() {
         let e = engine(
@@ -1216,21 +1274,7 @@ action = "deny"
         let bot = who(&["agents"]);
         let mut sources = ResultSources::default();
         let decide = |sql: &str, sources: &mut ResultSources| {
-            let mut d = e.decide(&bot, "shop", sql, NOON_WED);
-            e.follow_prepared(
-                SqlDialect::Postgres,
-                &bot,
-                "shop",
-                sql,
-                NOON_WED,
-                None,
-                &mut d,
-                sources,
-            );
-            if d.analysis.as_ref().is_some_and(|a| a.prepared) {
-                e.note_prepared(SqlDialect::Postgres, sql, sources);
-            }
-            d.verdict
+            decide_following(&e, SqlDialect::Postgres, &bot, sql, sources)
         };
         let allowed = |v: &Verdict| matches!(v, Verdict::Allow { .. });
         assert!(allowed(&decide("PREPARE r AS SELECT 1", &mut sources)));
@@ -1295,24 +1339,7 @@ action = "deny"
         let bot = who(&["agents"]);
         let mut sources = ResultSources::default();
         let decide = |sql: &str, sources: &mut ResultSources| {
-            let mut d =
-                e.decide_with_grant_in(SqlDialect::Mysql, &bot, "shop", sql, NOON_WED, None);
-            e.follow_prepared(
-                SqlDialect::Mysql,
-                &bot,
-                "shop",
-                sql,
-                NOON_WED,
-                None,
-                &mut d,
-                sources,
-            );
-            if d.analysis.as_ref().is_some_and(|a| a.prepared)
-                && !matches!(d.verdict, Verdict::Deny { .. })
-            {
-                e.note_prepared(SqlDialect::Mysql, sql, sources);
-            }
-            d.verdict
+            decide_following(&e, SqlDialect::Mysql, &bot, sql, sources)
         };
         let allowed = |v: &Verdict| matches!(v, Verdict::Allow { .. });
         assert!(allowed(&decide(
@@ -1370,19 +1397,8 @@ action = "deny"
 "#,
         );
         before.note_prepared(SqlDialect::Mysql, "PREPARE v FROM @s", &mut sources);
-        let mut d =
-            vars.decide_with_grant_in(SqlDialect::Mysql, &bot, "shop", "EXECUTE v", NOON_WED, None);
-        vars.follow_prepared(
-            SqlDialect::Mysql,
-            &bot,
-            "shop",
-            "EXECUTE v",
-            NOON_WED,
-            None,
-            &mut d,
-            &sources,
-        );
-        assert!(!allowed(&d.verdict), "{:?}", d.verdict);
+        let v = decide_following(&vars, SqlDialect::Mysql, &bot, "EXECUTE v", &mut sources);
+        assert!(!allowed(&v), "{v:?}");
         // A name never seen prepared cannot be decided.
         assert!(matches!(
             decide("EXECUTE nobody", &mut sources),

@@ -277,9 +277,46 @@ print(json.dumps(out))
 /// A session keeps the policy engine between commands and takes up a new
 /// policy at its next command: a PyMySQL session open across
 /// `gatehouse apply` is refused by the new rule without reconnecting.
+/// A Python script run with `args`, its stdin and stdout piped: the child
+/// and its output's lines.
+fn python_child(
+    script: &str,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+/// Applies a policy whose rule `no-reads-now` refuses reads of the
+/// fixture's table.
+fn deny_reads_now(f: &Fixture) {
+    let file = f.s.path("no-reads.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"no-reads-now\"\nstatements = [\"read\"]\ntables = [\"{}\"]\naction = \"deny\"\n",
+            f.table
+        ),
+    )
+    .unwrap();
+    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+}
+
 #[test]
 fn an_open_session_takes_up_a_new_policy_at_its_next_command() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let f = setup("newpolicy");
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
     let script = r#"
@@ -297,27 +334,10 @@ print(count(), flush=True)
 sys.stdin.readline()
 print(count(), flush=True)
 "#;
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args([host, port, &f.bot, &f.table])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = python_child(script, &[host, port, &f.bot, &f.table]);
     let first = lines.next().expect("a first answer").unwrap();
     assert_eq!(first, "rows 3", "allowed under the first policy");
-    let file = f.s.path("no-reads.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"no-reads-now\"\nstatements = [\"read\"]\ntables = [\"{}\"]\naction = \"deny\"\n",
-            f.table
-        ),
-    )
-    .unwrap();
-    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    deny_reads_now(&f);
     writeln!(child.stdin.as_mut().unwrap()).unwrap();
     let second = lines.next().expect("a second answer").unwrap();
     assert!(
@@ -332,7 +352,7 @@ print(count(), flush=True)
 /// time it is executed; so a rule that came in between refuses it.
 #[test]
 fn an_execute_is_decided_as_its_prepared_text_under_the_policy_in_force() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let f = setup("execpolicy");
     // No rule at first (nothing is analysed to decide): PREPARE is still
     // noted.
@@ -356,28 +376,11 @@ print(run("EXECUTE COUNTED"), flush=True)
 print(run("PREPARE other FROM 'SELECT 6 * 7'"), flush=True)
 print(run("EXECUTE other"), flush=True)
 "#;
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args([host, port, &f.bot, &f.table])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = python_child(script, &[host, port, &f.bot, &f.table]);
     let mut next = || lines.next().expect("an answer").unwrap();
     assert_eq!(next(), "rows []", "PREPARE");
     assert_eq!(next(), "rows [[3]]", "EXECUTE under the first policy");
-    let file = f.s.path("no-reads-exec.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"no-reads-now\"\nstatements = [\"read\"]\ntables = [\"{}\"]\naction = \"deny\"\n",
-            f.table
-        ),
-    )
-    .unwrap();
-    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    deny_reads_now(&f);
     writeln!(child.stdin.as_mut().unwrap()).unwrap();
     let refused = next();
     assert!(
