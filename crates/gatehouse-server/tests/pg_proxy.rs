@@ -943,7 +943,7 @@ async fn psql_describes_copies_and_speaks_tls() {
 
 /// libpq 17's `sslnegotiation=direct`: the client starts TLS at once,
 /// with no SSLRequest, naming PostgreSQL by ALPN (psycopg's own libpq is
-/// 17 or later). A direct TLS client that does not name it is refused, as
+/// 17 or later; asyncpg's `direct_tls` does the same). A direct TLS client that does not name it is refused, as
 /// PostgreSQL refuses it; one that names another protocol fails the
 /// handshake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -963,6 +963,16 @@ for name, extra in [
 ]:
     with psycopg.connect(f"{base} {extra}") as c:
         out[name] = [c.execute("SELECT 6 * 7").fetchone()[0], c.pgconn.ssl_in_use]
+async def by_asyncpg():
+    import asyncpg
+    c = await asyncpg.connect(host=host, port=port, database="shop", user="bot",
+                              password=token, ssl="require", direct_tls=True)
+    try:
+        return [await c.fetchval("SELECT 6 * 7"), c._transport.get_extra_info("ssl_object") is not None]
+    finally:
+        await c.close()
+import asyncio
+out["asyncpg_direct"] = asyncio.run(by_asyncpg())
 def raw(alpn):
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -997,7 +1007,7 @@ print(json.dumps(out))
     assert!(o.status.success(), "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
     assert!(v["libpq"].as_i64().unwrap() >= 170000, "{v}");
-    for name in ["direct", "direct_verified", "postgres"] {
+    for name in ["direct", "direct_verified", "postgres", "asyncpg_direct"] {
         assert_eq!(v[name], serde_json::json!([42, true]), "{name}: {v}");
     }
     let refused = &v["no_alpn"];
