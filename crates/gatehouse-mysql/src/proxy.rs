@@ -41,6 +41,9 @@ pub struct MysqlProxy {
     pub sessions: LiveSessions,
     pub access: gatehouse_access::Access,
     pub record_fail_open: bool,
+    /// `KILL`s of sessions another replica of a shared store holds, left
+    /// there for it (rate-limited).
+    pub remote_kills: gatehouse_pg::remote_cancel::RemoteCancels,
 }
 
 /// Accepts MySQL clients on `listener` until `shutdown` resolves.
@@ -345,6 +348,17 @@ async fn control_kill(
         )
     };
     let Some(target) = proxy.sessions.mysql_session(id, &principal.subject) else {
+        // Another replica of a shared store may hold it: it decides there.
+        let hash = gatehouse_pg::mysql_kill_hash(
+            gatehouse_pg::KillKind::of(how),
+            id,
+            &principal.subject,
+            None,
+        );
+        if proxy.remote_kills.forward_hash(&proxy.store, &hash).await {
+            tracing::info!(principal = %principal.subject, id, "a KILL of no session here, passed to the other replicas");
+            return Ok(());
+        }
         return Err(refused(
             "kill",
             format!(
@@ -354,24 +368,8 @@ async fn control_kill(
             None,
         ));
     };
-    let engine = proxy.policy.engine();
-    let grant = proxy
-        .access
-        .grant_for(&principal.subject, &target.connection);
-    let d = engine.decide_with_grant_in(
-        gatehouse_policy::SqlDialect::Mysql,
-        principal,
-        &target.connection,
-        &sql,
-        now_ms(),
-        grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
-    );
-    match d.verdict {
-        gatehouse_core::policy::Verdict::Allow { .. } => {}
-        gatehouse_core::policy::Verdict::Deny { rule, message }
-        | gatehouse_core::policy::Verdict::Review { rule, message, .. } => {
-            return Err(refused(&rule, message, Some(&target.connection)));
-        }
+    if let Err((rule, message)) = kill_allowed(proxy, principal, &target.connection, &sql) {
+        return Err(refused(&rule, message, Some(&target.connection)));
     }
     let done = match relay::upstream_kill(&target, how) {
         // A statement waiting for review was refused instead.
@@ -389,6 +387,32 @@ async fn control_kill(
         )
         .await;
     done
+}
+
+/// Whether the policy in force lets `principal` run `sql` (a KILL) on
+/// `connection`: `Err` with the rule and message that refuse it (a review
+/// too: a KILL is not held).
+pub(crate) fn kill_allowed(
+    proxy: &MysqlProxy,
+    principal: &Principal,
+    connection: &str,
+    sql: &str,
+) -> Result<(), (String, String)> {
+    let engine = proxy.policy.engine();
+    let grant = proxy.access.grant_for(&principal.subject, connection);
+    let d = engine.decide_with_grant_in(
+        gatehouse_policy::SqlDialect::Mysql,
+        principal,
+        connection,
+        sql,
+        now_ms(),
+        grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
+    );
+    match d.verdict {
+        gatehouse_core::policy::Verdict::Allow { .. } => Ok(()),
+        gatehouse_core::policy::Verdict::Deny { rule, message }
+        | gatehouse_core::policy::Verdict::Review { rule, message, .. } => Err((rule, message)),
+    }
 }
 
 /// Runs `sql` (a KILL) over a fresh upstream login of `connection`, as

@@ -44,6 +44,10 @@ enum Kill {
     Upstream(String),
     /// Done by Gatehouse (a statement waiting for review was refused).
     Done,
+    /// Of no session here: for another replica of a shared store, by its
+    /// [`gatehouse_pg::mysql_kill_hash`]; refused with the message if it
+    /// cannot be passed on.
+    Remote(String, String),
 }
 
 /// `KILL [HARD | SOFT] [CONNECTION | QUERY] id` with nothing else (but a
@@ -337,10 +341,24 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             limit,
         )
     });
+    let remote = remote_kills(
+        s.ctx.proxy.clone(),
+        s.ctx.principal.clone(),
+        (s.ctx.connection.clone(), s.ctx.session_id.clone()),
+        s.ctx.upstream_thread,
+        (s.ctx.capabilities, s.ctx.charset),
+        s.ctx.cancelled.clone(),
+    );
     let watchdog = async move {
-        match watchdog {
-            Some(w) => w.await,
-            None => std::future::pending().await,
+        let timeout = async move {
+            match watchdog {
+                Some(w) => w.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            never = timeout => never,
+            never = remote => never,
         }
     };
     tokio::pin!(watchdog);
@@ -480,6 +498,69 @@ async fn enforce_timeout(
             _ => now + limit,
         };
         tokio::time::sleep_until(wake.into()).await;
+    }
+}
+
+/// Sends upstream, over a login of its own, the `KILL`s of this session
+/// (upstream `thread`) that reached another replica of a shared store
+/// ([`gatehouse_pg::CancelRequests::kill_requested`]).
+async fn remote_kills(
+    proxy: Arc<MysqlProxy>,
+    principal: Principal,
+    (connection, session_id): (String, String),
+    thread: u32,
+    (caps, charset): (u32, u8),
+    cancelled: Arc<gatehouse_pg::CancelRequests>,
+) -> std::convert::Infallible {
+    loop {
+        let kill = cancelled.kill_requested().await;
+        let sql = match kill.kind {
+            gatehouse_pg::KillKind::Query => format!("KILL QUERY {thread}"),
+            gatehouse_pg::KillKind::Connection => format!("KILL CONNECTION {thread}"),
+        };
+        // From a login without a connection: decided here, as on the
+        // replica that holds the session it would have been.
+        if kill.undecided {
+            let detail = serde_json::json!({
+                "connection": connection,
+                "protocol": "mysql",
+                "control_login": true,
+                "other_replica": true,
+            });
+            if let Err((rule, _)) =
+                crate::proxy::kill_allowed(&proxy, &principal, &connection, &sql)
+            {
+                proxy.access.audit().statement_denied_later(
+                    &principal,
+                    &principal.subject,
+                    &rule,
+                    &sql,
+                    detail,
+                );
+                continue;
+            }
+            if kill.kind == gatehouse_pg::KillKind::Query && cancelled.interrupt_hold() {
+                continue;
+            }
+        }
+        tracing::info!(%connection, principal = %principal.subject, "a KILL from another replica: {sql}");
+        let done =
+            crate::proxy::kill_upstream(&proxy, &principal, &connection, &sql, caps, charset).await;
+        if let Err(e) = &done {
+            tracing::warn!(%connection, error = %e.message, "a KILL from another replica failed");
+        }
+        if kill.undecided {
+            proxy
+                .access
+                .audit()
+                .record(
+                    &principal,
+                    "statement.kill",
+                    &session_id,
+                    serde_json::json!({"connection": connection, "kill": sql, "ok": done.is_ok(), "other_replica": true}),
+                )
+                .await;
+        }
     }
 }
 
@@ -770,18 +851,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         self.forward(&rewritten).await?;
                     }
                     Kill::Done => {
-                        let mut ok = BytesMut::new();
-                        crate::codec::result::build_ok(
-                            &mut ok,
-                            &crate::codec::result::OkPacket {
-                                status: codec::SERVER_STATUS_AUTOCOMMIT,
-                                ..Default::default()
-                            },
-                            self.ctx.capabilities,
-                        );
-                        codec::put_packet(&mut self.out, 1, &ok);
-                        stmt.command = Some("KILL".into());
-                        self.record(stmt);
+                        self.kill_answered(stmt, "");
+                        return Ok(true);
+                    }
+                    Kill::Remote(hash, message) => {
+                        let proxy = self.ctx.proxy.clone();
+                        if proxy.remote_kills.forward_hash(&proxy.store, &hash).await {
+                            self.kill_answered(
+                                stmt,
+                                "Gatehouse holds no such session here; the KILL was passed to the other replicas",
+                            );
+                        } else {
+                            stmt.verdict = Verdict::Deny {
+                                rule: "kill".into(),
+                                message: message.clone(),
+                            };
+                            self.refuse_stmt(stmt, "kill", &message);
+                        }
                         return Ok(true);
                     }
                 }
@@ -972,8 +1058,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(Some((target, how))) => {
                 upstream_kill(&target, &how).map_or(Kill::Done, Kill::Upstream)
             }
-            Err(message) => Kill::Refused(message),
+            Err(message) => match parse_kill(sql) {
+                Some((how, id))
+                    if ctx.proxy.store.dialect() == gatehouse_store::Dialect::Postgres =>
+                {
+                    Kill::Remote(
+                        gatehouse_pg::mysql_kill_hash(
+                            gatehouse_pg::KillKind::of(&how),
+                            id,
+                            &ctx.principal.subject,
+                            Some(&ctx.connection),
+                        ),
+                        message,
+                    )
+                }
+                _ => Kill::Refused(message),
+            },
         }
+    }
+
+    /// Answers a `KILL` Gatehouse saw to itself: OK, with `info`.
+    fn kill_answered(&mut self, mut stmt: Stmt, info: &str) {
+        let mut ok = BytesMut::new();
+        crate::codec::result::build_ok(
+            &mut ok,
+            &crate::codec::result::OkPacket {
+                status: codec::SERVER_STATUS_AUTOCOMMIT,
+                info: info.into(),
+                ..Default::default()
+            },
+            self.ctx.capabilities,
+        );
+        codec::put_packet(&mut self.out, 1, &ok);
+        stmt.command = Some("KILL".into());
+        self.record(stmt);
     }
 
     /// Runs the statements the upstream session started with again, after

@@ -37,8 +37,8 @@ use gatehouse_store::recorder::Recorder;
 use tokio::net::TcpListener;
 
 pub use registry::{
-    CancelRequests, LiveSessions, MysqlSession, NoPlace, Registered, SessionGrants, SessionInfo,
-    Slot, depend_on,
+    CancelRequests, KillKind, LiveSessions, MysqlSession, NoPlace, Registered, RemoteKill,
+    SessionGrants, SessionInfo, Slot, depend_on, mysql_kill_hash,
 };
 pub use session::{OpenError, open_local};
 pub use tls::ServerTls;

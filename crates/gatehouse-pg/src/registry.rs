@@ -67,6 +67,28 @@ impl CancelRequests {
         }
         false
     }
+
+    /// Asks the session's task to send a `KILL` upstream (one that
+    /// reached another replica); a request not yet taken is replaced.
+    pub fn request_kill(&self, kill: RemoteKill) {
+        *self.remote_kill.lock().unwrap_or_else(|p| p.into_inner()) = Some(kill);
+        self.remote_notify.notify_one();
+    }
+
+    /// The next `KILL` asked for with [`Self::request_kill`].
+    pub async fn kill_requested(&self) -> RemoteKill {
+        loop {
+            self.remote_notify.notified().await;
+            let taken = self
+                .remote_kill
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(kind) = taken {
+                return kind;
+            }
+        }
+    }
 }
 
 /// A statement waiting for review, as [`CancelRequests::hold`] marks it.
@@ -107,6 +129,76 @@ pub struct CancelRequests {
     /// A statement waits for review (set only once its waiter is
     /// registered with `notify`, so that no cancel request is lost).
     pub holding: std::sync::atomic::AtomicBool,
+    /// A MySQL `KILL` that reached another replica, for this session's
+    /// task to send upstream ([`CancelRequests::kill_requested`]).
+    remote_kill: std::sync::Mutex<Option<RemoteKill>>,
+    remote_notify: tokio::sync::Notify,
+}
+
+/// A MySQL `KILL` that reached another replica, for the session's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteKill {
+    pub kind: KillKind,
+    /// It came from a login without a connection (the command line
+    /// client's Ctrl+C), so the policy on the session's connection has not
+    /// decided it yet.
+    pub undecided: bool,
+}
+
+/// What a MySQL `KILL` ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillKind {
+    /// `KILL QUERY`: the statement running.
+    Query,
+    /// `KILL [CONNECTION]`: the session.
+    Connection,
+}
+
+impl KillKind {
+    /// Of a `KILL` written with `how` (`""`, `"QUERY "`, `"HARD CONNECTION "`, …).
+    pub fn of(how: &str) -> Self {
+        if how.contains("QUERY") {
+            Self::Query
+        } else {
+            Self::Connection
+        }
+    }
+
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::Query => b"query",
+            Self::Connection => b"connection",
+        }
+    }
+}
+
+/// What replicas share of a MySQL `KILL` of the session a client got
+/// connection id `id` for, sent by `principal` in a session on
+/// `connection` (`None`: from a login without a connection): its SHA-256
+/// (hex) under a label of its own. Only that caller's session with that id
+/// (on that connection) has the same hash, so a request another replica
+/// leaves can end nobody else's.
+pub fn mysql_kill_hash(
+    kind: KillKind,
+    id: u32,
+    principal: &str,
+    connection: Option<&str>,
+) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"gatehouse mysql kill\0");
+    h.update(kind.label());
+    h.update(b"\0");
+    h.update(id.to_be_bytes());
+    h.update(principal.as_bytes());
+    match connection {
+        Some(c) => {
+            h.update(b"\0on\0");
+            h.update(c.as_bytes());
+        }
+        None => h.update(b"\0control"),
+    }
+    hex::encode(h.finalize())
 }
 
 #[derive(Debug)]
@@ -446,6 +538,33 @@ impl LiveSessions {
             .map_or(Cancel::Unknown, Self::cancel_entry)
     }
 
+    /// What a MySQL `KILL` another replica received does here, known by
+    /// its [`mysql_kill_hash`]: a `KILL QUERY` of a statement waiting for
+    /// review refuses that statement; otherwise the session's task is
+    /// asked to send the KILL upstream. Whether a session here matched.
+    pub(crate) fn kill_hashed_mysql(&self, hash: &str) -> bool {
+        let inner = lock(&self.inner);
+        for e in inner.values() {
+            let Some(id) = e.mysql_id else { continue };
+            for kind in [KillKind::Query, KillKind::Connection] {
+                for on in [Some(e.info.connection.as_str()), None] {
+                    if mysql_kill_hash(kind, id, &e.info.principal, on) != hash {
+                        continue;
+                    }
+                    let undecided = on.is_none();
+                    // A KILL QUERY of a statement waiting for review
+                    // refuses it, once the policy allowed the KILL: that
+                    // one undecided goes to the session's task first.
+                    if undecided || !(kind == KillKind::Query && e.cancelled.interrupt_hold()) {
+                        e.cancelled.request_kill(RemoteKill { kind, undecided });
+                    }
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     fn cancel_entry(e: &Entry) -> Cancel {
         if e.cancelled.interrupt_hold() {
             return Cancel::Done;
@@ -517,6 +636,57 @@ mod tests {
         ));
         live.unregister(reg.key);
         assert!(matches!(live.cancel_hashed(&hash), Cancel::Unknown));
+    }
+
+    #[tokio::test]
+    async fn a_mysql_kill_from_another_replica_matches_only_the_caller_s_own_session() {
+        let live = LiveSessions::default();
+        let reg = live.register_mysql(info(), 4242, 99);
+        let cancelled = live
+            .mysql_session(4242, "bot")
+            .expect("the session")
+            .cancelled;
+        // Another caller, connection, id or kind: a hash of nothing here.
+        for (kind, id, who, conn) in [
+            (KillKind::Query, 4242, "mallory", "shop"),
+            (KillKind::Query, 4242, "bot", "hr"),
+            (KillKind::Query, 4243, "bot", "shop"),
+        ] {
+            assert!(!live.kill_hashed_mysql(&mysql_kill_hash(kind, id, who, Some(conn))));
+        }
+        let on_shop = |kind| mysql_kill_hash(kind, 4242, "bot", Some("shop"));
+        assert!(live.kill_hashed_mysql(&on_shop(KillKind::Query)));
+        let decided = |kind| RemoteKill {
+            kind,
+            undecided: false,
+        };
+        assert_eq!(cancelled.kill_requested().await, decided(KillKind::Query));
+        assert!(live.kill_hashed_mysql(&on_shop(KillKind::Connection)));
+        assert_eq!(
+            cancelled.kill_requested().await,
+            decided(KillKind::Connection)
+        );
+        // From a login without a connection: for the session to decide.
+        assert!(live.kill_hashed_mysql(&mysql_kill_hash(KillKind::Query, 4242, "bot", None)));
+        assert_eq!(
+            cancelled.kill_requested().await,
+            RemoteKill {
+                kind: KillKind::Query,
+                undecided: true
+            }
+        );
+        // A KILL QUERY while a statement waits for review refuses it; no
+        // KILL goes upstream.
+        let mut held = cancelled.hold();
+        assert!(live.kill_hashed_mysql(&on_shop(KillKind::Query)));
+        tokio::time::timeout(std::time::Duration::from_secs(10), held.cancelled())
+            .await
+            .expect("the held statement was told");
+        let nothing =
+            tokio::time::timeout(std::time::Duration::ZERO, cancelled.kill_requested()).await;
+        assert!(nothing.is_err(), "a KILL was asked for: {nothing:?}");
+        live.unregister(reg.key);
+        assert!(!live.kill_hashed_mysql(&on_shop(KillKind::Query)));
     }
 
     #[tokio::test]

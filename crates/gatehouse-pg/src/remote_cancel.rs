@@ -44,15 +44,26 @@ impl RemoteCancels {
     /// store, for the replica holding the session. Nothing with a store of
     /// one replica (SQLite), or past the rate limit.
     pub async fn forward(&self, store: &Store, key: (i32, i32)) {
+        self.forward_hash(store, &cancel_key_hash(key)).await;
+    }
+
+    /// The same for a request known by its hash (a MySQL `KILL`:
+    /// [`crate::registry::mysql_kill_hash`]): whether it was left in the
+    /// store.
+    pub async fn forward_hash(&self, store: &Store, hash: &str) -> bool {
         if store.dialect() != Dialect::Postgres {
-            return;
+            return false;
         }
         let now = now_ms();
         if !self.admit(now) {
-            return;
+            return false;
         }
-        if let Err(e) = store.request_cancel(&cancel_key_hash(key), now).await {
-            tracing::warn!(error = %e, "a cancel request for another replica could not be stored");
+        match store.request_cancel(hash, now).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "a cancel request for another replica could not be stored");
+                false
+            }
         }
     }
 
@@ -141,12 +152,19 @@ pub async fn watch(store: Store, sessions: LiveSessions) {
             }
         };
         for hash in seen.due(requests, now) {
-            if let Cancel::Upstream(target, (pid, k)) = sessions.cancel_hashed(&hash) {
-                tokio::spawn(async move {
-                    if let Err(e) = upstream::cancel(&target, pid, k).await {
-                        tracing::warn!(error = %e, "forwarding a cancel request from another replica failed");
-                    }
-                });
+            match sessions.cancel_hashed(&hash) {
+                Cancel::Upstream(target, (pid, k)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = upstream::cancel(&target, pid, k).await {
+                            tracing::warn!(error = %e, "forwarding a cancel request from another replica failed");
+                        }
+                    });
+                }
+                Cancel::Done => {}
+                // A MySQL KILL, if it names a session here.
+                Cancel::Unknown => {
+                    sessions.kill_hashed_mysql(&hash);
+                }
             }
         }
         if now - pruned_at >= KEEP_MS / 6 {

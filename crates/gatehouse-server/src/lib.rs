@@ -262,17 +262,6 @@ pub async fn start(
             record_fail_open: config.record_fail_open,
             remote_cancels: Default::default(),
         });
-        if state.store.dialect() == gatehouse_store::Dialect::Postgres {
-            // Cancel requests that reached another replica of a shared store.
-            let watch = gatehouse_pg::remote_cancel::watch(state.store.clone(), state.live.clone());
-            let stop = stopped(stop_rx.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = watch => {}
-                    () = stop => {}
-                }
-            });
-        }
         tokio::spawn(gatehouse_pg::serve(
             proxy,
             workers.clone(),
@@ -302,6 +291,7 @@ pub async fn start(
             sessions: state.live.clone(),
             access: state.access.clone(),
             record_fail_open: config.record_fail_open,
+            remote_kills: Default::default(),
         });
         tokio::spawn(gatehouse_mysql::serve(
             proxy,
@@ -309,6 +299,21 @@ pub async fn start(
             listener,
             stopped(stop_rx.clone()),
         ));
+    }
+
+    if state.store.dialect() == gatehouse_store::Dialect::Postgres
+        && (pg_addr.is_some() || mysql_addr.is_some())
+    {
+        // Cancel requests and MySQL KILLs that reached another replica of a
+        // shared store.
+        let watch = gatehouse_pg::remote_cancel::watch(state.store.clone(), state.live.clone());
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = watch => {}
+                () = stop => {}
+            }
+        });
     }
 
     let mut aws_addr = None;

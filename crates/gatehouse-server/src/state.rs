@@ -84,6 +84,7 @@ impl AppState {
             sessions: live.clone(),
             access: access.clone(),
             record_fail_open: config.record_fail_open,
+            remote_kills: Default::default(),
         });
         Ok(Self {
             access,

@@ -355,6 +355,123 @@ async fn a_cancel_request_that_reaches_another_replica_cancels_the_statement() {
     );
 }
 
+/// The MySQL client's Ctrl-C sends `KILL QUERY id` on a login of its own
+/// (without a database), which a load balancer may hand to another replica
+/// than the one holding the session; so may a KILL from another session.
+/// With a shared store that replica passes it on (as a hash of the kind,
+/// the id, the caller and the connection, so that it can end only that
+/// caller's own session), and the replica holding the session sends the
+/// KILL upstream (deciding the policy first for the Ctrl-C login).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_kill_that_reaches_another_replica_ends_the_statement() {
+    let store = gatehouse_store::testing::fresh_pg_database()
+        .await
+        .expect("fresh database");
+    let key = gatehouse_core::keyring::Keyring::generate_key();
+    let replica = |store: String, key: gatehouse_core::secret::Secret| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = common::config(dir.path());
+        c.store_url = Some(store);
+        c.master_key = Some(key);
+        c.mysql_listen = Some("127.0.0.1:0".into());
+        TestServer::start_with(dir, c).await
+    };
+    let a = replica(store.clone(), key.clone()).await;
+    let b = replica(store.clone(), key).await;
+    let (status, v) = a
+        .post(
+            "/v1/connections",
+            &a.admin,
+            json!({"name": "shop_my", "kind": "mysql", "url": common::mysql_url(), "groups": ["agents"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let bot = a.token("bot", &["agents"]).await;
+    let addr = |s: &TestServer| s.running.as_ref().unwrap().mysql_addr.unwrap();
+    let (a_my, b_my) = (addr(&a), addr(&b));
+    let marker = unique("remote_kill");
+    let script = r#"
+import json, sys, threading, time
+import pymysql
+a_port, b_port, token, marker = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+direct = pymysql.connect(host="127.0.0.1", port=3306, user="root", database="test", autocommit=True)
+def round(name, **kill_login):
+    c = pymysql.connect(host="127.0.0.1", port=a_port, user="bot", password=token, database="shop_my")
+    cid = c.thread_id()
+    got = {}
+    def sleep():
+        cur = c.cursor()
+        try:
+            cur.execute(f"SELECT SLEEP(30) /* {marker} {name} */")
+            got["sleep"] = ["ran", cur.fetchall()[0][0]]
+        except pymysql.err.MySQLError as e:
+            got["sleep"] = [e.args[0], e.args[1]]
+    t = threading.Thread(target=sleep)
+    t.start()
+    # Until the statement runs upstream (seen from the server itself).
+    for _ in range(600):
+        d = direct.cursor()
+        d.execute("SELECT count(*) FROM information_schema.processlist WHERE info LIKE %s AND info NOT LIKE %s",
+                  (f"%SLEEP(30) /* {marker} {name} */%", "%processlist%"))
+        if d.fetchone()[0] == 1:
+            break
+        time.sleep(0.05)
+    if kill_login.get("database"):
+        k = pymysql.connect(host="127.0.0.1", port=b_port, user="bot", password=token, **kill_login)
+        k.cursor().execute(f"KILL QUERY {cid}")
+        got["kill"] = "ok"
+    else:
+        # As the mariadb client's Ctrl+C does: a login without a database.
+        import os, subprocess
+        r = subprocess.run(["mariadb", "-h", "127.0.0.1", "-P", str(b_port), "-u", "bot",
+                            "--skip-ssl", "-e", f"KILL QUERY {cid}"],
+                           capture_output=True, text=True, env={**os.environ, "MYSQL_PWD": token})
+        got["kill"] = "ok" if r.returncode == 0 else r.stderr
+    t.join(60)
+    c.close()
+    return got
+out = {
+    # From a session on the same connection.
+    "session": round("session", database="shop_my"),
+    # From a login without a connection: the command line client's Ctrl+C.
+    "control": round("control"),
+}
+print(json.dumps(out))
+"#;
+    let args = [
+        a_my.port().to_string(),
+        b_my.port().to_string(),
+        bot.clone(),
+        marker,
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let v = python_json(script, &args);
+    for way in ["session", "control"] {
+        assert_eq!(v[way]["kill"], "ok", "{way}: {v}");
+        // MariaDB's SLEEP returns 1 when it is interrupted (0 had it run out).
+        let sleep = &v[way]["sleep"];
+        let interrupted = *sleep == json!(["ran", 1]) || sleep[0] == json!(1317);
+        assert!(
+            interrupted,
+            "{way}: the statement on the other replica went on: {v}"
+        );
+    }
+    let (db, conn) = tokio_postgres::connect(&store, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let stored = db
+        .query("SELECT key_hash FROM cancel_requests", &[])
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    for row in stored {
+        let hash: String = row.get(0);
+        assert!(
+            hash.len() == 64 && hash.bytes().all(|c| c.is_ascii_hexdigit()),
+            "{hash}"
+        );
+    }
+}
+
 /// Connects to `url` once an ended session's place among the
 /// connection's `max_sessions` has come free (it is given back in the
 /// background); refused with 53300 until then.
@@ -739,6 +856,25 @@ async fn stored_credentials_log_in_with_scram_md5_cleartext_and_tls() {
     assert!(msg(&e).contains("TLS"), "{e:?}");
 }
 
+/// Runs a Python script with `args` (blocking only this worker) and reads
+/// the JSON it prints; the test fails if it does.
+fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let o = tokio::task::block_in_place(|| {
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("python3")
+    });
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    serde_json::from_str(out.trim()).expect(&out)
+}
+
 fn psql(url: &str, args: &[&str]) -> (bool, String, String) {
     // The gateway runs on this test's runtime: block only this worker.
     let o = tokio::task::block_in_place(|| {
@@ -992,20 +1128,7 @@ print(json.dumps(out))
     let port = s.pg.port().to_string();
     let ip = s.pg.ip().to_string();
     let cert = cert.display().to_string();
-    let o = tokio::task::block_in_place(|| {
-        Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .args([ip.as_str(), port.as_str(), bot.as_str(), cert.as_str()])
-            .output()
-            .expect("python3")
-    });
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    );
-    assert!(o.status.success(), "{out}{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    let v = python_json(script, &[&ip, &port, &bot, &cert]);
     assert!(v["libpq"].as_i64().unwrap() >= 170000, "{v}");
     for name in ["direct", "direct_verified", "postgres", "asyncpg_direct"] {
         assert_eq!(v[name], serde_json::json!([42, true]), "{name}: {v}");
