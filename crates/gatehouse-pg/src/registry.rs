@@ -216,6 +216,9 @@ struct Entry {
     /// A MySQL session: the connection id its client got from Gatehouse
     /// (what the client names in `KILL`); the upstream's is `upstream_key.0`.
     mysql_id: Option<u32>,
+    /// The [`mysql_kill_hash`]es of the KILLs another replica may pass on
+    /// for it, made once (looking a request up hashes nothing).
+    mysql_kills: Vec<(String, RemoteKill)>,
 }
 
 /// What to do with a cancel request.
@@ -368,6 +371,7 @@ impl LiveSessions {
                     grants: grants.clone(),
                     cancelled: cancelled.clone(),
                     mysql_id: None,
+                    mysql_kills: Vec::new(),
                 });
                 return Registered {
                     key,
@@ -391,6 +395,15 @@ impl LiveSessions {
         if let Some(e) = lock(&self.inner).get_mut(&reg.key) {
             // 0: a session opened inside Gatehouse, which no client names.
             e.mysql_id = (client_id != 0).then_some(client_id);
+            if client_id != 0 {
+                for kind in [KillKind::Query, KillKind::Connection] {
+                    for on in [Some(e.info.connection.as_str()), None] {
+                        let hash = mysql_kill_hash(kind, client_id, &e.info.principal, on);
+                        let undecided = on.is_none();
+                        e.mysql_kills.push((hash, RemoteKill { kind, undecided }));
+                    }
+                }
+            }
         }
         reg
     }
@@ -545,22 +558,16 @@ impl LiveSessions {
     pub(crate) fn kill_hashed_mysql(&self, hash: &str) -> bool {
         let inner = lock(&self.inner);
         for e in inner.values() {
-            let Some(id) = e.mysql_id else { continue };
-            for kind in [KillKind::Query, KillKind::Connection] {
-                for on in [Some(e.info.connection.as_str()), None] {
-                    if mysql_kill_hash(kind, id, &e.info.principal, on) != hash {
-                        continue;
-                    }
-                    let undecided = on.is_none();
-                    // A KILL QUERY of a statement waiting for review
-                    // refuses it, once the policy allowed the KILL: that
-                    // one undecided goes to the session's task first.
-                    if undecided || !(kind == KillKind::Query && e.cancelled.interrupt_hold()) {
-                        e.cancelled.request_kill(RemoteKill { kind, undecided });
-                    }
-                    return true;
-                }
+            let Some((_, kill)) = e.mysql_kills.iter().find(|(h, _)| h == hash) else {
+                continue;
+            };
+            // A KILL QUERY of a statement waiting for review refuses it,
+            // once the policy allowed the KILL: an undecided one goes to
+            // the session's task first.
+            if kill.undecided || !(kill.kind == KillKind::Query && e.cancelled.interrupt_hold()) {
+                e.cancelled.request_kill(*kill);
             }
+            return true;
         }
         false
     }
