@@ -231,15 +231,6 @@ pub enum LocalEvent {
 type Reader<S> = BufReader<ReadHalf<MysqlStream<S>>>;
 type Writer<S> = WriteHalf<MysqlStream<S>>;
 
-/// Whether `sql` may hold SQL's `PREPARE`: the word, in any case, is in
-/// it (anywhere: cheap, and wrong only towards "maybe", which costs a
-/// parse).
-fn may_prepare(sql: &str) -> bool {
-    sql.as_bytes()
-        .windows(7)
-        .any(|w| w.eq_ignore_ascii_case(b"prepare"))
-}
-
 /// A statement prepared on the upstream.
 struct Prepared {
     sql: Arc<str>,
@@ -521,15 +512,15 @@ async fn remote_kills(
         // From a login without a connection: decided here, as on the
         // replica that holds the session it would have been.
         if kill.undecided {
-            let detail = serde_json::json!({
-                "connection": connection,
-                "protocol": "mysql",
-                "control_login": true,
-                "other_replica": true,
-            });
             if let Err((rule, _)) =
                 crate::proxy::kill_allowed(&proxy, &principal, &connection, &sql)
             {
+                let detail = serde_json::json!({
+                    "connection": connection,
+                    "protocol": "mysql",
+                    "control_login": true,
+                    "other_replica": true,
+                });
                 proxy.access.audit().statement_denied_later(
                     &principal,
                     &principal.subject,
@@ -654,8 +645,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
             &self.sources,
         );
+        // Decided without an analysis, a text is parsed for what it
+        // prepares only when it holds the word.
         engine.note_decided(SqlDialect::Mysql, sql, &d, &mut self.sources, || {
-            may_prepare(sql)
+            gatehouse_policy::analyze_mysql::mentions(sql, b"prepare")
         });
         if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (&grant, &d.verdict)
             && r.starts_with("grant:")

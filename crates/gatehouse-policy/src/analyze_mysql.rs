@@ -133,6 +133,19 @@ pub fn analyze_mysql(sql: &str) -> Analysis {
     }
 }
 
+/// Whether `sql` holds `word` (ASCII, lower-case) in any case, anywhere
+/// (inside other words too). A cheap look on the data path before a parse:
+/// text without the word cannot be what the parse looks for.
+pub fn mentions(sql: &str, word: &[u8]) -> bool {
+    let (b, Some(&first)) = (sql.as_bytes(), word.first()) else {
+        return true;
+    };
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), b).any(|i| {
+        b.get(i..i + word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+    })
+}
+
 /// Column references of a MySQL statement string, for masking; `None` when
 /// it does not parse. The whole tree is walked with sqlparser's visitor, so
 /// that a reference inside any kind of expression is found.

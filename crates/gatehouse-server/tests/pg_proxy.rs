@@ -341,18 +341,27 @@ async fn a_cancel_request_that_reaches_another_replica_cancels_the_statement() {
         .unwrap_err();
     assert_eq!(code(&err), "57014", "{err}");
 
-    let (db, conn) = tokio_postgres::connect(&store, NoTls).await.unwrap();
+    assert_eq!(stored_requests(&store).await, 1);
+}
+
+/// How many requests replicas left in the shared `store`'s
+/// `cancel_requests`; each must be a hash (64 hex digits), never a key or
+/// an id in the clear.
+async fn stored_requests(store: &str) -> usize {
+    let (db, conn) = tokio_postgres::connect(store, NoTls).await.unwrap();
     tokio::spawn(conn);
     let stored = db
         .query("SELECT key_hash FROM cancel_requests", &[])
         .await
         .unwrap();
-    assert_eq!(stored.len(), 1);
-    let hash: String = stored[0].get(0);
-    assert!(
-        hash.len() == 64 && hash.bytes().all(|c| c.is_ascii_hexdigit()),
-        "{hash}"
-    );
+    for row in &stored {
+        let hash: String = row.get(0);
+        assert!(
+            hash.len() == 64 && hash.bytes().all(|c| c.is_ascii_hexdigit()),
+            "{hash}"
+        );
+    }
+    stored.len()
 }
 
 /// The MySQL client's Ctrl-C sends `KILL QUERY id` on a login of its own
@@ -456,20 +465,7 @@ print(json.dumps(out))
             "{way}: the statement on the other replica went on: {v}"
         );
     }
-    let (db, conn) = tokio_postgres::connect(&store, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    let stored = db
-        .query("SELECT key_hash FROM cancel_requests", &[])
-        .await
-        .unwrap();
-    assert_eq!(stored.len(), 2);
-    for row in stored {
-        let hash: String = row.get(0);
-        assert!(
-            hash.len() == 64 && hash.bytes().all(|c| c.is_ascii_hexdigit()),
-            "{hash}"
-        );
-    }
+    assert_eq!(stored_requests(&store).await, 2);
 }
 
 /// Connects to `url` once an ended session's place among the

@@ -22,10 +22,9 @@ use super::{MAX_PREPARE_DEPTH, readings, tokens_of};
 /// spelling above does), or `prepare` or `execute` (text made at run
 /// time), in any case. Text without them cannot, whatever else it holds.
 fn may_lift(sql: &str) -> bool {
-    let b = sql.as_bytes();
     [&b"read"[..], b"prepare", b"execute"]
         .iter()
-        .any(|w| b.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w)))
+        .any(|w| super::mentions(sql, w))
 }
 
 /// Whether `sql` would (or might: text that cannot be read counts, if it

@@ -199,3 +199,19 @@ fn leaving_read_only_mode_is_seen_in_every_spelling() {
         assert!(!lifts_read_only_mysql(sql), "{sql}");
     }
 }
+
+#[test]
+fn a_word_is_mentioned_in_any_case_anywhere() {
+    for sql in [
+        "PREPARE p FROM @s",
+        "prepare",
+        "/*!PrEpArE*/",
+        "x_prepared",
+        "SET @a=1;Prepare",
+    ] {
+        assert!(mentions(sql, b"prepare"), "{sql}");
+    }
+    for sql in ["", "prepar", "SELECT 'prep are'", "PREPAR E"] {
+        assert!(!mentions(sql, b"prepare"), "{sql}");
+    }
+}
