@@ -391,6 +391,13 @@ pub fn analyze(sql: &str) -> Analysis {
                     let Some(query) = d.query.as_ref().and_then(|n| n.node.as_ref()) else {
                         continue;
                     };
+                    if has_complex_typmod(&json) {
+                        a.parse_error = Some(
+                            "a cursor's query: type modifiers must be simple constants or identifiers"
+                                .into(),
+                        );
+                        return a;
+                    }
                     let inner = match query.deparse(pg_query::DeparseOptions::default()) {
                         Ok(text) => analyze(&text),
                         Err(e) => {
@@ -671,6 +678,26 @@ fn json_node(v: Option<&serde_json::Value>) -> Option<(&str, &serde_json::Value)
     let m = v?.get("node")?.as_object()?;
     let (kind, body) = m.iter().next()?;
     Some((kind.as_str(), body))
+}
+
+/// Whether a parse tree's JSON has a type modifier that is not a constant,
+/// a parameter or a name (`t(f(x)) '…'`). PostgreSQL refuses one when the
+/// statement runs ("type modifiers must be simple constants or
+/// identifiers"), and libpg_query's deparser cannot write one back (it
+/// drops it, or aborts the process where its assertions are compiled in).
+fn has_complex_typmod(json: &serde_json::Value) -> bool {
+    objects(json).any(|m| {
+        m.get("typmods")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|mods| {
+                mods.iter().any(|n| {
+                    !matches!(
+                        json_node(Some(n)),
+                        Some(("A_Const" | "ParamRef" | "ColumnRef", _))
+                    )
+                })
+            })
+    })
 }
 
 /// Every function call anywhere in a parse tree's JSON, in order: the
@@ -1214,6 +1241,26 @@ mod tests {
             a.tables_written.contains("t") && a.tables_read.contains("u"),
             "{a:?}"
         );
+    }
+
+    #[test]
+    fn a_cursor_whose_query_has_a_computed_type_modifier_is_not_deparsed() {
+        // Found by fuzzing: libpg_query's deparser asserts on such a type
+        // modifier (the process aborts where its assertions are on), and
+        // PostgreSQL refuses it when the statement runs anyway.
+        let a = analyze(
+            "BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT pg_read_f(pg_bad(5))$2; FETCH ALL FROM c",
+        );
+        assert_eq!(a.class, None, "{a:?}");
+        assert!(
+            a.parse_error
+                .as_deref()
+                .is_some_and(|e| e.contains("type modifiers must be simple constants")),
+            "{a:?}"
+        );
+        // Simple modifiers are deparsed and analysed as before.
+        let a = analyze("DECLARE c CURSOR FOR SELECT numeric(10, 2) '1.5' FROM t");
+        assert!(a.tables_read.contains("t"), "{a:?}");
     }
 
     #[test]
