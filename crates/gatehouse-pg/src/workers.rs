@@ -59,8 +59,12 @@ impl Workers {
         let stop = CancellationToken::new();
         let mut handles = Vec::new();
         for n in 0..threads {
+            // Sockets and timers only: with the signal and process drivers
+            // (`enable_all`) every wake-up also looked for exited child
+            // processes, which sessions never start.
             let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
+                .enable_time()
                 .build()?;
             handles.push(rt.handle().clone());
             let (tracker, stop) = (tracker.clone(), stop.clone());
