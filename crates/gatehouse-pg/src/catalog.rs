@@ -57,12 +57,17 @@ impl<V> Default for Cache<V> {
     }
 }
 
+/// A lock that a panic elsewhere does not poison for good.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
 impl<V: Clone> Cache<V> {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), (Instant, V)>> {
-        match self.0.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.0)
     }
 
     fn get(&self, connection: &str, oid: u32) -> Option<V> {
@@ -98,10 +103,15 @@ impl<V: Clone> Cache<V> {
     }
 }
 
+/// What one relation name reads if it is a view (empty if it is not),
+/// by (connection, name as a statement writes it).
+type ViewCache = Mutex<HashMap<(String, String), (Instant, Arc<[String]>)>>;
+
 #[derive(Debug)]
 pub struct Catalog {
     relations: Cache<Arc<Relation>>,
     types: Cache<UserType>,
+    views: ViewCache,
     /// How long one look-up (connecting, logging in, the queries) may take.
     timeout: Duration,
 }
@@ -162,6 +172,7 @@ impl Catalog {
         Self {
             relations: Cache::default(),
             types: Cache::default(),
+            views: Mutex::default(),
             timeout,
         }
     }
@@ -233,6 +244,73 @@ impl Catalog {
         }
         session.end().await;
         result.map(|()| out)
+    }
+
+    /// For each of `names` (relations as statements write them: `name`,
+    /// or `schema.name`, case as the parser left it) that is a view or a
+    /// materialized view, the relations it reads as `schema.name`,
+    /// transitively through views over views; names that are not views
+    /// are absent. An unqualified name is looked for in every schema (the
+    /// caller's `search_path` is not known here), so a view of that name
+    /// anywhere counts. Cached per connection for [`TTL`], and forgotten
+    /// when a statement that may change definitions runs
+    /// ([`Self::forget_views`]).
+    pub async fn views(
+        &self,
+        access: &CatalogAccess,
+        names: &[String],
+    ) -> Result<HashMap<String, Arc<[String]>>, String> {
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = lock(&self.views);
+            for name in names {
+                match cache
+                    .get(&(access.connection.clone(), name.clone()))
+                    .filter(|(at, _)| at.elapsed() < TTL)
+                {
+                    Some((_, reads)) => {
+                        if !reads.is_empty() {
+                            out.insert(name.clone(), reads.clone());
+                        }
+                    }
+                    None => missing.push(name.clone()),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let fresh = self
+            .bounded(async {
+                let mut session = CatalogSession::new(access);
+                let r = fetch_views(&mut session, &missing).await;
+                session.end().await;
+                r
+            })
+            .await?;
+        let mut cache = lock(&self.views);
+        if cache.len() + missing.len() > MAX_CACHED {
+            cache.clear();
+        }
+        let now = Instant::now();
+        for name in missing {
+            let reads: Arc<[String]> = fresh.get(&name).cloned().unwrap_or_default().into();
+            cache.insert(
+                (access.connection.clone(), name.clone()),
+                (now, reads.clone()),
+            );
+            if !reads.is_empty() {
+                out.insert(name, reads);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets what the connection's views read: a statement that may
+    /// define or replace one is running there.
+    pub fn forget_views(&self, connection: &str) {
+        lock(&self.views).retain(|(c, _), _| c != connection);
     }
 
     /// The relations for `oids` and, for views among them, the relations
@@ -414,6 +492,59 @@ async fn fetch(
         }
     }
     Ok(rels.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+}
+
+/// The relations each of `names` reads if it is a view ([`Catalog::views`]).
+async fn fetch_views(
+    session: &mut CatalogSession<'_>,
+    names: &[String],
+) -> Result<HashMap<String, Vec<String>>, String> {
+    // The names go in as hex, so that no quoting of theirs matters.
+    let list = names
+        .iter()
+        .map(|n| {
+            let hex: String = n.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("pg_catalog.convert_from(pg_catalog.decode('{hex}', 'hex'), 'UTF8')")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = session
+        .query(&format!(
+            "WITH RECURSIVE named(name, rel) AS (
+               SELECT w.name, c.oid
+               FROM pg_catalog.unnest(ARRAY[{list}]) AS w(name)
+               JOIN pg_catalog.pg_class c ON c.relkind IN ('v', 'm')
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               WHERE c.relname = w.name OR n.nspname || '.' || c.relname = w.name
+             ), reads(name, rel, depth) AS (
+               SELECT name, rel, 0 FROM named
+               UNION
+               SELECT r.name, d.refobjid, r.depth + 1
+               FROM reads r
+               JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.rel
+               JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                 AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                 AND d.refobjid <> r.rel
+               WHERE r.depth < {MAX_DEPTH}
+             )
+             SELECT DISTINCT r.name, n.nspname || '.' || c.relname
+             FROM reads r
+             JOIN pg_catalog.pg_class c ON c.oid = r.rel
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE r.depth > 0
+             ORDER BY 1, 2"
+        ))
+        .await?;
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for row in rows {
+        let [Some(name), Some(rel)] = <[Option<String>; 2]>::try_from(row)
+            .map_err(|_| "unexpected catalog row".to_string())?
+        else {
+            continue;
+        };
+        out.entry(name).or_default().push(rel);
+    }
+    Ok(out)
 }
 
 /// Runs one simple query; rows as text values.

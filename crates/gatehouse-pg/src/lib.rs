@@ -55,8 +55,11 @@ pub struct PgProxy {
     pub recorder: Recorder,
     /// The policy in force (asked again for every statement).
     pub policy: Arc<dyn PolicySource>,
-    /// Where result columns come from, per connection (for masking).
-    pub catalog: catalog::Catalog,
+    /// Where result columns come from, per connection (for masking), and
+    /// what views read (for rules on tables); shared by every proxy of a
+    /// server, so that a definition changed through one is asked again by
+    /// all.
+    pub catalog: Arc<catalog::Catalog>,
     pub tls: Option<ServerTls>,
     /// Accept passwords (tokens) over plaintext from non-loopback clients.
     pub allow_plaintext_remote: bool,

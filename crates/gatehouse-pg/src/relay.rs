@@ -32,7 +32,8 @@ use gatehouse_core::model::{Principal, RECORD_BYTES};
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_policy::{
-    CachedEngine, Engine, MaskPlan, ResultSources, SignalTarget, SqlDialect, StatementMask,
+    CachedEngine, Class, Engine, MaskPlan, ResultSources, SignalTarget, SqlDialect, StatementMask,
+    ViewReads,
 };
 use gatehouse_store::ResultSample;
 use gatehouse_store::recorder::{ColumnNames, Record, SessionLog};
@@ -986,6 +987,14 @@ impl ClientSide {
             }
             d
         };
+        if !matches!(d.verdict, Verdict::Deny { .. })
+            && d.analysis.as_ref().is_some_and(|a| {
+                a.unseen || matches!(a.class, Some(Class::Ddl | Class::Admin) | None)
+            })
+        {
+            // It may define or replace views: what they read is asked again.
+            self.ctx.proxy.catalog.forget_views(&self.ctx.connection);
+        }
         // What SQL's PREPARE defines is noted (decided without an analysis:
         // when a statement of the text begins with the word).
         engine.note_decided(SqlDialect::Postgres, sql, &d, &mut self.sources, || {
@@ -1007,6 +1016,75 @@ impl ClientSide {
             }
         }
         (d, signals)
+    }
+
+    /// The text the policy decides on this message now, if it decides
+    /// one: a query's, a `Parse`'s, and a statement's or portal's that is
+    /// decided again at `Bind` or `Execute` (see [`ClientSide::message`]).
+    fn text_to_decide(&self, tag: u8, body: &[u8]) -> Option<Arc<str>> {
+        let generation = self.engine.generation();
+        match tag {
+            b'Q' => codec::parse_query(body).ok().map(Arc::from),
+            b'P' => codec::parse_parse(body)
+                .ok()
+                .map(|(_, sql, _)| Arc::from(sql)),
+            b'B' => {
+                let (_, name, _, _) = codec::parse_bind_formats(body).ok()?;
+                let p = self.statements.get(name)?;
+                (p.generation != generation).then(|| p.sql.clone())
+            }
+            b'E' => {
+                let (name, _) = codec::parse_execute(body).ok()?;
+                let p = self.portals.get(name)?;
+                (p.generation != generation || matches!(*p.verdict, Verdict::Review { .. }))
+                    .then(|| p.sql.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Before a message whose statement is decided: asks the catalog which
+    /// of the relations it names are views and what they read, so that a
+    /// deny or review rule on a table is met through a view over it. Only
+    /// where such a rule applies to the caller; if the catalog cannot be
+    /// asked, the rules' table conditions count as met (fail closed).
+    async fn look_up_views(&mut self, tag: u8, msg: &[u8]) {
+        self.sources.clear_views();
+        if !matches!(tag, b'Q' | b'P' | b'B' | b'E')
+            || self.skipping
+            || self.gates.copy.state() == COPY_IN
+        {
+            return;
+        }
+        if !self
+            .engine
+            .get()
+            .table_rules_apply(&self.ctx.principal, &self.ctx.connection)
+        {
+            return;
+        }
+        let (engine, ctx) = (self.engine.get().clone(), self.ctx.clone());
+        let Some(sql) = self.text_to_decide(tag, codec::body(msg)) else {
+            return;
+        };
+        let names = engine.relations_to_resolve(
+            SqlDialect::Postgres,
+            &ctx.principal,
+            &ctx.connection,
+            &sql,
+            &self.sources,
+        );
+        if names.is_empty() {
+            return;
+        }
+        let views = match ctx.proxy.catalog.views(&ctx.catalog, &names).await {
+            Ok(found) => ViewReads::new(found),
+            Err(e) => {
+                tracing::warn!(session = %ctx.session_id, error = %e, "could not look up views in the catalog");
+                ViewReads::unknown(e)
+            }
+        };
+        self.sources.set_views(views);
     }
 
     /// Holds a statement for review: finds or creates the review, tells
@@ -1682,6 +1760,7 @@ async fn client_to_upstream(
                 Ok(None) => break,
                 Err(e) => return format!("{CLIENT_PROTOCOL_ERROR}: {e}"),
             };
+            side.look_up_views(tag, &buf[..total]).await;
             // Looked at in place (no handle split off the buffer per message).
             let handled = side.message(tag, &buf[..total], &mut out);
             if side.gates.probe.state() == PROBE_OUT {

@@ -18,7 +18,7 @@ pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
 pub use mask::{MaskPlan, mask_text};
 pub use rules::{
     CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest, PolicySource,
-    ResultSources, SqlDialect, StatementMask,
+    ResultSources, SqlDialect, StatementMask, ViewReads,
 };
 
 #[cfg(test)]

@@ -183,6 +183,45 @@ pub struct StatementMask {
 #[derive(Debug, Default)]
 pub struct ResultSources {
     by_name: HashMap<String, Vec<Arc<str>>>,
+    /// What the views the statement being decided names read (set by the
+    /// proxy before it decides: [`Engine::relations_to_resolve`]).
+    views: ViewReads,
+}
+
+/// What the views among a statement's relations read, as the database's
+/// catalog says (views over views followed): for each name the statement
+/// uses that is a view or a materialized view, the relations it reads as
+/// `schema.name`. Names that are not views are absent. Deny and review
+/// rules' `tables` conditions are met by a statement that reads or writes
+/// a table through a view ([`Engine::decide_in_session`]).
+#[derive(Debug, Default, Clone)]
+pub struct ViewReads {
+    by_name: HashMap<String, Arc<[String]>>,
+    /// Why the catalog could not be asked, if it could not: then deny and
+    /// review rules' table conditions count as met (fail closed).
+    unknown: Option<String>,
+}
+
+impl ViewReads {
+    /// Views as the catalog gave them: a name and the relations it reads.
+    pub fn new(views: impl IntoIterator<Item = (String, Arc<[String]>)>) -> Self {
+        Self {
+            by_name: views.into_iter().filter(|(_, r)| !r.is_empty()).collect(),
+            unknown: None,
+        }
+    }
+
+    /// The catalog could not be asked (`why`).
+    pub fn unknown(why: String) -> Self {
+        Self {
+            by_name: HashMap::new(),
+            unknown: Some(why),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_name.is_empty() && self.unknown.is_none()
+    }
 }
 
 impl ResultSources {
@@ -190,6 +229,18 @@ impl ResultSources {
     /// with `sql`: by a statement ([`Engine::follow_sources`] notes those)
     /// or at the protocol level (a named `Bind`: its portal shares the
     /// names of SQL's cursors).
+    /// What the views the next statement names read ([`ViewReads`]).
+    pub fn set_views(&mut self, views: ViewReads) {
+        self.views = views;
+    }
+
+    /// The next statement names no view.
+    pub fn clear_views(&mut self) {
+        if !self.views.is_empty() {
+            self.views = ViewReads::default();
+        }
+    }
+
     pub fn define(&mut self, name: &str, sql: &Arc<str>) {
         if !self.by_name.contains_key(name) && self.by_name.len() >= MAX_SOURCE_NAMES {
             return;
@@ -220,6 +271,8 @@ pub struct Engine {
     /// Mask plans by (connection, the caller's sorted groups).
     plans: Mutex<HashMap<PlanKey, Option<Arc<MaskPlan>>>>,
     detectors: Mutex<HashMap<Vec<DetectorKind>, Arc<Detectors>>>,
+    /// Some deny or review rule has a condition on tables.
+    has_table_rules: bool,
 }
 
 fn glob(pattern: &str, text: &str) -> bool {
@@ -327,6 +380,13 @@ impl Rule {
     fn applies(&self, principal: &Principal, connection: &str) -> bool {
         (self.spec.connections.is_empty() || self.spec.connections.iter().any(|c| c == connection))
             && (self.spec.groups.is_empty() || principal.in_any(&self.spec.groups))
+    }
+
+    /// A deny or review rule with a condition on tables.
+    fn refuses_by_table(&self) -> bool {
+        let s = &self.spec;
+        s.action != Action::Allow
+            && !(s.tables.is_empty() && s.tables_read.is_empty() && s.tables_written.is_empty())
     }
 
     fn in_time(&self, now_ms: i64) -> bool {
@@ -488,7 +548,8 @@ impl Engine {
     /// Compiles a policy; it is validated first.
     pub fn new(spec: PolicySpec) -> Result<Engine, PolicyError> {
         spec.validate()?;
-        let rules = spec.rules.iter().map(Rule::compile).collect();
+        let rules: Vec<Rule> = spec.rules.iter().map(Rule::compile).collect();
+        let has_table_rules = rules.iter().any(Rule::refuses_by_table);
         Ok(Engine {
             spec,
             rules,
@@ -498,6 +559,7 @@ impl Engine {
             mysql_refs: Cache::default(),
             plans: Mutex::default(),
             detectors: Mutex::default(),
+            has_table_rules,
         })
     }
 
@@ -512,6 +574,7 @@ impl Engine {
             mysql_refs: Cache::default(),
             plans: Mutex::default(),
             detectors: Mutex::default(),
+            has_table_rules: false,
         }
     }
 
@@ -939,9 +1002,18 @@ impl Engine {
                 stricter(&mut decision.verdict, v, None);
             }
             for text in texts {
-                let v = self
-                    .decide_with_grant_in(dialect, principal, connection, text, now_ms, grant)
-                    .verdict;
+                let mut d =
+                    self.decide_with_grant_in(dialect, principal, connection, text, now_ms, grant);
+                self.through_views(
+                    principal,
+                    connection,
+                    text,
+                    now_ms,
+                    grant,
+                    &mut d,
+                    &sources.views,
+                );
+                let v = d.verdict;
                 stricter(&mut decision.verdict, v, Some((shown, text)));
             }
         }
@@ -962,12 +1034,122 @@ impl Engine {
         sources: &ResultSources,
     ) -> Decision {
         let mut d = self.decide_with_grant_in(dialect, principal, connection, sql, now_ms, grant);
+        self.through_views(
+            principal,
+            connection,
+            sql,
+            now_ms,
+            grant,
+            &mut d,
+            &sources.views,
+        );
         if d.analysis.as_ref().is_some_and(|a| a.prepared) {
             self.follow_prepared(
                 dialect, principal, connection, sql, now_ms, grant, &mut d, sources,
             );
         }
         d
+    }
+
+    /// Whether a deny or review rule that applies to the caller on the
+    /// connection has a condition on tables: only then does reading a
+    /// table through a view matter to the decision.
+    pub fn table_rules_apply(&self, principal: &Principal, connection: &str) -> bool {
+        self.has_table_rules
+            && self
+                .rules
+                .iter()
+                .any(|r| r.refuses_by_table() && r.applies(principal, connection))
+    }
+
+    /// The relations `sql` names (and the texts its `EXECUTE`s run, as
+    /// `sources` knows them) that the proxy looks up as views before it
+    /// decides ([`ResultSources::set_views`]); none unless a deny or review
+    /// rule with a condition on tables applies to the caller.
+    pub fn relations_to_resolve(
+        &self,
+        dialect: SqlDialect,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+        sources: &ResultSources,
+    ) -> Vec<String> {
+        if !self.table_rules_apply(principal, connection) {
+            return Vec::new();
+        }
+        let mut names = BTreeSet::new();
+        let mut add = |text: &str| {
+            let a = self.analysis_in(dialect, text);
+            names.extend(a.tables_read.iter().chain(a.tables_written.iter()).cloned());
+        };
+        add(sql);
+        for (_, text) in self.prepared_texts(dialect, sql, sources) {
+            add(&text);
+        }
+        names.into_iter().collect()
+    }
+
+    /// Makes `d` as strict as deciding the statement as reading (and
+    /// writing) the tables behind the views it names would be: a deny or
+    /// review rule on a table is met through a view over it, or through
+    /// views over views. Allow rules and the default are not widened.
+    #[allow(clippy::too_many_arguments)]
+    pub fn through_views(
+        &self,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+        now_ms: i64,
+        grant: Option<(&str, Level)>,
+        d: &mut Decision,
+        views: &ViewReads,
+    ) {
+        if views.is_empty() || matches!(d.verdict, Verdict::Deny { .. }) {
+            return;
+        }
+        let Some(a) = d.analysis.as_ref().filter(|a| a.class.is_some()) else {
+            return;
+        };
+        let mut wider = (**a).clone();
+        wider.reasons.clear();
+        let mut through = Vec::new();
+        for (name, written) in a
+            .tables_read
+            .iter()
+            .map(|n| (n, false))
+            .chain(a.tables_written.iter().map(|n| (n, true)))
+        {
+            let Some(reads) = views.by_name.get(name) else {
+                continue;
+            };
+            let set = if written {
+                &mut wider.tables_written
+            } else {
+                &mut wider.tables_read
+            };
+            set.extend(reads.iter().cloned());
+            through.push(format!("the view {name}, which reads {}", reads.join(", ")));
+        }
+        if let Some(why) = &views.unknown {
+            // Any table could be behind any name.
+            wider.unseen = true;
+            through.push(format!(
+                "names relations Gatehouse could not look up as views ({why})"
+            ));
+        }
+        if through.is_empty() {
+            return;
+        }
+        through.dedup();
+        wider.reasons = vec![format!("goes through {}", through.join("; "))];
+        let applicable = self.applicable(principal, connection);
+        let v = self.verdict_of(&wider, sql, &applicable, now_ms);
+        let covered = grant.is_some_and(|(_, level)| wider.class.is_some_and(|c| level.covers(c)));
+        match v {
+            Verdict::Review { .. } if covered => {}
+            Verdict::Deny { ref rule, .. } if rule == "default" => {}
+            v => stricter(&mut d.verdict, v, None),
+        }
     }
 
     /// What SQL's `EXECUTE` in `sql` runs: each name and every text that
@@ -1259,6 +1441,147 @@ mod tests {
         let d = e.decide_in_session(dialect, who, "shop", sql, NOON_WED, None, sources);
         e.note_decided(dialect, sql, &d, sources, || true);
         d.verdict
+    }
+
+    #[test]
+    fn a_deny_or_review_rule_on_a_table_is_met_through_a_view_over_it() {
+        let e = engine(
+            r#"
+default = "deny"
+[[rules]]
+name = "no-vault"
+statements = ["read", "write"]
+tables = ["vault"]
+action = "deny"
+[[rules]]
+name = "orders-reviewed"
+tables_written = ["public.orders"]
+action = "review"
+approvers = ["dba"]
+[[rules]]
+name = "reads"
+statements = ["read", "write"]
+action = "allow"
+"#,
+        );
+        let bot = who(&["agents"]);
+        let mut sources = ResultSources::default();
+        let views = ViewReads::new([
+            (
+                "vault_v".to_string(),
+                Arc::from(["public.vault".to_string()]),
+            ),
+            (
+                "crm.summary".to_string(),
+                Arc::from(["crm.totals".to_string(), "public.vault".to_string()]),
+            ),
+            (
+                "orders_v".to_string(),
+                Arc::from(["public.orders".to_string()]),
+            ),
+            (
+                "plain_v".to_string(),
+                Arc::from(["public.items".to_string()]),
+            ),
+            ("not_a_view".to_string(), Arc::from(Vec::<String>::new())),
+        ]);
+        assert!(e.table_rules_apply(&bot, "shop"));
+        assert_eq!(
+            e.relations_to_resolve(
+                SqlDialect::Postgres,
+                &bot,
+                "shop",
+                "SELECT * FROM vault_v JOIN crm.summary USING (id)",
+                &sources
+            ),
+            vec!["crm.summary".to_string(), "vault_v".to_string()]
+        );
+        sources.set_views(views.clone());
+        let decide = |sql: &str, sources: &ResultSources| {
+            e.decide_in_session(
+                SqlDialect::Postgres,
+                &bot,
+                "shop",
+                sql,
+                NOON_WED,
+                None,
+                sources,
+            )
+            .verdict
+        };
+        for sql in [
+            "SELECT * FROM vault_v",
+            "SELECT count(*) FROM crm.summary",
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM vault_v)",
+            "UPDATE vault_v SET x = 1",
+        ] {
+            match decide(sql, &sources) {
+                Verdict::Deny { rule, message } => {
+                    assert_eq!(rule, "no-vault", "{sql}");
+                    assert!(message.contains("which reads"), "{sql}: {message}");
+                    assert!(message.contains("public.vault"), "{sql}: {message}");
+                }
+                v => panic!("{sql}: {v:?}"),
+            }
+        }
+        // A write through a view is a write of its table.
+        assert!(matches!(
+            decide("INSERT INTO orders_v VALUES (1)", &sources),
+            Verdict::Review { rule, .. } if rule == "orders-reviewed"
+        ));
+        // Reading it is not.
+        assert!(matches!(
+            decide("SELECT * FROM orders_v", &sources),
+            Verdict::Allow { .. }
+        ));
+        // Views over other tables, and names that are not views.
+        for sql in ["SELECT * FROM plain_v", "SELECT * FROM not_a_view"] {
+            assert!(
+                matches!(decide(sql, &sources), Verdict::Allow { .. }),
+                "{sql}"
+            );
+        }
+        // Without the catalog's answer the view is another name; when the
+        // catalog could not be asked, table conditions count as met.
+        sources.clear_views();
+        assert!(matches!(
+            decide("SELECT * FROM vault_v", &sources),
+            Verdict::Allow { .. }
+        ));
+        sources.set_views(ViewReads::unknown("timed out".into()));
+        match decide("SELECT * FROM items", &sources) {
+            Verdict::Deny { rule, message } => {
+                assert_eq!(rule, "no-vault");
+                assert!(message.contains("timed out"), "{message}");
+            }
+            v => panic!("{v:?}"),
+        }
+        // A PREPAREd read of the view: its EXECUTE is decided through it too.
+        sources.set_views(views);
+        assert!(matches!(
+            decide("PREPARE p AS SELECT * FROM vault_v", &sources),
+            Verdict::Deny { .. }
+        ));
+        // Allow rules are not widened: a view over an allowed table is not
+        // allowed by a rule naming the table.
+        let allow_only = engine(
+            "default = \"deny\"\n[[rules]]\nname = \"vault-ok\"\ntables = [\"vault\"]\naction = \"allow\"\n",
+        );
+        assert!(!allow_only.table_rules_apply(&bot, "shop"));
+        assert!(matches!(
+            allow_only
+                .decide_in_session(
+                    SqlDialect::Postgres,
+                    &bot,
+                    "shop",
+                    "SELECT * FROM vault_v",
+                    NOON_WED,
+                    None,
+                    &sources
+                )
+                .verdict,
+            Verdict::Deny { rule, .. } if rule == "default"
+        ));
     }
 
     #[test]

@@ -253,7 +253,7 @@ pub async fn start(
             keys: state.keys.clone(),
             recorder: state.recorder.clone(),
             policy: state.pg.policy.clone(),
-            catalog: Default::default(),
+            catalog: state.pg.catalog.clone(),
             tls: Some(tls),
             allow_plaintext_remote: config.pg_allow_plaintext,
             max_message: gatehouse_pg::DEFAULT_MAX_MESSAGE,

@@ -996,3 +996,132 @@ async fn a_prepared_statement_is_decided_as_what_it_runs_under_the_policy_in_for
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_on_a_table_is_met_through_the_views_over_it() {
+    let (s, agent, t, direct) = shop_with_ids("gh_vault", 2).await;
+    let open = format!("{t}_open");
+    direct
+        .batch_execute(&format!(
+            "CREATE VIEW public.{t}_v AS SELECT id FROM public.{t};
+             CREATE VIEW public.{t}_vv AS SELECT id FROM public.{t}_v WHERE id > 0;
+             CREATE MATERIALIZED VIEW public.{t}_m AS SELECT id FROM public.{t};
+             CREATE TABLE public.{open} (id int); INSERT INTO public.{open} VALUES (5);
+             CREATE VIEW public.{open}_v AS SELECT id FROM public.{open};"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({"rules": [{"name": "no-vault", "statements": ["read", "write"],
+                          "tables": [t.clone()], "action": "deny"}]}),
+    )
+    .await;
+    let gw = connect(&url(&s, &agent)).await;
+    let through = |message: &str, view: &str| {
+        assert!(
+            message.contains(&format!("through the view {view}, which reads"))
+                && message.contains(&format!("public.{t}")),
+            "{message}"
+        );
+    };
+    // The view, a view over it, a materialized view, in a subquery, qualified.
+    for (sql, view) in [
+        (format!("SELECT * FROM {t}_v"), format!("{t}_v")),
+        (
+            format!("SELECT count(*) FROM public.{t}_vv"),
+            format!("public.{t}_vv"),
+        ),
+        (format!("SELECT * FROM {t}_m"), format!("{t}_m")),
+        (
+            format!("SELECT 1 WHERE EXISTS (SELECT 1 FROM {t}_vv)"),
+            format!("{t}_vv"),
+        ),
+    ] {
+        let (code, message, detail) = refused(&gw, &sql).await;
+        assert_eq!(
+            (code.as_str(), detail.as_str()),
+            ("42501", "rule: no-vault"),
+            "{sql}: {message}"
+        );
+        through(&message, &view);
+    }
+    // The extended protocol, and a write through an updatable view.
+    let e = gw
+        .query(&format!("SELECT id FROM {t}_vv WHERE id = $1"), &[&1i32])
+        .await
+        .unwrap_err();
+    assert_eq!(db_error(&e).2, "rule: no-vault");
+    let (_, message, detail) = refused(&gw, &format!("INSERT INTO {t}_v VALUES (9)")).await;
+    assert_eq!(detail, "rule: no-vault", "{message}");
+    // SQL's PREPARE of a read of the view.
+    assert_eq!(
+        refused(&gw, &format!("PREPARE p AS SELECT * FROM {t}_v"))
+            .await
+            .2,
+        "rule: no-vault"
+    );
+    // psql, as a person would type it.
+    // (The gateway runs on this test's runtime: block only this worker.)
+    let out = tokio::task::block_in_place(|| {
+        Command::new("psql")
+            .args([
+                &url(&s, &agent),
+                "-X",
+                "-c",
+                &format!("SELECT * FROM {t}_vv"),
+            ])
+            .env("PGSSLMODE", "disable")
+            .output()
+            .expect("psql")
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("rule: no-vault"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("through the view {t}_vv")),
+        "{stderr}"
+    );
+
+    // `policy test` decides as the proxy does.
+    let (status, v) = s
+        .post(
+            "/v1/policy/test",
+            &s.admin,
+            json!({"as": "agents", "connection": "shop", "sql": format!("SELECT * FROM {t}_vv")}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["decision"]["verdict"]["rule"], "no-vault", "{v}");
+    through(
+        v["decision"]["verdict"]["message"].as_str().unwrap(),
+        &format!("{t}_vv"),
+    );
+
+    // Views over other tables run.
+    assert_eq!(
+        rows(&gw, &format!("SELECT id FROM {open}_v")).await,
+        vec![vec![Some("5".to_string())]]
+    );
+    // A view replaced through the gateway (DDL is not refused here) is
+    // looked up again: it now reads the table the rule names.
+    gw.simple_query(&format!(
+        "CREATE OR REPLACE VIEW public.{open}_v AS SELECT id FROM public.{t}"
+    ))
+    .await
+    .unwrap();
+    let (_, message, detail) = refused(&gw, &format!("SELECT id FROM {open}_v")).await;
+    assert_eq!(detail, "rule: no-vault", "{message}");
+    // Nothing was written through the view.
+    let n = direct
+        .query_one(&format!("SELECT count(*) FROM public.{t}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(n.get::<_, i64>(0), 2);
+    direct
+        .batch_execute(&format!(
+            "DROP TABLE public.{t} CASCADE; DROP TABLE public.{open} CASCADE"
+        ))
+        .await
+        .unwrap();
+}

@@ -145,6 +145,21 @@ pub async fn test(
         gatehouse_core::now_ms(),
         grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
     );
+    if dialect == SqlDialect::Postgres
+        && engine.table_rules_apply(&principal, &spec.name)
+        && let Some(views) = views_named(&state, &record, &engine, &principal, &req.sql).await
+    {
+        // A rule on a table is met through a view over it, as in the proxy.
+        engine.through_views(
+            &principal,
+            &spec.name,
+            &req.sql,
+            gatehouse_core::now_ms(),
+            grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
+            &mut decision,
+            &views,
+        );
+    }
     // What the policy saw, or (when no rule needed it) what it would see.
     let analysis = decision
         .analysis
@@ -221,4 +236,52 @@ pub async fn test(
         "analysis": analysis,
         "policy_version": state.policy.version(),
     })))
+}
+
+/// What the views `sql` names read, from the connection's catalog, as the
+/// proxy asks before it decides (`None` when the statement names no
+/// relation). A catalog that cannot be asked counts as in the proxy: table
+/// conditions of deny and review rules are met.
+async fn views_named(
+    state: &AppState,
+    record: &gatehouse_store::ConnectionRecord,
+    engine: &Engine,
+    principal: &Principal,
+    sql: &str,
+) -> Option<gatehouse_policy::ViewReads> {
+    use gatehouse_policy::ViewReads;
+    let names = engine.relations_to_resolve(
+        SqlDialect::Postgres,
+        principal,
+        &record.spec.name,
+        sql,
+        &Default::default(),
+    );
+    if names.is_empty() {
+        return None;
+    }
+    let access = gatehouse_pg::upstream::Target::from_url(&record.spec.url)
+        .map_err(|e| e.to_string())
+        .and_then(|target| {
+            let credential = match &record.secret {
+                Some(sealed) => {
+                    gatehouse_core::credential::open(&state.keys.get(), &record.spec.name, sealed)
+                        .map_err(|_| "the stored credential cannot be opened".to_string())?
+                }
+                None => Default::default(),
+            };
+            Ok(gatehouse_pg::catalog::CatalogAccess {
+                connection: record.spec.name.clone(),
+                target,
+                password: credential.get("password").cloned(),
+            })
+        });
+    let found = match access {
+        Ok(access) => state.pg.catalog.views(&access, &names).await,
+        Err(e) => Err(e),
+    };
+    Some(match found {
+        Ok(found) => ViewReads::new(found),
+        Err(e) => ViewReads::unknown(e),
+    })
 }
