@@ -59,12 +59,8 @@ impl Workers {
         let stop = CancellationToken::new();
         let mut handles = Vec::new();
         for n in 0..threads {
-            // Sockets and timers only: with the signal and process drivers
-            // (`enable_all`) every wake-up also looked for exited child
-            // processes, which sessions never start.
             let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .enable_time()
+                .enable_all()
                 .build()?;
             handles.push(rt.handle().clone());
             let (tracker, stop) = (tracker.clone(), stop.clone());
