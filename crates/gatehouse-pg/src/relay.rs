@@ -1043,26 +1043,32 @@ impl ClientSide {
         }
     }
 
+    /// Whether views are looked up before this message
+    /// ([`ClientSide::look_up_views`]); what was looked up for the last
+    /// one is forgotten. (Apart, so that the messages of a session no such
+    /// rule applies to do not each make a future.)
+    #[inline]
+    fn views_matter(&mut self, tag: u8) -> bool {
+        if !matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
+            // No statement is decided on this message.
+            return false;
+        }
+        self.sources.clear_views();
+        tag != b'F'
+            && !self.skipping
+            && self.gates.copy.state() != COPY_IN
+            && self
+                .engine
+                .get()
+                .table_rules_apply(&self.ctx.principal, &self.ctx.connection)
+    }
+
     /// Before a message whose statement is decided: asks the catalog which
     /// of the relations it names are views and what they read, so that a
     /// deny or review rule on a table is met through a view over it. Only
     /// where such a rule applies to the caller; if the catalog cannot be
     /// asked, the rules' table conditions count as met (fail closed).
     async fn look_up_views(&mut self, tag: u8, msg: &[u8]) {
-        self.sources.clear_views();
-        if !matches!(tag, b'Q' | b'P' | b'B' | b'E')
-            || self.skipping
-            || self.gates.copy.state() == COPY_IN
-        {
-            return;
-        }
-        if !self
-            .engine
-            .get()
-            .table_rules_apply(&self.ctx.principal, &self.ctx.connection)
-        {
-            return;
-        }
         let (engine, ctx) = (self.engine.get().clone(), self.ctx.clone());
         let Some(sql) = self.text_to_decide(tag, codec::body(msg)) else {
             return;
@@ -1760,7 +1766,9 @@ async fn client_to_upstream(
                 Ok(None) => break,
                 Err(e) => return format!("{CLIENT_PROTOCOL_ERROR}: {e}"),
             };
-            side.look_up_views(tag, &buf[..total]).await;
+            if side.views_matter(tag) {
+                side.look_up_views(tag, &buf[..total]).await;
+            }
             // Looked at in place (no handle split off the buffer per message).
             let handled = side.message(tag, &buf[..total], &mut out);
             if side.gates.probe.state() == PROBE_OUT {

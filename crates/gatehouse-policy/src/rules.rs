@@ -235,6 +235,7 @@ impl ResultSources {
     }
 
     /// The next statement names no view.
+    #[inline]
     pub fn clear_views(&mut self) {
         if !self.views.is_empty() {
             self.views = ViewReads::default();
@@ -1054,6 +1055,7 @@ impl Engine {
     /// Whether a deny or review rule that applies to the caller on the
     /// connection has a condition on tables: only then does reading a
     /// table through a view matter to the decision.
+    #[inline]
     pub fn table_rules_apply(&self, principal: &Principal, connection: &str) -> bool {
         self.has_table_rules
             && self
