@@ -63,17 +63,23 @@ impl Access {
             }
             grant
         };
-        let credential = match &record.secret {
-            Some(sealed) => credential::open(keys, &record.spec.name, sealed).map_err(|e| {
-                tracing::error!(connection = %record.spec.name, error = %e, "cannot open a stored credential");
-                Refusal::Credential
-            })?,
-            None => Credential::default(),
-        };
+        let credential = open_credential(keys, &record)?;
         Ok(Authorized {
             record,
             credential,
             via_grant,
         })
+    }
+}
+
+/// The connection's stored credential, opened with `keys` (none stored:
+/// an empty one). Whether the caller may use the connection is not asked.
+pub fn open_credential(keys: &Keyring, record: &ConnectionRecord) -> Result<Credential, Refusal> {
+    match &record.secret {
+        Some(sealed) => credential::open(keys, &record.spec.name, sealed).map_err(|e| {
+            tracing::error!(connection = %record.spec.name, error = %e, "cannot open a stored credential");
+            Refusal::Credential
+        }),
+        None => Ok(Credential::default()),
     }
 }

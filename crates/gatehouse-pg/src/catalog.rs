@@ -103,9 +103,10 @@ impl<V: Clone> Cache<V> {
     }
 }
 
-/// What one relation name reads if it is a view (empty if it is not),
-/// by (connection, name as a statement writes it).
-type ViewCache = Mutex<HashMap<(String, String), (Instant, Arc<[String]>)>>;
+/// What one relation name reads if it is a view (empty if it is not), by
+/// connection, then by the name as a statement writes it (looked up
+/// without making a key).
+type ViewCache = Mutex<HashMap<String, HashMap<String, (Instant, Arc<[String]>)>>>;
 
 #[derive(Debug)]
 pub struct Catalog {
@@ -264,9 +265,10 @@ impl Catalog {
         let mut missing = Vec::new();
         {
             let cache = lock(&self.views);
+            let known = cache.get(&access.connection);
             for name in names {
-                match cache
-                    .get(&(access.connection.clone(), name.clone()))
+                match known
+                    .and_then(|k| k.get(name))
                     .filter(|(at, _)| at.elapsed() < TTL)
                 {
                     Some((_, reads)) => {
@@ -290,16 +292,14 @@ impl Catalog {
             })
             .await?;
         let mut cache = lock(&self.views);
-        if cache.len() + missing.len() > MAX_CACHED {
-            cache.clear();
+        let known = cache.entry(access.connection.clone()).or_default();
+        if known.len() + missing.len() > MAX_CACHED {
+            known.clear();
         }
         let now = Instant::now();
         for name in missing {
             let reads: Arc<[String]> = fresh.get(&name).cloned().unwrap_or_default().into();
-            cache.insert(
-                (access.connection.clone(), name.clone()),
-                (now, reads.clone()),
-            );
+            known.insert(name.clone(), (now, reads.clone()));
             if !reads.is_empty() {
                 out.insert(name, reads);
             }
@@ -310,7 +310,7 @@ impl Catalog {
     /// Forgets what the connection's views read: a statement that may
     /// define or replace one is running there.
     pub fn forget_views(&self, connection: &str) {
-        lock(&self.views).retain(|(c, _), _| c != connection);
+        lock(&self.views).remove(connection);
     }
 
     /// The relations for `oids` and, for views among them, the relations

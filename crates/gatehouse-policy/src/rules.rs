@@ -225,10 +225,6 @@ impl ViewReads {
 }
 
 impl ResultSources {
-    /// Notes that `name` (`statement:NAME` or `cursor:NAME`) was defined
-    /// with `sql`: by a statement ([`Engine::follow_sources`] notes those)
-    /// or at the protocol level (a named `Bind`: its portal shares the
-    /// names of SQL's cursors).
     /// What the views the next statement names read ([`ViewReads`]).
     pub fn set_views(&mut self, views: ViewReads) {
         self.views = views;
@@ -242,6 +238,10 @@ impl ResultSources {
         }
     }
 
+    /// Notes that `name` (`statement:NAME` or `cursor:NAME`) was defined
+    /// with `sql`: by a statement ([`Engine::follow_sources`] notes those)
+    /// or at the protocol level (a named `Bind`: its portal shares the
+    /// names of SQL's cursors).
     pub fn define(&mut self, name: &str, sql: &Arc<str>) {
         if !self.by_name.contains_key(name) && self.by_name.len() >= MAX_SOURCE_NAMES {
             return;
@@ -1130,7 +1130,11 @@ impl Engine {
                 &mut wider.tables_read
             };
             set.extend(reads.iter().cloned());
-            through.push(format!("the view {name}, which reads {}", reads.join(", ")));
+            let path = format!("the view {name}, which reads {}", reads.join(", "));
+            // A view both read and written is named once.
+            if !through.contains(&path) {
+                through.push(path);
+            }
         }
         if let Some(why) = &views.unknown {
             // Any table could be behind any name.
@@ -1142,7 +1146,6 @@ impl Engine {
         if through.is_empty() {
             return;
         }
-        through.dedup();
         wider.reasons = vec![format!("goes through {}", through.join("; "))];
         let applicable = self.applicable(principal, connection);
         let v = self.verdict_of(&wider, sql, &applicable, now_ms);
@@ -1462,7 +1465,7 @@ action = "review"
 approvers = ["dba"]
 [[rules]]
 name = "reads"
-statements = ["read", "write"]
+statements = ["read", "write", "other"]
 action = "allow"
 "#,
         );
@@ -1558,12 +1561,29 @@ action = "allow"
             }
             v => panic!("{v:?}"),
         }
-        // A PREPAREd read of the view: its EXECUTE is decided through it too.
+        // SQL's PREPARE of a read of the view is decided through it, and
+        // so is the EXECUTE of a name prepared so before the rule came: the
+        // names its text reads are looked up for it.
         sources.set_views(views);
         assert!(matches!(
             decide("PREPARE p AS SELECT * FROM vault_v", &sources),
             Verdict::Deny { .. }
         ));
+        sources.define(
+            "statement:q",
+            &Arc::from("PREPARE q AS SELECT * FROM vault_v"),
+        );
+        assert_eq!(
+            e.relations_to_resolve(SqlDialect::Postgres, &bot, "shop", "EXECUTE q", &sources),
+            vec!["vault_v".to_string()]
+        );
+        match decide("EXECUTE q", &sources) {
+            Verdict::Deny { rule, message } => {
+                assert_eq!(rule, "no-vault");
+                assert!(message.contains("the view vault_v"), "{message}");
+            }
+            v => panic!("{v:?}"),
+        }
         // Allow rules are not widened: a view over an allowed table is not
         // allowed by a rule naming the table.
         let allow_only = engine(

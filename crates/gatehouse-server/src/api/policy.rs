@@ -263,13 +263,8 @@ async fn views_named(
     let access = gatehouse_pg::upstream::Target::from_url(&record.spec.url)
         .map_err(|e| e.to_string())
         .and_then(|target| {
-            let credential = match &record.secret {
-                Some(sealed) => {
-                    gatehouse_core::credential::open(&state.keys.get(), &record.spec.name, sealed)
-                        .map_err(|_| "the stored credential cannot be opened".to_string())?
-                }
-                None => Default::default(),
-            };
+            let credential = gatehouse_access::connect::open_credential(&state.keys.get(), record)
+                .map_err(|_| "the stored credential cannot be opened".to_string())?;
             Ok(gatehouse_pg::catalog::CatalogAccess {
                 connection: record.spec.name.clone(),
                 target,
