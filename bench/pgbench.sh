@@ -16,8 +16,8 @@
 # others do not.
 set -euo pipefail
 
-DURATION=15
-REPEAT=3
+DURATION=8
+REPEAT=6
 CLIENTS="1 8 32"
 MODES="simple prepared"
 IDLE=500
@@ -424,6 +424,29 @@ for mode in $MODES; do
   for c in $CLIENTS; do
     d=${TPS[$mode/$c/direct]} b=${TPS[$mode/$c/pgbouncer]} g=${TPS[$mode/$c/gatehouse]}
     echo "| $mode | $c | $(num "$d") | $(num "$b") | $(num "$g") | $(ratio "$b" "$d") | $(ratio "$g" "$d") | $(ratio "$g" "$b") |"
+  done
+done
+echo
+echo "## Gatehouse against PgBouncer, round by round"
+echo
+echo "Each round runs the three targets one after another, so a round's two runs are seconds apart,"
+echo "while a machine shared with others drifts over the whole run. The ratio within each round is"
+echo "steadier than the ratio of the medians above, and its spread shows what this machine can resolve."
+echo
+echo "| mode | clients | gatehouse/pgbouncer per round | median | rounds with gatehouse ≥ pgbouncer |"
+echo "|---|---:|---|---:|---:|"
+for mode in $MODES; do
+  for c in $CLIENTS; do
+    pairs="" wins=0 n=0
+    for r in $(seq "$REPEAT"); do
+      g=${TPS[$mode/$c/gatehouse#$r]:-} b=${TPS[$mode/$c/pgbouncer#$r]:-}
+      q=$(ratio "$g" "$b")
+      pairs="$pairs${pairs:+ }$q"
+      [ "$q" = - ] && continue
+      n=$((n + 1))
+      awk -v g="$g" -v b="$b" 'BEGIN { exit !(g >= b) }' && wins=$((wins + 1))
+    done
+    echo "| $mode | $c | $pairs | $(echo "$pairs" | tr ' ' '\n' | grep -v '^-$' | median | awk '{ if ($1 ~ /^[0-9.]+$/) printf "%.2f", $1; else printf "-" }') | $wins of $n |"
   done
 done
 echo
