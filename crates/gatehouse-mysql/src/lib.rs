@@ -22,6 +22,7 @@ pub use relay::{LocalEvent, database_switch, kill_target, read_only_refusal};
 pub mod scramble;
 pub mod stream;
 pub mod upstream;
+pub mod views;
 
 pub use local::{LocalClient, open_local};
 pub use proxy::{MysqlProxy, serve};

@@ -34,7 +34,7 @@ use crate::stream::{MysqlStream, Packet, read_packet};
 
 /// What a local session asks of both sides: one statement per command,
 /// result sets ended by OK packets.
-const LOCAL_CAPS: u32 = CLIENT_LONG_PASSWORD
+pub(crate) const LOCAL_CAPS: u32 = CLIENT_LONG_PASSWORD
     | CLIENT_LONG_FLAG
     | CLIENT_PROTOCOL_41
     | CLIENT_TRANSACTIONS
@@ -43,7 +43,7 @@ const LOCAL_CAPS: u32 = CLIENT_LONG_PASSWORD
     | CLIENT_DEPRECATE_EOF;
 
 /// `utf8mb4_general_ci`.
-const CHARSET: u8 = 45;
+pub(crate) const CHARSET: u8 = 45;
 
 /// The client end of a local MySQL session.
 #[derive(Debug)]

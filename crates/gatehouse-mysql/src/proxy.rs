@@ -44,6 +44,10 @@ pub struct MysqlProxy {
     /// `KILL`s of sessions another replica of a shared store holds, left
     /// there for it (rate-limited).
     pub remote_kills: gatehouse_pg::remote_cancel::RemoteCancels,
+    /// What the views that statements name read, per connection (shared by
+    /// the proxies of one server: a statement that may replace a view
+    /// through either makes both ask again).
+    pub views: Arc<gatehouse_policy::ViewCache>,
 }
 
 /// Accepts MySQL clients on `listener` until `shutdown` resolves.
@@ -186,12 +190,12 @@ pub async fn open_upstream(
     Ok((up, database))
 }
 
-/// Where a `mysql://user@host:port/db?sslmode=…` connection URL points.
 /// The database a `mysql://` connection URL names, if it names one.
 pub fn url_database(url: &str) -> Option<String> {
     target(url).ok().and_then(|(_, database, _)| database)
 }
 
+/// Where a `mysql://user@host:port/db?sslmode=…` connection URL points.
 fn target(url: &str) -> Result<(Target, Option<String>, SslMode), String> {
     let u = url::Url::parse(url).map_err(|e| format!("the connection URL is not valid: {e}"))?;
     let host = u
@@ -415,16 +419,16 @@ pub(crate) fn kill_allowed(
     }
 }
 
-/// Runs `sql` (a KILL) over a fresh upstream login of `connection`, as
-/// `principal` may use it.
-pub(crate) async fn kill_upstream(
+/// A fresh upstream login of `connection`, as `principal` may use it, for
+/// Gatehouse's own statements beside a session (a `KILL`, a look-up of
+/// views).
+pub(crate) async fn side_login(
     proxy: &MysqlProxy,
     principal: &Principal,
     connection: &str,
-    sql: &str,
     caps: u32,
     charset: u8,
-) -> Result<(), Refusal> {
+) -> Result<upstream::Upstream, Refusal> {
     let authorized = proxy
         .access
         .authorize_connection(
@@ -445,7 +449,7 @@ pub(crate) async fn kill_upstream(
             )
         })?;
     let rec = authorized.record;
-    let (mut up, _) = open_upstream(
+    let (up, _) = open_upstream(
         &rec.spec.url,
         authorized.credential.get("password"),
         caps,
@@ -459,6 +463,20 @@ pub(crate) async fn kill_upstream(
             format!("Gatehouse could not open connection \"{connection}\": {e}"),
         )
     })?;
+    Ok(up)
+}
+
+/// Runs `sql` (a KILL) over a fresh upstream login of `connection`, as
+/// `principal` may use it.
+pub(crate) async fn kill_upstream(
+    proxy: &MysqlProxy,
+    principal: &Principal,
+    connection: &str,
+    sql: &str,
+    caps: u32,
+    charset: u8,
+) -> Result<(), Refusal> {
+    let mut up = side_login(proxy, principal, connection, caps, charset).await?;
     up.query(sql).await.map(|_| ()).map_err(|e| {
         refuse(
             1094,

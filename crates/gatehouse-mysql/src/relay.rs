@@ -13,7 +13,8 @@ use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_core::policy::spec::MaskMethod;
 use gatehouse_policy::{
-    CachedEngine, ColumnRefs, Engine, MaskPlan, ResultSources, SqlDialect, mask_text,
+    CachedEngine, Class, ColumnRefs, Engine, MaskPlan, ResultSources, SqlDialect, ViewReads,
+    mask_text,
 };
 use gatehouse_store::recorder::{Admission, SessionLog};
 use gatehouse_store::{ResultSample, StatementEntry};
@@ -618,6 +619,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// Before `sql` is decided: asks the database which of the relations
+    /// it names are views and what they read, so that a deny or review rule
+    /// on a table is met through a view over it. Only where such a rule
+    /// applies to the caller; if the database cannot be asked, the rules'
+    /// table conditions count as met (fail closed).
+    async fn look_up_views(&mut self, sql: &str) {
+        self.sources.clear_views();
+        let names = self.engine.get().relations_to_resolve(
+            SqlDialect::Mysql,
+            &self.ctx.principal,
+            &self.ctx.connection,
+            sql,
+            &self.sources,
+        );
+        if names.is_empty() {
+            return;
+        }
+        let views = match crate::views::look_up(&self.ctx, &names).await {
+            Ok(found) => ViewReads::new(found),
+            Err(e) => {
+                tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up views");
+                ViewReads::unknown(e)
+            }
+        };
+        self.sources.set_views(views);
+    }
+
     /// The policy's verdict on `sql` (with the caller's grant, if live),
     /// and the mask plan for its results.
     fn decide(&mut self, sql: &str, admitted: bool) -> (Verdict, Option<MaskCtx>) {
@@ -650,6 +678,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         engine.note_decided(SqlDialect::Mysql, sql, &d, &mut self.sources, || {
             gatehouse_policy::analyze_mysql::mentions(sql, b"prepare")
         });
+        if !matches!(d.verdict, Verdict::Deny { .. })
+            && d.analysis.as_ref().is_some_and(|a| {
+                a.unseen || matches!(a.class, Some(Class::Ddl | Class::Admin) | None)
+            })
+        {
+            // It may define or replace views: what they read is asked again.
+            self.ctx.proxy.views.forget(&self.ctx.connection);
+        }
         if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (&grant, &d.verdict)
             && r.starts_with("grant:")
         {
@@ -803,6 +839,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Ok(true);
                 };
                 let mut stmt = self.stmt(Arc::from(text));
+                self.look_up_views(text).await;
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
                 if matches!(stmt.verdict, Verdict::Review { .. }) {
@@ -877,6 +914,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let sql: Arc<str> = Arc::from(text);
                 // Decided now (a refused statement is not prepared) and
                 // again at each execution.
+                self.look_up_views(&sql).await;
                 let (verdict, _) = self.decide(&sql, true);
                 if let Verdict::Deny { rule, message } = &verdict {
                     let mut stmt = self.stmt(sql);
@@ -913,6 +951,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Ok(true);
                 };
                 let id = id.unwrap_or_default();
+                self.look_up_views(&sql).await;
                 let mut stmt = self.stmt(sql);
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
@@ -940,6 +979,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Ok(true);
                 };
                 let (sql, columns) = (p.sql.clone(), p.columns.clone());
+                self.look_up_views(&sql).await;
                 let mut stmt = self.stmt(sql);
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use gatehouse_core::secret::Secret;
+use gatehouse_policy::ViewCache;
 use tokio::io::AsyncReadExt;
 
 use crate::codec;
@@ -103,11 +104,6 @@ impl<V: Clone> Cache<V> {
     }
 }
 
-/// What one relation name reads if it is a view (empty if it is not), by
-/// connection, then by the name as a statement writes it (looked up
-/// without making a key).
-type ViewCache = Mutex<HashMap<String, HashMap<String, (Instant, Arc<[String]>)>>>;
-
 #[derive(Debug)]
 pub struct Catalog {
     relations: Cache<Arc<Relation>>,
@@ -173,7 +169,7 @@ impl Catalog {
         Self {
             relations: Cache::default(),
             types: Cache::default(),
-            views: Mutex::default(),
+            views: ViewCache::new(TTL, MAX_CACHED),
             timeout,
         }
     }
@@ -261,56 +257,22 @@ impl Catalog {
         access: &CatalogAccess,
         names: &[String],
     ) -> Result<HashMap<String, Arc<[String]>>, String> {
-        let mut out = HashMap::new();
-        let mut missing = Vec::new();
-        {
-            let cache = lock(&self.views);
-            let known = cache.get(&access.connection);
-            for name in names {
-                match known
-                    .and_then(|k| k.get(name))
-                    .filter(|(at, _)| at.elapsed() < TTL)
-                {
-                    Some((_, reads)) => {
-                        if !reads.is_empty() {
-                            out.insert(name.clone(), reads.clone());
-                        }
-                    }
-                    None => missing.push(name.clone()),
-                }
-            }
-        }
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let fresh = self
-            .bounded(async {
-                let mut session = CatalogSession::new(access);
-                let r = fetch_views(&mut session, &missing).await;
-                session.end().await;
-                r
+        self.views
+            .look_up(&access.connection, names, |missing| {
+                self.bounded(async move {
+                    let mut session = CatalogSession::new(access);
+                    let r = fetch_views(&mut session, &missing).await;
+                    session.end().await;
+                    r
+                })
             })
-            .await?;
-        let mut cache = lock(&self.views);
-        let known = cache.entry(access.connection.clone()).or_default();
-        if known.len() + missing.len() > MAX_CACHED {
-            known.clear();
-        }
-        let now = Instant::now();
-        for name in missing {
-            let reads: Arc<[String]> = fresh.get(&name).cloned().unwrap_or_default().into();
-            known.insert(name.clone(), (now, reads.clone()));
-            if !reads.is_empty() {
-                out.insert(name, reads);
-            }
-        }
-        Ok(out)
+            .await
     }
 
     /// Forgets what the connection's views read: a statement that may
     /// define or replace one is running there.
     pub fn forget_views(&self, connection: &str) {
-        lock(&self.views).remove(connection);
+        self.views.forget(connection);
     }
 
     /// The relations for `oids` and, for views among them, the relations

@@ -12,6 +12,7 @@ pub mod detect;
 pub mod json_mask;
 pub mod mask;
 mod rules;
+pub mod view_cache;
 
 pub use analyze::{Analysis, Class, ColumnRefs, SignalTarget, analyze, column_refs};
 pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
@@ -20,6 +21,7 @@ pub use rules::{
     CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest, PolicySource,
     ResultSources, SqlDialect, StatementMask, ViewReads,
 };
+pub use view_cache::ViewCache;
 
 #[cfg(test)]
 mod test_support {

@@ -292,6 +292,7 @@ pub async fn start(
             access: state.access.clone(),
             record_fail_open: config.record_fail_open,
             remote_kills: Default::default(),
+            views: state.mysql.views.clone(),
         });
         tokio::spawn(gatehouse_mysql::serve(
             proxy,

@@ -85,6 +85,7 @@ impl AppState {
             access: access.clone(),
             record_fail_open: config.record_fail_open,
             remote_kills: Default::default(),
+            views: Default::default(),
         });
         Ok(Self {
             access,

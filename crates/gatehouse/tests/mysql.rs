@@ -37,6 +37,11 @@ fn direct_my(sql: &str) -> String {
 
 /// `mariadb -e SQL` through the gateway; (success, stdout, stderr).
 fn via(s: &Server, token: &str, sql: &str) -> (bool, String, String) {
+    via_to(s, token, "shop", sql)
+}
+
+/// [`via`] on the gateway's connection `database`.
+fn via_to(s: &Server, token: &str, database: &str, sql: &str) -> (bool, String, String) {
     let (host, port) = s.mysql.rsplit_once(':').unwrap();
     let o = Command::new("mariadb")
         .args([
@@ -48,7 +53,7 @@ fn via(s: &Server, token: &str, sql: &str) -> (bool, String, String) {
             "bot",
             "--batch",
             "--skip-column-names",
-            "shop",
+            database,
             "-e",
             sql,
         ])
@@ -66,6 +71,27 @@ fn python(script: &str, args: &[&str]) -> (bool, String, String) {
         .output()
         .expect("python3");
     (o.status.success(), out(&o), err(&o))
+}
+
+/// The start of a Python script for `python(script, [host, port, token,
+/// table])`: a PyMySQL session on the gateway's `database` and `run(sql)`,
+/// which gives `["ran", rows]` or `[error code, message]`.
+fn pymysql_session(database: &str) -> String {
+    format!(
+        r#"
+import json, sys
+import pymysql
+host, port, token, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+c = pymysql.connect(host=host, port=port, user="bot", password=token, database="{database}", autocommit=True)
+cur = c.cursor()
+def run(sql):
+    try:
+        cur.execute(sql)
+        return ["ran", [list(r) for r in cur.fetchall()]]
+    except pymysql.err.MySQLError as e:
+        return [e.args[0], e.args[1]]
+"#
+    )
 }
 
 /// Replaces the policy: writes to `table` wait for a member of `dba`.
@@ -956,11 +982,17 @@ print(json.dumps([list(r) for r in rows]))
 /// Applies a declarative file with MySQL connection `name` (gh_app on
 /// MariaDB's `test`, for the agents group), followed by `more`.
 fn apply_mysql_connection(s: &Server, name: &str, more: &str) {
+    apply_mysql_connection_as(s, name, "gh_app", more);
+}
+
+/// [`apply_mysql_connection`] logging in upstream as `user` (whose
+/// password is the app's).
+fn apply_mysql_connection_as(s: &Server, name: &str, user: &str, more: &str) {
     let file = s.path(&format!("{name}.toml"));
     write(
         &file,
         &format!(
-            "[[connections]]\nname = \"{name}\"\nkind = \"mysql\"\nurl = \"mysql://gh_app@127.0.0.1:3306/test?sslmode=disable\"\npassword = {{ env = \"SHOP_MY_PASSWORD\" }}\ngroups = [\"agents\"]\n{more}"
+            "[[connections]]\nname = \"{name}\"\nkind = \"mysql\"\nurl = \"mysql://{user}@127.0.0.1:3306/test?sslmode=disable\"\npassword = {{ env = \"SHOP_MY_PASSWORD\" }}\ngroups = [\"agents\"]\n{more}"
         ),
     );
     ok(s.cli_with(
@@ -1442,19 +1474,8 @@ fn statements_made_from_variables_meet_table_rules() {
         ),
     );
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
-    let (ok_, got, e) = python(
-        r#"
-import json, sys
-import pymysql
-host, port, token, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-c = pymysql.connect(host=host, port=port, user="bot", password=token, database="dynamic", autocommit=True)
-cur = c.cursor()
-def run(sql):
-    try:
-        cur.execute(sql)
-        return ["ran", [list(r) for r in cur.fetchall()]]
-    except pymysql.err.MySQLError as e:
-        return [e.args[0], e.args[1]]
+    let script = pymysql_session("dynamic")
+        + r#"
 out = {sql: run(sql) for sql in [
     f"SET @s = 'SELECT email FROM {table}'",
     "PREPARE p FROM @s",
@@ -1467,9 +1488,8 @@ out = {sql: run(sql) for sql in [
     "EXECUTE IMMEDIATE 'SELECT 6 * 7'",
 ]}
 print(json.dumps(out))
-"#,
-        &[host, port, &f.bot, &f.table],
-    );
+"#;
+    let (ok_, got, e) = python(&script, &[host, port, &f.bot, &f.table]);
     assert!(ok_, "{e}");
     let v: serde_json::Value = serde_json::from_str(got.trim()).expect(&got);
     let table = &f.table;
@@ -1511,5 +1531,167 @@ print(json.dumps(out))
         result("EXECUTE IMMEDIATE 'SELECT 6 * 7'"),
         serde_json::json!(["ran", [[42]]]),
         "a text the analysis reads is decided as what it runs: {v}"
+    );
+}
+
+/// A deny rule on a table is met through the views over it: MariaDB keeps
+/// each view's definition as text, which Gatehouse looks up (with the
+/// connection's stored credential) and analyses before it decides, views
+/// over views followed; the refusal names the view. Text and server-side
+/// prepared statements, and a view replaced through the gateway.
+#[test]
+fn a_rule_on_a_table_is_met_through_the_views_over_it() {
+    let f = setup("views");
+    let t = &f.table;
+    direct_my(&format!(
+        "CREATE OR REPLACE VIEW {t}_v AS SELECT id, note FROM {t};
+         CREATE OR REPLACE VIEW {t}_vv AS SELECT id FROM {t}_v WHERE id > 0;
+         DROP TABLE IF EXISTS {t}_open; CREATE TABLE {t}_open (id INT); INSERT INTO {t}_open VALUES (5);
+         CREATE OR REPLACE VIEW {t}_open_v AS SELECT id FROM {t}_open;"
+    ));
+    apply_mysql_connection(
+        &f.s,
+        "views",
+        &format!(
+            "\n[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"no-vault\"\nstatements = [\"read\", \"write\"]\ntables = [\"{t}\"]\naction = \"deny\"\n"
+        ),
+    );
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let script = pymysql_session("views")
+        + r#"
+import mysql.connector
+t = table
+out = {}
+for sql in [f"SELECT * FROM {t}_v", f"SELECT count(*) FROM test.{t}_vv",
+            f"SELECT 1 FROM DUAL WHERE EXISTS (SELECT 1 FROM {t}_vv)",
+            f"UPDATE {t}_v SET note = 'x' WHERE id = 1",
+            f"PREPARE p FROM 'SELECT id FROM {t}_vv'", "EXECUTE p",
+            f"SELECT id FROM {t}_open_v",
+            f"CREATE OR REPLACE VIEW {t}_open_v AS SELECT id FROM {t}",
+            f"SELECT id FROM {t}_open_v#again"]:
+    out[sql] = run(sql)
+c.close()
+c = mysql.connector.connect(host=host, port=port, user="bot", password=token, database="views",
+                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True)
+cur = c.cursor(prepared=True)
+try:
+    cur.execute(f"SELECT id FROM {t}_vv WHERE id = %s", (2,))
+    out["prepared"] = ["ran", [list(r) for r in cur.fetchall()]]
+except mysql.connector.Error as e:
+    out["prepared"] = [e.errno, e.msg]
+print(json.dumps(out))
+"#;
+    let (ok_, got, e) = python(&script, &[host, port, &f.bot, t]);
+    assert!(ok_, "{e}");
+    let v: serde_json::Value = serde_json::from_str(got.trim()).expect(&got);
+    let refused_through = |sql: &str, view: &str| {
+        let r = &v[sql];
+        assert_eq!(r[0], 1227, "{sql}: {v}");
+        let message = r[1].as_str().unwrap();
+        assert!(
+            message.contains("rule no-vault")
+                && message.contains(&format!("through the view {view}, which reads"))
+                && message.contains(&format!("test.{t}")),
+            "{sql}: {message}"
+        );
+    };
+    // The view, a view over it (qualified), in a subquery, a write through
+    // the view.
+    refused_through(&format!("SELECT * FROM {t}_v"), &format!("{t}_v"));
+    refused_through(
+        &format!("SELECT count(*) FROM test.{t}_vv"),
+        &format!("test.{t}_vv"),
+    );
+    refused_through(
+        &format!("SELECT 1 FROM DUAL WHERE EXISTS (SELECT 1 FROM {t}_vv)"),
+        &format!("{t}_vv"),
+    );
+    refused_through(
+        &format!("UPDATE {t}_v SET note = 'x' WHERE id = 1"),
+        &format!("{t}_v"),
+    );
+    // SQL's PREPARE (an `admin` statement, which this rule leaves alone),
+    // then its EXECUTE, decided as the text it runs.
+    assert_eq!(
+        v[format!("PREPARE p FROM 'SELECT id FROM {t}_vv'")][0],
+        "ran",
+        "{v}"
+    );
+    refused_through("EXECUTE p", &format!("{t}_vv"));
+    // A view over another table runs; replaced through the gateway (a
+    // statement the rule's classes leave alone), it is looked up again.
+    assert_eq!(
+        v[format!("SELECT id FROM {t}_open_v")],
+        serde_json::json!(["ran", [[5]]]),
+        "{v}"
+    );
+    assert_eq!(
+        v[format!("CREATE OR REPLACE VIEW {t}_open_v AS SELECT id FROM {t}")],
+        serde_json::json!(["ran", []]),
+        "{v}"
+    );
+    refused_through(
+        &format!("SELECT id FROM {t}_open_v#again"),
+        &format!("{t}_open_v"),
+    );
+    // A server-side prepared statement (COM_STMT_PREPARE).
+    assert_eq!(v["prepared"][0], 1227, "{v}");
+    assert!(
+        v["prepared"][1].as_str().unwrap().contains("no-vault"),
+        "{v}"
+    );
+    // Nothing was changed through the view.
+    assert_eq!(
+        direct_my(&format!("SELECT note FROM {t} WHERE id = 1")).trim(),
+        "first"
+    );
+    // A user without SHOW VIEW sees no definitions: Gatehouse cannot tell
+    // what a view reads, so the rule's table condition counts as met (fail
+    // closed), while a table runs.
+    direct_my(&format!(
+        "CREATE USER IF NOT EXISTS 'gh_blind'@'%' IDENTIFIED BY '{APP_PASSWORD}';
+         CREATE USER IF NOT EXISTS 'gh_blind'@'localhost' IDENTIFIED BY '{APP_PASSWORD}';
+         GRANT SELECT ON test.* TO 'gh_blind'@'%'; GRANT SELECT ON test.* TO 'gh_blind'@'localhost';
+         CREATE OR REPLACE VIEW {t}_open_v AS SELECT id FROM {t}_open;"
+    ));
+    apply_mysql_connection_as(
+        &f.s,
+        "blind",
+        "gh_blind",
+        &format!(
+            "\n[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"no-vault\"\nstatements = [\"read\", \"write\"]\ntables = [\"{t}\"]\naction = \"deny\"\n"
+        ),
+    );
+    let blind = |sql: &str| via_to(&f.s, &f.bot, "blind", sql);
+    let (ran, _, e) = blind(&format!("SELECT id FROM {t}_open_v"));
+    assert!(!ran, "{e}");
+    assert!(
+        e.contains("rule no-vault")
+            && e.contains("could not look up as views")
+            && e.contains(&format!("{t}_open_v is not visible")),
+        "{e}"
+    );
+    assert_eq!(blind(&format!("SELECT id FROM {t}_open")).1.trim(), "5");
+    // `policy test` looks the views up as the proxy does.
+    let o = f.s.cli(
+        &f.s.admin,
+        &[
+            "policy",
+            "test",
+            "--as",
+            "agents",
+            "--connection",
+            "views",
+            "--json",
+            &format!("SELECT * FROM {t}_vv"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let d: serde_json::Value = serde_json::from_str(&out(&o)).expect("policy test --json");
+    assert_eq!(d["decision"]["verdict"]["rule"], "no-vault", "{d}");
+    let message = d["decision"]["verdict"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("through the view {t}_vv, which reads")),
+        "{message}"
     );
 }

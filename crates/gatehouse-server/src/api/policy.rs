@@ -145,9 +145,9 @@ pub async fn test(
         gatehouse_core::now_ms(),
         grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
     );
-    if dialect == SqlDialect::Postgres
-        && engine.table_rules_apply(&principal, &spec.name)
-        && let Some(views) = views_named(&state, &record, &engine, &principal, &req.sql).await
+    if engine.table_rules_apply(&principal, &spec.name)
+        && let Some(views) =
+            views_named(&state, &record, &engine, dialect, &principal, &req.sql).await
     {
         // A rule on a table is met through a view over it, as in the proxy.
         engine.through_views(
@@ -246,12 +246,13 @@ async fn views_named(
     state: &AppState,
     record: &gatehouse_store::ConnectionRecord,
     engine: &Engine,
+    dialect: SqlDialect,
     principal: &Principal,
     sql: &str,
 ) -> Option<gatehouse_policy::ViewReads> {
     use gatehouse_policy::ViewReads;
     let names = engine.relations_to_resolve(
-        SqlDialect::Postgres,
+        dialect,
         principal,
         &record.spec.name,
         sql,
@@ -260,20 +261,33 @@ async fn views_named(
     if names.is_empty() {
         return None;
     }
-    let access = gatehouse_pg::upstream::Target::from_url(&record.spec.url)
-        .map_err(|e| e.to_string())
-        .and_then(|target| {
-            let credential = gatehouse_access::connect::open_credential(&state.keys.get(), record)
-                .map_err(|_| "the stored credential cannot be opened".to_string())?;
-            Ok(gatehouse_pg::catalog::CatalogAccess {
-                connection: record.spec.name.clone(),
-                target,
-                password: credential.get("password").cloned(),
-            })
-        });
-    let found = match access {
-        Ok(access) => state.pg.catalog.views(&access, &names).await,
-        Err(e) => Err(e),
+    let credential = gatehouse_access::connect::open_credential(&state.keys.get(), record)
+        .map_err(|_| "the stored credential cannot be opened".to_string());
+    let found = match (credential, dialect) {
+        (Err(e), _) => Err(e),
+        (Ok(credential), SqlDialect::Mysql) => {
+            gatehouse_mysql::views::named(
+                &state.mysql,
+                &record.spec.name,
+                &record.spec.url,
+                credential.get("password"),
+                &names,
+            )
+            .await
+        }
+        (Ok(credential), SqlDialect::Postgres) => {
+            match gatehouse_pg::upstream::Target::from_url(&record.spec.url) {
+                Ok(target) => {
+                    let access = gatehouse_pg::catalog::CatalogAccess {
+                        connection: record.spec.name.clone(),
+                        target,
+                        password: credential.get("password").cloned(),
+                    };
+                    state.pg.catalog.views(&access, &names).await
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
     };
     Some(match found {
         Ok(found) => ViewReads::new(found),

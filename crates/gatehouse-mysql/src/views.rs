@@ -1,0 +1,283 @@
+//! Views in the upstream database, for deny and review rules on tables: a
+//! rule on `vault` is met by a statement that reads `vault` through a view
+//! over it ([`gatehouse_policy::ViewReads`]). MySQL and MariaDB keep a
+//! view's definition as text (`information_schema.VIEWS`), so what a view
+//! reads is what Gatehouse's own analysis finds in that text; views over
+//! views are followed [`MAX_DEPTH`] deep.
+//!
+//! The look-up runs over a short-lived side login with the connection's
+//! stored credential, only where such a rule applies to the caller, and its
+//! answers are kept per connection for a minute
+//! ([`gatehouse_policy::ViewCache`]). Whatever stops it from answering
+//! (no login, no answer in time, a definition it cannot read or parse) is
+//! its error, and then the rules' table conditions count as met.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+
+use gatehouse_core::secret::Secret;
+use gatehouse_policy::ViewCache;
+use gatehouse_policy::view_cache::Found;
+
+use crate::MysqlProxy;
+use crate::local::{CHARSET, LOCAL_CAPS};
+use crate::relay::Ctx;
+use crate::upstream::Upstream;
+
+/// Views over views are followed this deep; deeper is an error.
+pub const MAX_DEPTH: usize = 8;
+
+/// What each of `names` (relations as the analysis writes them: `table` or
+/// `db.table`, lower-case) reads if it is a view, through views over views,
+/// as `db.table`. An unqualified name is the session's database's (any
+/// database's if the connection names none). Asked over a side login as
+/// the session's caller.
+pub(crate) async fn look_up(ctx: &Ctx, names: &[String]) -> Result<Found, String> {
+    look_up_with(
+        &ctx.proxy.views,
+        &ctx.connection,
+        ctx.database.as_deref(),
+        names,
+        || async {
+            crate::proxy::side_login(
+                &ctx.proxy,
+                &ctx.principal,
+                &ctx.connection,
+                ctx.capabilities,
+                ctx.charset,
+            )
+            .await
+            .map_err(|r| r.message)
+        },
+    )
+    .await
+}
+
+/// [`look_up`] for `policy test`, which decides for callers without a
+/// session: logged in with the connection's stored `password`.
+pub async fn named(
+    proxy: &MysqlProxy,
+    connection: &str,
+    url: &str,
+    password: Option<&Secret>,
+    names: &[String],
+) -> Result<Found, String> {
+    let database = crate::proxy::url_database(url);
+    look_up_with(
+        &proxy.views,
+        connection,
+        database.as_deref(),
+        names,
+        || async {
+            crate::proxy::open_upstream(url, password, LOCAL_CAPS, CHARSET)
+                .await
+                .map(|(up, _)| up)
+                .map_err(|(_, e)| e)
+        },
+    )
+    .await
+}
+
+/// The cache's answer, or the database's over a login `login` opens
+/// (bounded in time, like the PostgreSQL catalog's).
+async fn look_up_with<F, Fut>(
+    cache: &ViewCache,
+    connection: &str,
+    database: Option<&str>,
+    names: &[String],
+    login: F,
+) -> Result<Found, String>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Upstream, String>>,
+{
+    cache
+        .look_up(connection, names, |missing| async move {
+            let limit = gatehouse_pg::catalog::LOOKUP_TIMEOUT;
+            let asked = async {
+                let mut up = login().await?;
+                let found = fetch(&mut up, database, &missing).await;
+                let _ = up.quit().await;
+                found
+            };
+            tokio::time::timeout(limit, asked)
+                .await
+                .unwrap_or_else(|_| Err(format!("the database did not answer within {limit:?}")))
+        })
+        .await
+}
+
+/// `db.table` or `table` as (database, table).
+fn split(name: &str) -> (Option<&str>, &str) {
+    match name.rsplit_once('.') {
+        Some((db, table)) => (Some(db), table),
+        None => (None, name),
+    }
+}
+
+/// A view as `information_schema.VIEWS` describes it (names lower-case).
+struct View {
+    db: String,
+    name: String,
+    definition: String,
+}
+
+impl View {
+    /// Whether `name` (as the analysis writes it) is this view, in a
+    /// session whose default database is `database`.
+    fn is(&self, name: &str, database: Option<&str>) -> bool {
+        let (db, table) = split(name);
+        table == self.name
+            && match db.or(database) {
+                Some(db) => db.to_lowercase() == self.db,
+                None => true,
+            }
+    }
+
+    /// The relations the definition reads, as `db.table`.
+    fn reads(&self) -> Result<BTreeSet<String>, String> {
+        if self.definition.trim().is_empty() {
+            return Err(format!(
+                "the definition of the view {}.{} is not visible to the connection's user (it needs SHOW VIEW)",
+                self.db, self.name
+            ));
+        }
+        let a = gatehouse_policy::analyze_mysql(&self.definition);
+        if a.class.is_none() {
+            return Err(format!(
+                "Gatehouse could not parse the definition of the view {}.{}",
+                self.db, self.name
+            ));
+        }
+        Ok(a.tables_read
+            .iter()
+            .chain(a.tables_written.iter())
+            .map(|t| match split(t) {
+                (Some(_), _) => t.clone(),
+                (None, table) => format!("{}.{table}", self.db),
+            })
+            .collect())
+    }
+}
+
+/// The views named `tables` (lower-case, in any database).
+async fn views_named(up: &mut Upstream, tables: &BTreeSet<&str>) -> Result<Vec<View>, String> {
+    // The names go in as hex, so that no quoting of theirs matters.
+    let list = tables
+        .iter()
+        .map(|t| format!("'{}'", hex::encode_upper(t.as_bytes())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let results = up
+        .query(&format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS \
+             WHERE HEX(LOWER(TABLE_NAME)) IN ({list})"
+        ))
+        .await
+        .map_err(|e| format!("looking up views: {e}"))?;
+    let text = |v: &Option<Vec<u8>>| {
+        String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned()
+    };
+    Ok(results
+        .into_iter()
+        .flat_map(|r| r.rows)
+        .filter(|row| row.len() == 3)
+        .map(|row| View {
+            db: text(&row[0]).to_lowercase(),
+            name: text(&row[1]).to_lowercase(),
+            definition: text(&row[2]),
+        })
+        .collect())
+}
+
+/// What each of `names` reads if it is a view ([`look_up`]).
+async fn fetch(
+    up: &mut Upstream,
+    database: Option<&str>,
+    names: &[String],
+) -> Result<HashMap<String, Vec<String>>, String> {
+    let mut reads: HashMap<String, BTreeSet<String>> = HashMap::new();
+    // (the name asked for, a relation it reaches): the relations to look
+    // at next, level by level.
+    let mut frontier: Vec<(String, String)> =
+        names.iter().map(|n| (n.clone(), n.clone())).collect();
+    let mut seen: HashSet<(String, String)> = frontier.iter().cloned().collect();
+    let mut definitions: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
+    for depth in 0..=MAX_DEPTH {
+        if frontier.is_empty() {
+            break;
+        }
+        let tables: BTreeSet<&str> = frontier.iter().map(|(_, n)| split(n).1).collect();
+        let views = views_named(up, &tables).await?;
+        let mut next = Vec::new();
+        for (asked, name) in &frontier {
+            // An unqualified name read by a view was qualified with the
+            // view's database; only the name asked for is the session's.
+            let database = if name == asked { database } else { None };
+            for v in views.iter().filter(|v| v.is(name, database)) {
+                if depth == MAX_DEPTH {
+                    return Err(format!(
+                        "{asked} goes through views nested deeper than {MAX_DEPTH}"
+                    ));
+                }
+                let key = (v.db.clone(), v.name.clone());
+                if !definitions.contains_key(&key) {
+                    definitions.insert(key.clone(), v.reads()?);
+                }
+                for r in &definitions[&key] {
+                    reads.entry(asked.clone()).or_default().insert(r.clone());
+                    if seen.insert((asked.clone(), r.clone())) {
+                        next.push((asked.clone(), r.clone()));
+                    }
+                }
+            }
+        }
+        frontier = next;
+    }
+    Ok(reads
+        .into_iter()
+        .map(|(name, r)| (name, r.into_iter().collect()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(db: &str, name: &str, definition: &str) -> View {
+        View {
+            db: db.into(),
+            name: name.into(),
+            definition: definition.into(),
+        }
+    }
+
+    #[test]
+    fn a_name_is_a_view_in_its_database_or_the_sessions() {
+        let v = view("shop", "vault_v", "select 1");
+        assert!(v.is("vault_v", Some("shop")));
+        assert!(v.is("vault_v", Some("SHOP")));
+        assert!(v.is("shop.vault_v", Some("other")));
+        assert!(v.is("vault_v", None));
+        assert!(!v.is("vault_v", Some("other")));
+        assert!(!v.is("other.vault_v", Some("shop")));
+        assert!(!v.is("vault", Some("shop")));
+    }
+
+    #[test]
+    fn a_definition_reads_its_tables_qualified_and_an_unreadable_one_is_an_error() {
+        let v = view(
+            "shop",
+            "v",
+            "select `shop`.`vault`.`id` AS `id` from (`shop`.`vault` join `hr`.`people` on(1)) where `id` in (select `id` from `kept`)",
+        );
+        assert_eq!(
+            v.reads().unwrap().into_iter().collect::<Vec<_>>(),
+            ["hr.people", "shop.kept", "shop.vault"]
+        );
+        let hidden = view("shop", "v", "");
+        assert!(hidden.reads().unwrap_err().contains("SHOW VIEW"));
+        let garbled = view("shop", "v", "selec nonsense ((");
+        assert!(garbled.reads().unwrap_err().contains("could not parse"));
+    }
+}
