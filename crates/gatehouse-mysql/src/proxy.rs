@@ -47,7 +47,7 @@ pub struct MysqlProxy {
     /// What the views that statements name read, per connection (shared by
     /// the proxies of one server: a statement that may replace a view
     /// through either makes both ask again).
-    pub views: Arc<gatehouse_policy::ViewCache>,
+    pub views: Arc<gatehouse_policy::ViewCache<Arc<crate::views::ViewInfo>>>,
 }
 
 /// Accepts MySQL clients on `listener` until `shutdown` resolves.

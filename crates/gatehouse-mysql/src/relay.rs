@@ -269,6 +269,21 @@ enum Action {
 /// columns (taint), and the statement's references.
 type MaskCtx = (Arc<MaskPlan>, bool, Arc<Option<ColumnRefs>>);
 
+/// Views a result's columns come from that read masked data, by
+/// [`relation_name`], with the method for their columns; `Err` when they
+/// could not be looked up ([`Session::masked_views`]).
+type ViewMasks = Result<HashMap<String, MaskMethod>, String>;
+
+/// `db.table` (or `table` without a database) in lower case, as the views
+/// look-up takes relation names.
+fn relation_name(database: &str, table: &str) -> String {
+    if database.is_empty() {
+        table.to_lowercase()
+    } else {
+        format!("{}.{}", database.to_lowercase(), table.to_lowercase())
+    }
+}
+
 struct RowMask {
     actions: Vec<Action>,
     plan: Arc<MaskPlan>,
@@ -637,7 +652,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         }
         let views = match crate::views::look_up(&self.ctx, &names).await {
-            Ok(found) => ViewReads::new(found),
+            Ok(found) => ViewReads::new(crate::views::reads(found)),
             Err(e) => {
                 tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up views");
                 ViewReads::unknown(e)
@@ -989,7 +1004,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Ok(true);
                 }
                 self.forward(payload).await?;
-                let rm = self.row_mask(&columns, mask);
+                let views = self.masked_views(&columns, mask.as_ref()).await;
+                let rm = self.row_mask(&columns, mask, &views);
                 self.rows(&mut stmt, true, &columns, rm.as_ref()).await?;
                 self.record(stmt);
                 Ok(true)
@@ -1228,7 +1244,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// The mask for a result with these columns; `None` when nothing in it
     /// is masked or scanned.
-    fn row_mask(&self, columns: &[ColumnDefinition], mask: Option<MaskCtx>) -> Option<RowMask> {
+    /// The views among the tables `columns` come from that read data the
+    /// caller's masks cover, by (database, view) in lower case, with the
+    /// method for all their columns ([`MaskPlan::method_for_view`]): MySQL
+    /// reports a view, not its tables, as a column's origin. `Err` when
+    /// they cannot be looked up; then every column that comes from a table
+    /// or view is masked (fail closed).
+    async fn masked_views(
+        &mut self,
+        columns: &[ColumnDefinition],
+        mask: Option<&MaskCtx>,
+    ) -> ViewMasks {
+        let Some((plan, _, _)) = mask.filter(|(plan, _, _)| plan.has_columns()) else {
+            return Ok(HashMap::new());
+        };
+        let mut names: Vec<String> = columns
+            .iter()
+            .filter(|c| !c.org_table.is_empty())
+            .map(|c| relation_name(&c.schema, &c.org_table))
+            .collect();
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        match crate::views::look_up(&self.ctx, &names).await {
+            Ok(found) => Ok(found
+                .into_iter()
+                .filter_map(|(name, view)| Some((name, plan.method_for_view(&view.refs)?)))
+                .collect()),
+            Err(e) => {
+                tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up the views results come from; their columns are masked");
+                Err(e)
+            }
+        }
+    }
+
+    fn row_mask(
+        &self,
+        columns: &[ColumnDefinition],
+        mask: Option<MaskCtx>,
+        views: &ViewMasks,
+    ) -> Option<RowMask> {
         let (plan, taint, refs) = mask?;
         let tables: Vec<String> = refs
             .as_ref()
@@ -1244,8 +1301,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .iter()
             .map(|c| {
                 let text = is_text(c);
+                let through_view = || match views {
+                    _ if c.org_table.is_empty() => None,
+                    Ok(views) => views.get(&relation_name(&c.schema, &c.org_table)).copied(),
+                    Err(_) => Some(MaskMethod::Redact),
+                };
                 let method = if !plan.has_columns() {
                     None
+                } else if let Some(m) = through_view() {
+                    Some(m)
                 } else if c.org_table.is_empty()
                     || !tables.iter().any(|t| t.eq_ignore_ascii_case(&c.org_table))
                 {
@@ -1346,7 +1410,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         }
                     }
                     stmt.columns = Some(columns.iter().map(|c| c.name.clone()).collect());
-                    let rm = self.row_mask(&columns, mask.clone());
+                    let views = self.masked_views(&columns, mask.as_ref()).await;
+                    let rm = self.row_mask(&columns, mask.clone(), &views);
                     if let Some(local) = &self.ctx.local {
                         let masked = rm.as_ref().map_or_else(Vec::new, |m| {
                             m.actions

@@ -14,10 +14,11 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 
 use gatehouse_core::secret::Secret;
-use gatehouse_policy::ViewCache;
 use gatehouse_policy::view_cache::Found;
+use gatehouse_policy::{ColumnRefs, ViewCache};
 
 use crate::MysqlProxy;
 use crate::local::{CHARSET, LOCAL_CAPS};
@@ -27,12 +28,25 @@ use crate::upstream::Upstream;
 /// Views over views are followed this deep; deeper is an error.
 pub const MAX_DEPTH: usize = 8;
 
-/// What each of `names` (relations as the analysis writes them: `table` or
-/// `db.table`, lower-case) reads if it is a view, through views over views,
-/// as `db.table`. An unqualified name is the session's database's (any
+/// What a view is, as its definition says, views over views merged.
+#[derive(Debug, Default)]
+pub struct ViewInfo {
+    /// The relations it reads, as `db.table`.
+    pub reads: Arc<[String]>,
+    /// The column references of its definition and of the definitions of
+    /// the views it reads (their tables as `db.table`), for masking.
+    pub refs: ColumnRefs,
+}
+
+/// What each of `names` is if it is a view (`names` as the analysis or a
+/// column definition writes relations: `table` or `db.table`,
+/// lower-case). An unqualified name is the session's database's (any
 /// database's if the connection names none). Asked over a side login as
 /// the session's caller.
-pub(crate) async fn look_up(ctx: &Ctx, names: &[String]) -> Result<Found, String> {
+pub(crate) async fn look_up(
+    ctx: &Ctx,
+    names: &[String],
+) -> Result<HashMap<String, Arc<ViewInfo>>, String> {
     look_up_with(
         &ctx.proxy.views,
         &ctx.connection,
@@ -51,6 +65,14 @@ pub(crate) async fn look_up(ctx: &Ctx, names: &[String]) -> Result<Found, String
         },
     )
     .await
+}
+
+/// What each of `names` reads, for the views among them.
+pub(crate) fn reads(found: HashMap<String, Arc<ViewInfo>>) -> Found {
+    found
+        .into_iter()
+        .map(|(name, v)| (name, v.reads.clone()))
+        .collect()
 }
 
 /// [`look_up`] for `policy test`, which decides for callers without a
@@ -76,17 +98,18 @@ pub async fn named(
         },
     )
     .await
+    .map(reads)
 }
 
 /// The cache's answer, or the database's over a login `login` opens
 /// (bounded in time, like the PostgreSQL catalog's).
 async fn look_up_with<F, Fut>(
-    cache: &ViewCache,
+    cache: &ViewCache<Arc<ViewInfo>>,
     connection: &str,
     database: Option<&str>,
     names: &[String],
     login: F,
-) -> Result<Found, String>
+) -> Result<HashMap<String, Arc<ViewInfo>>, String>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Upstream, String>>,
@@ -134,8 +157,9 @@ impl View {
             }
     }
 
-    /// The relations the definition reads, as `db.table`.
-    fn reads(&self) -> Result<BTreeSet<String>, String> {
+    /// The relations the definition reads, as `db.table`, and its column
+    /// references (their relations qualified the same way).
+    fn read(&self) -> Result<(BTreeSet<String>, ColumnRefs), String> {
         if self.definition.trim().is_empty() {
             return Err(format!(
                 "the definition of the view {}.{} is not visible to the connection's user (it needs SHOW VIEW)",
@@ -143,20 +167,27 @@ impl View {
             ));
         }
         let a = gatehouse_policy::analyze_mysql(&self.definition);
-        if a.class.is_none() {
+        let refs = gatehouse_policy::column_refs_mysql(&self.definition);
+        let (Some(_), Some(mut refs)) = (a.class, refs) else {
             return Err(format!(
                 "Gatehouse could not parse the definition of the view {}.{}",
                 self.db, self.name
             ));
+        };
+        let qualified = |t: &String| match split(t) {
+            (Some(_), _) => t.clone(),
+            (None, table) => format!("{}.{table}", self.db),
+        };
+        for (t, _) in &mut refs.relations {
+            *t = qualified(t).to_lowercase();
         }
-        Ok(a.tables_read
+        let reads = a
+            .tables_read
             .iter()
             .chain(a.tables_written.iter())
-            .map(|t| match split(t) {
-                (Some(_), _) => t.clone(),
-                (None, table) => format!("{}.{table}", self.db),
-            })
-            .collect())
+            .map(qualified)
+            .collect();
+        Ok((reads, refs))
     }
 }
 
@@ -190,19 +221,19 @@ async fn views_named(up: &mut Upstream, tables: &BTreeSet<&str>) -> Result<Vec<V
         .collect())
 }
 
-/// What each of `names` reads if it is a view ([`look_up`]).
+/// What each of `names` is if it is a view ([`look_up`]).
 async fn fetch(
     up: &mut Upstream,
     database: Option<&str>,
     names: &[String],
-) -> Result<HashMap<String, Vec<String>>, String> {
-    let mut reads: HashMap<String, BTreeSet<String>> = HashMap::new();
+) -> Result<HashMap<String, Arc<ViewInfo>>, String> {
+    let mut found: HashMap<String, (BTreeSet<String>, ColumnRefs)> = HashMap::new();
     // (the name asked for, a relation it reaches): the relations to look
     // at next, level by level.
     let mut frontier: Vec<(String, String)> =
         names.iter().map(|n| (n.clone(), n.clone())).collect();
     let mut seen: HashSet<(String, String)> = frontier.iter().cloned().collect();
-    let mut definitions: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
+    let mut definitions: HashMap<(String, String), (BTreeSet<String>, ColumnRefs)> = HashMap::new();
     for depth in 0..=MAX_DEPTH {
         if frontier.is_empty() {
             break;
@@ -211,8 +242,8 @@ async fn fetch(
         let views = views_named(up, &tables).await?;
         let mut next = Vec::new();
         for (asked, name) in &frontier {
-            // An unqualified name read by a view was qualified with the
-            // view's database; only the name asked for is the session's.
+            // Relations a view reads are qualified with its database; only
+            // the name asked for is the session's.
             let database = if name == asked { database } else { None };
             for v in views.iter().filter(|v| v.is(name, database)) {
                 if depth == MAX_DEPTH {
@@ -222,10 +253,15 @@ async fn fetch(
                 }
                 let key = (v.db.clone(), v.name.clone());
                 if !definitions.contains_key(&key) {
-                    definitions.insert(key.clone(), v.reads()?);
+                    definitions.insert(key.clone(), v.read()?);
                 }
-                for r in &definitions[&key] {
-                    reads.entry(asked.clone()).or_default().insert(r.clone());
+                let (reads, refs) = &definitions[&key];
+                let (all, merged) = found.entry(asked.clone()).or_default();
+                merged.names.extend(refs.names.iter().cloned());
+                merged.star |= refs.star;
+                merged.relations.extend(refs.relations.iter().cloned());
+                for r in reads {
+                    all.insert(r.clone());
                     if seen.insert((asked.clone(), r.clone())) {
                         next.push((asked.clone(), r.clone()));
                     }
@@ -234,9 +270,12 @@ async fn fetch(
         }
         frontier = next;
     }
-    Ok(reads
+    Ok(found
         .into_iter()
-        .map(|(name, r)| (name, r.into_iter().collect()))
+        .map(|(name, (reads, refs))| {
+            let reads = reads.into_iter().collect::<Vec<_>>().into();
+            (name, Arc::new(ViewInfo { reads, refs }))
+        })
         .collect())
 }
 
@@ -271,13 +310,18 @@ mod tests {
             "v",
             "select `shop`.`vault`.`id` AS `id` from (`shop`.`vault` join `hr`.`people` on(1)) where `id` in (select `id` from `kept`)",
         );
+        let (reads, refs) = v.read().unwrap();
         assert_eq!(
-            v.reads().unwrap().into_iter().collect::<Vec<_>>(),
+            reads.into_iter().collect::<Vec<_>>(),
             ["hr.people", "shop.kept", "shop.vault"]
         );
+        let mut relations: Vec<&str> = refs.relations.iter().map(|(t, _)| t.as_str()).collect();
+        relations.sort();
+        assert_eq!(relations, ["hr.people", "shop.kept", "shop.vault"]);
+        assert!(refs.names.contains("id"));
         let hidden = view("shop", "v", "");
-        assert!(hidden.reads().unwrap_err().contains("SHOW VIEW"));
+        assert!(hidden.read().unwrap_err().contains("SHOW VIEW"));
         let garbled = view("shop", "v", "selec nonsense ((");
-        assert!(garbled.reads().unwrap_err().contains("could not parse"));
+        assert!(garbled.read().unwrap_err().contains("could not parse"));
     }
 }

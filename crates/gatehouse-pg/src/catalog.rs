@@ -263,7 +263,7 @@ impl Catalog {
                     let mut session = CatalogSession::new(access);
                     let r = fetch_views(&mut session, &missing).await;
                     session.end().await;
-                    r
+                    r.map(|found| found.into_iter().map(|(n, r)| (n, r.into())).collect())
                 })
             })
             .await

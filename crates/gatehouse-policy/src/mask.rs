@@ -135,17 +135,41 @@ impl MaskPlan {
     /// Whether a table as a statement names it (`t` or `s.t`) may hold a
     /// masked column. An unqualified name matches any schema.
     fn masks_table(&self, name: &str) -> bool {
+        self.masks_on(name).next().is_some()
+    }
+
+    /// The column masks a table as a statement names it (`t` or `s.t`)
+    /// may be under.
+    fn masks_on<'a>(&'a self, name: &'a str) -> impl Iterator<Item = MaskMethod> + 'a {
         let (schema, table) = match name.rsplit_once('.') {
             Some((s, t)) => (Some(s), t),
             None => (None, name),
         };
-        self.columns.iter().any(|p| {
-            p.table.eq_ignore_ascii_case(table)
-                && match (&p.schema, schema) {
-                    (Some(ps), Some(s)) => ps.eq_ignore_ascii_case(s),
-                    _ => true,
-                }
-        })
+        self.columns
+            .iter()
+            .filter(move |p| {
+                p.table.eq_ignore_ascii_case(table)
+                    && match (&p.schema, schema) {
+                        (Some(ps), Some(s)) => ps.eq_ignore_ascii_case(s),
+                        _ => true,
+                    }
+            })
+            .map(|p| p.method)
+    }
+
+    /// The method for every column of a view whose definition (its
+    /// references, views over views merged) is `refs`, if it reads masked
+    /// data ([`Self::taints`]): the strictest of the masks on the tables
+    /// it reads. Which view column carries the data is not worked out, so
+    /// all of them are masked (as for PostgreSQL's views).
+    pub fn method_for_view(&self, refs: &ColumnRefs) -> Option<MaskMethod> {
+        if !self.taints(Some(refs)) {
+            return None;
+        }
+        refs.relations
+            .iter()
+            .flat_map(|(name, _)| self.masks_on(name))
+            .max_by_key(|m| strictness(*m))
     }
 
     /// Whether result columns computed by this statement (with no table of
@@ -304,6 +328,34 @@ method = "hash"
             "another table's email"
         );
         assert!(t("SELEC garbage"), "unparsed counts as tainted");
+    }
+
+    #[test]
+    fn a_view_reading_a_masked_column_has_all_its_columns_masked_with_the_strictest() {
+        let p = plan(&[]).expect("masks apply");
+        let view = |definition: &str| {
+            p.method_for_view(&crate::analyze_mysql::column_refs_mysql(definition).expect("parses"))
+        };
+        // Both masks on customers apply: partial beats hash.
+        assert_eq!(
+            view("select `public`.`customers`.`email` AS `contact` from `public`.`customers`"),
+            Some(MaskMethod::Partial)
+        );
+        assert_eq!(
+            view(
+                "select `c`.`id` AS `id`, upper(`c`.`card_number`) AS `x` from `crm`.`customers` `c`"
+            ),
+            Some(MaskMethod::Partial)
+        );
+        assert_eq!(
+            view("select `public`.`customers`.`id` AS `id` from `public`.`customers`"),
+            None,
+            "reads no masked column"
+        );
+        assert_eq!(
+            view("select `o`.`email` AS `e` from `public`.`orders` `o`"),
+            None
+        );
     }
 
     #[test]

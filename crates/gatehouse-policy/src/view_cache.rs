@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 pub type Found = HashMap<String, Arc<[String]>>;
 
 /// By connection, then by the name as a statement writes it (looked up
-/// without making a key): what the name reads if it is a view, empty if it
-/// is not, and when the database said so.
-type Known = HashMap<String, HashMap<String, (Instant, Arc<[String]>)>>;
+/// without making a key): what is known of the view of that name (`None`
+/// if it is not one), and when the database said so.
+type Known<V> = HashMap<String, HashMap<String, (Instant, Option<V>)>>;
 
-/// What views read, per connection ([`Known`]), for a while.
+/// What views are, per connection ([`Known`]), for a while: by default the
+/// relations each reads (`V`, as the proxies' table rules need it).
 #[derive(Debug)]
-pub struct ViewCache {
-    known: Mutex<Known>,
+pub struct ViewCache<V = Arc<[String]>> {
+    known: Mutex<Known<V>>,
     ttl: Duration,
     /// Names kept per connection, at most (its entries are dropped when
     /// full).
@@ -28,13 +29,13 @@ pub struct ViewCache {
 
 /// Answers trusted for a minute (a view changed outside Gatehouse is seen
 /// after that), at most 50,000 names per connection.
-impl Default for ViewCache {
+impl<V> Default for ViewCache<V> {
     fn default() -> Self {
         Self::new(Duration::from_secs(60), 50_000)
     }
 }
 
-impl ViewCache {
+impl<V> ViewCache<V> {
     /// Answers trusted for `ttl`; at most `max` names per connection.
     pub fn new(ttl: Duration, max: usize) -> Self {
         Self {
@@ -44,25 +45,33 @@ impl ViewCache {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Known> {
+    fn lock(&self) -> MutexGuard<'_, Known<V>> {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What each of `names` reads on `connection`, for those that are
-    /// views. Names not known (or known too long ago) are asked of `fetch`
-    /// together, which answers for the views among them (what each reads,
-    /// views over views followed); its error is the look-up's.
+    /// Forgets what the connection's views are: a statement that may
+    /// define or replace one is running there.
+    pub fn forget(&self, connection: &str) {
+        self.lock().remove(connection);
+    }
+}
+
+impl<V: Clone> ViewCache<V> {
+    /// What is known of each of `names` on `connection` that is a view.
+    /// Names not known (or known too long ago) are asked of `fetch`
+    /// together, which answers for the views among them (names it leaves
+    /// out are not views); its error is the look-up's.
     pub async fn look_up<F, Fut>(
         &self,
         connection: &str,
         names: &[String],
         fetch: F,
-    ) -> Result<Found, String>
+    ) -> Result<HashMap<String, V>, String>
     where
         F: FnOnce(Vec<String>) -> Fut,
-        Fut: Future<Output = Result<HashMap<String, Vec<String>>, String>>,
+        Fut: Future<Output = Result<HashMap<String, V>, String>>,
     {
-        let mut out = Found::new();
+        let mut out = HashMap::new();
         let mut missing = Vec::new();
         {
             let cache = self.lock();
@@ -72,9 +81,9 @@ impl ViewCache {
                     .and_then(|k| k.get(name))
                     .filter(|(at, _)| at.elapsed() < self.ttl)
                 {
-                    Some((_, reads)) => {
-                        if !reads.is_empty() {
-                            out.insert(name.clone(), reads.clone());
+                    Some((_, view)) => {
+                        if let Some(v) = view {
+                            out.insert(name.clone(), v.clone());
                         }
                     }
                     None => missing.push(name.clone()),
@@ -84,7 +93,7 @@ impl ViewCache {
         if missing.is_empty() {
             return Ok(out);
         }
-        let fresh = fetch(missing.clone()).await?;
+        let mut fresh = fetch(missing.clone()).await?;
         let mut cache = self.lock();
         let known = cache.entry(connection.to_string()).or_default();
         if known.len() + missing.len() > self.max {
@@ -92,19 +101,13 @@ impl ViewCache {
         }
         let now = Instant::now();
         for name in missing {
-            let reads: Arc<[String]> = fresh.get(&name).cloned().unwrap_or_default().into();
-            known.insert(name.clone(), (now, reads.clone()));
-            if !reads.is_empty() {
-                out.insert(name, reads);
+            let view = fresh.remove(&name);
+            known.insert(name.clone(), (now, view.clone()));
+            if let Some(v) = view {
+                out.insert(name, v);
             }
         }
         Ok(out)
-    }
-
-    /// Forgets what the connection's views read: a statement that may
-    /// define or replace one is running there.
-    pub fn forget(&self, connection: &str) {
-        self.lock().remove(connection);
     }
 }
 
@@ -112,7 +115,7 @@ impl ViewCache {
 mod tests {
     use super::*;
 
-    fn answers(pairs: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {
+    fn answers(pairs: &[(&str, &[&str])]) -> Found {
         pairs
             .iter()
             .map(|(n, r)| (n.to_string(), r.iter().map(|s| s.to_string()).collect()))
@@ -125,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn names_are_asked_once_per_connection_until_forgotten_or_stale() {
-        let cache = ViewCache::new(Duration::from_secs(60), 100);
+        let cache: ViewCache = ViewCache::new(Duration::from_secs(60), 100);
         let asked = Mutex::new(Vec::new());
         let fetch = |missing: Vec<String>| {
             asked.lock().unwrap().push(missing);
@@ -152,7 +155,7 @@ mod tests {
             [names(&["v", "t"]), names(&["v"]), names(&["t"])]
         );
 
-        let stale = ViewCache::new(Duration::ZERO, 100);
+        let stale: ViewCache = ViewCache::new(Duration::ZERO, 100);
         stale.look_up("a", &names(&["v"]), fetch).await.unwrap();
         stale.look_up("a", &names(&["v"]), fetch).await.unwrap();
         assert_eq!(asked.lock().unwrap().len(), 5);
@@ -160,7 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_look_up_is_the_answer_and_is_not_kept() {
-        let cache = ViewCache::new(Duration::from_secs(60), 100);
+        let cache: ViewCache = ViewCache::new(Duration::from_secs(60), 100);
         let err = cache
             .look_up("a", &names(&["v"]), |_| async { Err("down".to_string()) })
             .await;

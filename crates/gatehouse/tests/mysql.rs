@@ -1534,6 +1534,16 @@ print(json.dumps(out))
     );
 }
 
+/// `gh_blind`, a MariaDB user (with the app's password) that may read
+/// `test` but not see the definitions of views (no `SHOW VIEW`).
+fn blind_user() {
+    direct_my(&format!(
+        "CREATE USER IF NOT EXISTS 'gh_blind'@'%' IDENTIFIED BY '{APP_PASSWORD}';
+         CREATE USER IF NOT EXISTS 'gh_blind'@'localhost' IDENTIFIED BY '{APP_PASSWORD}';
+         GRANT SELECT ON test.* TO 'gh_blind'@'%'; GRANT SELECT ON test.* TO 'gh_blind'@'localhost';"
+    ));
+}
+
 /// A deny rule on a table is met through the views over it: MariaDB keeps
 /// each view's definition as text, which Gatehouse looks up (with the
 /// connection's stored credential) and analyses before it decides, views
@@ -1648,11 +1658,9 @@ print(json.dumps(out))
     // A user without SHOW VIEW sees no definitions: Gatehouse cannot tell
     // what a view reads, so the rule's table condition counts as met (fail
     // closed), while a table runs.
+    blind_user();
     direct_my(&format!(
-        "CREATE USER IF NOT EXISTS 'gh_blind'@'%' IDENTIFIED BY '{APP_PASSWORD}';
-         CREATE USER IF NOT EXISTS 'gh_blind'@'localhost' IDENTIFIED BY '{APP_PASSWORD}';
-         GRANT SELECT ON test.* TO 'gh_blind'@'%'; GRANT SELECT ON test.* TO 'gh_blind'@'localhost';
-         CREATE OR REPLACE VIEW {t}_open_v AS SELECT id FROM {t}_open;"
+        "CREATE OR REPLACE VIEW {t}_open_v AS SELECT id FROM {t}_open;"
     ));
     apply_mysql_connection_as(
         &f.s,
@@ -1694,4 +1702,71 @@ print(json.dumps(out))
         message.contains(&format!("through the view {t}_vv, which reads")),
         "{message}"
     );
+}
+
+/// MySQL reports a view, not its tables, as a column's origin: a view that
+/// reads a masked column has all its columns masked (the strictest method
+/// of the masks on its tables; other types become NULL), views over views
+/// too, whether or not the statement names the masked column; a view that
+/// reads no masked column is left alone.
+#[test]
+fn a_view_over_a_masked_column_is_masked() {
+    let f = setup("vmask");
+    let t = &f.table;
+    direct_my(&format!(
+        "CREATE OR REPLACE VIEW {t}_ev AS SELECT id, email AS contact FROM {t};
+         CREATE OR REPLACE VIEW {t}_ev2 AS SELECT * FROM {t}_ev;
+         CREATE OR REPLACE VIEW {t}_iv AS SELECT id, note FROM {t};"
+    ));
+    // Directly, the data is there.
+    assert_eq!(
+        direct_my(&format!("SELECT contact FROM {t}_ev2 WHERE id = 1")).trim(),
+        "ann@example.com"
+    );
+    for sql in [
+        format!("SELECT id, contact FROM {t}_ev WHERE id = 1"),
+        format!("SELECT * FROM {t}_ev2 WHERE id = 1"),
+    ] {
+        let (ran, got, e) = via(&f.s, &f.bot, &sql);
+        assert!(ran, "{sql}: {e}");
+        let (id, contact) = got.trim().split_once('\t').expect(&got);
+        assert_eq!(id, "NULL", "{sql}: {got}");
+        assert!(
+            contact != "ann@example.com" && contact.ends_with(".com"),
+            "{sql}: {got}"
+        );
+    }
+    let (ran, got, e) = via(
+        &f.s,
+        &f.bot,
+        &format!("SELECT id, note FROM {t}_iv WHERE id = 1"),
+    );
+    assert!(ran, "{e}");
+    assert_eq!(got.trim(), "1\tfirst");
+    // A user that cannot see the definitions: what a view reads is not
+    // known, so its columns are masked (a table's are not).
+    blind_user();
+    apply_mysql_connection_as(
+        &f.s,
+        "blindmask",
+        "gh_blind",
+        &format!(
+            "\n[policy]\ndefault = \"allow\"\n\n[[masks]]\ncolumns = [\"test.{t}.email\"]\nmethod = \"partial\"\n"
+        ),
+    );
+    let (ran, got, e) = via_to(
+        &f.s,
+        &f.bot,
+        "blindmask",
+        &format!("SELECT note FROM {t}_iv WHERE id = 1"),
+    );
+    assert!(ran, "{e}");
+    assert_ne!(got.trim(), "first");
+    let (_, got, _) = via_to(
+        &f.s,
+        &f.bot,
+        "blindmask",
+        &format!("SELECT note FROM {t} WHERE id = 1"),
+    );
+    assert_eq!(got.trim(), "first");
 }
