@@ -853,8 +853,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.refuse_stmt(stmt, "unparsed", "the statement is not valid UTF-8; Gatehouse only passes statements it can read");
                     return Ok(true);
                 };
-                let mut stmt = self.stmt(Arc::from(text));
                 self.look_up_views(text).await;
+                let mut stmt = self.stmt(Arc::from(text));
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
                 if matches!(stmt.verdict, Verdict::Review { .. }) {
@@ -1242,8 +1242,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Ok(())
     }
 
-    /// The mask for a result with these columns; `None` when nothing in it
-    /// is masked or scanned.
     /// The views among the tables `columns` come from that read data the
     /// caller's masks cover, by (database, view) in lower case, with the
     /// method for all their columns ([`MaskPlan::method_for_view`]): MySQL
@@ -1280,6 +1278,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// The mask for a result with these columns; `None` when nothing in it
+    /// is masked or scanned.
     fn row_mask(
         &self,
         columns: &[ColumnDefinition],

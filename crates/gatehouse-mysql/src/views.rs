@@ -1,16 +1,22 @@
-//! Views in the upstream database, for deny and review rules on tables: a
-//! rule on `vault` is met by a statement that reads `vault` through a view
-//! over it ([`gatehouse_policy::ViewReads`]). MySQL and MariaDB keep a
-//! view's definition as text (`information_schema.VIEWS`), so what a view
-//! reads is what Gatehouse's own analysis finds in that text; views over
-//! views are followed [`MAX_DEPTH`] deep.
+//! Views in the upstream database. MySQL and MariaDB keep a view's
+//! definition as text (`information_schema.VIEWS`), and report a view, not
+//! its tables, as a result column's origin; what a view reads is what
+//! Gatehouse's own analysis finds in that text, views over views followed
+//! [`MAX_DEPTH`] deep. It serves two things:
+//!
+//! - deny and review rules on tables: a rule on `vault` is met by a
+//!   statement that reads `vault` through a view over it
+//!   ([`gatehouse_policy::ViewReads`]);
+//! - masking: a view whose definition reads a masked column has its
+//!   columns masked ([`gatehouse_policy::MaskPlan::method_for_view`]).
 //!
 //! The look-up runs over a short-lived side login with the connection's
-//! stored credential, only where such a rule applies to the caller, and its
-//! answers are kept per connection for a minute
-//! ([`gatehouse_policy::ViewCache`]). Whatever stops it from answering
-//! (no login, no answer in time, a definition it cannot read or parse) is
-//! its error, and then the rules' table conditions count as met.
+//! stored credential, only where such a rule or a column mask applies to
+//! the caller, and its answers are kept per connection for a minute
+//! ([`gatehouse_policy::ViewCache`]). Whatever stops it from answering (no
+//! login, no answer in time, a definition it cannot see or parse) is its
+//! error, and then the rules' table conditions count as met and the
+//! result's columns are masked.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -75,7 +81,8 @@ pub(crate) fn reads(found: HashMap<String, Arc<ViewInfo>>) -> Found {
         .collect()
 }
 
-/// [`look_up`] for `policy test`, which decides for callers without a
+/// What each of `names` reads if it is a view, as the relay's look-up
+/// finds it, for `policy test`, which decides for callers without a
 /// session: logged in with the connection's stored `password`.
 pub async fn named(
     proxy: &MysqlProxy,
