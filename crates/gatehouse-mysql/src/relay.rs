@@ -13,8 +13,7 @@ use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_core::policy::spec::MaskMethod;
 use gatehouse_policy::{
-    CachedEngine, Class, ColumnRefs, Engine, MaskPlan, ResultSources, SqlDialect, ViewReads,
-    mask_text,
+    CachedEngine, ColumnRefs, Engine, MaskPlan, ResultSources, SqlDialect, ViewReads, mask_text,
 };
 use gatehouse_store::recorder::{Admission, SessionLog};
 use gatehouse_store::{ResultSample, StatementEntry};
@@ -693,12 +692,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         engine.note_decided(SqlDialect::Mysql, sql, &d, &mut self.sources, || {
             gatehouse_policy::analyze_mysql::mentions(sql, b"prepare")
         });
-        if !matches!(d.verdict, Verdict::Deny { .. })
-            && d.analysis.as_ref().is_some_and(|a| {
-                a.unseen || matches!(a.class, Some(Class::Ddl | Class::Admin) | None)
-            })
-        {
-            // It may define or replace views: what they read is asked again.
+        if engine.may_change_views(sql, &d) {
+            // What views read is asked again.
             self.ctx.proxy.views.forget(&self.ctx.connection);
         }
         if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (&grant, &d.verdict)

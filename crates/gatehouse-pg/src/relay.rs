@@ -32,7 +32,7 @@ use gatehouse_core::model::{Principal, RECORD_BYTES};
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_policy::{
-    CachedEngine, Class, Engine, MaskPlan, ResultSources, SignalTarget, SqlDialect, StatementMask,
+    CachedEngine, Engine, MaskPlan, ResultSources, SignalTarget, SqlDialect, StatementMask,
     ViewReads,
 };
 use gatehouse_store::ResultSample;
@@ -398,26 +398,10 @@ fn in_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
 }
 
-/// Whether `sql` may hold SQL's PREPARE, which only begins a statement: a
-/// statement (the text's first, or one after a `;`) begins with the word,
-/// or with a comment (not looked into: maybe). Cheap on the data path;
-/// wrong only towards "maybe" (a `;` inside a literal), which costs a parse.
+/// Whether `sql` may hold SQL's PREPARE, which only begins a statement
+/// ([`gatehouse_policy::analyze::may_begin_with`]).
 fn may_prepare(sql: &str) -> bool {
-    let b = sql.as_bytes();
-    let begins = |at: usize| {
-        let rest = &b[at..];
-        let start = rest
-            .iter()
-            .position(|c| !c.is_ascii_whitespace())
-            .unwrap_or(rest.len());
-        let rest = &rest[start..];
-        rest.starts_with(b"/*")
-            || rest.starts_with(b"--")
-            || (rest.len() >= 7
-                && rest[..7].eq_ignore_ascii_case(b"prepare")
-                && rest.get(7).is_none_or(|&c| !in_word(c)))
-    };
-    begins(0) || memchr::memchr_iter(b';', b).any(|i| begins(i + 1))
+    gatehouse_policy::analyze::may_begin_with(sql, &[b"prepare"])
 }
 
 pub async fn run(
@@ -987,12 +971,8 @@ impl ClientSide {
             }
             d
         };
-        if !matches!(d.verdict, Verdict::Deny { .. })
-            && d.analysis.as_ref().is_some_and(|a| {
-                a.unseen || matches!(a.class, Some(Class::Ddl | Class::Admin) | None)
-            })
-        {
-            // It may define or replace views: what they read is asked again.
+        if engine.may_change_views(sql, &d) {
+            // What views read is asked again.
             self.ctx.proxy.catalog.forget_views(&self.ctx.connection);
         }
         // What SQL's PREPARE defines is noted (decided without an analysis:

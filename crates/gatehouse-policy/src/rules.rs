@@ -1052,6 +1052,48 @@ impl Engine {
         d
     }
 
+    /// Whether `sql`, decided as `d` and let through, may define, replace
+    /// or drop views or the tables they read, so that what the proxies know
+    /// of the connection's views ([`crate::ViewCache`]) must be asked
+    /// again: a `ddl`, `admin` or unparsed statement, or code the analysis
+    /// does not see. A statement decided without an analysis (no rule
+    /// applied to its caller) is judged by the words its statements begin
+    /// with, so that a caller no rule holds cannot change a view under
+    /// another's rules or masks unseen. Never, where no rule on tables and
+    /// no mask could use what views read.
+    pub fn may_change_views(&self, sql: &str, d: &Decision) -> bool {
+        if matches!(d.verdict, Verdict::Deny { .. })
+            || !self.has_table_rules && self.spec.masks.is_empty()
+        {
+            return false;
+        }
+        match &d.analysis {
+            Some(a) => {
+                a.unseen
+                    || matches!(
+                        a.class,
+                        Some(crate::Class::Ddl | crate::Class::Admin) | None
+                    )
+            }
+            None => crate::analyze::may_begin_with(
+                sql,
+                &[
+                    b"create",
+                    b"alter",
+                    b"drop",
+                    b"rename",
+                    b"truncate",
+                    b"call",
+                    b"do",
+                    b"execute",
+                    b"exec",
+                    b"import",
+                    b"flush",
+                ],
+            ),
+        }
+    }
+
     /// Whether a deny or review rule that applies to the caller on the
     /// connection has a condition on tables: only then does reading a
     /// table through a view matter to the decision.
@@ -1446,6 +1488,46 @@ mod tests {
         let d = e.decide_in_session(dialect, who, "shop", sql, NOON_WED, None, sources);
         e.note_decided(dialect, sql, &d, sources, || true);
         d.verdict
+    }
+
+    #[test]
+    fn statements_that_may_change_views_are_told_apart_whoever_sends_them() {
+        let e = engine(
+            r#"
+default = "allow"
+[[rules]]
+name = "no-vault"
+groups = ["agents"]
+tables = ["vault"]
+action = "deny"
+"#,
+        );
+        let may = |groups: &[&str], sql: &str| {
+            let d = e.decide(&who(groups), "shop", sql, NOON_WED);
+            e.may_change_views(sql, &d)
+        };
+        assert!(may(&["agents"], "CREATE OR REPLACE VIEW v AS SELECT 1"));
+        assert!(
+            !may(&["agents"], "DO $$ BEGIN END $$"),
+            "unseen code meets the rule's tables: refused"
+        );
+        assert!(!may(&["agents"], "SELECT * FROM t"));
+        assert!(
+            !may(&["agents"], "CREATE VIEW v AS SELECT * FROM vault"),
+            "refused: it never ran"
+        );
+        // A caller no rule holds.
+        assert!(may(&["ops"], "create or replace view v as select 1"));
+        assert!(may(&["ops"], "SELECT 1; ALTER TABLE t RENAME TO u"));
+        assert!(may(&["ops"], "DO $$ BEGIN END $$"));
+        assert!(!may(&["ops"], "SELECT created FROM t"));
+        // Where no rule on tables and no mask could use views: never.
+        let plain = engine(
+            "default = \"allow\"\n[[rules]]\nname = \"r\"\nstatements = [\"admin\"]\naction = \"deny\"\n",
+        );
+        let sql = "CREATE VIEW v AS SELECT 1";
+        let d = plain.decide(&who(&[]), "shop", sql, NOON_WED);
+        assert!(!plain.may_change_views(sql, &d));
     }
 
     #[test]

@@ -982,17 +982,22 @@ print(json.dumps([list(r) for r in rows]))
 /// Applies a declarative file with MySQL connection `name` (gh_app on
 /// MariaDB's `test`, for the agents group), followed by `more`.
 fn apply_mysql_connection(s: &Server, name: &str, more: &str) {
-    apply_mysql_connection_as(s, name, "gh_app", more);
+    apply_mysql_connection_as(s, name, "gh_app", &["agents"], more);
 }
 
 /// [`apply_mysql_connection`] logging in upstream as `user` (whose
-/// password is the app's).
-fn apply_mysql_connection_as(s: &Server, name: &str, user: &str, more: &str) {
+/// password is the app's), open to `groups`.
+fn apply_mysql_connection_as(s: &Server, name: &str, user: &str, groups: &[&str], more: &str) {
+    let groups = groups
+        .iter()
+        .map(|g| format!("\"{g}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let file = s.path(&format!("{name}.toml"));
     write(
         &file,
         &format!(
-            "[[connections]]\nname = \"{name}\"\nkind = \"mysql\"\nurl = \"mysql://{user}@127.0.0.1:3306/test?sslmode=disable\"\npassword = {{ env = \"SHOP_MY_PASSWORD\" }}\ngroups = [\"agents\"]\n{more}"
+            "[[connections]]\nname = \"{name}\"\nkind = \"mysql\"\nurl = \"mysql://{user}@127.0.0.1:3306/test?sslmode=disable\"\npassword = {{ env = \"SHOP_MY_PASSWORD\" }}\ngroups = [{groups}]\n{more}"
         ),
     );
     ok(s.cli_with(
@@ -1666,6 +1671,7 @@ print(json.dumps(out))
         &f.s,
         "blind",
         "gh_blind",
+        &["agents"],
         &format!(
             "\n[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"no-vault\"\nstatements = [\"read\", \"write\"]\ntables = [\"{t}\"]\naction = \"deny\"\n"
         ),
@@ -1750,6 +1756,7 @@ fn a_view_over_a_masked_column_is_masked() {
         &f.s,
         "blindmask",
         "gh_blind",
+        &["agents"],
         &format!(
             "\n[policy]\ndefault = \"allow\"\n\n[[masks]]\ncolumns = [\"test.{t}.email\"]\nmethod = \"partial\"\n"
         ),
@@ -1769,4 +1776,42 @@ fn a_view_over_a_masked_column_is_masked() {
         &format!("SELECT note FROM {t} WHERE id = 1"),
     );
     assert_eq!(got.trim(), "first");
+}
+
+/// What views read is asked again after a caller no rule holds replaces
+/// one (such a statement is decided without an analysis, by the words it
+/// begins with), not only after a restricted caller's DDL.
+#[test]
+fn a_view_replaced_by_a_caller_no_rule_holds_is_looked_up_again() {
+    let f = setup("vrep");
+    let t = &f.table;
+    direct_my(&format!(
+        "DROP TABLE IF EXISTS {t}_open; CREATE TABLE {t}_open (id INT); INSERT INTO {t}_open VALUES (5);
+         CREATE OR REPLACE VIEW {t}_open_v AS SELECT id FROM {t}_open;"
+    ));
+    apply_mysql_connection_as(
+        &f.s,
+        "vrep",
+        "gh_app",
+        &["agents", "dba"],
+        &format!(
+            "\n[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"no-vault\"\ngroups = [\"agents\"]\ntables = [\"{t}\"]\naction = \"deny\"\n"
+        ),
+    );
+    let dba = token(&f.s, "dba", "dba");
+    let read = format!("SELECT id FROM {t}_open_v");
+    assert_eq!(via_to(&f.s, &f.bot, "vrep", &read).1.trim(), "5");
+    let (ran, _, e) = via_to(
+        &f.s,
+        &dba,
+        "vrep",
+        &format!("CREATE OR REPLACE VIEW {t}_open_v AS SELECT id FROM {t}"),
+    );
+    assert!(ran, "{e}");
+    let (ran, _, e) = via_to(&f.s, &f.bot, "vrep", &read);
+    assert!(!ran);
+    assert!(
+        e.contains("rule no-vault") && e.contains(&format!("through the view {t}_open_v")),
+        "{e}"
+    );
 }
