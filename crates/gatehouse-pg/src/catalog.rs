@@ -5,6 +5,7 @@
 //! `pg_depend`), so a view over a masked column is masked too.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,11 @@ impl<V: Clone> Cache<V> {
         missing
     }
 
+    /// Forgets what is cached for `connection`.
+    fn forget(&self, connection: &str) {
+        self.lock().retain(|(c, _), _| c != connection);
+    }
+
     fn store(&self, connection: &str, found: &HashMap<u32, V>) {
         let mut g = self.lock();
         if g.len() + found.len() > MAX_CACHED {
@@ -109,6 +115,10 @@ pub struct Catalog {
     relations: Cache<Arc<Relation>>,
     types: Cache<UserType>,
     views: ViewCache,
+    /// Moves each time what views read may have changed somewhere
+    /// ([`Self::forget_views`]): sessions then resolve their results'
+    /// relations again ([`crate::mask::Session::keep_up`]).
+    changes: AtomicU64,
     /// How long one look-up (connecting, logging in, the queries) may take.
     timeout: Duration,
 }
@@ -170,6 +180,7 @@ impl Catalog {
             relations: Cache::default(),
             types: Cache::default(),
             views: ViewCache::new(TTL, MAX_CACHED),
+            changes: AtomicU64::new(0),
             timeout,
         }
     }
@@ -273,6 +284,15 @@ impl Catalog {
     /// define or replace one is running there.
     pub fn forget_views(&self, connection: &str) {
         self.views.forget(connection);
+        // A view's relation (what its columns read, for masking) too.
+        self.relations.forget(connection);
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many times what views read may have changed
+    /// ([`Self::forget_views`]).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// The relations for `oids` and, for views among them, the relations

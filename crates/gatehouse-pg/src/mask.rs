@@ -79,6 +79,9 @@ pub struct Session {
     hash_key: Zeroizing<[u8; 32]>,
     /// Reused for each row's value ranges.
     ranges: Vec<Option<std::ops::Range<usize>>>,
+    /// The catalog's count of view changes the relations were resolved
+    /// under ([`Session::keep_up`]).
+    changes: u64,
 }
 
 impl Session {
@@ -88,6 +91,18 @@ impl Session {
             unresolvable: HashSet::new(),
             hash_key: keys.derive("mask-hash"),
             ranges: Vec::new(),
+            changes: 0,
+        }
+    }
+
+    /// Forgets the relations resolved so far when what views read may have
+    /// changed since (`changes`, [`crate::catalog::Catalog::changes`]): a
+    /// view replaced in this or another session is resolved again.
+    pub fn keep_up(&mut self, changes: u64) {
+        if changes != self.changes {
+            self.relations.clear();
+            self.unresolvable.clear();
+            self.changes = changes;
         }
     }
 

@@ -2237,6 +2237,7 @@ impl UpstreamSide {
                 if let Some(mask) = mask {
                     let fields = codec::parse_row_description(body)
                         .map_err(|e| format!("protocol error from the upstream: {e}"))?;
+                    self.masking.keep_up(self.ctx.proxy.catalog.changes());
                     let missing = self.masking.unresolved(&fields, &mask);
                     if !missing.is_empty() {
                         return Ok(Step::Lookup(Lookup::Tables(missing)));

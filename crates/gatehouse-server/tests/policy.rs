@@ -542,6 +542,46 @@ async fn masks_follow_the_data_through_aliases_views_and_expressions() {
 /// columns read: they are masked as that query's would be, and, where
 /// Gatehouse never saw the query (a cursor a function opened), as reading
 /// masked data.
+/// A view replaced through the gateway is masked as it now reads, in the
+/// session that replaced it and in others: what views read is resolved
+/// again, not kept from before (a session used to keep it for its life).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_view_replaced_through_the_gateway_is_masked_as_it_now_reads() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let t = unique("gh_vrep");
+    connect(DIRECT)
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int, email text);
+             INSERT INTO public.{t} VALUES (1, 'alice@example.com');
+             CREATE VIEW public.{t}_v AS SELECT id FROM public.{t};"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({"masks": [{"columns": [format!("public.{t}.email")], "method": "redact"}]}),
+    )
+    .await;
+    let gw = connect(&url(&s, &agent)).await;
+    let other = connect(&url(&s, &agent)).await;
+    let read = format!("SELECT * FROM {t}_v");
+    // Reads no masked column: left alone, in both sessions.
+    assert_eq!(rows(&gw, &read).await, vec![vec![Some("1".to_string())]]);
+    assert_eq!(rows(&other, &read).await, vec![vec![Some("1".to_string())]]);
+    gw.batch_execute(&format!(
+        "CREATE OR REPLACE VIEW public.{t}_v AS SELECT id, email FROM public.{t}"
+    ))
+    .await
+    .unwrap();
+    // Now it reads one: every column is masked (the number withheld).
+    let masked = vec![vec![None, Some("[REDACTED]".to_string())]];
+    assert_eq!(rows(&gw, &read).await, masked);
+    assert_eq!(rows(&other, &read).await, masked);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executes_and_fetches_are_masked_as_the_queries_they_run() {
     let s = TestServer::start().await;
