@@ -399,9 +399,12 @@ fn in_word(c: u8) -> bool {
 }
 
 /// Whether `sql` may hold SQL's PREPARE, which only begins a statement
-/// ([`gatehouse_policy::analyze::may_begin_with`]).
+/// (as [`gatehouse_policy::analyze::may_begin_with`] tells, with the word
+/// a constant here: this runs for every simple query).
 fn may_prepare(sql: &str) -> bool {
-    gatehouse_policy::analyze::may_begin_with(sql, &[b"prepare"])
+    use gatehouse_policy::analyze::{begins_with_comment, begins_with_word, statement_starts};
+    statement_starts(sql)
+        .any(|rest| begins_with_comment(rest) || begins_with_word(rest, b"prepare"))
 }
 
 pub async fn run(

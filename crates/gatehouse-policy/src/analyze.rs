@@ -435,25 +435,42 @@ pub fn analyze(sql: &str) -> Analysis {
 /// (not looked into: maybe). Cheap enough for the data path; wrong only
 /// towards "maybe" (a `;` inside a literal), for either dialect.
 pub fn may_begin_with(sql: &str, words: &[&[u8]]) -> bool {
+    statement_starts(sql)
+        .any(|rest| begins_with_comment(rest) || words.iter().any(|w| begins_with_word(rest, w)))
+}
+
+/// Where each statement of `sql` may begin, leading whitespace skipped: the
+/// text's start and after each `;` (one inside a literal too).
+#[inline]
+pub fn statement_starts(sql: &str) -> impl Iterator<Item = &[u8]> {
     let b = sql.as_bytes();
-    let word_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
-    let begins = |at: usize| {
-        let rest = &b[at..];
-        let start = rest
-            .iter()
-            .position(|c| !c.is_ascii_whitespace())
-            .unwrap_or(rest.len());
-        let rest = &rest[start..];
-        rest.starts_with(b"/*")
-            || rest.starts_with(b"--")
-            || rest.starts_with(b"#")
-            || words.iter().any(|w| {
-                rest.len() >= w.len()
-                    && rest[..w.len()].eq_ignore_ascii_case(w)
-                    && rest.get(w.len()).is_none_or(|&c| !word_char(c))
-            })
-    };
-    begins(0) || memchr::memchr_iter(b';', b).any(|i| begins(i + 1))
+    std::iter::once(0)
+        .chain(memchr::memchr_iter(b';', b).map(|i| i + 1))
+        .map(move |at| {
+            let rest = &b[at..];
+            let start = rest
+                .iter()
+                .position(|c| !c.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            &rest[start..]
+        })
+}
+
+/// Whether `rest` begins with a comment (`/*`, `--`, MySQL's `#`).
+#[inline]
+pub fn begins_with_comment(rest: &[u8]) -> bool {
+    rest.starts_with(b"/*") || rest.starts_with(b"--") || rest.starts_with(b"#")
+}
+
+/// Whether `rest` begins with `word` (lower case) as a whole word, in any
+/// case.
+#[inline]
+pub fn begins_with_word(rest: &[u8], word: &[u8]) -> bool {
+    rest.len() >= word.len()
+        && rest[..word.len()].eq_ignore_ascii_case(word)
+        && rest
+            .get(word.len())
+            .is_none_or(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80))
 }
 
 /// Whether `sql` may call one of [`BACKEND_SIGNALS`]: it has `_backend` (in
