@@ -650,14 +650,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if names.is_empty() {
             return;
         }
-        let views = match crate::views::look_up(&self.ctx, &names).await {
-            Ok(found) => ViewReads::new(crate::views::reads(found)),
-            Err(e) => {
-                tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up views");
-                ViewReads::unknown(e)
-            }
-        };
-        self.sources.set_views(views);
+        let found = crate::views::look_up(&self.ctx, &names).await;
+        if let Err(e) = &found {
+            tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up views");
+        }
+        self.sources
+            .set_views(ViewReads::of(found.map(crate::views::reads)));
     }
 
     /// The policy's verdict on `sql` (with the caller's grant, if live),
@@ -1298,6 +1296,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let text = is_text(c);
                 let through_view = || match views {
                     _ if c.org_table.is_empty() => None,
+                    Ok(views) if views.is_empty() => None,
                     Ok(views) => views.get(&relation_name(&c.schema, &c.org_table)).copied(),
                     Err(_) => Some(MaskMethod::Redact),
                 };

@@ -249,9 +249,8 @@ async fn fetch(
         let views = views_named(up, &tables).await?;
         let mut next = Vec::new();
         for (asked, name) in &frontier {
-            // Relations a view reads are qualified with its database; only
-            // the name asked for is the session's.
-            let database = if name == asked { database } else { None };
+            // Relations a view reads are qualified with its database, so
+            // the session's is only that of an unqualified name asked for.
             for v in views.iter().filter(|v| v.is(name, database)) {
                 if depth == MAX_DEPTH {
                     return Err(format!(

@@ -59,17 +59,10 @@ impl<V> Default for Cache<V> {
     }
 }
 
-/// A lock that a panic elsewhere does not poison for good.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-
 impl<V: Clone> Cache<V> {
+    /// The map, whatever a panic elsewhere left it as.
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), (Instant, V)>> {
-        lock(&self.0)
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn get(&self, connection: &str, oid: u32) -> Option<V> {
@@ -485,8 +478,10 @@ async fn fetch_views(
     let list = names
         .iter()
         .map(|n| {
-            let hex: String = n.bytes().map(|b| format!("{b:02x}")).collect();
-            format!("pg_catalog.convert_from(pg_catalog.decode('{hex}', 'hex'), 'UTF8')")
+            format!(
+                "pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8')",
+                hex::encode(n)
+            )
         })
         .collect::<Vec<_>>()
         .join(", ");

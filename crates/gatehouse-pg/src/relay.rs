@@ -31,6 +31,7 @@ use bytes::{Buf, BytesMut};
 use gatehouse_core::model::{Principal, RECORD_BYTES};
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
+use gatehouse_policy::analyze::in_word;
 use gatehouse_policy::{
     CachedEngine, Engine, MaskPlan, ResultSources, SignalTarget, SqlDialect, StatementMask,
     ViewReads,
@@ -391,11 +392,6 @@ fn may_copy(sql: &str) -> bool {
             && (i == 3 || !in_word(b[i - 4]))
             && b.get(i + 1).is_none_or(|&c| !in_word(c))
     })
-}
-
-/// Whether `c` can be part of an SQL word.
-fn in_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
 }
 
 /// Whether `sql` may hold SQL's PREPARE, which only begins a statement
@@ -1066,14 +1062,11 @@ impl ClientSide {
         if names.is_empty() {
             return;
         }
-        let views = match ctx.proxy.catalog.views(&ctx.catalog, &names).await {
-            Ok(found) => ViewReads::new(found),
-            Err(e) => {
-                tracing::warn!(session = %ctx.session_id, error = %e, "could not look up views in the catalog");
-                ViewReads::unknown(e)
-            }
-        };
-        self.sources.set_views(views);
+        let found = ctx.proxy.catalog.views(&ctx.catalog, &names).await;
+        if let Err(e) = &found {
+            tracing::warn!(session = %ctx.session_id, error = %e, "could not look up views in the catalog");
+        }
+        self.sources.set_views(ViewReads::of(found));
     }
 
     /// Holds a statement for review: finds or creates the review, tells

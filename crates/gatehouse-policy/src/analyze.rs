@@ -468,9 +468,13 @@ pub fn begins_with_comment(rest: &[u8]) -> bool {
 pub fn begins_with_word(rest: &[u8], word: &[u8]) -> bool {
     rest.len() >= word.len()
         && rest[..word.len()].eq_ignore_ascii_case(word)
-        && rest
-            .get(word.len())
-            .is_none_or(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80))
+        && rest.get(word.len()).is_none_or(|&c| !in_word(c))
+}
+
+/// Whether `c` can be part of an SQL word (an identifier or keyword).
+#[inline]
+pub fn in_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
 }
 
 /// Whether `sql` may call one of [`BACKEND_SIGNALS`]: it has `_backend` (in

@@ -219,6 +219,12 @@ impl ViewReads {
         }
     }
 
+    /// What a look-up answered: [`Self::new`], or [`Self::unknown`] for its
+    /// error.
+    pub fn of(answer: Result<HashMap<String, Arc<[String]>>, String>) -> Self {
+        answer.map_or_else(Self::unknown, Self::new)
+    }
+
     fn is_empty(&self) -> bool {
         self.by_name.is_empty() && self.unknown.is_none()
     }

@@ -145,9 +145,7 @@ pub async fn test(
         gatehouse_core::now_ms(),
         grant.as_ref().map(|(id, level)| (id.as_str(), *level)),
     );
-    if engine.table_rules_apply(&principal, &spec.name)
-        && let Some(views) =
-            views_named(&state, &record, &engine, dialect, &principal, &req.sql).await
+    if let Some(views) = views_named(&state, &record, &engine, dialect, &principal, &req.sql).await
     {
         // A rule on a table is met through a view over it, as in the proxy.
         engine.through_views(
@@ -238,10 +236,11 @@ pub async fn test(
     })))
 }
 
-/// What the views `sql` names read, from the connection's catalog, as the
-/// proxy asks before it decides (`None` when the statement names no
-/// relation). A catalog that cannot be asked counts as in the proxy: table
-/// conditions of deny and review rules are met.
+/// What the views `sql` names read, from the connection's database, as the
+/// proxy asks before it decides (`None` when no deny or review rule on
+/// tables applies, or the statement names no relation). A database that
+/// cannot be asked counts as in the proxy: table conditions of deny and
+/// review rules are met.
 async fn views_named(
     state: &AppState,
     record: &gatehouse_store::ConnectionRecord,
@@ -289,8 +288,5 @@ async fn views_named(
             }
         }
     };
-    Some(match found {
-        Ok(found) => ViewReads::new(found),
-        Err(e) => ViewReads::unknown(e),
-    })
+    Some(ViewReads::of(found))
 }
