@@ -2,7 +2,9 @@
 //! resolved against the upstream's catalog, over a separate short-lived
 //! connection opened with the stored credential, and cached per connection
 //! and OID. A view is resolved to the table columns it reads (through
-//! `pg_depend`), so a view over a masked column is masked too.
+//! `pg_depend`), so a view over a masked column is masked too; a partition
+//! or inheritance child to the tables above it (`pg_inherits`), whose
+//! columns it shares by name, so its rows are masked as theirs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +32,9 @@ pub struct Relation {
     pub columns: HashMap<i16, String>,
     /// For views: the (table OID, column number) pairs the view reads.
     pub reads: Vec<(u32, i16)>,
+    /// For tables: the tables it is a partition or an inheritance child
+    /// of (`pg_inherits`), whose columns it shares by name.
+    pub parents: Vec<u32>,
 }
 
 /// How long a resolved relation is trusted (renamed columns are seen after this).
@@ -250,8 +255,9 @@ impl Catalog {
     /// For each of `names` (relations as statements write them: `name`,
     /// or `schema.name`, case as the parser left it) that is a view or a
     /// materialized view, the relations it reads as `schema.name`,
-    /// transitively through views over views; names that are not views
-    /// are absent. An unqualified name is looked for in every schema (the
+    /// transitively through views over views; for a table that is a
+    /// partition or an inheritance child, the tables above it (whose rows
+    /// it holds), likewise. Other names are absent. An unqualified name is looked for in every schema (the
     /// caller's `search_path` is not known here), so a view of that name
     /// anywhere counts. Cached per connection for [`TTL`], and forgotten
     /// when a statement that may change definitions runs
@@ -329,7 +335,12 @@ impl Catalog {
             }
             wanted = out
                 .values()
-                .flat_map(|r| r.reads.iter().map(|(o, _)| *o))
+                .flat_map(|r| {
+                    r.reads
+                        .iter()
+                        .map(|(o, _)| *o)
+                        .chain(r.parents.iter().copied())
+                })
                 .collect();
         }
         session.end().await;
@@ -429,6 +440,12 @@ async fn fetch(
              WHERE r.ev_class IN ({list})"
         ))
         .await?;
+    let parents = session
+        .query(&format!(
+            "SELECT i.inhrelid::int8, i.inhparent::int8 FROM pg_catalog.pg_inherits i
+             WHERE i.inhrelid IN ({list})"
+        ))
+        .await?;
     let mut rels: HashMap<u32, Relation> = HashMap::new();
     for row in &columns {
         let [oid, schema, name, kind, attnum, attname] = row.as_slice() else {
@@ -446,6 +463,7 @@ async fn fetch(
                 .unwrap_or('?'),
             columns: HashMap::new(),
             reads: Vec::new(),
+            parents: Vec::new(),
         });
         if let (Some(n), Some(col)) = (number::<i16>(attnum), attname) {
             rel.columns.insert(n, col.clone());
@@ -464,6 +482,16 @@ async fn fetch(
         };
         if let Some(r) = rels.get_mut(&view) {
             r.reads.push((table, col));
+        }
+    }
+    for row in &parents {
+        let [child, parent] = row.as_slice() else {
+            return Err("unexpected catalog row".into());
+        };
+        if let (Some(child), Some(parent)) = (number::<u32>(child), number::<u32>(parent))
+            && let Some(r) = rels.get_mut(&child)
+        {
+            r.parents.push(parent);
         }
     }
     Ok(rels.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
@@ -490,18 +518,24 @@ async fn fetch_views(
             "WITH RECURSIVE named(name, rel) AS (
                SELECT w.name, c.oid
                FROM pg_catalog.unnest(ARRAY[{list}]) AS w(name)
-               JOIN pg_catalog.pg_class c ON c.relkind IN ('v', 'm')
+               JOIN pg_catalog.pg_class c ON c.relkind IN ('v', 'm', 'r', 'p', 'f')
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                WHERE c.relname = w.name OR n.nspname || '.' || c.relname = w.name
              ), reads(name, rel, depth) AS (
                SELECT name, rel, 0 FROM named
                UNION
-               SELECT r.name, d.refobjid, r.depth + 1
+               SELECT r.name, above.rel, r.depth + 1
                FROM reads r
-               JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.rel
-               JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-                 AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                 AND d.refobjid <> r.rel
+               CROSS JOIN LATERAL (
+                 SELECT d.refobjid
+                 FROM pg_catalog.pg_rewrite w
+                 JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                   AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                   AND d.refobjid <> r.rel
+                 WHERE w.ev_class = r.rel
+                 UNION
+                 SELECT i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhrelid = r.rel
+               ) AS above(rel)
                WHERE r.depth < {MAX_DEPTH}
              )
              SELECT DISTINCT r.name, n.nspname || '.' || c.relname

@@ -70,6 +70,14 @@ impl RowMask {
     }
 }
 
+/// The stricter of a method found so far (if any) and `m`.
+fn strictest_of(so_far: Option<MaskMethod>, m: MaskMethod) -> MaskMethod {
+    match so_far {
+        Some(s) if strictness(s) >= strictness(m) => s,
+        _ => m,
+    }
+}
+
 /// A session's masking state.
 #[derive(Debug)]
 pub struct Session {
@@ -161,10 +169,7 @@ impl Session {
                 let mut strictest: Option<MaskMethod> = None;
                 for (t, c) in &rel.reads {
                     if let Some(m) = self.column_method(mask, *t, *c, depth + 1)? {
-                        strictest = Some(match strictest {
-                            Some(s) if strictness(s) >= strictness(m) => s,
-                            _ => m,
-                        });
+                        strictest = Some(strictest_of(strictest, m));
                     }
                 }
                 Ok(strictest)
@@ -173,9 +178,32 @@ impl Session {
                 let Some(name) = rel.columns.get(&attnum) else {
                     return Ok(None);
                 };
-                Ok(mask.plan.method_for(&rel.schema, &rel.name, name))
+                self.table_method(mask, rel, name, depth)
             }
         }
+    }
+
+    /// The strictest mask on the column `name` of a table, or of the
+    /// tables it is a partition or an inheritance child of (whose column of
+    /// that name it is: the server keeps inherited columns' names).
+    fn table_method(
+        &self,
+        mask: &StatementMask,
+        rel: &Relation,
+        name: &str,
+        depth: usize,
+    ) -> Result<Option<MaskMethod>, ()> {
+        if depth > 8 {
+            return Err(());
+        }
+        let mut strictest = mask.plan.method_for(&rel.schema, &rel.name, name);
+        for parent in &rel.parents {
+            let parent = self.relations.get(parent).ok_or(())?;
+            if let Some(m) = self.table_method(mask, parent, name, depth + 1)? {
+                strictest = Some(strictest_of(strictest, m));
+            }
+        }
+        Ok(strictest)
     }
 
     /// The masking of a result with these columns; `None` when nothing in

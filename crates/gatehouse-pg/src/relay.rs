@@ -1039,7 +1039,7 @@ impl ClientSide {
             && self
                 .engine
                 .get()
-                .table_rules_apply(&self.ctx.principal, &self.ctx.connection)
+                .views_matter(&self.ctx.principal, &self.ctx.connection)
     }
 
     /// Before a message whose statement is decided: asks the catalog which

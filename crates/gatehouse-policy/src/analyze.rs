@@ -904,6 +904,26 @@ pub struct ColumnRefs {
     /// with the text it prepares, as the server reads the string (in each
     /// way it may), which an `EXECUTE` of the name runs.
     pub texts: Vec<(String, String)>,
+    /// Where the data that the statement stores in tables comes from
+    /// (`INSERT`, `UPDATE`, `MERGE`, `CREATE TABLE … AS`, `SELECT … INTO`,
+    /// `CREATE MATERIALIZED VIEW`): the references of the values and
+    /// sources of each, with the table written (an `UPDATE`'s new values
+    /// read its rows), but not the conditions that pick an `UPDATE`'s rows
+    /// nor what `RETURNING` returns. `None` when it stores nothing.
+    pub stored: Option<Box<ColumnRefs>>,
+    /// Relations whose names, columns or place DDL changes, or on which it
+    /// hangs code (`ALTER TABLE`, `RENAME`, `SET SCHEMA`, triggers, rules),
+    /// and schemas it renames (`schema:NAME`).
+    pub altered: Vec<String>,
+}
+
+impl ColumnRefs {
+    /// Adds what `other` refers to (names, `*`, relations).
+    fn merge(&mut self, other: &ColumnRefs) {
+        self.names.extend(other.names.iter().cloned());
+        self.star |= other.star;
+        self.relations.extend(other.relations.iter().cloned());
+    }
 }
 
 /// Column references of a statement; `None` when it does not parse.
@@ -919,7 +939,82 @@ pub fn column_refs(sql: &str) -> Option<ColumnRefs> {
     let value = serde_json::to_value(&tree.protobuf).ok()?;
     let mut refs = ColumnRefs::default();
     walk(&value, &mut refs, 0)?;
+    // Data stored from a CTE comes from that CTE's query, elsewhere in the
+    // statement; a setting (`set_config`) keeps what the statement gives
+    // it for later statements: then all of the statement counts as the
+    // source.
+    let whole = match &refs.stored {
+        Some(stored) => {
+            let mut ctes = BTreeSet::new();
+            cte_names(&value, &mut ctes, 0);
+            stored.relations.iter().any(|(n, _)| ctes.contains(n))
+        }
+        None => false,
+    } || crate::analyze_mysql::mentions(sql, b"set_config");
+    if whole {
+        let mut all = ColumnRefs::default();
+        all.merge(&refs);
+        refs.stored = Some(Box::new(all));
+    }
     Some(refs)
+}
+
+/// Statements that store data, and the fields of each that do not feed
+/// what is stored (the rows an `UPDATE` picks, what `RETURNING` returns,
+/// the table an `INSERT` adds rows to unless `ON CONFLICT` updates its
+/// rows from their own values).
+fn stores(kind: &str, node: &serde_json::Value) -> Option<&'static [&'static str]> {
+    match kind {
+        "InsertStmt" if node.get("on_conflict_clause").is_none_or(|c| c.is_null()) => {
+            Some(&["returning_clause", "relation"])
+        }
+        "InsertStmt" | "MergeStmt" | "CreateTableAsStmt" => Some(&["returning_clause"]),
+        "UpdateStmt" => Some(&["where_clause", "returning_clause"]),
+        "SelectStmt" if node.get("into_clause").is_some_and(|c| !c.is_null()) => Some(&[]),
+        _ => None,
+    }
+}
+
+/// DDL that renames a relation or its columns, moves it to another schema,
+/// changes it, or hangs code on it: the relation it acts on.
+const ALTERS: &[&str] = &[
+    "AlterTableStmt",
+    "RenameStmt",
+    "AlterObjectSchemaStmt",
+    "CreateTrigStmt",
+    "RuleStmt",
+];
+
+/// Names of the CTEs defined anywhere in a parse tree (lower-case).
+fn cte_names(v: &serde_json::Value, out: &mut BTreeSet<String>, depth: usize) {
+    if depth > MAX_TREE_DEPTH {
+        return;
+    }
+    match v {
+        serde_json::Value::Array(items) => items.iter().for_each(|i| cte_names(i, out, depth + 1)),
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                if k == "CommonTableExpr"
+                    && let Some(n) = child.get("ctename").and_then(|n| n.as_str())
+                {
+                    out.insert(n.to_lowercase());
+                }
+                cte_names(child, out, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The name of a `RangeVar` node's relation (`schema.name` or `name`,
+/// lower-case).
+fn range_var_name(rv: &serde_json::Value) -> String {
+    let text = |f: &str| rv.get(f).and_then(|x| x.as_str()).unwrap_or("");
+    if text("schemaname").is_empty() {
+        text("relname").to_lowercase()
+    } else {
+        format!("{}.{}", text("schemaname"), text("relname")).to_lowercase()
+    }
 }
 
 /// Deeper trees than this are not analysed (the statement counts as
@@ -958,12 +1053,7 @@ fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()
                         }
                     }
                     "RangeVar" => {
-                        let text = |f: &str| child.get(f).and_then(|x| x.as_str()).unwrap_or("");
-                        let name = if text("schemaname").is_empty() {
-                            text("relname").to_lowercase()
-                        } else {
-                            format!("{}.{}", text("schemaname"), text("relname")).to_lowercase()
-                        };
+                        let name = range_var_name(child);
                         let alias = child
                             .get("alias")
                             .and_then(|a| a.get("aliasname"))
@@ -1003,7 +1093,34 @@ fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()
                     {
                         refs.copy_out = true;
                     }
+                    k if ALTERS.contains(&k) => {
+                        if let Some(rv) = child.get("relation") {
+                            refs.altered.push(range_var_name(rv));
+                        }
+                        // ALTER SCHEMA … RENAME TO: a mask may name the schema.
+                        if child.get("rename_type").and_then(serde_json::Value::as_i64)
+                            == Some(pg_query::protobuf::ObjectType::ObjectSchema as i64)
+                            && let Some(n) = child.get("subname").and_then(|n| n.as_str())
+                        {
+                            refs.altered.push(format!("schema:{}", n.to_lowercase()));
+                        }
+                    }
                     _ => {}
+                }
+                if let Some(skip) = stores(k, child) {
+                    let mut source = ColumnRefs::default();
+                    if let serde_json::Value::Object(fields) = child {
+                        for (f, v) in fields {
+                            if !skip.contains(&f.as_str()) {
+                                walk(v, &mut source, depth + 1)?;
+                            }
+                        }
+                    }
+                    let stored = refs.stored.get_or_insert_with(Box::default);
+                    stored.merge(&source);
+                    if let Some(inner) = &source.stored {
+                        stored.merge(inner);
+                    }
                 }
                 walk(child, refs, depth + 1)?;
             }

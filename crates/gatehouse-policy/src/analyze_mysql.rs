@@ -186,9 +186,22 @@ struct Acc {
     immediate: Vec<(String, char)>,
     reasons: Vec<String>,
     refs: ColumnRefs,
+    /// Names of the CTEs the statements define.
+    ctes: BTreeSet<String>,
+    /// A `SELECT … INTO` (variables, a file) was seen.
+    selects_into: bool,
 }
 
 impl Acc {
+    /// Notes that data read as `source` refers is stored
+    /// ([`ColumnRefs::stored`]).
+    fn stored(&mut self, source: ColumnRefs) {
+        let stored = self.refs.stored.get_or_insert_with(Box::default);
+        stored.names.extend(source.names);
+        stored.star |= source.star;
+        stored.relations.extend(source.relations);
+    }
+
     fn raise(&mut self, c: Class) {
         if self.class.is_none_or(|old| c > old) {
             self.class = Some(c);
@@ -276,7 +289,24 @@ impl Acc {
         }
     }
 
-    fn finish(self) -> (Analysis, ColumnRefs) {
+    fn finish(mut self) -> (Analysis, ColumnRefs) {
+        // Data stored from a CTE comes from its query, elsewhere in the
+        // statement: then all of it counts as the source.
+        if self.selects_into
+            || self.refs.stored.as_ref().is_some_and(|s| {
+                s.relations
+                    .iter()
+                    .any(|(n, _)| self.ctes.contains(n.as_str()))
+            })
+        {
+            let all = ColumnRefs {
+                names: self.refs.names.clone(),
+                star: self.refs.star,
+                relations: self.refs.relations.clone(),
+                ..ColumnRefs::default()
+            };
+            self.refs.stored = Some(Box::new(all));
+        }
         (
             Analysis {
                 // Only comments or whitespace: nothing runs.
@@ -585,6 +615,31 @@ struct Walker<'a> {
     ctes: Vec<CteScope>,
 }
 
+/// The column references of AST parts, as the walk finds them.
+fn refs_of(parts: &[&dyn VisitPart]) -> ColumnRefs {
+    let mut acc = Acc::default();
+    let mut w = Walker {
+        acc: &mut acc,
+        targets: HashSet::new(),
+        ctes: Vec::new(),
+    };
+    for p in parts {
+        p.visit_with(&mut w);
+    }
+    acc.refs
+}
+
+/// A part of a statement the walk can visit ([`refs_of`]).
+trait VisitPart {
+    fn visit_with(&self, w: &mut Walker<'_>);
+}
+
+impl<T: Visit> VisitPart for T {
+    fn visit_with(&self, w: &mut Walker<'_>) {
+        let _ = self.visit(w);
+    }
+}
+
 impl Walker<'_> {
     fn write_target(&mut self, n: &ObjectName) {
         self.targets.insert(addr(n));
@@ -642,6 +697,14 @@ impl Walker<'_> {
             S::Query(_) => self.acc.raise(Class::Read),
             S::Insert(ins) => {
                 self.acc.raise(Class::Write);
+                let mut source = refs_of(&[&ins.source, &ins.assignments, &ins.on]);
+                if ins.on.is_some()
+                    && let TableObject::TableName(n) = &ins.table
+                {
+                    // ON DUPLICATE KEY UPDATE reads the row it updates.
+                    source.relations.push((object_name(n), None));
+                }
+                self.acc.stored(source);
                 match &ins.table {
                     TableObject::TableName(n) => self.write_target(n),
                     _ => {
@@ -653,6 +716,10 @@ impl Walker<'_> {
             S::Update(u) => {
                 self.acc.raise(Class::Write);
                 self.update_targets(u);
+                // Its new values, and the tables they may read (not the
+                // condition that picks its rows).
+                self.acc
+                    .stored(refs_of(&[&u.assignments, &u.table, &u.from]));
             }
             S::Delete(d) => {
                 self.acc.raise(Class::Write);
@@ -685,6 +752,9 @@ impl Walker<'_> {
             S::CreateTable(ct) => {
                 self.acc.raise(Class::Ddl);
                 self.write_target(&ct.name);
+                if ct.query.is_some() {
+                    self.acc.stored(refs_of(&[&ct.query]));
+                }
                 if let Some(CreateTableLikeKind::Plain(l) | CreateTableLikeKind::Parenthesized(l)) =
                     &ct.like
                 {
@@ -702,6 +772,7 @@ impl Walker<'_> {
             S::AlterTable(at) => {
                 self.acc.raise(Class::Ddl);
                 self.write_target(&at.name);
+                self.acc.refs.altered.push(object_name(&at.name));
             }
             S::AlterView(av) => {
                 self.acc.raise(Class::Ddl);
@@ -757,6 +828,7 @@ impl Walker<'_> {
             S::CreateTrigger(t) => {
                 self.acc.raise(Class::Ddl);
                 self.write_target(&t.table_name);
+                self.acc.refs.altered.push(object_name(&t.table_name));
             }
             S::CreateFunction(f) => {
                 self.acc.raise(Class::Ddl);
@@ -775,6 +847,7 @@ impl Walker<'_> {
                 for r in v {
                     self.write_target(&r.old_name);
                     self.write_target(&r.new_name);
+                    self.acc.refs.altered.push(object_name(&r.old_name));
                 }
             }
             S::CreateDatabase { .. } | S::CreateSchema { .. } | S::AlterSchema(_) => {
@@ -914,11 +987,19 @@ impl Walker<'_> {
     fn set(&mut self, set: &Set) {
         match set {
             Set::SingleAssignment {
-                scope, variable, ..
-            } => self.variable(scope.as_ref(), variable),
+                scope,
+                variable,
+                values,
+                ..
+            } => {
+                self.variable(scope.as_ref(), variable);
+                // A variable keeps what it is set to for later statements.
+                self.acc.stored(refs_of(&[values]));
+            }
             Set::MultipleAssignments { assignments } => {
                 for a in assignments {
                     self.variable(a.scope.as_ref(), &a.name);
+                    self.acc.stored(refs_of(&[&a.value]));
                 }
             }
             Set::ParenthesizedAssignments { variables, .. } => {
@@ -1064,6 +1145,7 @@ impl Visitor for Walker<'_> {
             .iter()
             .flat_map(|w| w.cte_tables.iter().map(|c| lower(&c.alias.name.value)))
             .collect();
+        self.acc.ctes.extend(own.iter().cloned());
         self.table_statements(&q.body, &own);
         if let Some(with) = &q.with {
             self.ctes.push(CteScope {
@@ -1119,6 +1201,11 @@ impl Visitor for Walker<'_> {
             )
         }) {
             self.acc.refs.star = true;
+        }
+        // `SELECT … INTO @v`: what it selects is kept (the whole
+        // statement counts as its source).
+        if s.into.is_some() {
+            self.acc.selects_into = true;
         }
         // `INTO OUTFILE` that sqlparser took for a variable named outfile.
         if let Some(into) = &s.into

@@ -134,7 +134,7 @@ impl MaskPlan {
 
     /// Whether a table as a statement names it (`t` or `s.t`) may hold a
     /// masked column. An unqualified name matches any schema.
-    fn masks_table(&self, name: &str) -> bool {
+    pub(crate) fn masks_table(&self, name: &str) -> bool {
         self.masks_on(name).next().is_some()
     }
 
@@ -206,6 +206,34 @@ impl MaskPlan {
             })
     }
 
+    /// Why a statement that stores data in tables must be refused, if it
+    /// must: what it stores is read from masked columns (as
+    /// [`Self::taints`] tells from its sources, [`ColumnRefs::stored`]), and
+    /// a copy would be read back unmasked.
+    pub fn refuse_store(&self, refs: &ColumnRefs) -> Option<String> {
+        let stored = refs.stored.as_deref()?;
+        (self.has_columns() && self.taints(Some(stored))).then(|| STORE_REFUSAL.to_string())
+    }
+
+    /// Why DDL must be refused, if it must: it renames, moves or changes a
+    /// masked table (or its schema), or hangs code on it, after which the
+    /// masks, which name tables and columns, would no longer find the
+    /// data.
+    pub fn refuse_alter(&self, refs: &ColumnRefs) -> Option<String> {
+        let name = refs
+            .altered
+            .iter()
+            .find(|n| match n.strip_prefix("schema:") {
+                Some(schema) => self.columns.iter().any(|p| {
+                    p.schema
+                        .as_deref()
+                        .is_some_and(|s| s.eq_ignore_ascii_case(schema))
+                }),
+                None => self.masks_table(n),
+            })?;
+        Some(alter_refusal(name))
+    }
+
     /// Why a statement that copies data out must be refused, if it must:
     /// `COPY` streams rows in a format the masker does not rewrite.
     pub fn refuse_copy(&self, refs: Option<&ColumnRefs>) -> Option<String> {
@@ -221,6 +249,20 @@ impl MaskPlan {
         }
         None
     }
+}
+
+/// Why a statement that stores masked data is refused.
+pub const STORE_REFUSAL: &str = "storing data read from masked columns in a table is not allowed where those columns are masked (INSERT … SELECT, UPDATE … SET, CREATE TABLE … AS, SELECT … INTO): the copy would be read back unmasked; run a SELECT instead (its results are masked)";
+
+/// Why DDL on the masked relation or schema `name` is refused.
+pub fn alter_refusal(name: &str) -> String {
+    let what = match name.strip_prefix("schema:") {
+        Some(schema) => format!("the schema {schema}"),
+        None => name.to_string(),
+    };
+    format!(
+        "changing {what}, which holds masked columns, is not allowed where they are masked (ALTER, RENAME, SET SCHEMA, CREATE TRIGGER or RULE): renamed or moved columns, or code run on its rows, would escape the masks"
+    )
 }
 
 /// Rewrites one text value; `None` means SQL NULL.
@@ -285,6 +327,113 @@ method = "hash"
         MaskPlan::for_caller(&spec, &who(groups), "shop", &|k| {
             Arc::new(Detectors::new(k))
         })
+    }
+
+    #[test]
+    fn storing_masked_data_and_changing_masked_tables_are_refused() {
+        let p = plan(&["agents"]).expect("masks apply");
+        let store = |sql: &str| p.refuse_store(&column_refs(sql).expect("parses")).is_some();
+        for sql in [
+            "INSERT INTO t SELECT id, email FROM customers",
+            "INSERT INTO t SELECT * FROM public.customers",
+            "INSERT INTO t VALUES ((SELECT email FROM customers LIMIT 1))",
+            "INSERT INTO t SELECT row_to_json(c) FROM customers c",
+            "UPDATE t SET a = (SELECT upper(email) FROM customers LIMIT 1)",
+            "UPDATE customers SET name = email",
+            "UPDATE t SET a = c.email FROM customers c WHERE c.id = t.id",
+            "INSERT INTO customers (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET name = customers.email",
+            "CREATE TABLE t AS SELECT email FROM customers",
+            "CREATE TABLE t AS TABLE customers",
+            "CREATE MATERIALIZED VIEW m AS SELECT email FROM customers",
+            "SELECT email INTO t FROM customers",
+            "WITH x AS (SELECT email FROM customers) INSERT INTO t SELECT * FROM x",
+            "WITH x AS (SELECT email FROM customers), w AS (INSERT INTO t SELECT * FROM x RETURNING 1) SELECT 1",
+            "MERGE INTO t USING customers c ON t.id = c.id WHEN NOT MATCHED THEN INSERT VALUES (c.id, c.email)",
+            "PREPARE p AS INSERT INTO t SELECT email FROM customers",
+        ] {
+            assert!(store(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT email FROM customers",
+            "INSERT INTO t VALUES (1, 'x')",
+            "INSERT INTO customers (id, email) VALUES (1, 'x')",
+            "INSERT INTO t SELECT id, 'x' FROM customers",
+            "UPDATE customers SET name = 'x' WHERE email = 'a@example.com'",
+            "UPDATE customers SET email = 'x' RETURNING email",
+            "DELETE FROM customers WHERE email = 'a@example.com'",
+            "INSERT INTO t SELECT id, email FROM orders",
+            "CREATE VIEW v AS SELECT email FROM customers",
+        ] {
+            assert!(!store(sql), "{sql}");
+        }
+        let alter = |sql: &str| p.refuse_alter(&column_refs(sql).expect("parses"));
+        for sql in [
+            "ALTER TABLE customers RENAME COLUMN email TO e",
+            "ALTER TABLE public.customers RENAME TO c2",
+            "ALTER TABLE customers SET SCHEMA other",
+            "ALTER TABLE customers ADD COLUMN e2 text GENERATED ALWAYS AS (email) STORED",
+            "CREATE TRIGGER copy AFTER INSERT ON customers FOR EACH ROW EXECUTE FUNCTION f()",
+            "ALTER SCHEMA public RENAME TO p2",
+        ] {
+            assert!(alter(sql).is_some(), "{sql}");
+        }
+        assert!(
+            alter("ALTER SCHEMA public RENAME TO p2")
+                .is_some_and(|m| m.contains("the schema public")),
+        );
+        for sql in [
+            "ALTER TABLE orders RENAME COLUMN email TO e",
+            "ALTER SCHEMA crm RENAME TO c2",
+            "CREATE INDEX ON customers (email)",
+        ] {
+            assert!(alter(sql).is_none(), "{sql}");
+        }
+        // MySQL's statements likewise.
+        let store_mysql = |sql: &str| {
+            p.refuse_store(&crate::analyze_mysql::column_refs_mysql(sql).expect("parses"))
+                .is_some()
+        };
+        for sql in [
+            "INSERT INTO t SELECT id, email FROM customers",
+            "REPLACE INTO t SELECT * FROM customers",
+            "INSERT INTO t SET a = (SELECT email FROM customers LIMIT 1)",
+            "INSERT INTO customers (id) VALUES (1) ON DUPLICATE KEY UPDATE name = email",
+            "UPDATE t JOIN customers c ON c.id = t.id SET t.a = c.email",
+            "UPDATE customers SET name = email",
+            "CREATE TABLE t AS SELECT email FROM customers",
+            "CREATE TABLE t SELECT * FROM customers",
+            "SET @e = (SELECT email FROM customers LIMIT 1)",
+            "SELECT email INTO @e FROM customers LIMIT 1",
+            "INSERT INTO t WITH x AS (SELECT email FROM customers) SELECT * FROM x",
+        ] {
+            assert!(store_mysql(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT email FROM customers",
+            "INSERT INTO t VALUES (1, 'x')",
+            "INSERT INTO t SELECT id, 'x' FROM customers",
+            "UPDATE customers SET name = 'x' WHERE email = 'a@example.com'",
+            "SET @e = 'x'",
+        ] {
+            assert!(!store_mysql(sql), "{sql}");
+        }
+        for sql in [
+            "ALTER TABLE customers RENAME COLUMN email TO e",
+            "RENAME TABLE customers TO c2",
+            "CREATE TRIGGER c AFTER INSERT ON customers FOR EACH ROW INSERT INTO t VALUES (NEW.email)",
+        ] {
+            let refs = crate::analyze_mysql::column_refs_mysql(sql).expect("parses");
+            assert!(p.refuse_alter(&refs).is_some(), "{sql}");
+        }
+        // A column not masked for this caller may be copied.
+        let lead = plan(&["support-leads"]).expect("the hash mask has no exception");
+        assert!(
+            lead.refuse_store(
+                &column_refs("INSERT INTO t SELECT card_number FROM crm.customers")
+                    .expect("parses")
+            )
+            .is_none()
+        );
     }
 
     #[test]

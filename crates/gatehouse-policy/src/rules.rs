@@ -12,10 +12,10 @@ use gatehouse_core::policy::spec::{
 };
 use serde::Serialize;
 
-use crate::analyze::{Analysis, ColumnRefs, analyze, column_refs};
+use crate::analyze::{Analysis, Class, ColumnRefs, analyze, column_refs};
 use crate::analyze_mysql::{analyze_mysql, column_refs_mysql};
 use crate::detect::Detectors;
-use crate::mask::MaskPlan;
+use crate::mask::{MaskPlan, STORE_REFUSAL, alter_refusal};
 use gatehouse_core::model::ConnectionKind;
 use gatehouse_core::policy::spec::{DetectorKind, Level};
 
@@ -812,6 +812,17 @@ impl Engine {
                 SqlDialect::Postgres => m,
                 SqlDialect::Mysql => "SELECT … INTO OUTFILE of data under a mask or a content detector is not allowed; run the SELECT without INTO (its results are masked)".to_string(),
             })
+            .or_else(|| match refs.as_ref() {
+                Some(r) => plan.refuse_store(r).or_else(|| plan.refuse_alter(r)),
+                // Too deep to walk for its references (its analysis may
+                // still tell a query): it could store masked data.
+                None if plan.has_columns()
+                    && self.analysis_in(dialect, sql).class != Some(Class::Read) =>
+                {
+                    Some("Gatehouse could not analyse what this statement reads, and where columns are masked a statement that may store data is refused".into())
+                }
+                None => None,
+            })
             .or_else(|| {
             (plan.has_columns() && self.analysis_in(dialect, sql).anonymous_code).then(|| {
                 match dialect {
@@ -1050,6 +1061,7 @@ impl Engine {
             &mut d,
             &sources.views,
         );
+        self.masks_through_views(dialect, sql, &mut d, &sources.views);
         if d.analysis.as_ref().is_some_and(|a| a.prepared) {
             self.follow_prepared(
                 dialect, principal, connection, sql, now_ms, grant, &mut d, sources,
@@ -1112,10 +1124,26 @@ impl Engine {
                 .any(|r| r.refuses_by_table() && r.applies(principal, connection))
     }
 
+    /// Whether the proxy looks up what the relations a statement names
+    /// are (views, partitions) before it decides: where a deny or review
+    /// rule on tables applies to the caller, or column masks do.
+    #[inline]
+    pub fn views_matter(&self, principal: &Principal, connection: &str) -> bool {
+        self.table_rules_apply(principal, connection)
+            || (!self.spec.masks.is_empty() && self.masks_columns(principal, connection))
+    }
+
+    /// Whether column masks apply to the caller on the connection.
+    fn masks_columns(&self, principal: &Principal, connection: &str) -> bool {
+        self.mask_plan(principal, connection)
+            .is_some_and(|p| p.has_columns())
+    }
+
     /// The relations `sql` names (and the texts its `EXECUTE`s run, as
     /// `sources` knows them) that the proxy looks up as views before it
-    /// decides ([`ResultSources::set_views`]); none unless a deny or review
-    /// rule with a condition on tables applies to the caller.
+    /// decides ([`ResultSources::set_views`]): for deny or review rules
+    /// with a condition on tables that apply to the caller, the tables it
+    /// reads and writes; under column masks, every relation it names.
     pub fn relations_to_resolve(
         &self,
         dialect: SqlDialect,
@@ -1124,19 +1152,97 @@ impl Engine {
         sql: &str,
         sources: &ResultSources,
     ) -> Vec<String> {
-        if !self.table_rules_apply(principal, connection) {
+        let rules = self.table_rules_apply(principal, connection);
+        let masks = !self.spec.masks.is_empty() && self.masks_columns(principal, connection);
+        if !rules && !masks {
             return Vec::new();
         }
         let mut names = BTreeSet::new();
         let mut add = |text: &str| {
-            let a = self.analysis_in(dialect, text);
-            names.extend(a.tables_read.iter().chain(a.tables_written.iter()).cloned());
+            if rules {
+                let a = self.analysis_in(dialect, text);
+                names.extend(a.tables_read.iter().chain(a.tables_written.iter()).cloned());
+            }
+            if masks && let Some(refs) = self.column_refs_in(dialect, text).as_ref() {
+                names.extend(refs.relations.iter().map(|(n, _)| n.clone()));
+                names.extend(
+                    refs.altered
+                        .iter()
+                        .filter(|n| !n.starts_with("schema:"))
+                        .cloned(),
+                );
+            }
         };
         add(sql);
         for (_, text) in self.prepared_texts(dialect, sql, sources) {
             add(&text);
         }
         names.into_iter().collect()
+    }
+
+    /// Makes the masking of `d` (the decision for `sql`) follow the
+    /// relations the statement names to the tables behind them (views,
+    /// partitions, inheritance children, `views`): where one leads to a
+    /// masked table, the statement's computed columns are masked, and
+    /// storing what it reads, or changing it with DDL, is refused (rule
+    /// `masking`). Which of such a relation's columns carry masked data is
+    /// not worked out. If the look-up failed, every named relation counts
+    /// as leading to one (fail closed).
+    pub fn masks_through_views(
+        &self,
+        dialect: SqlDialect,
+        sql: &str,
+        d: &mut Decision,
+        views: &ViewReads,
+    ) {
+        if views.is_empty() || matches!(d.verdict, Verdict::Deny { .. }) {
+            return;
+        }
+        let Some(mask) = d.mask.as_mut().filter(|m| m.plan.has_columns()) else {
+            return;
+        };
+        let refs = self.column_refs_in(dialect, sql);
+        let Some(refs) = refs.as_ref() else {
+            // Unparsed: its computed columns are masked already.
+            return;
+        };
+        let plan = mask.plan.clone();
+        let leads = |name: &str| {
+            views.unknown.is_some()
+                || views
+                    .by_name
+                    .get(name)
+                    .is_some_and(|reads| reads.iter().any(|t| plan.masks_table(t)))
+        };
+        if refs.relations.iter().any(|(n, _)| leads(n)) {
+            mask.taint = true;
+        }
+        let stored = refs
+            .stored
+            .as_ref()
+            .and_then(|s| s.relations.iter().find(|(n, _)| leads(n)));
+        let message = if let Some((name, _)) = stored {
+            format!("{STORE_REFUSAL} ({name} reads masked columns)")
+        } else if let Some(name) = refs
+            .altered
+            .iter()
+            .find(|n| !n.starts_with("schema:") && leads(n))
+        {
+            alter_refusal(name)
+        } else {
+            return;
+        };
+        let message = match &views.unknown {
+            Some(why) => format!(
+                "{message}; Gatehouse could not look up the relations this statement names ({why})"
+            ),
+            None => message,
+        };
+        d.verdict = Verdict::Deny {
+            rule: "masking".into(),
+            message,
+        };
+        d.mask = None;
     }
 
     /// Makes `d` as strict as deciding the statement as reading (and

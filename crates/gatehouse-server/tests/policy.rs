@@ -1165,3 +1165,122 @@ async fn a_rule_on_a_table_is_met_through_the_views_over_it() {
         .await
         .unwrap();
 }
+
+/// Masks follow masked data into partitions and inheritance children (their
+/// rows are the masked table's), and computed columns through views; and a
+/// masked caller cannot store masked data where it would be read back
+/// unmasked, nor rename or move it out from under the masks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_data_is_masked_in_partitions_and_is_not_copied_out_from_under_the_masks() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let t = unique("gh_mcopy");
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int, email text) PARTITION BY RANGE (id);
+             CREATE TABLE public.{t}_p1 PARTITION OF public.{t} FOR VALUES FROM (0) TO (100);
+             INSERT INTO public.{t} VALUES (1, 'alice@example.com');
+             CREATE TABLE public.{t}_base (id int, email text);
+             INSERT INTO public.{t}_base VALUES (1, 'bob@example.com');
+             CREATE TABLE public.{t}_child () INHERITS (public.{t}_base);
+             INSERT INTO public.{t}_child VALUES (2, 'carol@example.com');
+             CREATE VIEW public.{t}_v AS SELECT id, email AS contact FROM public.{t}_base;
+             CREATE TABLE public.{t}_copy (id int, email text);"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({"masks": [{"columns": [format!("public.{t}.email"), format!("public.{t}_base.email")],
+                          "method": "redact"}]}),
+    )
+    .await;
+    let gw = connect(&url(&s, &agent)).await;
+    let r = |v: &str| Some(v.to_string());
+    let redacted = r("[REDACTED]");
+
+    // Partitions and inheritance children hold the masked table's rows.
+    for q in [
+        format!("SELECT email FROM {t}_p1"),
+        format!("SELECT upper(email) FROM {t}_p1"),
+        format!("SELECT email FROM {t}_child"),
+        format!("SELECT upper(contact) FROM {t}_v WHERE id = 1"),
+        format!("SELECT contact || '' FROM {t}_v WHERE id = 1"),
+    ] {
+        assert_eq!(rows(&gw, &q).await, vec![vec![redacted.clone()]], "{q}");
+    }
+    // A column that is not masked stays readable there.
+    assert_eq!(
+        rows(&gw, &format!("SELECT id FROM {t}_child")).await,
+        vec![vec![r("2")]]
+    );
+
+    // Storing masked data anywhere is refused, naming the rule.
+    for q in [
+        format!("INSERT INTO {t}_copy SELECT id, email FROM {t}_base"),
+        format!("INSERT INTO {t}_copy SELECT * FROM {t}_base"),
+        format!("INSERT INTO {t}_copy VALUES (5, (SELECT email FROM {t}_base LIMIT 1))"),
+        format!("INSERT INTO {t}_copy SELECT id, contact FROM {t}_v"),
+        format!("INSERT INTO {t}_copy SELECT id, email FROM {t}_p1"),
+        format!("UPDATE {t}_copy SET email = (SELECT upper(email) FROM {t}_base LIMIT 1)"),
+        format!("UPDATE {t}_base SET email = email WHERE id = 1"),
+        format!("CREATE TABLE {t}_ctas AS SELECT email FROM {t}_base"),
+        format!("SELECT email INTO {t}_into FROM {t}_base"),
+        format!("CREATE MATERIALIZED VIEW {t}_mv AS SELECT email FROM {t}_base"),
+        format!("WITH x AS (SELECT id, email FROM {t}_base) INSERT INTO {t}_copy SELECT * FROM x"),
+        format!(
+            "WITH x AS (SELECT id, email FROM {t}_base), w AS (INSERT INTO {t}_copy SELECT * FROM x RETURNING 1) SELECT count(*) FROM w"
+        ),
+        format!(
+            "MERGE INTO {t}_copy c USING {t}_base b ON c.id = b.id WHEN NOT MATCHED THEN INSERT VALUES (b.id, b.email)"
+        ),
+        format!("ALTER TABLE {t}_base RENAME COLUMN email TO e"),
+        format!("ALTER TABLE {t}_base RENAME TO {t}_gone"),
+        format!("ALTER TABLE {t}_p1 RENAME COLUMN email TO e"),
+        format!("ALTER TABLE {t}_base SET SCHEMA pg_temp"),
+    ] {
+        let (code, message, detail) = refused(&gw, &q).await;
+        assert_eq!(
+            (code.as_str(), detail.as_str()),
+            ("42501", "rule: masking"),
+            "{q}: {message}"
+        );
+    }
+    // The same through the extended protocol.
+    let e = gw
+        .execute(
+            &format!("INSERT INTO {t}_copy SELECT id, email FROM {t}_base"),
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(db_error(&e).1.contains("masked columns"), "{e}");
+
+    // What copies no masked data runs: new values, a condition on a
+    // masked column (it picks rows, it stores nothing), a new row in a
+    // partition.
+    for q in [
+        format!("INSERT INTO {t}_copy VALUES (9, 'nobody@example.com')"),
+        format!("INSERT INTO {t}_copy SELECT id, 'x' FROM {t}_base"),
+        format!("UPDATE {t}_copy SET id = 10 WHERE email = 'nobody@example.com'"),
+        format!("UPDATE {t}_base SET id = 1 WHERE email = 'bob@example.com'"),
+        format!("INSERT INTO {t}_p1 VALUES (3, 'dave@example.com')"),
+    ] {
+        gw.simple_query(&q)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {:?}", db_error(&e)));
+    }
+    // Nothing masked reached the copy, and the tables are as they were.
+    let copied = rows(&direct, &format!("SELECT email FROM {t}_copy ORDER BY 1")).await;
+    // (The base table's rows are its own and its child's.)
+    assert_eq!(
+        copied,
+        vec![vec![r("nobody@example.com")], vec![r("x")], vec![r("x")]]
+    );
+    assert_eq!(
+        rows(&direct, &format!("SELECT email FROM {t}_base WHERE id = 1")).await,
+        vec![vec![r("bob@example.com")]]
+    );
+}

@@ -1815,3 +1815,73 @@ fn a_view_replaced_by_a_caller_no_rule_holds_is_looked_up_again() {
         "{e}"
     );
 }
+
+/// A caller under column masks cannot store masked data where it would be
+/// read back unmasked (another table, a user variable), nor rename the
+/// masked table or its columns; a computed column over a view of the
+/// masked table is masked too. What copies no masked data runs.
+#[test]
+fn masked_data_is_not_copied_out_from_under_the_masks() {
+    let f = setup("mcopy");
+    let t = &f.table;
+    direct_my(&format!(
+        "DROP TABLE IF EXISTS {t}_copy; CREATE TABLE {t}_copy (id INT, email VARCHAR(100));
+         CREATE OR REPLACE VIEW {t}_cv AS SELECT id, email AS contact FROM {t};"
+    ));
+    // Masks alone: no rule refuses writes here.
+    apply_mysql_connection_as(
+        &f.s,
+        "mcopy",
+        "gh_app",
+        &["agents"],
+        &format!(
+            "\n[policy]\ndefault = \"allow\"\n\n[[masks]]\ncolumns = [\"test.{t}.email\"]\nmethod = \"partial\"\n"
+        ),
+    );
+    let via = |_: &Server, token: &str, sql: &str| via_to(&f.s, token, "mcopy", sql);
+    for sql in [
+        format!("INSERT INTO {t}_copy SELECT id, email FROM {t}"),
+        format!("REPLACE INTO {t}_copy SELECT id, upper(email) FROM {t}"),
+        format!("INSERT INTO {t}_copy SELECT id, contact FROM {t}_cv"),
+        format!("UPDATE {t}_copy c JOIN {t} s ON s.id = c.id SET c.email = s.email"),
+        format!("CREATE TABLE {t}_ctas AS SELECT email FROM {t}"),
+        format!("SET @e = (SELECT email FROM {t} WHERE id = 1)"),
+        format!("SELECT email INTO @e FROM {t} WHERE id = 1"),
+        format!("ALTER TABLE {t} RENAME COLUMN email TO e"),
+        format!("RENAME TABLE {t} TO {t}_gone"),
+    ] {
+        let (ran, _, e) = via(&f.s, &f.bot, &sql);
+        assert!(!ran && e.contains("masked"), "{sql}: {e}");
+    }
+    // Nothing reached the copy, and the table keeps its name and columns.
+    assert_eq!(
+        direct_my(&format!("SELECT count(*) FROM {t}_copy")).trim(),
+        "0"
+    );
+    assert_eq!(
+        direct_my(&format!("SELECT email FROM {t} WHERE id = 1")).trim(),
+        "ann@example.com"
+    );
+    // A computed column over the view is masked.
+    let (ran, got, e) = via(
+        &f.s,
+        &f.bot,
+        &format!("SELECT upper(contact) FROM {t}_cv WHERE id = 1"),
+    );
+    assert!(ran, "{e}");
+    assert!(!got.to_lowercase().contains("ann@"), "{got}");
+    // Copies of what is not masked run.
+    for sql in [
+        format!("INSERT INTO {t}_copy SELECT id, note FROM {t}"),
+        format!("INSERT INTO {t}_copy VALUES (9, 'nobody@example.com')"),
+        format!("UPDATE {t}_copy SET id = 10 WHERE email = 'nobody@example.com'"),
+        "SET @x = 'plain'".to_string(),
+    ] {
+        let (ran, _, e) = via(&f.s, &f.bot, &sql);
+        assert!(ran, "{sql}: {e}");
+    }
+    assert_eq!(
+        direct_my(&format!("SELECT count(*) FROM {t}_copy")).trim(),
+        "4"
+    );
+}

@@ -846,6 +846,7 @@ fn routine(sig: &[&Token], acc: &mut Acc) -> Result<bool, String> {
                     }
                 }
                 if !table.is_empty() {
+                    acc.refs.altered.push(table.clone());
                     acc.tables_written.insert(table);
                 }
             }

@@ -157,6 +157,8 @@ pub async fn test(
             &mut decision,
             &views,
         );
+        // Masks follow them to the tables behind them too.
+        engine.masks_through_views(dialect, &req.sql, &mut decision, &views);
     }
     // What the policy saw, or (when no rule needed it) what it would see.
     let analysis = decision
