@@ -919,7 +919,7 @@ pub struct ColumnRefs {
 
 impl ColumnRefs {
     /// Adds what `other` refers to (names, `*`, relations).
-    fn merge(&mut self, other: &ColumnRefs) {
+    pub(crate) fn merge(&mut self, other: &ColumnRefs) {
         self.names.extend(other.names.iter().cloned());
         self.star |= other.star;
         self.relations.extend(other.relations.iter().cloned());

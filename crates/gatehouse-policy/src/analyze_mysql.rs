@@ -196,10 +196,10 @@ impl Acc {
     /// Notes that data read as `source` refers is stored
     /// ([`ColumnRefs::stored`]).
     fn stored(&mut self, source: ColumnRefs) {
-        let stored = self.refs.stored.get_or_insert_with(Box::default);
-        stored.names.extend(source.names);
-        stored.star |= source.star;
-        stored.relations.extend(source.relations);
+        self.refs
+            .stored
+            .get_or_insert_with(Box::default)
+            .merge(&source);
     }
 
     fn raise(&mut self, c: Class) {
@@ -299,12 +299,8 @@ impl Acc {
                     .any(|(n, _)| self.ctes.contains(n.as_str()))
             })
         {
-            let all = ColumnRefs {
-                names: self.refs.names.clone(),
-                star: self.refs.star,
-                relations: self.refs.relations.clone(),
-                ..ColumnRefs::default()
-            };
+            let mut all = ColumnRefs::default();
+            all.merge(&self.refs);
             self.refs.stored = Some(Box::new(all));
         }
         (
