@@ -33,10 +33,10 @@ use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    AssignmentTarget, ContextModifier, CreateTableLikeKind, Delete, Expr, FromTable, LockTableType,
-    ObjectName, ObjectType, Query, Select, SelectItem, Set, SetExpr, ShowCreateObject, Statement,
-    TableFactor, TableObject, TableWithJoins, Update, UpdateTableFromKind, Value, ValueWithSpan,
-    Visit, Visitor,
+    AssignmentTarget, BinaryOperator, ContextModifier, CreateTableLikeKind, Delete, Expr,
+    FromTable, LockTableType, ObjectName, ObjectType, Query, Select, SelectItem, Set, SetExpr,
+    ShowCreateObject, Statement, TableFactor, TableObject, TableWithJoins, Update,
+    UpdateTableFromKind, Value, ValueWithSpan, Visit, Visitor,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::{Parser, ParserError};
@@ -188,7 +188,8 @@ struct Acc {
     refs: ColumnRefs,
     /// Names of the CTEs the statements define.
     ctes: BTreeSet<String>,
-    /// A `SELECT … INTO` (variables, a file) was seen.
+    /// A `SELECT … INTO` (variables, a file) or a `:=` assignment to a
+    /// variable was seen: the statement keeps what it reads.
     selects_into: bool,
 }
 
@@ -1229,6 +1230,12 @@ impl Visitor for Walker<'_> {
             }
             Expr::Function(f) => self.function(&f.name),
             Expr::Wildcard(..) | Expr::QualifiedWildcard(..) => self.acc.refs.star = true,
+            // `@e := email`: the variable keeps the value for later
+            // statements (the whole statement counts as its source).
+            Expr::BinaryOp {
+                op: BinaryOperator::Assignment,
+                ..
+            } => self.acc.selects_into = true,
             _ => {}
         }
         ControlFlow::Continue(())

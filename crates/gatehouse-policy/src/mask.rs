@@ -404,6 +404,7 @@ method = "hash"
             "CREATE TABLE t SELECT * FROM customers",
             "SET @e = (SELECT email FROM customers LIMIT 1)",
             "SELECT email INTO @e FROM customers LIMIT 1",
+            "SELECT @e := email FROM customers LIMIT 1",
             "INSERT INTO t WITH x AS (SELECT email FROM customers) SELECT * FROM x",
         ] {
             assert!(store_mysql(sql), "{sql}");

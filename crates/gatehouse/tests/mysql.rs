@@ -1847,6 +1847,7 @@ fn masked_data_is_not_copied_out_from_under_the_masks() {
         format!("CREATE TABLE {t}_ctas AS SELECT email FROM {t}"),
         format!("SET @e = (SELECT email FROM {t} WHERE id = 1)"),
         format!("SELECT email INTO @e FROM {t} WHERE id = 1"),
+        format!("SELECT @e := email FROM {t} WHERE id = 1"),
         format!("ALTER TABLE {t} RENAME COLUMN email TO e"),
         format!("RENAME TABLE {t} TO {t}_gone"),
     ] {
