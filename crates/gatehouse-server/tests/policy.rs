@@ -1046,6 +1046,7 @@ async fn a_rule_on_a_table_is_met_through_the_views_over_it() {
             "CREATE VIEW public.{t}_v AS SELECT id FROM public.{t};
              CREATE VIEW public.{t}_vv AS SELECT id FROM public.{t}_v WHERE id > 0;
              CREATE MATERIALIZED VIEW public.{t}_m AS SELECT id FROM public.{t};
+             CREATE TABLE public.{t}_child () INHERITS (public.{t});
              CREATE TABLE public.{open} (id int); INSERT INTO public.{open} VALUES (5);
              CREATE VIEW public.{open}_v AS SELECT id FROM public.{open};"
         ))
@@ -1065,9 +1066,12 @@ async fn a_rule_on_a_table_is_met_through_the_views_over_it() {
             "{message}"
         );
     };
-    // The view, a view over it, a materialized view, in a subquery, qualified.
+    // The view, a view over it, a materialized view, in a subquery,
+    // qualified; an inheritance child (its rows are the table's; a
+    // partition is found the same way, through pg_inherits).
     for (sql, view) in [
         (format!("SELECT * FROM {t}_v"), format!("{t}_v")),
+        (format!("SELECT * FROM {t}_child"), format!("{t}_child")),
         (
             format!("SELECT count(*) FROM public.{t}_vv"),
             format!("public.{t}_vv"),
