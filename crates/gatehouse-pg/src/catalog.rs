@@ -257,9 +257,9 @@ impl Catalog {
     /// materialized view, the relations it reads as `schema.name`,
     /// transitively through views over views; for a table that is a
     /// partition or an inheritance child, the tables above it (whose rows
-    /// it holds), likewise. Other names are absent. An unqualified name is looked for in every schema (the
-    /// caller's `search_path` is not known here), so a view of that name
-    /// anywhere counts. Cached per connection for [`TTL`], and forgotten
+    /// it holds), likewise. Other names are absent. An unqualified name is
+    /// looked for in every schema (the caller's `search_path` is not known
+    /// here), so a view of that name anywhere counts. Cached per connection for [`TTL`], and forgotten
     /// when a statement that may change definitions runs
     /// ([`Self::forget_views`]).
     pub async fn views(
@@ -423,7 +423,9 @@ async fn fetch(
     let list = oid_list(oids);
     let columns = session
         .query(&format!(
-            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind, a.attnum, a.attname
+            "SELECT c.oid::int8, n.nspname, c.relname, c.relkind, a.attnum, a.attname,
+                    (SELECT pg_catalog.string_agg(i.inhparent::text, ',')
+                     FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid)
              FROM pg_catalog.pg_class c
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -440,15 +442,9 @@ async fn fetch(
              WHERE r.ev_class IN ({list})"
         ))
         .await?;
-    let parents = session
-        .query(&format!(
-            "SELECT i.inhrelid::int8, i.inhparent::int8 FROM pg_catalog.pg_inherits i
-             WHERE i.inhrelid IN ({list})"
-        ))
-        .await?;
     let mut rels: HashMap<u32, Relation> = HashMap::new();
     for row in &columns {
-        let [oid, schema, name, kind, attnum, attname] = row.as_slice() else {
+        let [oid, schema, name, kind, attnum, attname, parents] = row.as_slice() else {
             return Err("unexpected catalog row".into());
         };
         let Some(oid) = number::<u32>(oid) else {
@@ -463,7 +459,10 @@ async fn fetch(
                 .unwrap_or('?'),
             columns: HashMap::new(),
             reads: Vec::new(),
-            parents: Vec::new(),
+            parents: parents
+                .as_deref()
+                .map(|p| p.split(',').filter_map(|o| o.parse().ok()).collect())
+                .unwrap_or_default(),
         });
         if let (Some(n), Some(col)) = (number::<i16>(attnum), attname) {
             rel.columns.insert(n, col.clone());
@@ -484,20 +483,11 @@ async fn fetch(
             r.reads.push((table, col));
         }
     }
-    for row in &parents {
-        let [child, parent] = row.as_slice() else {
-            return Err("unexpected catalog row".into());
-        };
-        if let (Some(child), Some(parent)) = (number::<u32>(child), number::<u32>(parent))
-            && let Some(r) = rels.get_mut(&child)
-        {
-            r.parents.push(parent);
-        }
-    }
     Ok(rels.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
 }
 
-/// The relations each of `names` reads if it is a view ([`Catalog::views`]).
+/// The relations each of `names` reads if it is a view, or holds rows of
+/// if it is a partition or inheritance child ([`Catalog::views`]).
 async fn fetch_views(
     session: &mut CatalogSession<'_>,
     names: &[String],

@@ -1033,13 +1033,19 @@ impl ClientSide {
             return false;
         }
         self.sources.clear_views();
-        tag != b'F'
-            && !self.skipping
-            && self.gates.copy.state() != COPY_IN
-            && self
-                .engine
-                .get()
-                .views_matter(&self.ctx.principal, &self.ctx.connection)
+        if tag == b'F' || self.skipping || self.gates.copy.state() == COPY_IN {
+            return false;
+        }
+        // Where a deny or review rule on tables applies, or column masks
+        // do (the caller's plan as kept for the policy in force).
+        let (rules, masks) = {
+            let engine = self.engine.get();
+            (
+                engine.table_rules_apply(&self.ctx.principal, &self.ctx.connection),
+                !engine.spec().masks.is_empty(),
+            )
+        };
+        rules || (masks && self.mask_plan().is_some_and(|p| p.has_columns()))
     }
 
     /// Before a message whose statement is decided: asks the catalog which

@@ -912,9 +912,10 @@ pub struct ColumnRefs {
     /// nor what `RETURNING` returns. `None` when it stores nothing.
     pub stored: Option<Box<ColumnRefs>>,
     /// Relations whose names, columns or place DDL changes, or on which it
-    /// hangs code (`ALTER TABLE`, `RENAME`, `SET SCHEMA`, triggers, rules),
-    /// and schemas it renames (`schema:NAME`).
+    /// hangs code (`ALTER TABLE`, `RENAME`, `SET SCHEMA`, triggers, rules).
     pub altered: Vec<String>,
+    /// Schemas DDL renames (lower-case).
+    pub renamed_schemas: Vec<String>,
 }
 
 impl ColumnRefs {
@@ -923,6 +924,26 @@ impl ColumnRefs {
         self.names.extend(other.names.iter().cloned());
         self.star |= other.star;
         self.relations.extend(other.relations.iter().cloned());
+    }
+
+    /// Notes data read as `source` refers as stored ([`Self::stored`]).
+    pub(crate) fn store(&mut self, source: &ColumnRefs) {
+        self.stored.get_or_insert_with(Box::default).merge(source);
+    }
+
+    /// Whether what is stored comes from one of `ctes` (then from its
+    /// query, elsewhere in the statement).
+    pub(crate) fn stores_from(&self, ctes: &BTreeSet<String>) -> bool {
+        self.stored
+            .as_ref()
+            .is_some_and(|s| s.relations.iter().any(|(n, _)| ctes.contains(n)))
+    }
+
+    /// Counts all of the statement as the source of what it stores.
+    pub(crate) fn store_all(&mut self) {
+        let mut all = ColumnRefs::default();
+        all.merge(self);
+        self.stored = Some(Box::new(all));
     }
 }
 
@@ -943,18 +964,13 @@ pub fn column_refs(sql: &str) -> Option<ColumnRefs> {
     // statement; a setting (`set_config`) keeps what the statement gives
     // it for later statements: then all of the statement counts as the
     // source.
-    let whole = match &refs.stored {
-        Some(stored) => {
-            let mut ctes = BTreeSet::new();
-            cte_names(&value, &mut ctes, 0);
-            stored.relations.iter().any(|(n, _)| ctes.contains(n))
-        }
-        None => false,
-    } || crate::analyze_mysql::mentions(sql, b"set_config");
-    if whole {
-        let mut all = ColumnRefs::default();
-        all.merge(&refs);
-        refs.stored = Some(Box::new(all));
+    let from_cte = refs.stored.is_some() && {
+        let mut ctes = BTreeSet::new();
+        cte_names(&value, &mut ctes, 0);
+        refs.stores_from(&ctes)
+    };
+    if from_cte || crate::analyze_mysql::mentions(sql, b"set_config") {
+        refs.store_all();
     }
     Some(refs)
 }
@@ -1102,7 +1118,7 @@ fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()
                             == Some(pg_query::protobuf::ObjectType::ObjectSchema as i64)
                             && let Some(n) = child.get("subname").and_then(|n| n.as_str())
                         {
-                            refs.altered.push(format!("schema:{}", n.to_lowercase()));
+                            refs.renamed_schemas.push(n.to_lowercase());
                         }
                     }
                     _ => {}
@@ -1116,11 +1132,9 @@ fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()
                             }
                         }
                     }
-                    let stored = refs.stored.get_or_insert_with(Box::default);
-                    stored.merge(&source);
-                    if let Some(inner) = &source.stored {
-                        stored.merge(inner);
-                    }
+                    // (A storing statement inside it is among its
+                    // sources, and is met again by the walk below.)
+                    refs.store(&source);
                 }
                 walk(child, refs, depth + 1)?;
             }

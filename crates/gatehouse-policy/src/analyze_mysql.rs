@@ -190,19 +190,10 @@ struct Acc {
     ctes: BTreeSet<String>,
     /// A `SELECT … INTO` (variables, a file) or a `:=` assignment to a
     /// variable was seen: the statement keeps what it reads.
-    selects_into: bool,
+    stores_all: bool,
 }
 
 impl Acc {
-    /// Notes that data read as `source` refers is stored
-    /// ([`ColumnRefs::stored`]).
-    fn stored(&mut self, source: ColumnRefs) {
-        self.refs
-            .stored
-            .get_or_insert_with(Box::default)
-            .merge(&source);
-    }
-
     fn raise(&mut self, c: Class) {
         if self.class.is_none_or(|old| c > old) {
             self.class = Some(c);
@@ -293,16 +284,8 @@ impl Acc {
     fn finish(mut self) -> (Analysis, ColumnRefs) {
         // Data stored from a CTE comes from its query, elsewhere in the
         // statement: then all of it counts as the source.
-        if self.selects_into
-            || self.refs.stored.as_ref().is_some_and(|s| {
-                s.relations
-                    .iter()
-                    .any(|(n, _)| self.ctes.contains(n.as_str()))
-            })
-        {
-            let mut all = ColumnRefs::default();
-            all.merge(&self.refs);
-            self.refs.stored = Some(Box::new(all));
+        if self.stores_all || self.refs.stores_from(&self.ctes) {
+            self.refs.store_all();
         }
         (
             Analysis {
@@ -701,7 +684,7 @@ impl Walker<'_> {
                     // ON DUPLICATE KEY UPDATE reads the row it updates.
                     source.relations.push((object_name(n), None));
                 }
-                self.acc.stored(source);
+                self.acc.refs.store(&source);
                 match &ins.table {
                     TableObject::TableName(n) => self.write_target(n),
                     _ => {
@@ -716,7 +699,8 @@ impl Walker<'_> {
                 // Its new values, and the tables they may read (not the
                 // condition that picks its rows).
                 self.acc
-                    .stored(refs_of(&[&u.assignments, &u.table, &u.from]));
+                    .refs
+                    .store(&refs_of(&[&u.assignments, &u.table, &u.from]));
             }
             S::Delete(d) => {
                 self.acc.raise(Class::Write);
@@ -750,7 +734,7 @@ impl Walker<'_> {
                 self.acc.raise(Class::Ddl);
                 self.write_target(&ct.name);
                 if ct.query.is_some() {
-                    self.acc.stored(refs_of(&[&ct.query]));
+                    self.acc.refs.store(&refs_of(&[&ct.query]));
                 }
                 if let Some(CreateTableLikeKind::Plain(l) | CreateTableLikeKind::Parenthesized(l)) =
                     &ct.like
@@ -991,12 +975,12 @@ impl Walker<'_> {
             } => {
                 self.variable(scope.as_ref(), variable);
                 // A variable keeps what it is set to for later statements.
-                self.acc.stored(refs_of(&[values]));
+                self.acc.refs.store(&refs_of(&[values]));
             }
             Set::MultipleAssignments { assignments } => {
                 for a in assignments {
                     self.variable(a.scope.as_ref(), &a.name);
-                    self.acc.stored(refs_of(&[&a.value]));
+                    self.acc.refs.store(&refs_of(&[&a.value]));
                 }
             }
             Set::ParenthesizedAssignments { variables, .. } => {
@@ -1202,7 +1186,7 @@ impl Visitor for Walker<'_> {
         // `SELECT … INTO @v`: what it selects is kept (the whole
         // statement counts as its source).
         if s.into.is_some() {
-            self.acc.selects_into = true;
+            self.acc.stores_all = true;
         }
         // `INTO OUTFILE` that sqlparser took for a variable named outfile.
         if let Some(into) = &s.into
@@ -1235,7 +1219,7 @@ impl Visitor for Walker<'_> {
             Expr::BinaryOp {
                 op: BinaryOperator::Assignment,
                 ..
-            } => self.acc.selects_into = true,
+            } => self.acc.stores_all = true,
             _ => {}
         }
         ControlFlow::Continue(())

@@ -220,18 +220,17 @@ impl MaskPlan {
     /// masks, which name tables and columns, would no longer find the
     /// data.
     pub fn refuse_alter(&self, refs: &ColumnRefs) -> Option<String> {
-        let name = refs
-            .altered
-            .iter()
-            .find(|n| match n.strip_prefix("schema:") {
-                Some(schema) => self.columns.iter().any(|p| {
-                    p.schema
-                        .as_deref()
-                        .is_some_and(|s| s.eq_ignore_ascii_case(schema))
-                }),
-                None => self.masks_table(n),
-            })?;
-        Some(alter_refusal(name))
+        if let Some(name) = refs.altered.iter().find(|n| self.masks_table(n)) {
+            return Some(alter_refusal(name));
+        }
+        let schema = refs.renamed_schemas.iter().find(|schema| {
+            self.columns.iter().any(|p| {
+                p.schema
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(schema))
+            })
+        })?;
+        Some(alter_refusal(&format!("the schema {schema}")))
     }
 
     /// Why a statement that copies data out must be refused, if it must:
@@ -254,12 +253,9 @@ impl MaskPlan {
 /// Why a statement that stores masked data is refused.
 pub const STORE_REFUSAL: &str = "storing data read from masked columns in a table is not allowed where those columns are masked (INSERT … SELECT, UPDATE … SET, CREATE TABLE … AS, SELECT … INTO): the copy would be read back unmasked; run a SELECT instead (its results are masked)";
 
-/// Why DDL on the masked relation or schema `name` is refused.
-pub fn alter_refusal(name: &str) -> String {
-    let what = match name.strip_prefix("schema:") {
-        Some(schema) => format!("the schema {schema}"),
-        None => name.to_string(),
-    };
+/// Why DDL on `what` (a masked relation, or a schema a mask names) is
+/// refused.
+pub fn alter_refusal(what: &str) -> String {
     format!(
         "changing {what}, which holds masked columns, is not allowed where they are masked (ALTER, RENAME, SET SCHEMA, CREATE TRIGGER or RULE): renamed or moved columns, or code run on its rows, would escape the masks"
     )

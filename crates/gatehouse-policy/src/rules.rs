@@ -1124,19 +1124,12 @@ impl Engine {
                 .any(|r| r.refuses_by_table() && r.applies(principal, connection))
     }
 
-    /// Whether the proxy looks up what the relations a statement names
-    /// are (views, partitions) before it decides: where a deny or review
-    /// rule on tables applies to the caller, or column masks do.
-    #[inline]
-    pub fn views_matter(&self, principal: &Principal, connection: &str) -> bool {
-        self.table_rules_apply(principal, connection)
-            || (!self.spec.masks.is_empty() && self.masks_columns(principal, connection))
-    }
-
     /// Whether column masks apply to the caller on the connection.
     fn masks_columns(&self, principal: &Principal, connection: &str) -> bool {
-        self.mask_plan(principal, connection)
-            .is_some_and(|p| p.has_columns())
+        !self.spec.masks.is_empty()
+            && self
+                .mask_plan(principal, connection)
+                .is_some_and(|p| p.has_columns())
     }
 
     /// The relations `sql` names (and the texts its `EXECUTE`s run, as
@@ -1153,7 +1146,7 @@ impl Engine {
         sources: &ResultSources,
     ) -> Vec<String> {
         let rules = self.table_rules_apply(principal, connection);
-        let masks = !self.spec.masks.is_empty() && self.masks_columns(principal, connection);
+        let masks = self.masks_columns(principal, connection);
         if !rules && !masks {
             return Vec::new();
         }
@@ -1165,12 +1158,7 @@ impl Engine {
             }
             if masks && let Some(refs) = self.column_refs_in(dialect, text).as_ref() {
                 names.extend(refs.relations.iter().map(|(n, _)| n.clone()));
-                names.extend(
-                    refs.altered
-                        .iter()
-                        .filter(|n| !n.starts_with("schema:"))
-                        .cloned(),
-                );
+                names.extend(refs.altered.iter().cloned());
             }
         };
         add(sql);
@@ -1223,11 +1211,7 @@ impl Engine {
             .and_then(|s| s.relations.iter().find(|(n, _)| leads(n)));
         let message = if let Some((name, _)) = stored {
             format!("{STORE_REFUSAL} ({name} reads masked columns)")
-        } else if let Some(name) = refs
-            .altered
-            .iter()
-            .find(|n| !n.starts_with("schema:") && leads(n))
-        {
+        } else if let Some(name) = refs.altered.iter().find(|n| leads(n)) {
             alter_refusal(name)
         } else {
             return;
@@ -2450,6 +2434,44 @@ action = "deny"
             SqlDialect::for_connection(gatehouse_core::model::ConnectionKind::Http),
             None
         );
+    }
+
+    #[test]
+    fn a_statement_too_deep_to_walk_is_refused_under_column_masks_unless_a_query() {
+        let e = engine(
+            r#"
+[[masks]]
+columns = ["public.customers.email"]
+method = "redact"
+"#,
+        );
+        let nested = |depth: usize| format!("{}1{}", "(1 + ".repeat(depth), ")".repeat(depth));
+        let deep = nested(400);
+        assert!(
+            column_refs(&format!("SELECT {deep}")).is_none(),
+            "the walk's depth limit is reached"
+        );
+        let d = e.decide(
+            &who(&[]),
+            "shop",
+            &format!("INSERT INTO t SELECT {deep}"),
+            NOON_WED,
+        );
+        assert!(
+            matches!(d.verdict, Verdict::Deny { ref rule, .. } if rule == "masking"),
+            "{:?}",
+            d.verdict
+        );
+        let d = e.decide(&who(&[]), "shop", &format!("SELECT {deep}"), NOON_WED);
+        assert_eq!(d.verdict, Verdict::Allow { rule: None });
+        // A statement the walk reaches the end of is decided as usual.
+        let d = e.decide(
+            &who(&[]),
+            "shop",
+            &format!("INSERT INTO t SELECT {}", nested(20)),
+            NOON_WED,
+        );
+        assert_eq!(d.verdict, Verdict::Allow { rule: None });
     }
 
     #[test]
