@@ -14,6 +14,7 @@ use gatehouse_core::policy::Verdict;
 use gatehouse_core::policy::spec::MaskMethod;
 use gatehouse_policy::{
     CachedEngine, ColumnRefs, Engine, MaskPlan, ResultSources, SqlDialect, ViewReads, mask_text,
+    scrub_message,
 };
 use gatehouse_store::recorder::{Admission, SessionLog};
 use gatehouse_store::{ResultSample, StatementEntry};
@@ -262,11 +263,21 @@ enum Action {
     Mask(MaskMethod, bool),
     /// Scanned by the content detectors (text types only).
     Detect,
+    /// A warning's or error's message (`SHOW WARNINGS`, `SHOW ERRORS`):
+    /// quoted parts redacted, then scanned ([`scrub_message`]).
+    Scrub,
 }
 
 /// The caller's mask plan for a statement, whether it mentions masked
 /// columns (taint), and the statement's references.
 type MaskCtx = (Arc<MaskPlan>, bool, Arc<Option<ColumnRefs>>);
+
+/// The plan whose detectors scrub the upstream's errors about a statement,
+/// if the statement reads masked columns.
+fn scrub_plan(mask: Option<&MaskCtx>) -> Option<Arc<MaskPlan>> {
+    mask.filter(|(plan, taint, _)| *taint && plan.has_columns())
+        .map(|(plan, _, _)| plan.clone())
+}
 
 /// Views a result's columns come from that read masked data, by
 /// [`relation_name`], with the method for their columns; `Err` when they
@@ -998,8 +1009,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 self.forward(payload).await?;
                 let views = self.masked_views(&columns, mask.as_ref()).await;
+                let scrub = scrub_plan(mask.as_ref());
                 let rm = self.row_mask(&columns, mask, &views);
-                self.rows(&mut stmt, true, &columns, rm.as_ref()).await?;
+                self.rows(&mut stmt, true, &columns, rm.as_ref(), scrub.as_deref())
+                    .await?;
                 self.record(stmt);
                 Ok(true)
             }
@@ -1190,6 +1203,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         codec::put_packet(&mut self.out, p.seq, &p.payload);
     }
 
+    /// Relays the upstream's error `e` (packet `p`) about `stmt`, and
+    /// notes it for the record. Under `scrub` (the statement reads masked
+    /// columns) its message is scrubbed first: the server quotes values in
+    /// it (`Duplicate entry 'ann@example.com1' for key 'group_key'`).
+    fn relay_err(
+        &mut self,
+        stmt: &mut Stmt,
+        p: &crate::stream::Packet,
+        mut e: codec::result::ErrPacket,
+        scrub: Option<&MaskPlan>,
+    ) {
+        let state = e.sql_state.take().unwrap_or_default();
+        match scrub {
+            None => self.relay(p),
+            Some(plan) => {
+                e.message = scrub_message(&e.message, plan.detectors.as_deref());
+                let mut b = BytesMut::new();
+                codec::result::build_err(&mut b, e.code, &state, &e.message);
+                codec::put_packet(&mut self.out, p.seq, &b);
+            }
+        }
+        stmt.error = Some(format!("{} ({state}): {}", e.code, e.message));
+    }
+
     async fn maybe_flush(&mut self) -> Result<(), String> {
         if self.out.len() >= FLUSH_AT {
             self.flush()
@@ -1290,10 +1327,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .collect()
             })
             .unwrap_or_default();
+        // The server's own warnings and errors (`SHOW WARNINGS`, `SHOW
+        // ERRORS`, however the statement was written) quote values of
+        // earlier statements, which may have read masked columns.
+        let diagnostics = plan.has_columns()
+            && columns.len() == 3
+            && columns.iter().all(|c| c.org_table.is_empty())
+            && columns
+                .iter()
+                .zip(["Level", "Code", "Message"])
+                .all(|(c, n)| c.name.eq_ignore_ascii_case(n));
         let actions: Vec<Action> = columns
             .iter()
             .map(|c| {
                 let text = is_text(c);
+                if diagnostics && c.name.eq_ignore_ascii_case("Message") {
+                    return Action::Scrub;
+                }
                 let through_view = || match views {
                     _ if c.org_table.is_empty() => None,
                     Ok(views) if views.is_empty() => None,
@@ -1338,6 +1388,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         prepared: Option<u32>,
     ) -> Result<(), String> {
         let caps = self.ctx.capabilities;
+        // Errors about a statement that reads masked columns are scrubbed.
+        let scrub = scrub_plan(mask.as_ref());
         loop {
             let p = self.read_up().await?;
             match p.payload.first() {
@@ -1354,13 +1406,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(0xFF) => {
                     let e = parse_err(&p.payload)
                         .map_err(|e| format!("protocol error from the upstream: {e}"))?;
-                    stmt.error = Some(format!(
-                        "{} ({}): {}",
-                        e.code,
-                        e.sql_state.unwrap_or_default(),
-                        e.message
-                    ));
-                    self.relay(&p);
+                    self.relay_err(stmt, &p, e, scrub.as_deref());
                     return Ok(());
                 }
                 Some(0xFB) => {
@@ -1417,7 +1463,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         });
                         let _ = local.send(LocalEvent::Masked(masked));
                     }
-                    let more = self.rows(stmt, binary, &columns, rm.as_ref()).await?;
+                    let more = self
+                        .rows(stmt, binary, &columns, rm.as_ref(), scrub.as_deref())
+                        .await?;
                     if let Some(p) = prepared.and_then(|id| self.prepared.get_mut(&id)) {
                         p.columns = columns;
                     }
@@ -1437,6 +1485,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         binary: bool,
         columns: &[ColumnDefinition],
         mask: Option<&RowMask>,
+        scrub: Option<&MaskPlan>,
     ) -> Result<bool, String> {
         let caps = self.ctx.capabilities;
         let types: Vec<BinaryType> = if binary {
@@ -1447,15 +1496,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         loop {
             let p = self.read_up().await?;
             if is_err(&p.payload) {
-                if let Ok(e) = parse_err(&p.payload) {
-                    stmt.error = Some(format!(
-                        "{} ({}): {}",
-                        e.code,
-                        e.sql_state.unwrap_or_default(),
-                        e.message
-                    ));
+                match parse_err(&p.payload) {
+                    Ok(e) => self.relay_err(stmt, &p, e, scrub),
+                    Err(_) => self.relay(&p),
                 }
-                self.relay(&p);
                 return Ok(false);
             }
             if is_result_end(&p.payload, caps) {
@@ -1514,6 +1558,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         Some(r) => Some(r.into_bytes()),
                         None => Some(v.to_vec()),
                     }
+                }
+                Action::Scrub => {
+                    let s = std::str::from_utf8(v).ok()?;
+                    Some(scrub_message(s, m.plan.detectors.as_deref()).into_bytes())
                 }
             }
         };

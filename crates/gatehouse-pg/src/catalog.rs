@@ -113,6 +113,9 @@ pub struct Catalog {
     relations: Cache<Arc<Relation>>,
     types: Cache<UserType>,
     views: ViewCache,
+    /// Function names that are defined in the database (outside
+    /// `pg_catalog` and `information_schema`).
+    functions: ViewCache<()>,
     /// Moves each time what views read may have changed somewhere
     /// ([`Self::forget_views`]): sessions then resolve their results'
     /// relations again ([`crate::mask::Session::keep_up`]).
@@ -178,6 +181,7 @@ impl Catalog {
             relations: Cache::default(),
             types: Cache::default(),
             views: ViewCache::new(TTL, MAX_CACHED),
+            functions: ViewCache::new(TTL, MAX_CACHED),
             changes: AtomicU64::new(0),
             timeout,
         }
@@ -279,10 +283,34 @@ impl Catalog {
             .await
     }
 
+    /// Which of `names` (functions as a statement calls them, unqualified,
+    /// lower case) are defined in the database: a function of that name
+    /// exists outside `pg_catalog` and `information_schema`, in any schema
+    /// (the caller's `search_path` is not known here). Cached per
+    /// connection as [`Self::views`] is, and forgotten with it.
+    pub async fn user_functions(
+        &self,
+        access: &CatalogAccess,
+        names: &[String],
+    ) -> Result<std::collections::HashSet<String>, String> {
+        self.functions
+            .look_up(&access.connection, names, |missing| {
+                self.bounded(async move {
+                    let mut session = CatalogSession::new(access);
+                    let r = fetch_user_functions(&mut session, &missing).await;
+                    session.end().await;
+                    r
+                })
+            })
+            .await
+            .map(|found| found.into_keys().collect())
+    }
+
     /// Forgets what the connection's views read: a statement that may
     /// define or replace one is running there.
     pub fn forget_views(&self, connection: &str) {
         self.views.forget(connection);
+        self.functions.forget(connection);
         // A view's relation (what its columns read, for masking) too.
         self.relations.forget(connection);
         self.changes.fetch_add(1, Ordering::Release);
@@ -486,14 +514,32 @@ async fn fetch(
     Ok(rels.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
 }
 
-/// The relations each of `names` reads if it is a view, or holds rows of
-/// if it is a partition or inheritance child ([`Catalog::views`]).
-async fn fetch_views(
+/// Those of `names` that name a function defined in the database
+/// ([`Catalog::user_functions`]).
+async fn fetch_user_functions(
     session: &mut CatalogSession<'_>,
     names: &[String],
-) -> Result<HashMap<String, Vec<String>>, String> {
-    // The names go in as hex, so that no quoting of theirs matters.
-    let list = names
+) -> Result<HashMap<String, ()>, String> {
+    let rows = session
+        .query(&format!(
+            "SELECT DISTINCT w.name
+             FROM pg_catalog.unnest(ARRAY[{}]::pg_catalog.text[]) AS w(name)
+             JOIN pg_catalog.pg_proc p ON pg_catalog.lower(p.proname) = w.name
+             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            hex_texts(names)
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| row.into_iter().next().flatten().map(|n| (n, ())))
+        .collect())
+}
+
+/// `names` as a list of SQL text expressions, each given as hex so that no
+/// quoting of theirs matters.
+fn hex_texts(names: &[String]) -> String {
+    names
         .iter()
         .map(|n| {
             format!(
@@ -502,7 +548,16 @@ async fn fetch_views(
             )
         })
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// The relations each of `names` reads if it is a view, or holds rows of
+/// if it is a partition or inheritance child ([`Catalog::views`]).
+async fn fetch_views(
+    session: &mut CatalogSession<'_>,
+    names: &[String],
+) -> Result<HashMap<String, Vec<String>>, String> {
+    let list = hex_texts(names);
     let rows = session
         .query(&format!(
             "WITH RECURSIVE named(name, rel) AS (

@@ -174,6 +174,17 @@ impl Session {
                 }
                 Ok(strictest)
             }
+            _ if attnum == 0 => {
+                // The whole row (`SELECT c FROM customers c`): as strict
+                // as the strictest of its columns.
+                let mut strictest: Option<MaskMethod> = None;
+                for name in rel.columns.values() {
+                    if let Some(m) = self.table_method(mask, rel, name, depth)? {
+                        strictest = Some(strictest_of(strictest, m));
+                    }
+                }
+                Ok(strictest)
+            }
             _ => {
                 let Some(name) = rel.columns.get(&attnum) else {
                     return Ok(None);
@@ -343,28 +354,5 @@ pub fn scrub_text(field: u8, text: &str, mask: &StatementMask) -> String {
     if !matches!(field, b'M' | b'D' | b'H' | b'W' | b'q' | b'p') {
         return text.to_string();
     }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(['"', '\'']) {
-        let q = rest[i..].chars().next().unwrap_or('"');
-        out.push_str(&rest[..=i]);
-        let after = &rest[i + 1..];
-        match after.find(q) {
-            Some(j) => {
-                out.push_str(gatehouse_policy::mask::REDACTED);
-                out.push(q);
-                rest = &after[j + 1..];
-            }
-            None => {
-                // An unbalanced quote: redact the rest.
-                out.push_str(gatehouse_policy::mask::REDACTED);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    match mask.plan.detectors.as_ref().and_then(|d| d.redact(&out)) {
-        Some(r) => r,
-        None => out,
-    }
+    gatehouse_policy::mask::scrub_message(text, mask.plan.detectors.as_deref())
 }

@@ -1055,7 +1055,13 @@ impl ClientSide {
     /// asked, the rules' table conditions count as met (fail closed).
     async fn look_up_views(&mut self, tag: u8, msg: &[u8]) {
         let (engine, ctx) = (self.engine.get().clone(), self.ctx.clone());
-        let Some(sql) = self.text_to_decide(tag, codec::body(msg)) else {
+        let body = codec::body(msg);
+        // An Execute whose portal is not decided again is still masked as
+        // what its statement names and calls leads to.
+        let Some(sql) = self.text_to_decide(tag, body).or_else(|| {
+            let (name, _) = codec::parse_execute(body).ok().filter(|_| tag == b'E')?;
+            Some(self.portals.get(name)?.sql.clone())
+        }) else {
             return;
         };
         let names = engine.relations_to_resolve(
@@ -1065,14 +1071,37 @@ impl ClientSide {
             &sql,
             &self.sources,
         );
-        if names.is_empty() {
+        let functions = engine.functions_to_resolve(
+            SqlDialect::Postgres,
+            &ctx.principal,
+            &ctx.connection,
+            &sql,
+            &self.sources,
+        );
+        if names.is_empty() && functions.is_empty() {
             return;
         }
-        let found = ctx.proxy.catalog.views(&ctx.catalog, &names).await;
+        let found = if names.is_empty() {
+            Ok(Default::default())
+        } else {
+            ctx.proxy.catalog.views(&ctx.catalog, &names).await
+        };
         if let Err(e) = &found {
             tracing::warn!(session = %ctx.session_id, error = %e, "could not look up views in the catalog");
         }
-        self.sources.set_views(ViewReads::of(found));
+        let mut reads = ViewReads::of(found);
+        if !functions.is_empty() {
+            let found = ctx
+                .proxy
+                .catalog
+                .user_functions(&ctx.catalog, &functions)
+                .await;
+            if let Err(e) = &found {
+                tracing::warn!(session = %ctx.session_id, error = %e, "could not look up functions in the catalog; the results of statements calling functions are masked");
+            }
+            reads = reads.with_functions(found);
+        }
+        self.sources.set_views(reads);
     }
 
     /// Holds a statement for review: finds or creates the review, tells

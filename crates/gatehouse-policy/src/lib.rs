@@ -16,7 +16,7 @@ pub mod view_cache;
 
 pub use analyze::{Analysis, Class, ColumnRefs, SignalTarget, analyze, column_refs};
 pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
-pub use mask::{MaskPlan, mask_text};
+pub use mask::{MaskPlan, mask_text, scrub_message};
 pub use rules::{
     CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest, PolicySource,
     ResultSources, SqlDialect, StatementMask, ViewReads,

@@ -250,6 +250,38 @@ impl MaskPlan {
     }
 }
 
+/// The text of an error, notice or warning about a statement that reads
+/// masked columns: servers quote values in their messages (`invalid input
+/// syntax for type integer: "alice@example.com"`, `Duplicate entry
+/// 'alice@example.com1' for key …`), so every quoted part is redacted
+/// (and the rest of the text after an unbalanced quote), and the content
+/// detectors, if any, run over what is left.
+pub fn scrub_message(text: &str, detectors: Option<&Detectors>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['"', '\'', '`']) {
+        let q = rest[i..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=i]);
+        let after = &rest[i + 1..];
+        match after.find(q) {
+            Some(j) => {
+                out.push_str(REDACTED);
+                out.push(q);
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push_str(REDACTED);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    match detectors.and_then(|d| d.redact(&out)) {
+        Some(r) => r,
+        None => out,
+    }
+}
+
 /// Why a statement that stores masked data is refused.
 pub const STORE_REFUSAL: &str = "storing data read from masked columns in a table is not allowed where those columns are masked (INSERT … SELECT, UPDATE … SET, CREATE TABLE … AS, SELECT … INTO): the copy would be read back unmasked; run a SELECT instead (its results are masked)";
 
@@ -467,6 +499,9 @@ method = "hash"
         assert!(t("SELECT json_agg(c.*) FROM customers c"));
         assert!(t("SELECT string_agg(x.email, ',') FROM customers x"));
         assert!(t("SELECT (c).email FROM customers c"));
+        assert!(t("SELECT c FROM customers c"), "a whole row");
+        assert!(t("SELECT (customers) FROM customers"), "a whole row");
+        assert!(t("SELECT customers FROM public.customers"), "a whole row");
         assert!(!t("SELECT count(*) FROM customers"));
         assert!(!t("SELECT upper(name) FROM customers"));
         assert!(

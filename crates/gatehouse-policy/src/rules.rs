@@ -1,6 +1,6 @@
 //! Compiled rules and the decision.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 
@@ -186,6 +186,10 @@ pub struct ResultSources {
     /// What the views the statement being decided names read (set by the
     /// proxy before it decides: [`Engine::relations_to_resolve`]).
     views: ViewReads,
+    /// Names defined by a statement whose computed columns were masked
+    /// (it called a function defined in the database, say): what they
+    /// return counts as masked data too.
+    tainted: HashSet<String>,
 }
 
 /// What the views among a statement's relations read, as the database's
@@ -200,6 +204,13 @@ pub struct ViewReads {
     /// Why the catalog could not be asked, if it could not: then deny and
     /// review rules' table conditions count as met (fail closed).
     unknown: Option<String>,
+    /// The functions the statement calls that are defined in the database
+    /// rather than built in ([`Engine::functions_to_resolve`]): under
+    /// column masks, what they return may be masked data read inside them.
+    functions: HashSet<String>,
+    /// The functions could not be looked up: any call counts as one of
+    /// those (fail closed).
+    functions_unknown: bool,
 }
 
 impl ViewReads {
@@ -207,15 +218,15 @@ impl ViewReads {
     pub fn new(views: impl IntoIterator<Item = (String, Arc<[String]>)>) -> Self {
         Self {
             by_name: views.into_iter().filter(|(_, r)| !r.is_empty()).collect(),
-            unknown: None,
+            ..Self::default()
         }
     }
 
     /// The catalog could not be asked (`why`).
     pub fn unknown(why: String) -> Self {
         Self {
-            by_name: HashMap::new(),
             unknown: Some(why),
+            ..Self::default()
         }
     }
 
@@ -225,8 +236,32 @@ impl ViewReads {
         answer.map_or_else(Self::unknown, Self::new)
     }
 
+    /// With what the look-up of the statement's functions answered
+    /// ([`Engine::functions_to_resolve`]): those defined in the database,
+    /// or its error (then every call counts as one).
+    pub fn with_functions(mut self, answer: Result<HashSet<String>, String>) -> Self {
+        match answer {
+            Ok(f) => self.functions = f,
+            Err(_) => self.functions_unknown = true,
+        }
+        self
+    }
+
+    /// Whether the relation `name` leads to a table `plan` masks (every
+    /// name does if the look-up failed).
+    fn leads_to(&self, name: &str, plan: &MaskPlan) -> bool {
+        self.unknown.is_some()
+            || self
+                .by_name
+                .get(name)
+                .is_some_and(|reads| reads.iter().any(|t| plan.masks_table(t)))
+    }
+
     fn is_empty(&self) -> bool {
-        self.by_name.is_empty() && self.unknown.is_none()
+        self.by_name.is_empty()
+            && self.unknown.is_none()
+            && self.functions.is_empty()
+            && !self.functions_unknown
     }
 }
 
@@ -258,6 +293,24 @@ impl ResultSources {
         }
     }
 }
+
+/// PostgreSQL's built-in functions that run a query given as text, or
+/// read a table, schema or database named by text or a cursor: under
+/// column masks their results count as masked data (a statement calling
+/// one has its computed columns masked).
+pub const QUERY_TEXT_FUNCTIONS: &[&str] = &[
+    "query_to_xml",
+    "query_to_xml_and_xmlschema",
+    "table_to_xml",
+    "table_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "schema_to_xml",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+    "ts_rewrite",
+];
 
 /// Names a session's [`ResultSources`] keeps, and definitions per name (a
 /// name defined again keeps every definition: the server may have refused
@@ -666,8 +719,9 @@ impl Engine {
         plan: Arc<MaskPlan>,
         sql: &str,
     ) -> StatementMask {
-        let taint =
-            plan.has_columns() && plan.taints(self.column_refs_in(dialect, sql).as_ref().as_ref());
+        let taint = plan.has_columns()
+            && (plan.taints(self.column_refs_in(dialect, sql).as_ref().as_ref())
+                || self.runs_query_text(dialect, sql));
         StatementMask { plan, taint }
     }
 
@@ -682,6 +736,8 @@ impl Engine {
         mask: &mut StatementMask,
         sources: &mut ResultSources,
     ) {
+        // What the proxy looked up for this statement (views, functions).
+        self.taint_through_views(SqlDialect::Postgres, sql, mask, &sources.views);
         let refs = self.column_refs_in(SqlDialect::Postgres, sql);
         // Unparsed text is masked as tainted already.
         let Some(refs) = refs.as_ref() else { return };
@@ -689,13 +745,16 @@ impl Engine {
             return;
         }
         if mask.plan.has_columns() && !mask.taint {
-            mask.taint = refs
-                .uses
-                .iter()
-                .any(|name| self.source_taints(sources.by_name.get(name), &mask.plan));
+            mask.taint = refs.uses.iter().any(|name| {
+                sources.tainted.contains(name)
+                    || self.source_taints(sources.by_name.get(name), &mask.plan)
+            });
         }
         for name in &refs.defines {
             sources.define(name, sql);
+            if mask.taint && sources.by_name.contains_key(name) {
+                sources.tainted.insert(name.clone());
+            }
         }
     }
 
@@ -707,8 +766,10 @@ impl Engine {
         if !mask.plan.has_columns() || mask.taint {
             return;
         }
-        if let Some(texts) = sources.by_name.get(&format!("cursor:{portal}")) {
-            mask.taint = self.source_taints(Some(texts), &mask.plan);
+        let name = format!("cursor:{portal}");
+        if let Some(texts) = sources.by_name.get(&name) {
+            mask.taint =
+                sources.tainted.contains(&name) || self.source_taints(Some(texts), &mask.plan);
         }
     }
 
@@ -723,6 +784,7 @@ impl Engine {
                 // tainted.
                 r.as_ref().as_ref().is_none_or(|r| !r.uses.is_empty())
                     || plan.taints(r.as_ref().as_ref())
+                    || self.runs_query_text(SqlDialect::Postgres, text)
             })
     }
 
@@ -824,6 +886,17 @@ impl Engine {
                 None => None,
             })
             .or_else(|| {
+                // MySQL's diagnostics quote values of the last statement's
+                // (`Truncated incorrect DOUBLE value: 'ann@example.com'`):
+                // SHOW WARNINGS has them scrubbed, but GET DIAGNOSTICS
+                // would copy them into variables first.
+                (dialect == SqlDialect::Mysql
+                    && plan.has_columns()
+                    && crate::analyze::may_begin_with(sql, &[b"get"])
+                    && crate::analyze_mysql::mentions(sql, b"diagnostics"))
+                .then(|| "GET DIAGNOSTICS is not allowed where columns are masked: it copies messages that may quote masked values into variables; run SHOW WARNINGS instead (its messages are scrubbed)".to_string())
+            })
+            .or_else(|| {
             (plan.has_columns() && self.analysis_in(dialect, sql).anonymous_code).then(|| {
                 match dialect {
                     SqlDialect::Postgres => "DO blocks are not allowed where columns are masked: code run inside them could read masked columns and report them unmasked",
@@ -840,7 +913,8 @@ impl Engine {
                 };
             }
             None => {
-                let taint = plan.has_columns() && plan.taints(refs.as_ref().as_ref());
+                let taint = plan.has_columns()
+                    && (plan.taints(refs.as_ref().as_ref()) || self.runs_query_text(dialect, sql));
                 decision.mask = Some(StatementMask { plan, taint });
             }
         }
@@ -1168,6 +1242,49 @@ impl Engine {
         names.into_iter().collect()
     }
 
+    /// The functions `sql` calls (and the texts its `EXECUTE`s run) that
+    /// the proxy looks up in the database's catalog before it decides
+    /// ([`ViewReads::with_functions`]), under column masks only: one
+    /// defined in the database may return masked data it reads itself, so
+    /// a statement calling one has its computed columns masked.
+    pub fn functions_to_resolve(
+        &self,
+        dialect: SqlDialect,
+        principal: &Principal,
+        connection: &str,
+        sql: &str,
+        sources: &ResultSources,
+    ) -> Vec<String> {
+        if !self.masks_columns(principal, connection) {
+            return Vec::new();
+        }
+        let mut names = BTreeSet::new();
+        let mut add = |text: &str| {
+            names.extend(
+                self.analysis_in(dialect, text)
+                    .functions
+                    .iter()
+                    .filter(|f| !QUERY_TEXT_FUNCTIONS.contains(&f.as_str()))
+                    .cloned(),
+            );
+        };
+        add(sql);
+        for (_, text) in self.prepared_texts(dialect, sql, sources) {
+            add(&text);
+        }
+        names.into_iter().collect()
+    }
+
+    /// Whether `sql` calls a built-in function that runs a query given as
+    /// text, or reads a table named by text ([`QUERY_TEXT_FUNCTIONS`]):
+    /// what it returns may be any table's data.
+    fn runs_query_text(&self, dialect: SqlDialect, sql: &str) -> bool {
+        self.analysis_in(dialect, sql)
+            .functions
+            .iter()
+            .any(|f| QUERY_TEXT_FUNCTIONS.contains(&f.as_str()))
+    }
+
     /// Makes the masking of `d` (the decision for `sql`) follow the
     /// relations the statement names to the tables behind them (views,
     /// partitions, inheritance children, `views`): where one leads to a
@@ -1194,17 +1311,9 @@ impl Engine {
             // Unparsed: its computed columns are masked already.
             return;
         };
+        self.taint_through_views(dialect, sql, mask, views);
         let plan = mask.plan.clone();
-        let leads = |name: &str| {
-            views.unknown.is_some()
-                || views
-                    .by_name
-                    .get(name)
-                    .is_some_and(|reads| reads.iter().any(|t| plan.masks_table(t)))
-        };
-        if refs.relations.iter().any(|(n, _)| leads(n)) {
-            mask.taint = true;
-        }
+        let leads = |name: &str| views.leads_to(name, &plan);
         let stored = refs
             .stored
             .as_ref()
@@ -1227,6 +1336,33 @@ impl Engine {
             message,
         };
         d.mask = None;
+    }
+
+    /// Masks the computed columns of `sql` (`mask.taint`) when a relation
+    /// it names leads to a masked table, or it calls a function defined
+    /// in the database (or, if they could not be looked up, any function),
+    /// which may read masked data itself ([`Self::masks_through_views`]).
+    fn taint_through_views(
+        &self,
+        dialect: SqlDialect,
+        sql: &str,
+        mask: &mut StatementMask,
+        views: &ViewReads,
+    ) {
+        if mask.taint || views.is_empty() || !mask.plan.has_columns() {
+            return;
+        }
+        let refs = self.column_refs_in(dialect, sql);
+        let Some(refs) = refs.as_ref() else {
+            // Unparsed: its computed columns are masked already.
+            return;
+        };
+        mask.taint = refs
+            .relations
+            .iter()
+            .any(|(n, _)| views.leads_to(n, &mask.plan))
+            || !views.functions.is_empty()
+            || (views.functions_unknown && !self.analysis_in(dialect, sql).functions.is_empty());
     }
 
     /// Makes `d` as strict as deciding the statement as reading (and

@@ -1288,3 +1288,94 @@ async fn masked_data_is_masked_in_partitions_and_is_not_copied_out_from_under_th
         vec![vec![r("bob@example.com")]]
     );
 }
+
+/// Masked values do not come back by ways a column's origin does not tell:
+/// a whole row (`SELECT c FROM customers c`, whose origin is the table but
+/// no column), a function defined in the database that reads the column
+/// itself (called in the select list, in FROM, through a cursor or a
+/// prepared statement), built-in functions that run a query given as text
+/// (`query_to_xml`, `table_to_xml`, `ts_stat`), and errors that quote the
+/// value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_values_do_not_come_back_through_whole_rows_functions_or_errors() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let t = unique("gh_mleak");
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int, secret text);
+             INSERT INTO public.{t} VALUES (1, 'hunter2xyz');
+             CREATE FUNCTION public.{t}_f() RETURNS SETOF text LANGUAGE sql AS 'SELECT secret FROM public.{t}';
+             CREATE VIEW public.{t}_v AS SELECT id, secret AS contact FROM public.{t};
+             CREATE FUNCTION public.\"{t}_F2\"(n int) RETURNS text LANGUAGE sql AS 'SELECT secret FROM public.{t} LIMIT n';"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({"masks": [{"columns": [format!("public.{t}.secret")], "method": "redact"}]}),
+    )
+    .await;
+    let psql = |q: &str| {
+        let out = tokio::task::block_in_place(|| {
+            Command::new("psql")
+                .args([&url(&s, &agent), "-X", "-A", "-t", "-c", q])
+                .env("PGSSLMODE", "disable")
+                .output()
+                .expect("psql")
+        });
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    };
+    for q in [
+        format!("SELECT x FROM {t} x"),
+        format!("SELECT ({t}) FROM {t}"),
+        format!("SELECT * FROM {t}_f()"),
+        format!("SELECT {t}_f()"),
+        format!("SELECT upper({t}_f())"),
+        format!("SELECT \"{t}_F2\"(1)"),
+        format!("SELECT * FROM ROWS FROM ({t}_f())"),
+        format!("SELECT query_to_xml('select secret from {t}', true, false, '')"),
+        format!("SELECT table_to_xml('{t}', true, false, '')"),
+        format!("SELECT * FROM ts_stat('select to_tsvector(secret) from {t}')"),
+        format!("BEGIN; DECLARE c CURSOR FOR SELECT * FROM {t}_f(); FETCH ALL FROM c; COMMIT"),
+        format!("PREPARE p AS SELECT {t}_f(); EXECUTE p"),
+        format!("SELECT secret::int FROM {t}"),
+        format!("SELECT id FROM {t} ORDER BY secret::int"),
+    ] {
+        let (out, err) = psql(&q);
+        assert!(
+            !out.contains("hunter2") && !err.contains("hunter2"),
+            "{q}: {out} {err}"
+        );
+        assert!(
+            out.contains("[REDACTED]") || err.contains("[REDACTED]") || out.is_empty(),
+            "{q} is masked: {out} {err}"
+        );
+    }
+    // Through the extended protocol too.
+    let gw = connect(&url(&s, &agent)).await;
+    let got: Option<String> = gw
+        .query_one(&format!("SELECT {t}_f()"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(got.as_deref(), Some("[REDACTED]"));
+    let got: Option<String> = gw
+        .query_one(&format!("SELECT upper(contact) FROM {t}_v"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        got.as_deref(),
+        Some("[REDACTED]"),
+        "a computed column over a view"
+    );
+    // Built-in functions run as before, and a column that is not masked
+    // is read through a whole-row-free query as it is.
+    assert_eq!(psql(&format!("SELECT upper('a'), id FROM {t}")).0, "A|1");
+}

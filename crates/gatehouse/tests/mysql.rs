@@ -1886,3 +1886,67 @@ fn masked_data_is_not_copied_out_from_under_the_masks() {
         "4"
     );
 }
+
+/// The server quotes values in its errors and warnings: a masked column
+/// read into an error message (`EXTRACTVALUE`, `UPDATEXML`, a failed cast)
+/// or a warning (`SHOW WARNINGS` after a comparison that truncated it)
+/// must not bring the value past the mask.
+#[test]
+fn masked_values_do_not_leave_in_errors_or_warnings() {
+    let f = setup("merr");
+    let t = &f.table;
+    for sql in [
+        format!("SELECT EXTRACTVALUE(1, CONCAT(0x7e, email)) FROM {t} WHERE id = 1"),
+        format!("SELECT UPDATEXML(1, CONCAT(0x7e, email), 1) FROM {t} WHERE id = 1"),
+        format!("SELECT id FROM {t} WHERE id = 1 AND EXTRACTVALUE(1, CONCAT(0x7e, email))"),
+        format!("SELECT 1 FROM {t} WHERE email = 0; SHOW WARNINGS"),
+        format!("SELECT CAST(email AS DECIMAL) FROM {t} WHERE id = 1; SHOW WARNINGS"),
+        format!("SELECT 1 FROM {t} WHERE email = 0; SHOW ERRORS; SHOW WARNINGS LIMIT 5"),
+        format!("SELECT CONVERT(email, DATE) FROM {t} WHERE id = 1; show   warnings"),
+        format!(
+            "SELECT 1 FROM (SELECT count(*), CONCAT(email, FLOOR(RAND(0) * 2)) x FROM {t}, information_schema.tables GROUP BY x) a"
+        ),
+    ] {
+        let (_, got, e) = via(&f.s, &f.bot, &sql);
+        assert!(
+            !got.contains("ann@") && !e.contains("ann@"),
+            "{sql}: {got} {e}"
+        );
+    }
+    // What is scrubbed is the quoted value; the rest of the message stays.
+    let (_, got, _) = via(
+        &f.s,
+        &f.bot,
+        &format!("SELECT 1 FROM {t} WHERE email = 0; SHOW WARNINGS"),
+    );
+    assert!(
+        got.contains("Truncated incorrect DECIMAL value: '[REDACTED]'"),
+        "{got}"
+    );
+    let (ran, _, e) = via(
+        &f.s,
+        &f.bot,
+        &format!(
+            "SELECT 1 FROM (SELECT count(*), CONCAT(email, FLOOR(RAND(0) * 2)) x FROM {t}, information_schema.tables GROUP BY x) a"
+        ),
+    );
+    assert!(
+        !ran && e.contains("ERROR 1062 (23000)") && e.contains("Duplicate entry '[REDACTED]'"),
+        "{e}"
+    );
+    // GET DIAGNOSTICS would copy the message into a variable: refused.
+    let (ran, _, e) = via(
+        &f.s,
+        &f.bot,
+        &format!(
+            "SELECT 1 FROM {t} WHERE email = 0; GET DIAGNOSTICS CONDITION 1 @m = MESSAGE_TEXT; SELECT @m"
+        ),
+    );
+    assert!(!ran && e.contains("GET DIAGNOSTICS is not allowed"), "{e}");
+    // An error about a statement that reads no masked column is whole.
+    let (ran, _, e) = via(&f.s, &f.bot, &format!("SELECT note + 'x' FROM {t}_nope"));
+    assert!(
+        !ran && e.contains(&format!("'test.{t}_nope' doesn't exist")),
+        "{e}"
+    );
+}

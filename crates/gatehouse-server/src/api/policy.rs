@@ -259,7 +259,17 @@ async fn views_named(
         sql,
         &Default::default(),
     );
-    if names.is_empty() {
+    let functions = match dialect {
+        SqlDialect::Postgres => engine.functions_to_resolve(
+            dialect,
+            principal,
+            &record.spec.name,
+            sql,
+            &Default::default(),
+        ),
+        SqlDialect::Mysql => Vec::new(),
+    };
+    if names.is_empty() && functions.is_empty() {
         return None;
     }
     let credential = gatehouse_access::connect::open_credential(&state.keys.get(), record)
@@ -284,11 +294,29 @@ async fn views_named(
                         target,
                         password: credential.get("password").cloned(),
                     };
-                    state.pg.catalog.views(&access, &names).await
+                    let views = if names.is_empty() {
+                        Ok(Default::default())
+                    } else {
+                        state.pg.catalog.views(&access, &names).await
+                    };
+                    let reads = ViewReads::of(views);
+                    return Some(if functions.is_empty() {
+                        reads
+                    } else {
+                        reads.with_functions(
+                            state.pg.catalog.user_functions(&access, &functions).await,
+                        )
+                    });
                 }
                 Err(e) => Err(e.to_string()),
             }
         }
     };
-    Some(ViewReads::of(found))
+    // (A failure counts for the functions as well.)
+    let failed = found.as_ref().err().cloned();
+    let reads = ViewReads::of(found);
+    Some(match failed {
+        Some(e) if !functions.is_empty() => reads.with_functions(Err(e)),
+        _ => reads,
+    })
 }
