@@ -1375,6 +1375,21 @@ async fn masked_values_do_not_come_back_through_whole_rows_functions_or_errors()
         Some("[REDACTED]"),
         "a computed column over a view"
     );
+    // A cursor and a prepared statement defined in one query and read in
+    // the next.
+    gw.batch_execute(&format!(
+        "BEGIN; DECLARE c2 CURSOR FOR SELECT * FROM {t}_f(); PREPARE p2 AS SELECT {t}_f()"
+    ))
+    .await
+    .unwrap();
+    for q in ["FETCH ALL FROM c2", "EXECUTE p2"] {
+        assert_eq!(
+            rows(&gw, q).await,
+            vec![vec![Some("[REDACTED]".to_string())]],
+            "{q}"
+        );
+    }
+    gw.batch_execute("COMMIT").await.unwrap();
     // Built-in functions run as before, and a column that is not masked
     // is read through a whole-row-free query as it is.
     assert_eq!(psql(&format!("SELECT upper('a'), id FROM {t}")).0, "A|1");
