@@ -35,6 +35,10 @@ pub struct Relation {
     /// For tables: the tables it is a partition or an inheritance child
     /// of (`pg_inherits`), whose columns it shares by name.
     pub parents: Vec<u32>,
+    /// For views: the definition calls a function defined in the database
+    /// (outside `pg_catalog` and `information_schema`), which may return
+    /// data it reads itself.
+    pub calls_functions: bool,
 }
 
 /// How long a resolved relation is trusted (renamed columns are seen after this).
@@ -466,7 +470,7 @@ async fn fetch(
              FROM pg_catalog.pg_rewrite r
              JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
                AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-               AND d.refobjsubid > 0 AND d.refobjid <> r.ev_class
+               AND d.refobjsubid >= 0 AND d.refobjid <> r.ev_class
              WHERE r.ev_class IN ({list})"
         ))
         .await?;
@@ -487,6 +491,7 @@ async fn fetch(
                 .unwrap_or('?'),
             columns: HashMap::new(),
             reads: Vec::new(),
+            calls_functions: false,
             parents: parents
                 .as_deref()
                 .map(|p| p.split(',').filter_map(|o| o.parse().ok()).collect())
@@ -494,6 +499,49 @@ async fn fetch(
         });
         if let (Some(n), Some(col)) = (number::<i16>(attnum), attname) {
             rel.columns.insert(n, col.clone());
+        }
+    }
+    // Views whose definition reads whole rows (`SELECT c AS r FROM
+    // customers c`, `row_to_json(c)`): the catalog records no column of
+    // the table for that (at most the table itself, as column 0), so such
+    // a view counts as reading every column of each table it reads.
+    let views = rels
+        .iter()
+        .filter(|(_, r)| matches!(r.kind, 'v' | 'm'))
+        .map(|(o, _)| *o)
+        .collect::<Vec<_>>();
+    let mut whole_rows = std::collections::HashSet::new();
+    if !views.is_empty() {
+        let definitions = session
+            .query(&format!(
+                "SELECT c.oid::int8, pg_catalog.pg_get_viewdef(c.oid),
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w
+                                JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                                  AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                                JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+                                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+                                WHERE w.ev_class = c.oid
+                                  AND pn.nspname NOT IN ('pg_catalog', 'information_schema'))
+                 FROM pg_catalog.pg_class c WHERE c.oid IN ({})",
+                oid_list(&views)
+            ))
+            .await?;
+        for row in &definitions {
+            let [oid, definition, calls] = row.as_slice() else {
+                return Err("unexpected catalog row".into());
+            };
+            let Some(oid) = number::<u32>(oid) else {
+                continue;
+            };
+            // A definition that does not parse counts as reading whole rows.
+            if definition.as_deref().is_none_or(|d| {
+                gatehouse_policy::analyze::column_refs(d).is_none_or(|r| r.reads_whole_rows())
+            }) {
+                whole_rows.insert(oid);
+            }
+            if let Some(r) = rels.get_mut(&oid) {
+                r.calls_functions = calls.as_deref() != Some("f");
+            }
         }
     }
     for row in &reads {
@@ -507,7 +555,15 @@ async fn fetch(
         ) else {
             continue;
         };
-        if let Some(r) = rels.get_mut(&view) {
+        let Some(r) = rels.get_mut(&view) else {
+            continue;
+        };
+        if whole_rows.contains(&view) {
+            // Every column of each table it reads.
+            if !r.reads.contains(&(table, 0)) {
+                r.reads.push((table, 0));
+            }
+        } else if col > 0 {
             r.reads.push((table, col));
         }
     }
@@ -552,7 +608,9 @@ fn hex_texts(names: &[String]) -> String {
 }
 
 /// The relations each of `names` reads if it is a view, or holds rows of
-/// if it is a partition or inheritance child ([`Catalog::views`]).
+/// if it is a partition or inheritance child ([`Catalog::views`]); a view
+/// that calls a function defined in the database (itself, or a view it
+/// reads) also "reads" [`gatehouse_policy::CALLS_FUNCTIONS`].
 async fn fetch_views(
     session: &mut CatalogSession<'_>,
     names: &[String],
@@ -588,7 +646,17 @@ async fn fetch_views(
              JOIN pg_catalog.pg_class c ON c.oid = r.rel
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              WHERE r.depth > 0
-             ORDER BY 1, 2"
+             UNION
+             SELECT DISTINCT r.name, '{calls}'
+             FROM reads r
+             JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.rel
+             JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+               AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+             JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+             JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+             WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+             ORDER BY 1, 2",
+            calls = gatehouse_policy::CALLS_FUNCTIONS
         ))
         .await?;
     let mut out: HashMap<String, Vec<String>> = HashMap::new();

@@ -939,6 +939,19 @@ impl ColumnRefs {
             .is_some_and(|s| s.relations.iter().any(|(n, _)| ctes.contains(n)))
     }
 
+    /// Whether the statement may read whole rows: a `*` inside an
+    /// expression, or a bare name that is a relation's (or its alias's),
+    /// as in `SELECT row_to_json(c) FROM customers c` (a column of the same
+    /// name counts too).
+    pub fn reads_whole_rows(&self) -> bool {
+        self.star
+            || self.names.iter().any(|n| {
+                self.relations.iter().any(|(name, alias)| {
+                    alias.as_deref() == Some(n.as_str()) || name.rsplit('.').next() == Some(n)
+                })
+            })
+    }
+
     /// Counts all of the statement as the source of what it stores.
     pub(crate) fn store_all(&mut self) {
         let mut all = ColumnRefs::default();
@@ -1147,6 +1160,18 @@ fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_rows_are_told_from_columns_in_view_definitions() {
+        let whole = |sql: &str| column_refs(sql).expect("parses").reads_whole_rows();
+        // As pg_get_viewdef writes them.
+        assert!(whole(" SELECT x.*::zz_t AS r, x.id FROM zz_t x;"));
+        assert!(whole(" SELECT row_to_json(x.*) AS j FROM zz_t x;"));
+        assert!(whole("SELECT row_to_json(zz_t) FROM public.zz_t"));
+        assert!(whole("SELECT c AS r FROM customers c"));
+        assert!(!whole(" SELECT x.id, x.secret AS s FROM zz_t x;"));
+        assert!(!whole("SELECT count(*) FROM zz_t"));
+    }
 
     #[test]
     fn a_statement_may_begin_with_a_word_where_a_statement_begins() {

@@ -18,8 +18,8 @@ pub use analyze::{Analysis, Class, ColumnRefs, SignalTarget, analyze, column_ref
 pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
 pub use mask::{MaskPlan, mask_text, scrub_message};
 pub use rules::{
-    CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest, PolicySource,
-    ResultSources, SqlDialect, StatementMask, ViewReads,
+    CALLS_FUNCTIONS, CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest,
+    PolicySource, ResultSources, SqlDialect, StatementMask, ViewReads,
 };
 pub use view_cache::ViewCache;
 
