@@ -48,6 +48,9 @@ pub struct MysqlProxy {
     /// the proxies of one server: a statement that may replace a view
     /// through either makes both ask again).
     pub views: Arc<gatehouse_policy::ViewCache<Arc<crate::views::ViewInfo>>>,
+    /// Which function names are stored functions, per connection (shared
+    /// and forgotten with `views`).
+    pub functions: Arc<gatehouse_policy::ViewCache<()>>,
 }
 
 /// Accepts MySQL clients on `listener` until `shutdown` resolves.

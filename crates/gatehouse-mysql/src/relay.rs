@@ -658,15 +658,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             sql,
             &self.sources,
         );
-        if names.is_empty() {
+        let functions = self.engine.get().functions_to_resolve(
+            SqlDialect::Mysql,
+            &self.ctx.principal,
+            &self.ctx.connection,
+            sql,
+            &self.sources,
+        );
+        if names.is_empty() && functions.is_empty() {
             return;
         }
-        let found = crate::views::look_up(&self.ctx, &names).await;
+        let found = if names.is_empty() {
+            Ok(Default::default())
+        } else {
+            crate::views::look_up(&self.ctx, &names).await
+        };
         if let Err(e) = &found {
             tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up views");
         }
-        self.sources
-            .set_views(ViewReads::of(found.map(crate::views::reads)));
+        let mut reads = ViewReads::of(found.map(crate::views::reads));
+        if !functions.is_empty() {
+            let found = crate::views::stored_functions(&self.ctx, &functions).await;
+            if let Err(e) = &found {
+                tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up stored functions; the results of statements calling functions are masked");
+            }
+            reads = reads.with_functions(found);
+        }
+        self.sources.set_views(reads);
     }
 
     /// The policy's verdict on `sql` (with the caller's grant, if live),
@@ -704,6 +722,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if engine.may_change_views(sql, &d) {
             // What views read is asked again.
             self.ctx.proxy.views.forget(&self.ctx.connection);
+            self.ctx.proxy.functions.forget(&self.ctx.connection);
         }
         if let (Some((id, _)), Verdict::Allow { rule: Some(r) }) = (&grant, &d.verdict)
             && r.starts_with("grant:")
@@ -1299,7 +1318,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match crate::views::look_up(&self.ctx, &names).await {
             Ok(found) => Ok(found
                 .into_iter()
-                .filter_map(|(name, view)| Some((name, plan.method_for_view(&view.refs)?)))
+                .filter_map(|(name, view)| {
+                    // What a stored function returns is not known: masked
+                    // as a computed column would be.
+                    let method = if view.calls_functions {
+                        Some(MaskMethod::Redact)
+                    } else {
+                        plan.method_for_view(&view.refs)
+                    };
+                    Some((name, method?))
+                })
                 .collect()),
             Err(e) => {
                 tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up the views results come from; their columns are masked");

@@ -42,6 +42,9 @@ pub struct ViewInfo {
     /// The column references of its definition and of the definitions of
     /// the views it reads (their tables as `db.table`), for masking.
     pub refs: ColumnRefs,
+    /// Its definition (or one of a view it reads) calls a stored
+    /// function, which may return data it reads itself.
+    pub calls_functions: bool,
 }
 
 /// What each of `names` is if it is a view (`names` as the analysis or a
@@ -71,6 +74,108 @@ pub(crate) async fn look_up(
         },
     )
     .await
+}
+
+/// Which of `names` (functions as statements call them, unqualified,
+/// lower case) are stored functions of the upstream database
+/// (`information_schema.ROUTINES`, any database), as the session's caller
+/// finds them: cached with the views.
+pub(crate) async fn stored_functions(
+    ctx: &Ctx,
+    names: &[String],
+) -> Result<HashSet<String>, String> {
+    functions_with(&ctx.proxy.functions, &ctx.connection, names, || async {
+        crate::proxy::side_login(
+            &ctx.proxy,
+            &ctx.principal,
+            &ctx.connection,
+            ctx.capabilities,
+            ctx.charset,
+        )
+        .await
+        .map_err(|r| r.message)
+    })
+    .await
+}
+
+/// [`stored_functions`] for `policy test`, logged in with the
+/// connection's stored `password`.
+pub async fn stored_functions_named(
+    proxy: &MysqlProxy,
+    connection: &str,
+    url: &str,
+    password: Option<&Secret>,
+    names: &[String],
+) -> Result<HashSet<String>, String> {
+    functions_with(&proxy.functions, connection, names, || async {
+        crate::proxy::open_upstream(url, password, LOCAL_CAPS, CHARSET)
+            .await
+            .map(|(up, _)| up)
+            .map_err(|(_, e)| e)
+    })
+    .await
+}
+
+async fn functions_with<F, Fut>(
+    cache: &ViewCache<()>,
+    connection: &str,
+    names: &[String],
+    login: F,
+) -> Result<HashSet<String>, String>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Upstream, String>>,
+{
+    cache
+        .look_up(connection, names, |missing| async move {
+            bounded(async {
+                let mut up = login().await?;
+                let found = functions_named(&mut up, &missing).await;
+                let _ = up.quit().await;
+                Ok(found?.into_iter().map(|n| (n, ())).collect())
+            })
+            .await
+        })
+        .await
+        .map(|found| found.into_keys().collect())
+}
+
+/// `asked`, given up (as an error) after the catalog's time limit.
+async fn bounded<T>(asked: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    let limit = gatehouse_pg::catalog::LOOKUP_TIMEOUT;
+    tokio::time::timeout(limit, asked)
+        .await
+        .unwrap_or_else(|_| Err(format!("the database did not answer within {limit:?}")))
+}
+
+/// Those of `names` that are stored functions.
+async fn functions_named(up: &mut Upstream, names: &[String]) -> Result<HashSet<String>, String> {
+    if names.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let results = up
+        .query(&format!(
+            "SELECT DISTINCT LOWER(ROUTINE_NAME) FROM information_schema.ROUTINES \
+             WHERE ROUTINE_TYPE = 'FUNCTION' AND HEX(LOWER(ROUTINE_NAME)) IN ({})",
+            hex_list(names.iter().map(String::as_str))
+        ))
+        .await
+        .map_err(|e| format!("looking up stored functions: {e}"))?;
+    Ok(results
+        .into_iter()
+        .flat_map(|r| r.rows)
+        .filter_map(|row| row.into_iter().next().flatten())
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .collect())
+}
+
+/// Names as a list of hex literals of their UTF-8, for `HEX(…) IN (…)`, so
+/// that no quoting of theirs matters.
+fn hex_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .map(|t| format!("'{}'", hex::encode_upper(t.as_bytes())))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What each of `names` reads, for the views among them.
@@ -123,16 +228,13 @@ where
 {
     cache
         .look_up(connection, names, |missing| async move {
-            let limit = gatehouse_pg::catalog::LOOKUP_TIMEOUT;
-            let asked = async {
+            bounded(async {
                 let mut up = login().await?;
                 let found = fetch(&mut up, database, &missing).await;
                 let _ = up.quit().await;
                 found
-            };
-            tokio::time::timeout(limit, asked)
-                .await
-                .unwrap_or_else(|_| Err(format!("the database did not answer within {limit:?}")))
+            })
+            .await
         })
         .await
 }
@@ -164,9 +266,10 @@ impl View {
             }
     }
 
-    /// The relations the definition reads, as `db.table`, and its column
-    /// references (their relations qualified the same way).
-    fn read(&self) -> Result<(BTreeSet<String>, ColumnRefs), String> {
+    /// The relations the definition reads, as `db.table`, its column
+    /// references (their relations qualified the same way) and the
+    /// functions it calls.
+    fn read(&self) -> Result<Definition, String> {
         if self.definition.trim().is_empty() {
             return Err(format!(
                 "the definition of the view {}.{} is not visible to the connection's user (it needs SHOW VIEW)",
@@ -194,18 +297,17 @@ impl View {
             .chain(a.tables_written.iter())
             .map(qualified)
             .collect();
-        Ok((reads, refs))
+        Ok((reads, refs, a.functions))
     }
 }
+
+/// What a view's definition reads, refers to and calls ([`View::read`]).
+type Definition = (BTreeSet<String>, ColumnRefs, BTreeSet<String>);
 
 /// The views named `tables` (lower-case, in any database).
 async fn views_named(up: &mut Upstream, tables: &BTreeSet<&str>) -> Result<Vec<View>, String> {
     // The names go in as hex, so that no quoting of theirs matters.
-    let list = tables
-        .iter()
-        .map(|t| format!("'{}'", hex::encode_upper(t.as_bytes())))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = hex_list(tables.iter().copied());
     let results = up
         .query(&format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS \
@@ -234,13 +336,13 @@ async fn fetch(
     database: Option<&str>,
     names: &[String],
 ) -> Result<HashMap<String, Arc<ViewInfo>>, String> {
-    let mut found: HashMap<String, (BTreeSet<String>, ColumnRefs)> = HashMap::new();
+    let mut found: HashMap<String, Definition> = HashMap::new();
     // (the name asked for, a relation it reaches): the relations to look
     // at next, level by level.
     let mut frontier: Vec<(String, String)> =
         names.iter().map(|n| (n.clone(), n.clone())).collect();
     let mut seen: HashSet<(String, String)> = frontier.iter().cloned().collect();
-    let mut definitions: HashMap<(String, String), (BTreeSet<String>, ColumnRefs)> = HashMap::new();
+    let mut definitions: HashMap<(String, String), Definition> = HashMap::new();
     for depth in 0..=MAX_DEPTH {
         if frontier.is_empty() {
             break;
@@ -261,8 +363,9 @@ async fn fetch(
                 if !definitions.contains_key(&key) {
                     definitions.insert(key.clone(), v.read()?);
                 }
-                let (reads, refs) = &definitions[&key];
-                let (all, merged) = found.entry(asked.clone()).or_default();
+                let (reads, refs, calls) = &definitions[&key];
+                let (all, merged, called) = found.entry(asked.clone()).or_default();
+                called.extend(calls.iter().cloned());
                 merged.names.extend(refs.names.iter().cloned());
                 merged.star |= refs.star;
                 merged.relations.extend(refs.relations.iter().cloned());
@@ -276,11 +379,30 @@ async fn fetch(
         }
         frontier = next;
     }
+    // The stored functions among the functions the views call.
+    let called: Vec<String> = found
+        .values()
+        .flat_map(|(_, _, called)| called.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let stored = functions_named(up, &called).await?;
     Ok(found
         .into_iter()
-        .map(|(name, (reads, refs))| {
+        .map(|(name, (mut reads, refs, called))| {
+            let calls_functions = called.iter().any(|f| stored.contains(f));
+            if calls_functions {
+                reads.insert(gatehouse_policy::CALLS_FUNCTIONS.to_string());
+            }
             let reads = reads.into_iter().collect::<Vec<_>>().into();
-            (name, Arc::new(ViewInfo { reads, refs }))
+            (
+                name,
+                Arc::new(ViewInfo {
+                    reads,
+                    refs,
+                    calls_functions,
+                }),
+            )
         })
         .collect())
 }
@@ -314,9 +436,10 @@ mod tests {
         let v = view(
             "shop",
             "v",
-            "select `shop`.`vault`.`id` AS `id` from (`shop`.`vault` join `hr`.`people` on(1)) where `id` in (select `id` from `kept`)",
+            "select `shop`.`vault`.`id` AS `id`, `shop`.`tag`(`shop`.`vault`.`id`) AS `t` from (`shop`.`vault` join `hr`.`people` on(1)) where `id` in (select `id` from `kept`)",
         );
-        let (reads, refs) = v.read().unwrap();
+        let (reads, refs, calls) = v.read().unwrap();
+        assert!(calls.contains("tag"), "{calls:?}");
         assert_eq!(
             reads.into_iter().collect::<Vec<_>>(),
             ["hr.people", "shop.kept", "shop.vault"]

@@ -293,6 +293,7 @@ pub async fn start(
             record_fail_open: config.record_fail_open,
             remote_kills: Default::default(),
             views: state.mysql.views.clone(),
+            functions: state.mysql.functions.clone(),
         });
         tokio::spawn(gatehouse_mysql::serve(
             proxy,

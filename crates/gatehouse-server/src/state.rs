@@ -86,6 +86,7 @@ impl AppState {
             record_fail_open: config.record_fail_open,
             remote_kills: Default::default(),
             views: Default::default(),
+            functions: Default::default(),
         });
         Ok(Self {
             access,

@@ -1950,3 +1950,44 @@ fn masked_values_do_not_leave_in_errors_or_warnings() {
         "{e}"
     );
 }
+
+/// A stored function that reads a masked column returns what it reads:
+/// a statement calling one, or a view calling one, has its computed
+/// columns masked (the functions are looked up in
+/// `information_schema.ROUTINES`).
+#[test]
+fn what_a_stored_function_returns_is_masked() {
+    let f = setup("mfunc");
+    let t = &f.table;
+    direct_my(&format!(
+        "DROP FUNCTION IF EXISTS {t}_f;
+         CREATE FUNCTION {t}_f(n INT) RETURNS VARCHAR(100) READS SQL DATA RETURN (SELECT email FROM {t} WHERE id = n);
+         CREATE OR REPLACE VIEW {t}_vf AS SELECT id, {t}_f(id) AS contact FROM {t};
+         CREATE OR REPLACE VIEW {t}_vn AS SELECT id, note FROM {t};"
+    ));
+    for sql in [
+        format!("SELECT {t}_f(1)"),
+        format!("SELECT upper({t}_f(1))"),
+        format!("SELECT test.{t}_f(1)"),
+        format!("SELECT contact FROM {t}_vf WHERE id = 1"),
+        format!("SELECT concat(contact, '') FROM {t}_vf WHERE id = 1"),
+    ] {
+        let (ran, got, e) = via(&f.s, &f.bot, &sql);
+        assert!(ran, "{sql}: {e}");
+        assert!(!got.contains("ann@"), "{sql}: {got}");
+    }
+    // Built-in functions over unmasked columns, and views that read no
+    // masked column, are as they are.
+    let (_, got, e) = via(
+        &f.s,
+        &f.bot,
+        &format!("SELECT upper(note) FROM {t} WHERE id = 1"),
+    );
+    assert_eq!(got.trim(), "FIRST", "{e}");
+    let (_, got, e) = via(
+        &f.s,
+        &f.bot,
+        &format!("SELECT note FROM {t}_vn WHERE id = 1"),
+    );
+    assert_eq!(got.trim(), "first", "{e}");
+}

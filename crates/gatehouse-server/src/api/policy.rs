@@ -259,64 +259,68 @@ async fn views_named(
         sql,
         &Default::default(),
     );
-    let functions = match dialect {
-        SqlDialect::Postgres => engine.functions_to_resolve(
-            dialect,
-            principal,
-            &record.spec.name,
-            sql,
-            &Default::default(),
-        ),
-        SqlDialect::Mysql => Vec::new(),
-    };
+    let functions = engine.functions_to_resolve(
+        dialect,
+        principal,
+        &record.spec.name,
+        sql,
+        &Default::default(),
+    );
     if names.is_empty() && functions.is_empty() {
         return None;
     }
-    let credential = gatehouse_access::connect::open_credential(&state.keys.get(), record)
-        .map_err(|_| "the stored credential cannot be opened".to_string());
-    let found = match (credential, dialect) {
-        (Err(e), _) => Err(e),
-        (Ok(credential), SqlDialect::Mysql) => {
-            gatehouse_mysql::views::named(
-                &state.mysql,
-                &record.spec.name,
-                &record.spec.url,
-                credential.get("password"),
-                &names,
-            )
-            .await
-        }
-        (Ok(credential), SqlDialect::Postgres) => {
-            match gatehouse_pg::upstream::Target::from_url(&record.spec.url) {
-                Ok(target) => {
-                    let access = gatehouse_pg::catalog::CatalogAccess {
-                        connection: record.spec.name.clone(),
-                        target,
-                        password: credential.get("password").cloned(),
-                    };
-                    let views = if names.is_empty() {
-                        Ok(Default::default())
-                    } else {
-                        state.pg.catalog.views(&access, &names).await
-                    };
-                    let reads = ViewReads::of(views);
-                    return Some(if functions.is_empty() {
-                        reads
-                    } else {
-                        reads.with_functions(
-                            state.pg.catalog.user_functions(&access, &functions).await,
-                        )
-                    });
-                }
-                Err(e) => Err(e.to_string()),
-            }
+    let credential = match gatehouse_access::connect::open_credential(&state.keys.get(), record) {
+        Ok(c) => c,
+        Err(_) => {
+            let why = "the stored credential cannot be opened".to_string();
+            return Some(ViewReads::unknown(why.clone()).with_functions(Err(why)));
         }
     };
-    // (A failure counts for the functions as well.)
-    let failed = found.as_ref().err().cloned();
-    let reads = ViewReads::of(found);
-    Some(match failed {
-        Some(e) if !functions.is_empty() => reads.with_functions(Err(e)),
-        _ => reads,
-    })
+    let password = credential.get("password");
+    // (What each look-up answered, or its error.)
+    let (views, called) = match dialect {
+        SqlDialect::Mysql => {
+            let (url, name) = (&record.spec.url, &record.spec.name);
+            let views = if names.is_empty() {
+                Ok(Default::default())
+            } else {
+                gatehouse_mysql::views::named(&state.mysql, name, url, password, &names).await
+            };
+            let called = if functions.is_empty() {
+                Ok(Default::default())
+            } else {
+                gatehouse_mysql::views::stored_functions_named(
+                    &state.mysql,
+                    name,
+                    url,
+                    password,
+                    &functions,
+                )
+                .await
+            };
+            (views, called)
+        }
+        SqlDialect::Postgres => match gatehouse_pg::upstream::Target::from_url(&record.spec.url) {
+            Ok(target) => {
+                let access = gatehouse_pg::catalog::CatalogAccess {
+                    connection: record.spec.name.clone(),
+                    target,
+                    password: password.cloned(),
+                };
+                let views = if names.is_empty() {
+                    Ok(Default::default())
+                } else {
+                    state.pg.catalog.views(&access, &names).await
+                };
+                let called = if functions.is_empty() {
+                    Ok(Default::default())
+                } else {
+                    state.pg.catalog.user_functions(&access, &functions).await
+                };
+                (views, called)
+            }
+            Err(e) => (Err(e.to_string()), Err(e.to_string())),
+        },
+    };
+    Some(ViewReads::of(views).with_functions(called))
 }
