@@ -161,14 +161,19 @@ impl Session {
         depth: usize,
     ) -> Result<Option<MaskMethod>, ()> {
         let rel = self.relations.get(&oid).ok_or(())?;
+        if gatehouse_policy::holds_column_samples(&format!("{}.{}", rel.schema, rel.name)) {
+            // Planner statistics: sample values of any column.
+            return Ok(Some(MaskMethod::Redact));
+        }
         match rel.kind {
             'v' | 'm' => {
                 if depth > 8 {
                     return Err(());
                 }
-                if rel.calls_functions {
-                    // What a function defined in the database returns is
-                    // not known: masked as a computed column would be.
+                if rel.opaque {
+                    // What a function defined in the database returns, or
+                    // what statistics hold, is not known: masked as a
+                    // computed column would be.
                     return Ok(Some(MaskMethod::Redact));
                 }
                 let mut strictest: Option<MaskMethod> = None;

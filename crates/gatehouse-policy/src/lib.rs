@@ -19,7 +19,7 @@ pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
 pub use mask::{MaskPlan, mask_text, scrub_message};
 pub use rules::{
     CALLS_FUNCTIONS, CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest,
-    PolicySource, ResultSources, SqlDialect, StatementMask, ViewReads,
+    PolicySource, ResultSources, SqlDialect, StatementMask, ViewReads, holds_column_samples,
 };
 pub use view_cache::ViewCache;
 

@@ -251,10 +251,11 @@ impl ViewReads {
     /// name does if the look-up failed).
     fn leads_to(&self, name: &str, plan: &MaskPlan) -> bool {
         self.unknown.is_some()
+            || holds_column_samples(name)
             || self.by_name.get(name).is_some_and(|reads| {
                 reads
                     .iter()
-                    .any(|t| t == CALLS_FUNCTIONS || plan.masks_table(t))
+                    .any(|t| t == CALLS_FUNCTIONS || holds_column_samples(t) || plan.masks_table(t))
             })
     }
 
@@ -299,6 +300,29 @@ impl ResultSources {
 /// well as its relations ([`ViewReads`]): under column masks it counts as
 /// leading to masked data (what the function returns is not known).
 pub const CALLS_FUNCTIONS: &str = "(functions)";
+
+/// Whether the relation `name` (`table` or `schema.table`) is one of
+/// PostgreSQL's planner statistics, or a view of them, which hold sample
+/// values of every analysed column (`pg_stats.most_common_vals`,
+/// `histogram_bounds`): under column masks it counts as masked data (the
+/// catalog records no dependencies of the system's own views, so they are
+/// known by name).
+pub fn holds_column_samples(name: &str) -> bool {
+    let (schema, table) = match name.rsplit_once('.') {
+        Some((s, t)) => (Some(s), t),
+        None => (None, name),
+    };
+    schema.is_none_or(|s| s.eq_ignore_ascii_case("pg_catalog"))
+        && [
+            "pg_statistic",
+            "pg_statistic_ext_data",
+            "pg_stats",
+            "pg_stats_ext",
+            "pg_stats_ext_exprs",
+        ]
+        .iter()
+        .any(|t| table.eq_ignore_ascii_case(t))
+}
 
 /// PostgreSQL's built-in functions that run a query given as text, or
 /// read a table, schema or database named by text or a cursor: under
@@ -727,7 +751,7 @@ impl Engine {
     ) -> StatementMask {
         let taint = plan.has_columns()
             && (plan.taints(self.column_refs_in(dialect, sql).as_ref().as_ref())
-                || self.runs_query_text(dialect, sql));
+                || self.reads_any_data(dialect, sql));
         StatementMask { plan, taint }
     }
 
@@ -790,7 +814,7 @@ impl Engine {
                 // tainted.
                 r.as_ref().as_ref().is_none_or(|r| !r.uses.is_empty())
                     || plan.taints(r.as_ref().as_ref())
-                    || self.runs_query_text(SqlDialect::Postgres, text)
+                    || self.reads_any_data(SqlDialect::Postgres, text)
             })
     }
 
@@ -920,7 +944,7 @@ impl Engine {
             }
             None => {
                 let taint = plan.has_columns()
-                    && (plan.taints(refs.as_ref().as_ref()) || self.runs_query_text(dialect, sql));
+                    && (plan.taints(refs.as_ref().as_ref()) || self.reads_any_data(dialect, sql));
                 decision.mask = Some(StatementMask { plan, taint });
             }
         }
@@ -1281,14 +1305,21 @@ impl Engine {
         names.into_iter().collect()
     }
 
-    /// Whether `sql` calls a built-in function that runs a query given as
-    /// text, or reads a table named by text ([`QUERY_TEXT_FUNCTIONS`]):
-    /// what it returns may be any table's data.
-    fn runs_query_text(&self, dialect: SqlDialect, sql: &str) -> bool {
+    /// Whether what `sql` returns may be any table's data, whatever
+    /// columns it names: it calls a built-in function that runs a query
+    /// given as text, or reads a table named by text
+    /// ([`QUERY_TEXT_FUNCTIONS`]), or it reads planner statistics
+    /// ([`holds_column_samples`]).
+    fn reads_any_data(&self, dialect: SqlDialect, sql: &str) -> bool {
         self.analysis_in(dialect, sql)
             .functions
             .iter()
             .any(|f| QUERY_TEXT_FUNCTIONS.contains(&f.as_str()))
+            || self
+                .column_refs_in(dialect, sql)
+                .as_ref()
+                .as_ref()
+                .is_some_and(|r| r.relations.iter().any(|(n, _)| holds_column_samples(n)))
     }
 
     /// Makes the masking of `d` (the decision for `sql`) follow the
@@ -1667,6 +1698,26 @@ mod tests {
     use super::*;
     use crate::test_support::who;
     use gatehouse_core::policy::spec::Class;
+
+    #[test]
+    fn planner_statistics_are_known_by_name() {
+        for n in [
+            "pg_stats",
+            "pg_catalog.pg_stats",
+            "PG_CATALOG.pg_statistic",
+            "pg_stats_ext_exprs",
+        ] {
+            assert!(holds_column_samples(n), "{n}");
+        }
+        for n in [
+            "public.pg_stats",
+            "stats",
+            "pg_class",
+            "pg_catalog.pg_stat_activity",
+        ] {
+            assert!(!holds_column_samples(n), "{n}");
+        }
+    }
 
     fn engine(toml_rules: &str) -> Engine {
         let spec: PolicySpec = toml::from_str(toml_rules).expect("toml");
