@@ -304,14 +304,23 @@ pub const CALLS_FUNCTIONS: &str = "(functions)";
 /// Whether the relation `name` (`table` or `schema.table`) is one of
 /// PostgreSQL's planner statistics, or a view of them, which hold sample
 /// values of every analysed column (`pg_stats.most_common_vals`,
-/// `histogram_bounds`): under column masks it counts as masked data (the
-/// catalog records no dependencies of the system's own views, so they are
-/// known by name).
+/// `histogram_bounds`), or MariaDB's and MySQL's (`mysql.column_stats`'s
+/// `min_value` and `max_value`, `information_schema.COLUMN_STATISTICS`'s
+/// histograms): under column masks it counts as masked data (the catalog
+/// records no dependencies of PostgreSQL's own views, so they are known by
+/// name).
 pub fn holds_column_samples(name: &str) -> bool {
     let (schema, table) = match name.rsplit_once('.') {
         Some((s, t)) => (Some(s), t),
         None => (None, name),
     };
+    if let Some(s) = schema
+        && ((s.eq_ignore_ascii_case("mysql") && table.eq_ignore_ascii_case("column_stats"))
+            || (s.eq_ignore_ascii_case("information_schema")
+                && table.eq_ignore_ascii_case("column_statistics")))
+    {
+        return true;
+    }
     schema.is_none_or(|s| s.eq_ignore_ascii_case("pg_catalog"))
         && [
             "pg_statistic",
@@ -1714,8 +1723,13 @@ mod tests {
             "stats",
             "pg_class",
             "pg_catalog.pg_stat_activity",
+            "column_stats",
+            "test.column_stats",
         ] {
             assert!(!holds_column_samples(n), "{n}");
+        }
+        for n in ["MySQL.column_stats", "information_schema.COLUMN_STATISTICS"] {
+            assert!(holds_column_samples(n), "{n}");
         }
     }
 

@@ -1991,3 +1991,32 @@ fn what_a_stored_function_returns_is_masked() {
     );
     assert_eq!(got.trim(), "first", "{e}");
 }
+
+/// MariaDB's engine-independent statistics keep each column's smallest and
+/// largest value (`mysql.column_stats`): where column masks apply they
+/// are masked too, to a user who may read them.
+#[test]
+fn column_statistics_do_not_show_masked_values() {
+    let f = setup("mstat");
+    let t = &f.table;
+    direct_my(&format!(
+        "GRANT SELECT ON mysql.column_stats TO 'gh_app'@'%';
+         GRANT SELECT ON mysql.column_stats TO 'gh_app'@'localhost';
+         ANALYZE TABLE {t} PERSISTENT FOR ALL;"
+    ));
+    assert!(
+        direct_my(&format!(
+            "SELECT min_value FROM mysql.column_stats WHERE table_name = '{t}' AND column_name = 'email'"
+        ))
+        .contains("ann@"),
+        "the statistics hold the value"
+    );
+    for sql in [
+        format!("SELECT min_value, max_value FROM mysql.column_stats WHERE table_name = '{t}'"),
+        format!("SELECT concat(min_value, '') FROM mysql.column_stats WHERE table_name = '{t}'"),
+    ] {
+        let (ran, got, e) = via(&f.s, &f.bot, &sql);
+        assert!(ran, "{sql}: {e}");
+        assert!(!got.contains("ann@") && !got.contains("bob@"), "{sql}: {got}");
+    }
+}
