@@ -61,17 +61,7 @@ pub(crate) async fn look_up(
         &ctx.connection,
         ctx.database.as_deref(),
         names,
-        || async {
-            crate::proxy::side_login(
-                &ctx.proxy,
-                &ctx.principal,
-                &ctx.connection,
-                ctx.capabilities,
-                ctx.charset,
-            )
-            .await
-            .map_err(|r| r.message)
-        },
+        || caller_login(ctx),
     )
     .await
 }
@@ -84,16 +74,8 @@ pub(crate) async fn stored_functions(
     ctx: &Ctx,
     names: &[String],
 ) -> Result<HashSet<String>, String> {
-    functions_with(&ctx.proxy.functions, &ctx.connection, names, || async {
-        crate::proxy::side_login(
-            &ctx.proxy,
-            &ctx.principal,
-            &ctx.connection,
-            ctx.capabilities,
-            ctx.charset,
-        )
-        .await
-        .map_err(|r| r.message)
+    functions_with(&ctx.proxy.functions, &ctx.connection, names, || {
+        caller_login(ctx)
     })
     .await
 }
@@ -107,11 +89,8 @@ pub async fn stored_functions_named(
     password: Option<&Secret>,
     names: &[String],
 ) -> Result<HashSet<String>, String> {
-    functions_with(&proxy.functions, connection, names, || async {
-        crate::proxy::open_upstream(url, password, LOCAL_CAPS, CHARSET)
-            .await
-            .map(|(up, _)| up)
-            .map_err(|(_, e)| e)
+    functions_with(&proxy.functions, connection, names, || {
+        stored_login(url, password)
     })
     .await
 }
@@ -178,6 +157,27 @@ fn hex_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
         .join(", ")
 }
 
+/// A side login to the upstream as the session's caller.
+async fn caller_login(ctx: &Ctx) -> Result<Upstream, String> {
+    crate::proxy::side_login(
+        &ctx.proxy,
+        &ctx.principal,
+        &ctx.connection,
+        ctx.capabilities,
+        ctx.charset,
+    )
+    .await
+    .map_err(|r| r.message)
+}
+
+/// A login to the upstream at `url` with the connection's stored password.
+async fn stored_login(url: &str, password: Option<&Secret>) -> Result<Upstream, String> {
+    crate::proxy::open_upstream(url, password, LOCAL_CAPS, CHARSET)
+        .await
+        .map(|(up, _)| up)
+        .map_err(|(_, e)| e)
+}
+
 /// What each of `names` reads, for the views among them.
 pub(crate) fn reads(found: HashMap<String, Arc<ViewInfo>>) -> Found {
     found
@@ -197,18 +197,9 @@ pub async fn named(
     names: &[String],
 ) -> Result<Found, String> {
     let database = crate::proxy::url_database(url);
-    look_up_with(
-        &proxy.views,
-        connection,
-        database.as_deref(),
-        names,
-        || async {
-            crate::proxy::open_upstream(url, password, LOCAL_CAPS, CHARSET)
-                .await
-                .map(|(up, _)| up)
-                .map_err(|(_, e)| e)
-        },
-    )
+    look_up_with(&proxy.views, connection, database.as_deref(), names, || {
+        stored_login(url, password)
+    })
     .await
     .map(reads)
 }

@@ -1264,7 +1264,7 @@ impl Engine {
             return Vec::new();
         }
         let mut names = BTreeSet::new();
-        let mut add = |text: &str| {
+        let add = |text: &str| {
             if rules {
                 let a = self.analysis_in(dialect, text);
                 names.extend(a.tables_read.iter().chain(a.tables_written.iter()).cloned());
@@ -1274,10 +1274,7 @@ impl Engine {
                 names.extend(refs.altered.iter().cloned());
             }
         };
-        add(sql);
-        for (_, text) in self.prepared_texts(dialect, sql, sources) {
-            add(&text);
-        }
+        self.each_text(dialect, sql, sources, add);
         names.into_iter().collect()
     }
 
@@ -1298,7 +1295,7 @@ impl Engine {
             return Vec::new();
         }
         let mut names = BTreeSet::new();
-        let mut add = |text: &str| {
+        let add = |text: &str| {
             names.extend(
                 self.analysis_in(dialect, text)
                     .functions
@@ -1307,11 +1304,23 @@ impl Engine {
                     .cloned(),
             );
         };
-        add(sql);
-        for (_, text) in self.prepared_texts(dialect, sql, sources) {
-            add(&text);
-        }
+        self.each_text(dialect, sql, sources, add);
         names.into_iter().collect()
+    }
+
+    /// Calls `f` with `sql` and with each text its `EXECUTE`s run, as
+    /// `sources` knows them.
+    fn each_text(
+        &self,
+        dialect: SqlDialect,
+        sql: &str,
+        sources: &ResultSources,
+        mut f: impl FnMut(&str),
+    ) {
+        f(sql);
+        for (_, text) in self.prepared_texts(dialect, sql, sources) {
+            f(&text);
+        }
     }
 
     /// Whether what `sql` returns may be any table's data, whatever

@@ -2017,6 +2017,9 @@ fn column_statistics_do_not_show_masked_values() {
     ] {
         let (ran, got, e) = via(&f.s, &f.bot, &sql);
         assert!(ran, "{sql}: {e}");
-        assert!(!got.contains("ann@") && !got.contains("bob@"), "{sql}: {got}");
+        assert!(
+            !got.contains("ann@") && !got.contains("bob@"),
+            "{sql}: {got}"
+        );
     }
 }
