@@ -974,19 +974,38 @@ pub fn column_refs(sql: &str) -> Option<ColumnRefs> {
     let mut refs = ColumnRefs::default();
     walk(&value, &mut refs, 0)?;
     // Data stored from a CTE comes from that CTE's query, elsewhere in the
-    // statement; a setting (`set_config`) keeps what the statement gives
-    // it for later statements: then all of the statement counts as the
-    // source.
+    // statement; a setting, a notification, a WAL message or a large
+    // object ([`KEEPING_FUNCTIONS`]) keeps what the statement gives it for
+    // later statements or other sessions: then all of the statement counts
+    // as the source.
     let from_cte = refs.stored.is_some() && {
         let mut ctes = BTreeSet::new();
         cte_names(&value, &mut ctes, 0);
         refs.stores_from(&ctes)
     };
-    if from_cte || crate::analyze_mysql::mentions(sql, b"set_config") {
+    if from_cte
+        || KEEPING_FUNCTIONS
+            .iter()
+            .any(|f| crate::analyze_mysql::mentions(sql, f.as_bytes()))
+    {
         refs.store_all();
     }
     Some(refs)
 }
+
+/// PostgreSQL's built-in functions that keep what they are given where a
+/// later statement, or another session, reads it back: a setting
+/// (`current_setting`), a notification (to any session listening, the
+/// caller's own included), a logical-decoding message, a large object.
+/// Giving them masked data counts as storing it.
+pub const KEEPING_FUNCTIONS: &[&str] = &[
+    "set_config",
+    "pg_notify",
+    "pg_logical_emit_message",
+    "lo_from_bytea",
+    "lo_put",
+    "lowrite",
+];
 
 /// Statements that store data, and the fields of each that do not feed
 /// what is stored (the rows an `UPDATE` picks, what `RETURNING` returns,

@@ -1415,6 +1415,23 @@ async fn masked_values_do_not_come_back_through_whole_rows_functions_or_errors()
         );
     }
     gw.batch_execute("COMMIT").await.unwrap();
+    // Functions that keep what they are given for later statements or
+    // other sessions: refused when given masked data.
+    for q in [
+        format!("LISTEN c; SELECT pg_notify('c', secret) FROM {t}"),
+        format!("SELECT lo_from_bytea(0, convert_to(secret, 'UTF8')) FROM {t}"),
+        format!("SELECT pg_logical_emit_message(false, 'x', secret) FROM {t}"),
+    ] {
+        let (out, err) = psql(&q);
+        assert!(
+            !out.contains("hunter2") && !err.contains("hunter2"),
+            "{q}: {out} {err}"
+        );
+        assert!(
+            err.contains("rule: masking") || err.contains("storing data"),
+            "{q}: {err}"
+        );
+    }
     // A view that reads no masked column is read as it is.
     assert_eq!(psql(&format!("SELECT id FROM {t}_vid")).0, "1");
     // Built-in functions run as before, and a column that is not masked
