@@ -1380,10 +1380,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 let method = if !plan.has_columns() {
                     None
-                } else if gatehouse_policy::holds_column_samples(&relation_name(
-                    &c.schema,
-                    &c.org_table,
-                )) {
+                } else if gatehouse_policy::holds_column_samples_in(Some(&c.schema), &c.org_table) {
                     // Statistics: sample values of any column.
                     Some(MaskMethod::Redact)
                 } else if let Some(m) = through_view() {

@@ -35,12 +35,10 @@ pub struct Relation {
     /// For tables: the tables it is a partition or an inheritance child
     /// of (`pg_inherits`), whose columns it shares by name.
     pub parents: Vec<u32>,
-    /// For views: its columns may carry data the catalog does not tie to
-    /// tables: the definition calls a function defined in the database
+    /// For views: the definition calls a function defined in the database
     /// (outside `pg_catalog` and `information_schema`), which may return
-    /// data it reads itself, or reads planner statistics (whose
-    /// dependencies the catalog does not record).
-    pub opaque: bool,
+    /// data it reads itself.
+    pub calls_functions: bool,
 }
 
 /// How long a resolved relation is trusted (renamed columns are seen after this).
@@ -493,7 +491,7 @@ async fn fetch(
                 .unwrap_or('?'),
             columns: HashMap::new(),
             reads: Vec::new(),
-            opaque: false,
+            calls_functions: false,
             parents: parents
                 .as_deref()
                 .map(|p| p.split(',').filter_map(|o| o.parse().ok()).collect())
@@ -536,19 +534,13 @@ async fn fetch(
                 continue;
             };
             // A definition that does not parse counts as reading whole rows.
-            let refs = definition
-                .as_deref()
-                .and_then(gatehouse_policy::analyze::column_refs);
-            if refs.as_ref().is_none_or(|r| r.reads_whole_rows()) {
+            if definition.as_deref().is_none_or(|d| {
+                gatehouse_policy::analyze::column_refs(d).is_none_or(|r| r.reads_whole_rows())
+            }) {
                 whole_rows.insert(oid);
             }
-            let statistics = refs.as_ref().is_some_and(|r| {
-                r.relations
-                    .iter()
-                    .any(|(n, _)| gatehouse_policy::holds_column_samples(n))
-            });
             if let Some(r) = rels.get_mut(&oid) {
-                r.opaque = statistics || calls.as_deref() != Some("f");
+                r.calls_functions = calls.as_deref() != Some("f");
             }
         }
     }

@@ -161,7 +161,7 @@ impl Session {
         depth: usize,
     ) -> Result<Option<MaskMethod>, ()> {
         let rel = self.relations.get(&oid).ok_or(())?;
-        if gatehouse_policy::holds_column_samples(&format!("{}.{}", rel.schema, rel.name)) {
+        if gatehouse_policy::holds_column_samples_in(Some(&rel.schema), &rel.name) {
             // Planner statistics: sample values of any column.
             return Ok(Some(MaskMethod::Redact));
         }
@@ -170,10 +170,9 @@ impl Session {
                 if depth > 8 {
                     return Err(());
                 }
-                if rel.opaque {
-                    // What a function defined in the database returns, or
-                    // what statistics hold, is not known: masked as a
-                    // computed column would be.
+                if rel.calls_functions {
+                    // What a function defined in the database returns is
+                    // not known: masked as a computed column would be.
                     return Ok(Some(MaskMethod::Redact));
                 }
                 let mut strictest: Option<MaskMethod> = None;

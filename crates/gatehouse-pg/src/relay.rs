@@ -1057,9 +1057,13 @@ impl ClientSide {
         let (engine, ctx) = (self.engine.get().clone(), self.ctx.clone());
         let body = codec::body(msg);
         // An Execute whose portal is not decided again is still masked as
-        // what its statement names and calls leads to.
+        // what its statement names and calls leads to (under column masks;
+        // for rules alone there is nothing to decide).
         let Some(sql) = self.text_to_decide(tag, body).or_else(|| {
-            let (name, _) = codec::parse_execute(body).ok().filter(|_| tag == b'E')?;
+            if tag != b'E' || !self.mask_plan().is_some_and(|p| p.has_columns()) {
+                return None;
+            }
+            let (name, _) = codec::parse_execute(body).ok()?;
             Some(self.portals.get(name)?.sql.clone())
         }) else {
             return;

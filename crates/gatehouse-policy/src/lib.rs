@@ -16,10 +16,10 @@ pub mod view_cache;
 
 pub use analyze::{Analysis, Class, ColumnRefs, SignalTarget, analyze, column_refs};
 pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
-pub use mask::{MaskPlan, mask_text, scrub_message};
+pub use mask::{MaskPlan, holds_column_samples, holds_column_samples_in, mask_text, scrub_message};
 pub use rules::{
     CALLS_FUNCTIONS, CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest,
-    PolicySource, ResultSources, SqlDialect, StatementMask, ViewReads, holds_column_samples,
+    PolicySource, ResultSources, SqlDialect, StatementMask, ViewReads,
 };
 pub use view_cache::ViewCache;
 

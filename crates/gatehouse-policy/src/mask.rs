@@ -174,13 +174,17 @@ impl MaskPlan {
 
     /// Whether result columns computed by this statement (with no table of
     /// origin) may carry masked data: it mentions a masked column's name, a
-    /// `*`, or a masked table (or its alias) as a whole row. `None` (the
+    /// `*`, or a masked table (or its alias) as a whole row, or it reads
+    /// planner statistics ([`holds_column_samples`]). `None` (the
     /// statement did not parse) counts as yes.
     pub fn taints(&self, refs: Option<&ColumnRefs>) -> bool {
         if self.columns.is_empty() {
             return false;
         }
         let Some(refs) = refs else { return true };
+        if refs.relations.iter().any(|(n, _)| holds_column_samples(n)) {
+            return true;
+        }
         let masked_tables: Vec<&(String, Option<String>)> = refs
             .relations
             .iter()
@@ -247,6 +251,41 @@ impl MaskPlan {
             );
         }
         None
+    }
+}
+
+/// Whether the relation `name` (`table` or `schema.table`) is one of
+/// PostgreSQL's planner statistics, or a view of them, which hold sample
+/// values of every analysed column (`pg_stats.most_common_vals`,
+/// `histogram_bounds`), or MariaDB's and MySQL's (`mysql.column_stats`'s
+/// `min_value` and `max_value`, `information_schema.COLUMN_STATISTICS`'s
+/// histograms): under column masks it counts as masked data. They are
+/// known by name: the catalog records no dependency of `pg_stats` on the
+/// system tables it reads (a user's view over `pg_stats` does depend on
+/// it, and leads to it as to any relation).
+pub fn holds_column_samples(name: &str) -> bool {
+    match name.rsplit_once('.') {
+        Some((schema, table)) => holds_column_samples_in(Some(schema), table),
+        None => holds_column_samples_in(None, name),
+    }
+}
+
+/// [`holds_column_samples`] of `table` in `schema` (`None`: unqualified).
+pub fn holds_column_samples_in(schema: Option<&str>, table: &str) -> bool {
+    let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    match schema {
+        Some(s) if is(s, "mysql") => is(table, "column_stats"),
+        Some(s) if is(s, "information_schema") => is(table, "column_statistics"),
+        Some(s) if !is(s, "pg_catalog") => false,
+        _ => [
+            "pg_statistic",
+            "pg_statistic_ext_data",
+            "pg_stats",
+            "pg_stats_ext",
+            "pg_stats_ext_exprs",
+        ]
+        .iter()
+        .any(|t| is(table, t)),
     }
 }
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::analyze::{Analysis, Class, ColumnRefs, analyze, column_refs};
 use crate::analyze_mysql::{analyze_mysql, column_refs_mysql};
 use crate::detect::Detectors;
-use crate::mask::{MaskPlan, STORE_REFUSAL, alter_refusal};
+use crate::mask::{MaskPlan, STORE_REFUSAL, alter_refusal, holds_column_samples};
 use gatehouse_core::model::ConnectionKind;
 use gatehouse_core::policy::spec::{DetectorKind, Level};
 
@@ -251,12 +251,28 @@ impl ViewReads {
     /// name does if the look-up failed).
     fn leads_to(&self, name: &str, plan: &MaskPlan) -> bool {
         self.unknown.is_some()
-            || holds_column_samples(name)
             || self.by_name.get(name).is_some_and(|reads| {
                 reads
                     .iter()
                     .any(|t| t == CALLS_FUNCTIONS || holds_column_samples(t) || plan.masks_table(t))
             })
+    }
+
+    /// Masks the computed columns of a statement whose references are
+    /// `refs` (`mask.taint`) when a relation it names leads to a masked
+    /// table, or it calls a function defined in the database (or the
+    /// functions it calls could not be looked up), which may read masked
+    /// data itself ([`Engine::masks_through_views`]).
+    fn taint(&self, refs: &ColumnRefs, mask: &mut StatementMask) {
+        if mask.taint || self.is_empty() || !mask.plan.has_columns() {
+            return;
+        }
+        mask.taint = !self.functions.is_empty()
+            || self.functions_unknown
+            || refs
+                .relations
+                .iter()
+                .any(|(n, _)| self.leads_to(n, &mask.plan));
     }
 
     fn is_empty(&self) -> bool {
@@ -300,38 +316,6 @@ impl ResultSources {
 /// well as its relations ([`ViewReads`]): under column masks it counts as
 /// leading to masked data (what the function returns is not known).
 pub const CALLS_FUNCTIONS: &str = "(functions)";
-
-/// Whether the relation `name` (`table` or `schema.table`) is one of
-/// PostgreSQL's planner statistics, or a view of them, which hold sample
-/// values of every analysed column (`pg_stats.most_common_vals`,
-/// `histogram_bounds`), or MariaDB's and MySQL's (`mysql.column_stats`'s
-/// `min_value` and `max_value`, `information_schema.COLUMN_STATISTICS`'s
-/// histograms): under column masks it counts as masked data (the catalog
-/// records no dependencies of PostgreSQL's own views, so they are known by
-/// name).
-pub fn holds_column_samples(name: &str) -> bool {
-    let (schema, table) = match name.rsplit_once('.') {
-        Some((s, t)) => (Some(s), t),
-        None => (None, name),
-    };
-    if let Some(s) = schema
-        && ((s.eq_ignore_ascii_case("mysql") && table.eq_ignore_ascii_case("column_stats"))
-            || (s.eq_ignore_ascii_case("information_schema")
-                && table.eq_ignore_ascii_case("column_statistics")))
-    {
-        return true;
-    }
-    schema.is_none_or(|s| s.eq_ignore_ascii_case("pg_catalog"))
-        && [
-            "pg_statistic",
-            "pg_statistic_ext_data",
-            "pg_stats",
-            "pg_stats_ext",
-            "pg_stats_ext_exprs",
-        ]
-        .iter()
-        .any(|t| table.eq_ignore_ascii_case(t))
-}
 
 /// PostgreSQL's built-in functions that run a query given as text, or
 /// read a table, schema or database named by text or a cursor: under
@@ -758,9 +742,8 @@ impl Engine {
         plan: Arc<MaskPlan>,
         sql: &str,
     ) -> StatementMask {
-        let taint = plan.has_columns()
-            && (plan.taints(self.column_refs_in(dialect, sql).as_ref().as_ref())
-                || self.reads_any_data(dialect, sql));
+        let refs = self.column_refs_in(dialect, sql);
+        let taint = self.statement_taints(&plan, dialect, sql, refs.as_ref().as_ref());
         StatementMask { plan, taint }
     }
 
@@ -775,11 +758,11 @@ impl Engine {
         mask: &mut StatementMask,
         sources: &mut ResultSources,
     ) {
-        // What the proxy looked up for this statement (views, functions).
-        self.taint_through_views(SqlDialect::Postgres, sql, mask, &sources.views);
         let refs = self.column_refs_in(SqlDialect::Postgres, sql);
         // Unparsed text is masked as tainted already.
         let Some(refs) = refs.as_ref() else { return };
+        // What the proxy looked up for this statement (views, functions).
+        sources.views.taint(refs, mask);
         if refs.defines.is_empty() && refs.uses.is_empty() {
             return;
         }
@@ -822,8 +805,7 @@ impl Engine {
                 // A source that itself returns another's rows counts as
                 // tainted.
                 r.as_ref().as_ref().is_none_or(|r| !r.uses.is_empty())
-                    || plan.taints(r.as_ref().as_ref())
-                    || self.reads_any_data(SqlDialect::Postgres, text)
+                    || self.statement_taints(plan, SqlDialect::Postgres, text, r.as_ref().as_ref())
             })
     }
 
@@ -952,8 +934,7 @@ impl Engine {
                 };
             }
             None => {
-                let taint = plan.has_columns()
-                    && (plan.taints(refs.as_ref().as_ref()) || self.reads_any_data(dialect, sql));
+                let taint = self.statement_taints(&plan, dialect, sql, refs.as_ref().as_ref());
                 decision.mask = Some(StatementMask { plan, taint });
             }
         }
@@ -1323,21 +1304,25 @@ impl Engine {
         }
     }
 
-    /// Whether what `sql` returns may be any table's data, whatever
-    /// columns it names: it calls a built-in function that runs a query
-    /// given as text, or reads a table named by text
-    /// ([`QUERY_TEXT_FUNCTIONS`]), or it reads planner statistics
-    /// ([`holds_column_samples`]).
-    fn reads_any_data(&self, dialect: SqlDialect, sql: &str) -> bool {
-        self.analysis_in(dialect, sql)
-            .functions
-            .iter()
-            .any(|f| QUERY_TEXT_FUNCTIONS.contains(&f.as_str()))
-            || self
-                .column_refs_in(dialect, sql)
-                .as_ref()
-                .as_ref()
-                .is_some_and(|r| r.relations.iter().any(|(n, _)| holds_column_samples(n)))
+    /// Whether the computed columns of `sql` (whose references are `refs`)
+    /// may carry data `plan` masks: by what it names ([`MaskPlan::taints`]),
+    /// or because it calls a built-in function that runs a query given as
+    /// text, or reads a table named by text ([`QUERY_TEXT_FUNCTIONS`]), so
+    /// that what it returns may be any table's data.
+    fn statement_taints(
+        &self,
+        plan: &MaskPlan,
+        dialect: SqlDialect,
+        sql: &str,
+        refs: Option<&ColumnRefs>,
+    ) -> bool {
+        plan.has_columns()
+            && (plan.taints(refs)
+                || self
+                    .analysis_in(dialect, sql)
+                    .functions
+                    .iter()
+                    .any(|f| QUERY_TEXT_FUNCTIONS.contains(&f.as_str())))
     }
 
     /// Makes the masking of `d` (the decision for `sql`) follow the
@@ -1366,7 +1351,7 @@ impl Engine {
             // Unparsed: its computed columns are masked already.
             return;
         };
-        self.taint_through_views(dialect, sql, mask, views);
+        views.taint(refs, mask);
         let plan = mask.plan.clone();
         let leads = |name: &str| views.leads_to(name, &plan);
         let stored = refs
@@ -1391,33 +1376,6 @@ impl Engine {
             message,
         };
         d.mask = None;
-    }
-
-    /// Masks the computed columns of `sql` (`mask.taint`) when a relation
-    /// it names leads to a masked table, or it calls a function defined
-    /// in the database (or, if they could not be looked up, any function),
-    /// which may read masked data itself ([`Self::masks_through_views`]).
-    fn taint_through_views(
-        &self,
-        dialect: SqlDialect,
-        sql: &str,
-        mask: &mut StatementMask,
-        views: &ViewReads,
-    ) {
-        if mask.taint || views.is_empty() || !mask.plan.has_columns() {
-            return;
-        }
-        let refs = self.column_refs_in(dialect, sql);
-        let Some(refs) = refs.as_ref() else {
-            // Unparsed: its computed columns are masked already.
-            return;
-        };
-        mask.taint = refs
-            .relations
-            .iter()
-            .any(|(n, _)| views.leads_to(n, &mask.plan))
-            || !views.functions.is_empty()
-            || (views.functions_unknown && !self.analysis_in(dialect, sql).functions.is_empty());
     }
 
     /// Makes `d` as strict as deciding the statement as reading (and

@@ -1311,6 +1311,7 @@ async fn masked_values_do_not_come_back_through_whole_rows_functions_or_errors()
              INSERT INTO public.{t}_s VALUES (1, 'hunter2xyz'), (2, 'hunter2xyz'), (3, 'hunter2xyz'),
                (4, 'hunter2aaa'), (5, 'hunter2bbb'), (6, 'hunter2ccc');
              ANALYZE public.{t}_s;
+             CREATE VIEW public.{t}_vs AS SELECT tablename, most_common_vals::text AS m FROM pg_catalog.pg_stats;
              CREATE FUNCTION public.{t}_f() RETURNS SETOF text LANGUAGE sql AS 'SELECT secret FROM public.{t}';
              CREATE VIEW public.{t}_v AS SELECT id, secret AS contact FROM public.{t};
              CREATE VIEW public.{t}_vf AS SELECT 1 AS id, public.{t}_f() AS contact;
@@ -1363,6 +1364,8 @@ async fn masked_values_do_not_come_back_through_whole_rows_functions_or_errors()
         format!(
             "SELECT s.histogram_bounds::text || '' FROM pg_stats s WHERE s.tablename = '{t}_s'"
         ),
+        format!("SELECT m FROM {t}_vs WHERE tablename = '{t}_s'"),
+        format!("SELECT m || '' FROM {t}_vs WHERE tablename = '{t}_s'"),
         // Views over such functions and whole rows.
         format!("SELECT contact FROM {t}_vf"),
         format!("SELECT upper(contact) FROM {t}_vf"),
