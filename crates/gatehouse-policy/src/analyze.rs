@@ -550,7 +550,7 @@ fn unquoted(name: &str) -> String {
 
 /// Every object of a parse tree's JSON (each node, and the objects inside
 /// it), depth first and in order.
-fn objects(
+pub(crate) fn objects(
     json: &serde_json::Value,
 ) -> impl Iterator<Item = &serde_json::Map<String, serde_json::Value>> {
     use serde_json::Value;
@@ -573,7 +573,7 @@ fn objects(
 
 /// Every table a parse tree's JSON names (`schema.table` or `table`), but
 /// the names of its common table expressions.
-fn tables_in(json: &serde_json::Value) -> std::collections::BTreeSet<String> {
+pub(crate) fn tables_in(json: &serde_json::Value) -> std::collections::BTreeSet<String> {
     use serde_json::Value;
     let mut tables = std::collections::BTreeSet::new();
     let mut ctes = std::collections::BTreeSet::new();
@@ -751,7 +751,7 @@ fn has_complex_typmod(json: &serde_json::Value) -> bool {
 /// function's name (unqualified, in lower case) and the `FuncCall` node.
 /// The tree is walked whole (pg_query's own walk leaves out parts: `VALUES`
 /// lists, `PREPARE`'s and `DECLARE`'s queries).
-fn calls_in(
+pub(crate) fn calls_in(
     json: &serde_json::Value,
 ) -> impl Iterator<Item = (String, &serde_json::Map<String, serde_json::Value>)> {
     objects(json).filter_map(call_of)

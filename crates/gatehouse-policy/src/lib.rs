@@ -11,6 +11,7 @@ pub mod analyze_mysql;
 pub mod detect;
 pub mod json_mask;
 pub mod mask;
+pub mod routine;
 mod rules;
 pub mod view_cache;
 
@@ -19,7 +20,7 @@ pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
 pub use mask::{MaskPlan, holds_column_samples, holds_column_samples_in, mask_text, scrub_message};
 pub use rules::{
     CALLS_FUNCTIONS, CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest,
-    PolicySource, ResultSources, SqlDialect, StatementMask, ViewReads,
+    PolicySource, ResultSources, STORES_DATA, SqlDialect, StatementMask, ViewReads,
 };
 pub use view_cache::ViewCache;
 
