@@ -69,11 +69,13 @@ pub(crate) async fn look_up(
 /// Which of `names` (functions as statements call them, unqualified,
 /// lower case) are stored functions of the upstream database
 /// (`information_schema.ROUTINES`, any database), as the session's caller
-/// finds them: cached with the views.
+/// finds them: cached with the views. Their bodies are not read, so each
+/// counts as reading anything and maybe storing what it is given
+/// ([`gatehouse_policy::CALLS_FUNCTIONS`], [`gatehouse_policy::STORES_DATA`]).
 pub(crate) async fn stored_functions(
     ctx: &Ctx,
     names: &[String],
-) -> Result<HashSet<String>, String> {
+) -> Result<HashMap<String, Arc<[String]>>, String> {
     functions_with(&ctx.proxy.functions, &ctx.connection, names, || {
         caller_login(ctx)
     })
@@ -88,7 +90,7 @@ pub async fn stored_functions_named(
     url: &str,
     password: Option<&Secret>,
     names: &[String],
-) -> Result<HashSet<String>, String> {
+) -> Result<HashMap<String, Arc<[String]>>, String> {
     functions_with(&proxy.functions, connection, names, || {
         stored_login(url, password)
     })
@@ -100,7 +102,7 @@ async fn functions_with<F, Fut>(
     connection: &str,
     names: &[String],
     login: F,
-) -> Result<HashSet<String>, String>
+) -> Result<HashMap<String, Arc<[String]>>, String>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Upstream, String>>,
@@ -116,7 +118,14 @@ where
             .await
         })
         .await
-        .map(|found| found.into_keys().collect())
+        .map(|found| {
+            let unknown: Arc<[String]> = [
+                gatehouse_policy::CALLS_FUNCTIONS.to_string(),
+                gatehouse_policy::STORES_DATA.to_string(),
+            ]
+            .into();
+            found.into_keys().map(|n| (n, unknown.clone())).collect()
+        })
 }
 
 /// `asked`, given up (as an error) after the catalog's time limit.

@@ -35,10 +35,10 @@ pub struct Relation {
     /// For tables: the tables it is a partition or an inheritance child
     /// of (`pg_inherits`), whose columns it shares by name.
     pub parents: Vec<u32>,
-    /// For views: the definition calls a function defined in the database
-    /// (outside `pg_catalog` and `information_schema`), which may return
-    /// data it reads itself.
-    pub calls_functions: bool,
+    /// For views whose definition calls functions defined in the database
+    /// (outside `pg_catalog` and `information_schema`): what those may
+    /// read, as [`Catalog::functions`] gives it (empty for other views).
+    pub function_reads: Arc<[String]>,
 }
 
 /// How long a resolved relation is trusted (renamed columns are seen after this).
@@ -119,7 +119,7 @@ pub struct Catalog {
     views: ViewCache,
     /// Function names that are defined in the database (outside
     /// `pg_catalog` and `information_schema`).
-    functions: ViewCache<()>,
+    functions: ViewCache<Arc<[String]>>,
     /// Moves each time what views read may have changed somewhere
     /// ([`Self::forget_views`]): sessions then resolve their results'
     /// relations again ([`crate::mask::Session::keep_up`]).
@@ -279,7 +279,7 @@ impl Catalog {
             .look_up(&access.connection, names, |missing| {
                 self.bounded(async move {
                     let mut session = CatalogSession::new(access);
-                    let r = fetch_views(&mut session, &missing).await;
+                    let r = fetch_views(&mut session, &missing, true).await;
                     session.end().await;
                     r.map(|found| found.into_iter().map(|(n, r)| (n, r.into())).collect())
                 })
@@ -287,27 +287,33 @@ impl Catalog {
             .await
     }
 
-    /// Which of `names` (functions as a statement calls them, unqualified,
-    /// lower case) are defined in the database: a function of that name
-    /// exists outside `pg_catalog` and `information_schema`, in any schema
-    /// (the caller's `search_path` is not known here). Cached per
-    /// connection as [`Self::views`] is, and forgotten with it.
-    pub async fn user_functions(
+    /// For each of `names` (functions as a statement calls them,
+    /// unqualified, lower case) that is defined in the database (a function
+    /// of that name exists outside `pg_catalog` and `information_schema`,
+    /// in any schema: the caller's `search_path` is not known here), what
+    /// calling it may read and do, from the sources of every function of
+    /// that name and of the functions they call
+    /// ([`gatehouse_policy::routine`]): the relations they name, the
+    /// relations views among those read (as [`Self::views`] gives them),
+    /// [`gatehouse_policy::CALLS_FUNCTIONS`] if one is opaque, and
+    /// [`gatehouse_policy::STORES_DATA`] if one stores or sends data on, or
+    /// is opaque.
+    /// Cached per connection as [`Self::views`] is, and forgotten with it.
+    pub async fn functions(
         &self,
         access: &CatalogAccess,
         names: &[String],
-    ) -> Result<std::collections::HashSet<String>, String> {
+    ) -> Result<HashMap<String, Arc<[String]>>, String> {
         self.functions
             .look_up(&access.connection, names, |missing| {
                 self.bounded(async move {
                     let mut session = CatalogSession::new(access);
-                    let r = fetch_user_functions(&mut session, &missing).await;
+                    let r = fetch_functions(&mut session, &missing).await;
                     session.end().await;
                     r
                 })
             })
             .await
-            .map(|found| found.into_keys().collect())
     }
 
     /// Forgets what the connection's views read: a statement that may
@@ -491,7 +497,7 @@ async fn fetch(
                 .unwrap_or('?'),
             columns: HashMap::new(),
             reads: Vec::new(),
-            calls_functions: false,
+            function_reads: Arc::from([]),
             parents: parents
                 .as_deref()
                 .map(|p| p.split(',').filter_map(|o| o.parse().ok()).collect())
@@ -511,11 +517,14 @@ async fn fetch(
         .map(|(o, _)| *o)
         .collect::<Vec<_>>();
     let mut whole_rows = std::collections::HashSet::new();
+    // Views calling functions defined in the database, and their names.
+    let mut calling: Vec<(u32, Vec<String>)> = Vec::new();
     if !views.is_empty() {
         let definitions = session
             .query(&format!(
                 "SELECT c.oid::int8, pg_catalog.pg_get_viewdef(c.oid),
-                        EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w
+                        (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex'), ',')
+                                FROM pg_catalog.pg_rewrite w
                                 JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
                                   AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
                                 JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
@@ -539,8 +548,40 @@ async fn fetch(
             }) {
                 whole_rows.insert(oid);
             }
+            if let Some(calls) = calls.as_deref().filter(|c| !c.is_empty()) {
+                calling.push((
+                    oid,
+                    calls
+                        .split(',')
+                        .map(|h| unhex_name(h).unwrap_or_default())
+                        .collect(),
+                ));
+            }
+        }
+    }
+    // What the functions views call may read (their names came in hex;
+    // one that does not decode counts as opaque).
+    if !calling.is_empty() {
+        let names: Vec<String> = calling
+            .iter()
+            .flat_map(|(_, n)| n.iter().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let found = Box::pin(fetch_functions(session, &names)).await?;
+        for (oid, called) in calling {
+            let mut reads: Vec<String> = called
+                .iter()
+                .flat_map(|n| match found.get(n) {
+                    Some(r) => r.to_vec(),
+                    // Not found as a function of that name: opaque.
+                    None => vec![gatehouse_policy::CALLS_FUNCTIONS.to_string()],
+                })
+                .collect();
+            reads.sort();
+            reads.dedup();
             if let Some(r) = rels.get_mut(&oid) {
-                r.calls_functions = calls.as_deref() != Some("f");
+                r.function_reads = reads.into();
             }
         }
     }
@@ -570,26 +611,177 @@ async fn fetch(
     Ok(rels.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
 }
 
-/// Those of `names` that name a function defined in the database
-/// ([`Catalog::user_functions`]).
-async fn fetch_user_functions(
+/// What calling each of `names` that names a function defined in the
+/// database may read and do ([`Catalog::functions`]).
+async fn fetch_functions(
     session: &mut CatalogSession<'_>,
     names: &[String],
-) -> Result<HashMap<String, ()>, String> {
-    let rows = session
-        .query(&format!(
-            "SELECT DISTINCT w.name
-             FROM pg_catalog.unnest(ARRAY[{}]::pg_catalog.text[]) AS w(name)
-             JOIN pg_catalog.pg_proc p ON pg_catalog.lower(p.proname) = w.name
-             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
-            hex_texts(names)
-        ))
-        .await?;
-    Ok(rows
+) -> Result<HashMap<String, Arc<[String]>>, String> {
+    use gatehouse_policy::routine::Routine;
+    // Each name asked so far: what its functions' sources show (every
+    // overload's together), or `None` for a name no function defined in
+    // the database has (a built-in's).
+    let mut known: HashMap<String, Option<Routine>> = HashMap::new();
+    let mut wanted: Vec<String> = names.to_vec();
+    for _ in 0..=MAX_DEPTH {
+        if wanted.is_empty() {
+            break;
+        }
+        let rows = session
+            .query(&format!(
+                "SELECT w.name, l.lanname, p.prosrc,
+                        CASE WHEN p.prokind IN ('f', 'p')
+                               AND (l.lanname = 'plpgsql' OR (l.lanname = 'sql' AND p.prosrc = ''))
+                             THEN pg_catalog.pg_get_functiondef(p.oid) END,
+                        p.prokind = 'a', p.provolatile = 'i',
+                        (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(f.proname), 'UTF8'), 'hex'), ',')
+                         FROM pg_catalog.pg_aggregate a
+                         JOIN pg_catalog.pg_proc f ON f.oid IN (a.aggtransfn::pg_catalog.oid, a.aggfinalfn::pg_catalog.oid,
+                           a.aggcombinefn::pg_catalog.oid, a.aggserialfn::pg_catalog.oid, a.aggdeserialfn::pg_catalog.oid,
+                           a.aggmtransfn::pg_catalog.oid, a.aggminvtransfn::pg_catalog.oid, a.aggmfinalfn::pg_catalog.oid)
+                         WHERE a.aggfnoid = p.oid)
+                 FROM pg_catalog.unnest(ARRAY[{}]::pg_catalog.text[]) AS w(name)
+                 JOIN pg_catalog.pg_proc p ON pg_catalog.lower(p.proname) = w.name
+                 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                 JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
+                hex_texts(&wanted)
+            ))
+            .await?;
+        for name in &wanted {
+            known.insert(name.clone(), None);
+        }
+        for row in rows {
+            let [
+                Some(name),
+                language,
+                source,
+                definition,
+                aggregate,
+                immutable,
+                parts,
+            ] = <[Option<String>; 7]>::try_from(row)
+                .map_err(|_| "unexpected catalog row".to_string())?
+            else {
+                continue;
+            };
+            let language = language.as_deref().unwrap_or("");
+            let body = if aggregate.as_deref() == Some("t") {
+                // An aggregate does what its support functions do.
+                let mut r = Routine::default();
+                for hex in parts
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|h| !h.is_empty())
+                {
+                    match unhex_name(hex) {
+                        Some(n) => {
+                            r.calls.insert(n);
+                        }
+                        None => r = Routine::opaque("a support function's name is unreadable"),
+                    }
+                }
+                r
+            } else if matches!(language, "c" | "internal") && immutable.as_deref() == Some("t") {
+                // Compiled code only a superuser can install (an
+                // extension's, mostly), declared immutable: it reads no
+                // tables and changes nothing, on the installer's word
+                // (citext's, pgcrypto's `digest`, PostGIS's).
+                Routine::default()
+            } else {
+                gatehouse_policy::routine::routine(
+                    language,
+                    source.as_deref(),
+                    definition.as_deref(),
+                )
+            };
+            known
+                .entry(name)
+                .or_default()
+                .get_or_insert_with(Routine::default)
+                .absorb(body);
+        }
+        wanted = known
+            .values()
+            .flatten()
+            .flat_map(|r| r.calls.iter())
+            .filter(|c| !known.contains_key(*c))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+    }
+    // Calls nested deeper than that are not followed: opaque.
+    for name in wanted {
+        known.insert(
+            name,
+            Some(Routine::opaque("it calls functions nested too deep")),
+        );
+    }
+    // Each asked-for function with everything it calls, transitively.
+    let mut whole: HashMap<String, Routine> = HashMap::new();
+    for name in names {
+        if !matches!(known.get(name), Some(Some(_))) {
+            continue;
+        }
+        let mut all = Routine::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![name.as_str()];
+        while let Some(n) = stack.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            if let Some(Some(r)) = known.get(n) {
+                all.absorb(r.clone());
+                stack.extend(r.calls.iter().map(String::as_str));
+            }
+        }
+        whole.insert(name.clone(), all);
+    }
+    // What views among the relations they name read.
+    let relations: Vec<String> = whole
+        .values()
+        .flat_map(|r| r.relations.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
-        .filter_map(|row| row.into_iter().next().flatten().map(|n| (n, ())))
+        .collect();
+    let views = if relations.is_empty() {
+        HashMap::new()
+    } else {
+        // (Views those read that call functions count as opaque: calls
+        // are not followed through views again.)
+        Box::pin(fetch_views(session, &relations, false)).await?
+    };
+    Ok(whole
+        .into_iter()
+        .map(|(name, r)| {
+            let mut reads: Vec<String> = Vec::new();
+            for rel in &r.relations {
+                reads.push(rel.clone());
+                reads.extend(views.get(rel).into_iter().flatten().cloned());
+            }
+            if r.opaque.is_some() {
+                reads.push(gatehouse_policy::CALLS_FUNCTIONS.to_string());
+            }
+            // An opaque function may store what it is given, too.
+            if r.stores || r.opaque.is_some() {
+                reads.push(gatehouse_policy::STORES_DATA.to_string());
+            }
+            reads.sort();
+            reads.dedup();
+            (name, reads.into())
+        })
         .collect())
+}
+
+/// A name the catalog gave in hex (so that no character of it, a comma
+/// included, is taken for a separator). An empty name, which no function
+/// has, stands for one that does not decode where a caller needs a name.
+fn unhex_name(hex: &str) -> Option<String> {
+    hex::decode(hex)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
 }
 
 /// `names` as a list of SQL text expressions, each given as hex so that no
@@ -610,10 +802,13 @@ fn hex_texts(names: &[String]) -> String {
 /// The relations each of `names` reads if it is a view, or holds rows of
 /// if it is a partition or inheritance child ([`Catalog::views`]); a view
 /// that calls a function defined in the database (itself, or a view it
-/// reads) also "reads" [`gatehouse_policy::CALLS_FUNCTIONS`].
+/// reads) also "reads" what that function may read, as
+/// [`fetch_functions`] gives it when `follow_functions`, or else
+/// [`gatehouse_policy::CALLS_FUNCTIONS`].
 async fn fetch_views(
     session: &mut CatalogSession<'_>,
     names: &[String],
+    follow_functions: bool,
 ) -> Result<HashMap<String, Vec<String>>, String> {
     let list = hex_texts(names);
     let rows = session
@@ -647,7 +842,7 @@ async fn fetch_views(
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              WHERE r.depth > 0
              UNION
-             SELECT DISTINCT r.name, '{calls}'
+             SELECT DISTINCT r.name, '{CALLS_PREFIX}' || pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex')
              FROM reads r
              JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.rel
              JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
@@ -655,21 +850,53 @@ async fn fetch_views(
              JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
              JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
              WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
-             ORDER BY 1, 2",
-            calls = gatehouse_policy::CALLS_FUNCTIONS
+             ORDER BY 1, 2"
         ))
         .await?;
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    // The functions views call, by the name that led to each view.
+    let mut calls: Vec<(String, String)> = Vec::new();
     for row in rows {
         let [Some(name), Some(rel)] = <[Option<String>; 2]>::try_from(row)
             .map_err(|_| "unexpected catalog row".to_string())?
         else {
             continue;
         };
-        out.entry(name).or_default().push(rel);
+        match rel.strip_prefix(CALLS_PREFIX) {
+            Some(hex) => calls.push((name, unhex_name(hex).unwrap_or_default())),
+            None => out.entry(name).or_default().push(rel),
+        }
+    }
+    if calls.is_empty() {
+        return Ok(out);
+    }
+    let found = if follow_functions {
+        let names: Vec<String> = calls
+            .iter()
+            .map(|(_, f)| f.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        fetch_functions(session, &names).await?
+    } else {
+        HashMap::new()
+    };
+    for (name, function) in calls {
+        let reads = out.entry(name).or_default();
+        match found.get(&function) {
+            Some(r) => reads.extend(r.iter().cloned()),
+            // Not followed, or not found as a function of that name.
+            None => reads.push(gatehouse_policy::CALLS_FUNCTIONS.to_string()),
+        }
+        reads.sort();
+        reads.dedup();
     }
     Ok(out)
 }
+
+/// Marks a function (its lower-case name in hex) among what
+/// [`fetch_views`]'s query says a view reads.
+const CALLS_PREFIX: &str = "(call)";
 
 /// Runs one simple query; rows as text values.
 async fn simple_query(

@@ -170,9 +170,10 @@ impl Session {
                 if depth > 8 {
                     return Err(());
                 }
-                if rel.calls_functions {
-                    // What a function defined in the database returns is
-                    // not known: masked as a computed column would be.
+                if mask.plan.reads_masked(&rel.function_reads) {
+                    // A function defined in the database that it calls
+                    // may return masked data (or what it does is not
+                    // known): masked as a computed column would be.
                     return Ok(Some(MaskMethod::Redact));
                 }
                 let mut strictest: Option<MaskMethod> = None;

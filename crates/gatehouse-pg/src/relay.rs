@@ -1095,11 +1095,7 @@ impl ClientSide {
         }
         let mut reads = ViewReads::of(found);
         if !functions.is_empty() {
-            let found = ctx
-                .proxy
-                .catalog
-                .user_functions(&ctx.catalog, &functions)
-                .await;
+            let found = ctx.proxy.catalog.functions(&ctx.catalog, &functions).await;
             if let Err(e) = &found {
                 tracing::warn!(session = %ctx.session_id, error = %e, "could not look up functions in the catalog; the results of statements calling functions are masked");
             }

@@ -138,6 +138,17 @@ impl MaskPlan {
         self.masks_on(name).next().is_some()
     }
 
+    /// Whether reading `reads` (the relations a view or a function defined
+    /// in the database reads, as the proxies' catalog look-ups give them)
+    /// may give data this plan masks: one is a masked table or holds
+    /// planner statistics, or what is read is not known
+    /// ([`crate::CALLS_FUNCTIONS`]).
+    pub fn reads_masked(&self, reads: &[String]) -> bool {
+        reads
+            .iter()
+            .any(|t| t == crate::CALLS_FUNCTIONS || holds_column_samples(t) || self.masks_table(t))
+    }
+
     /// The column masks a table as a statement names it (`t` or `s.t`)
     /// may be under.
     fn masks_on<'a>(&'a self, name: &'a str) -> impl Iterator<Item = MaskMethod> + 'a {

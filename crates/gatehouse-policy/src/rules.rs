@@ -205,11 +205,14 @@ pub struct ViewReads {
     /// review rules' table conditions count as met (fail closed).
     unknown: Option<String>,
     /// The functions the statement calls that are defined in the database
-    /// rather than built in ([`Engine::functions_to_resolve`]): under
-    /// column masks, what they return may be masked data read inside them.
-    functions: HashSet<String>,
-    /// The functions could not be looked up: any call counts as one of
-    /// those (fail closed).
+    /// rather than built in ([`Engine::functions_to_resolve`]), with what
+    /// calling each may read (the relations their sources name, and the
+    /// markers [`CALLS_FUNCTIONS`] and [`STORES_DATA`]): under column
+    /// masks, what they return may be masked data read inside them, and
+    /// what they are given may be kept where it is read back unmasked.
+    functions: HashMap<String, Arc<[String]>>,
+    /// The functions could not be looked up: any call counts as one that
+    /// reads masked data (fail closed).
     functions_unknown: bool,
 }
 
@@ -238,8 +241,12 @@ impl ViewReads {
 
     /// With what the look-up of the statement's functions answered
     /// ([`Engine::functions_to_resolve`]): those defined in the database,
-    /// or its error (then every call counts as one).
-    pub fn with_functions(mut self, answer: Result<HashSet<String>, String>) -> Self {
+    /// with what each may read, or its error (then every call counts as
+    /// one that reads masked data).
+    pub fn with_functions(
+        mut self,
+        answer: Result<HashMap<String, Arc<[String]>>, String>,
+    ) -> Self {
         match answer {
             Ok(f) => self.functions = f,
             Err(_) => self.functions_unknown = true,
@@ -247,28 +254,58 @@ impl ViewReads {
         self
     }
 
+    /// Whether a function the statement calls may return data `plan` masks
+    /// (any does if they could not be looked up).
+    fn function_reads_masked(&self, plan: &MaskPlan) -> bool {
+        self.functions_unknown
+            || self
+                .functions
+                .values()
+                .any(|reads| plan.reads_masked(reads))
+    }
+
+    /// A function the statement calls that stores or sends on what it is
+    /// given or reads (or may: an opaque one), and would store masked data:
+    /// the statement reads masked data itself (`reads_masked`), or the
+    /// function is known to read a masked table (an opaque one is not
+    /// refused for what it might read). `Some("")` when the functions could
+    /// not be looked up and the statement reads masked data (fail closed).
+    fn storing_function(&self, plan: &MaskPlan, reads_masked: bool) -> Option<&str> {
+        if self.functions_unknown && reads_masked {
+            return Some("");
+        }
+        self.functions
+            .iter()
+            .filter(|(_, reads)| reads.iter().any(|t| t == STORES_DATA))
+            .find(|(_, reads)| {
+                reads_masked
+                    || reads
+                        .iter()
+                        .any(|t| holds_column_samples(t) || plan.masks_table(t))
+            })
+            .map(|(name, _)| name.as_str())
+    }
+
     /// Whether the relation `name` leads to a table `plan` masks (every
     /// name does if the look-up failed).
     fn leads_to(&self, name: &str, plan: &MaskPlan) -> bool {
         self.unknown.is_some()
-            || self.by_name.get(name).is_some_and(|reads| {
-                reads
-                    .iter()
-                    .any(|t| t == CALLS_FUNCTIONS || holds_column_samples(t) || plan.masks_table(t))
-            })
+            || self
+                .by_name
+                .get(name)
+                .is_some_and(|reads| plan.reads_masked(reads))
     }
 
     /// Masks the computed columns of a statement whose references are
     /// `refs` (`mask.taint`) when a relation it names leads to a masked
-    /// table, or it calls a function defined in the database (or the
-    /// functions it calls could not be looked up), which may read masked
-    /// data itself ([`Engine::masks_through_views`]).
+    /// table, or it calls a function defined in the database that may read
+    /// masked data itself (or the functions it calls could not be looked
+    /// up) ([`Engine::masks_through_views`]).
     fn taint(&self, refs: &ColumnRefs, mask: &mut StatementMask) {
         if mask.taint || self.is_empty() || !mask.plan.has_columns() {
             return;
         }
-        mask.taint = !self.functions.is_empty()
-            || self.functions_unknown
+        mask.taint = self.function_reads_masked(&mask.plan)
             || refs
                 .relations
                 .iter()
@@ -316,6 +353,12 @@ impl ResultSources {
 /// well as its relations ([`ViewReads`]): under column masks it counts as
 /// leading to masked data (what the function returns is not known).
 pub const CALLS_FUNCTIONS: &str = "(functions)";
+
+/// What a function defined in the database that stores or sends on data
+/// (writes a table, a setting, a notification: [`crate::routine`]) reads
+/// as well as its relations ([`ViewReads`]): under column masks, giving it
+/// masked data is refused.
+pub const STORES_DATA: &str = "(stores)";
 
 /// PostgreSQL's built-in functions that run a query given as text, or
 /// read a table, schema or database named by text or a cursor: under
@@ -1351,9 +1394,12 @@ impl Engine {
             // Unparsed: its computed columns are masked already.
             return;
         };
-        views.taint(refs, mask);
         let plan = mask.plan.clone();
         let leads = |name: &str| views.leads_to(name, &plan);
+        // Whether the statement gives what it reads masked data, before
+        // what its functions return is counted.
+        let reads_masked = mask.taint || refs.relations.iter().any(|(n, _)| leads(n));
+        views.taint(refs, mask);
         let stored = refs
             .stored
             .as_ref()
@@ -1362,6 +1408,14 @@ impl Engine {
             format!("{STORE_REFUSAL} ({name} reads masked columns)")
         } else if let Some(name) = refs.altered.iter().find(|n| leads(n)) {
             alter_refusal(name)
+        } else if let Some(name) = views.storing_function(&plan, reads_masked) {
+            if name.is_empty() {
+                "calling functions defined in the database is not allowed with masked data when Gatehouse cannot look them up: one could keep the data unmasked".to_string()
+            } else {
+                format!(
+                    "calling {name} here is not allowed where columns are masked: it is defined in the database and stores or sends on data (to a table, a setting, a notification), or Gatehouse cannot tell that it does not, and it would be given or read masked data, whose copy would be read back unmasked; call it without masked columns"
+                )
+            }
         } else {
             return;
         };

@@ -14,6 +14,23 @@ use tokio_postgres::SimpleQueryMessage;
 
 const DIRECT: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// Runs `q` through the gateway with psql as the holder of `token`
+/// (unaligned, tuples only): its output and its errors, trimmed. From a
+/// multi-threaded runtime only.
+fn psql_as(s: &TestServer, token: &str, q: &str) -> (String, String) {
+    let out = tokio::task::block_in_place(|| {
+        Command::new("psql")
+            .args([&url(s, token), "-X", "-A", "-t", "-c", q])
+            .env("PGSSLMODE", "disable")
+            .output()
+            .expect("psql")
+    });
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
 /// Text values of every row of a simple query.
 async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
     c.simple_query(sql)
@@ -1328,19 +1345,7 @@ async fn masked_values_do_not_come_back_through_whole_rows_functions_or_errors()
                           "method": "redact"}]}),
     )
     .await;
-    let psql = |q: &str| {
-        let out = tokio::task::block_in_place(|| {
-            Command::new("psql")
-                .args([&url(&s, &agent), "-X", "-A", "-t", "-c", q])
-                .env("PGSSLMODE", "disable")
-                .output()
-                .expect("psql")
-        });
-        (
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        )
-    };
+    let psql = |q: &str| psql_as(&s, &agent, q);
     for q in [
         format!("SELECT x FROM {t} x"),
         format!("SELECT ({t}) FROM {t}"),
@@ -1440,4 +1445,149 @@ async fn masked_values_do_not_come_back_through_whole_rows_functions_or_errors()
     // Built-in functions run as before, and a column that is not masked
     // is read through a whole-row-free query as it is.
     assert_eq!(psql(&format!("SELECT upper('a'), id FROM {t}")).0, "A|1");
+}
+
+/// Functions defined in the database are read (SQL and PL/pgSQL, through
+/// the functions they call and the views they read) rather than all
+/// treated alike: a call of one that reads no masked table returns its
+/// value as it is; one that reads a masked table, directly, through
+/// another function or through a view, or whose doings cannot be read
+/// (SQL built at run time), has its result masked; one that stores what
+/// it is given or reads, or whose doings cannot be read, is refused masked
+/// data; a view calling a harmless
+/// function is read as it is, and one calling a function that reads a
+/// masked table is masked whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_are_read_to_mask_only_what_they_may_return() {
+    let s = TestServer::start().await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let t = unique("gh_mfn");
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE EXTENSION IF NOT EXISTS citext;
+             CREATE TABLE public.{t} (id int, name text, secret text);
+             INSERT INTO public.{t} VALUES (1, 'ann', 'hunter2xyz');
+             CREATE TABLE public.{t}_plain (id int, note text);
+             INSERT INTO public.{t}_plain VALUES (1, 'note1');
+             CREATE TABLE public.{t}_kept (v text);
+             CREATE VIEW public.{t}_v AS SELECT id, secret FROM public.{t};
+             CREATE FUNCTION public.{t}_shout(v text) RETURNS text LANGUAGE sql AS 'SELECT upper(v) || ''!''';
+             CREATE FUNCTION public.{t}_note(i int) RETURNS text LANGUAGE plpgsql AS $$
+               DECLARE n text;
+               BEGIN SELECT note INTO n FROM public.{t}_plain WHERE id = i; RETURN {t}_shout(n); END $$;
+             CREATE FUNCTION public.{t}_std(i int) RETURNS text LANGUAGE sql
+               BEGIN ATOMIC SELECT note FROM public.{t}_plain WHERE id = i; END;
+             CREATE FUNCTION public.{t}_leak(i int) RETURNS text LANGUAGE plpgsql AS $$
+               DECLARE n text;
+               BEGIN SELECT secret INTO n FROM public.{t} WHERE id = i; RETURN n; END $$;
+             CREATE FUNCTION public.{t}_nested(i int) RETURNS text LANGUAGE sql AS 'SELECT {t}_leak(i)';
+             CREATE FUNCTION public.{t}_viaview() RETURNS text LANGUAGE sql AS 'SELECT max(secret) FROM public.{t}_v';
+             CREATE FUNCTION public.{t}_std_leak(i int) RETURNS text LANGUAGE sql
+               BEGIN ATOMIC SELECT secret FROM public.{t} WHERE id = i; END;
+             CREATE FUNCTION public.{t}_dynamic(tab text) RETURNS text LANGUAGE plpgsql AS $$
+               DECLARE n text;
+               BEGIN EXECUTE 'SELECT secret FROM ' || tab INTO n; RETURN n; END $$;
+             CREATE FUNCTION public.{t}_keep(v text) RETURNS void LANGUAGE sql
+               AS 'INSERT INTO public.{t}_kept VALUES (v)';
+             CREATE FUNCTION public.{t}_copy() RETURNS void LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO public.{t}_kept SELECT secret FROM public.{t}; END $$;
+             CREATE PROCEDURE public.{t}_pcopy() LANGUAGE sql
+               AS 'INSERT INTO public.{t}_kept SELECT secret FROM public.{t}';
+             CREATE FUNCTION public.{t}_acc(state text, v text) RETURNS text LANGUAGE plpgsql AS $$
+               BEGIN RETURN coalesce(state, '') || v || (SELECT secret FROM public.{t} LIMIT 1); END $$;
+             CREATE AGGREGATE public.{t}_agg(text) (sfunc = public.{t}_acc, stype = text);
+             CREATE VIEW public.{t}_vshout AS SELECT id, {t}_shout(name) AS loud FROM public.{t};
+             CREATE VIEW public.{t}_vleak AS SELECT id, {t}_leak(id) AS contact FROM public.{t}_plain;"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({"masks": [{"columns": [format!("public.{t}.secret")], "method": "redact"}]}),
+    )
+    .await;
+    let psql = |q: &str| psql_as(&s, &agent, q);
+    // Harmless functions: their results come back as they are.
+    for (q, want) in [
+        (format!("SELECT {t}_shout('hi')"), "HI!"),
+        (format!("SELECT {t}_shout(name) FROM {t}"), "ANN!"),
+        (format!("SELECT {t}_note(1)"), "NOTE1!"),
+        (format!("SELECT {t}_std(1)"), "note1"),
+        (format!("SELECT * FROM {t}_note(1)"), "NOTE1!"),
+        (format!("SELECT loud FROM {t}_vshout"), "ANN!"),
+        (format!("SELECT id, loud FROM {t}_vshout"), "1|ANN!"),
+        (format!("SELECT {t}_keep('plain')"), ""),
+        // An extension's compiled functions declared immutable (citext's
+        // max(citext) is an aggregate over one), whose names built-ins share.
+        (format!("SELECT max(name) FROM {t}"), "ann"),
+        (format!("SELECT max(name::citext) FROM {t}"), "ann"),
+    ] {
+        assert_eq!(psql(&q), (want.to_string(), String::new()), "{q}");
+    }
+    // Functions that may return masked data: masked.
+    for q in [
+        format!("SELECT {t}_leak(1)"),
+        format!("SELECT {t}_nested(1)"),
+        format!("SELECT {t}_viaview()"),
+        format!("SELECT {t}_std_leak(1)"),
+        format!("SELECT {t}_dynamic('{t}')"),
+        format!("SELECT {t}_shout(secret) FROM {t}"),
+        format!("SELECT contact FROM {t}_vleak"),
+        format!("SELECT id, contact FROM {t}_vleak"),
+        format!("SELECT {t}_agg(note) FROM {t}_plain"),
+    ] {
+        let (out, err) = psql(&q);
+        assert!(
+            !out.contains("hunter2") && !out.contains("HUNTER2"),
+            "{q}: {out} {err}"
+        );
+        assert!(out.contains("[REDACTED]"), "{q} is masked: {out} {err}");
+    }
+    // Functions that store what they are given or read: refused masked data.
+    for q in [
+        format!("SELECT {t}_keep(secret) FROM {t}"),
+        format!("SELECT {t}_keep(secret) FROM {t}_v"),
+        format!("SELECT {t}_copy()"),
+        format!("CALL {t}_pcopy()"),
+        // One whose doings cannot be read may store what it is given.
+        format!("SELECT {t}_dynamic(secret) FROM {t}"),
+    ] {
+        let (out, err) = psql(&q);
+        assert!(
+            err.contains("rule: masking") && err.contains(&format!("{t}_")),
+            "{q} is refused: {out} {err}"
+        );
+    }
+    assert_eq!(
+        rows(
+            &direct,
+            &format!("SELECT v FROM public.{t}_kept ORDER BY v")
+        )
+        .await,
+        vec![vec![Some("plain".to_string())]],
+        "only the unmasked value was kept"
+    );
+    // `policy test` reads the functions as the proxy does.
+    for (sql, want) in [
+        (format!("SELECT {t}_keep(secret) FROM {t}"), "deny masking"),
+        (format!("SELECT {t}_keep('plain')"), "allow"),
+    ] {
+        let (status, v) = s
+            .post(
+                "/v1/policy/test",
+                &s.admin,
+                json!({"as": "agents", "connection": "shop", "sql": sql}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let verdict = &v["decision"]["verdict"];
+        let got = format!(
+            "{} {}",
+            verdict["action"].as_str().unwrap_or(""),
+            verdict["rule"].as_str().unwrap_or("")
+        );
+        assert_eq!(got.trim(), want, "{sql}: {v}");
+    }
 }

@@ -1951,7 +1951,8 @@ fn masked_values_do_not_leave_in_errors_or_warnings() {
 /// A stored function that reads a masked column returns what it reads:
 /// a statement calling one, or a view calling one, has its computed
 /// columns masked (the functions are looked up in
-/// `information_schema.ROUTINES`).
+/// `information_schema.ROUTINES`), and a statement giving one masked data
+/// is refused (its body is not read: it may store it).
 #[test]
 fn what_a_stored_function_returns_is_masked() {
     let f = setup("mfunc");
@@ -1973,6 +1974,17 @@ fn what_a_stored_function_returns_is_masked() {
         assert!(ran, "{sql}: {e}");
         assert!(!got.contains("ann@"), "{sql}: {got}");
     }
+    // Its body is not read, so it may keep what it is given: giving it
+    // masked data is refused.
+    let (ran, got, e) = via(
+        &f.s,
+        &f.bot,
+        &format!("SELECT {t}_f(length(email)) FROM {t}"),
+    );
+    assert!(
+        !ran && e.contains(&format!("calling {t}_f here is not allowed")),
+        "{got} {e}"
+    );
     // Built-in functions over unmasked columns, and views that read no
     // masked column, are as they are.
     let (_, got, e) = via(

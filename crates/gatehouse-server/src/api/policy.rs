@@ -320,7 +320,7 @@ async fn views_named(
                 let called = if functions.is_empty() {
                     Ok(Default::default())
                 } else {
-                    state.pg.catalog.user_functions(&access, &functions).await
+                    state.pg.catalog.functions(&access, &functions).await
                 };
                 (views, called)
             }
