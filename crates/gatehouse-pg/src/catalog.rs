@@ -523,15 +523,9 @@ async fn fetch(
         let definitions = session
             .query(&format!(
                 "SELECT c.oid::int8, pg_catalog.pg_get_viewdef(c.oid),
-                        (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex'), ',')
-                                FROM pg_catalog.pg_rewrite w
-                                JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-                                  AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-                                JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
-                                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-                                WHERE w.ev_class = c.oid
-                                  AND pn.nspname NOT IN ('pg_catalog', 'information_schema'))
+                        (SELECT pg_catalog.string_agg(DISTINCT x.call, ',') FROM ({}) x)
                  FROM pg_catalog.pg_class c WHERE c.oid IN ({})",
+                view_calls_sql("c.oid"),
                 oid_list(&views)
             ))
             .await?;
@@ -553,7 +547,7 @@ async fn fetch(
                     oid,
                     calls
                         .split(',')
-                        .map(|h| unhex_name(h).unwrap_or_default())
+                        .map(|h| unhex_call(h).unwrap_or_default())
                         .collect(),
                 ));
             }
@@ -627,7 +621,55 @@ async fn fetch_functions(
         if wanted.is_empty() {
             break;
         }
-        let rows = session
+        // Operators (keys of `routine::operator_key`) are asked apart.
+        let (operators, functions): (Vec<String>, Vec<String>) = wanted
+            .iter()
+            .cloned()
+            .partition(|n| gatehouse_policy::routine::operator_of(n).is_some());
+        for name in &wanted {
+            known.insert(name.clone(), None);
+        }
+        if !operators.is_empty() {
+            let names: Vec<String> = operators
+                .iter()
+                .filter_map(|k| gatehouse_policy::routine::operator_of(k))
+                .map(str::to_string)
+                .collect();
+            // What an operator defined in the database runs: its function
+            // (which may be a built-in, then not found in turn).
+            let rows = session
+                .query(&format!(
+                    "SELECT w.name, pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex')
+                     FROM pg_catalog.unnest(ARRAY[{}]::pg_catalog.text[]) AS w(name)
+                     JOIN pg_catalog.pg_operator o ON o.oprname = w.name
+                     JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+                     JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode
+                     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
+                    hex_texts(&names)
+                ))
+                .await?;
+            for row in rows {
+                let [Some(name), function] = <[Option<String>; 2]>::try_from(row)
+                    .map_err(|_| "unexpected catalog row".to_string())?
+                else {
+                    continue;
+                };
+                let r = known
+                    .entry(gatehouse_policy::routine::operator_key(&name))
+                    .or_default()
+                    .get_or_insert_with(Routine::default);
+                match function.as_deref().and_then(unhex_name) {
+                    Some(f) => {
+                        r.calls.insert(f);
+                    }
+                    None => r.absorb(Routine::opaque("its function's name is unreadable")),
+                }
+            }
+        }
+        let rows = if functions.is_empty() {
+            Vec::new()
+        } else {
+            session
             .query(&format!(
                 "SELECT w.name, l.lanname, p.prosrc,
                         CASE WHEN p.prokind IN ('f', 'p')
@@ -645,12 +687,10 @@ async fn fetch_functions(
                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                  JOIN pg_catalog.pg_language l ON l.oid = p.prolang
                  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
-                hex_texts(&wanted)
+                hex_texts(&functions)
             ))
-            .await?;
-        for name in &wanted {
-            known.insert(name.clone(), None);
-        }
+            .await?
+        };
         for row in rows {
             let [
                 Some(name),
@@ -784,6 +824,39 @@ fn unhex_name(hex: &str) -> Option<String> {
         .and_then(|b| String::from_utf8(b).ok())
 }
 
+/// A query of what the view `rel` (an SQL expression of its OID) calls
+/// that the database defines, from its rewrite rule's dependencies: each
+/// function's lower-case name in hex, and each operator's name in hex
+/// after an `o` (read by [`unhex_call`]).
+fn view_calls_sql(rel: &str) -> String {
+    format!(
+        "SELECT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex') AS call
+         FROM pg_catalog.pg_rewrite w
+         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+           AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+         JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+         JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+         WHERE w.ev_class = {rel} AND pn.nspname NOT IN ('pg_catalog', 'information_schema')
+         UNION
+         SELECT 'o' || pg_catalog.encode(pg_catalog.convert_to(o.oprname, 'UTF8'), 'hex')
+         FROM pg_catalog.pg_rewrite w
+         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+           AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
+         JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
+         JOIN pg_catalog.pg_namespace pn ON pn.oid = o.oprnamespace
+         WHERE w.ev_class = {rel} AND pn.nspname NOT IN ('pg_catalog', 'information_schema')"
+    )
+}
+
+/// A call as [`view_calls_sql`] gives it: a function's name, or an
+/// operator's key ([`gatehouse_policy::routine::operator_key`]).
+fn unhex_call(hex: &str) -> Option<String> {
+    match hex.strip_prefix('o') {
+        Some(op) => unhex_name(op).map(|o| gatehouse_policy::routine::operator_key(&o)),
+        None => unhex_name(hex),
+    }
+}
+
 /// `names` as a list of SQL text expressions, each given as hex so that no
 /// quoting of theirs matters.
 fn hex_texts(names: &[String]) -> String {
@@ -842,15 +915,11 @@ async fn fetch_views(
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              WHERE r.depth > 0
              UNION
-             SELECT DISTINCT r.name, '{CALLS_PREFIX}' || pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex')
+             SELECT DISTINCT r.name, '{CALLS_PREFIX}' || x.call
              FROM reads r
-             JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.rel
-             JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-               AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-             JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
-             JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-             WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
-             ORDER BY 1, 2"
+             CROSS JOIN LATERAL ({calls}) x
+             ORDER BY 1, 2",
+            calls = view_calls_sql("r.rel")
         ))
         .await?;
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
@@ -863,7 +932,7 @@ async fn fetch_views(
             continue;
         };
         match rel.strip_prefix(CALLS_PREFIX) {
-            Some(hex) => calls.push((name, unhex_name(hex).unwrap_or_default())),
+            Some(hex) => calls.push((name, unhex_call(hex).unwrap_or_default())),
             None => out.entry(name).or_default().push(rel),
         }
     }

@@ -916,6 +916,9 @@ pub struct ColumnRefs {
     pub altered: Vec<String>,
     /// Schemas DDL renames (lower-case).
     pub renamed_schemas: Vec<String>,
+    /// Operators the statement uses (their names, without a schema): an
+    /// operator runs a function, which may be one the database defines.
+    pub operators: BTreeSet<String>,
 }
 
 impl ColumnRefs {
@@ -1133,6 +1136,9 @@ fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()
                             refs.uses.push(format!("cursor:{name}"));
                         }
                     }
+                    "AExpr" | "SubLink" | "SortBy" => {
+                        refs.operators.extend(operators_of(k, child));
+                    }
                     "CopyStmt"
                         if !child
                             .get("is_from")
@@ -1176,9 +1182,50 @@ fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()
     Some(())
 }
 
+/// The operator a node of kind `kind` of a parse tree's JSON names, if it
+/// is an expression with an operator (`a ### b`, `OPERATOR(s.###)`), a
+/// subquery compared with one (`x ### ANY (SELECT …)`) or an ordering by
+/// one (`ORDER BY x USING ###`): its name without a schema.
+pub(crate) fn operators_of<'a>(
+    kind: &str,
+    node: &'a serde_json::Value,
+) -> impl Iterator<Item = String> + 'a {
+    let field = match kind {
+        "AExpr" => "name",
+        "SubLink" => "oper_name",
+        "SortBy" => "use_op",
+        _ => "",
+    };
+    node.get(field)
+        .and_then(serde_json::Value::as_array)
+        .and_then(|names| names.last())
+        .and_then(|n| n.get("node"))
+        .and_then(|n| n.get("String"))
+        .and_then(|s| s.get("sval"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .into_iter()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operators_are_listed() {
+        let ops = |sql: &str| column_refs(sql).expect("parses").operators;
+        let set = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(ops("SELECT 1 ### 2"), set(&["###"]));
+        assert_eq!(ops("SELECT 1 OPERATOR(s.#~#) 2"), set(&["#~#"]));
+        assert_eq!(
+            ops("SELECT a FROM t WHERE a @@ ANY (SELECT b FROM u) ORDER BY a USING <~"),
+            set(&["@@", "<~"])
+        );
+        assert_eq!(
+            ops("SELECT f(x) FROM t WHERE x = 1 AND y < z - 2"),
+            set(&["=", "<", "-"])
+        );
+    }
 
     #[test]
     fn whole_rows_are_told_from_columns_in_view_definitions() {

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::analyze::{self, Class, KEEPING_FUNCTIONS, calls_in, objects, tables_in};
+use crate::analyze::{self, Class, KEEPING_FUNCTIONS, calls_in, objects, operators_of, tables_in};
 use crate::rules::QUERY_TEXT_FUNCTIONS;
 
 /// Sources longer than this are not read: the function counts as opaque.
@@ -31,7 +31,8 @@ pub struct Routine {
     /// The relations its statements name (read or written), as written
     /// (`name` or `schema.name`), without the names of its CTEs.
     pub relations: BTreeSet<String>,
-    /// The functions it calls, unqualified and lower-case.
+    /// The functions it calls, unqualified and lower-case, and the
+    /// operators it uses ([`operator_key`]).
     pub calls: BTreeSet<String>,
     /// It writes to tables, changes definitions, or gives data to one of
     /// [`KEEPING_FUNCTIONS`] (a setting, a notification, a large object).
@@ -132,11 +133,29 @@ fn statements(sql: &str) -> Routine {
     r
 }
 
-/// Adds the relations and calls a parse tree's JSON names, and whether it
-/// writes.
+/// The key under which the function an operator runs is looked up with
+/// functions ([`Routine::calls`], `Engine::functions_to_resolve`): the
+/// operator's name after a NUL, which no function's name has.
+pub fn operator_key(operator: &str) -> String {
+    format!("\0{operator}")
+}
+
+/// The operator a key of [`operator_key`] stands for, if it is one.
+pub fn operator_of(key: &str) -> Option<&str> {
+    key.strip_prefix('\0')
+}
+
+/// Adds the relations, calls and operators a parse tree's JSON names, and
+/// whether it writes.
 fn walk_tree(json: &Value, r: &mut Routine) {
     r.relations.extend(tables_in(json));
     r.calls.extend(calls_in(json).map(|(name, _)| name));
+    for m in objects(json) {
+        for (kind, node) in m {
+            r.calls
+                .extend(operators_of(kind, node).map(|o| operator_key(&o)));
+        }
+    }
     r.stores |= objects(json).any(|m| {
         m.contains_key("InsertStmt")
             || m.contains_key("UpdateStmt")

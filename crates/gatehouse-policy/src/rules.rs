@@ -1302,8 +1302,10 @@ impl Engine {
         names.into_iter().collect()
     }
 
-    /// The functions `sql` calls (and the texts its `EXECUTE`s run) that
-    /// the proxy looks up in the database's catalog before it decides
+    /// The functions `sql` calls and the operators it uses
+    /// ([`crate::routine::operator_key`]), and those of the texts its
+    /// `EXECUTE`s run, that the proxy looks up in the database's catalog
+    /// before it decides
     /// ([`ViewReads::with_functions`]), under column masks only: one
     /// defined in the database may return masked data it reads itself, so
     /// a statement calling one has its computed columns masked.
@@ -1327,6 +1329,14 @@ impl Engine {
                     .filter(|f| !QUERY_TEXT_FUNCTIONS.contains(&f.as_str()))
                     .cloned(),
             );
+            // An operator runs a function too.
+            if let Some(refs) = self.column_refs_in(dialect, text).as_ref() {
+                names.extend(
+                    refs.operators
+                        .iter()
+                        .map(|o| crate::routine::operator_key(o)),
+                );
+            }
         };
         self.each_text(dialect, sql, sources, add);
         names.into_iter().collect()
@@ -1412,6 +1422,10 @@ impl Engine {
             if name.is_empty() {
                 "calling functions defined in the database is not allowed with masked data when Gatehouse cannot look them up: one could keep the data unmasked".to_string()
             } else {
+                let name = match crate::routine::operator_of(name) {
+                    Some(op) => format!("the operator {op}"),
+                    None => name.to_string(),
+                };
                 format!(
                     "calling {name} here is not allowed where columns are masked: it is defined in the database and stores or sends on data (to a table, a setting, a notification), or Gatehouse cannot tell that it does not, and it would be given or read masked data, whose copy would be read back unmasked; call it without masked columns"
                 )

@@ -1498,6 +1498,13 @@ async fn functions_are_read_to_mask_only_what_they_may_return() {
              CREATE FUNCTION public.{t}_acc(state text, v text) RETURNS text LANGUAGE plpgsql AS $$
                BEGIN RETURN coalesce(state, '') || v || (SELECT secret FROM public.{t} LIMIT 1); END $$;
              CREATE AGGREGATE public.{t}_agg(text) (sfunc = public.{t}_acc, stype = text);
+             CREATE FUNCTION public.{t}_opfn(a int, b int) RETURNS text LANGUAGE sql
+               AS 'SELECT secret FROM public.{t} LIMIT 1';
+             CREATE SCHEMA {t}_ops;
+             CREATE OPERATOR {t}_ops.#~# (LEFTARG = int, RIGHTARG = int, FUNCTION = public.{t}_opfn);
+             CREATE OPERATOR {t}_ops.+~+ (LEFTARG = int, RIGHTARG = int, FUNCTION = pg_catalog.int4pl);
+             CREATE VIEW public.{t}_vop AS SELECT 1 OPERATOR({t}_ops.#~#) 2 AS x;
+             CREATE VIEW public.{t}_vplus AS SELECT 1 OPERATOR({t}_ops.+~+) 2 AS x;
              CREATE VIEW public.{t}_vshout AS SELECT id, {t}_shout(name) AS loud FROM public.{t};
              CREATE VIEW public.{t}_vleak AS SELECT id, {t}_leak(id) AS contact FROM public.{t}_plain;"
         ))
@@ -1523,6 +1530,9 @@ async fn functions_are_read_to_mask_only_what_they_may_return() {
         // max(citext) is an aggregate over one), whose names built-ins share.
         (format!("SELECT max(name) FROM {t}"), "ann"),
         (format!("SELECT max(name::citext) FROM {t}"), "ann"),
+        // An operator over a built-in function, in a statement and a view.
+        (format!("SELECT 1 OPERATOR({t}_ops.+~+) 2"), "3"),
+        (format!("SELECT x FROM {t}_vplus"), "3"),
     ] {
         assert_eq!(psql(&q), (want.to_string(), String::new()), "{q}");
     }
@@ -1537,6 +1547,11 @@ async fn functions_are_read_to_mask_only_what_they_may_return() {
         format!("SELECT contact FROM {t}_vleak"),
         format!("SELECT id, contact FROM {t}_vleak"),
         format!("SELECT {t}_agg(note) FROM {t}_plain"),
+        // An operator runs a function too.
+        format!("SELECT 1 OPERATOR({t}_ops.#~#) 2"),
+        format!("SET search_path = {t}_ops, public; SELECT 1 #~# 2"),
+        format!("SELECT x FROM {t}_vop"),
+        format!("SELECT x || '' FROM {t}_vop"),
     ] {
         let (out, err) = psql(&q);
         assert!(
