@@ -621,13 +621,42 @@ async fn fetch_functions(
         if wanted.is_empty() {
             break;
         }
-        // Operators (keys of `routine::operator_key`) are asked apart.
+        // Operators (keys of `routine::operator_key`) and what runs
+        // implicitly (`routine::IMPLICIT_CALLS`) are asked apart.
+        let implicit = wanted
+            .iter()
+            .any(|n| n == gatehouse_policy::routine::IMPLICIT_CALLS);
         let (operators, functions): (Vec<String>, Vec<String>) = wanted
             .iter()
+            .filter(|n| *n != gatehouse_policy::routine::IMPLICIT_CALLS)
             .cloned()
             .partition(|n| gatehouse_policy::routine::operator_of(n).is_some());
         for name in &wanted {
             known.insert(name.clone(), None);
+        }
+        if implicit {
+            let rows = session.query(IMPLICIT_CALLS_SQL).await?;
+            let mut r = Routine::default();
+            for row in rows {
+                match row
+                    .into_iter()
+                    .next()
+                    .flatten()
+                    .as_deref()
+                    .and_then(unhex_call)
+                {
+                    Some(call) => {
+                        r.calls.insert(call);
+                    }
+                    None => r.absorb(Routine::opaque("a function's name is unreadable")),
+                }
+            }
+            if !r.calls.is_empty() || r.opaque.is_some() {
+                known.insert(
+                    gatehouse_policy::routine::IMPLICIT_CALLS.to_string(),
+                    Some(r),
+                );
+            }
         }
         if !operators.is_empty() {
             let names: Vec<String> = operators
@@ -847,6 +876,33 @@ fn view_calls_sql(rel: &str) -> String {
          WHERE w.ev_class = {rel} AND pn.nspname NOT IN ('pg_catalog', 'information_schema')"
     )
 }
+
+/// The functions (and operators) that PostgreSQL runs without a call in
+/// the statement and that the database defines
+/// ([`gatehouse_policy::routine::IMPLICIT_CALLS`]): casts' functions and
+/// what domains' constraints call, each as [`view_calls_sql`] writes it.
+const IMPLICIT_CALLS_SQL: &str = "
+    SELECT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex')
+    FROM pg_catalog.pg_cast c
+    JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+    UNION
+    SELECT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex')
+    FROM pg_catalog.pg_constraint k
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+      AND d.objid = k.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+    JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE k.contypid <> 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    UNION
+    SELECT 'o' || pg_catalog.encode(pg_catalog.convert_to(o.oprname, 'UTF8'), 'hex')
+    FROM pg_catalog.pg_constraint k
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+      AND d.objid = k.oid AND d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
+    JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
+    JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+    WHERE k.contypid <> 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema')";
 
 /// A call as [`view_calls_sql`] gives it: a function's name, or an
 /// operator's key ([`gatehouse_policy::routine::operator_key`]).

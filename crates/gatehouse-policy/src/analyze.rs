@@ -1034,6 +1034,9 @@ const ALTERS: &[&str] = &[
     "AlterObjectSchemaStmt",
     "CreateTrigStmt",
     "RuleStmt",
+    // Row-level security policies run their expressions on every row read.
+    "CreatePolicyStmt",
+    "AlterPolicyStmt",
 ];
 
 /// Names of the CTEs defined anywhere in a parse tree (lower-case).
@@ -1148,7 +1151,8 @@ fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()
                         refs.copy_out = true;
                     }
                     k if ALTERS.contains(&k) => {
-                        if let Some(rv) = child.get("relation") {
+                        // (A policy's relation is its `table`.)
+                        if let Some(rv) = child.get("relation").or_else(|| child.get("table")) {
                             refs.altered.push(range_var_name(rv));
                         }
                         // ALTER SCHEMA … RENAME TO: a mask may name the schema.
@@ -1210,6 +1214,20 @@ pub(crate) fn operators_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_security_policies_alter_their_table() {
+        for sql in [
+            "CREATE POLICY p ON s.customers USING (f(email))",
+            "ALTER POLICY p ON s.customers USING (g(email))",
+        ] {
+            assert_eq!(
+                column_refs(sql).expect("parses").altered,
+                vec!["s.customers"],
+                "{sql}"
+            );
+        }
+    }
 
     #[test]
     fn operators_are_listed() {

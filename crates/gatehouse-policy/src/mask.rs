@@ -339,7 +339,7 @@ pub const STORE_REFUSAL: &str = "storing data read from masked columns in a tabl
 /// refused.
 pub fn alter_refusal(what: &str) -> String {
     format!(
-        "changing {what}, which holds masked columns, is not allowed where they are masked (ALTER, RENAME, SET SCHEMA, CREATE TRIGGER or RULE): renamed or moved columns, or code run on its rows, would escape the masks"
+        "changing {what}, which holds masked columns, is not allowed where they are masked (ALTER, RENAME, SET SCHEMA, CREATE TRIGGER, RULE or POLICY): renamed or moved columns, or code run on its rows, would escape the masks"
     )
 }
 

@@ -140,6 +140,13 @@ pub fn operator_key(operator: &str) -> String {
     format!("\0{operator}")
 }
 
+/// The key under which the functions PostgreSQL runs without a call in
+/// the statement are looked up with the functions it calls: those of casts
+/// (`CREATE CAST … WITH FUNCTION`, run by `x::t` and by implicit casts
+/// alike) and of domains' constraints (run by a cast to the domain), as
+/// the database defines them. Every statement counts as calling them.
+pub const IMPLICIT_CALLS: &str = "\u{1}implicit";
+
 /// The operator a key of [`operator_key`] stands for, if it is one.
 pub fn operator_of(key: &str) -> Option<&str> {
     key.strip_prefix('\0')

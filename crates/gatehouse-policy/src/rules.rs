@@ -1339,6 +1339,9 @@ impl Engine {
             }
         };
         self.each_text(dialect, sql, sources, add);
+        if dialect == SqlDialect::Postgres {
+            names.insert(crate::routine::IMPLICIT_CALLS.to_string());
+        }
         names.into_iter().collect()
     }
 
@@ -1424,6 +1427,9 @@ impl Engine {
             } else {
                 let name = match crate::routine::operator_of(name) {
                     Some(op) => format!("the operator {op}"),
+                    None if name == crate::routine::IMPLICIT_CALLS => {
+                        "a statement (a cast's or a domain's function runs without a call)".into()
+                    }
                     None => name.to_string(),
                 };
                 format!(

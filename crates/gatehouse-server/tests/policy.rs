@@ -1460,13 +1460,20 @@ async fn masked_values_do_not_come_back_through_whole_rows_functions_or_errors()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functions_are_read_to_mask_only_what_they_may_return() {
     let s = TestServer::start().await;
-    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
-    let agent = s.token("bot", &["agents"]).await;
     let t = unique("gh_mfn");
-    let direct = connect(DIRECT).await;
+    // A database of its own: a cast counts for every statement there.
+    connect(DIRECT)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {t}"))
+        .await
+        .unwrap();
+    let db = DIRECT.replace("/test", &format!("/{t}"));
+    s.pg_connection("shop", &db, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let direct = connect(&db).await;
     direct
         .batch_execute(&format!(
-            "CREATE EXTENSION IF NOT EXISTS citext;
+            "CREATE EXTENSION citext;
              CREATE TABLE public.{t} (id int, name text, secret text);
              INSERT INTO public.{t} VALUES (1, 'ann', 'hunter2xyz');
              CREATE TABLE public.{t}_plain (id int, note text);
@@ -1505,6 +1512,9 @@ async fn functions_are_read_to_mask_only_what_they_may_return() {
              CREATE OPERATOR {t}_ops.+~+ (LEFTARG = int, RIGHTARG = int, FUNCTION = pg_catalog.int4pl);
              CREATE VIEW public.{t}_vop AS SELECT 1 OPERATOR({t}_ops.#~#) 2 AS x;
              CREATE VIEW public.{t}_vplus AS SELECT 1 OPERATOR({t}_ops.+~+) 2 AS x;
+             CREATE TYPE public.{t}_ty AS (v text);
+             CREATE FUNCTION public.{t}_tocast(i int) RETURNS public.{t}_ty LANGUAGE sql
+               AS 'SELECT ROW(secret)::public.{t}_ty FROM public.{t} LIMIT 1';
              CREATE VIEW public.{t}_vshout AS SELECT id, {t}_shout(name) AS loud FROM public.{t};
              CREATE VIEW public.{t}_vleak AS SELECT id, {t}_leak(id) AS contact FROM public.{t}_plain;"
         ))
@@ -1568,10 +1578,14 @@ async fn functions_are_read_to_mask_only_what_they_may_return() {
         format!("CALL {t}_pcopy()"),
         // One whose doings cannot be read may store what it is given.
         format!("SELECT {t}_dynamic(secret) FROM {t}"),
+        // A row-level security policy's expression runs on every row read.
+        // Refused on a masked table whatever it calls.
+        format!("CREATE POLICY {t}_q ON {t} USING (true)"),
+        format!("ALTER POLICY {t}_q ON {t} USING (secret IS NULL)"),
     ] {
         let (out, err) = psql(&q);
         assert!(
-            err.contains("rule: masking") && err.contains(&format!("{t}_")),
+            err.contains("rule: masking") && err.contains(&t),
             "{q} is refused: {out} {err}"
         );
     }
@@ -1605,4 +1619,52 @@ async fn functions_are_read_to_mask_only_what_they_may_return() {
         );
         assert_eq!(got.trim(), want, "{sql}: {v}");
     }
+    // A cast runs a function without a call in the statement (so does an
+    // implicit one): once the database has a cast whose function reads a
+    // masked table, computed columns are masked in every statement.
+    assert_eq!(psql(&format!("SELECT {t}_shout('hi')")).0, "HI!");
+    direct
+        .batch_execute(&format!(
+            "CREATE CAST (int AS public.{t}_ty) WITH FUNCTION public.{t}_tocast(int)"
+        ))
+        .await
+        .unwrap();
+    // (Through Gatehouse, so that its look-ups are taken again.)
+    assert_eq!(psql(&format!("CREATE TEMP TABLE {t}_x (i int)")).1, "");
+    for q in [
+        format!("SELECT 1::{t}_ty"),
+        format!("SELECT CAST(1 AS {t}_ty)"),
+        format!("SELECT {t}_shout('hi')"),
+    ] {
+        let (out, err) = psql(&q);
+        assert!(!out.contains("hunter2"), "{q}: {out} {err}");
+        // (A composite is masked as NULL.)
+        assert!(
+            err.is_empty() && (out.contains("[REDACTED]") || out.is_empty()),
+            "{q} is masked: {out} {err}"
+        );
+    }
+    // A domain's constraint that keeps what it checks: refused masked data.
+    direct
+        .batch_execute(&format!(
+            "DROP CAST (int AS public.{t}_ty);
+             CREATE FUNCTION public.{t}_keepb(v text) RETURNS boolean LANGUAGE sql
+               AS 'INSERT INTO public.{t}_kept VALUES (v) RETURNING true';
+             CREATE DOMAIN public.{t}_dom AS text CHECK (public.{t}_keepb(VALUE))"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(psql(&format!("CREATE TEMP TABLE {t}_y (i int)")).1, "");
+    let (out, err) = psql(&format!("SELECT secret::{t}_dom FROM {t}"));
+    assert!(err.contains("rule: masking"), "{out} {err}");
+    assert_eq!(
+        psql(&format!("SELECT 'kept'::{t}_dom")),
+        ("kept".to_string(), String::new())
+    );
+    drop(direct);
+    drop(s);
+    let _ = connect(DIRECT)
+        .await
+        .batch_execute(&format!("DROP DATABASE {t} WITH (FORCE)"))
+        .await;
 }
