@@ -13,7 +13,11 @@
 # as a ratio to PgBouncer's.
 #
 #   bench/experiments/compare.sh [--duration S] [--rounds N] [--clients "8 32"] [--modes prepared]
-#                                [--threads 1] [--title TEXT] INSTANCE...
+#                                [--threads 1] [--title TEXT] [--policy FILE] INSTANCE...
+#
+# --policy FILE puts the policy in FILE (JSON, as `PUT /v1/policy` takes it)
+# in force in every Gatehouse instance before measuring; pgbench's sessions
+# run as the admin group (masks for `admin` apply to them).
 #
 # Needs what bench/pgbench.sh needs (PostgreSQL on 127.0.0.1:5432, trust auth,
 # pgbench, PgBouncer); it uses the database `bench` that bench/pgbench.sh
@@ -26,6 +30,7 @@ CLIENTS="8 32"
 MODES="prepared"
 THREADS=1
 TITLE=""
+POLICY=""
 INSTANCES=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,6 +40,7 @@ while [ $# -gt 0 ]; do
     --modes) MODES=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --title) TITLE=$2; shift 2 ;;
+    --policy) POLICY=$2; shift 2 ;;
     -*) echo "unknown argument: $1" >&2; exit 2 ;;
     *=*) INSTANCES+=("$1"); shift ;;
     *) echo "an instance is NAME=BINARY[,VAR=VALUE...], not: $1" >&2; exit 2 ;;
@@ -65,11 +71,17 @@ start_gateway() { # NAME=BINARY[,VAR=VALUE...]
   env=("${parts[@]:1}")
   [ -x "$bin" ] || { echo "$name: $bin is not an executable" >&2; exit 2; }
   start_gatehouse "$bin" "$WORK/$name" "$WORK/$name.log" GATEHOUSE_SESSION_THREADS="$THREADS" "${env[@]}"
+  if [ -n "$POLICY" ]; then
+    curl -sf -X PUT -H "Authorization: Bearer $GH_TOKEN" -H 'Content-Type: application/json' \
+      --data-binary @"$POLICY" "$GH_API/v1/policy" >/dev/null ||
+      { echo "$name: the policy in $POLICY was not accepted" >&2; exit 2; }
+  fi
   PID[$name]=$GH_PID; PORT[$name]=$GH_PORT; USER[$name]=bench; PASS[$name]=$GH_TOKEN
   TARGETS+=("$name")
   echo "# $name: $bin ($(md5sum "$bin" | cut -c1-12))${env[*]:+ with ${env[*]}}"
 }
 [ -n "$TITLE" ] && echo "# $TITLE"
+[ -n "$POLICY" ] && echo "# policy: $(tr -d '\n' <"$POLICY")"
 for inst in "${INSTANCES[@]}"; do start_gateway "$inst"; done
 
 # ---------------------------------------------------------------- measure

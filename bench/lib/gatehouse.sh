@@ -6,7 +6,8 @@
 #   start_gatehouse BINARY DATA_DIR LOG [VAR=VALUE...]
 #
 # The variables are set in the server's environment. Sets GH_PID, GH_PORT
-# (the PostgreSQL listener's port) and GH_TOKEN (the admin token), and adds
+# (the PostgreSQL listener's port), GH_API (the API's address) and GH_TOKEN
+# (the admin token), and adds
 # the server's pid to the caller's PIDS array (for its clean-up).
 start_gatehouse() {
   local bin=$1 data=$2 log=$3 api="" port=""
@@ -23,6 +24,7 @@ start_gatehouse() {
   done
   [ -n "$port" ] || { cat "$log" >&2; return 1; }
   GH_PORT=$port
+  GH_API=$api
   GH_TOKEN=$(cat "$data/admin.token")
   GATEHOUSE_URL=$api GATEHOUSE_TOKEN=$GH_TOKEN "$bin" connections add bench --kind postgres \
     --url "postgres://postgres@127.0.0.1:5432/bench?sslmode=disable" --group admin >/dev/null
