@@ -145,14 +145,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl<T> Cache<T> {
     fn get(&self, sql: &str, compute: impl Fn(&str) -> T) -> Arc<T> {
+        self.get_shared(sql, |s| Arc::new(compute(s)))
+    }
+
+    /// [`Self::get`] with a result that may be shared with another cache.
+    fn get_shared(&self, sql: &str, compute: impl Fn(&str) -> Arc<T>) -> Arc<T> {
         if sql.len() > CACHE_MAX_TEXT {
-            return Arc::new(compute(sql));
+            return compute(sql);
         }
         let shard = &self.shards[(self.hasher.hash_one(sql) as usize) % CACHE_SHARDS];
         if let Some(a) = lock(shard).get(sql) {
             return a.clone();
         }
-        let a = Arc::new(compute(sql));
+        let a = compute(sql);
         let mut m = lock(shard);
         if m.len() >= CACHE_PER_SHARD {
             m.clear();
@@ -391,6 +396,11 @@ pub struct Engine {
     rules: Vec<Rule>,
     cache: Cache<Analysis>,
     refs: Cache<Option<ColumnRefs>>,
+    /// PostgreSQL column references by the text's shape (its constants
+    /// replaced by `$n`, `pg_query::normalize`): they do not depend on
+    /// constants, so texts that differ only in them (a simple-protocol
+    /// client's queries, each with its own values) are walked once.
+    refs_by_shape: Cache<Option<ColumnRefs>>,
     /// The same for MySQL text (the same text may mean something else there).
     mysql_cache: Cache<Analysis>,
     mysql_refs: Cache<Option<ColumnRefs>>,
@@ -681,6 +691,7 @@ impl Engine {
             rules,
             cache: Cache::default(),
             refs: Cache::default(),
+            refs_by_shape: Cache::default(),
             mysql_cache: Cache::default(),
             mysql_refs: Cache::default(),
             plans: Mutex::default(),
@@ -696,6 +707,7 @@ impl Engine {
             rules: Vec::new(),
             cache: Cache::default(),
             refs: Cache::default(),
+            refs_by_shape: Cache::default(),
             mysql_cache: Cache::default(),
             mysql_refs: Cache::default(),
             plans: Mutex::default(),
@@ -741,7 +753,10 @@ impl Engine {
     /// `None` if it does not parse.
     pub fn column_refs_in(&self, dialect: SqlDialect, sql: &str) -> Arc<Option<ColumnRefs>> {
         match dialect {
-            SqlDialect::Postgres => self.refs.get(sql, column_refs),
+            SqlDialect::Postgres => self.refs.get_shared(sql, |s| match pg_query::normalize(s) {
+                Ok(shape) if shape != s => self.refs_by_shape.get(&shape, |_| column_refs(s)),
+                _ => Arc::new(column_refs(s)),
+            }),
             SqlDialect::Mysql => self.mysql_refs.get(sql, column_refs_mysql),
         }
     }
@@ -1777,6 +1792,47 @@ mod tests {
     fn engine(toml_rules: &str) -> Engine {
         let spec: PolicySpec = toml::from_str(toml_rules).expect("toml");
         Engine::new(spec).expect("valid")
+    }
+
+    #[test]
+    fn texts_that_differ_in_constants_share_their_column_references() {
+        let e = engine("");
+        for (a, b) in [
+            (
+                "SELECT abalance FROM a WHERE aid = 1",
+                "SELECT abalance FROM a WHERE aid = 2",
+            ),
+            (
+                "SELECT email, 'x' || name FROM c WHERE note LIKE 'a%' LIMIT 5",
+                "SELECT email, 'yy' || name FROM c WHERE note LIKE 'b%' LIMIT 10",
+            ),
+            (
+                "INSERT INTO t (a, b) SELECT secret, 1 FROM c WHERE d > '2024-01-01'::date",
+                "INSERT INTO t (a, b) SELECT secret, 2 FROM c WHERE d > '2025-01-01'::date",
+            ),
+            (
+                "SELECT query_to_xml('select secret from c', true, false, '')",
+                "SELECT query_to_xml('select 1', true, false, '')",
+            ),
+            (
+                "SELECT pg_notify('c', 'v'), $$a$$, E'\\x'",
+                "SELECT pg_notify('d', 'w'), $$b$$, E'\\y'",
+            ),
+        ] {
+            let (ra, rb) = (
+                e.column_refs_in(SqlDialect::Postgres, a),
+                e.column_refs_in(SqlDialect::Postgres, b),
+            );
+            assert!(Arc::ptr_eq(&ra, &rb), "{a} / {b}");
+            assert_eq!(*rb, column_refs(b), "{b}");
+        }
+        // Texts of other shapes are not.
+        let (ra, rb) = (
+            e.column_refs_in(SqlDialect::Postgres, "SELECT a FROM t WHERE b = 1"),
+            e.column_refs_in(SqlDialect::Postgres, "SELECT a FROM t WHERE c = 1"),
+        );
+        assert!(!Arc::ptr_eq(&ra, &rb));
+        assert_eq!(*rb, column_refs("SELECT a FROM t WHERE c = 1"));
     }
 
     const NOON_WED: i64 = 1_764_763_200_000; // 2025-12-03 12:00 UTC, a Wednesday
