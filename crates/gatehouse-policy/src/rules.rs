@@ -1438,7 +1438,7 @@ impl Engine {
             alter_refusal(name)
         } else if let Some(name) = views.storing_function(&plan, reads_masked) {
             if name.is_empty() {
-                "calling functions defined in the database is not allowed with masked data when Gatehouse cannot look them up: one could keep the data unmasked".to_string()
+                "Gatehouse could not look up the functions and operators this statement may run (a function defined in the database could keep masked data unmasked), so statements that read masked columns are refused until it can; try again, and see the gateway's log for why".to_string()
             } else {
                 let name = match crate::routine::operator_of(name) {
                     Some(op) => format!("the operator {op}"),
@@ -1792,6 +1792,64 @@ mod tests {
     fn engine(toml_rules: &str) -> Engine {
         let spec: PolicySpec = toml::from_str(toml_rules).expect("toml");
         Engine::new(spec).expect("valid")
+    }
+
+    #[test]
+    fn functions_mask_and_are_refused_by_what_they_read_and_keep() {
+        let e = engine(
+            "default = \"allow\"\n[[masks]]\ncolumns = [\"public.customers.email\"]\nmethod = \"redact\"",
+        );
+        let reads = |r: &[&str]| -> Arc<[String]> { r.iter().map(|s| s.to_string()).collect() };
+        let known = HashMap::from([
+            ("harmless".to_string(), reads(&["public.items"])),
+            ("leaks".to_string(), reads(&["public.customers"])),
+            ("opaque".to_string(), reads(&[CALLS_FUNCTIONS, STORES_DATA])),
+            ("keeps".to_string(), reads(&["public.log", STORES_DATA])),
+            (
+                "copies".to_string(),
+                reads(&["customers", "public.log", STORES_DATA]),
+            ),
+        ]);
+        // What the proxy's look-up gives for a statement: the functions
+        // it calls that the database defines.
+        let looked_up = |sql: &str| {
+            let called = e.analysis_in(SqlDialect::Postgres, sql).functions.clone();
+            ViewReads::default().with_functions(Ok(known
+                .iter()
+                .filter(|(n, _)| called.contains(*n))
+                .map(|(n, r)| (n.clone(), r.clone()))
+                .collect()))
+        };
+        // (taint, refused) of each statement.
+        let check = |sql: &str, views: &ViewReads| {
+            let mut d = e.decide(&who(&["agents"]), "shop", sql, NOON_WED);
+            e.masks_through_views(SqlDialect::Postgres, sql, &mut d, views);
+            match (&d.verdict, &d.mask) {
+                (Verdict::Deny { rule, message }, _) => {
+                    assert_eq!(rule, "masking", "{sql}: {rule} {message}");
+                    (true, true)
+                }
+                (_, Some(m)) => (m.taint, false),
+                (_, None) => (false, false),
+            }
+        };
+        for (sql, want) in [
+            ("SELECT harmless(1)", (false, false)),
+            ("SELECT leaks(1)", (true, false)),
+            ("SELECT opaque(1)", (true, false)),
+            ("SELECT keeps('x')", (false, false)),
+            ("SELECT keeps(email) FROM customers", (true, true)),
+            ("SELECT opaque(email) FROM customers", (true, true)),
+            ("SELECT copies()", (true, true)),
+            ("SELECT lower(name) FROM items", (false, false)),
+        ] {
+            assert_eq!(check(sql, &looked_up(sql)), want, "{sql}");
+        }
+        // The functions could not be looked up: computed columns are
+        // masked, and a statement reading masked data is refused.
+        let unknown = ViewReads::default().with_functions(Err("down".into()));
+        assert_eq!(check("SELECT harmless(1)", &unknown), (true, false));
+        assert_eq!(check("SELECT email FROM customers", &unknown), (true, true));
     }
 
     #[test]
