@@ -635,7 +635,7 @@ async fn fetch_functions(
             known.insert(name.clone(), None);
         }
         if implicit {
-            let rows = session.query(IMPLICIT_CALLS_SQL).await?;
+            let rows = session.query(&implicit_calls_sql()).await?;
             let mut r = Routine::default();
             for row in rows {
                 match row
@@ -854,55 +854,64 @@ fn unhex_name(hex: &str) -> Option<String> {
 }
 
 /// A query of what the view `rel` (an SQL expression of its OID) calls
-/// that the database defines, from its rewrite rule's dependencies: each
-/// function's lower-case name in hex, and each operator's name in hex
-/// after an `o` (read by [`unhex_call`]).
+/// that the database defines, from its rewrite rule's dependencies (read
+/// by [`unhex_call`]).
 fn view_calls_sql(rel: &str) -> String {
-    format!(
-        "SELECT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex') AS call
-         FROM pg_catalog.pg_rewrite w
-         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-           AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-         JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
-         JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-         WHERE w.ev_class = {rel} AND pn.nspname NOT IN ('pg_catalog', 'information_schema')
-         UNION
-         SELECT 'o' || pg_catalog.encode(pg_catalog.convert_to(o.oprname, 'UTF8'), 'hex')
-         FROM pg_catalog.pg_rewrite w
-         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-           AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
-         JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
-         JOIN pg_catalog.pg_namespace pn ON pn.oid = o.oprnamespace
-         WHERE w.ev_class = {rel} AND pn.nspname NOT IN ('pg_catalog', 'information_schema')"
+    calls_of_sql(
+        "pg_rewrite",
+        &format!("SELECT w.oid FROM pg_catalog.pg_rewrite w WHERE w.ev_class = {rel}"),
     )
 }
 
 /// The functions (and operators) that PostgreSQL runs without a call in
 /// the statement and that the database defines
 /// ([`gatehouse_policy::routine::IMPLICIT_CALLS`]): casts' functions and
-/// what domains' constraints call, each as [`view_calls_sql`] writes it.
-const IMPLICIT_CALLS_SQL: &str = "
-    SELECT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex')
-    FROM pg_catalog.pg_cast c
-    JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
-    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-    UNION
-    SELECT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex')
-    FROM pg_catalog.pg_constraint k
-    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
-      AND d.objid = k.oid AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-    JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
-    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE k.contypid <> 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-    UNION
-    SELECT 'o' || pg_catalog.encode(pg_catalog.convert_to(o.oprname, 'UTF8'), 'hex')
-    FROM pg_catalog.pg_constraint k
-    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
-      AND d.objid = k.oid AND d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
-    JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
-    JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
-    WHERE k.contypid <> 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema')";
+/// what domains' constraints call, each as [`calls_of_sql`] writes it.
+fn implicit_calls_sql() -> String {
+    format!(
+        "SELECT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(p.proname), 'UTF8'), 'hex')
+         FROM pg_catalog.pg_cast c
+         JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
+         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+         UNION
+         {}",
+        calls_of_sql(
+            "pg_constraint",
+            "SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.contypid <> 0",
+        )
+    )
+}
+
+/// A query of the functions and operators defined in the database that
+/// the objects of catalog `class` whose OIDs `objects` (a query) gives
+/// depend on: each function's lower-case name in hex, and each operator's
+/// name in hex after an `o` (read by [`unhex_call`]).
+fn calls_of_sql(class: &str, objects: &str) -> String {
+    let depends = |on: &str| {
+        format!(
+            "FROM pg_catalog.pg_depend d
+             JOIN pg_catalog.{on} x ON x.oid = d.refobjid
+             JOIN pg_catalog.pg_namespace pn ON pn.oid = x.{space}
+             WHERE d.classid = 'pg_catalog.{class}'::pg_catalog.regclass
+               AND d.refclassid = 'pg_catalog.{on}'::pg_catalog.regclass
+               AND d.objid IN ({objects})
+               AND pn.nspname NOT IN ('pg_catalog', 'information_schema')",
+            space = if on == "pg_proc" {
+                "pronamespace"
+            } else {
+                "oprnamespace"
+            }
+        )
+    };
+    format!(
+        "SELECT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(x.proname), 'UTF8'), 'hex') AS call {}
+         UNION
+         SELECT 'o' || pg_catalog.encode(pg_catalog.convert_to(x.oprname, 'UTF8'), 'hex') {}",
+        depends("pg_proc"),
+        depends("pg_operator")
+    )
+}
 
 /// A call as [`view_calls_sql`] gives it: a function's name, or an
 /// operator's key ([`gatehouse_policy::routine::operator_key`]).
