@@ -117,8 +117,9 @@ pub struct Catalog {
     relations: Cache<Arc<Relation>>,
     types: Cache<UserType>,
     views: ViewCache,
-    /// Function names that are defined in the database (outside
-    /// `pg_catalog` and `information_schema`).
+    /// What calling each function (or operator, or what runs implicitly)
+    /// defined in the database may read and do, by name
+    /// ([`Self::functions`]).
     functions: ViewCache<Arc<[String]>>,
     /// Moves each time what views read may have changed somewhere
     /// ([`Self::forget_views`]): sessions then resolve their results'
