@@ -651,36 +651,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// table conditions count as met (fail closed).
     async fn look_up_views(&mut self, sql: &str) {
         self.sources.clear_views();
-        let names = self.engine.get().relations_to_resolve(
+        let asked = self.engine.get().to_resolve(
             SqlDialect::Mysql,
             &self.ctx.principal,
             &self.ctx.connection,
             sql,
             &self.sources,
         );
-        let functions = self.engine.get().functions_to_resolve(
-            SqlDialect::Mysql,
-            &self.ctx.principal,
-            &self.ctx.connection,
-            sql,
-            &self.sources,
-        );
-        if names.is_empty() && functions.is_empty() {
+        if asked.is_empty() {
             return;
         }
-        let found = if names.is_empty() {
+        let found = if asked.relations.is_empty() {
             Ok(Default::default())
         } else {
-            crate::views::look_up(&self.ctx, &names).await
+            crate::views::look_up(&self.ctx, &asked.relations).await
         };
         if let Err(e) = &found {
             tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up views");
         }
         let mut reads = ViewReads::of(found.map(crate::views::reads));
-        if !functions.is_empty() {
-            let found = crate::views::stored_functions(&self.ctx, &functions).await;
+        if !asked.functions.is_empty() {
+            let found = crate::views::stored_functions(&self.ctx, &asked.functions).await;
             if let Err(e) = &found {
-                tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up stored functions; the results of statements calling functions are masked");
+                tracing::warn!(session = %self.ctx.session_id, error = %e, "could not look up stored functions; the results of statements calling functions are masked and masked data is not given to them");
             }
             reads = reads.with_functions(found);
         }

@@ -108,14 +108,14 @@ where
     Fut: Future<Output = Result<Upstream, String>>,
 {
     cache
-        .look_up(connection, names, |missing| async move {
-            bounded(async {
-                let mut up = login().await?;
-                let found = functions_named(&mut up, &missing).await;
-                let _ = up.quit().await;
-                Ok(found?.into_iter().map(|n| (n, ())).collect())
+        .look_up(connection, names, |missing| {
+            on_side_login(login, async move |up| {
+                Ok(functions_named(up, &missing)
+                    .await?
+                    .into_iter()
+                    .map(|n| (n, ()))
+                    .collect())
             })
-            .await
         })
         .await
         .map(|found| {
@@ -227,16 +227,29 @@ where
     Fut: Future<Output = Result<Upstream, String>>,
 {
     cache
-        .look_up(connection, names, |missing| async move {
-            bounded(async {
-                let mut up = login().await?;
-                let found = fetch(&mut up, database, &missing).await;
-                let _ = up.quit().await;
-                found
-            })
-            .await
+        .look_up(connection, names, |missing| {
+            on_side_login(login, async move |up| fetch(up, database, &missing).await)
         })
         .await
+}
+
+/// What `ask` gets from the database over a login `login` opens (bounded
+/// in time, like the PostgreSQL catalog's), logged out after.
+async fn on_side_login<T, F, Fut>(
+    login: F,
+    ask: impl AsyncFnOnce(&mut Upstream) -> Result<T, String>,
+) -> Result<T, String>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Upstream, String>>,
+{
+    bounded(async {
+        let mut up = login().await?;
+        let found = ask(&mut up).await;
+        let _ = up.quit().await;
+        found
+    })
+    .await
 }
 
 /// `db.table` or `table` as (database, table).

@@ -1068,36 +1068,36 @@ impl ClientSide {
         }) else {
             return;
         };
-        let names = engine.relations_to_resolve(
+        let asked = engine.to_resolve(
             SqlDialect::Postgres,
             &ctx.principal,
             &ctx.connection,
             &sql,
             &self.sources,
         );
-        let functions = engine.functions_to_resolve(
-            SqlDialect::Postgres,
-            &ctx.principal,
-            &ctx.connection,
-            &sql,
-            &self.sources,
-        );
-        if names.is_empty() && functions.is_empty() {
+        if asked.is_empty() {
             return;
         }
-        let found = if names.is_empty() {
+        let found = if asked.relations.is_empty() {
             Ok(Default::default())
         } else {
-            ctx.proxy.catalog.views(&ctx.catalog, &names).await
+            ctx.proxy
+                .catalog
+                .views(&ctx.catalog, &asked.relations)
+                .await
         };
         if let Err(e) = &found {
             tracing::warn!(session = %ctx.session_id, error = %e, "could not look up views in the catalog");
         }
         let mut reads = ViewReads::of(found);
-        if !functions.is_empty() {
-            let found = ctx.proxy.catalog.functions(&ctx.catalog, &functions).await;
+        if !asked.functions.is_empty() {
+            let found = ctx
+                .proxy
+                .catalog
+                .functions(&ctx.catalog, &asked.functions)
+                .await;
             if let Err(e) = &found {
-                tracing::warn!(session = %ctx.session_id, error = %e, "could not look up functions in the catalog; the results of statements calling functions are masked");
+                tracing::warn!(session = %ctx.session_id, error = %e, "could not look up functions in the catalog; computed columns are masked and statements reading masked columns refused");
             }
             reads = reads.with_functions(found);
         }

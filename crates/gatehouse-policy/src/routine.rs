@@ -134,7 +134,7 @@ fn statements(sql: &str) -> Routine {
 }
 
 /// The key under which the function an operator runs is looked up with
-/// functions ([`Routine::calls`], `Engine::functions_to_resolve`): the
+/// functions ([`Routine::calls`], `Engine::to_resolve`): the
 /// operator's name after a NUL, which no function's name has.
 pub fn operator_key(operator: &str) -> String {
     format!("\0{operator}")

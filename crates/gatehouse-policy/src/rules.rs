@@ -189,7 +189,7 @@ pub struct StatementMask {
 pub struct ResultSources {
     by_name: HashMap<String, Vec<Arc<str>>>,
     /// What the views the statement being decided names read (set by the
-    /// proxy before it decides: [`Engine::relations_to_resolve`]).
+    /// proxy before it decides: [`Engine::to_resolve`]).
     views: ViewReads,
     /// Names defined by a statement whose computed columns were masked
     /// (it called a function defined in the database, say): what they
@@ -210,7 +210,7 @@ pub struct ViewReads {
     /// review rules' table conditions count as met (fail closed).
     unknown: Option<String>,
     /// The functions the statement calls that are defined in the database
-    /// rather than built in ([`Engine::functions_to_resolve`]), with what
+    /// rather than built in ([`Engine::to_resolve`]), with what
     /// calling each may read (the relations their sources name, and the
     /// markers [`CALLS_FUNCTIONS`] and [`STORES_DATA`]): under column
     /// masks, what they return may be masked data read inside them, and
@@ -245,7 +245,7 @@ impl ViewReads {
     }
 
     /// With what the look-up of the statement's functions answered
-    /// ([`Engine::functions_to_resolve`]): those defined in the database,
+    /// ([`Engine::to_resolve`]): those defined in the database,
     /// with what each may read, or its error (then every call counts as
     /// one that reads masked data).
     pub fn with_functions(
@@ -351,6 +351,23 @@ impl ResultSources {
         if texts.len() < MAX_SOURCE_TEXTS && !texts.iter().any(|t| t == sql) {
             texts.push(sql.clone());
         }
+    }
+}
+
+/// What the proxy looks up before it decides a statement
+/// ([`Engine::to_resolve`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ToResolve {
+    /// Relation names, as views ([`crate::ViewCache`]).
+    pub relations: Vec<String>,
+    /// Function names and operator keys ([`ViewReads::with_functions`]).
+    pub functions: Vec<String>,
+}
+
+impl ToResolve {
+    /// Nothing to look up.
+    pub fn is_empty(&self) -> bool {
+        self.relations.is_empty() && self.functions.is_empty()
     }
 }
 
@@ -1284,80 +1301,63 @@ impl Engine {
                 .is_some_and(|p| p.has_columns())
     }
 
-    /// The relations `sql` names (and the texts its `EXECUTE`s run, as
-    /// `sources` knows them) that the proxy looks up as views before it
-    /// decides ([`ResultSources::set_views`]): for deny or review rules
-    /// with a condition on tables that apply to the caller, the tables it
-    /// reads and writes; under column masks, every relation it names.
-    pub fn relations_to_resolve(
+    /// What the proxy looks up in the database's catalog before it decides
+    /// `sql` (and the texts its `EXECUTE`s run, as `sources` knows them):
+    /// the relations, as views ([`ResultSources::set_views`]): for deny or
+    /// review rules with a condition on tables that apply to the caller,
+    /// the tables it reads and writes; under column masks, every relation
+    /// it names. And under column masks only, the functions it calls and
+    /// the operators it uses ([`crate::routine::operator_key`]), with, on
+    /// PostgreSQL, what runs without a call
+    /// ([`crate::routine::IMPLICIT_CALLS`]) ([`ViewReads::with_functions`]):
+    /// one defined in the database may return masked data it reads
+    /// itself, or keep what it is given.
+    pub fn to_resolve(
         &self,
         dialect: SqlDialect,
         principal: &Principal,
         connection: &str,
         sql: &str,
         sources: &ResultSources,
-    ) -> Vec<String> {
+    ) -> ToResolve {
         let rules = self.table_rules_apply(principal, connection);
         let masks = self.masks_columns(principal, connection);
         if !rules && !masks {
-            return Vec::new();
+            return ToResolve::default();
         }
-        let mut names = BTreeSet::new();
-        let add = |text: &str| {
+        let (mut relations, mut functions) = (BTreeSet::new(), BTreeSet::new());
+        self.each_text(dialect, sql, sources, |text| {
             if rules {
                 let a = self.analysis_in(dialect, text);
-                names.extend(a.tables_read.iter().chain(a.tables_written.iter()).cloned());
+                relations.extend(a.tables_read.iter().chain(a.tables_written.iter()).cloned());
             }
-            if masks && let Some(refs) = self.column_refs_in(dialect, text).as_ref() {
-                names.extend(refs.relations.iter().map(|(n, _)| n.clone()));
-                names.extend(refs.altered.iter().cloned());
-            }
-        };
-        self.each_text(dialect, sql, sources, add);
-        names.into_iter().collect()
-    }
-
-    /// The functions `sql` calls and the operators it uses
-    /// ([`crate::routine::operator_key`]), and those of the texts its
-    /// `EXECUTE`s run, that the proxy looks up in the database's catalog
-    /// before it decides
-    /// ([`ViewReads::with_functions`]), under column masks only: one
-    /// defined in the database may return masked data it reads itself, so
-    /// a statement calling one has its computed columns masked.
-    pub fn functions_to_resolve(
-        &self,
-        dialect: SqlDialect,
-        principal: &Principal,
-        connection: &str,
-        sql: &str,
-        sources: &ResultSources,
-    ) -> Vec<String> {
-        if !self.masks_columns(principal, connection) {
-            return Vec::new();
-        }
-        let mut names = BTreeSet::new();
-        let add = |text: &str| {
-            names.extend(
-                self.analysis_in(dialect, text)
-                    .functions
-                    .iter()
-                    .filter(|f| !QUERY_TEXT_FUNCTIONS.contains(&f.as_str()))
-                    .cloned(),
-            );
-            // An operator runs a function too.
-            if let Some(refs) = self.column_refs_in(dialect, text).as_ref() {
-                names.extend(
-                    refs.operators
+            if masks {
+                functions.extend(
+                    self.analysis_in(dialect, text)
+                        .functions
                         .iter()
-                        .map(|o| crate::routine::operator_key(o)),
+                        .filter(|f| !QUERY_TEXT_FUNCTIONS.contains(&f.as_str()))
+                        .cloned(),
                 );
+                if let Some(refs) = self.column_refs_in(dialect, text).as_ref() {
+                    relations.extend(refs.relations.iter().map(|(n, _)| n.clone()));
+                    relations.extend(refs.altered.iter().cloned());
+                    // An operator runs a function too.
+                    functions.extend(
+                        refs.operators
+                            .iter()
+                            .map(|o| crate::routine::operator_key(o)),
+                    );
+                }
             }
-        };
-        self.each_text(dialect, sql, sources, add);
-        if dialect == SqlDialect::Postgres {
-            names.insert(crate::routine::IMPLICIT_CALLS.to_string());
+        });
+        if masks && dialect == SqlDialect::Postgres {
+            functions.insert(crate::routine::IMPLICIT_CALLS.to_string());
         }
-        names.into_iter().collect()
+        ToResolve {
+            relations: relations.into_iter().collect(),
+            functions: functions.into_iter().collect(),
+        }
     }
 
     /// Calls `f` with `sql` and with each text its `EXECUTE`s run, as
@@ -2032,13 +2032,14 @@ action = "allow"
         ]);
         assert!(e.table_rules_apply(&bot, "shop"));
         assert_eq!(
-            e.relations_to_resolve(
+            e.to_resolve(
                 SqlDialect::Postgres,
                 &bot,
                 "shop",
                 "SELECT * FROM vault_v JOIN crm.summary USING (id)",
                 &sources
-            ),
+            )
+            .relations,
             vec!["crm.summary".to_string(), "vault_v".to_string()]
         );
         sources.set_views(views.clone());
@@ -2114,7 +2115,8 @@ action = "allow"
             &Arc::from("PREPARE q AS SELECT * FROM vault_v"),
         );
         assert_eq!(
-            e.relations_to_resolve(SqlDialect::Postgres, &bot, "shop", "EXECUTE q", &sources),
+            e.to_resolve(SqlDialect::Postgres, &bot, "shop", "EXECUTE q", &sources)
+                .relations,
             vec!["vault_v".to_string()]
         );
         match decide("EXECUTE q", &sources) {

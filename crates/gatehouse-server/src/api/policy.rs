@@ -252,23 +252,17 @@ async fn views_named(
     sql: &str,
 ) -> Option<gatehouse_policy::ViewReads> {
     use gatehouse_policy::ViewReads;
-    let names = engine.relations_to_resolve(
+    let asked = engine.to_resolve(
         dialect,
         principal,
         &record.spec.name,
         sql,
         &Default::default(),
     );
-    let functions = engine.functions_to_resolve(
-        dialect,
-        principal,
-        &record.spec.name,
-        sql,
-        &Default::default(),
-    );
-    if names.is_empty() && functions.is_empty() {
+    if asked.is_empty() {
         return None;
     }
+    let (names, functions) = (&asked.relations, &asked.functions);
     let credential = match gatehouse_access::connect::open_credential(&state.keys.get(), record) {
         Ok(c) => c,
         Err(_) => {
@@ -289,7 +283,7 @@ async fn views_named(
             let views = if names.is_empty() {
                 Ok(Default::default())
             } else {
-                gatehouse_mysql::views::named(&state.mysql, name, url, password, &names).await
+                gatehouse_mysql::views::named(&state.mysql, name, url, password, names).await
             };
             let called = if functions.is_empty() {
                 Ok(Default::default())
@@ -299,7 +293,7 @@ async fn views_named(
                     name,
                     url,
                     password,
-                    &functions,
+                    functions,
                 )
                 .await
             };
@@ -315,12 +309,12 @@ async fn views_named(
                 let views = if names.is_empty() {
                     Ok(Default::default())
                 } else {
-                    state.pg.catalog.views(&access, &names).await
+                    state.pg.catalog.views(&access, names).await
                 };
                 let called = if functions.is_empty() {
                     Ok(Default::default())
                 } else {
-                    state.pg.catalog.functions(&access, &functions).await
+                    state.pg.catalog.functions(&access, functions).await
                 };
                 (views, called)
             }
