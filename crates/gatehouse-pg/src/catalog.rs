@@ -757,7 +757,7 @@ async fn fetch_functions(
                 // Compiled code only a superuser can install (an
                 // extension's, mostly), declared immutable: it reads no
                 // tables and changes nothing, on the installer's word
-                // (citext's, pgcrypto's `digest`, PostGIS's).
+                // (citext's, pgcrypto's `digest`).
                 Routine::default()
             } else {
                 gatehouse_policy::routine::routine(
