@@ -421,13 +421,28 @@ pub fn analyze(sql: &str) -> Analysis {
                 }
             }
             Err(e) => {
-                a.parse_error = Some(e.to_string());
+                a.parse_error = Some(tree_error(&e));
                 return a;
             }
         }
     }
     a.class = Some(class);
     a
+}
+
+/// What to say of a full parse that failed where the summary parser had
+/// read the text: libpg_query's tree reaches Rust as protobuf, which
+/// `pg_query` decodes with a limit of 100 nested messages (two per level of
+/// an expression), so an expression nested more than about 45 levels deep
+/// (`1 + (1 + (…))`, `a || b || … ` with 45 operands) cannot be read.
+fn tree_error(e: &pg_query::Error) -> String {
+    match e {
+        pg_query::Error::Decode(_) => {
+            "its expressions are nested too deeply for Gatehouse to read (about 45 levels at most)"
+                .into()
+        }
+        e => e.to_string(),
+    }
 }
 
 /// Whether a statement of `sql` (its first, or one after a `;`) may begin
@@ -1214,6 +1229,34 @@ pub(crate) fn operators_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expressions_too_deep_to_decode_are_refused_with_a_reason() {
+        let nested = |depth: usize| {
+            format!(
+                "SELECT pg_cancel_backend({}1{})",
+                "(1 + ".repeat(depth),
+                ")".repeat(depth)
+            )
+        };
+        // A statement that names a backend signal is read whole (for the
+        // signal's target).
+        let a = analyze(&nested(40));
+        assert_eq!(a.class, Some(Class::Admin), "{a:?}");
+        assert_eq!(a.backend_signals.len(), 1, "{a:?}");
+        let a = analyze(&nested(60));
+        assert_eq!(a.class, None, "refused, not read in part: {a:?}");
+        assert_eq!(
+            a.parse_error.as_deref(),
+            Some(
+                "its expressions are nested too deeply for Gatehouse to read (about 45 levels at most)"
+            ),
+            "a reason a person can act on, not prost's trail of 100 message names"
+        );
+        // The other full parses fail closed on it too.
+        assert!(column_refs(&nested(60)).is_none());
+        assert!(lifts_read_only(&nested(60)));
+    }
 
     #[test]
     fn row_security_policies_alter_their_table() {
