@@ -13,8 +13,8 @@ use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_core::policy::spec::MaskMethod;
 use gatehouse_policy::{
-    CachedEngine, ColumnRefs, Engine, MaskPlan, ResultSources, SqlDialect, ViewReads, mask_text,
-    scrub_message,
+    CachedEngine, ColumnRefs, Engine, MaskPlan, ResultSources, SqlDialect, StatementMask,
+    ViewReads, mask_text, scrub_message,
 };
 use gatehouse_store::recorder::{Admission, SessionLog};
 use gatehouse_store::{ResultSample, StatementEntry};
@@ -268,15 +268,18 @@ enum Action {
     Scrub,
 }
 
-/// The caller's mask plan for a statement, whether it mentions masked
-/// columns (taint), and the statement's references.
-type MaskCtx = (Arc<MaskPlan>, bool, Arc<Option<ColumnRefs>>);
+/// How a statement is masked (the caller's plan, whether its computed
+/// columns may carry masked data, what its errors show), and the
+/// statement's references.
+type MaskCtx = (StatementMask, Arc<Option<ColumnRefs>>);
 
-/// The plan whose detectors scrub the upstream's errors about a statement,
-/// if the statement reads masked columns.
-fn scrub_plan(mask: Option<&MaskCtx>) -> Option<Arc<MaskPlan>> {
-    mask.filter(|(plan, taint, _)| *taint && plan.has_columns())
-        .map(|(plan, _, _)| plan.clone())
+/// How the upstream's errors about a statement are scrubbed, if the
+/// statement involves masked columns: the plan whose detectors run over
+/// them, and whether the message is withheld whole (a stored function
+/// that read or was given masked data may `SIGNAL` any text).
+fn scrub_plan(mask: Option<&MaskCtx>) -> Option<(Arc<MaskPlan>, bool)> {
+    mask.filter(|(m, _)| (m.taint || m.scrub_errors) && m.plan.has_columns())
+        .map(|(m, _)| (m.plan.clone(), m.withhold_message))
 }
 
 /// Views a result's columns come from that read masked data, by
@@ -730,7 +733,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let mask = d.mask.map(|m| {
             let refs = engine.column_refs_in(SqlDialect::Mysql, sql);
-            (m.plan, m.taint, refs)
+            (m, refs)
         });
         (d.verdict, mask)
     }
@@ -1023,7 +1026,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let views = self.masked_views(&columns, mask.as_ref()).await;
                 let scrub = scrub_plan(mask.as_ref());
                 let rm = self.row_mask(&columns, mask, &views);
-                self.rows(&mut stmt, true, &columns, rm.as_ref(), scrub.as_deref())
+                self.rows(&mut stmt, true, &columns, rm.as_ref(), scrub.as_ref())
                     .await?;
                 self.record(stmt);
                 Ok(true)
@@ -1216,21 +1219,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Relays the upstream's error `e` (packet `p`) about `stmt`, and
-    /// notes it for the record. Under `scrub` (the statement reads masked
-    /// columns) its message is scrubbed first: the server quotes values in
-    /// it (`Duplicate entry 'ann@example.com1' for key 'group_key'`).
+    /// notes it for the record. Under `scrub` (the statement involves
+    /// masked columns) its message is scrubbed first: the server quotes
+    /// values in it (`Duplicate entry 'ann@example.com1' for key
+    /// 'group_key'`); or withheld whole, but for its codes, where a stored
+    /// function ran with masked data.
     fn relay_err(
         &mut self,
         stmt: &mut Stmt,
         p: &crate::stream::Packet,
         mut e: codec::result::ErrPacket,
-        scrub: Option<&MaskPlan>,
+        scrub: Option<&(Arc<MaskPlan>, bool)>,
     ) {
         let state = e.sql_state.take().unwrap_or_default();
         match scrub {
             None => self.relay(p),
-            Some(plan) => {
-                e.message = scrub_message(&e.message, plan.detectors.as_deref());
+            Some((plan, withhold)) => {
+                e.message = if *withhold {
+                    format!(
+                        "Gatehouse withheld this message (error {}, SQLSTATE {state}): the statement ran a stored function with masked data, and what it reports may show that data",
+                        e.code
+                    )
+                } else {
+                    scrub_message(&e.message, plan.detectors.as_deref())
+                };
                 let mut b = BytesMut::new();
                 codec::result::build_err(&mut b, e.code, &state, &e.message);
                 codec::put_packet(&mut self.out, p.seq, &b);
@@ -1295,7 +1307,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         columns: &[ColumnDefinition],
         mask: Option<&MaskCtx>,
     ) -> ViewMasks {
-        let Some((plan, _, _)) = mask.filter(|(plan, _, _)| plan.has_columns()) else {
+        let Some((StatementMask { plan, .. }, _)) = mask.filter(|(m, _)| m.plan.has_columns())
+        else {
             return Ok(HashMap::new());
         };
         let mut names: Vec<String> = columns
@@ -1337,7 +1350,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         mask: Option<MaskCtx>,
         views: &ViewMasks,
     ) -> Option<RowMask> {
-        let (plan, taint, refs) = mask?;
+        let (StatementMask { plan, taint, .. }, refs) = mask?;
         let tables: Vec<String> = refs
             .as_ref()
             .as_ref()
@@ -1430,7 +1443,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(0xFF) => {
                     let e = parse_err(&p.payload)
                         .map_err(|e| format!("protocol error from the upstream: {e}"))?;
-                    self.relay_err(stmt, &p, e, scrub.as_deref());
+                    self.relay_err(stmt, &p, e, scrub.as_ref());
                     return Ok(());
                 }
                 Some(0xFB) => {
@@ -1488,7 +1501,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         let _ = local.send(LocalEvent::Masked(masked));
                     }
                     let more = self
-                        .rows(stmt, binary, &columns, rm.as_ref(), scrub.as_deref())
+                        .rows(stmt, binary, &columns, rm.as_ref(), scrub.as_ref())
                         .await?;
                     if let Some(p) = prepared.and_then(|id| self.prepared.get_mut(&id)) {
                         p.columns = columns;
@@ -1509,7 +1522,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         binary: bool,
         columns: &[ColumnDefinition],
         mask: Option<&RowMask>,
-        scrub: Option<&MaskPlan>,
+        scrub: Option<&(Arc<MaskPlan>, bool)>,
     ) -> Result<bool, String> {
         let caps = self.ctx.capabilities;
         let types: Vec<BinaryType> = if binary {

@@ -445,24 +445,21 @@ pub fn parse_parameter_status(body: &[u8]) -> Result<(&str, &str), CodecError> {
 }
 
 /// Rewrites an `ErrorResponse` or `NoticeResponse` body: each field's text
-/// goes through `f(field code, text)`; the message is written to `out`
-/// with its tag. A malformed body is written with no fields but its tag.
+/// goes through `f(field code, text)`, which drops the field by giving
+/// `None`; the message is written to `out` with its tag. A malformed body
+/// is written with the fields before the fault.
 pub fn rewrite_fields(
     out: &mut BytesMut,
     tag: u8,
     body: &[u8],
-    mut f: impl FnMut(u8, &str) -> String,
+    mut f: impl FnMut(u8, &str) -> Option<String>,
 ) {
     let at = begin(out, tag);
-    let mut p = body;
-    while let Some((&field, rest)) = p.split_first() {
-        if field == 0 {
-            break;
+    for (field, v) in fields(body) {
+        if let Some(v) = f(field, v) {
+            out.put_u8(field);
+            put_cstr(out, &v);
         }
-        p = rest;
-        let Some(v) = cstr(&mut p) else { break };
-        out.put_u8(field);
-        put_cstr(out, &f(field, v));
     }
     out.put_u8(0);
     finish(out, at);

@@ -355,14 +355,32 @@ fn json_string(s: &str) -> String {
     out
 }
 
-/// Error and notice text for a statement that reads masked columns: the
-/// server quotes values in its messages (`invalid input syntax for type
-/// integer: "alice@example.com"`), so every quoted part of the message,
-/// detail, hint, where and internal-query fields is redacted, and the
-/// detectors run over what is left.
-pub fn scrub_text(field: u8, text: &str, mask: &StatementMask) -> String {
-    if !matches!(field, b'M' | b'D' | b'H' | b'W' | b'q' | b'p') {
-        return text.to_string();
+/// What replaces the detail, context and internal query of an error or
+/// notice about a statement that involves masked columns.
+pub const WITHHELD: &str = "[withheld by Gatehouse: this statement involves masked columns, and this part of the message may show their values]";
+
+/// A field of an error or notice (SQLSTATE `code`) about a statement that
+/// involves masked columns ([`StatementMask::scrub_errors`]), or `None` to
+/// leave it out. The server quotes values in its messages (`invalid input
+/// syntax for type integer: "alice@example.com"`), so every quoted part of
+/// the message and hint is redacted and the detectors run over what is
+/// left; but not everywhere: a constraint's detail shows the row
+/// (`Failing row contains (1, null, hunter2)`), the context shows JSON
+/// input, an XML error's detail the document, the internal query the SQL a
+/// function built, so those are withheld whole (and the internal position,
+/// which points into the query, left out). Where a function defined in
+/// the database ran with masked data, the message and hint are whatever
+/// it raised: withheld too, but for the SQLSTATE.
+pub fn scrub_field(field: u8, text: &str, mask: &StatementMask, code: &str) -> Option<String> {
+    let detectors = mask.plan.detectors.as_deref();
+    match field {
+        b'M' if mask.withhold_message => Some(format!(
+            "Gatehouse withheld this message (SQLSTATE {code}): the statement ran a function defined in the database with masked data, and what it reports may show that data"
+        )),
+        b'H' if mask.withhold_message => None,
+        b'M' | b'H' => Some(gatehouse_policy::mask::scrub_message(text, detectors)),
+        b'D' | b'W' | b'q' => Some(WITHHELD.to_string()),
+        b'p' => None,
+        _ => Some(text.to_string()),
     }
-    gatehouse_policy::mask::scrub_message(text, mask.plan.detectors.as_deref())
 }

@@ -2348,11 +2348,16 @@ impl UpstreamSide {
                     self.rows = None;
                 }
                 self.observe(q, tag, body);
-                match mask.filter(|m| m.taint) {
+                match mask.filter(|m| m.taint || m.scrub_errors) {
                     None => Ok(Step::Forward),
                     Some(m) => {
+                        let fields = codec::fields(body);
+                        let code = fields
+                            .iter()
+                            .find(|(f, _)| *f == b'C')
+                            .map_or("", |(_, c)| c);
                         codec::rewrite_fields(&mut self.out, tag, body, |f, t| {
-                            crate::mask::scrub_text(f, t, &m)
+                            crate::mask::scrub_field(f, t, &m, code)
                         });
                         Ok(Step::Consumed)
                     }

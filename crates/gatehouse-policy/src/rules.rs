@@ -176,6 +176,32 @@ pub struct StatementMask {
     pub plan: Arc<MaskPlan>,
     /// Computed result columns (no table of origin) may carry masked data.
     pub taint: bool,
+    /// The server's errors and notices about the statement may show masked
+    /// values where quoting does not mark them: a row in a constraint's
+    /// `DETAIL` (`Failing row contains (1, null, hunter2)`), JSON or XML
+    /// input in the `CONTEXT` or `DETAIL`, the SQL a function built in the
+    /// internal query. Set where the statement reads masked data, names a
+    /// table with masked columns or a relation leading to one, writes
+    /// (triggers run), calls a function defined in the database, or could
+    /// not be analysed: then those fields are withheld, and quoted parts of
+    /// the message and hint redacted.
+    pub scrub_errors: bool,
+    /// The message itself may be anything the statement's functions chose
+    /// (`RAISE EXCEPTION '%', secret` in a function given or reading masked
+    /// data): withheld too, but for its SQLSTATE.
+    pub withhold_message: bool,
+}
+
+impl StatementMask {
+    /// A mask that masks only columns that come from masked ones.
+    pub fn plain(plan: Arc<MaskPlan>) -> Self {
+        Self {
+            plan,
+            taint: false,
+            scrub_errors: false,
+            withhold_message: false,
+        }
+    }
 }
 
 /// The SQL-level prepared statements and cursors of one session, by name
@@ -306,15 +332,26 @@ impl ViewReads {
     /// table, or it calls a function defined in the database that may read
     /// masked data itself (or the functions it calls could not be looked
     /// up) ([`Engine::masks_through_views`]).
+    ///
+    /// Errors about such a statement, or one that calls a function defined
+    /// in the database (which may touch any table), have their details
+    /// withheld ([`StatementMask::scrub_errors`]); where the statement reads
+    /// masked data and calls such a function, their message too
+    /// ([`StatementMask::withhold_message`]).
     fn taint(&self, refs: &ColumnRefs, mask: &mut StatementMask) {
-        if mask.taint || self.is_empty() || !mask.plan.has_columns() {
+        if self.is_empty() || !mask.plan.has_columns() {
             return;
         }
-        mask.taint = self.function_reads_masked(&mask.plan)
-            || refs
-                .relations
-                .iter()
-                .any(|(n, _)| self.leads_to(n, &mask.plan));
+        if !mask.taint {
+            mask.taint = self.function_reads_masked(&mask.plan)
+                || refs
+                    .relations
+                    .iter()
+                    .any(|(n, _)| self.leads_to(n, &mask.plan));
+        }
+        let calls = !self.functions.is_empty() || self.functions_unknown;
+        mask.scrub_errors |= mask.taint || calls;
+        mask.withhold_message |= mask.taint && calls;
     }
 
     fn is_empty(&self) -> bool {
@@ -818,8 +855,37 @@ impl Engine {
         sql: &str,
     ) -> StatementMask {
         let refs = self.column_refs_in(dialect, sql);
-        let taint = self.statement_taints(&plan, dialect, sql, refs.as_ref().as_ref());
-        StatementMask { plan, taint }
+        self.statement_mask(plan, dialect, sql, refs.as_ref().as_ref())
+    }
+
+    /// How to mask `sql` under `plan`, from what the statement itself says
+    /// (its references `refs`; what the views and functions it names do is
+    /// added by [`ViewReads::taint`]).
+    fn statement_mask(
+        &self,
+        plan: Arc<MaskPlan>,
+        dialect: SqlDialect,
+        sql: &str,
+        refs: Option<&ColumnRefs>,
+    ) -> StatementMask {
+        let taint = self.statement_taints(&plan, dialect, sql, refs);
+        let scrub_errors = plan.has_columns()
+            && (taint
+                || refs.is_none_or(|r| {
+                    r.relations
+                        .iter()
+                        .any(|(n, _)| plan.masks_table(n) || holds_column_samples(n))
+                })
+                || self
+                    .analysis_in(dialect, sql)
+                    .class
+                    .is_none_or(|c| c > Class::Read));
+        StatementMask {
+            plan,
+            taint,
+            scrub_errors,
+            withhold_message: false,
+        }
     }
 
     /// Completes `mask`, the mask of PostgreSQL statement `sql` of a session
@@ -1009,8 +1075,8 @@ impl Engine {
                 };
             }
             None => {
-                let taint = self.statement_taints(&plan, dialect, sql, refs.as_ref().as_ref());
-                decision.mask = Some(StatementMask { plan, taint });
+                decision.mask =
+                    Some(self.statement_mask(plan, dialect, sql, refs.as_ref().as_ref()));
             }
         }
         decision
@@ -1068,7 +1134,7 @@ impl Engine {
             None
         } else {
             self.mask_plan(principal, connection)
-                .map(|plan| StatementMask { plan, taint: false })
+                .map(StatementMask::plain)
         };
         Decision {
             verdict,
@@ -1850,6 +1916,64 @@ mod tests {
         let unknown = ViewReads::default().with_functions(Err("down".into()));
         assert_eq!(check("SELECT harmless(1)", &unknown), (true, false));
         assert_eq!(check("SELECT email FROM customers", &unknown), (true, true));
+    }
+
+    #[test]
+    fn errors_are_scrubbed_where_statements_involve_masked_columns() {
+        let e = engine(
+            "default = \"allow\"\n[[masks]]\ncolumns = [\"public.customers.email\"]\nmethod = \"redact\"",
+        );
+        let reads = |r: &[&str]| -> Arc<[String]> { r.iter().map(|s| s.to_string()).collect() };
+        let functions = |names: &[(&str, &[&str])]| {
+            ViewReads::default().with_functions(Ok(names
+                .iter()
+                .map(|(n, r)| (n.to_string(), reads(r)))
+                .collect()))
+        };
+        // (scrub_errors, withhold_message) of each statement, with what the
+        // proxy looked up for it.
+        let check = |sql: &str, views: &ViewReads| {
+            let mut d = e.decide(&who(&["agents"]), "shop", sql, NOON_WED);
+            e.masks_through_views(SqlDialect::Postgres, sql, &mut d, views);
+            let m = d.mask.expect(sql);
+            (m.scrub_errors, m.withhold_message)
+        };
+        let none = ViewReads::default();
+        for (sql, views, want) in [
+            // Reads masked data.
+            ("SELECT email::json FROM customers", &none, (true, false)),
+            // Names a masked table: a constraint's DETAIL shows the row.
+            (
+                "UPDATE customers SET name = NULL WHERE id = 1",
+                &none,
+                (true, false),
+            ),
+            ("SELECT id FROM customers", &none, (true, false)),
+            // Writes: the table's triggers could touch masked ones.
+            ("INSERT INTO items VALUES (1)", &none, (true, false)),
+            // Calls a function defined in the database (it could touch
+            // any table), with or without masked data.
+            (
+                "SELECT f(1)",
+                &functions(&[("f", &["public.items"])]),
+                (true, false),
+            ),
+            (
+                "SELECT f(email) FROM customers",
+                &functions(&[("f", &["public.items"])]),
+                (true, true),
+            ),
+            (
+                "SELECT g(1)",
+                &functions(&[("g", &["public.customers"])]),
+                (true, true),
+            ),
+            // Involves no masked column: errors pass as they are.
+            ("SELECT note::json FROM items", &none, (false, false)),
+            ("SELECT upper(name) FROM items", &none, (false, false)),
+        ] {
+            assert_eq!(check(sql, views), want, "{sql}");
+        }
     }
 
     #[test]

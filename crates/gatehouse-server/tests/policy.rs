@@ -1447,6 +1447,94 @@ async fn masked_values_do_not_come_back_through_whole_rows_functions_or_errors()
     assert_eq!(psql(&format!("SELECT upper('a'), id FROM {t}")).0, "A|1");
 }
 
+/// The server's errors and notices show values where quoting does not
+/// mark them: a constraint's DETAIL shows the failing row, JSON input is
+/// echoed in the CONTEXT and an XML document in the DETAIL, the internal
+/// query is the SQL a function built, and a function's message is what it
+/// raised. About statements that involve masked columns those parts are
+/// withheld (a message a function raised too, but for its SQLSTATE);
+/// errors about other statements keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_about_masked_data_do_not_show_it() {
+    let s = TestServer::start().await;
+    let t = unique("gh_merr");
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int PRIMARY KEY, name text NOT NULL, secret text);
+             INSERT INTO public.{t} VALUES (1, 'ann', 'hunter2xyz');
+             CREATE TABLE public.{t}_plain (id int PRIMARY KEY, note text NOT NULL);
+             INSERT INTO public.{t}_plain VALUES (1, 'note1');
+             CREATE FUNCTION public.{t}_raise(i int) RETURNS text LANGUAGE plpgsql AS $$
+               DECLARE n text;
+               BEGIN SELECT secret INTO n FROM public.{t} WHERE id = i; RAISE EXCEPTION 'no: %', n; END $$;
+             CREATE FUNCTION public.{t}_echo(v text) RETURNS text LANGUAGE plpgsql AS $$
+               BEGIN RAISE NOTICE 'saw %', v; RAISE EXCEPTION 'bad: %', v USING HINT = 'was ' || v; END $$;
+             CREATE FUNCTION public.{t}_build(i int) RETURNS text LANGUAGE plpgsql AS $$
+               DECLARE n text; r text;
+               BEGIN SELECT secret INTO n FROM public.{t} WHERE id = i; EXECUTE 'SELECT ' || n INTO r; RETURN r; END $$;"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({"masks": [{"columns": [format!("public.{t}.secret")], "method": "redact"}]}),
+    )
+    .await;
+    let psql = |q: &str| psql_as(&s, &agent, q);
+    let gw = connect(&url(&s, &agent)).await;
+    for (q, code) in [
+        // CONTEXT:  JSON data, line 1: hunter2xyz
+        (format!("SELECT secret::json FROM {t}"), "22P02"),
+        // DETAIL:  line 1: Start tag expected, '<' not found / hunter2xyz
+        (
+            format!("SELECT xmlparse(document secret) FROM {t}"),
+            "2200M",
+        ),
+        // DETAIL:  Failing row contains (1, null, hunter2xyz).
+        (format!("UPDATE {t} SET name = NULL WHERE id = 1"), "23502"),
+        // ERROR:  no: hunter2xyz (raised by a function reading the table)
+        (format!("SELECT {t}_raise(1)"), "P0001"),
+        // NOTICE:  saw hunter2xyz; ERROR:  bad: hunter2xyz; HINT:  was hunter2xyz
+        (format!("SELECT {t}_echo(secret) FROM {t}"), "P0001"),
+        // QUERY:  SELECT hunter2xyz (the SQL the function built)
+        (format!("SELECT {t}_build(1)"), "42703"),
+    ] {
+        let (out, err) = psql(&q);
+        assert!(!err.contains("hunter2"), "{q}: {out} {err}");
+        assert!(err.contains("ERROR:"), "{q}: {out} {err}");
+        let (c, message, detail) = refused(&gw, &q).await;
+        assert_eq!(c, code, "{q} keeps its SQLSTATE: {message} {detail}");
+    }
+    // The message of a built-in's error is kept, its quoted values redacted.
+    let (_, err) = psql(&format!("SELECT secret::int FROM {t}"));
+    assert!(
+        err.contains("invalid input syntax for type integer: \"[REDACTED]\""),
+        "{err}"
+    );
+    // A function's message about data that is not masked is its own.
+    let (_, err) = psql(&format!("SELECT {t}_echo(name) FROM {t}"));
+    assert!(
+        err.contains("bad: ann") && err.contains("HINT:  was ann"),
+        "{err}"
+    );
+    // Errors about statements that do not involve masked columns keep their
+    // details.
+    let (_, err) = psql(&format!("SELECT note::json FROM {t}_plain"));
+    assert!(err.contains("CONTEXT:  JSON data, line 1: note1"), "{err}");
+    let (_, err) = psql(&format!("SELECT xmlparse(document note) FROM {t}_plain"));
+    assert!(err.contains("DETAIL:") && err.contains("note1"), "{err}");
+    drop(gw);
+    drop(s);
+    let _ = direct
+        .batch_execute(&format!(
+            "DROP TABLE public.{t}, public.{t}_plain; DROP FUNCTION public.{t}_raise, public.{t}_echo, public.{t}_build"
+        ))
+        .await;
+}
+
 /// Functions defined in the database are read (SQL and PL/pgSQL, through
 /// the functions they call and the views they read) rather than all
 /// treated alike: a call of one that reads no masked table returns its

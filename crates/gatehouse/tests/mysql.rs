@@ -1985,6 +1985,27 @@ fn what_a_stored_function_returns_is_masked() {
         !ran && e.contains(&format!("calling {t}_f here is not allowed")),
         "{got} {e}"
     );
+    // What such a function raises is its own text, not quoted: the
+    // message is withheld, but for its codes.
+    direct_my(&format!(
+        "DROP FUNCTION IF EXISTS {t}_sig;
+         DELIMITER //
+         CREATE FUNCTION {t}_sig(n INT) RETURNS INT READS SQL DATA BEGIN
+           DECLARE m VARCHAR(100); SELECT email INTO m FROM {t} WHERE id = n;
+           SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = m; RETURN 1; END//
+         DELIMITER ;"
+    ));
+    let o = Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "test", "-e"])
+        .arg(format!("SELECT {t}_sig(1)"))
+        .output()
+        .expect("mariadb");
+    assert!(err(&o).contains("ann@"), "the function raises the value");
+    let (ran, got, e) = via(&f.s, &f.bot, &format!("SELECT {t}_sig(1)"));
+    assert!(
+        !ran && !e.contains("ann@") && e.contains("ERROR 1644 (45000)") && e.contains("withheld"),
+        "{got} {e}"
+    );
     // Built-in functions over unmasked columns, and views that read no
     // masked column, are as they are.
     let (_, got, e) = via(
