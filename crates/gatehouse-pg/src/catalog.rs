@@ -838,6 +838,10 @@ async fn fetch_functions(
             if r.stores || r.opaque.is_some() {
                 reads.push(gatehouse_policy::STORES_DATA.to_string());
             }
+            // And report it in messages of its own.
+            if r.reports || r.opaque.is_some() {
+                reads.push(gatehouse_policy::REPORTS.to_string());
+            }
             reads.sort();
             reads.dedup();
             (name, reads.into())

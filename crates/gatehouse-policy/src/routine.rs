@@ -37,6 +37,9 @@ pub struct Routine {
     /// It writes to tables, changes definitions, or gives data to one of
     /// [`KEEPING_FUNCTIONS`] (a setting, a notification, a large object).
     pub stores: bool,
+    /// It raises errors or notices in words of its own (PL/pgSQL's
+    /// `RAISE` and `ASSERT`), which may carry any value it has.
+    pub reports: bool,
     /// Why what it does cannot be known, if it cannot.
     pub opaque: Option<String>,
 }
@@ -56,6 +59,7 @@ impl Routine {
         self.relations.extend(other.relations);
         self.calls.extend(other.calls);
         self.stores |= other.stores;
+        self.reports |= other.reports;
         if self.opaque.is_none() {
             self.opaque = other.opaque;
         }
@@ -121,6 +125,7 @@ fn statements(sql: &str) -> Routine {
         relations: a.tables_read.into_iter().chain(a.tables_written).collect(),
         calls: a.functions,
         stores: class >= Class::Write,
+        reports: false,
         opaque: None,
     };
     // The summary may leave some out (a RETURNING list's, a VALUES
@@ -213,6 +218,7 @@ fn plpgsql(definition: &str) -> Routine {
         {
             return Routine::opaque("it runs SQL built at run time (EXECUTE)");
         }
+        r.reports |= m.contains_key("PLpgSQL_stmt_raise") || m.contains_key("PLpgSQL_stmt_assert");
         let Some(expr) = m.get("PLpgSQL_expr") else {
             continue;
         };
@@ -341,6 +347,23 @@ $fn$"#;
             "{r:?}"
         );
         assert!(!r.stores);
+        assert!(!r.reports, "raises nothing of its own");
+    }
+
+    #[test]
+    fn plpgsql_that_raises_its_own_messages_is_seen() {
+        for body in [
+            "BEGIN RAISE EXCEPTION 'bad: %', v; END",
+            "BEGIN IF v IS NULL THEN RAISE NOTICE 'saw %', v; END IF; RETURN v; END",
+            "BEGIN RAISE; END",
+            "BEGIN ASSERT v IS NULL, v; RETURN v; END",
+        ] {
+            let def = format!(
+                "CREATE FUNCTION f(v text) RETURNS text LANGUAGE plpgsql AS $fn${body}$fn$"
+            );
+            let r = routine("plpgsql", None, Some(&def));
+            assert!(r.reports && r.opaque.is_none(), "{body}: {r:?}");
+        }
     }
 
     #[test]

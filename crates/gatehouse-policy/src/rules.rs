@@ -334,10 +334,10 @@ impl ViewReads {
     /// up) ([`Engine::masks_through_views`]).
     ///
     /// Errors about such a statement, or one that calls a function defined
-    /// in the database (which may touch any table), have their details
-    /// withheld ([`StatementMask::scrub_errors`]); where the statement reads
-    /// masked data and calls such a function, their message too
-    /// ([`StatementMask::withhold_message`]).
+    /// in the database that may report data ([`Self::functions_may_report`]),
+    /// have their details withheld ([`StatementMask::scrub_errors`]); where
+    /// the statement reads masked data and calls such a function, their
+    /// message too ([`StatementMask::withhold_message`]).
     fn taint(&self, refs: &ColumnRefs, mask: &mut StatementMask) {
         if self.is_empty() || !mask.plan.has_columns() {
             return;
@@ -349,9 +349,23 @@ impl ViewReads {
                     .iter()
                     .any(|(n, _)| self.leads_to(n, &mask.plan));
         }
-        let calls = !self.functions.is_empty() || self.functions_unknown;
-        mask.scrub_errors |= mask.taint || calls;
-        mask.withhold_message |= mask.taint && calls;
+        let reports = self.functions_may_report();
+        mask.scrub_errors |= mask.taint || reports;
+        mask.withhold_message |= mask.taint && reports;
+    }
+
+    /// Whether a function the statement calls may report data in an error
+    /// or notice of its own making, or touch tables whose errors show rows
+    /// (the functions could not be looked up; or one raises its own
+    /// messages, writes, where triggers run, or cannot be read). Compiled
+    /// code declared immutable and functions that only read do not count.
+    fn functions_may_report(&self) -> bool {
+        self.functions_unknown
+            || self.functions.values().any(|reads| {
+                reads
+                    .iter()
+                    .any(|t| t == REPORTS || t == STORES_DATA || t == CALLS_FUNCTIONS)
+            })
     }
 
     fn is_empty(&self) -> bool {
@@ -418,6 +432,15 @@ pub const CALLS_FUNCTIONS: &str = "(functions)";
 /// as well as its relations ([`ViewReads`]): under column masks, giving it
 /// masked data is refused.
 pub const STORES_DATA: &str = "(stores)";
+
+/// What a function defined in the database that raises errors or notices
+/// in words of its own (PL/pgSQL's `RAISE` and `ASSERT`) reads as well as
+/// its relations ([`ViewReads`]): under column masks, what it reports about
+/// a statement that reads masked data is withheld
+/// ([`StatementMask::withhold_message`]). Functions that cannot be read
+/// ([`CALLS_FUNCTIONS`], MySQL's stored functions among them) count as
+/// reporting too.
+pub const REPORTS: &str = "(reports)";
 
 /// PostgreSQL's built-in functions that run a query given as text, or
 /// read a table, schema or database named by text or a cursor: under
@@ -1951,22 +1974,50 @@ mod tests {
             ("SELECT id FROM customers", &none, (true, false)),
             // Writes: the table's triggers could touch masked ones.
             ("INSERT INTO items VALUES (1)", &none, (true, false)),
-            // Calls a function defined in the database (it could touch
-            // any table), with or without masked data.
+            // Calls a function defined in the database that raises its own
+            // messages, writes (triggers run) or cannot be read, with or
+            // without masked data.
             (
-                "SELECT f(1)",
-                &functions(&[("f", &["public.items"])]),
+                "SELECT r(1)",
+                &functions(&[("r", &[REPORTS])]),
                 (true, false),
             ),
             (
-                "SELECT f(email) FROM customers",
-                &functions(&[("f", &["public.items"])]),
+                "SELECT w(1)",
+                &functions(&[("w", &["public.log", STORES_DATA])]),
+                (true, false),
+            ),
+            (
+                "SELECT r(email) FROM customers",
+                &functions(&[("r", &[REPORTS])]),
+                (true, true),
+            ),
+            (
+                "SELECT o(email) FROM customers",
+                &functions(&[("o", &[CALLS_FUNCTIONS])]),
                 (true, true),
             ),
             (
                 "SELECT g(1)",
-                &functions(&[("g", &["public.customers"])]),
+                &functions(&[("g", &["public.customers", REPORTS])]),
                 (true, true),
+            ),
+            // One that only reads: what it reports comes from the server's
+            // own messages (quoted values), as for built-ins.
+            (
+                "SELECT f(1)",
+                &functions(&[("f", &["public.items"])]),
+                (false, false),
+            ),
+            (
+                "SELECT f(email) FROM customers",
+                &functions(&[("f", &[])]),
+                (true, false),
+            ),
+            (
+                "SELECT g(1)",
+                &functions(&[("g", &["public.customers"])]),
+                (true, false),
             ),
             // Involves no masked column: errors pass as they are.
             ("SELECT note::json FROM items", &none, (false, false)),
