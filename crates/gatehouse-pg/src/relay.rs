@@ -2334,8 +2334,9 @@ impl UpstreamSide {
                 Ok(Step::Consumed)
             }
             b'E' | b'N' => {
-                // Messages about a statement that reads masked columns are
-                // scrubbed: the server quotes values in them.
+                // Messages about a statement that involves masked columns
+                // are scrubbed (values in them), and recorded as the client
+                // gets them.
                 let mask = match q.front() {
                     Some(Item::Simple(s) | Item::Exec(s)) => s.mask.clone(),
                     Some(Item::Describe) => match q.get(1) {
@@ -2347,18 +2348,23 @@ impl UpstreamSide {
                 if tag == b'E' {
                     self.rows = None;
                 }
-                self.observe(q, tag, body);
                 match mask.filter(|m| m.taint || m.scrub_errors) {
-                    None => Ok(Step::Forward),
+                    None => {
+                        self.observe(q, tag, body);
+                        Ok(Step::Forward)
+                    }
                     Some(m) => {
                         let fields = codec::fields(body);
                         let code = fields
                             .iter()
                             .find(|(f, _)| *f == b'C')
                             .map_or("", |(_, c)| c);
+                        let at = self.out.len();
                         codec::rewrite_fields(&mut self.out, tag, body, |f, t| {
                             crate::mask::scrub_field(f, t, &m, code)
                         });
+                        let scrubbed = self.out[at + 5..].to_vec();
+                        self.observe(q, tag, &scrubbed);
                         Ok(Step::Consumed)
                     }
                 }

@@ -1526,6 +1526,28 @@ async fn errors_about_masked_data_do_not_show_it() {
     assert!(err.contains("CONTEXT:  JSON data, line 1: note1"), "{err}");
     let (_, err) = psql(&format!("SELECT xmlparse(document note) FROM {t}_plain"));
     assert!(err.contains("DETAIL:") && err.contains("note1"), "{err}");
+    // The recording keeps the errors as the client got them.
+    let mut recorded = String::new();
+    for _ in 0..300 {
+        let (_, list) = s.get("/v1/sessions?user=bot", &s.admin).await;
+        recorded.clear();
+        for sess in list["sessions"].as_array().unwrap() {
+            let id = sess["id"].as_str().unwrap();
+            let (_, session) = s.get(&format!("/v1/sessions/{id}"), &s.admin).await;
+            recorded.push_str(&session["statements"].to_string());
+        }
+        if recorded.contains("Gatehouse withheld this message")
+            && recorded.contains("xmlparse(document note)")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        recorded.contains("Gatehouse withheld this message"),
+        "{recorded}"
+    );
+    assert!(!recorded.contains("hunter2"), "{recorded}");
     drop(gw);
     drop(s);
     let _ = direct
