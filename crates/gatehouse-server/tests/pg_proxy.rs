@@ -342,6 +342,17 @@ async fn a_cancel_request_that_reaches_another_replica_cancels_the_statement() {
     assert_eq!(code(&err), "57014", "{err}");
 
     assert_eq!(stored_requests(&store).await, 1);
+    drop_replicas(&store, a, b).await;
+}
+
+/// Stops two replicas and drops their shared `store` (a test's fresh
+/// database, which would otherwise stay on the server).
+async fn drop_replicas(store: &str, mut a: TestServer, mut b: TestServer) {
+    a.stop().await;
+    b.stop().await;
+    gatehouse_store::testing::drop_pg_database(store)
+        .await
+        .expect("drop the test's store");
 }
 
 /// How many requests replicas left in the shared `store`'s
@@ -466,6 +477,7 @@ print(json.dumps(out))
         );
     }
     assert_eq!(stored_requests(&store).await, 2);
+    drop_replicas(&store, a, b).await;
 }
 
 /// Connects to `url` once an ended session's place among the
@@ -494,7 +506,7 @@ async fn connect_once_a_place_is_free(url: &str) -> tokio_postgres::Client {
 /// (53300), until it ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_sessions_counts_the_sessions_of_every_replica() {
-    let (_store, a, b) = two_replicas().await;
+    let (store, a, b) = two_replicas().await;
     let (status, v) = a
         .pg_connection_with("shop", DIRECT, &["agents"], json!({"max_sessions": 1}))
         .await;
@@ -515,6 +527,8 @@ async fn max_sessions_counts_the_sessions_of_every_replica() {
     on_b.simple_query("SELECT 1").await.unwrap();
     let e = connect_err(&url_with(&a, &bot, "shop")).await;
     assert_eq!(code(&e), "53300", "and now none is left for A: {e}");
+    drop(on_b);
+    drop_replicas(&store, a, b).await;
 }
 
 /// Every session of a connection logs in upstream as the same role, which
