@@ -31,6 +31,27 @@ fn psql_as(s: &TestServer, token: &str, q: &str) -> (String, String) {
     )
 }
 
+/// The statements recorded in `user`'s sessions, as JSON text, once
+/// `done` holds of them (the recorder stores them shortly after they
+/// run), or as they are after about 6 s.
+async fn recorded_for(s: &TestServer, user: &str, done: impl Fn(&str) -> bool) -> String {
+    let mut recorded = String::new();
+    for _ in 0..300 {
+        let (_, list) = s.get(&format!("/v1/sessions?user={user}"), &s.admin).await;
+        recorded.clear();
+        for sess in list["sessions"].as_array().unwrap() {
+            let id = sess["id"].as_str().unwrap();
+            let (_, session) = s.get(&format!("/v1/sessions/{id}"), &s.admin).await;
+            recorded.push_str(&session["statements"].to_string());
+        }
+        if done(&recorded) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    recorded
+}
+
 /// Text values of every row of a simple query.
 async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
     c.simple_query(sql)
@@ -471,20 +492,7 @@ async fn masks_follow_the_data_through_aliases_views_and_expressions() {
         !lit.contains("carol@example.net") && lit.starts_with("write to "),
         "{lit}"
     );
-    let mut recorded = String::new();
-    for _ in 0..300 {
-        let (_, list) = s.get("/v1/sessions?user=bot", &s.admin).await;
-        recorded.clear();
-        for sess in list["sessions"].as_array().unwrap() {
-            let id = sess["id"].as_str().unwrap();
-            let (_, session) = s.get(&format!("/v1/sessions/{id}"), &s.admin).await;
-            recorded.push_str(&session["statements"].to_string());
-        }
-        if recorded.contains("write to ") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let recorded = recorded_for(&s, "bot", |r| r.contains("write to ")).await;
     assert!(recorded.contains("write to "), "{recorded}");
     assert!(!recorded.contains("carol@example.net"), "{recorded}");
     // Real Python drivers: asyncpg (binary, prepared, cursors) and psycopg
@@ -1527,22 +1535,10 @@ async fn errors_about_masked_data_do_not_show_it() {
     let (_, err) = psql(&format!("SELECT xmlparse(document note) FROM {t}_plain"));
     assert!(err.contains("DETAIL:") && err.contains("note1"), "{err}");
     // The recording keeps the errors as the client got them.
-    let mut recorded = String::new();
-    for _ in 0..300 {
-        let (_, list) = s.get("/v1/sessions?user=bot", &s.admin).await;
-        recorded.clear();
-        for sess in list["sessions"].as_array().unwrap() {
-            let id = sess["id"].as_str().unwrap();
-            let (_, session) = s.get(&format!("/v1/sessions/{id}"), &s.admin).await;
-            recorded.push_str(&session["statements"].to_string());
-        }
-        if recorded.contains("Gatehouse withheld this message")
-            && recorded.contains("xmlparse(document note)")
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let recorded = recorded_for(&s, "bot", |r| {
+        r.contains("Gatehouse withheld this message") && r.contains("xmlparse(document note)")
+    })
+    .await;
     assert!(
         recorded.contains("Gatehouse withheld this message"),
         "{recorded}"
