@@ -66,11 +66,13 @@ pub(crate) async fn look_up(
     .await
 }
 
-/// Which of `names` (functions as statements call them, unqualified,
-/// lower case) are stored functions of the upstream database
-/// (`information_schema.ROUTINES`, any database), as the session's caller
-/// finds them: cached with the views. Their bodies are not read, so each
-/// counts as reading anything and maybe storing what it is given
+/// Which of `names` (functions as statements call them, and procedures
+/// as `CALL` names them, unqualified, lower case) are stored functions or
+/// procedures of the upstream database (`information_schema.ROUTINES`,
+/// any database), as the session's caller finds them: cached with the
+/// views. Their bodies are not read, so each counts as reading anything
+/// (what it returns, or a procedure's result sets, is masked; what it
+/// raises withheld) and maybe storing what it is given
 /// ([`gatehouse_policy::CALLS_FUNCTIONS`], [`gatehouse_policy::STORES_DATA`]).
 pub(crate) async fn stored_functions(
     ctx: &Ctx,
@@ -136,7 +138,8 @@ async fn bounded<T>(asked: impl Future<Output = Result<T, String>>) -> Result<T,
         .unwrap_or_else(|_| Err(format!("the database did not answer within {limit:?}")))
 }
 
-/// Those of `names` that are stored functions.
+/// Those of `names` that are stored functions or procedures (a view
+/// calls only functions; a statement may `CALL` a procedure).
 async fn functions_named(up: &mut Upstream, names: &[String]) -> Result<HashSet<String>, String> {
     if names.is_empty() {
         return Ok(HashSet::new());
@@ -144,7 +147,7 @@ async fn functions_named(up: &mut Upstream, names: &[String]) -> Result<HashSet<
     let results = up
         .query(&format!(
             "SELECT DISTINCT LOWER(ROUTINE_NAME) FROM information_schema.ROUTINES \
-             WHERE ROUTINE_TYPE = 'FUNCTION' AND HEX(LOWER(ROUTINE_NAME)) IN ({})",
+             WHERE ROUTINE_TYPE IN ('FUNCTION', 'PROCEDURE') AND HEX(LOWER(ROUTINE_NAME)) IN ({})",
             hex_list(names.iter().map(String::as_str))
         ))
         .await

@@ -2006,6 +2006,31 @@ fn what_a_stored_function_returns_is_masked() {
         !ran && !e.contains("ann@") && e.contains("ERROR 1644 (45000)") && e.contains("withheld"),
         "{got} {e}"
     );
+    // A procedure's body is not read either: its result sets' computed
+    // columns are masked, and what it raises is withheld.
+    direct_my(&format!(
+        "DROP PROCEDURE IF EXISTS {t}_p;
+         DROP PROCEDURE IF EXISTS {t}_psig;
+         DELIMITER //
+         CREATE PROCEDURE {t}_p(n INT) READS SQL DATA BEGIN
+           SELECT concat(email, '') AS e, note FROM {t} WHERE id = n; END//
+         CREATE PROCEDURE {t}_psig(n INT) READS SQL DATA BEGIN
+           DECLARE m VARCHAR(100); SELECT email INTO m FROM {t} WHERE id = n;
+           SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = m; END//
+         DELIMITER ;"
+    ));
+    assert!(direct_my(&format!("CALL {t}_p(1)")).contains("ann@"));
+    let (ran, got, e) = via(&f.s, &f.bot, &format!("CALL {t}_p(1)"));
+    // (Its columns from tables the CALL does not name are masked too.)
+    assert!(
+        ran && !got.contains("ann@") && got.contains("[REDACTED]"),
+        "{got} {e}"
+    );
+    let (ran, got, e) = via(&f.s, &f.bot, &format!("CALL {t}_psig(1)"));
+    assert!(
+        !ran && !e.contains("ann@") && e.contains("ERROR 1644 (45000)") && e.contains("withheld"),
+        "{got} {e}"
+    );
     // Built-in functions over unmasked columns, and views that read no
     // masked column, are as they are.
     let (_, got, e) = via(
