@@ -606,6 +606,22 @@ async fn fetch(
     Ok(rels.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
 }
 
+/// Extensions' compiled functions that run SQL given as text, by
+/// themselves or later (dblink's, on a connection that may be to this
+/// database; pg_cron's schedules; pg_background's workers): like code
+/// Gatehouse cannot read, they may read any table and store anywhere
+/// ([`gatehouse_policy::routine::Routine::runs_any_sql`]).
+const SQL_RUNNING_COMPILED: &[&str] = &[
+    "dblink",
+    "dblink_exec",
+    "dblink_open",
+    "dblink_send_query",
+    "schedule",
+    "schedule_in_database",
+    "alter_job",
+    "pg_background_launch",
+];
+
 /// What calling each of `names` that names a function defined in the
 /// database may read and do ([`Catalog::functions`]).
 async fn fetch_functions(
@@ -760,11 +776,14 @@ async fn fetch_functions(
                 // (citext's, pgcrypto's `digest`).
                 Routine::default()
             } else {
-                gatehouse_policy::routine::routine(
+                let mut r = gatehouse_policy::routine::routine(
                     language,
                     source.as_deref(),
                     definition.as_deref(),
-                )
+                );
+                r.runs_any_sql |= matches!(language, "c" | "internal")
+                    && SQL_RUNNING_COMPILED.contains(&name.as_str());
+                r
             };
             known
                 .entry(name)
@@ -841,6 +860,9 @@ async fn fetch_functions(
             // And report it in messages of its own.
             if r.reports || r.opaque.is_some() {
                 reads.push(gatehouse_policy::REPORTS.to_string());
+            }
+            if r.runs_any_sql {
+                reads.push(gatehouse_policy::RUNS_ANY_SQL.to_string());
             }
             reads.sort();
             reads.dedup();

@@ -20,8 +20,8 @@ pub use analyze_mysql::{analyze_mysql, column_refs_mysql};
 pub use mask::{MaskPlan, holds_column_samples, holds_column_samples_in, mask_text, scrub_message};
 pub use rules::{
     CALLS_FUNCTIONS, CachedEngine, Decision, Engine, FixedPolicy, HttpBody, HttpRequest,
-    PolicySource, REPORTS, ResultSources, STORES_DATA, SqlDialect, StatementMask, ToResolve,
-    ViewReads,
+    PolicySource, REPORTS, RUNS_ANY_SQL, ResultSources, STORES_DATA, SqlDialect, StatementMask,
+    ToResolve, ViewReads,
 };
 pub use view_cache::ViewCache;
 

@@ -42,13 +42,23 @@ pub struct Routine {
     pub reports: bool,
     /// Why what it does cannot be known, if it cannot.
     pub opaque: Option<String>,
+    /// It may run statements Gatehouse does not see, by itself (SQL built
+    /// at run time, a `DO` block, code in a language Gatehouse does not
+    /// read other than compiled code, or a source that cannot be read): it
+    /// could read any table and store what it reads anywhere. Compiled
+    /// code (`c`, `internal`), which only a superuser installs, and the
+    /// built-ins that run a query given as text (which only read) are
+    /// opaque without this.
+    pub runs_any_sql: bool,
 }
 
 impl Routine {
-    /// A function whose doings cannot be known (`why`).
+    /// A function whose doings cannot be known (`why`), which may run any
+    /// statement ([`Self::runs_any_sql`]).
     pub fn opaque(why: impl Into<String>) -> Self {
         Self {
             opaque: Some(why.into()),
+            runs_any_sql: true,
             ..Self::default()
         }
     }
@@ -60,6 +70,7 @@ impl Routine {
         self.calls.extend(other.calls);
         self.stores |= other.stores;
         self.reports |= other.reports;
+        self.runs_any_sql |= other.runs_any_sql;
         if self.opaque.is_none() {
             self.opaque = other.opaque;
         }
@@ -103,6 +114,10 @@ pub fn routine(language: &str, source: Option<&str>, definition: Option<&str>) -
             Some(definition) => plpgsql(definition),
             None => Routine::opaque("its source could not be read"),
         },
+        "c" | "internal" => Routine {
+            opaque: Some("it is compiled code, which Gatehouse does not read".into()),
+            ..Routine::default()
+        },
         other => Routine::opaque(format!(
             "it is written in {other}, which Gatehouse does not read"
         )),
@@ -127,6 +142,7 @@ fn statements(sql: &str) -> Routine {
         stores: class >= Class::Write,
         reports: false,
         opaque: None,
+        runs_any_sql: false,
     };
     // The summary may leave some out (a RETURNING list's, a VALUES
     // list's): the tree is walked as well.
@@ -387,11 +403,34 @@ DECLARE x text; BEGIN x := set_config('a.b', v, false); END $$"#;
                 "CREATE FUNCTION f() RETURNS SETOF int LANGUAGE plpgsql AS $$ {dynamic} $$"
             );
             let r = routine("plpgsql", None, Some(&def));
-            assert!(r.opaque.is_some(), "{dynamic}: {r:?}");
+            assert!(r.opaque.is_some() && r.runs_any_sql, "{dynamic}: {r:?}");
         }
+        // A query run from text only reads.
         let xml = r#"CREATE FUNCTION f() RETURNS xml LANGUAGE plpgsql AS $$
 BEGIN RETURN query_to_xml('select 1', true, true, ''); END $$"#;
-        assert!(routine("plpgsql", None, Some(xml)).opaque.is_some());
+        let r = routine("plpgsql", None, Some(xml));
+        assert!(r.opaque.is_some() && !r.runs_any_sql, "{r:?}");
+    }
+
+    #[test]
+    fn what_may_run_any_statement_by_itself_is_told_apart() {
+        // Compiled code, installed by a superuser: opaque, but it runs no
+        // SQL of its own (the proxy names the extensions' functions that
+        // do).
+        let c = routine("c", Some("uuid_generate_v4"), None);
+        assert!(c.opaque.is_some() && !c.runs_any_sql, "{c:?}");
+        for r in [
+            routine("plpython3u", Some("plpy.execute('INSERT …')"), None),
+            routine("sql", Some("DO $$ BEGIN END $$"), None),
+            routine("plpgsql", None, Some("not a function")),
+        ] {
+            assert!(r.runs_any_sql, "{r:?}");
+        }
+        // And it stays so for a function that calls one.
+        let mut caller = routine("sql", Some("SELECT 1"), None);
+        assert!(!caller.runs_any_sql);
+        caller.absorb(routine("plperlu", Some("…"), None));
+        assert!(caller.runs_any_sql);
     }
 
     #[test]

@@ -297,10 +297,12 @@ impl ViewReads {
 
     /// A function the statement calls that stores or sends on what it is
     /// given or reads (or may: an opaque one), and would store masked data:
-    /// the statement reads masked data itself (`reads_masked`), or the
-    /// function is known to read a masked table (an opaque one is not
-    /// refused for what it might read). `Some("")` when the functions could
-    /// not be looked up and the statement reads masked data (fail closed).
+    /// the statement reads masked data itself (`reads_masked`), the
+    /// function is known to read a masked table, or it may run statements
+    /// Gatehouse does not see ([`RUNS_ANY_SQL`]; compiled code, opaque
+    /// otherwise, is not refused for what it might read). `Some("")` when
+    /// the functions could not be looked up and the statement reads masked
+    /// data (fail closed).
     fn storing_function(&self, plan: &MaskPlan, reads_masked: bool) -> Option<&str> {
         if self.functions_unknown && reads_masked {
             return Some("");
@@ -310,11 +312,19 @@ impl ViewReads {
             .filter(|(_, reads)| reads.iter().any(|t| t == STORES_DATA))
             .find(|(_, reads)| {
                 reads_masked
-                    || reads
-                        .iter()
-                        .any(|t| holds_column_samples(t) || plan.masks_table(t))
+                    || reads.iter().any(|t| {
+                        t == RUNS_ANY_SQL || holds_column_samples(t) || plan.masks_table(t)
+                    })
             })
             .map(|(name, _)| name.as_str())
+    }
+
+    /// Whether the function `name` may run statements Gatehouse does not
+    /// see ([`RUNS_ANY_SQL`]).
+    fn runs_any_sql(&self, name: &str) -> bool {
+        self.functions
+            .get(name)
+            .is_some_and(|reads| reads.iter().any(|t| t == RUNS_ANY_SQL))
     }
 
     /// Whether the relation `name` leads to a table `plan` masks (every
@@ -441,6 +451,14 @@ pub const STORES_DATA: &str = "(stores)";
 /// ([`CALLS_FUNCTIONS`], MySQL's stored functions among them) count as
 /// reporting too.
 pub const REPORTS: &str = "(reports)";
+
+/// What a function defined in the database that may run statements
+/// Gatehouse does not see reads as well as its relations ([`ViewReads`]:
+/// SQL built at run time, code in a language it does not read, an
+/// extension's function that runs SQL given as text;
+/// [`crate::routine::Routine::runs_any_sql`]): it could copy masked data
+/// into a table by itself, so under column masks calling it is refused.
+pub const RUNS_ANY_SQL: &str = "(any sql)";
 
 /// PostgreSQL's built-in functions that run a query given as text, or
 /// read a table, schema or database named by text or a cursor: under
@@ -1529,6 +1547,7 @@ impl Engine {
             if name.is_empty() {
                 "Gatehouse could not look up the functions and operators this statement may run (a function defined in the database could keep masked data unmasked), so statements that read masked columns are refused until it can; try again, and see the gateway's log for why".to_string()
             } else {
+                let any_sql = !reads_masked && views.runs_any_sql(name);
                 let name = match crate::routine::operator_of(name) {
                     Some(op) => format!("the operator {op}"),
                     None if name == crate::routine::IMPLICIT_CALLS => {
@@ -1536,9 +1555,15 @@ impl Engine {
                     }
                     None => name.to_string(),
                 };
-                format!(
-                    "calling {name} here is not allowed where columns are masked: it is defined in the database and stores or sends on data (to a table, a setting, a notification), or Gatehouse cannot tell that it does not, and it would be given or read masked data, whose copy would be read back unmasked; call it without masked columns"
-                )
+                if any_sql {
+                    format!(
+                        "calling {name} is not allowed where columns are masked: it is defined in the database and may run statements Gatehouse does not see (SQL built at run time, code in a language Gatehouse does not read, or SQL given as text), so it could copy masked data into a table where it is read back unmasked"
+                    )
+                } else {
+                    format!(
+                        "calling {name} here is not allowed where columns are masked: it is defined in the database and stores or sends on data (to a table, a setting, a notification), or Gatehouse cannot tell that it does not, and it would be given or read masked data, whose copy would be read back unmasked; call it without masked columns"
+                    )
+                }
             }
         } else {
             return;
@@ -1893,6 +1918,10 @@ mod tests {
             ("harmless".to_string(), reads(&["public.items"])),
             ("leaks".to_string(), reads(&["public.customers"])),
             ("opaque".to_string(), reads(&[CALLS_FUNCTIONS, STORES_DATA])),
+            (
+                "dynamic".to_string(),
+                reads(&[CALLS_FUNCTIONS, REPORTS, RUNS_ANY_SQL, STORES_DATA]),
+            ),
             ("keeps".to_string(), reads(&["public.log", STORES_DATA])),
             (
                 "copies".to_string(),
@@ -1930,6 +1959,9 @@ mod tests {
             ("SELECT keeps(email) FROM customers", (true, true)),
             ("SELECT opaque(email) FROM customers", (true, true)),
             ("SELECT copies()", (true, true)),
+            // One that may run any statement by itself could copy masked
+            // data whatever it is given.
+            ("SELECT dynamic(1)", (true, true)),
             ("SELECT lower(name) FROM items", (false, false)),
         ] {
             assert_eq!(check(sql, &looked_up(sql)), want, "{sql}");
