@@ -3,7 +3,8 @@
 //! functions defined in the database (anyone who may create a function
 //! writes that text): any source, in either language the reader knows or
 //! another, is read without panicking; a language it does not read is
-//! always opaque; and text over the size limit is never read.
+//! always opaque, and may run any statement; what may run any statement is
+//! opaque; and text over the size limit is never read.
 //!
 //! The first byte picks the language (SQL, PL/pgSQL, or another) and
 //! whether the text is the `prosrc` or the whole definition.
@@ -33,8 +34,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let r = routine(language, source, definition);
     if language == "plpython3u" {
-        assert!(r.opaque.is_some(), "{r:?}");
+        // And may run any statement by itself.
+        assert!(r.opaque.is_some() && r.runs_any_sql, "{r:?}");
     }
+    // What may run any statement is opaque.
+    assert!(!r.runs_any_sql || r.opaque.is_some(), "{r:?}");
     // Past the limit nothing is parsed.
     let long = format!("{text}{}", " ".repeat(MAX_SOURCE + 1));
     assert!(routine(language, Some(&long), None).opaque.is_some());
