@@ -179,12 +179,13 @@ pub struct StatementMask {
     /// The server's errors and notices about the statement may show masked
     /// values where quoting does not mark them: a row in a constraint's
     /// `DETAIL` (`Failing row contains (1, null, hunter2)`), JSON or XML
-    /// input in the `CONTEXT` or `DETAIL`, the SQL a function built in the
+    /// input in the `CONTEXT` or `DETAIL`, SQL built from values in the
     /// internal query. Set where the statement reads masked data, names a
     /// table with masked columns or a relation leading to one, writes
-    /// (triggers run), calls a function defined in the database, or could
-    /// not be analysed: then those fields are withheld, and quoted parts of
-    /// the message and hint redacted.
+    /// (triggers run), calls a function defined in the database that raises
+    /// its own messages, writes or cannot be read, or could not be
+    /// analysed: then those fields are withheld, and quoted parts of the
+    /// message and hint redacted.
     pub scrub_errors: bool,
     /// The message itself may be anything the statement's functions chose
     /// (`RAISE EXCEPTION '%', secret` in a function given or reading masked
