@@ -1586,6 +1586,7 @@ async fn functions_are_read_to_mask_only_what_they_may_return() {
     direct
         .batch_execute(&format!(
             "CREATE EXTENSION citext;
+             CREATE EXTENSION dblink;
              CREATE TABLE public.{t} (id int, name text, secret text);
              INSERT INTO public.{t} VALUES (1, 'ann', 'hunter2xyz');
              CREATE TABLE public.{t}_plain (id int, note text);
@@ -1706,6 +1707,16 @@ async fn functions_are_read_to_mask_only_what_they_may_return() {
             "{q} is refused: {out} {err}"
         );
     }
+    // An extension's compiled function that runs SQL given as text, here
+    // on a connection back to this database.
+    let (out, err) = psql(&format!(
+        "SELECT dblink_exec('host=127.0.0.1 user=postgres dbname={t} sslmode=disable', \
+         'INSERT INTO public.{t}_kept SELECT secret FROM public.{t}')"
+    ));
+    assert!(
+        err.contains("rule: masking") && err.contains("calling dblink_exec is not allowed"),
+        "{out} {err}"
+    );
     assert_eq!(
         rows(
             &direct,
