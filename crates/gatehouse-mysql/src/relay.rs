@@ -274,12 +274,13 @@ enum Action {
 type MaskCtx = (StatementMask, Arc<Option<ColumnRefs>>);
 
 /// How the upstream's errors about a statement are scrubbed, if the
-/// statement involves masked columns: the plan whose detectors run over
-/// them, and whether the message is withheld whole (a stored function
-/// that read or was given masked data may `SIGNAL` any text).
-fn scrub_plan(mask: Option<&MaskCtx>) -> Option<(Arc<MaskPlan>, bool)> {
-    mask.filter(|(m, _)| (m.taint || m.scrub_errors) && m.plan.has_columns())
-        .map(|(m, _)| (m.plan.clone(), m.withhold_message))
+/// statement involves masked columns ([`StatementMask::scrubs_errors`]):
+/// its plan's detectors run over them, and the message is withheld whole
+/// under [`StatementMask::withhold_message`] (a stored function that read
+/// or was given masked data may `SIGNAL` any text).
+fn scrub_plan(mask: Option<&MaskCtx>) -> Option<StatementMask> {
+    mask.filter(|(m, _)| m.scrubs_errors() && m.plan.has_columns())
+        .map(|(m, _)| m.clone())
 }
 
 /// Views a result's columns come from that read masked data, by
@@ -1229,19 +1230,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         stmt: &mut Stmt,
         p: &crate::stream::Packet,
         mut e: codec::result::ErrPacket,
-        scrub: Option<&(Arc<MaskPlan>, bool)>,
+        scrub: Option<&StatementMask>,
     ) {
         let state = e.sql_state.take().unwrap_or_default();
         match scrub {
             None => self.relay(p),
-            Some((plan, withhold)) => {
-                e.message = if *withhold {
+            Some(m) => {
+                e.message = if m.withhold_message {
                     format!(
                         "Gatehouse withheld this message (error {}, SQLSTATE {state}): the statement ran a stored function with masked data, and what it reports may show that data",
                         e.code
                     )
                 } else {
-                    scrub_message(&e.message, plan.detectors.as_deref())
+                    scrub_message(&e.message, m.plan.detectors.as_deref())
                 };
                 let mut b = BytesMut::new();
                 codec::result::build_err(&mut b, e.code, &state, &e.message);
@@ -1522,7 +1523,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         binary: bool,
         columns: &[ColumnDefinition],
         mask: Option<&RowMask>,
-        scrub: Option<&(Arc<MaskPlan>, bool)>,
+        scrub: Option<&StatementMask>,
     ) -> Result<bool, String> {
         let caps = self.ctx.capabilities;
         let types: Vec<BinaryType> = if binary {

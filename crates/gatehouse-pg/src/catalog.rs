@@ -857,8 +857,9 @@ async fn fetch_functions(
             if r.stores || r.opaque.is_some() {
                 reads.push(gatehouse_policy::STORES_DATA.to_string());
             }
-            // And report it in messages of its own.
-            if r.reports || r.opaque.is_some() {
+            // (What cannot be read counts as reporting too, by its
+            // CALLS_FUNCTIONS.)
+            if r.reports {
                 reads.push(gatehouse_policy::REPORTS.to_string());
             }
             if r.runs_any_sql {

@@ -2348,7 +2348,7 @@ impl UpstreamSide {
                 if tag == b'E' {
                     self.rows = None;
                 }
-                match mask.filter(|m| m.taint || m.scrub_errors) {
+                match mask.filter(StatementMask::scrubs_errors) {
                     None => {
                         self.observe(q, tag, body);
                         Ok(Step::Forward)

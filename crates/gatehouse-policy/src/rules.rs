@@ -180,12 +180,11 @@ pub struct StatementMask {
     /// values where quoting does not mark them: a row in a constraint's
     /// `DETAIL` (`Failing row contains (1, null, hunter2)`), JSON or XML
     /// input in the `CONTEXT` or `DETAIL`, SQL built from values in the
-    /// internal query. Set where the statement reads masked data, names a
-    /// table with masked columns or a relation leading to one, writes
-    /// (triggers run), calls a function defined in the database that raises
-    /// its own messages, writes or cannot be read, or could not be
-    /// analysed: then those fields are withheld, and quoted parts of the
-    /// message and hint redacted.
+    /// internal query. Set where the statement names a table with masked
+    /// columns or a relation leading to one, writes (triggers run), calls
+    /// a function defined in the database that raises its own messages,
+    /// writes or cannot be read, or could not be analysed; with
+    /// [`Self::taint`], see [`Self::scrubs_errors`].
     pub scrub_errors: bool,
     /// The message itself may be anything the statement's functions chose
     /// (`RAISE EXCEPTION '%', secret` in a function given or reading masked
@@ -194,6 +193,14 @@ pub struct StatementMask {
 }
 
 impl StatementMask {
+    /// Whether errors and notices about the statement are scrubbed (it
+    /// reads masked data, or [`Self::scrub_errors`]): their detail, context
+    /// and internal query withheld, quoted parts of the message and hint
+    /// redacted.
+    pub fn scrubs_errors(&self) -> bool {
+        self.taint || self.scrub_errors
+    }
+
     /// A mask that masks only columns that come from masked ones.
     pub fn plain(plan: Arc<MaskPlan>) -> Self {
         Self {
@@ -361,7 +368,7 @@ impl ViewReads {
                     .any(|(n, _)| self.leads_to(n, &mask.plan));
         }
         let reports = self.functions_may_report();
-        mask.scrub_errors |= mask.taint || reports;
+        mask.scrub_errors |= reports;
         mask.withhold_message |= mask.taint && reports;
     }
 
@@ -912,12 +919,7 @@ impl Engine {
     ) -> StatementMask {
         let taint = self.statement_taints(&plan, dialect, sql, refs);
         let scrub_errors = plan.has_columns()
-            && (taint
-                || refs.is_none_or(|r| {
-                    r.relations
-                        .iter()
-                        .any(|(n, _)| plan.masks_table(n) || holds_column_samples(n))
-                })
+            && (refs.is_none_or(|r| r.relations.iter().any(|(n, _)| plan.masks_table(n)))
                 || self
                     .analysis_in(dialect, sql)
                     .class
@@ -1992,7 +1994,7 @@ mod tests {
             let mut d = e.decide(&who(&["agents"]), "shop", sql, NOON_WED);
             e.masks_through_views(SqlDialect::Postgres, sql, &mut d, views);
             let m = d.mask.expect(sql);
-            (m.scrub_errors, m.withhold_message)
+            (m.scrubs_errors(), m.withhold_message)
         };
         let none = ViewReads::default();
         for (sql, views, want) in [
