@@ -304,14 +304,20 @@ pub fn holds_column_samples_in(schema: Option<&str>, table: &str) -> bool {
 /// masked columns: servers quote values in their messages (`invalid input
 /// syntax for type integer: "alice@example.com"`, `Duplicate entry
 /// 'alice@example.com1' for key …`), so every quoted part is redacted
-/// (and the rest of the text after an unbalanced quote), and the content
-/// detectors, if any, run over what is left.
+/// (and the rest of the text after an unbalanced quote). Numbers are not
+/// quoted (`date field value out of range: 150000-13-01` from
+/// `make_date(salary, 13, 1)`, `requested character too large for
+/// encoding: 15000000`, `invalid byte sequence for encoding "UTF8": 0xe9
+/// 0x6c`), so every number outside quotes is redacted too (see
+/// [`push_unquoted`]). The content detectors, if any, run over what is
+/// left.
 pub fn scrub_message(text: &str, detectors: Option<&Detectors>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find(['"', '\'', '`']) {
         let q = rest[i..].chars().next().unwrap_or('"');
-        out.push_str(&rest[..=i]);
+        push_unquoted(&mut out, &rest[..i]);
+        out.push(q);
         let after = &rest[i + 1..];
         match after.find(q) {
             Some(j) => {
@@ -325,11 +331,46 @@ pub fn scrub_message(text: &str, detectors: Option<&Detectors>) -> String {
             }
         }
     }
-    out.push_str(rest);
+    push_unquoted(&mut out, rest);
     match detectors.and_then(|d| d.redact(&out)) {
         Some(r) => r,
         None => out,
     }
+}
+
+/// Appends `text` (a part of a message outside quotes) with every number
+/// in it replaced by `[REDACTED]`. A number starts at a digit that does
+/// not continue a word (`int4`, `UTF8` and `x86_64` are kept) and runs
+/// over letters, digits and the `.`, `:`, `-` and `+` inside it, so that
+/// a date (`2020-13-01`), a time (`25:00:00`), a range (`0..7`), an
+/// exponent (`1e+20`) or a byte (`0xe9`) goes whole; the punctuation that
+/// ends it (a sentence's full stop) is kept.
+fn push_unquoted(out: &mut String, text: &str) {
+    let b = text.as_bytes();
+    let mut done = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let starts = b[i].is_ascii_digit()
+            && !(i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut end = i;
+        let mut j = i;
+        while j < b.len() && (b[j].is_ascii_alphanumeric() || b"_.:-+".contains(&b[j])) {
+            j += 1;
+            if b[j - 1].is_ascii_alphanumeric() || b[j - 1] == b'_' {
+                end = j;
+            }
+        }
+        // All ASCII up to here: the slices fall on character boundaries.
+        out.push_str(&text[done..i]);
+        out.push_str(REDACTED);
+        done = end;
+        i = end;
+    }
+    out.push_str(&text[done..]);
 }
 
 /// Why a statement that stores masked data is refused.
@@ -387,6 +428,53 @@ mod tests {
     use super::*;
     use crate::analyze::column_refs;
     use crate::test_support::who;
+
+    #[test]
+    fn messages_lose_quoted_values_and_numbers_but_keep_words() {
+        for (message, scrubbed) in [
+            (
+                "invalid input syntax for type integer: \"alice@example.com\"",
+                "invalid input syntax for type integer: \"[REDACTED]\"",
+            ),
+            (
+                "date field value out of range: 150000-13-01",
+                "date field value out of range: [REDACTED]",
+            ),
+            (
+                "time field value out of range: 150000:00:00",
+                "time field value out of range: [REDACTED]",
+            ),
+            (
+                "requested character too large for encoding: 15000000",
+                "requested character too large for encoding: [REDACTED]",
+            ),
+            (
+                "index 150000 out of valid range, 0..7",
+                "index [REDACTED] out of valid range, [REDACTED]",
+            ),
+            (
+                "invalid byte sequence for encoding \"UTF8\": 0xe9 0x6c 0x6c",
+                "invalid byte sequence for encoding \"[REDACTED]\": [REDACTED] [REDACTED] [REDACTED]",
+            ),
+            (
+                "timestamp out of range: 1e+20.",
+                "timestamp out of range: [REDACTED].",
+            ),
+            (
+                "Duplicate entry 'ann@example.com1' for key 'group_key'",
+                "Duplicate entry '[REDACTED]' for key '[REDACTED]'",
+            ),
+            // Words with digits in them are not numbers.
+            (
+                "operator does not exist: int4 = x86_64, UTF8 (-12.5)",
+                "operator does not exist: int4 = x86_64, UTF8 (-[REDACTED])",
+            ),
+            ("division by zero", "division by zero"),
+            ("ünïcode 42 ü", "ünïcode [REDACTED] ü"),
+        ] {
+            assert_eq!(scrub_message(message, None), scrubbed, "{message}");
+        }
+    }
 
     fn plan(groups: &[&str]) -> Option<MaskPlan> {
         let spec: PolicySpec = toml::from_str(

@@ -1471,8 +1471,8 @@ async fn errors_about_masked_data_do_not_show_it() {
     let direct = connect(DIRECT).await;
     direct
         .batch_execute(&format!(
-            "CREATE TABLE public.{t} (id int PRIMARY KEY, name text NOT NULL, secret text);
-             INSERT INTO public.{t} VALUES (1, 'ann', 'hunter2xyz');
+            "CREATE TABLE public.{t} (id int PRIMARY KEY, name text NOT NULL, secret text, pay int);
+             INSERT INTO public.{t} VALUES (1, 'ann', 'hunter2xyz', 150000);
              CREATE TABLE public.{t}_plain (id int PRIMARY KEY, note text NOT NULL);
              INSERT INTO public.{t}_plain VALUES (1, 'note1');
              CREATE FUNCTION public.{t}_raise(i int) RETURNS text LANGUAGE plpgsql AS $$
@@ -1488,7 +1488,7 @@ async fn errors_about_masked_data_do_not_show_it() {
         .unwrap();
     put_policy(
         &s,
-        json!({"masks": [{"columns": [format!("public.{t}.secret")], "method": "redact"}]}),
+        json!({"masks": [{"columns": [format!("public.{t}.secret"), format!("public.{t}.pay")], "method": "redact"}]}),
     )
     .await;
     let psql = |q: &str| psql_as(&s, &agent, q);
@@ -1515,9 +1515,15 @@ async fn errors_about_masked_data_do_not_show_it() {
         // (A function that builds SQL is refused under masks: it could
         // copy masked data by itself.)
         (format!("SELECT {t}_build(1)"), "42501"),
+        // ERROR:  date field value out of range: 150000-13-01 (numbers
+        // are not quoted)
+        (format!("SELECT make_date(pay, 13, 1) FROM {t}"), "22008"),
+        // ERROR:  requested character too large for encoding: 15000000
+        (format!("SELECT chr(pay * 100) FROM {t}"), "54000"),
     ] {
         let (out, err) = psql(&q);
         assert!(!err.contains("hunter2"), "{q}: {out} {err}");
+        assert!(!err.contains("15000"), "{q}: {out} {err}");
         assert!(err.contains("ERROR:"), "{q}: {out} {err}");
         let (c, message, detail) = refused(&gw, &q).await;
         assert_eq!(c, code, "{q} keeps its SQLSTATE: {message} {detail}");
