@@ -643,13 +643,26 @@ async fn fetch_functions(
         let implicit = wanted
             .iter()
             .any(|n| n == gatehouse_policy::routine::IMPLICIT_CALLS);
+        let written: Vec<String> = wanted
+            .iter()
+            .filter_map(|n| gatehouse_policy::routine::written_table(n))
+            .map(str::to_string)
+            .collect();
         let (operators, functions): (Vec<String>, Vec<String>) = wanted
             .iter()
-            .filter(|n| *n != gatehouse_policy::routine::IMPLICIT_CALLS)
+            .filter(|n| {
+                *n != gatehouse_policy::routine::IMPLICIT_CALLS
+                    && gatehouse_policy::routine::written_table(n).is_none()
+            })
             .cloned()
             .partition(|n| gatehouse_policy::routine::operator_of(n).is_some());
         for name in &wanted {
             known.insert(name.clone(), None);
+        }
+        if !written.is_empty() {
+            for (table, r) in what_writes_run(session, &written).await? {
+                known.insert(gatehouse_policy::routine::writes_key(&table), Some(r));
+            }
         }
         if implicit {
             let rows = session.query(&implicit_calls_sql()).await?;
@@ -722,6 +735,7 @@ async fn fetch_functions(
                                AND (l.lanname = 'plpgsql' OR (l.lanname = 'sql' AND p.prosrc = ''))
                              THEN pg_catalog.pg_get_functiondef(p.oid) END,
                         p.prokind = 'a', p.provolatile = 'i',
+                        p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype,
                         (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.encode(pg_catalog.convert_to(pg_catalog.lower(f.proname), 'UTF8'), 'hex'), ',')
                          FROM pg_catalog.pg_aggregate a
                          JOIN pg_catalog.pg_proc f ON f.oid IN (a.aggtransfn::pg_catalog.oid, a.aggfinalfn::pg_catalog.oid,
@@ -745,8 +759,9 @@ async fn fetch_functions(
                 definition,
                 aggregate,
                 immutable,
+                trigger,
                 parts,
-            ] = <[Option<String>; 7]>::try_from(row)
+            ] = <[Option<String>; 8]>::try_from(row)
                 .map_err(|_| "unexpected catalog row".to_string())?
             else {
                 continue;
@@ -769,6 +784,9 @@ async fn fetch_functions(
                     }
                 }
                 r
+            } else if language == "plpgsql" && trigger.as_deref() == Some("t") {
+                // Run by a write's trigger ([`what_writes_run`]).
+                gatehouse_policy::routine::trigger_routine(source.as_deref())
             } else if matches!(language, "c" | "internal") && immutable.as_deref() == Some("t") {
                 // Compiled code only a superuser can install (an
                 // extension's, mostly), declared immutable: it reads no
@@ -870,6 +888,105 @@ async fn fetch_functions(
             (name, reads.into())
         })
         .collect())
+}
+
+/// What PostgreSQL runs by itself when a statement writes each of
+/// `tables` ([`gatehouse_policy::routine::writes_key`]): the functions and
+/// operators that the triggers (enabled ones, with their `WHEN`
+/// conditions), column defaults and generated columns, and `CHECK`
+/// constraints of the table and of the tables the write reaches depend
+/// on, and its rules (but a view's `SELECT` rule), read from their
+/// definitions. The write reaches partitions and inheritance children,
+/// the relations under a view (an updatable view writes its table), and
+/// the tables whose foreign keys cascade or set values when it changes
+/// rows, 8 deep. A table with none of these is left out.
+async fn what_writes_run(
+    session: &mut CatalogSession<'_>,
+    tables: &[String],
+) -> Result<HashMap<String, gatehouse_policy::routine::Routine>, String> {
+    use gatehouse_policy::routine::Routine;
+    let calls = |class: &str, objects: &str| {
+        format!(
+            "SELECT t.name, 'c', c.call FROM reached t CROSS JOIN LATERAL ({}) AS c(call)",
+            calls_of_sql(class, objects)
+        )
+    };
+    let rows = session
+        .query(&format!(
+            "WITH RECURSIVE reached(name, rel, depth) AS (
+               SELECT w.name, c.oid, 0
+               FROM pg_catalog.unnest(ARRAY[{list}]::pg_catalog.text[]) AS w(name)
+               JOIN pg_catalog.pg_class c ON c.relkind IN ('r', 'p', 'f', 'v')
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               WHERE c.relname = w.name OR n.nspname || '.' || c.relname = w.name
+               UNION
+               SELECT t.name, x.rel, t.depth + 1
+               FROM reached t
+               CROSS JOIN LATERAL (
+                 SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = t.rel
+                 UNION
+                 SELECT k.conrelid FROM pg_catalog.pg_constraint k
+                 WHERE k.confrelid = t.rel AND k.contype = 'f'
+                   AND (k.confupdtype IN ('c', 'n', 'd') OR k.confdeltype IN ('c', 'n', 'd'))
+                 UNION
+                 SELECT d.refobjid FROM pg_catalog.pg_rewrite w
+                 JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                   AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                   AND d.refobjid <> t.rel
+                 WHERE w.ev_class = t.rel AND w.ev_type = '1'
+               ) AS x(rel)
+               WHERE t.depth < {MAX_DEPTH}
+             )
+             {triggers}
+             UNION
+             {defaults}
+             UNION
+             {checks}
+             UNION
+             SELECT t.name, 'r', pg_catalog.pg_get_ruledef(w.oid)
+             FROM reached t
+             JOIN pg_catalog.pg_rewrite w ON w.ev_class = t.rel AND w.ev_type <> '1' AND w.ev_enabled <> 'D'",
+            list = hex_texts(tables),
+            triggers = calls(
+                "pg_trigger",
+                "SELECT g.oid FROM pg_catalog.pg_trigger g WHERE g.tgrelid = t.rel AND g.tgenabled <> 'D'"
+            ),
+            defaults = calls(
+                "pg_attrdef",
+                "SELECT a.oid FROM pg_catalog.pg_attrdef a WHERE a.adrelid = t.rel"
+            ),
+            checks = calls(
+                "pg_constraint",
+                "SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid = t.rel AND k.contype = 'c'"
+            ),
+        ))
+        .await?;
+    let mut found: HashMap<String, Routine> = HashMap::new();
+    for row in rows {
+        let [Some(table), Some(kind), text] = <[Option<String>; 3]>::try_from(row)
+            .map_err(|_| "unexpected catalog row".to_string())?
+        else {
+            continue;
+        };
+        let r = found.entry(table).or_default();
+        match (kind.as_str(), text) {
+            ("c", Some(hex)) => match unhex_call(&hex) {
+                Some(call) => {
+                    r.calls.insert(call);
+                }
+                None => r.absorb(Routine::opaque("a function's name is unreadable")),
+            },
+            // A rule's definition is a statement (`CREATE RULE … DO ALSO
+            // INSERT …`), read as a SQL function's body would be.
+            ("r", Some(definition)) => r.absorb(gatehouse_policy::routine::routine(
+                "sql",
+                Some(&definition),
+                None,
+            )),
+            _ => r.absorb(Routine::opaque("a rule's definition is unreadable")),
+        }
+    }
+    Ok(found)
 }
 
 /// A name the catalog gave in hex (so that no character of it, a comma

@@ -126,6 +126,36 @@ pub fn routine(language: &str, source: Option<&str>, definition: Option<&str>) -
     r
 }
 
+/// What a PL/pgSQL trigger function (`RETURNS trigger`) whose body is
+/// `source` (its `prosrc`) reads and does, as [`routine`] tells it. The
+/// body is read inside a function that declares what PostgreSQL gives a
+/// trigger (`NEW`, `OLD`, `TG_OP`, `TG_ARGV`…): libpg_query's output for a
+/// function declared as a trigger does not parse.
+pub fn trigger_routine(source: Option<&str>) -> Routine {
+    let Some(source) = source else {
+        return Routine::opaque("its source could not be read");
+    };
+    // A dollar quote the body does not hold.
+    let Some(tag) = (0..64)
+        .map(|n| format!("$gh_trigger_{n}$"))
+        .find(|t| !source.contains(t.as_str()))
+    else {
+        return Routine::opaque("its source could not be read");
+    };
+    let body = source.trim_end();
+    let body = body.strip_suffix(';').unwrap_or(body);
+    let definition = format!(
+        "CREATE FUNCTION gatehouse_trigger() RETURNS record LANGUAGE plpgsql AS {tag}
+DECLARE new record; old record; tg_name name; tg_when text; tg_level text; tg_op text;
+  tg_relid oid; tg_relname name; tg_table_name name; tg_table_schema name;
+  tg_nargs integer; tg_argv text[];
+BEGIN
+{body};
+END {tag}"
+    );
+    routine("plpgsql", None, Some(&definition))
+}
+
 /// One or more SQL statements (a SQL function's `prosrc`, or one of a
 /// PL/pgSQL function's).
 fn statements(sql: &str) -> Routine {
@@ -167,6 +197,24 @@ pub fn operator_key(operator: &str) -> String {
 /// alike) and of domains' constraints (run by a cast to the domain), as
 /// the database defines them. Every statement counts as calling them.
 pub const IMPLICIT_CALLS: &str = "\u{1}implicit";
+
+/// The key under which what PostgreSQL runs by itself when a statement
+/// writes `table` is looked up with the functions the statement calls:
+/// the table's triggers (and their `WHEN` conditions), rules, column
+/// defaults and generated columns, and `CHECK` constraints, and those of
+/// the tables the write reaches (partitions and inheritance children, the
+/// tables under an updatable view, rows a cascading foreign key changes).
+/// What a write runs puts what it reads in the row written, or elsewhere.
+pub fn writes_key(table: &str) -> String {
+    format!("{WRITES}{table}")
+}
+
+/// The table a key of [`writes_key`] stands for, if it is one.
+pub fn written_table(key: &str) -> Option<&str> {
+    key.strip_prefix(WRITES)
+}
+
+const WRITES: &str = "\u{1}writes ";
 
 /// The operator a key of [`operator_key`] stands for, if it is one.
 pub fn operator_of(key: &str) -> Option<&str> {
@@ -323,6 +371,34 @@ mod tests {
         assert_eq!(r.relations, set(&["s.t"]), "{r:?}");
         let ins = "CREATE OR REPLACE PROCEDURE public.p(v text)\n LANGUAGE sql\nBEGIN ATOMIC\n INSERT INTO kept (v) VALUES (p.v);\nEND";
         assert!(routine("sql", Some(""), Some(ins)).stores);
+    }
+
+    #[test]
+    fn trigger_functions_are_read_with_what_a_trigger_is_given() {
+        // (Read as declared, the body does not parse.)
+        let def = "CREATE OR REPLACE FUNCTION public.f() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN NEW.note := 'x'; RETURN NEW; END $f$";
+        assert!(routine("plpgsql", None, Some(def)).opaque.is_some());
+        let stamp = trigger_routine(Some(" BEGIN NEW.note := 'x'; RETURN NEW; END; "));
+        assert!(stamp.opaque.is_none(), "{stamp:?}");
+        assert!(stamp.relations.is_empty() && !stamp.stores && !stamp.runs_any_sql);
+        let copy = trigger_routine(Some(
+            "
+<<outer>>
+DECLARE v text;
+BEGIN
+  NEW.note := (SELECT secret FROM customers LIMIT 1);
+  IF TG_OP = 'DELETE' THEN
+    INSERT INTO audit.log VALUES (OLD.id, TG_TABLE_NAME, TG_ARGV[0], '$gh_trigger_0$');
+  END IF;
+  RETURN NEW;
+END",
+        ));
+        assert!(copy.opaque.is_none(), "{copy:?}");
+        assert!(copy.stores);
+        assert!(copy.relations.contains("customers") && copy.relations.contains("audit.log"));
+        let dynamic = trigger_routine(Some("BEGIN EXECUTE 'DELETE FROM t'; RETURN NULL; END"));
+        assert!(dynamic.runs_any_sql);
+        assert!(trigger_routine(None).opaque.is_some());
     }
 
     #[test]

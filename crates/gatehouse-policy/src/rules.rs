@@ -308,21 +308,31 @@ impl ViewReads {
     /// the statement reads masked data itself (`reads_masked`), the
     /// function is known to read a masked table, or it may run statements
     /// Gatehouse does not see ([`RUNS_ANY_SQL`]; compiled code, opaque
-    /// otherwise, is not refused for what it might read). `Some("")` when
-    /// the functions could not be looked up and the statement reads masked
-    /// data (fail closed).
-    fn storing_function(&self, plan: &MaskPlan, reads_masked: bool) -> Option<&str> {
-        if self.functions_unknown && reads_masked {
+    /// otherwise, is not refused for what it might read). Of what a write
+    /// runs by itself ([`crate::routine::writes_key`]): what reads a masked
+    /// table or may run any statement (what it reads may go into the row
+    /// written), and what stores, or may, when the table written leads to
+    /// masked columns (it is given their values: `NEW` and `OLD`).
+    /// `Some("")` when the functions could not be looked up and the
+    /// statement reads masked data or writes (fail closed).
+    fn storing_function(&self, plan: &MaskPlan, reads_masked: bool, writes: bool) -> Option<&str> {
+        if self.functions_unknown && (reads_masked || writes) {
             return Some("");
         }
         self.functions
             .iter()
-            .filter(|(_, reads)| reads.iter().any(|t| t == STORES_DATA))
-            .find(|(_, reads)| {
-                reads_masked
-                    || reads.iter().any(|t| {
-                        t == RUNS_ANY_SQL || holds_column_samples(t) || plan.masks_table(t)
-                    })
+            .find(|(name, reads)| {
+                let stores = reads.iter().any(|t| t == STORES_DATA);
+                let reads_masked_table = reads
+                    .iter()
+                    .any(|t| t == RUNS_ANY_SQL || holds_column_samples(t) || plan.masks_table(t));
+                match crate::routine::written_table(name) {
+                    Some(table) => {
+                        reads_masked_table
+                            || (stores && (plan.masks_table(table) || self.leads_to(table, plan)))
+                    }
+                    None => stores && (reads_masked || reads_masked_table),
+                }
             })
             .map(|(name, _)| name.as_str())
     }
@@ -438,6 +448,22 @@ impl ToResolve {
     pub fn is_empty(&self) -> bool {
         self.relations.is_empty() && self.functions.is_empty()
     }
+}
+
+/// Refuses `d` under rule `masking` with `message` (and why the relations
+/// could not be looked up, if they could not).
+fn refuse(d: &mut Decision, views: &ViewReads, message: String) {
+    let message = match &views.unknown {
+        Some(why) => format!(
+            "{message}; Gatehouse could not look up the relations this statement names ({why})"
+        ),
+        None => message,
+    };
+    d.verdict = Verdict::Deny {
+        rule: "masking".into(),
+        message,
+    };
+    d.mask = None;
 }
 
 /// What a view that calls a function defined in the database reads as
@@ -1449,6 +1475,15 @@ impl Engine {
                         .filter(|f| !QUERY_TEXT_FUNCTIONS.contains(&f.as_str()))
                         .cloned(),
                 );
+                if dialect == SqlDialect::Postgres {
+                    // What the tables it writes run by themselves.
+                    functions.extend(
+                        self.analysis_in(dialect, text)
+                            .tables_written
+                            .iter()
+                            .map(|t| crate::routine::writes_key(t)),
+                    );
+                }
                 if let Some(refs) = self.column_refs_in(dialect, text).as_ref() {
                     relations.extend(refs.relations.iter().map(|(n, _)| n.clone()));
                     relations.extend(refs.altered.iter().cloned());
@@ -1546,11 +1581,26 @@ impl Engine {
             format!("{STORE_REFUSAL} ({name} reads masked columns)")
         } else if let Some(name) = refs.altered.iter().find(|n| leads(n)) {
             alter_refusal(name)
-        } else if let Some(name) = views.storing_function(&plan, reads_masked) {
+        } else if let Some(name) = views.storing_function(
+            &plan,
+            reads_masked,
+            d.analysis
+                .as_ref()
+                .is_some_and(|a| !a.tables_written.is_empty()),
+        ) {
             if name.is_empty() {
-                "Gatehouse could not look up the functions and operators this statement may run (a function defined in the database could keep masked data unmasked), so statements that read masked columns are refused until it can; try again, and see the gateway's log for why".to_string()
+                "Gatehouse could not look up the functions and operators this statement may run, nor what the tables it writes run by themselves (a function defined in the database could keep masked data unmasked), so statements that read masked columns or write are refused until it can; try again, and see the gateway's log for why".to_string()
             } else {
                 let any_sql = !reads_masked && views.runs_any_sql(name);
+                if let Some(table) = crate::routine::written_table(name) {
+                    return refuse(
+                        d,
+                        views,
+                        format!(
+                            "writing {table} is not allowed where columns are masked: a trigger, rule, column default or CHECK constraint on it (or on a table the write reaches) runs code defined in the database that reads masked columns, keeps the row it is given while that row holds masked columns, or may run statements Gatehouse does not see, so masked data could be copied where it is read back unmasked"
+                        ),
+                    );
+                }
                 let name = match crate::routine::operator_of(name) {
                     Some(op) => format!("the operator {op}"),
                     None if name == crate::routine::IMPLICIT_CALLS => {
@@ -1571,17 +1621,7 @@ impl Engine {
         } else {
             return;
         };
-        let message = match &views.unknown {
-            Some(why) => format!(
-                "{message}; Gatehouse could not look up the relations this statement names ({why})"
-            ),
-            None => message,
-        };
-        d.verdict = Verdict::Deny {
-            rule: "masking".into(),
-            message,
-        };
-        d.mask = None;
+        refuse(d, views, message);
     }
 
     /// Makes `d` as strict as deciding the statement as reading (and

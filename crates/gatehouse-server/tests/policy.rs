@@ -1565,6 +1565,119 @@ async fn errors_about_masked_data_do_not_show_it() {
         .await;
 }
 
+/// What a write runs by itself is read as a call would be: a trigger, a
+/// rule, a column default or a `CHECK` constraint on the table written (or
+/// on a table the write reaches: a partition, a cascading foreign key's
+/// table) that reads a masked table, or keeps a row with masked columns,
+/// has the write refused, so a masked caller cannot have the database copy
+/// masked data into a table read back unmasked; writes whose triggers do
+/// neither run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_write_runs_by_itself_is_read() {
+    let s = TestServer::start().await;
+    let t = unique("gh_mwr");
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let agent = s.token("bot", &["agents"]).await;
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE public.{t} (id int PRIMARY KEY, secret text);
+             INSERT INTO public.{t} VALUES (1, 'hunter2xyz');
+             CREATE TABLE public.{t}_kept (v text);
+             CREATE FUNCTION public.{t}_copy() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO public.{t}_kept SELECT secret FROM public.{t}; RETURN NEW; END $$;
+             CREATE FUNCTION public.{t}_fill() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN NEW.note := (SELECT secret FROM public.{t} LIMIT 1); RETURN NEW; END $$;
+             CREATE FUNCTION public.{t}_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN NEW.note := 'stamped'; RETURN NEW; END $$;
+             CREATE FUNCTION public.{t}_log() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO public.{t}_kept VALUES (OLD.secret); RETURN OLD; END $$;
+             CREATE FUNCTION public.{t}_first() RETURNS text LANGUAGE sql AS
+               $$ SELECT secret FROM public.{t} LIMIT 1 $$;
+             CREATE TABLE public.{t}_after (id int, note text);
+             CREATE TRIGGER c AFTER INSERT ON public.{t}_after FOR EACH ROW EXECUTE FUNCTION public.{t}_copy();
+             CREATE TABLE public.{t}_before (id int, note text);
+             CREATE TRIGGER f BEFORE INSERT ON public.{t}_before FOR EACH ROW EXECUTE FUNCTION public.{t}_fill();
+             CREATE TABLE public.{t}_stamped (id int, note text);
+             CREATE TRIGGER s BEFORE INSERT ON public.{t}_stamped FOR EACH ROW EXECUTE FUNCTION public.{t}_stamp();
+             CREATE TABLE public.{t}_default (id int, note text DEFAULT public.{t}_first());
+             CREATE TABLE public.{t}_ruled (id int);
+             CREATE RULE r AS ON INSERT TO public.{t}_ruled DO ALSO INSERT INTO public.{t}_kept SELECT secret FROM public.{t};
+             CREATE TABLE public.{t}_parent (id int PRIMARY KEY);
+             CREATE TABLE public.{t}_child (id int REFERENCES public.{t}_parent ON DELETE CASCADE);
+             CREATE TRIGGER c AFTER DELETE ON public.{t}_child FOR EACH ROW EXECUTE FUNCTION public.{t}_copy();
+             INSERT INTO public.{t}_parent VALUES (1); INSERT INTO public.{t}_child VALUES (1);
+             CREATE TABLE public.{t}_parted (id int, note text) PARTITION BY RANGE (id);
+             CREATE TABLE public.{t}_part PARTITION OF public.{t}_parted FOR VALUES FROM (0) TO (100);
+             CREATE TRIGGER c AFTER INSERT ON public.{t}_part FOR EACH ROW EXECUTE FUNCTION public.{t}_copy();
+             CREATE TRIGGER l BEFORE DELETE ON public.{t} FOR EACH ROW EXECUTE FUNCTION public.{t}_log();"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({"masks": [{"columns": [format!("public.{t}.secret")], "method": "redact"}]}),
+    )
+    .await;
+    let gw = connect(&url(&s, &agent)).await;
+    for q in [
+        // An AFTER trigger copies the masked column into another table.
+        format!("INSERT INTO {t}_after VALUES (1, 'x')"),
+        // A BEFORE trigger puts it in the row written.
+        format!("INSERT INTO {t}_before VALUES (1, 'x')"),
+        // A column default reads it.
+        format!("INSERT INTO {t}_default (id) VALUES (1)"),
+        // A rule copies it.
+        format!("INSERT INTO {t}_ruled VALUES (1)"),
+        // A cascading foreign key deletes rows whose trigger copies it.
+        format!("DELETE FROM {t}_parent WHERE id = 1"),
+        // The partition's trigger copies it.
+        format!("INSERT INTO {t}_parted VALUES (1, 'x')"),
+        // The masked table's own trigger keeps the row it deletes.
+        format!("DELETE FROM {t} WHERE id = 1"),
+        // Among other statements.
+        format!("SELECT 1; INSERT INTO {t}_after VALUES (2, 'y')"),
+    ] {
+        let (code, message, _) = refused(&gw, &q).await;
+        assert_eq!(code, "42501", "{q}: {message}");
+        assert!(
+            message.contains("trigger, rule, column default"),
+            "{q}: {message}"
+        );
+    }
+    // Nothing was copied.
+    let kept: i64 = direct
+        .query_one(&format!("SELECT count(*) FROM public.{t}_kept"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 0);
+    // A trigger that neither reads masked data nor keeps a masked row runs.
+    gw.simple_query(&format!("INSERT INTO {t}_stamped VALUES (1, 'x')"))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&gw, &format!("SELECT note FROM {t}_stamped")).await,
+        vec![vec![Some("stamped".to_string())]]
+    );
+    // Also where the statement reads masked data (the trigger is not given
+    // it).
+    gw.simple_query(&format!(
+        "UPDATE {t}_stamped SET id = 2 WHERE id IN (SELECT id FROM {t} WHERE secret <> '')"
+    ))
+    .await
+    .unwrap();
+    drop(gw);
+    drop(s);
+    let _ = direct
+        .batch_execute(&format!(
+            "DROP TABLE public.{t}, public.{t}_kept, public.{t}_after, public.{t}_before, public.{t}_stamped,
+               public.{t}_default, public.{t}_ruled, public.{t}_child, public.{t}_parent, public.{t}_parted;
+             DROP FUNCTION public.{t}_copy, public.{t}_fill, public.{t}_stamp, public.{t}_log, public.{t}_first"
+        ))
+        .await;
+}
+
 /// Functions defined in the database are read (SQL and PL/pgSQL, through
 /// the functions they call and the views they read) rather than all
 /// treated alike: a call of one that reads no masked table returns its
