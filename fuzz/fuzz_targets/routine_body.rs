@@ -7,9 +7,11 @@
 //! opaque; and text over the size limit is never read.
 //!
 //! The first byte picks the language (SQL, PL/pgSQL, or another) and
-//! whether the text is the `prosrc` or the whole definition.
+//! whether the text is the `prosrc` or the whole definition, or (PL/pgSQL
+//! with bit 0x40) a trigger function's body (`trigger_routine`, which
+//! reads it inside a definition of Gatehouse's making).
 #![no_main]
-use gatehouse_policy::routine::{MAX_SOURCE, routine};
+use gatehouse_policy::routine::{MAX_SOURCE, routine, trigger_routine};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +34,12 @@ fuzz_target!(|data: &[u8]| {
     } else {
         (Some(""), Some(text))
     };
-    let r = routine(language, source, definition);
+    let trigger = language == "plpgsql" && pick & 0x40 != 0;
+    let r = if trigger {
+        trigger_routine(Some(text))
+    } else {
+        routine(language, source, definition)
+    };
     if language == "plpython3u" {
         // And may run any statement by itself.
         assert!(r.opaque.is_some() && r.runs_any_sql, "{r:?}");
@@ -42,4 +49,7 @@ fuzz_target!(|data: &[u8]| {
     // Past the limit nothing is parsed.
     let long = format!("{text}{}", " ".repeat(MAX_SOURCE + 1));
     assert!(routine(language, Some(&long), None).opaque.is_some());
+    if trigger {
+        assert!(trigger_routine(Some(&long)).opaque.is_some());
+    }
 });

@@ -807,7 +807,7 @@ async fn fetch_functions(
                 .entry(name)
                 .or_default()
                 .get_or_insert_with(Routine::default)
-                .absorb(body);
+                .absorb(follow_writes(body));
         }
         wanted = known
             .values()
@@ -978,15 +978,31 @@ async fn what_writes_run(
             },
             // A rule's definition is a statement (`CREATE RULE … DO ALSO
             // INSERT …`), read as a SQL function's body would be.
-            ("r", Some(definition)) => r.absorb(gatehouse_policy::routine::routine(
+            ("r", Some(definition)) => r.absorb(follow_writes(gatehouse_policy::routine::routine(
                 "sql",
                 Some(&definition),
                 None,
-            )),
+            ))),
             _ => r.absorb(Routine::opaque("a rule's definition is unreadable")),
         }
     }
     Ok(found)
+}
+
+/// `r`, calling as well what the tables it names run when written
+/// ([`gatehouse_policy::routine::writes_key`]) if it writes (which of its
+/// relations it writes is not told apart): a function or a trigger that
+/// inserts into a table runs that table's triggers too.
+fn follow_writes(mut r: gatehouse_policy::routine::Routine) -> gatehouse_policy::routine::Routine {
+    if r.stores {
+        let keys: Vec<String> = r
+            .relations
+            .iter()
+            .map(|t| gatehouse_policy::routine::writes_key(t))
+            .collect();
+        r.calls.extend(keys);
+    }
+    r
 }
 
 /// A name the catalog gave in hex (so that no character of it, a comma

@@ -135,6 +135,9 @@ pub fn trigger_routine(source: Option<&str>) -> Routine {
     let Some(source) = source else {
         return Routine::opaque("its source could not be read");
     };
+    if source.len() > MAX_SOURCE {
+        return Routine::opaque("its source is too long to read");
+    }
     // A dollar quote the body does not hold.
     let Some(tag) = (0..64)
         .map(|n| format!("$gh_trigger_{n}$"))

@@ -1610,7 +1610,9 @@ async fn what_a_write_runs_by_itself_is_read() {
              CREATE TABLE public.{t}_parted (id int, note text) PARTITION BY RANGE (id);
              CREATE TABLE public.{t}_part PARTITION OF public.{t}_parted FOR VALUES FROM (0) TO (100);
              CREATE TRIGGER c AFTER INSERT ON public.{t}_part FOR EACH ROW EXECUTE FUNCTION public.{t}_copy();
-             CREATE TRIGGER l BEFORE DELETE ON public.{t} FOR EACH ROW EXECUTE FUNCTION public.{t}_log();"
+             CREATE TRIGGER l BEFORE DELETE ON public.{t} FOR EACH ROW EXECUTE FUNCTION public.{t}_log();
+             CREATE FUNCTION public.{t}_touch() RETURNS void LANGUAGE sql AS
+               $$ INSERT INTO public.{t}_after VALUES (9, 'z') $$;"
         ))
         .await
         .unwrap();
@@ -1645,6 +1647,14 @@ async fn what_a_write_runs_by_itself_is_read() {
             "{q}: {message}"
         );
     }
+    // A function that writes such a table runs its triggers too.
+    let q = format!("SELECT {t}_touch()");
+    let (code, message, _) = refused(&gw, &q).await;
+    assert_eq!(code, "42501", "{q}: {message}");
+    assert!(
+        message.contains(&format!("calling {t}_touch")),
+        "{q}: {message}"
+    );
     // Nothing was copied.
     let kept: i64 = direct
         .query_one(&format!("SELECT count(*) FROM public.{t}_kept"), &[])
@@ -1673,7 +1683,8 @@ async fn what_a_write_runs_by_itself_is_read() {
         .batch_execute(&format!(
             "DROP TABLE public.{t}, public.{t}_kept, public.{t}_after, public.{t}_before, public.{t}_stamped,
                public.{t}_default, public.{t}_ruled, public.{t}_child, public.{t}_parent, public.{t}_parted;
-             DROP FUNCTION public.{t}_copy, public.{t}_fill, public.{t}_stamp, public.{t}_log, public.{t}_first"
+             DROP FUNCTION public.{t}_copy, public.{t}_fill, public.{t}_stamp, public.{t}_log, public.{t}_first,
+               public.{t}_touch"
         ))
         .await;
 }

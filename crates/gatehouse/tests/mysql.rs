@@ -2078,3 +2078,25 @@ fn column_statistics_do_not_show_masked_values() {
         );
     }
 }
+
+#[test]
+fn probe_tmp_mysql_triggers() {
+    let f = setup("mtrigp");
+    let t = &f.table;
+    direct_my(&format!(
+        "DROP TABLE IF EXISTS {t}_kept; DROP TABLE IF EXISTS {t}_mine; DROP TABLE IF EXISTS {t}_dba;
+         CREATE TABLE {t}_kept (v VARCHAR(100)); CREATE TABLE {t}_mine (id INT); CREATE TABLE {t}_dba (id INT);
+         CREATE TRIGGER {t}_dtr AFTER INSERT ON {t}_dba FOR EACH ROW INSERT INTO {t}_kept SELECT email FROM {t};"
+    ));
+    let r1 = via(
+        &f.s,
+        &f.bot,
+        &format!(
+            "CREATE TRIGGER {t}_tr AFTER INSERT ON {t}_mine FOR EACH ROW INSERT INTO {t}_kept SELECT email FROM {t}"
+        ),
+    );
+    let r2 = via(&f.s, &f.bot, &format!("INSERT INTO {t}_mine VALUES (1)"));
+    let r3 = via(&f.s, &f.bot, &format!("INSERT INTO {t}_dba VALUES (1)"));
+    let r4 = via(&f.s, &f.bot, &format!("SELECT v FROM {t}_kept"));
+    panic!("{r1:?}\n{r2:?}\n{r3:?}\n{r4:?}");
+}
