@@ -126,7 +126,25 @@ where
                 gatehouse_policy::STORES_DATA.to_string(),
             ]
             .into();
-            found.into_keys().map(|n| (n, unknown.clone())).collect()
+            // A trigger's body is not read either, and it runs whenever
+            // its table is written: it may copy anything anywhere.
+            let trigger: Arc<[String]> = [
+                gatehouse_policy::CALLS_FUNCTIONS.to_string(),
+                gatehouse_policy::STORES_DATA.to_string(),
+                gatehouse_policy::RUNS_ANY_SQL.to_string(),
+            ]
+            .into();
+            found
+                .into_keys()
+                .map(|n| {
+                    let reads = if gatehouse_policy::routine::written_table(&n).is_some() {
+                        trigger.clone()
+                    } else {
+                        unknown.clone()
+                    };
+                    (n, reads)
+                })
+                .collect()
         })
 }
 
@@ -139,25 +157,68 @@ async fn bounded<T>(asked: impl Future<Output = Result<T, String>>) -> Result<T,
 }
 
 /// Those of `names` that are stored functions or procedures (a view
-/// calls only functions; a statement may `CALL` a procedure).
+/// calls only functions; a statement may `CALL` a procedure), and those
+/// that are keys of [`gatehouse_policy::routine::writes_key`] of a table
+/// with triggers (of that name, in any database).
 async fn functions_named(up: &mut Upstream, names: &[String]) -> Result<HashSet<String>, String> {
+    let (written, names): (Vec<&String>, Vec<&String>) = names
+        .iter()
+        .partition(|n| gatehouse_policy::routine::written_table(n).is_some());
+    let mut found = HashSet::new();
+    if !written.is_empty() {
+        let tables: Vec<&str> = written
+            .iter()
+            .filter_map(|k| gatehouse_policy::routine::written_table(k))
+            .map(|t| t.rsplit('.').next().unwrap_or(t))
+            .collect();
+        let results = up
+            .query(&format!(
+                "SELECT DISTINCT LOWER(EVENT_OBJECT_TABLE) FROM information_schema.TRIGGERS \
+                 WHERE HEX(LOWER(EVENT_OBJECT_TABLE)) IN ({})",
+                hex_list(
+                    tables
+                        .iter()
+                        .map(|t| t.to_lowercase())
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(String::as_str)
+                )
+            ))
+            .await
+            .map_err(|e| format!("looking up triggers: {e}"))?;
+        let with_triggers: HashSet<String> = results
+            .into_iter()
+            .flat_map(|r| r.rows)
+            .filter_map(|row| row.into_iter().next().flatten())
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .collect();
+        for key in written {
+            let table = gatehouse_policy::routine::written_table(key).unwrap_or_default();
+            let table = table.rsplit('.').next().unwrap_or(table).to_lowercase();
+            if with_triggers.contains(&table) {
+                found.insert(key.clone());
+            }
+        }
+    }
     if names.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(found);
     }
     let results = up
         .query(&format!(
             "SELECT DISTINCT LOWER(ROUTINE_NAME) FROM information_schema.ROUTINES \
              WHERE ROUTINE_TYPE IN ('FUNCTION', 'PROCEDURE') AND HEX(LOWER(ROUTINE_NAME)) IN ({})",
-            hex_list(names.iter().map(String::as_str))
+            hex_list(names.iter().map(|n| n.as_str()))
         ))
         .await
         .map_err(|e| format!("looking up stored functions: {e}"))?;
-    Ok(results
-        .into_iter()
-        .flat_map(|r| r.rows)
-        .filter_map(|row| row.into_iter().next().flatten())
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
-        .collect())
+    found.extend(
+        results
+            .into_iter()
+            .flat_map(|r| r.rows)
+            .filter_map(|row| row.into_iter().next().flatten())
+            .map(|v| String::from_utf8_lossy(&v).into_owned()),
+    );
+    Ok(found)
 }
 
 /// Names as a list of hex literals of their UTF-8, for `HEX(…) IN (…)`, so

@@ -931,6 +931,11 @@ pub struct ColumnRefs {
     pub altered: Vec<String>,
     /// Schemas DDL renames (lower-case).
     pub renamed_schemas: Vec<String>,
+    /// The statement hangs code on a table, which runs on other sessions'
+    /// reads or writes as well (a trigger, a rule, a row-level security
+    /// policy, an event trigger; MySQL's scheduled event, which runs by
+    /// itself).
+    pub attaches_code: bool,
     /// Operators the statement uses (their names, without a schema): an
     /// operator runs a function, which may be one the database defines.
     pub operators: BTreeSet<String>,
@@ -1165,7 +1170,12 @@ fn walk(v: &serde_json::Value, refs: &mut ColumnRefs, depth: usize) -> Option<()
                     {
                         refs.copy_out = true;
                     }
+                    "CreateEventTrigStmt" => refs.attaches_code = true,
                     k if ALTERS.contains(&k) => {
+                        refs.attaches_code |= matches!(
+                            k,
+                            "CreateTrigStmt" | "RuleStmt" | "CreatePolicyStmt" | "AlterPolicyStmt"
+                        );
                         // (A policy's relation is its `table`.)
                         if let Some(rv) = child.get("relation").or_else(|| child.get("table")) {
                             refs.altered.push(range_var_name(rv));

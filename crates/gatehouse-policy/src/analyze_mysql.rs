@@ -810,6 +810,7 @@ impl Walker<'_> {
                 self.acc.raise(Class::Ddl);
                 self.write_target(&t.table_name);
                 self.acc.refs.altered.push(object_name(&t.table_name));
+                self.acc.refs.attaches_code = true;
             }
             S::CreateFunction(f) => {
                 self.acc.raise(Class::Ddl);

@@ -238,6 +238,9 @@ impl MaskPlan {
         if let Some(name) = refs.altered.iter().find(|n| self.masks_table(n)) {
             return Some(alter_refusal(name));
         }
+        if refs.attaches_code && self.has_columns() {
+            return Some(ATTACH_REFUSAL.to_string());
+        }
         let schema = refs.renamed_schemas.iter().find(|schema| {
             self.columns.iter().any(|p| {
                 p.schema
@@ -375,6 +378,9 @@ fn push_unquoted(out: &mut String, text: &str) {
 
 /// Why a statement that stores masked data is refused.
 pub const STORE_REFUSAL: &str = "storing data read from masked columns in a table is not allowed where those columns are masked (INSERT … SELECT, UPDATE … SET, CREATE TABLE … AS, SELECT … INTO): the copy would be read back unmasked; run a SELECT instead (its results are masked)";
+
+/// Why hanging code on any table is refused where columns are masked.
+pub const ATTACH_REFUSAL: &str = "creating a trigger, rule, row-level security policy, event trigger or scheduled event is not allowed where columns are masked: its code runs on every session's reads or writes, or by itself, where it could copy masked data into a table that is read back unmasked; ask someone whose columns are not masked to create it";
 
 /// Why DDL on `what` (a masked relation, or a schema a mask names) is
 /// refused.
@@ -543,6 +549,20 @@ method = "hash"
         ] {
             assert!(alter(sql).is_some(), "{sql}");
         }
+        // Code hung on any table runs on other sessions' writes and reads.
+        for sql in [
+            "CREATE TRIGGER copy AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION f()",
+            "SELECT 1; CREATE TRIGGER t BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION f()",
+            "CREATE RULE r AS ON INSERT TO orders DO ALSO INSERT INTO kept SELECT email FROM customers",
+            "CREATE POLICY p ON orders USING (f(id))",
+            "CREATE EVENT TRIGGER e ON ddl_command_end EXECUTE FUNCTION f()",
+        ] {
+            assert!(
+                alter(sql).is_some_and(|m| m == ATTACH_REFUSAL),
+                "{sql}: {:?}",
+                alter(sql)
+            );
+        }
         assert!(
             alter("ALTER SCHEMA public RENAME TO p2")
                 .is_some_and(|m| m.contains("the schema public")),
@@ -588,6 +608,8 @@ method = "hash"
             "ALTER TABLE customers RENAME COLUMN email TO e",
             "RENAME TABLE customers TO c2",
             "CREATE TRIGGER c AFTER INSERT ON customers FOR EACH ROW INSERT INTO t VALUES (NEW.email)",
+            "CREATE TRIGGER c AFTER INSERT ON orders FOR EACH ROW INSERT INTO t SELECT email FROM customers",
+            "CREATE EVENT e ON SCHEDULE EVERY 1 MINUTE DO INSERT INTO t SELECT email FROM customers",
         ] {
             let refs = crate::analyze_mysql::column_refs_mysql(sql).expect("parses");
             assert!(p.refuse_alter(&refs).is_some(), "{sql}");

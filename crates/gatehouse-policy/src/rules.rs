@@ -1475,7 +1475,7 @@ impl Engine {
                         .filter(|f| !QUERY_TEXT_FUNCTIONS.contains(&f.as_str()))
                         .cloned(),
                 );
-                if dialect == SqlDialect::Postgres {
+                {
                     // What the tables it writes run by themselves.
                     functions.extend(
                         self.analysis_in(dialect, text)

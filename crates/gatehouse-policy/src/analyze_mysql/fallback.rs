@@ -850,6 +850,11 @@ fn routine(sig: &[&Token], acc: &mut Acc) -> Result<bool, String> {
                     acc.tables_written.insert(table);
                 }
             }
+            acc.refs.attaches_code = true;
+        }
+        // A scheduled event runs its statement later, by itself.
+        "EVENT" if is_word(sig[0], "CREATE") || is_word(sig[0], "ALTER") => {
+            acc.refs.attaches_code = true;
         }
         _ => {}
     }
