@@ -1647,6 +1647,17 @@ async fn what_a_write_runs_by_itself_is_read() {
             "{q}: {message}"
         );
     }
+    // Nor may the masked caller hang code on any table: it would run on
+    // every session's writes.
+    let q = format!(
+        "CREATE TRIGGER mine AFTER INSERT ON {t}_stamped FOR EACH ROW EXECUTE FUNCTION {t}_copy()"
+    );
+    let (code, message, _) = refused(&gw, &q).await;
+    assert_eq!(code, "42501", "{q}: {message}");
+    assert!(
+        message.contains("creating a trigger, rule"),
+        "{q}: {message}"
+    );
     // A function that writes such a table runs its triggers too.
     let q = format!("SELECT {t}_touch()");
     let (code, message, _) = refused(&gw, &q).await;
