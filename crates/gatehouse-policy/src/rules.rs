@@ -303,6 +303,34 @@ impl ViewReads {
                 .any(|reads| plan.reads_masked(reads))
     }
 
+    /// A function (or operator, or what runs without a call) the statement
+    /// calls that reads a masked table (directly, through a view or through
+    /// the functions it calls) or may run statements Gatehouse does not
+    /// see, so that what it returns may be masked data: its key, or `""`
+    /// when the functions could not be looked up. Compiled code that cannot
+    /// be read does not count (`uuid_generate_v4()`), as in
+    /// [`Self::storing_function`]; what a write runs is asked there.
+    ///
+    /// With `unread_counts` (MySQL, whose stored functions' bodies are not
+    /// read: [`CALLS_FUNCTIONS`]), what cannot be read counts too.
+    fn function_returning_masked(&self, plan: &MaskPlan, unread_counts: bool) -> Option<&str> {
+        if self.functions_unknown {
+            return Some("");
+        }
+        self.functions
+            .iter()
+            .find(|(name, reads)| {
+                crate::routine::written_table(name).is_none()
+                    && reads.iter().any(|t| {
+                        t == RUNS_ANY_SQL
+                            || (unread_counts && t == CALLS_FUNCTIONS)
+                            || holds_column_samples(t)
+                            || plan.masks_table(t)
+                    })
+            })
+            .map(|(name, _)| name.as_str())
+    }
+
     /// A function the statement calls that stores or sends on what it is
     /// given or reads (or may: an opaque one), and would store masked data:
     /// the statement reads masked data itself (`reads_masked`), the
@@ -1568,6 +1596,9 @@ impl Engine {
             return;
         };
         let plan = mask.plan.clone();
+        // (DDL, or more, may keep expressions whose values fill a table's
+        // rows: a column's default or generated value.)
+        let analysis = self.analysis_in(dialect, sql);
         let leads = |name: &str| views.leads_to(name, &plan);
         // Whether the statement gives what it reads masked data, before
         // what its functions return is counted.
@@ -1581,13 +1612,9 @@ impl Engine {
             format!("{STORE_REFUSAL} ({name} reads masked columns)")
         } else if let Some(name) = refs.altered.iter().find(|n| leads(n)) {
             alter_refusal(name)
-        } else if let Some(name) = views.storing_function(
-            &plan,
-            reads_masked,
-            d.analysis
-                .as_ref()
-                .is_some_and(|a| !a.tables_written.is_empty()),
-        ) {
+        } else if let Some(name) =
+            views.storing_function(&plan, reads_masked, !analysis.tables_written.is_empty())
+        {
             if name.is_empty() {
                 "Gatehouse could not look up the functions and operators this statement may run, nor what the tables it writes run by themselves (a function defined in the database could keep masked data unmasked), so statements that read masked columns or write are refused until it can; try again, and see the gateway's log for why".to_string()
             } else {
@@ -1618,6 +1645,26 @@ impl Engine {
                     )
                 }
             }
+        } else if let Some(name) = views
+            .function_returning_masked(&plan, dialect == SqlDialect::Mysql)
+            .filter(|_| refs.stored.is_some() || analysis.class >= Some(Class::Ddl))
+        {
+            // What the statement stores (or, as DDL, keeps as a column's
+            // default or generated value, which fills existing rows) may
+            // be what the function returns.
+            let what = match crate::routine::operator_of(name) {
+                _ if name.is_empty() => {
+                    "Gatehouse could not look up the functions it calls".to_string()
+                }
+                Some(op) => format!("the operator {op}, which it uses, may return masked data"),
+                None if name == crate::routine::IMPLICIT_CALLS => {
+                    "a cast's or a domain's function, which runs without a call, may return masked data".to_string()
+                }
+                None => format!("{name}, which it calls, may return masked data"),
+            };
+            format!(
+                "{STORE_REFUSAL} ({what}; a column default or generated column added by DDL keeps what it returns too)"
+            )
         } else {
             return;
         };

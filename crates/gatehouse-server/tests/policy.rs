@@ -1647,6 +1647,34 @@ async fn what_a_write_runs_by_itself_is_read() {
             "{q}: {message}"
         );
     }
+    // What a function that reads the masked column returns is masked in
+    // results, and not stored: not by INSERT, CREATE TABLE AS or UPDATE,
+    // nor as a default that DDL fills existing rows with.
+    assert_eq!(
+        rows(&gw, &format!("SELECT {t}_first()")).await,
+        vec![vec![Some("[REDACTED]".to_string())]]
+    );
+    gw.simple_query(&format!("INSERT INTO {t}_stamped VALUES (7, 'x')"))
+        .await
+        .unwrap();
+    for q in [
+        format!("INSERT INTO {t}_kept SELECT {t}_first()"),
+        format!("CREATE TABLE {t}_ctas AS SELECT {t}_first() AS v"),
+        format!("UPDATE {t}_stamped SET note = {t}_first()"),
+        format!("ALTER TABLE {t}_stamped ADD COLUMN leak text DEFAULT {t}_first()"),
+    ] {
+        let (code, message, _) = refused(&gw, &q).await;
+        assert_eq!(code, "42501", "{q}: {message}");
+        assert!(
+            message.contains(&format!(
+                "{t}_first, which it calls, may return masked data"
+            )),
+            "{q}: {message}"
+        );
+    }
+    gw.simple_query(&format!("DELETE FROM {t}_stamped WHERE id = 7"))
+        .await
+        .unwrap();
     // Nor may the masked caller hang code on any table: it would run on
     // every session's writes.
     let q = format!(
@@ -1694,6 +1722,7 @@ async fn what_a_write_runs_by_itself_is_read() {
         .batch_execute(&format!(
             "DROP TABLE public.{t}, public.{t}_kept, public.{t}_after, public.{t}_before, public.{t}_stamped,
                public.{t}_default, public.{t}_ruled, public.{t}_child, public.{t}_parent, public.{t}_parted;
+             DROP TABLE IF EXISTS public.{t}_ctas;
              DROP FUNCTION public.{t}_copy, public.{t}_fill, public.{t}_stamp, public.{t}_log, public.{t}_first,
                public.{t}_touch"
         ))

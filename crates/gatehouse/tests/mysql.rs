@@ -1985,6 +1985,17 @@ fn what_a_stored_function_returns_is_masked() {
         !ran && e.contains(&format!("calling {t}_f here is not allowed")),
         "{got} {e}"
     );
+    // Nor is what it returns stored.
+    let (ran, got, e) = via(
+        &f.s,
+        &f.bot,
+        &format!("CREATE TABLE {t}_fcopy AS SELECT {t}_f(1) AS v"),
+    );
+    direct_my(&format!("DROP TABLE IF EXISTS {t}_fcopy"));
+    assert!(
+        !ran && e.contains(&format!("{t}_f, which it calls, may return masked data")),
+        "{got} {e}"
+    );
     // What such a function raises is its own text, not quoted: the
     // message is withheld, but for its codes.
     direct_my(&format!(
