@@ -47,6 +47,11 @@ pub struct Analysis {
     /// Each call of a function that signals another backend
     /// ([`BACKEND_SIGNALS`]) the parser sees, with the process id it names.
     pub backend_signals: Vec<SignalTarget>,
+    /// Functions the text both creates, replaces or drops and calls: what
+    /// such a call runs is not what the database's catalog holds before
+    /// the text runs.
+    #[serde(skip)]
+    pub defined_and_called: BTreeSet<String>,
 }
 
 /// The process id a call of one of [`BACKEND_SIGNALS`] names.
@@ -258,6 +263,7 @@ pub fn analyze(sql: &str) -> Analysis {
         prepared: false,
         reasons: Vec::new(),
         backend_signals: Vec::new(),
+        defined_and_called: BTreeSet::new(),
     };
     if sql.contains('\0') {
         a.parse_error = Some("the text contains a NUL byte".into());
@@ -326,8 +332,14 @@ pub fn analyze(sql: &str) -> Analysis {
             }
         }
     }
+    let (mut named_by_ddl, mut used) = (BTreeSet::new(), BTreeSet::new());
     for f in &summary.functions {
         let name = f.function_name.to_ascii_lowercase();
+        if matches!(f.context, pg_query::protobuf::summary_result::Context::Ddl) {
+            named_by_ddl.insert(name.clone());
+        } else {
+            used.insert(name.clone());
+        }
         if matches!(f.context, pg_query::protobuf::summary_result::Context::Call) {
             if let Some(c) = note_call(&mut a, &name) {
                 raise(&mut class, c);
@@ -336,6 +348,7 @@ pub fn analyze(sql: &str) -> Analysis {
         }
         a.functions.insert(name);
     }
+    a.defined_and_called = named_by_ddl.intersection(&used).cloned().collect();
     needs_tree |= all_calls;
     if needs_tree {
         match pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) {
@@ -1239,6 +1252,30 @@ pub(crate) fn operators_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn functions_a_text_both_creates_and_calls_are_told() {
+        let a = analyze(
+            "CREATE FUNCTION leak() RETURNS text LANGUAGE sql AS 'SELECT 1'; SELECT leak()",
+        );
+        assert_eq!(a.defined_and_called, BTreeSet::from(["leak".to_string()]));
+        for sql in [
+            "CREATE FUNCTION leak() RETURNS text LANGUAGE sql AS 'SELECT 1'",
+            "SELECT leak()",
+            "DROP FUNCTION other; SELECT leak()",
+        ] {
+            assert!(analyze(sql).defined_and_called.is_empty(), "{sql}");
+        }
+        let m = crate::analyze_mysql::analyze_mysql(
+            "CREATE FUNCTION leak(n INT) RETURNS INT DETERMINISTIC RETURN n; SELECT leak(1)",
+        );
+        assert_eq!(m.defined_and_called, BTreeSet::from(["leak".to_string()]));
+        assert!(
+            crate::analyze_mysql::analyze_mysql("SELECT leak(1)")
+                .defined_and_called
+                .is_empty()
+        );
+    }
 
     #[test]
     fn expressions_too_deep_to_decode_are_refused_with_a_reason() {

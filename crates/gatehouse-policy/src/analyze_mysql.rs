@@ -129,6 +129,7 @@ pub fn analyze_mysql(sql: &str) -> Analysis {
             prepared: false,
             backend_signals: Vec::new(),
             reasons: Vec::new(),
+            defined_and_called: BTreeSet::new(),
         },
     }
 }
@@ -186,6 +187,9 @@ struct Acc {
     immediate: Vec<(String, char)>,
     reasons: Vec<String>,
     refs: ColumnRefs,
+    /// Functions and procedures created or dropped, and those called.
+    defined: BTreeSet<String>,
+    called: BTreeSet<String>,
     /// Names of the CTEs the statements define.
     ctes: BTreeSet<String>,
     /// A `SELECT … INTO` (variables, a file) or a `:=` assignment to a
@@ -216,6 +220,7 @@ impl Acc {
             self.raise(Class::Write);
             self.reason(format!("calls {name}"));
         }
+        self.called.insert(name.clone());
         self.functions.insert(name);
     }
 
@@ -227,6 +232,7 @@ impl Acc {
         }
         self.tables_read.extend(a.tables_read);
         self.tables_written.extend(a.tables_written);
+        self.called.extend(a.functions.iter().cloned());
         self.functions.extend(a.functions);
         self.anonymous_code |= a.anonymous_code;
         self.unseen |= a.unseen;
@@ -300,6 +306,7 @@ impl Acc {
                 prepared: self.prepared,
                 reasons: self.reasons,
                 backend_signals: Vec::new(),
+                defined_and_called: self.defined.intersection(&self.called).cloned().collect(),
             },
             self.refs,
         )
@@ -788,6 +795,7 @@ impl Walker<'_> {
                 self.acc.raise(Class::Ddl);
                 for d in &f.func_desc {
                     if let Some(n) = last_part(&d.name) {
+                        self.acc.defined.insert(n.clone());
                         self.acc.functions.insert(n);
                     }
                 }
@@ -796,6 +804,7 @@ impl Walker<'_> {
                 self.acc.raise(Class::Ddl);
                 for d in proc_desc {
                     if let Some(n) = last_part(&d.name) {
+                        self.acc.defined.insert(n.clone());
                         self.acc.functions.insert(n);
                     }
                 }
@@ -815,12 +824,14 @@ impl Walker<'_> {
             S::CreateFunction(f) => {
                 self.acc.raise(Class::Ddl);
                 if let Some(n) = last_part(&f.name) {
+                    self.acc.defined.insert(n.clone());
                     self.acc.functions.insert(n);
                 }
             }
             S::CreateProcedure { name, .. } => {
                 self.acc.raise(Class::Ddl);
                 if let Some(n) = last_part(name) {
+                    self.acc.defined.insert(n.clone());
                     self.acc.functions.insert(n);
                 }
             }

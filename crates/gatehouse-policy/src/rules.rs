@@ -1348,6 +1348,7 @@ impl Engine {
                     prepared: true,
                     reasons: Vec::new(),
                     backend_signals: Vec::new(),
+                    defined_and_called: BTreeSet::new(),
                 };
                 let v = self.verdict_of(&unknown, sql, &applicable, now_ms);
                 stricter(&mut decision.verdict, v, None);
@@ -1584,7 +1585,22 @@ impl Engine {
         d: &mut Decision,
         views: &ViewReads,
     ) {
-        if views.is_empty() || matches!(d.verdict, Verdict::Deny { .. }) {
+        if matches!(d.verdict, Verdict::Deny { .. })
+            || !d.mask.as_ref().is_some_and(|m| m.plan.has_columns())
+        {
+            return;
+        }
+        let analysis = self.analysis_in(dialect, sql);
+        if let Some(name) = analysis.defined_and_called.iter().next() {
+            return refuse(
+                d,
+                views,
+                format!(
+                    "calling {name} in the text that creates (or drops) it is not allowed where columns are masked: Gatehouse reads what a function does from the database before the text runs, so it cannot tell what this one returns or keeps; create it in a statement of its own first"
+                ),
+            );
+        }
+        if views.is_empty() {
             return;
         }
         let Some(mask) = d.mask.as_mut().filter(|m| m.plan.has_columns()) else {
@@ -1596,9 +1612,6 @@ impl Engine {
             return;
         };
         let plan = mask.plan.clone();
-        // (DDL, or more, may keep expressions whose values fill a table's
-        // rows: a column's default or generated value.)
-        let analysis = self.analysis_in(dialect, sql);
         let leads = |name: &str| views.leads_to(name, &plan);
         // Whether the statement gives what it reads masked data, before
         // what its functions return is counted.
@@ -1647,6 +1660,8 @@ impl Engine {
             }
         } else if let Some(name) = views
             .function_returning_masked(&plan, dialect == SqlDialect::Mysql)
+            // (DDL, or more, may keep expressions whose values fill a
+            // table's rows: a column's default or generated value.)
             .filter(|_| refs.stored.is_some() || analysis.class >= Some(Class::Ddl))
         {
             // What the statement stores (or, as DDL, keeps as a column's

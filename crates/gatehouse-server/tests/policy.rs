@@ -1675,6 +1675,27 @@ async fn what_a_write_runs_by_itself_is_read() {
     gw.simple_query(&format!("DELETE FROM {t}_stamped WHERE id = 7"))
         .await
         .unwrap();
+    // A function is read from the database before the text runs: one the
+    // same text creates and calls is not known, and refused.
+    let q = format!(
+        "CREATE FUNCTION {t}_new() RETURNS text LANGUAGE sql AS 'SELECT secret FROM public.{t} LIMIT 1'; SELECT {t}_new()"
+    );
+    let (code, message, _) = refused(&gw, &q).await;
+    assert_eq!(code, "42501", "{q}: {message}");
+    assert!(
+        message.contains("in the text that creates"),
+        "{q}: {message}"
+    );
+    // Created on its own first, it is read when called.
+    gw.simple_query(&format!(
+        "CREATE FUNCTION {t}_new() RETURNS text LANGUAGE sql AS 'SELECT secret FROM public.{t} LIMIT 1'"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(&gw, &format!("SELECT {t}_new()")).await,
+        vec![vec![Some("[REDACTED]".to_string())]]
+    );
     // Nor may the masked caller hang code on any table: it would run on
     // every session's writes.
     let q = format!(
@@ -1724,7 +1745,8 @@ async fn what_a_write_runs_by_itself_is_read() {
                public.{t}_default, public.{t}_ruled, public.{t}_child, public.{t}_parent, public.{t}_parted;
              DROP TABLE IF EXISTS public.{t}_ctas;
              DROP FUNCTION public.{t}_copy, public.{t}_fill, public.{t}_stamp, public.{t}_log, public.{t}_first,
-               public.{t}_touch"
+               public.{t}_touch;
+             DROP FUNCTION IF EXISTS public.{t}_new"
         ))
         .await;
 }
