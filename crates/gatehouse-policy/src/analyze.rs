@@ -52,6 +52,10 @@ pub struct Analysis {
     /// the text runs.
     #[serde(skip)]
     pub defined_and_called: BTreeSet<String>,
+    /// Views the text creates (or replaces) and reads: what such a read
+    /// gives is not what the catalog says before the text runs.
+    #[serde(skip)]
+    pub views_defined_and_read: BTreeSet<String>,
 }
 
 /// The process id a call of one of [`BACKEND_SIGNALS`] names.
@@ -264,6 +268,7 @@ pub fn analyze(sql: &str) -> Analysis {
         reasons: Vec::new(),
         backend_signals: Vec::new(),
         defined_and_called: BTreeSet::new(),
+        views_defined_and_read: BTreeSet::new(),
     };
     if sql.contains('\0') {
         a.parse_error = Some("the text contains a NUL byte".into());
@@ -331,6 +336,17 @@ pub fn analyze(sql: &str) -> Analysis {
                 a.tables_read.insert(name);
             }
         }
+    }
+    if summary.statement_types.iter().any(|t| t == "ViewStmt") {
+        // (The view's name is in DDL context, what it reads is not.)
+        let created = summary
+            .tables
+            .iter()
+            .filter(|t| matches!(t.context, pg_query::protobuf::summary_result::Context::Ddl));
+        a.views_defined_and_read = created
+            .map(|t| unquoted(&t.name))
+            .filter(|n| a.tables_read.contains(n))
+            .collect();
     }
     let (mut named_by_ddl, mut used) = (BTreeSet::new(), BTreeSet::new());
     for f in &summary.functions {
@@ -1252,6 +1268,23 @@ pub(crate) fn operators_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn views_a_text_both_creates_and_reads_are_told() {
+        let a = analyze("CREATE VIEW v AS SELECT secret FROM t; INSERT INTO kept SELECT * FROM v");
+        assert_eq!(a.views_defined_and_read, BTreeSet::from(["v".to_string()]));
+        for sql in [
+            "CREATE VIEW v AS SELECT secret FROM t",
+            "CREATE VIEW v AS SELECT secret FROM t; SELECT 1",
+            "SELECT * FROM v",
+        ] {
+            assert!(analyze(sql).views_defined_and_read.is_empty(), "{sql}");
+        }
+        let m = crate::analyze_mysql::analyze_mysql(
+            "CREATE VIEW v AS SELECT email FROM t; INSERT INTO kept SELECT * FROM v",
+        );
+        assert_eq!(m.views_defined_and_read, BTreeSet::from(["v".to_string()]));
+    }
 
     #[test]
     fn functions_a_text_both_creates_and_calls_are_told() {

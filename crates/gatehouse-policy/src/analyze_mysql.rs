@@ -130,6 +130,7 @@ pub fn analyze_mysql(sql: &str) -> Analysis {
             backend_signals: Vec::new(),
             reasons: Vec::new(),
             defined_and_called: BTreeSet::new(),
+            views_defined_and_read: BTreeSet::new(),
         },
     }
 }
@@ -190,6 +191,8 @@ struct Acc {
     /// Functions and procedures created or dropped, and those called.
     defined: BTreeSet<String>,
     called: BTreeSet<String>,
+    /// Views created or replaced.
+    views: BTreeSet<String>,
     /// Names of the CTEs the statements define.
     ctes: BTreeSet<String>,
     /// A `SELECT … INTO` (variables, a file) or a `:=` assignment to a
@@ -288,6 +291,11 @@ impl Acc {
     }
 
     fn finish(mut self) -> (Analysis, ColumnRefs) {
+        let views_defined_and_read = self
+            .views
+            .intersection(&self.tables_read)
+            .cloned()
+            .collect();
         // Data stored from a CTE comes from its query, elsewhere in the
         // statement: then all of it counts as the source.
         if self.stores_all || self.refs.stores_from(&self.ctes) {
@@ -307,6 +315,7 @@ impl Acc {
                 reasons: self.reasons,
                 backend_signals: Vec::new(),
                 defined_and_called: self.defined.intersection(&self.called).cloned().collect(),
+                views_defined_and_read,
             },
             self.refs,
         )
@@ -752,6 +761,7 @@ impl Walker<'_> {
             S::CreateView(v) => {
                 self.acc.raise(Class::Ddl);
                 self.write_target(&v.name);
+                self.acc.views.insert(object_name(&v.name));
             }
             S::CreateIndex(ci) => {
                 self.acc.raise(Class::Ddl);

@@ -1349,6 +1349,7 @@ impl Engine {
                     reasons: Vec::new(),
                     backend_signals: Vec::new(),
                     defined_and_called: BTreeSet::new(),
+                    views_defined_and_read: BTreeSet::new(),
                 };
                 let v = self.verdict_of(&unknown, sql, &applicable, now_ms);
                 stricter(&mut decision.verdict, v, None);
@@ -1597,6 +1598,15 @@ impl Engine {
                 views,
                 format!(
                     "calling {name} in the text that creates (or drops) it is not allowed where columns are masked: Gatehouse reads what a function does from the database before the text runs, so it cannot tell what this one returns or keeps; create it in a statement of its own first"
+                ),
+            );
+        }
+        if let Some(name) = analysis.views_defined_and_read.iter().next() {
+            return refuse(
+                d,
+                views,
+                format!(
+                    "reading {name} in the text that creates it is not allowed where columns are masked: Gatehouse reads what a view reads from the database before the text runs, so it cannot tell whether this one holds masked data; create it in a statement of its own first"
                 ),
             );
         }

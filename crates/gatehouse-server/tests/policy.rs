@@ -1696,6 +1696,16 @@ async fn what_a_write_runs_by_itself_is_read() {
         rows(&gw, &format!("SELECT {t}_new()")).await,
         vec![vec![Some("[REDACTED]".to_string())]]
     );
+    // Likewise a view the same text creates and reads.
+    let q = format!(
+        "CREATE VIEW {t}_v AS SELECT secret FROM public.{t}; INSERT INTO {t}_kept SELECT * FROM {t}_v"
+    );
+    let (code, message, _) = refused(&gw, &q).await;
+    assert_eq!(code, "42501", "{q}: {message}");
+    assert!(
+        message.contains("in the text that creates it"),
+        "{q}: {message}"
+    );
     // Nor may the masked caller hang code on any table: it would run on
     // every session's writes.
     let q = format!(
@@ -1746,7 +1756,7 @@ async fn what_a_write_runs_by_itself_is_read() {
              DROP TABLE IF EXISTS public.{t}_ctas;
              DROP FUNCTION public.{t}_copy, public.{t}_fill, public.{t}_stamp, public.{t}_log, public.{t}_first,
                public.{t}_touch;
-             DROP FUNCTION IF EXISTS public.{t}_new"
+             DROP FUNCTION IF EXISTS public.{t}_new; DROP VIEW IF EXISTS public.{t}_v"
         ))
         .await;
 }
