@@ -2119,6 +2119,25 @@ fn code_that_runs_by_itself_is_kept_from_masked_data() {
             "{sql}: {got} {e}"
         );
     }
+    // A function or view the same text creates and uses is not looked up
+    // yet: refused (one text: the client sends up to its delimiter).
+    for sql in [
+        format!(
+            "DELIMITER //\nCREATE FUNCTION {t}_nf(n INT) RETURNS VARCHAR(100) READS SQL DATA RETURN (SELECT email FROM {t} WHERE id = n); SELECT {t}_nf(1)//"
+        ),
+        format!(
+            "DELIMITER //\nCREATE VIEW {t}_nv AS SELECT email FROM {t}; INSERT INTO {t}_kept SELECT * FROM {t}_nv//"
+        ),
+    ] {
+        let (ran, got, e) = via(&f.s, &f.bot, &sql);
+        direct_my(&format!(
+            "DROP FUNCTION IF EXISTS {t}_nf; DROP VIEW IF EXISTS {t}_nv"
+        ));
+        assert!(
+            !ran && !got.contains("ann@") && e.contains("in the text that creates"),
+            "{sql}: {got} {e}"
+        );
+    }
     let sql = format!("INSERT INTO {t}_dba VALUES (1)");
     let (ran, got, e) = via(&f.s, &f.bot, &sql);
     assert!(
