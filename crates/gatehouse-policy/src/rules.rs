@@ -313,7 +313,14 @@ impl ViewReads {
     ///
     /// With `unread_counts` (MySQL, whose stored functions' bodies are not
     /// read: [`CALLS_FUNCTIONS`]), what cannot be read counts too.
-    fn function_returning_masked(&self, plan: &MaskPlan, unread_counts: bool) -> Option<&str> {
+    /// Without `implicit`, what runs without a call (casts' and domains'
+    /// functions, [`crate::routine::IMPLICIT_CALLS`]) does not count.
+    fn function_returning_masked(
+        &self,
+        plan: &MaskPlan,
+        unread_counts: bool,
+        implicit: bool,
+    ) -> Option<&str> {
         if self.functions_unknown {
             return Some("");
         }
@@ -321,6 +328,7 @@ impl ViewReads {
             .iter()
             .find(|(name, reads)| {
                 crate::routine::written_table(name).is_none()
+                    && (implicit || *name != crate::routine::IMPLICIT_CALLS)
                     && reads.iter().any(|t| {
                         t == RUNS_ANY_SQL
                             || (unread_counts && t == CALLS_FUNCTIONS)
@@ -1669,7 +1677,9 @@ impl Engine {
                 }
             }
         } else if let Some(name) = views
-            .function_returning_masked(&plan, dialect == SqlDialect::Mysql)
+            // (For DDL, its own calls: a statement counts as running
+            // every cast's function.)
+            .function_returning_masked(&plan, dialect == SqlDialect::Mysql, refs.stored.is_some())
             // (DDL, or more, may keep expressions whose values fill a
             // table's rows: a column's default or generated value.)
             .filter(|_| refs.stored.is_some() || analysis.class >= Some(Class::Ddl))
