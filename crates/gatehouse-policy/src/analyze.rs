@@ -52,6 +52,10 @@ pub struct Analysis {
     /// the text runs.
     #[serde(skip)]
     pub defined_and_called: BTreeSet<String>,
+    /// Functions the text only creates, replaces, drops or alters (named
+    /// by DDL, not called).
+    #[serde(skip)]
+    pub only_defined: BTreeSet<String>,
     /// Views the text creates (or replaces) and reads: what such a read
     /// gives is not what the catalog says before the text runs.
     #[serde(skip)]
@@ -268,6 +272,7 @@ pub fn analyze(sql: &str) -> Analysis {
         reasons: Vec::new(),
         backend_signals: Vec::new(),
         defined_and_called: BTreeSet::new(),
+        only_defined: BTreeSet::new(),
         views_defined_and_read: BTreeSet::new(),
     };
     if sql.contains('\0') {
@@ -365,6 +370,7 @@ pub fn analyze(sql: &str) -> Analysis {
         a.functions.insert(name);
     }
     a.defined_and_called = named_by_ddl.intersection(&used).cloned().collect();
+    a.only_defined = named_by_ddl.difference(&used).cloned().collect();
     needs_tree |= all_calls;
     if needs_tree {
         match pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) {

@@ -130,6 +130,7 @@ pub fn analyze_mysql(sql: &str) -> Analysis {
             backend_signals: Vec::new(),
             reasons: Vec::new(),
             defined_and_called: BTreeSet::new(),
+            only_defined: BTreeSet::new(),
             views_defined_and_read: BTreeSet::new(),
         },
     }
@@ -315,6 +316,7 @@ impl Acc {
                 reasons: self.reasons,
                 backend_signals: Vec::new(),
                 defined_and_called: self.defined.intersection(&self.called).cloned().collect(),
+                only_defined: self.defined.difference(&self.called).cloned().collect(),
                 views_defined_and_read,
             },
             self.refs,

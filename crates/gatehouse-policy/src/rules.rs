@@ -314,12 +314,15 @@ impl ViewReads {
     /// With `unread_counts` (MySQL, whose stored functions' bodies are not
     /// read: [`CALLS_FUNCTIONS`]), what cannot be read counts too.
     /// Without `implicit`, what runs without a call (casts' and domains'
-    /// functions, [`crate::routine::IMPLICIT_CALLS`]) does not count.
+    /// functions, [`crate::routine::IMPLICIT_CALLS`]) does not count; nor do
+    /// the functions in `not_called` (which the statement only creates or
+    /// drops).
     fn function_returning_masked(
         &self,
         plan: &MaskPlan,
         unread_counts: bool,
         implicit: bool,
+        not_called: &BTreeSet<String>,
     ) -> Option<&str> {
         if self.functions_unknown {
             return Some("");
@@ -329,6 +332,7 @@ impl ViewReads {
             .find(|(name, reads)| {
                 crate::routine::written_table(name).is_none()
                     && (implicit || *name != crate::routine::IMPLICIT_CALLS)
+                    && !not_called.contains(*name)
                     && reads.iter().any(|t| {
                         t == RUNS_ANY_SQL
                             || (unread_counts && t == CALLS_FUNCTIONS)
@@ -1358,6 +1362,7 @@ impl Engine {
                     backend_signals: Vec::new(),
                     defined_and_called: BTreeSet::new(),
                     views_defined_and_read: BTreeSet::new(),
+                    only_defined: BTreeSet::new(),
                 };
                 let v = self.verdict_of(&unknown, sql, &applicable, now_ms);
                 stricter(&mut decision.verdict, v, None);
@@ -1679,7 +1684,12 @@ impl Engine {
         } else if let Some(name) = views
             // (For DDL, its own calls: a statement counts as running
             // every cast's function.)
-            .function_returning_masked(&plan, dialect == SqlDialect::Mysql, refs.stored.is_some())
+            .function_returning_masked(
+                &plan,
+                dialect == SqlDialect::Mysql,
+                refs.stored.is_some(),
+                &analysis.only_defined,
+            )
             // (DDL, or more, may keep expressions whose values fill a
             // table's rows: a column's default or generated value.)
             .filter(|_| refs.stored.is_some() || analysis.class >= Some(Class::Ddl))

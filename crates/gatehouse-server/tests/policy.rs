@@ -1696,6 +1696,10 @@ async fn what_a_write_runs_by_itself_is_read() {
         rows(&gw, &format!("SELECT {t}_new()")).await,
         vec![vec![Some("[REDACTED]".to_string())]]
     );
+    // And it may be dropped (DDL that names it does not call it).
+    gw.simple_query(&format!("DROP FUNCTION {t}_new"))
+        .await
+        .unwrap();
     // Likewise a view the same text creates and reads.
     let q = format!(
         "CREATE VIEW {t}_v AS SELECT secret FROM public.{t}; INSERT INTO {t}_kept SELECT * FROM {t}_v"
