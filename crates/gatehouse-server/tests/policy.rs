@@ -67,6 +67,14 @@ async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>>
         .collect()
 }
 
+/// Asserts that `q` is refused (SQLSTATE 42501) with a message that says
+/// `says`.
+async fn refused_saying(c: &tokio_postgres::Client, q: &str, says: &str) {
+    let (code, message, _) = refused(c, q).await;
+    assert_eq!(code, "42501", "{q}: {message}");
+    assert!(message.contains(says), "{q}: {message}");
+}
+
 #[tokio::test]
 async fn rules_decide_statements_from_real_clients() {
     let s = TestServer::start().await;
@@ -1640,12 +1648,7 @@ async fn what_a_write_runs_by_itself_is_read() {
         // Among other statements.
         format!("SELECT 1; INSERT INTO {t}_after VALUES (2, 'y')"),
     ] {
-        let (code, message, _) = refused(&gw, &q).await;
-        assert_eq!(code, "42501", "{q}: {message}");
-        assert!(
-            message.contains("trigger, rule, column default"),
-            "{q}: {message}"
-        );
+        refused_saying(&gw, &q, "trigger, rule, column default").await;
     }
     // What a function that reads the masked column returns is masked in
     // results, and not stored: not by INSERT, CREATE TABLE AS or UPDATE,
@@ -1663,14 +1666,12 @@ async fn what_a_write_runs_by_itself_is_read() {
         format!("UPDATE {t}_stamped SET note = {t}_first()"),
         format!("ALTER TABLE {t}_stamped ADD COLUMN leak text DEFAULT {t}_first()"),
     ] {
-        let (code, message, _) = refused(&gw, &q).await;
-        assert_eq!(code, "42501", "{q}: {message}");
-        assert!(
-            message.contains(&format!(
-                "{t}_first, which it calls, may return masked data"
-            )),
-            "{q}: {message}"
-        );
+        refused_saying(
+            &gw,
+            &q,
+            &format!("{t}_first, which it calls, may return masked data"),
+        )
+        .await;
     }
     gw.simple_query(&format!("DELETE FROM {t}_stamped WHERE id = 7"))
         .await
@@ -1680,12 +1681,7 @@ async fn what_a_write_runs_by_itself_is_read() {
     let q = format!(
         "CREATE FUNCTION {t}_new() RETURNS text LANGUAGE sql AS 'SELECT secret FROM public.{t} LIMIT 1'; SELECT {t}_new()"
     );
-    let (code, message, _) = refused(&gw, &q).await;
-    assert_eq!(code, "42501", "{q}: {message}");
-    assert!(
-        message.contains("in the text that creates"),
-        "{q}: {message}"
-    );
+    refused_saying(&gw, &q, "in the text that creates").await;
     // Created on its own first, it is read when called.
     gw.simple_query(&format!(
         "CREATE FUNCTION {t}_new() RETURNS text LANGUAGE sql AS 'SELECT secret FROM public.{t} LIMIT 1'"
@@ -1704,31 +1700,16 @@ async fn what_a_write_runs_by_itself_is_read() {
     let q = format!(
         "CREATE VIEW {t}_v AS SELECT secret FROM public.{t}; INSERT INTO {t}_kept SELECT * FROM {t}_v"
     );
-    let (code, message, _) = refused(&gw, &q).await;
-    assert_eq!(code, "42501", "{q}: {message}");
-    assert!(
-        message.contains("in the text that creates it"),
-        "{q}: {message}"
-    );
+    refused_saying(&gw, &q, "in the text that creates it").await;
     // Nor may the masked caller hang code on any table: it would run on
     // every session's writes.
     let q = format!(
         "CREATE TRIGGER mine AFTER INSERT ON {t}_stamped FOR EACH ROW EXECUTE FUNCTION {t}_copy()"
     );
-    let (code, message, _) = refused(&gw, &q).await;
-    assert_eq!(code, "42501", "{q}: {message}");
-    assert!(
-        message.contains("creating a trigger, rule"),
-        "{q}: {message}"
-    );
+    refused_saying(&gw, &q, "creating a trigger, rule").await;
     // A function that writes such a table runs its triggers too.
     let q = format!("SELECT {t}_touch()");
-    let (code, message, _) = refused(&gw, &q).await;
-    assert_eq!(code, "42501", "{q}: {message}");
-    assert!(
-        message.contains(&format!("calling {t}_touch")),
-        "{q}: {message}"
-    );
+    refused_saying(&gw, &q, &format!("calling {t}_touch")).await;
     // Nothing was copied.
     let kept: i64 = direct
         .query_one(&format!("SELECT count(*) FROM public.{t}_kept"), &[])
