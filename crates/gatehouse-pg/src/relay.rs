@@ -169,6 +169,8 @@ struct Stmt {
     /// It may start COPY FROM STDIN ([`may_copy`]): the client side waits
     /// for its outcome ([`Gates`]).
     copy: bool,
+    /// It may change definitions ([`ClientSide::changes_definitions`]).
+    changes_definitions: bool,
 }
 
 impl Stmt {
@@ -323,6 +325,11 @@ impl Signals {
 struct Gates {
     copy: Gate,
     probe: Gate,
+    /// A statement that may change definitions ran in the transaction
+    /// still open upstream: Gatehouse's catalog look-ups, on connections of
+    /// their own, do not see what it changed until it commits, so until
+    /// the upstream is idle again they count as failed (fail closed).
+    uncommitted_definitions: AtomicBool,
 }
 
 /// A state one side of the relay sets and the other waits on.
@@ -733,6 +740,15 @@ struct ClientSide {
     /// The server is skipping to Sync after an error in the batch (a
     /// probe told): what comes until Sync is dropped here too.
     skipping: bool,
+    /// The message being handled is decided with what the catalog says of
+    /// views and functions (deny or review rules on tables, or column
+    /// masks, apply: [`ClientSide::views_matter`]).
+    looks_up: bool,
+    /// A statement that may change definitions was sent, and the client's
+    /// next messages wait for it: once it is done, what the catalog said
+    /// of views and functions is forgotten (its own `Bind` and `Execute`
+    /// may have asked before it ran).
+    definitions_sent: bool,
     /// The session's prepared statements and cursors, for masking what an
     /// `EXECUTE` or `FETCH` returns as its query's results.
     sources: ResultSources,
@@ -833,6 +849,7 @@ impl ClientSide {
             described: None,
             formats: ResultFormats::Text,
             copy: false,
+            changes_definitions: false,
         }
     }
 
@@ -1028,6 +1045,11 @@ impl ClientSide {
     /// rule applies to do not each make a future.)
     #[inline]
     fn views_matter(&mut self, tag: u8) -> bool {
+        self.looks_up = self.views_matter_now(tag);
+        self.looks_up
+    }
+
+    fn views_matter_now(&mut self, tag: u8) -> bool {
         if !matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
             // No statement is decided on this message.
             return false;
@@ -1078,7 +1100,16 @@ impl ClientSide {
         if asked.is_empty() {
             return;
         }
-        let found = if asked.relations.is_empty() {
+        let uncommitted = self
+            .gates
+            .uncommitted_definitions
+            .load(Ordering::Acquire)
+            .then(|| {
+                "definitions changed in this session's open transaction cannot be seen until it commits".to_string()
+            });
+        let found = if let Some(why) = &uncommitted {
+            Err(why.clone())
+        } else if asked.relations.is_empty() {
             Ok(Default::default())
         } else {
             ctx.proxy
@@ -1091,11 +1122,15 @@ impl ClientSide {
         }
         let mut reads = ViewReads::of(found);
         if !asked.functions.is_empty() {
-            let found = ctx
-                .proxy
-                .catalog
-                .functions(&ctx.catalog, &asked.functions)
-                .await;
+            let found = match uncommitted {
+                Some(why) => Err(why),
+                None => {
+                    ctx.proxy
+                        .catalog
+                        .functions(&ctx.catalog, &asked.functions)
+                        .await
+                }
+            };
             if let Err(e) = &found {
                 tracing::warn!(session = %ctx.session_id, error = %e, "could not look up functions in the catalog; computed columns are masked and statements reading masked columns refused");
             }
@@ -1289,6 +1324,11 @@ impl ClientSide {
         msg: &[u8],
         out: &mut BytesMut,
     ) -> Result<(), String> {
+        if self.changes_definitions(&stmt.sql) {
+            stmt.copy = true;
+            stmt.changes_definitions = true;
+            self.definitions_sent = true;
+        }
         stmt.mask = self.execute_mask(&stmt.sql);
         if !portal.is_empty()
             && let Some(mask) = &mut stmt.mask
@@ -1313,8 +1353,9 @@ impl ClientSide {
         self.send(Item::Exec(stmt))?;
         out.extend_from_slice(msg);
         if copy {
-            // Its outcome is awaited before the client's next message, and
-            // the server holds an Execute's response until Sync or Flush.
+            // Its outcome is awaited before the client's next message (as
+            // for a statement that may change definitions), and the server
+            // holds an Execute's response until Sync or Flush.
             codec::empty_message(out, b'H');
             self.await_copy();
         }
@@ -1324,6 +1365,11 @@ impl ClientSide {
     /// Forwards an allowed simple `Query`.
     fn query(&mut self, mut stmt: Stmt, msg: &[u8], out: &mut BytesMut) -> Result<(), String> {
         stmt.copy = may_copy(&stmt.sql);
+        if self.changes_definitions(&stmt.sql) {
+            stmt.copy = true;
+            stmt.changes_definitions = true;
+            self.definitions_sent = true;
+        }
         let copy = stmt.copy;
         self.send(Item::Simple(stmt))?;
         out.extend_from_slice(msg);
@@ -1331,6 +1377,25 @@ impl ClientSide {
             self.await_copy();
         }
         Ok(())
+    }
+
+    /// Whether `sql`, about to be sent, may change what the catalog says of
+    /// views or functions (DDL, or code that may run some), where the
+    /// decisions use it: then the client's next messages wait for its
+    /// outcome, as after a COPY (the `copy` gate), and are decided with
+    /// what the catalog says after it. A pipelined `CREATE FUNCTION f …`
+    /// and `SELECT f()` would otherwise have the second decided before `f`
+    /// exists.
+    fn changes_definitions(&self, sql: &str) -> bool {
+        self.looks_up
+            && self.engine.get().may_change_views(
+                sql,
+                &gatehouse_policy::Decision {
+                    verdict: Verdict::Allow { rule: None },
+                    analysis: None,
+                    mask: None,
+                },
+            )
     }
 
     /// Has the client's next message wait until the upstream side knows
@@ -1747,6 +1812,8 @@ async fn client_to_upstream(
         gates,
         in_batch: false,
         skipping: false,
+        looks_up: false,
+        definitions_sent: false,
         sources: ResultSources::default(),
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -1822,6 +1889,9 @@ async fn client_to_upstream(
                     return "upstream closed".into();
                 }
                 side.gates.copy.settled(COPY_PENDING).await;
+                if std::mem::take(&mut side.definitions_sent) {
+                    side.ctx.proxy.catalog.forget_views(&side.ctx.connection);
+                }
             }
             if tag == b'X' {
                 terminated.store(true, Ordering::Release);
@@ -2040,6 +2110,12 @@ impl UpstreamSide {
 
     /// Records a statement that is done, with its command tag.
     fn finish(&mut self, mut stmt: Stmt, command: Option<&str>) {
+        if stmt.changes_definitions {
+            // (Before the client side goes on: see `Gates`.)
+            self.gates
+                .uncommitted_definitions
+                .store(true, Ordering::Release);
+        }
         if stmt.copy {
             // Whatever COPY it started is over.
             self.gates.copy.set(COPY_NONE);
@@ -2166,27 +2242,41 @@ impl UpstreamSide {
                     _ => {}
                 }
             }
-            b'Z' => loop {
-                match pending.pop_front() {
-                    Some(Item::Simple(s)) => {
-                        let command = std::mem::take(&mut self.command);
-                        let has = std::mem::take(&mut self.has_command);
-                        self.finish(s, has.then_some(command.as_str()));
-                        self.command = command;
-                        break;
-                    }
-                    Some(Item::Sync) | None => break,
-                    Some(
-                        Item::Describe | Item::DescribeStmt(_) | Item::Swallow(_) | Item::Close,
-                    ) => {}
-                    Some(Item::Probe) => self.gates.probe.set(PROBE_SKIPPED),
-                    Some(Item::Exec(mut s)) => {
-                        s.error = Some("no response before the end of the batch".into());
-                        self.finish(s, None);
-                    }
+            b'Z' => {
+                self.ready(pending);
+                if body.first() == Some(&b'I')
+                    && self.gates.uncommitted_definitions.load(Ordering::Acquire)
+                {
+                    // No transaction open: what it changed is committed
+                    // (or rolled back).
+                    self.gates
+                        .uncommitted_definitions
+                        .store(false, Ordering::Release);
                 }
-            },
+            }
             _ => {}
+        }
+    }
+
+    /// At `ReadyForQuery`: the statements of the batch it ends are done.
+    fn ready(&mut self, pending: &mut VecDeque<Item>) {
+        loop {
+            match pending.pop_front() {
+                Some(Item::Simple(s)) => {
+                    let command = std::mem::take(&mut self.command);
+                    let has = std::mem::take(&mut self.has_command);
+                    self.finish(s, has.then_some(command.as_str()));
+                    self.command = command;
+                    break;
+                }
+                Some(Item::Sync) | None => break,
+                Some(Item::Describe | Item::DescribeStmt(_) | Item::Swallow(_) | Item::Close) => {}
+                Some(Item::Probe) => self.gates.probe.set(PROBE_SKIPPED),
+                Some(Item::Exec(mut s)) => {
+                    s.error = Some("no response before the end of the batch".into());
+                    self.finish(s, None);
+                }
+            }
         }
     }
 }

@@ -1701,6 +1701,45 @@ async fn what_a_write_runs_by_itself_is_read() {
         "CREATE VIEW {t}_v AS SELECT secret FROM public.{t}; INSERT INTO {t}_kept SELECT * FROM {t}_v"
     );
     refused_saying(&gw, &q, "in the text that creates it").await;
+    // Pipelined (sent in one write, read before the first runs): what
+    // follows DDL waits for it, and is decided with what the catalog says
+    // after it, with the DDL as a simple query or through the extended
+    // protocol.
+    for (n, extended) in [("pl", false), ("pl2", true)] {
+        let create = format!(
+            "CREATE FUNCTION {t}_{n}() RETURNS text LANGUAGE sql AS 'SELECT secret FROM public.{t} LIMIT 1'"
+        );
+        let call = format!("SELECT {t}_{n}()");
+        let (created, called) = if extended {
+            let (a, b) = tokio::join!(gw.query_typed(&create, &[]), gw.query_typed(&call, &[]));
+            (a.map(|_| ()), b)
+        } else {
+            tokio::join!(gw.batch_execute(&create), gw.query_typed(&call, &[]))
+        };
+        created.unwrap();
+        let got: Option<String> = called.unwrap()[0].get(0);
+        assert_eq!(got.as_deref(), Some("[REDACTED]"), "{create}; {call}");
+    }
+    // In a transaction, what DDL changed is not seen by Gatehouse's
+    // catalog look-ups (other connections) until it commits: meanwhile
+    // they count as failed (computed columns masked, storing refused).
+    gw.batch_execute("BEGIN").await.unwrap();
+    gw.batch_execute(&format!(
+        "CREATE FUNCTION {t}_tx() RETURNS text LANGUAGE sql AS 'SELECT secret FROM public.{t} LIMIT 1'"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(&gw, &format!("SELECT {t}_tx()")).await,
+        vec![vec![Some("[REDACTED]".to_string())]]
+    );
+    refused_saying(
+        &gw,
+        &format!("INSERT INTO {t}_kept SELECT {t}_tx()"),
+        "could not look up the functions",
+    )
+    .await;
+    gw.batch_execute("ROLLBACK").await.unwrap();
     // Nor may the masked caller hang code on any table: it would run on
     // every session's writes.
     let q = format!(
@@ -1741,7 +1780,8 @@ async fn what_a_write_runs_by_itself_is_read() {
              DROP TABLE IF EXISTS public.{t}_ctas;
              DROP FUNCTION public.{t}_copy, public.{t}_fill, public.{t}_stamp, public.{t}_log, public.{t}_first,
                public.{t}_touch;
-             DROP FUNCTION IF EXISTS public.{t}_new; DROP VIEW IF EXISTS public.{t}_v"
+             DROP FUNCTION IF EXISTS public.{t}_new, public.{t}_pl, public.{t}_pl2;
+             DROP VIEW IF EXISTS public.{t}_v"
         ))
         .await;
 }
