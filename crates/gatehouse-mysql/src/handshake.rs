@@ -237,8 +237,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientLogin<S> {
         Ok(())
     }
 
-    /// Refuses the login: MySQL error 1045 (SQLSTATE 28000), "Access
-    /// denied for user '<user>': <reason>". `reason` must not hold the
+    /// Refuses the login: MySQL error 1045 (SQLSTATE 28000), `Access
+    /// denied for user '<user>': <reason>`. `reason` must not hold the
     /// credential.
     pub async fn deny(&mut self, reason: &str) -> std::io::Result<()> {
         let message = format!("Access denied for user '{}': {reason}", self.user);

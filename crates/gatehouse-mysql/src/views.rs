@@ -84,8 +84,8 @@ pub(crate) async fn stored_functions(
     .await
 }
 
-/// [`stored_functions`] for `policy test`, logged in with the
-/// connection's stored `password`.
+/// What the relay's `stored_functions` gives, for `policy test`, logged
+/// in with the connection's stored `password`.
 pub async fn stored_functions_named(
     proxy: &MysqlProxy,
     connection: &str,

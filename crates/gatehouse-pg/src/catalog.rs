@@ -268,7 +268,7 @@ impl Catalog {
     /// partition or an inheritance child, the tables above it (whose rows
     /// it holds), likewise. Other names are absent. An unqualified name is
     /// looked for in every schema (the caller's `search_path` is not known
-    /// here), so a view of that name anywhere counts. Cached per connection for [`TTL`], and forgotten
+    /// here), so a view of that name anywhere counts. Cached per connection for `TTL`, and forgotten
     /// when a statement that may change definitions runs
     /// ([`Self::forget_views`]).
     pub async fn views(

@@ -6,8 +6,8 @@
 //! reviews, recording), opened with [`crate::open_local`]. Two things
 //! differ, both told to this client in NOTICEs only local sessions get: a
 //! statement for review is not waited on (its review id comes in a NOTICE
-//! [`HELD`], then the refusal), and which result columns are masked comes
-//! in a NOTICE [`MASKED`] before the row description.
+//! `HELD`, then the refusal), and which result columns are masked comes
+//! in a NOTICE `MASKED` before the row description.
 
 use std::sync::Arc;
 use std::time::Duration;

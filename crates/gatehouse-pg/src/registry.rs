@@ -45,7 +45,7 @@ pub struct Registered {
 impl CancelRequests {
     /// Marks a statement of the session as waiting for review until the
     /// returned guard is dropped (however the wait ends). Its
-    /// [`Holding::cancelled`] resolves when a cancel request (or a MySQL
+    /// `Holding::cancelled` resolves when a cancel request (or a MySQL
     /// `KILL QUERY`) comes meanwhile.
     pub fn hold(&self) -> Holding<'_> {
         let mut notified = Box::pin(self.notify.notified());

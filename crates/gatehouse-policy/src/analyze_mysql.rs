@@ -2,7 +2,7 @@
 //! `MySqlDialect`: the same [`Analysis`] and [`ColumnRefs`] as the
 //! PostgreSQL analysis, with the same meaning.
 //!
-//! The text is first lexed with the server's own rules ([`lex`]): comments
+//! The text is first lexed with the server's own rules (`lex`): comments
 //! are removed, strings re-quoted, and executable comments (`/*! … */`,
 //! `/*!50000 … */`, MariaDB's `/*M! … */`) turned into code. Because what
 //! the server runs depends on its version (a versioned executable comment
@@ -16,7 +16,7 @@
 //!
 //! Statements sqlparser does not know are split off at `;` and, for a
 //! known set of MySQL statements, classified by their leading keywords
-//! ([`fallback`]); anything else leaves the text unparsed, which the policy
+//! (`fallback`); anything else leaves the text unparsed, which the policy
 //! refuses (fail closed).
 //!
 //! Table names are lower-cased, quoted or not (whether the server compares

@@ -1,7 +1,7 @@
 //! The policy engine: decides every statement against the rules.
 //!
-//! Statements are analysed with PostgreSQL's own grammar ([`analyze`]), or
-//! for MySQL and MariaDB with sqlparser's MySQL dialect ([`analyze_mysql`]);
+//! Statements are analysed with PostgreSQL's own grammar ([`mod@analyze`]), or
+//! for MySQL and MariaDB with sqlparser's MySQL dialect ([`mod@analyze_mysql`]);
 //! analyses are cached by text, so a prepared statement run a million
 //! times is parsed once. Deny beats review beats allow; within an action
 //! the first rule in the policy's order wins and is named in the decision.

@@ -312,7 +312,7 @@ pub fn holds_column_samples_in(schema: Option<&str>, table: &str) -> bool {
 /// `make_date(salary, 13, 1)`, `requested character too large for
 /// encoding: 15000000`, `invalid byte sequence for encoding "UTF8": 0xe9
 /// 0x6c`), so every number outside quotes is redacted too (see
-/// [`push_unquoted`]). The content detectors, if any, run over what is
+/// `push_unquoted`). The content detectors, if any, run over what is
 /// left.
 pub fn scrub_message(text: &str, detectors: Option<&Detectors>) -> String {
     let mut out = String::with_capacity(text.len());

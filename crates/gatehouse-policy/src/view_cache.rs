@@ -16,7 +16,7 @@ pub type Found = HashMap<String, Arc<[String]>>;
 /// if it is not one), and when the database said so.
 type Known<V> = HashMap<String, HashMap<String, (Instant, Option<V>)>>;
 
-/// What views are, per connection ([`Known`]), for a while: by default the
+/// What views are, per connection (`Known`), for a while: by default the
 /// relations each reads (`V`, as the proxies' table rules need it).
 #[derive(Debug)]
 pub struct ViewCache<V = Arc<[String]>> {

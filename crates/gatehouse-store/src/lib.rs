@@ -3,7 +3,7 @@
 //!
 //! One implementation serves both through sqlx's `Any` driver; the SQL is
 //! written in the subset both dialects accept (numbered `$n` parameters,
-//! `ON CONFLICT`, `RETURNING`). Only the schema differs, in [`schema`].
+//! `ON CONFLICT`, `RETURNING`). Only the schema differs, in `schema`.
 //! Times are Unix milliseconds (`BIGINT`), lists are JSON text.
 
 mod audit;
