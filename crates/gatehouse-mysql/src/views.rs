@@ -161,44 +161,32 @@ async fn bounded<T>(asked: impl Future<Output = Result<T, String>>) -> Result<T,
 /// that are keys of [`gatehouse_policy::routine::writes_key`] of a table
 /// with triggers (of that name, in any database).
 async fn functions_named(up: &mut Upstream, names: &[String]) -> Result<HashSet<String>, String> {
+    // A key's table, unqualified and lower case.
+    let table_of = |key: &str| {
+        let t = gatehouse_policy::routine::written_table(key).unwrap_or_default();
+        t.rsplit('.').next().unwrap_or(t).to_lowercase()
+    };
     let (written, names): (Vec<&String>, Vec<&String>) = names
         .iter()
         .partition(|n| gatehouse_policy::routine::written_table(n).is_some());
     let mut found = HashSet::new();
     if !written.is_empty() {
-        let tables: Vec<&str> = written
-            .iter()
-            .filter_map(|k| gatehouse_policy::routine::written_table(k))
-            .map(|t| t.rsplit('.').next().unwrap_or(t))
-            .collect();
+        let tables: Vec<String> = written.iter().map(|k| table_of(k)).collect();
         let results = up
             .query(&format!(
                 "SELECT DISTINCT LOWER(EVENT_OBJECT_TABLE) FROM information_schema.TRIGGERS \
                  WHERE HEX(LOWER(EVENT_OBJECT_TABLE)) IN ({})",
-                hex_list(
-                    tables
-                        .iter()
-                        .map(|t| t.to_lowercase())
-                        .collect::<Vec<_>>()
-                        .iter()
-                        .map(String::as_str)
-                )
+                hex_list(tables.iter().map(String::as_str))
             ))
             .await
             .map_err(|e| format!("looking up triggers: {e}"))?;
-        let with_triggers: HashSet<String> = results
-            .into_iter()
-            .flat_map(|r| r.rows)
-            .filter_map(|row| row.into_iter().next().flatten())
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .collect();
-        for key in written {
-            let table = gatehouse_policy::routine::written_table(key).unwrap_or_default();
-            let table = table.rsplit('.').next().unwrap_or(table).to_lowercase();
-            if with_triggers.contains(&table) {
-                found.insert(key.clone());
-            }
-        }
+        let with_triggers: HashSet<String> = first_column(results).collect();
+        found.extend(
+            written
+                .into_iter()
+                .filter(|k| with_triggers.contains(&table_of(k)))
+                .cloned(),
+        );
     }
     if names.is_empty() {
         return Ok(found);
@@ -211,14 +199,17 @@ async fn functions_named(up: &mut Upstream, names: &[String]) -> Result<HashSet<
         ))
         .await
         .map_err(|e| format!("looking up stored functions: {e}"))?;
-    found.extend(
-        results
-            .into_iter()
-            .flat_map(|r| r.rows)
-            .filter_map(|row| row.into_iter().next().flatten())
-            .map(|v| String::from_utf8_lossy(&v).into_owned()),
-    );
+    found.extend(first_column(results));
     Ok(found)
+}
+
+/// The first column of every row of `results`, as text.
+fn first_column(results: Vec<crate::upstream::QueryResult>) -> impl Iterator<Item = String> {
+    results
+        .into_iter()
+        .flat_map(|r| r.rows)
+        .filter_map(|row| row.into_iter().next().flatten())
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
 /// Names as a list of hex literals of their UTF-8, for `HEX(…) IN (…)`, so

@@ -169,7 +169,7 @@ struct Stmt {
     /// It may start COPY FROM STDIN ([`may_copy`]): the client side waits
     /// for its outcome ([`Gates`]).
     copy: bool,
-    /// It may change definitions ([`ClientSide::changes_definitions`]).
+    /// It may change definitions ([`ClientSide::note_definitions`]).
     changes_definitions: bool,
 }
 
@@ -744,11 +744,6 @@ struct ClientSide {
     /// views and functions (deny or review rules on tables, or column
     /// masks, apply: [`ClientSide::views_matter`]).
     looks_up: bool,
-    /// A statement that may change definitions was sent, and the client's
-    /// next messages wait for it: once it is done, what the catalog said
-    /// of views and functions is forgotten (its own `Bind` and `Execute`
-    /// may have asked before it ran).
-    definitions_sent: bool,
     /// The session's prepared statements and cursors, for masking what an
     /// `EXECUTE` or `FETCH` returns as its query's results.
     sources: ResultSources,
@@ -1324,11 +1319,7 @@ impl ClientSide {
         msg: &[u8],
         out: &mut BytesMut,
     ) -> Result<(), String> {
-        if self.changes_definitions(&stmt.sql) {
-            stmt.copy = true;
-            stmt.changes_definitions = true;
-            self.definitions_sent = true;
-        }
+        self.note_definitions(&mut stmt);
         stmt.mask = self.execute_mask(&stmt.sql);
         if !portal.is_empty()
             && let Some(mask) = &mut stmt.mask
@@ -1365,11 +1356,7 @@ impl ClientSide {
     /// Forwards an allowed simple `Query`.
     fn query(&mut self, mut stmt: Stmt, msg: &[u8], out: &mut BytesMut) -> Result<(), String> {
         stmt.copy = may_copy(&stmt.sql);
-        if self.changes_definitions(&stmt.sql) {
-            stmt.copy = true;
-            stmt.changes_definitions = true;
-            self.definitions_sent = true;
-        }
+        self.note_definitions(&mut stmt);
         let copy = stmt.copy;
         self.send(Item::Simple(stmt))?;
         out.extend_from_slice(msg);
@@ -1379,23 +1366,18 @@ impl ClientSide {
         Ok(())
     }
 
-    /// Whether `sql`, about to be sent, may change what the catalog says of
+    /// Marks `stmt`, about to be sent, if it may change what the catalog says of
     /// views or functions (DDL, or code that may run some), where the
     /// decisions use it: then the client's next messages wait for its
     /// outcome, as after a COPY (the `copy` gate), and are decided with
     /// what the catalog says after it. A pipelined `CREATE FUNCTION f …`
     /// and `SELECT f()` would otherwise have the second decided before `f`
     /// exists.
-    fn changes_definitions(&self, sql: &str) -> bool {
-        self.looks_up
-            && self.engine.get().may_change_views(
-                sql,
-                &gatehouse_policy::Decision {
-                    verdict: Verdict::Allow { rule: None },
-                    analysis: None,
-                    mask: None,
-                },
-            )
+    fn note_definitions(&self, stmt: &mut Stmt) {
+        if self.looks_up && Engine::may_change_definitions(&stmt.sql) {
+            stmt.copy = true;
+            stmt.changes_definitions = true;
+        }
     }
 
     /// Has the client's next message wait until the upstream side knows
@@ -1813,7 +1795,6 @@ async fn client_to_upstream(
         in_batch: false,
         skipping: false,
         looks_up: false,
-        definitions_sent: false,
         sources: ResultSources::default(),
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -1889,9 +1870,6 @@ async fn client_to_upstream(
                     return "upstream closed".into();
                 }
                 side.gates.copy.settled(COPY_PENDING).await;
-                if std::mem::take(&mut side.definitions_sent) {
-                    side.ctx.proxy.catalog.forget_views(&side.ctx.connection);
-                }
             }
             if tag == b'X' {
                 terminated.store(true, Ordering::Release);
@@ -2111,7 +2089,10 @@ impl UpstreamSide {
     /// Records a statement that is done, with its command tag.
     fn finish(&mut self, mut stmt: Stmt, command: Option<&str>) {
         if stmt.changes_definitions {
-            // (Before the client side goes on: see `Gates`.)
+            // Before the client side goes on (see `Gates`): what the
+            // catalog said is asked again (the statement's own `Bind` and
+            // `Execute` may have asked before it ran).
+            self.ctx.proxy.catalog.forget_views(&self.ctx.connection);
             self.gates
                 .uncommitted_definitions
                 .store(true, Ordering::Release);

@@ -228,6 +228,13 @@ impl Acc {
         self.functions.insert(name);
     }
 
+    /// A function or procedure the statement creates or drops (named,
+    /// not called).
+    fn define(&mut self, name: String) {
+        self.defined.insert(name.clone());
+        self.functions.insert(name);
+    }
+
     /// Adds what another analysis found (a statement prepared from text),
     /// with the prepared statements it defines and runs.
     fn merge(&mut self, a: Analysis, refs: ColumnRefs) {
@@ -807,8 +814,7 @@ impl Walker<'_> {
                 self.acc.raise(Class::Ddl);
                 for d in &f.func_desc {
                     if let Some(n) = last_part(&d.name) {
-                        self.acc.defined.insert(n.clone());
-                        self.acc.functions.insert(n);
+                        self.acc.define(n);
                     }
                 }
             }
@@ -816,8 +822,7 @@ impl Walker<'_> {
                 self.acc.raise(Class::Ddl);
                 for d in proc_desc {
                     if let Some(n) = last_part(&d.name) {
-                        self.acc.defined.insert(n.clone());
-                        self.acc.functions.insert(n);
+                        self.acc.define(n);
                     }
                 }
             }
@@ -836,15 +841,13 @@ impl Walker<'_> {
             S::CreateFunction(f) => {
                 self.acc.raise(Class::Ddl);
                 if let Some(n) = last_part(&f.name) {
-                    self.acc.defined.insert(n.clone());
-                    self.acc.functions.insert(n);
+                    self.acc.define(n);
                 }
             }
             S::CreateProcedure { name, .. } => {
                 self.acc.raise(Class::Ddl);
                 if let Some(n) = last_part(name) {
-                    self.acc.defined.insert(n.clone());
-                    self.acc.functions.insert(n);
+                    self.acc.define(n);
                 }
             }
             S::RenameTable(v) => {

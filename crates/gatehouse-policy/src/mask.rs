@@ -233,7 +233,9 @@ impl MaskPlan {
     /// Why DDL must be refused, if it must: it renames, moves or changes a
     /// masked table (or its schema), or hangs code on it, after which the
     /// masks, which name tables and columns, would no longer find the
-    /// data.
+    /// data; or, where columns are masked, it hangs code on any table
+    /// ([`ColumnRefs::attaches_code`]: it would run on unmasked sessions'
+    /// writes too, [`ATTACH_REFUSAL`]).
     pub fn refuse_alter(&self, refs: &ColumnRefs) -> Option<String> {
         if let Some(name) = refs.altered.iter().find(|n| self.masks_table(n)) {
             return Some(alter_refusal(name));
@@ -350,20 +352,20 @@ pub fn scrub_message(text: &str, detectors: Option<&Detectors>) -> String {
 /// ends it (a sentence's full stop) is kept.
 fn push_unquoted(out: &mut String, text: &str) {
     let b = text.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     let mut done = 0;
     let mut i = 0;
     while i < b.len() {
-        let starts = b[i].is_ascii_digit()
-            && !(i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
+        let starts = b[i].is_ascii_digit() && !(i > 0 && word(b[i - 1]));
         if !starts {
             i += 1;
             continue;
         }
         let mut end = i;
         let mut j = i;
-        while j < b.len() && (b[j].is_ascii_alphanumeric() || b"_.:-+".contains(&b[j])) {
+        while j < b.len() && (word(b[j]) || b".:-+".contains(&b[j])) {
             j += 1;
-            if b[j - 1].is_ascii_alphanumeric() || b[j - 1] == b'_' {
+            if word(b[j - 1]) {
                 end = j;
             }
         }

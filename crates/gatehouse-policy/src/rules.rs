@@ -333,12 +333,8 @@ impl ViewReads {
                 crate::routine::written_table(name).is_none()
                     && (implicit || *name != crate::routine::IMPLICIT_CALLS)
                     && !not_called.contains(*name)
-                    && reads.iter().any(|t| {
-                        t == RUNS_ANY_SQL
-                            || (unread_counts && t == CALLS_FUNCTIONS)
-                            || holds_column_samples(t)
-                            || plan.masks_table(t)
-                    })
+                    && (may_read_masked(plan, reads)
+                        || unread_counts && reads.iter().any(|t| t == CALLS_FUNCTIONS))
             })
             .map(|(name, _)| name.as_str())
     }
@@ -363,9 +359,7 @@ impl ViewReads {
             .iter()
             .find(|(name, reads)| {
                 let stores = reads.iter().any(|t| t == STORES_DATA);
-                let reads_masked_table = reads
-                    .iter()
-                    .any(|t| t == RUNS_ANY_SQL || holds_column_samples(t) || plan.masks_table(t));
+                let reads_masked_table = may_read_masked(plan, reads);
                 match crate::routine::written_table(name) {
                     Some(table) => {
                         reads_masked_table
@@ -487,6 +481,28 @@ impl ToResolve {
     /// Nothing to look up.
     pub fn is_empty(&self) -> bool {
         self.relations.is_empty() && self.functions.is_empty()
+    }
+}
+
+/// Whether a function that reads `reads` (as [`ViewReads`]' functions
+/// are given) reads a masked table, directly or through what it calls, or
+/// may run statements Gatehouse does not see ([`RUNS_ANY_SQL`]).
+fn may_read_masked(plan: &MaskPlan, reads: &[String]) -> bool {
+    reads
+        .iter()
+        .any(|t| t == RUNS_ANY_SQL || holds_column_samples(t) || plan.masks_table(t))
+}
+
+/// How a refusal names the function `name` (a key of
+/// [`ViewReads::functions`]): an operator's or what runs without a call
+/// in words.
+fn called(name: &str) -> String {
+    match crate::routine::operator_of(name) {
+        Some(op) => format!("the operator {op}"),
+        None if name == crate::routine::IMPLICIT_CALLS => {
+            "a cast's or a domain's function, which runs without a call".into()
+        }
+        None => name.to_string(),
     }
 }
 
@@ -1441,23 +1457,31 @@ impl Engine {
                         Some(crate::Class::Ddl | crate::Class::Admin) | None
                     )
             }
-            None => crate::analyze::may_begin_with(
-                sql,
-                &[
-                    b"create",
-                    b"alter",
-                    b"drop",
-                    b"rename",
-                    b"truncate",
-                    b"call",
-                    b"do",
-                    b"execute",
-                    b"exec",
-                    b"import",
-                    b"flush",
-                ],
-            ),
+            None => Self::may_change_definitions(sql),
         }
+    }
+
+    /// Whether `sql` may change views or functions, judged by the words
+    /// its statements begin with (DDL, or code that may run some): what
+    /// [`Self::may_change_views`] says of a statement decided without an
+    /// analysis.
+    pub fn may_change_definitions(sql: &str) -> bool {
+        crate::analyze::may_begin_with(
+            sql,
+            &[
+                b"create",
+                b"alter",
+                b"drop",
+                b"rename",
+                b"truncate",
+                b"call",
+                b"do",
+                b"execute",
+                b"exec",
+                b"import",
+                b"flush",
+            ],
+        )
     }
 
     /// Whether a deny or review rule that applies to the caller on the
@@ -1518,15 +1542,13 @@ impl Engine {
                         .filter(|f| !QUERY_TEXT_FUNCTIONS.contains(&f.as_str()))
                         .cloned(),
                 );
-                {
-                    // What the tables it writes run by themselves.
-                    functions.extend(
-                        self.analysis_in(dialect, text)
-                            .tables_written
-                            .iter()
-                            .map(|t| crate::routine::writes_key(t)),
-                    );
-                }
+                // What the tables it writes run by themselves.
+                functions.extend(
+                    self.analysis_in(dialect, text)
+                        .tables_written
+                        .iter()
+                        .map(|t| crate::routine::writes_key(t)),
+                );
                 if let Some(refs) = self.column_refs_in(dialect, text).as_ref() {
                     relations.extend(refs.relations.iter().map(|(n, _)| n.clone()));
                     relations.extend(refs.altered.iter().cloned());
@@ -1664,13 +1686,7 @@ impl Engine {
                         ),
                     );
                 }
-                let name = match crate::routine::operator_of(name) {
-                    Some(op) => format!("the operator {op}"),
-                    None if name == crate::routine::IMPLICIT_CALLS => {
-                        "a statement (a cast's or a domain's function runs without a call)".into()
-                    }
-                    None => name.to_string(),
-                };
+                let name = called(name);
                 if any_sql {
                     format!(
                         "calling {name} is not allowed where columns are masked: it is defined in the database and may run statements Gatehouse does not see (SQL built at run time, code in a language Gatehouse does not read, or SQL given as text), so it could copy masked data into a table where it is read back unmasked"
@@ -1697,15 +1713,10 @@ impl Engine {
             // What the statement stores (or, as DDL, keeps as a column's
             // default or generated value, which fills existing rows) may
             // be what the function returns.
-            let what = match crate::routine::operator_of(name) {
-                _ if name.is_empty() => {
-                    "Gatehouse could not look up the functions it calls".to_string()
-                }
-                Some(op) => format!("the operator {op}, which it uses, may return masked data"),
-                None if name == crate::routine::IMPLICIT_CALLS => {
-                    "a cast's or a domain's function, which runs without a call, may return masked data".to_string()
-                }
-                None => format!("{name}, which it calls, may return masked data"),
+            let what = if name.is_empty() {
+                "Gatehouse could not look up the functions it calls".to_string()
+            } else {
+                format!("{}, which it calls, may return masked data", called(name))
             };
             format!(
                 "{STORE_REFUSAL} ({what}; a column default or generated column added by DDL keeps what it returns too)"

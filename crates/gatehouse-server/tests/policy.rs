@@ -1619,6 +1619,16 @@ async fn what_a_write_runs_by_itself_is_read() {
              CREATE TABLE public.{t}_part PARTITION OF public.{t}_parted FOR VALUES FROM (0) TO (100);
              CREATE TRIGGER c AFTER INSERT ON public.{t}_part FOR EACH ROW EXECUTE FUNCTION public.{t}_copy();
              CREATE TRIGGER l BEFORE DELETE ON public.{t} FOR EACH ROW EXECUTE FUNCTION public.{t}_log();
+             CREATE VIEW public.{t}_through AS SELECT id, note FROM public.{t}_after;
+             CREATE TABLE public.{t}_inh (id int, note text);
+             CREATE TABLE public.{t}_kid () INHERITS (public.{t}_inh);
+             CREATE TRIGGER c AFTER UPDATE ON public.{t}_kid FOR EACH ROW EXECUTE FUNCTION public.{t}_copy();
+             CREATE FUNCTION public.{t}_keep_check(i int) RETURNS boolean LANGUAGE sql AS
+               $$ INSERT INTO public.{t}_kept SELECT secret FROM public.{t} RETURNING true $$;
+             CREATE TABLE public.{t}_checked (id int CHECK (public.{t}_keep_check(id)));
+             CREATE FUNCTION public.{t}_gen(i int) RETURNS text LANGUAGE sql IMMUTABLE AS
+               $$ SELECT secret FROM public.{t} LIMIT 1 $$;
+             CREATE TABLE public.{t}_generated (id int, g text GENERATED ALWAYS AS (public.{t}_gen(id)) STORED);
              CREATE FUNCTION public.{t}_touch() RETURNS void LANGUAGE sql AS
                $$ INSERT INTO public.{t}_after VALUES (9, 'z') $$;"
         ))
@@ -1643,6 +1653,14 @@ async fn what_a_write_runs_by_itself_is_read() {
         format!("DELETE FROM {t}_parent WHERE id = 1"),
         // The partition's trigger copies it.
         format!("INSERT INTO {t}_parted VALUES (1, 'x')"),
+        // An updatable view writes its table, whose trigger copies it.
+        format!("INSERT INTO {t}_through VALUES (3, 'z')"),
+        // An inheritance child's trigger copies it.
+        format!("UPDATE {t}_inh SET note = 'y'"),
+        // A CHECK constraint's function copies it.
+        format!("INSERT INTO {t}_checked VALUES (1)"),
+        // A generated column's function reads it into the row.
+        format!("INSERT INTO {t}_generated (id) VALUES (1)"),
         // The masked table's own trigger keeps the row it deletes.
         format!("DELETE FROM {t} WHERE id = 1"),
         // Among other statements.
@@ -1696,6 +1714,13 @@ async fn what_a_write_runs_by_itself_is_read() {
     gw.simple_query(&format!("DROP FUNCTION {t}_new"))
         .await
         .unwrap();
+    // A masked caller's view over such a function is DDL calling it.
+    refused_saying(
+        &gw,
+        &format!("CREATE VIEW {t}_fv AS SELECT {t}_first() AS v"),
+        &format!("{t}_first, which it calls, may return masked data"),
+    )
+    .await;
     // Likewise a view the same text creates and reads.
     let q = format!(
         "CREATE VIEW {t}_v AS SELECT secret FROM public.{t}; INSERT INTO {t}_kept SELECT * FROM {t}_v"
@@ -1776,11 +1801,13 @@ async fn what_a_write_runs_by_itself_is_read() {
     let _ = direct
         .batch_execute(&format!(
             "DROP TABLE public.{t}, public.{t}_kept, public.{t}_after, public.{t}_before, public.{t}_stamped,
-               public.{t}_default, public.{t}_ruled, public.{t}_child, public.{t}_parent, public.{t}_parted;
+               public.{t}_default, public.{t}_ruled, public.{t}_child, public.{t}_parent, public.{t}_parted,
+               public.{t}_kid, public.{t}_inh, public.{t}_checked, public.{t}_generated CASCADE;
              DROP TABLE IF EXISTS public.{t}_ctas;
              DROP FUNCTION public.{t}_copy, public.{t}_fill, public.{t}_stamp, public.{t}_log, public.{t}_first,
                public.{t}_touch;
              DROP FUNCTION IF EXISTS public.{t}_new, public.{t}_pl, public.{t}_pl2;
+             DROP FUNCTION IF EXISTS public.{t}_keep_check, public.{t}_gen;
              DROP VIEW IF EXISTS public.{t}_v"
         ))
         .await;

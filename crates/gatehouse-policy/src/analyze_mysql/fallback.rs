@@ -828,8 +828,7 @@ fn routine(sig: &[&Token], acc: &mut Acc) -> Result<bool, String> {
     match object.as_str() {
         "PROCEDURE" | "FUNCTION" => {
             if let Some(n) = name {
-                acc.defined.insert(n.clone());
-                acc.functions.insert(n);
+                acc.define(n);
             }
         }
         "TRIGGER" => {
