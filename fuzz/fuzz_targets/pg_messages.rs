@@ -74,6 +74,19 @@ fn bodies(body: &[u8]) {
     if let Ok((name, sql, n)) = codec::parse_parse(body) {
         assert!(n >= 0);
         assert_eq!(name.len() + sql.len() + 2 + 2 + 4 * n as usize, body.len());
+        // Its declared types: as many as it counts.
+        assert_eq!(codec::parse_types(body).map(|t| t.len()), Ok(n as usize));
+    } else {
+        assert!(codec::parse_types(body).is_err());
+    }
+    if let Ok(types) = codec::parse_parameter_description(body) {
+        assert_eq!(2 + 4 * types.len(), body.len());
+    }
+    // The values the data path keeps for the recording are those an
+    // approval shows.
+    let mut seen = Vec::new();
+    if codec::parse_bind_values(body, |v| seen.push(v)).is_ok() {
+        assert_eq!(codec::bind_params(body).map(|(_, v)| v), Ok(seen));
     }
     if let Ok((portal, stmt)) = codec::parse_bind(body) {
         assert!(portal.len() + stmt.len() + 2 <= body.len());

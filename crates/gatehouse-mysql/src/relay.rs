@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use gatehouse_core::model::Principal;
+use gatehouse_core::model::{Principal, RECORD_BYTES};
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
 use gatehouse_core::policy::spec::MaskMethod;
@@ -28,9 +28,12 @@ use crate::codec::result::{
     is_result_end, parse_binary_row, parse_column_count, parse_column_definition, parse_err,
     parse_ok, parse_text_row,
 };
-use crate::codec::stmt::parse_prepare_ok;
+use crate::codec::stmt::{
+    ExecuteContext, parse_prepare_ok, parse_send_long_data, parse_stmt_execute,
+};
 use crate::codec::{
-    self, CLIENT_DEPRECATE_EOF, Command, SERVER_MORE_RESULTS_EXISTS, parse_command,
+    self, CLIENT_DEPRECATE_EOF, CLIENT_QUERY_ATTRIBUTES, Command, SERVER_MORE_RESULTS_EXISTS,
+    parse_command,
 };
 use crate::stream::{MysqlStream, ReadError, read_packet};
 
@@ -237,6 +240,14 @@ struct Prepared {
     sql: Arc<str>,
     /// Result columns of its last execution (for `COM_STMT_FETCH`).
     columns: Vec<ColumnDefinition>,
+    /// How many parameters it has (its `COM_STMT_PREPARE_OK`).
+    params: usize,
+    /// The parameter types its last execution bound (an execution may
+    /// leave them out to use these).
+    types: Option<Vec<BinaryType>>,
+    /// Parameters sent with `COM_STMT_SEND_LONG_DATA` since its last
+    /// execution or reset (their values are not in the execution).
+    long_data: Vec<u16>,
 }
 
 /// One statement on its way, for its record.
@@ -253,6 +264,8 @@ struct Stmt {
     columns: Option<Vec<String>>,
     sample: ResultSample,
     truncated: bool,
+    /// The values bound to its parameters, as text (a sample of one row).
+    params: Option<ResultSample>,
 }
 
 /// How one result column is shown to the caller.
@@ -630,6 +643,76 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.engine.get()
     }
 
+    /// The values a `COM_STMT_EXECUTE` (`payload`) of statement `id` binds,
+    /// as its record keeps them: at most [`PARAMS_KEPT`] and
+    /// [`RECORD_BYTES`] of them, as text (strings as they came, numbers,
+    /// dates and times as MySQL writes them), with what `detectors` find
+    /// redacted; a value sent apart with `COM_STMT_SEND_LONG_DATA` as NULL,
+    /// the sample marked cut. Notes the types it binds for the statement's
+    /// next executions. `None` when it binds nothing or cannot be read
+    /// (then it is not recorded; the server decides what it makes of it).
+    fn bound_params(
+        &mut self,
+        id: u32,
+        payload: &[u8],
+        detectors: Option<&gatehouse_policy::detect::Detectors>,
+    ) -> Option<ResultSample> {
+        let query_attributes = self.ctx.capabilities & CLIENT_QUERY_ATTRIBUTES != 0;
+        let p = self.prepared.get_mut(&id)?;
+        let exe = parse_stmt_execute(
+            payload,
+            &ExecuteContext {
+                param_count: p.params,
+                previous_types: p.types.as_deref(),
+                long_data: &p.long_data,
+                query_attributes,
+            },
+        );
+        p.long_data.clear();
+        let exe = exe.ok()?;
+        if exe.types_sent {
+            p.types = Some(exe.types.clone());
+        }
+        if exe.params.is_empty() {
+            return None;
+        }
+        let mut sample = ResultSample::default();
+        let mut text = String::new();
+        sample.begin_row();
+        for (i, v) in exe.params.iter().enumerate() {
+            if i == PARAMS_KEPT || sample.value_bytes() >= RECORD_BYTES {
+                sample.truncated = true;
+                break;
+            }
+            text.clear();
+            match v {
+                Value::Null => {
+                    sample.value(None);
+                    continue;
+                }
+                Value::LongData => {
+                    sample.truncated = true;
+                    sample.value(None);
+                    continue;
+                }
+                Value::Bytes(b) => {
+                    let room = RECORD_BYTES - sample.value_bytes();
+                    if b.len() > room {
+                        sample.truncated = true;
+                    }
+                    text.push_str(&String::from_utf8_lossy(&b[..b.len().min(room)]));
+                }
+                other => value_text(other, &mut text),
+            }
+            match detectors.and_then(|d| d.redact(&text)) {
+                Some(redacted) => sample.value(Some(&redacted)),
+                None => sample.value(Some(&text)),
+            }
+        }
+        sample.end_row();
+        Some(sample)
+    }
+
     fn stmt(&mut self, sql: Arc<str>) -> Stmt {
         self.seq += 1;
         Stmt {
@@ -645,6 +728,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             columns: None,
             sample: ResultSample::default(),
             truncated: false,
+            params: None,
         }
     }
 
@@ -843,6 +927,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 started_at: stmt.started_at,
                 duration_us: Some(duration),
                 sql: &stmt.sql,
+                params: stmt.params.as_ref(),
+                params_truncated: stmt.params.as_ref().is_some_and(|p| p.truncated),
                 decision: stmt.verdict.label(),
                 rule: stmt.verdict.rule(),
                 command: stmt.command.as_deref(),
@@ -990,6 +1076,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut stmt = self.stmt(sql);
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
+                let detectors = mask.as_ref().and_then(|(m, _)| m.plan.detectors.clone());
+                stmt.params = self.bound_params(id, payload, detectors.as_deref());
                 if matches!(stmt.verdict, Verdict::Review { .. }) {
                     stmt.verdict = self.hold(&stmt, &payload[5.min(payload.len())..]).await;
                 }
@@ -1041,6 +1129,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Ok(true)
             }
             Command::StmtSendLongData => {
+                // Its value is not recorded; which parameter it was for is.
+                if let Ok(d) = parse_send_long_data(payload)
+                    && let Some(p) = self.prepared.get_mut(&d.statement_id)
+                    && !p.long_data.contains(&d.param)
+                    && p.long_data.len() < codec::MAX_PARAMS
+                {
+                    p.long_data.push(d.param);
+                }
                 self.forward(payload).await?;
                 Ok(true)
             }
@@ -1079,6 +1175,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Ok(true)
             }
             Command::Ping | Command::Statistics | Command::StmtReset | Command::SetOption => {
+                if cmd == Command::StmtReset
+                    && let Some(b) = body.get(..4)
+                    && let Some(p) = self
+                        .prepared
+                        .get_mut(&u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                {
+                    p.long_data.clear();
+                }
                 self.forward(payload).await?;
                 self.one_reply().await?;
                 Ok(true)
@@ -1292,6 +1396,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Prepared {
                 sql,
                 columns: Vec::new(),
+                params: usize::from(ok.params),
+                types: None,
+                long_data: Vec::new(),
             },
         );
         Ok(())
@@ -1561,7 +1668,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if stmt.sample.rows() < self.ctx.record_rows && !stmt.truncated {
                 let cells = cells(shown, binary, &types, columns.len());
                 let size: usize = cells.iter().flatten().map(String::len).sum();
-                if stmt.sample.value_bytes() + size > gatehouse_core::model::RECORD_BYTES {
+                if stmt.sample.value_bytes() + size > RECORD_BYTES {
                     stmt.truncated = true;
                 } else {
                     stmt.sample.push_row(cells.iter().map(Option::as_deref));
@@ -1664,6 +1771,57 @@ fn is_text(c: &ColumnDefinition) -> bool {
         )
 }
 
+/// At most this many of a statement's bound parameters are recorded.
+const PARAMS_KEPT: usize = 100;
+
+/// A binary-protocol value that is not a string, as MySQL writes it as
+/// text: numbers, `2024-02-29 13:14:15.500000`, `-1 02:03:04` (NULL and
+/// long data, which have no text, write nothing).
+fn value_text(v: &Value<'_>, out: &mut String) {
+    use std::fmt::Write;
+    let _ = match v {
+        Value::Null | Value::LongData => Ok(()),
+        Value::Int(i) => write!(out, "{i}"),
+        Value::UInt(u) => write!(out, "{u}"),
+        Value::Float(f) => write!(out, "{f}"),
+        Value::Double(d) => write!(out, "{d}"),
+        Value::Bytes(b) => {
+            out.push_str(&String::from_utf8_lossy(b));
+            Ok(())
+        }
+        Value::DateTime(d) => {
+            let r = write!(out, "{:04}-{:02}-{:02}", d.year, d.month, d.day);
+            if (d.hour, d.minute, d.second, d.micros) != (0, 0, 0, 0) {
+                let _ = write!(out, " {:02}:{:02}:{:02}", d.hour, d.minute, d.second);
+            }
+            if d.micros != 0 {
+                let _ = write!(out, ".{:06}", d.micros);
+            }
+            r
+        }
+        Value::Time(t) => {
+            let sign = if t.negative { "-" } else { "" };
+            let r = if t.days > 0 {
+                write!(
+                    out,
+                    "{sign}{} {:02}:{:02}:{:02}",
+                    t.days, t.hours, t.minutes, t.seconds
+                )
+            } else {
+                write!(
+                    out,
+                    "{sign}{:02}:{:02}:{:02}",
+                    t.hours, t.minutes, t.seconds
+                )
+            };
+            if t.micros != 0 {
+                let _ = write!(out, ".{:06}", t.micros);
+            }
+            r
+        }
+    };
+}
+
 /// A row's values as text, for the recording.
 pub(crate) fn cells(
     payload: &[u8],
@@ -1677,12 +1835,12 @@ pub(crate) fn cells(
                 .iter()
                 .map(|v| match v {
                     Value::Null => None,
-                    Value::Int(i) => Some(i.to_string()),
-                    Value::UInt(u) => Some(u.to_string()),
-                    Value::Float(f) => Some(f.to_string()),
-                    Value::Double(d) => Some(d.to_string()),
                     Value::Bytes(b) => Some(lossy(b)),
-                    other => Some(format!("{other:?}")),
+                    other => {
+                        let mut text = String::new();
+                        value_text(other, &mut text);
+                        Some(text)
+                    }
                 })
                 .collect(),
             Err(_) => vec![None; n],

@@ -180,6 +180,31 @@ pub fn parse_parse(body: &[u8]) -> Result<(&str, &str, i16), CodecError> {
     Ok((name, sql, n))
 }
 
+/// `Parse`: the parameter types it declares (0: left to the server).
+pub fn parse_types(body: &[u8]) -> Result<Vec<u32>, CodecError> {
+    let bad = || CodecError::Malformed("Parse");
+    let mut p = body;
+    name(&mut p).ok_or_else(bad)?;
+    cstr(&mut p).ok_or_else(bad)?;
+    oids(p, bad)
+}
+
+/// `ParameterDescription`: the types of a prepared statement's parameters.
+pub fn parse_parameter_description(body: &[u8]) -> Result<Vec<u32>, CodecError> {
+    oids(body, || CodecError::Malformed("ParameterDescription"))
+}
+
+/// A count (`int16`) and that many type OIDs (`int32` each), all of `p`.
+fn oids(mut p: &[u8], bad: impl Fn() -> CodecError) -> Result<Vec<u32>, CodecError> {
+    let n = usize::try_from(int16(&mut p).ok_or_else(&bad)?).map_err(|_| bad())?;
+    if p.len() != 4 * n {
+        return Err(bad());
+    }
+    Ok(p.chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
 /// `Bind`: portal and statement names (the rest is passed through untouched).
 pub fn parse_bind(body: &[u8]) -> Result<(&str, &str), CodecError> {
     let mut p = body;
@@ -220,18 +245,16 @@ pub fn int_value(binary: bool, v: &[u8]) -> Option<i32> {
 struct BindParts<'a> {
     /// The parameter formats and values, as sent (from the format count).
     raw: &'a [u8],
-    /// The parameter format codes, 2 bytes each.
-    formats: &'a [u8],
     /// The result format codes, 2 bytes each.
     results: &'a [u8],
 }
 
 /// Walks a `Bind` body once, calling `value` with each parameter value
-/// (`None` is NULL). Its names are skipped, not checked as UTF-8
-/// (`parse_bind` checks them).
+/// (`None` is NULL) and whether it is in binary. Its names are skipped,
+/// not checked as UTF-8 (`parse_bind` checks them).
 fn bind_parts<'a>(
     body: &'a [u8],
-    value: impl FnMut(Option<&'a [u8]>),
+    value: impl FnMut(BoundValue<'a>),
 ) -> Result<BindParts<'a>, CodecError> {
     let bad = || CodecError::Malformed("Bind");
     let mut p = body;
@@ -245,15 +268,21 @@ fn bind_parts<'a>(
 /// The parts of a `Bind` from its parameter format count (`p`) on.
 fn bind_tail<'a>(
     mut p: &'a [u8],
-    mut value: impl FnMut(Option<&'a [u8]>),
+    mut value: impl FnMut(BoundValue<'a>),
 ) -> Result<BindParts<'a>, CodecError> {
     let bad = || CodecError::Malformed("Bind");
     let start = p;
     let nformats = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
     let formats = p.get(..2 * nformats).ok_or_else(bad)?;
     p = &p[formats.len()..];
+    // No codes: all text; one: for all; else one per parameter.
+    let binary = |i: usize| match nformats {
+        0 => false,
+        1 => formats == [0, 1],
+        _ => formats.get(2 * i..2 * i + 2) == Some(&[0, 1][..]),
+    };
     let nparams = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
-    for _ in 0..nparams {
+    for i in 0..nparams {
         let len = int32(&mut p).ok_or_else(bad)?;
         // A negative length is NULL.
         let Ok(len) = usize::try_from(len) else {
@@ -262,16 +291,12 @@ fn bind_tail<'a>(
         };
         let v = p.get(..len).ok_or_else(bad)?;
         p = &p[len..];
-        value(Some(v));
+        value(Some((binary(i), v)));
     }
     let raw = &start[..start.len() - p.len()];
     let nresults = usize::try_from(int16(&mut p).ok_or_else(bad)?).map_err(|_| bad())?;
     let results = p.get(..2 * nresults).ok_or_else(bad)?;
-    Ok(BindParts {
-        raw,
-        formats,
-        results,
-    })
+    Ok(BindParts { raw, results })
 }
 
 /// A `Bind`'s parameters: the raw bytes of the parameter formats and
@@ -281,16 +306,6 @@ pub fn bind_params(body: &[u8]) -> Result<(&[u8], Vec<BoundValue<'_>>), CodecErr
     parse_bind(body)?;
     let mut values = Vec::new();
     let parts = bind_parts(body, |v| values.push(v))?;
-    let binary = |i: usize| match parts.formats.len() / 2 {
-        0 => false,
-        1 => parts.formats == [0, 1],
-        _ => parts.formats.get(2 * i..2 * i + 2) == Some(&[0, 1][..]),
-    };
-    let values = values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| v.map(|v| (binary(i), v)))
-        .collect();
     Ok((parts.raw, values))
 }
 
@@ -326,12 +341,22 @@ pub fn bind_result_formats(body: &[u8]) -> Result<ResultFormats, CodecError> {
 /// parameters it binds, read in one pass (the data path's; [`parse_bind`],
 /// [`bind_result_formats`] and [`bind_params`] give the same).
 pub fn parse_bind_formats(body: &[u8]) -> Result<(&str, &str, ResultFormats, usize), CodecError> {
+    let mut params = 0;
+    parse_bind_values(body, |_| params += 1)
+        .map(|(portal, stmt, formats)| (portal, stmt, formats, params))
+}
+
+/// [`parse_bind_formats`], calling `value` with each parameter in turn
+/// (as [`bind_params`] gives them).
+pub fn parse_bind_values<'a>(
+    body: &'a [u8],
+    value: impl FnMut(BoundValue<'a>),
+) -> Result<(&'a str, &'a str, ResultFormats), CodecError> {
     let mut p = body;
     let portal = name(&mut p).ok_or(CodecError::Malformed("Bind"))?;
     let stmt = name(&mut p).ok_or(CodecError::Malformed("Bind"))?;
-    let mut params = 0;
-    let formats = formats_of(bind_tail(p, |_| params += 1)?.results);
-    Ok((portal, stmt, formats, params))
+    let formats = formats_of(bind_tail(p, value)?.results);
+    Ok((portal, stmt, formats))
 }
 
 /// Result format codes (2 bytes each) as a [`ResultFormats`].

@@ -143,6 +143,75 @@ struct Params {
     text: Option<String>,
 }
 
+/// At most this many of a statement's bound parameters are recorded (and
+/// at most [`RECORD_BYTES`] of their values in all).
+const PARAMS_KEPT: usize = 100;
+
+/// A portal's parameters as bound, kept for the recording: each value's
+/// format and its first bytes, copied when the `Bind` passes (its buffer is
+/// reused) and written as text when the statement is recorded
+/// ([`UpstreamSide::finish`], which knows the session's settings).
+#[derive(Debug, Default)]
+struct Bound {
+    /// For each value kept, a kind byte (`Bound::NULL`, `Bound::TEXT` or
+    /// `Bound::BINARY`, with `Bound::CUT` when only its first bytes were
+    /// kept); for a value that is not NULL, then its length as kept (4
+    /// bytes, little-endian) and those bytes.
+    data: Vec<u8>,
+    /// More values or bytes were bound than kept.
+    truncated: bool,
+}
+
+impl Bound {
+    const NULL: u8 = 0;
+    const TEXT: u8 = 1;
+    const BINARY: u8 = 2;
+    const CUT: u8 = 0x80;
+
+    fn push(&mut self, v: codec::BoundValue<'_>, budget: &mut usize, n: usize) {
+        if n >= PARAMS_KEPT {
+            self.truncated = true;
+            return;
+        }
+        let Some((binary, v)) = v else {
+            self.data.push(Self::NULL);
+            return;
+        };
+        let kept = v.len().min(*budget);
+        *budget -= kept;
+        let cut = kept < v.len();
+        self.truncated |= cut;
+        let kind = if binary { Self::BINARY } else { Self::TEXT };
+        self.data.push(kind | if cut { Self::CUT } else { 0 });
+        // `kept` is at most RECORD_BYTES.
+        self.data
+            .extend_from_slice(&u32::try_from(kept).unwrap_or(0).to_le_bytes());
+        self.data.extend_from_slice(&v[..kept]);
+    }
+
+    /// Each value kept, in order: `None` for NULL, else whether it is in
+    /// binary, whether it is whole, and its bytes.
+    fn values(&self) -> impl Iterator<Item = Option<(bool, bool, &[u8])>> {
+        let mut p = self.data.as_slice();
+        std::iter::from_fn(move || {
+            let (&kind, rest) = p.split_first()?;
+            p = rest;
+            if kind == Self::NULL {
+                return Some(None);
+            }
+            let len = p.get(..4)?;
+            let len = usize::try_from(u32::from_le_bytes([len[0], len[1], len[2], len[3]])).ok()?;
+            let v = p.get(4..4 + len)?;
+            p = &p[4 + len..];
+            Some(Some((
+                kind & !Self::CUT == Self::BINARY,
+                kind & Self::CUT == 0,
+                v,
+            )))
+        })
+    }
+}
+
 /// A statement as it runs.
 #[derive(Debug)]
 struct Stmt {
@@ -166,6 +235,8 @@ struct Stmt {
     described: Option<Described>,
     /// The format of its result columns (text for a simple query).
     formats: ResultFormats,
+    /// The values bound to its parameters, for the recording.
+    bound: Option<Arc<Bound>>,
     /// It may start COPY FROM STDIN ([`may_copy`]): the client side waits
     /// for its outcome ([`Gates`]).
     copy: bool,
@@ -179,7 +250,16 @@ impl Stmt {
     fn result_columns(&self) -> Option<&Arc<Columns>> {
         self.columns
             .as_ref()
-            .or_else(|| self.described.as_ref().and_then(|d| d.get()))
+            .or_else(|| self.described.as_ref().and_then(|d| d.columns.get()))
+    }
+
+    /// The type of its parameter `i` (from 0), as far as known.
+    fn param_type(&self, i: usize) -> Option<u32> {
+        let d = self.described.as_ref()?;
+        let described = d.params.get().and_then(|p| p.get(i)).copied();
+        described
+            .or_else(|| d.declared.get(i).copied())
+            .filter(|&t| t != 0)
     }
 }
 
@@ -197,9 +277,19 @@ impl ColumnNames for Columns {
     }
 }
 
-/// What the server answered to the client's `Describe` of a prepared
-/// statement, set when the answer passes; one per `Parse`.
-type Described = Arc<std::sync::OnceLock<Arc<Columns>>>;
+/// What is known of a prepared statement's parameters and columns: the
+/// types its `Parse` declared, and what the server answered to the client's
+/// `Describe` of it, set when the answer passes; one per `Parse`.
+#[derive(Debug, Default)]
+struct Description {
+    /// Parameter types as the `Parse` declared them (0: not declared).
+    declared: Box<[u32]>,
+    /// Parameter types as the server described them.
+    params: std::sync::OnceLock<Box<[u32]>>,
+    columns: std::sync::OnceLock<Arc<Columns>>,
+}
+
+type Described = Arc<Description>;
 
 /// What the client side forwarded, in order; the upstream side consumes
 /// these as responses arrive.
@@ -641,6 +731,8 @@ struct Portal {
     params: Option<Arc<Params>>,
     /// Its `Bind` carried parameters (whether or not they were kept).
     has_params: bool,
+    /// Its parameters for the recording.
+    bound: Option<Arc<Bound>>,
     /// The format of its result columns and its statement's description
     /// (for the recording).
     formats: ResultFormats,
@@ -662,6 +754,7 @@ impl Portal {
             generation,
             params: None,
             has_params: false,
+            bound: None,
             formats: ResultFormats::Text,
             described: None,
             copy: false,
@@ -843,6 +936,7 @@ impl ClientSide {
             columns: None,
             described: None,
             formats: ResultFormats::Text,
+            bound: None,
             copy: false,
             changes_definitions: false,
         }
@@ -1529,7 +1623,7 @@ impl ClientSide {
                 }
             }
             b'P' => {
-                let (name, sql, _) = codec::parse_parse(body).map_err(malformed)?;
+                let (name, sql, ntypes) = codec::parse_parse(body).map_err(malformed)?;
                 // Decided now; admitted for recording when executed.
                 let (verdict, signals) = self.check(sql);
                 let verdict = self.shared(verdict);
@@ -1550,7 +1644,14 @@ impl ClientSide {
                             sql,
                             verdict,
                             generation: self.engine.generation(),
-                            described: Described::default(),
+                            described: Arc::new(Description {
+                                declared: if ntypes > 0 {
+                                    codec::parse_types(body).map_err(malformed)?.into()
+                                } else {
+                                    Box::default()
+                                },
+                                ..Description::default()
+                            }),
                             upstream,
                         };
                         self.statements.insert(name.to_string(), prepared);
@@ -1564,8 +1665,16 @@ impl ClientSide {
                 }
             }
             b'B' => {
-                let (portal, stmt, formats, nparams) =
-                    codec::parse_bind_formats(body).map_err(malformed)?;
+                // The parameters are kept for the recording as they are read.
+                let mut bound = Bound::default();
+                let mut budget = RECORD_BYTES;
+                let mut nparams = 0;
+                let (portal, stmt, formats) = codec::parse_bind_values(body, |v| {
+                    bound.push(v, &mut budget, nparams);
+                    nparams += 1;
+                })
+                .map_err(malformed)?;
+                let bound = (nparams > 0).then(|| Arc::new(bound));
                 let generation = self.engine.generation();
                 let mut known = self.statements.get(stmt);
                 if let Some(p) = known
@@ -1589,6 +1698,7 @@ impl ClientSide {
                         generation: p.generation,
                         params: None,
                         has_params: nparams > 0,
+                        bound,
                         formats: ResultFormats::Text,
                         described: Some(p.described.clone()),
                         copy: p.copy,
@@ -1596,6 +1706,7 @@ impl ClientSide {
                     },
                     None => Portal {
                         has_params: nparams > 0,
+                        bound,
                         ..Portal::unknown(
                             Arc::from(format!("(unknown prepared statement \"{stmt}\")")),
                             self.allow.clone(),
@@ -1636,6 +1747,7 @@ impl ClientSide {
                     generation,
                     params,
                     has_params,
+                    bound,
                     formats,
                     described,
                     copy,
@@ -1684,6 +1796,7 @@ impl ClientSide {
                 let mut stmt = self.stmt(sql, verdict);
                 stmt.formats = formats;
                 stmt.described = described;
+                stmt.bound = bound;
                 stmt.copy = copy;
                 if stmt.admission.is_none() && !self.ctx.proxy.record_fail_open {
                     // Refuse the rest of the batch as for a refused Parse.
@@ -1916,6 +2029,9 @@ struct UpstreamSide {
     /// queue (the one receiving rows), for its record; reused from
     /// statement to statement.
     sample: ResultSample,
+    /// The values bound to the parameters of the statement being recorded
+    /// (reused, like `sample`).
+    params: ResultSample,
     /// The command tag of the simple query at the front of the queue, if
     /// one came (reused, like `sample`).
     command: String,
@@ -2114,11 +2230,12 @@ impl UpstreamSide {
         };
         // Content detectors that apply to the caller's results apply to the
         // recorded text too (literals in statements can carry the same data).
-        let redacted = stmt
-            .mask
-            .as_ref()
-            .and_then(|m| m.plan.detectors.as_ref())
-            .and_then(|d| d.redact(&stmt.sql));
+        let detectors = stmt.mask.as_ref().and_then(|m| m.plan.detectors.as_ref());
+        let redacted = detectors.and_then(|d| d.redact(&stmt.sql));
+        let stmt_bound = stmt.bound.is_some();
+        if let Some(bound) = &stmt.bound {
+            self.params_as_text(&stmt, bound, detectors.map(|d| &**d));
+        }
         let columns = stmt
             .result_columns()
             .map(|c| c.clone() as Arc<dyn ColumnNames>);
@@ -2138,8 +2255,59 @@ impl UpstreamSide {
             },
             command,
             &self.sample,
+            stmt_bound.then_some(&self.params),
         );
         self.sample.clear();
+        self.params.clear();
+    }
+
+    /// The values bound to `stmt`'s parameters as its record keeps them,
+    /// into `self.params`: text as it came, binary values written as
+    /// PostgreSQL writes them where their type is known ([`crate::values`];
+    /// else `\x` and hex), with what `detectors` find redacted.
+    fn params_as_text(
+        &mut self,
+        stmt: &Stmt,
+        bound: &Bound,
+        detectors: Option<&gatehouse_policy::detect::Detectors>,
+    ) {
+        let sample = &mut self.params;
+        sample.begin_row();
+        for (i, v) in bound.values().enumerate() {
+            let Some((binary, whole, v)) = v else {
+                sample.value(None);
+                continue;
+            };
+            let t = if binary { stmt.param_type(i) } else { None };
+            let text = if !binary || t.is_some_and(crate::values::binary_is_text) {
+                match std::str::from_utf8(v) {
+                    Ok(t) => Some(t),
+                    // Cut inside a character.
+                    Err(e) if !whole => std::str::from_utf8(&v[..e.valid_up_to()]).ok(),
+                    Err(_) => None,
+                }
+            } else {
+                self.scratch.clear();
+                t.filter(|_| whole)
+                    .and_then(|t| crate::values::render(t, v, &self.rendering, &mut self.scratch))
+                    .map(|()| self.scratch.as_str())
+            };
+            match text {
+                Some(t) => match detectors.and_then(|d| d.redact(t)) {
+                    Some(redacted) => sample.value(Some(&redacted)),
+                    None => sample.value(Some(t)),
+                },
+                None => {
+                    sample.truncated |= v.len() > HEX_BYTES;
+                    sample.value_hex(v, HEX_BYTES);
+                }
+            }
+        }
+        sample.end_row();
+        sample.truncated |= bound.truncated;
+        if self.scratch.capacity() > 4 * RECORD_BYTES {
+            self.scratch = String::new();
+        }
     }
 
     /// Notes the effect of one upstream message (`body` is complete unless
@@ -2314,6 +2482,15 @@ impl UpstreamSide {
             return Ok(Step::Forward);
         }
         if let Some(Item::DescribeStmt(described)) = q.front()
+            && tag == b't'
+        {
+            // Its parameters' types, for the recording of their values.
+            if let Ok(types) = codec::parse_parameter_description(body) {
+                let _ = described.params.set(types.into());
+            }
+            return Ok(Step::Forward);
+        }
+        if let Some(Item::DescribeStmt(described)) = q.front()
             && matches!(tag, b'T' | b'n')
         {
             // The answer to the client's Describe of a prepared statement
@@ -2322,7 +2499,7 @@ impl UpstreamSide {
             if tag == b'T'
                 && let Some(columns) = columns_of(body)
             {
-                let _ = described.set(Arc::new(columns));
+                let _ = described.columns.set(Arc::new(columns));
             }
             q.pop_front();
             return Ok(Step::Forward);
@@ -2541,6 +2718,7 @@ async fn upstream_to_client(
             },
             Some("SET"),
             &ResultSample::default(),
+            None,
         );
     }
     let masking = MaskSession::new(&ctx.proxy.keys.get());
@@ -2556,6 +2734,7 @@ async fn upstream_to_client(
         rendering,
         types_checked: -1,
         sample: ResultSample::default(),
+        params: ResultSample::default(),
         command: String::new(),
         has_command: false,
         gates,
@@ -2793,6 +2972,41 @@ mod tests {
         assert!(at >= before && at <= now_ms(), "{at} is the wall clock now");
         assert_eq!(clock.base, next);
         assert_eq!(clock.at(next + Duration::from_millis(10)), at + 10);
+    }
+
+    #[test]
+    fn bound_values_are_kept_up_to_the_limits_and_read_back() {
+        let mut b = Bound::default();
+        let mut budget = 10;
+        let values: [codec::BoundValue<'_>; 4] = [
+            None,
+            Some((false, b"abc".as_slice())),
+            Some((true, b"\x00\x01".as_slice())),
+            Some((false, b"0123456789".as_slice())),
+        ];
+        for (i, v) in values.iter().enumerate() {
+            b.push(*v, &mut budget, i);
+        }
+        let read: Vec<_> = b.values().collect();
+        assert_eq!(
+            read,
+            [
+                None,
+                Some((false, true, b"abc".as_slice())),
+                Some((true, true, b"\x00\x01".as_slice())),
+                // What was left of the 10 bytes.
+                Some((false, false, b"01234".as_slice())),
+            ]
+        );
+        assert!(b.truncated && budget == 0);
+        // Past the count kept, values are left out and the record says so.
+        let mut b = Bound::default();
+        let mut budget = RECORD_BYTES;
+        for i in 0..PARAMS_KEPT + 1 {
+            b.push(Some((false, b"1".as_slice())), &mut budget, i);
+        }
+        assert_eq!(b.values().count(), PARAMS_KEPT);
+        assert!(b.truncated);
     }
 
     fn portal(sql: &str) -> Portal {

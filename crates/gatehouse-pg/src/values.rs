@@ -229,6 +229,16 @@ impl Within<'_> {
     }
 }
 
+/// Whether a value of type `type_oid` in binary is its text (UTF-8), as
+/// for `text`, `varchar`, `char(n)`, `name`, `json`, `xml` and `unknown`:
+/// then its first bytes are its text's beginning.
+pub fn binary_is_text(type_oid: u32) -> bool {
+    matches!(
+        type_oid,
+        oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME | oid::JSON | oid::XML | oid::UNKNOWN
+    )
+}
+
 /// Type OIDs (from `pg_type`) this module renders.
 mod oid {
     pub const BOOL: u32 = 16;
@@ -381,13 +391,7 @@ fn render_into(type_oid: u32, v: &[u8], out: &mut String, within: Within<'_>) ->
         oid::INT4 => push_int(out, i32::from_be_bytes(v.try_into().ok()?)),
         oid::INT8 => push_int(out, i64::from_be_bytes(v.try_into().ok()?)),
         oid::OID => push_int(out, u32::from_be_bytes(v.try_into().ok()?)),
-        oid::TEXT
-        | oid::VARCHAR
-        | oid::BPCHAR
-        | oid::NAME
-        | oid::JSON
-        | oid::XML
-        | oid::UNKNOWN => out.push_str(std::str::from_utf8(v).ok()?),
+        t if binary_is_text(t) => out.push_str(std::str::from_utf8(v).ok()?),
         // `"char"`: one byte; the zero byte reads as the empty string (a
         // byte over 0x7f, which the server writes as an octal escape, is
         // left as hex).

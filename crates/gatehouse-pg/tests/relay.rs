@@ -371,6 +371,72 @@ async fn results_are_recorded_as_the_client_received_them() {
     assert_eq!(stmts[2].rows, Some(0));
 }
 
+/// The values bound to a statement's parameters are recorded with it:
+/// tokio-postgres sends them in binary, and they are written as PostgreSQL
+/// writes each type as text (the types from the statement's description),
+/// NULL as null; a long one is cut at the sample's size and marked; a
+/// statement bound without parameters has none.
+#[tokio::test]
+async fn bound_parameters_are_recorded_with_their_statement() {
+    let gw = gateway().await;
+    let long = "x".repeat(20_000);
+    {
+        let c = connect(&gw.url).await;
+        c.simple_query("SET TimeZone = 'UTC'").await.unwrap();
+        let rows = c
+            .query(
+                "SELECT $1::int4 AS n, $2::text AS t, $3::int4 AS z, $4::bytea AS b, $5::bool AS f, $6::float8 AS d, $7::int8[] AS a",
+                &[
+                    &42i32,
+                    &"it's \"é\"",
+                    &None::<i32>,
+                    &vec![1u8, 255u8],
+                    &true,
+                    &1.5f64,
+                    &vec![Some(1i64), None],
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows[0].get::<_, i32>(0), 42);
+        let n: i32 = c
+            .query_one("SELECT length($1::text)", &[&long])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 20_000);
+        c.query("SELECT 1 AS one", &[]).await.unwrap();
+    }
+    let stmts = recorded(&gw).await;
+    assert_eq!(stmts.len(), 4, "{stmts:?}");
+    assert_eq!(stmts[0].params, None, "a simple query binds nothing");
+    let text = |v: &str| Some(v.to_string());
+    assert_eq!(
+        stmts[1].params,
+        Some(vec![
+            text("42"),
+            text("it's \"é\""),
+            None,
+            text("\\x01ff"),
+            text("t"),
+            text("1.5"),
+            text("{1,NULL}"),
+        ])
+    );
+    assert!(!stmts[1].params_truncated);
+    let kept = stmts[2].params.clone().unwrap();
+    assert_eq!(kept.len(), 1);
+    assert!(
+        kept[0]
+            .as_deref()
+            .is_some_and(|v| v.len() == 16 * 1024 && v.bytes().all(|b| b == b'x')),
+        "the first 16 KiB of the long value are kept"
+    );
+    assert!(stmts[2].params_truncated);
+    assert_eq!(stmts[3].params, None, "bound without parameters");
+    assert!(!stmts[3].params_truncated);
+}
+
 /// Values that came in binary are recorded as the server writes them as
 /// text: the same statement's text-format result (a simple query, through
 /// the gateway) is the oracle.

@@ -293,6 +293,9 @@ struct Held {
     command: Option<(usize, usize)>,
     result: Option<(usize, usize)>,
     truncated: bool,
+    /// Its parameters' JSON, and whether more were bound than kept.
+    params: Option<(usize, usize)>,
+    params_truncated: bool,
 }
 
 /// A chunk whose records' JSON is still to be written: after `data` (JSON
@@ -369,6 +372,7 @@ impl Held {
         let part = |at: Option<(usize, usize)>| at.and_then(|(a, b)| text.get(a..b));
         let written = crate::sessions::Written {
             sql: Some(repeats.sql.json(&r.sql, crate::sessions::json_str)),
+            params: part(self.params),
             columns: r.columns.as_ref().map(|c| {
                 repeats
                     .columns
@@ -380,6 +384,8 @@ impl Held {
             started_at: r.started_at,
             duration_us: Some(r.duration_us),
             sql: &r.sql,
+            params: None,
+            params_truncated: self.params_truncated,
             decision: r.verdict.label(),
             rule: r.verdict.rule(),
             command: part(self.command),
@@ -467,13 +473,15 @@ impl SessionLog {
 
     /// Adds an admitted statement's record as values: its JSON is written
     /// by the writer. `command` is its command tag, `result` its first rows
-    /// (kept if any; the sample may be reused once this returns).
+    /// (kept if any), `params` the values bound to its parameters (a sample
+    /// of one row); the samples may be reused once this returns.
     pub fn push_record(
         &mut self,
         mut admission: Admission,
         record: Record,
         command: Option<&str>,
         result: &crate::ResultSample,
+        params: Option<&crate::ResultSample>,
     ) {
         admission.in_flight = None;
         if self.statements == 0 {
@@ -498,6 +506,12 @@ impl SessionLog {
             result.write_json(&mut self.text);
             (at, self.text.len())
         });
+        let params_truncated = params.is_some_and(|p| p.truncated);
+        let params = params.map(|p| {
+            let at = self.text.len();
+            p.write_row_json(&mut self.text);
+            (at, self.text.len())
+        });
         self.approx_bytes += record.sql.len() + (self.text.len() - before) + RECORD_BYTES;
         self.last_seq = record.seq;
         self.statements += 1;
@@ -512,6 +526,8 @@ impl SessionLog {
             command,
             result: rows,
             truncated: result.truncated,
+            params,
+            params_truncated,
         });
         if self.statements >= CHUNK_STATEMENTS || self.approx_bytes >= CHUNK_BYTES {
             self.flush();
@@ -875,16 +891,22 @@ mod tests {
         let mut texts: std::collections::HashMap<&str, Arc<str>> = Default::default();
         let shared_names: Arc<dyn ColumnNames> = Arc::new(Names(names.clone()));
         let empty = crate::ResultSample::default();
+        let mut bound = crate::ResultSample::default();
+        bound.push_row([Some("7"), None, Some("\\x00ff")]);
+        bound.truncated = true;
         let mut as_json = r.session_log("json");
         let mut as_values = r.session_log("values");
         for (seq, sql, verdict, command, error, rows) in &cases {
             let result = if *rows { &sample } else { &empty };
             let columns = rows.then_some(names.as_slice());
+            let params = (seq % 2 == 0).then_some(&bound);
             let entry = crate::StatementEntry {
                 seq: *seq,
                 started_at: 1_000 + seq,
                 duration_us: Some(7 * seq),
                 sql,
+                params,
+                params_truncated: params.is_some_and(|p| p.truncated),
                 decision: verdict.label(),
                 rule: verdict.rule(),
                 command: *command,
@@ -909,7 +931,7 @@ mod tests {
                 // One given as JSON among values: it keeps its place.
                 as_values.push(r.admit().expect("room"), &entry);
             } else {
-                as_values.push_record(r.admit().expect("room"), record, *command, result);
+                as_values.push_record(r.admit().expect("room"), record, *command, result, params);
             }
         }
         drop(as_json);
@@ -935,6 +957,12 @@ mod tests {
             Some(vec![vec![Some("a \"quoted\"\nvalue".into()), None]])
         );
         assert!(values[0].result_truncated);
+        assert_eq!(values[0].params, None);
+        assert_eq!(
+            values[1].params,
+            Some(vec![Some("7".into()), None, Some("\\x00ff".into())])
+        );
+        assert!(values[1].params_truncated);
         assert_eq!(values[1].rule.as_deref(), Some("no-\"drops\""));
         assert_eq!(values[3].columns.as_deref(), Some(names.as_slice()));
         // In the chunk, in the order they came (not sorted on reading).

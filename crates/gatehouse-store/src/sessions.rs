@@ -31,6 +31,15 @@ pub struct StatementRecord {
     pub started_at: i64,
     pub duration_us: Option<i64>,
     pub sql: String,
+    /// The values bound to its parameters (`$1`, `$2`, …) when it ran
+    /// through the extended protocol, as text (binary values rendered as
+    /// PostgreSQL writes them where their type is known, else `\x` and
+    /// hex), `None` for NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Vec<Option<String>>>,
+    /// More parameters or bytes were bound than were recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub params_truncated: bool,
     pub decision: String,
     pub rule: Option<String>,
     /// The command tag, e.g. `SELECT 3`.
@@ -56,6 +65,11 @@ pub struct StatementEntry<'a> {
     pub started_at: i64,
     pub duration_us: Option<i64>,
     pub sql: &'a str,
+    /// Its bound parameters: a sample of one row.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "first_row")]
+    pub params: Option<&'a ResultSample>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub params_truncated: bool,
     pub decision: &'a str,
     /// Left out when `None` (most statements), as `error` is: readers
     /// take a missing field for `null`.
@@ -106,6 +120,20 @@ impl StatementEntry<'_> {
         match written.sql {
             Some(json) => out.push_str(json),
             None => json_str(out, self.sql),
+        }
+        match (written.params, self.params) {
+            (Some(json), _) => {
+                out.push_str(",\"params\":");
+                out.push_str(json);
+            }
+            (None, Some(params)) => {
+                out.push_str(",\"params\":");
+                params.write_row_json(out);
+            }
+            (None, None) => {}
+        }
+        if self.params_truncated {
+            out.push_str(",\"params_truncated\":true");
         }
         // The three labels need no escaping.
         match self.decision {
@@ -160,6 +188,7 @@ impl StatementEntry<'_> {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Written<'a> {
     pub sql: Option<&'a str>,
+    pub params: Option<&'a str>,
     pub columns: Option<&'a str>,
 }
 
@@ -289,12 +318,30 @@ impl ResultSample {
         out.push(']');
     }
 
+    /// A sample of one row (a statement's parameters) as one JSON array
+    /// (an empty one if it has no row).
+    pub fn write_row_json(&self, out: &mut String) {
+        match self.rows {
+            1 => out.push_str(&self.json),
+            _ => out.push_str("[]"),
+        }
+    }
+
     /// The rows, read back.
     pub fn to_rows(&self) -> Vec<Vec<Option<String>>> {
         let mut json = String::new();
         self.write_json(&mut json);
         serde_json::from_str(&json).unwrap_or_default()
     }
+}
+
+/// A sample of one row as that row (see [`ResultSample::write_row_json`]).
+fn first_row<S: serde::Serializer>(v: &Option<&ResultSample>, s: S) -> Result<S::Ok, S::Error> {
+    let row = v
+        .filter(|v| v.rows == 1)
+        .and_then(|v| v.to_rows().into_iter().next())
+        .unwrap_or_default();
+    row.serialize(s)
 }
 
 impl Serialize for ResultSample {
@@ -441,6 +488,8 @@ fn statement_from_row(row: &AnyRow) -> Result<StatementRecord, StoreError> {
         started_at: row.try_get("started_at")?,
         duration_us: row.try_get("duration_us")?,
         sql: row.try_get("sql")?,
+        params: None,
+        params_truncated: false,
         decision: row.try_get("decision")?,
         rule: row.try_get("rule")?,
         command: row.try_get("command")?,
@@ -853,6 +902,8 @@ mod tests {
         assert_eq!(sample.rows(), 4);
         assert_eq!(sample.to_rows(), rows);
         let empty = ResultSample::default();
+        let mut params = ResultSample::default();
+        params.push_row([Some("42"), None, Some("a \"quoted\"\n€")]);
         for (i, text) in texts.iter().enumerate() {
             let entries = [
                 StatementEntry {
@@ -867,6 +918,8 @@ mod tests {
                     started_at: i64::MIN,
                     duration_us: Some(0),
                     sql: text,
+                    params: Some(&params),
+                    params_truncated: true,
                     decision: text,
                     rule: Some(text),
                     command: Some(text),
@@ -879,6 +932,7 @@ mod tests {
                 StatementEntry {
                     columns: Some(&[]),
                     result: Some(&empty),
+                    params: Some(&empty),
                     ..Default::default()
                 },
             ];
@@ -891,6 +945,12 @@ mod tests {
                 assert_eq!(back.sql, e.sql);
                 assert_eq!(back.error.as_deref(), e.error);
                 assert_eq!(back.result, e.result.map(ResultSample::to_rows));
+                assert_eq!(
+                    back.params,
+                    e.params
+                        .map(|p| p.to_rows().into_iter().next().unwrap_or_default())
+                );
+                assert_eq!(back.params_truncated, e.params_truncated);
             }
         }
     }

@@ -482,6 +482,81 @@ fn audit_verify_names_the_entry_changed_in_the_store() {
     );
 }
 
+/// A statement's bound parameters are in its recording, as psycopg sent
+/// them (in text here), with what content detectors find redacted there
+/// too; `sessions show` and `sessions replay` show them.
+#[test]
+fn recorded_statements_keep_their_bound_parameters() {
+    let s = Server::start();
+    let bot = token(&s, "bot", "agents");
+    apply(
+        &s,
+        &format!(
+            "[[connections]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{}\"\ngroups = [\"agents\"]\n\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n",
+            pg_url()
+        ),
+    );
+    let (host, port) = s.pg.rsplit_once(':').unwrap();
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import os, psycopg\n\
+             with psycopg.connect(os.environ['DSN']) as c:\n\
+             \x20   print(c.execute('SELECT %t::text AS a, %t::int + 1 AS b, %t::text AS c', ('note to ann@example.com', 41, None)).fetchone())\n",
+        ])
+        .env(
+            "DSN",
+            format!("host={host} port={port} user=bot dbname=shop password={bot} sslmode=disable"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out(&o).contains("42"),
+        "{} {}",
+        out(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut id = String::new();
+    for _ in 0..500 {
+        let v = json(s.cli(&s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+        if v["sessions"][0]["end_reason"].is_string() {
+            id = v["sessions"][0]["id"].as_str().unwrap().to_string();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!id.is_empty(), "the session was not recorded as ended");
+    let shown = json(s.cli(&s.admin, &["sessions", "show", &id, "--json"]));
+    let select = shown["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| {
+            st["sql"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("SELECT $1")
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no SELECT recorded: {shown}"));
+    assert_eq!(
+        select["params"],
+        serde_json::json!(["note to [REDACTED:email]", "41", null]),
+        "{select}"
+    );
+    assert!(!shown.to_string().contains("ann@example.com"), "{shown}");
+    let table = ok(s.cli(&s.admin, &["sessions", "show", &id]));
+    assert!(
+        table.contains("-- $1=note to [REDACTED:email], $2=41, $3=NULL"),
+        "{table}"
+    );
+    let replay = ok(s.cli(&s.admin, &["sessions", "replay", &id, "--no-wait"]));
+    assert!(
+        replay.contains("parameters: $1=note to [REDACTED:email], $2=41, $3=NULL"),
+        "{replay}"
+    );
+}
+
 #[test]
 fn sessions_replay_shows_statements_and_results_as_the_caller_saw_them() {
     let s = Server::start();

@@ -284,6 +284,9 @@ cur.execute(f"SELECT id, email, score FROM {table} WHERE id = %s", (2,))
 out["connector_prepared"] = [[str(v) if v is not None else None for v in r] for r in cur.fetchall()]
 cur.execute(f"SELECT id FROM {table} WHERE id > %s ORDER BY id", (0,))
 out["connector_ids"] = [r[0] for r in cur.fetchall()]
+import datetime
+cur.execute("SELECT CONCAT(%s, ''), %s, %s, %s", ("héllo", datetime.datetime(2024, 2, 29, 13, 14, 15, 500000), -7, None))
+out["connector_params"] = [str(v) for v in cur.fetchall()[0]]
 # A parameter sent in pieces (COM_STMT_SEND_LONG_DATA).
 import io
 cur.execute("SELECT LENGTH(%s)", (io.BytesIO(b"x" * 100000),))
@@ -467,6 +470,7 @@ fn python_drivers_text_and_prepared_statements_masked() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let mut texts = String::new();
+    let mut statements = Vec::new();
     for x in sessions["sessions"].as_array().unwrap() {
         assert_eq!(x["protocol"], "mysql");
         let shown = json(f.s.cli(
@@ -474,7 +478,37 @@ fn python_drivers_text_and_prepared_statements_masked() {
             &["sessions", "show", x["id"].as_str().unwrap(), "--json"],
         ));
         texts.push_str(&shown.to_string());
+        statements.extend(shown["statements"].as_array().unwrap().iter().cloned());
     }
+    // Prepared statements are recorded with the values bound to them (a
+    // value sent in pieces is not kept: null, and the record says so).
+    let params_of = |sql: &str| {
+        let st = statements
+            .iter()
+            .find(|st| st["sql"] == sql)
+            .unwrap_or_else(|| panic!("{sql} not recorded: {texts}"));
+        (st["params"].clone(), st["params_truncated"] == true)
+    };
+    let t = &f.table;
+    assert_eq!(
+        params_of(&format!("SELECT id, email, score FROM {t} WHERE id = ?")),
+        (serde_json::json!(["2"]), false)
+    );
+    assert_eq!(
+        params_of(&format!("SELECT id FROM {t} WHERE id > ? ORDER BY id")),
+        (serde_json::json!(["0"]), false)
+    );
+    assert_eq!(
+        params_of("SELECT CONCAT(?, ''), ?, ?, ?"),
+        (
+            serde_json::json!(["héllo", "2024-02-29 13:14:15.500000", "-7", null]),
+            false
+        )
+    );
+    assert_eq!(
+        params_of("SELECT LENGTH(?)"),
+        (serde_json::json!([null]), true)
+    );
     assert!(texts.contains("SELECT id, email, score FROM"), "{texts}");
     assert!(
         !texts.contains("bob@example.org") && !texts.contains("ann@example.com"),

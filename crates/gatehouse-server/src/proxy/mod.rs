@@ -309,6 +309,7 @@ impl Recording {
                 columns: result.as_ref().map(|_| columns.as_slice()),
                 result: result.as_ref(),
                 result_truncated: truncated,
+                ..StatementEntry::default()
             },
         );
         log.flush();

@@ -617,7 +617,11 @@ pub async fn sessions(cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
                             ms,
                             s(st, "rows"),
                             outcome,
-                            s(st, "sql").replace('\n', " "),
+                            match params_text(st) {
+                                Some(p) => format!("{}  -- {p}", s(st, "sql")),
+                                None => s(st, "sql"),
+                            }
+                            .replace('\n', " "),
                         ]
                     })
                     .collect();
@@ -637,6 +641,22 @@ pub async fn sessions(cmd: SessionsCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A recorded statement's bound parameters as people read them
+/// (`$1=42, $2=NULL`), if it had any.
+fn params_text(st: &Value) -> Option<String> {
+    let params = st["params"].as_array()?;
+    let mut text = params
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("${}={}", i + 1, v.as_str().unwrap_or("NULL")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if st["params_truncated"] == true {
+        text.push_str(" (cut: more than the recording keeps)");
+    }
+    Some(text)
 }
 
 /// Prints a recorded session statement by statement, waiting between
@@ -678,6 +698,9 @@ async fn replay(v: &Value, speed: f64, no_wait: bool) {
             s(st, "decision"),
             st["sql"].as_str().unwrap_or_default()
         );
+        if let Some(p) = params_text(st) {
+            println!("parameters: {p}");
+        }
         if let Some(cols) = st["columns"].as_array() {
             let headers: Vec<String> = cols
                 .iter()
