@@ -266,6 +266,9 @@ struct Stmt {
     truncated: bool,
     /// The values bound to its parameters, as text (a sample of one row).
     params: Option<ResultSample>,
+    /// The content detectors that apply to the caller: what they find in
+    /// the statement's text is redacted in its record.
+    detectors: Option<Arc<gatehouse_policy::detect::Detectors>>,
 }
 
 /// How one result column is shown to the caller.
@@ -729,6 +732,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             sample: ResultSample::default(),
             truncated: false,
             params: None,
+            detectors: None,
         }
     }
 
@@ -920,13 +924,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         };
         let duration = i64::try_from(stmt.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let redacted = stmt.detectors.as_ref().and_then(|d| d.redact(&stmt.sql));
         self.log.push(
             admission,
             &StatementEntry {
                 seq: stmt.seq,
                 started_at: stmt.started_at,
                 duration_us: Some(duration),
-                sql: &stmt.sql,
+                sql: redacted.as_deref().unwrap_or(&stmt.sql),
                 params: stmt.params.as_ref(),
                 params_truncated: stmt.params.as_ref().is_some_and(|p| p.truncated),
                 decision: stmt.verdict.label(),
@@ -963,6 +968,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut stmt = self.stmt(Arc::from(text));
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
+                stmt.detectors = mask.as_ref().and_then(|(m, _)| m.plan.detectors.clone());
                 if matches!(stmt.verdict, Verdict::Review { .. }) {
                     stmt.verdict = self.hold(&stmt, &[]).await;
                 }
@@ -1076,8 +1082,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut stmt = self.stmt(sql);
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
-                let detectors = mask.as_ref().and_then(|(m, _)| m.plan.detectors.clone());
-                stmt.params = self.bound_params(id, payload, detectors.as_deref());
+                stmt.detectors = mask.as_ref().and_then(|(m, _)| m.plan.detectors.clone());
+                stmt.params = self.bound_params(id, payload, stmt.detectors.as_deref());
                 if matches!(stmt.verdict, Verdict::Review { .. }) {
                     stmt.verdict = self.hold(&stmt, &payload[5.min(payload.len())..]).await;
                 }
@@ -1106,6 +1112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut stmt = self.stmt(sql);
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
+                stmt.detectors = mask.as_ref().and_then(|(m, _)| m.plan.detectors.clone());
                 if let Verdict::Deny { rule, message } = &stmt.verdict {
                     let (rule, message) = (rule.clone(), message.clone());
                     self.refuse_stmt(stmt, &rule, &message);

@@ -955,6 +955,31 @@ fn detectors_redact_what_they_find_and_a_malformed_packet_after_login_ends_only_
         got.starts_with("call ") && !got.contains("ann@example.com"),
         "{got}"
     );
+    // What they find in a statement's text is redacted in its record, as
+    // on PostgreSQL (the literal reaches the database as sent).
+    let (ok_, got, e) = via(&f.s, &f.bot, "SELECT 'write to bob@example.org' AS x");
+    assert!(ok_, "{e}");
+    assert!(got.contains("[REDACTED:email]"), "{got}");
+    let mut recorded = String::new();
+    for _ in 0..500 {
+        let v = json(f.s.cli(&f.s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+        let id = v["sessions"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if v["sessions"][0]["end_reason"].is_string() {
+            recorded = json(f.s.cli(&f.s.admin, &["sessions", "show", &id, "--json"])).to_string();
+            if recorded.contains("write to") {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        recorded.contains("SELECT 'write to [REDACTED:email]' AS x")
+            && !recorded.contains("bob@example.org"),
+        "{recorded}"
+    );
     // Logged in, then bytes that are no MySQL packet (a sequence id out of
     // order): that session ends; the server and other sessions go on.
     let script = r#"
