@@ -429,6 +429,27 @@ fn the_python_sdk_over_http_lists_describes_masks_is_denied_and_waits_for_review
     assert_eq!(t.name_of(1), "alice-b");
     let after = run.tool(2, false);
     assert_eq!(after["review"]["state"], "executed", "{after}");
+    // Each call is a recorded session, the write with the values it bound,
+    // held and then run alike.
+    let sessions = json(s.cli(
+        &s.admin,
+        &["sessions", "list", "--user", "agent-smith", "--json"],
+    ));
+    let mut updates = Vec::new();
+    for x in sessions["sessions"].as_array().unwrap() {
+        let id = x["id"].as_str().unwrap();
+        let shown = json(s.cli(&s.admin, &["sessions", "show", id, "--json"]));
+        for st in shown["statements"].as_array().unwrap() {
+            if st["sql"].as_str().unwrap_or_default().starts_with("UPDATE") {
+                updates.push((st["decision"].clone(), st["params"].clone()));
+            }
+        }
+    }
+    assert!(!updates.is_empty(), "{sessions}");
+    assert!(
+        updates.iter().all(|(_, p)| *p == json!(["alice-b", "1"])),
+        "{updates:?}"
+    );
 }
 
 #[test]
