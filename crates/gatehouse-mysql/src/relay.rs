@@ -266,8 +266,9 @@ struct Stmt {
     truncated: bool,
     /// The values bound to its parameters, as text (a sample of one row).
     params: Option<ResultSample>,
-    /// The content detectors that apply to the caller: what they find in
-    /// the statement's text is redacted in its record.
+    /// The content detectors that apply to the caller, whatever the
+    /// statement's verdict: what they find in its text is redacted in its
+    /// record.
     detectors: Option<Arc<gatehouse_policy::detect::Detectors>>,
 }
 
@@ -732,7 +733,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             sample: ResultSample::default(),
             truncated: false,
             params: None,
-            detectors: None,
+            detectors: self
+                .engine
+                .get()
+                .mask_plan(&self.ctx.principal, &self.ctx.connection)
+                .and_then(|p| p.detectors.clone()),
         }
     }
 
@@ -968,7 +973,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut stmt = self.stmt(Arc::from(text));
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
-                stmt.detectors = mask.as_ref().and_then(|(m, _)| m.plan.detectors.clone());
                 if matches!(stmt.verdict, Verdict::Review { .. }) {
                     stmt.verdict = self.hold(&stmt, &[]).await;
                 }
@@ -1082,8 +1086,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut stmt = self.stmt(sql);
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
-                stmt.detectors = mask.as_ref().and_then(|(m, _)| m.plan.detectors.clone());
-                stmt.params = self.bound_params(id, payload, stmt.detectors.as_deref());
+                let detectors = stmt.detectors.clone();
+                stmt.params = self.bound_params(id, payload, detectors.as_deref());
                 if matches!(stmt.verdict, Verdict::Review { .. }) {
                     stmt.verdict = self.hold(&stmt, &payload[5.min(payload.len())..]).await;
                 }
@@ -1112,7 +1116,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut stmt = self.stmt(sql);
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
-                stmt.detectors = mask.as_ref().and_then(|(m, _)| m.plan.detectors.clone());
                 if let Verdict::Deny { rule, message } = &stmt.verdict {
                     let (rule, message) = (rule.clone(), message.clone());
                     self.refuse_stmt(stmt, &rule, &message);

@@ -237,6 +237,10 @@ struct Stmt {
     formats: ResultFormats,
     /// The values bound to its parameters, for the recording.
     bound: Option<Arc<Bound>>,
+    /// The content detectors that apply to the caller, whatever the
+    /// statement's verdict: what they find in its text and parameters is
+    /// redacted in its record.
+    detectors: Option<Arc<gatehouse_policy::detect::Detectors>>,
     /// It may start COPY FROM STDIN ([`may_copy`]): the client side waits
     /// for its outcome ([`Gates`]).
     copy: bool,
@@ -932,6 +936,7 @@ impl ClientSide {
             rows: 0,
             error: None,
             admission: self.ctx.proxy.recorder.admit(),
+            detectors: self.mask_plan().and_then(|p| p.detectors.clone()),
             mask: None,
             columns: None,
             described: None,
@@ -2230,11 +2235,11 @@ impl UpstreamSide {
         };
         // Content detectors that apply to the caller's results apply to the
         // recorded text too (literals in statements can carry the same data).
-        let detectors = stmt.mask.as_ref().and_then(|m| m.plan.detectors.as_ref());
-        let redacted = detectors.and_then(|d| d.redact(&stmt.sql));
+        let detectors = stmt.detectors.clone();
+        let redacted = detectors.as_ref().and_then(|d| d.redact(&stmt.sql));
         let stmt_bound = stmt.bound.is_some();
         if let Some(bound) = &stmt.bound {
-            self.params_as_text(&stmt, bound, detectors.map(|d| &**d));
+            self.params_as_text(&stmt, bound, detectors.as_deref());
         }
         let columns = stmt
             .result_columns()

@@ -492,17 +492,23 @@ fn recorded_statements_keep_their_bound_parameters() {
     apply(
         &s,
         &format!(
-            "[[connections]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{}\"\ngroups = [\"agents\"]\n\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n",
+            "[[connections]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{}\"\ngroups = [\"agents\"]\n\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n\n[[rules]]\nname = \"no-writes\"\nstatements = [\"write\"]\naction = \"deny\"\n",
             pg_url()
         ),
     );
     let (host, port) = s.pg.rsplit_once(':').unwrap();
+    // A refused statement's text is redacted in its record as an allowed
+    // one's is.
     let o = Command::new("python3")
         .args([
             "-c",
             "import os, psycopg\n\
-             with psycopg.connect(os.environ['DSN']) as c:\n\
-             \x20   print(c.execute('SELECT %t::text AS a, %t::int + 1 AS b, %t::text AS c', ('note to ann@example.com', 41, None)).fetchone())\n",
+             with psycopg.connect(os.environ['DSN'], autocommit=True) as c:\n\
+             \x20   print(c.execute('SELECT %t::text AS a, %t::int + 1 AS b, %t::text AS c', ('note to ann@example.com', 41, None)).fetchone())\n\
+             \x20   try:\n\
+             \x20       c.execute(\"INSERT INTO nowhere VALUES ('bob@example.org')\")\n\
+             \x20   except psycopg.Error as e:\n\
+             \x20       print('refused', e)\n",
         ])
         .env(
             "DSN",
@@ -545,6 +551,15 @@ fn recorded_statements_keep_their_bound_parameters() {
         "{select}"
     );
     assert!(!shown.to_string().contains("ann@example.com"), "{shown}");
+    assert!(out(&o).contains("refused"), "{}", out(&o));
+    assert!(
+        shown
+            .to_string()
+            .contains("INSERT INTO nowhere VALUES ('[REDACTED:email]')")
+            && !shown.to_string().contains("bob@example.org"),
+        "{shown}"
+    );
+
     let table = ok(s.cli(&s.admin, &["sessions", "show", &id]));
     assert!(
         table.contains("-- $1=note to [REDACTED:email], $2=41, $3=NULL"),

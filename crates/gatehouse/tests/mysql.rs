@@ -946,7 +946,7 @@ fn detectors_redact_what_they_find_and_a_malformed_packet_after_login_ends_only_
     let file = f.s.path("detect.toml");
     write(
         &file,
-        "[policy]\ndefault = \"allow\"\n\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n",
+        "[policy]\ndefault = \"allow\"\n\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n\n[[rules]]\nname = \"no-writes\"\nstatements = [\"write\"]\naction = \"deny\"\n",
     );
     ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
     let (ok_, got, e) = via(&f.s, &f.bot, &format!("SELECT note FROM {t} WHERE id = 1"));
@@ -956,7 +956,14 @@ fn detectors_redact_what_they_find_and_a_malformed_packet_after_login_ends_only_
         "{got}"
     );
     // What they find in a statement's text is redacted in its record, as
-    // on PostgreSQL (the literal reaches the database as sent).
+    // on PostgreSQL (the literal reaches the database as sent), and so it
+    // is in a refused statement's.
+    let (ok_, _, e) = via(
+        &f.s,
+        &f.bot,
+        &format!("DELETE FROM {t} WHERE note = 'cy@example.net'"),
+    );
+    assert!(!ok_ && e.contains("no-writes"), "{e}");
     let (ok_, got, e) = via(&f.s, &f.bot, "SELECT 'write to bob@example.org' AS x");
     assert!(ok_, "{e}");
     assert!(got.contains("[REDACTED:email]"), "{got}");
@@ -979,6 +986,16 @@ fn detectors_redact_what_they_find_and_a_malformed_packet_after_login_ends_only_
         recorded.contains("SELECT 'write to [REDACTED:email]' AS x")
             && !recorded.contains("bob@example.org"),
         "{recorded}"
+    );
+    let sessions = json(f.s.cli(&f.s.admin, &["sessions", "list", "--user", "bot", "--json"]));
+    let mut all = String::new();
+    for x in sessions["sessions"].as_array().unwrap() {
+        let id = x["id"].as_str().unwrap();
+        all.push_str(&json(f.s.cli(&f.s.admin, &["sessions", "show", id, "--json"])).to_string());
+    }
+    assert!(
+        all.contains("WHERE note = '[REDACTED:email]'") && !all.contains("cy@example.net"),
+        "{all}"
     );
     // Logged in, then bytes that are no MySQL packet (a sequence id out of
     // order): that session ends; the server and other sessions go on.
