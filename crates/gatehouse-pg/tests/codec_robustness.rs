@@ -11,6 +11,10 @@ use std::path::Path;
 use bytes::BytesMut;
 use gatehouse_pg::codec::{self, Startup};
 
+#[path = "support/message_properties.rs"]
+mod message_properties;
+use message_properties::{as_refs, check_messages, check_startup, run};
+
 struct Rng(u64);
 
 impl Rng {
@@ -83,55 +87,6 @@ fn random(rng: &mut Rng) -> Vec<u8> {
 
 // === pg_startup (fuzz/fuzz_targets/pg_startup.rs) ===
 
-fn check_startup(data: &[u8]) {
-    if data.len() + 4 > codec::MAX_STARTUP {
-        return;
-    }
-    match codec::parse_startup(data) {
-        Ok(Startup::Ssl | Startup::GssEnc) => assert_eq!(data.len(), 4),
-        Ok(Startup::Cancel { .. }) => assert_eq!(data.len(), 12),
-        Ok(Startup::Startup { params, .. }) => {
-            for (k, _) in &params {
-                assert!(!k.is_empty() && !k.contains('\0'));
-            }
-            let refs: Vec<(&str, &str)> = params
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let mut b = BytesMut::new();
-            codec::startup_message(&mut b, &refs);
-            assert!(b.len() <= data.len() + 4);
-            assert_eq!(
-                codec::parse_startup(&b[4..]),
-                Ok(Startup::Startup { params, minor: 0 })
-            );
-        }
-        Err(_) => {}
-    }
-
-    let text = String::from_utf8_lossy(data).replace('\0', "");
-    let mut params = Vec::new();
-    let mut parts = text.split('\u{1}');
-    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
-        if k.is_empty() {
-            break;
-        }
-        params.push((k.to_string(), v.to_string()));
-    }
-    let refs: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut b = BytesMut::new();
-    codec::startup_message(&mut b, &refs);
-    let len = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    assert_eq!(usize::try_from(len).ok(), Some(b.len()));
-    assert_eq!(
-        codec::parse_startup(&b[4..]),
-        Ok(Startup::Startup { params, minor: 0 })
-    );
-}
-
 #[test]
 fn startup_packets_keep_their_properties() {
     let seeds = seeds("pg_startup");
@@ -157,99 +112,6 @@ fn startup_packets_keep_their_properties() {
 }
 
 // === pg_messages (fuzz/fuzz_targets/pg_messages.rs) ===
-
-fn run(data: &[u8], limit: usize) -> usize {
-    let mut rest = data;
-    let mut messages = 0;
-    loop {
-        let framed = codec::frame(rest, limit);
-        let header = codec::header(rest, limit);
-        match (&framed, &header) {
-            (Ok(Some(f)), Ok(Some(h))) => assert_eq!(f, h),
-            (Ok(None), Ok(Some((_, total)))) => assert!(*total > rest.len()),
-            (Ok(None), Ok(None)) => assert!(rest.len() < 5),
-            (Err(a), Err(b)) => assert_eq!(a, b),
-            _ => panic!("frame {framed:?} and header {header:?} disagree"),
-        }
-        let Ok(Some((_, total))) = framed else { break };
-        assert!((5..=limit).contains(&total), "{total} outside 5..={limit}");
-        assert!(total <= rest.len());
-        bodies(codec::body(&rest[..total]));
-        messages += 1;
-        rest = &rest[total..];
-    }
-    messages
-}
-
-fn bodies(body: &[u8]) {
-    if let Ok(sql) = codec::parse_query(body) {
-        assert!(sql.len() < body.len() && !sql.contains('\0'));
-    }
-    if let Ok((name, sql, n)) = codec::parse_parse(body) {
-        assert!(n >= 0);
-        assert_eq!(name.len() + sql.len() + 2 + 2 + 4 * n as usize, body.len());
-        // Its declared types: as many as it counts.
-        assert_eq!(codec::parse_types(body).map(|t| t.len()), Ok(n as usize));
-    } else {
-        assert!(codec::parse_types(body).is_err());
-    }
-    if let Ok(types) = codec::parse_parameter_description(body) {
-        assert_eq!(2 + 4 * types.len(), body.len());
-    }
-    // The values the data path keeps for the recording are those an
-    // approval shows.
-    let mut seen = Vec::new();
-    if codec::parse_bind_values(body, |v| seen.push(v)).is_ok() {
-        assert_eq!(codec::bind_params(body).map(|(_, v)| v), Ok(seen));
-    }
-    if let Ok((portal, stmt)) = codec::parse_bind(body) {
-        assert!(portal.len() + stmt.len() + 2 <= body.len());
-    }
-    for (code, text) in codec::fields(body) {
-        assert!(code != 0 && text.len() < body.len() && !text.contains('\0'));
-    }
-    if let Ok((raw, values)) = codec::bind_params(body) {
-        assert!(codec::parse_bind(body).is_ok() && raw.len() <= body.len());
-        let bytes: usize = values.iter().flatten().map(|(_, v)| v.len()).sum();
-        assert!(bytes + 4 * values.len() <= raw.len());
-    }
-    if let Ok((portal, _)) = codec::parse_execute(body) {
-        assert!(portal.len() + 5 <= body.len());
-    }
-    if let Ok((kind, _)) = codec::parse_close(body) {
-        assert!(kind == b'S' || kind == b'P');
-    }
-    if let Ok((kind, name)) = codec::parse_describe(body) {
-        assert!((kind == b'S' || kind == b'P') && name.len() + 2 <= body.len());
-    }
-    if let Some(tag) = codec::parse_command_complete(body) {
-        let _ = codec::tag_rows(tag);
-    }
-    let (code, message) = codec::parse_error(body);
-    assert!(code.len() + message.len() <= body.len());
-    if let Ok((_, data)) = codec::parse_auth(body) {
-        assert_eq!(data.len() + 4, body.len());
-    }
-    if let Ok((pid, key)) = codec::parse_backend_key(body) {
-        assert!(body.len() >= 8);
-        let mut b = BytesMut::new();
-        codec::backend_key_data(&mut b, pid, key);
-        assert_eq!(codec::parse_backend_key(codec::body(&b)), Ok((pid, key)));
-    }
-    if let Ok((k, v)) = codec::parse_parameter_status(body) {
-        let mut b = BytesMut::new();
-        codec::parameter_status(&mut b, k, v);
-        assert_eq!(codec::frame(&b, b.len()), Ok(Some((b'S', b.len()))));
-        assert_eq!(codec::parse_parameter_status(codec::body(&b)), Ok((k, v)));
-    }
-}
-
-fn check_messages(data: &[u8]) {
-    run(data, 64 * 1024);
-    if let Some((&l, rest)) = data.split_first() {
-        run(rest, 5 + usize::from(l));
-    }
-}
 
 #[test]
 fn message_streams_keep_their_properties() {
@@ -312,10 +174,7 @@ fn startup_packets_round_trip() {
                 )
             })
             .collect();
-        let refs: Vec<(&str, &str)> = params
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let refs = as_refs(&params);
         let mut b = BytesMut::new();
         codec::startup_message(&mut b, &refs);
         assert_eq!(

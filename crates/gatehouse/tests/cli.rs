@@ -482,6 +482,19 @@ fn audit_verify_names_the_entry_changed_in_the_store() {
     );
 }
 
+/// The id of `user`'s latest session once it is recorded as ended (the
+/// recording is written within a moment of the session's end).
+fn last_ended_session(s: &Server, user: &str) -> String {
+    for _ in 0..500 {
+        let v = json(s.cli(&s.admin, &["sessions", "list", "--user", user, "--json"]));
+        if v["sessions"][0]["end_reason"].is_string() {
+            return v["sessions"][0]["id"].as_str().unwrap().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the session of {user} was not recorded as ended");
+}
+
 /// A statement's bound parameters are in its recording, as psycopg sent
 /// them (in text here), with what content detectors find redacted there
 /// too; `sessions show` and `sessions replay` show them.
@@ -522,16 +535,7 @@ fn recorded_statements_keep_their_bound_parameters() {
         out(&o),
         String::from_utf8_lossy(&o.stderr)
     );
-    let mut id = String::new();
-    for _ in 0..500 {
-        let v = json(s.cli(&s.admin, &["sessions", "list", "--user", "bot", "--json"]));
-        if v["sessions"][0]["end_reason"].is_string() {
-            id = v["sessions"][0]["id"].as_str().unwrap().to_string();
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(!id.is_empty(), "the session was not recorded as ended");
+    let id = last_ended_session(&s, "bot");
     let shown = json(s.cli(&s.admin, &["sessions", "show", &id, "--json"]));
     let select = shown["statements"]
         .as_array()
@@ -603,17 +607,7 @@ fn sessions_replay_shows_statements_and_results_as_the_caller_saw_them() {
         .output()
         .unwrap();
     assert!(out(&o).contains("[REDACTED]"), "{}", out(&o));
-    // The recording is written within a moment of the session's end.
-    let mut id = String::new();
-    for _ in 0..500 {
-        let v = json(s.cli(&s.admin, &["sessions", "list", "--user", "bot", "--json"]));
-        if v["sessions"][0]["end_reason"].is_string() {
-            id = v["sessions"][0]["id"].as_str().unwrap().to_string();
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(!id.is_empty(), "the session was not recorded as ended");
+    let id = last_ended_session(&s, "bot");
     let shown = json(s.cli(&s.admin, &["sessions", "show", &id, "--json"]));
     let first = &shown["statements"][0];
     assert_eq!(first["columns"], serde_json::json!(["id", "email"]));
