@@ -930,6 +930,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let duration = i64::try_from(stmt.started.elapsed().as_micros()).unwrap_or(i64::MAX);
         let redacted = stmt.detectors.as_ref().and_then(|d| d.redact(&stmt.sql));
+        // An error can quote what the statement was given.
+        let error = stmt.error.as_deref().map(|e| {
+            stmt.detectors
+                .as_ref()
+                .and_then(|d| d.redact(e))
+                .map_or(std::borrow::Cow::Borrowed(e), std::borrow::Cow::Owned)
+        });
         self.log.push(
             admission,
             &StatementEntry {
@@ -943,7 +950,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 rule: stmt.verdict.rule(),
                 command: stmt.command.as_deref(),
                 rows: Some(stmt.rows),
-                error: stmt.error.as_deref(),
+                error: error.as_deref(),
                 columns: stmt.columns.as_deref(),
                 result: (!stmt.sample.is_empty()).then_some(&stmt.sample),
                 result_truncated: stmt.truncated,

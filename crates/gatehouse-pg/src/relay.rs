@@ -2255,7 +2255,10 @@ impl UpstreamSide {
                 sql: redacted.map_or(stmt.sql, Arc::from),
                 verdict: stmt.verdict,
                 rows: stmt.rows,
-                error: stmt.error,
+                // An error can quote what the statement was given.
+                error: stmt
+                    .error
+                    .map(|e| detectors.as_ref().and_then(|d| d.redact(&e)).unwrap_or(e)),
                 columns,
             },
             command,

@@ -521,7 +521,11 @@ fn recorded_statements_keep_their_bound_parameters() {
              \x20   try:\n\
              \x20       c.execute(\"INSERT INTO nowhere VALUES ('bob@example.org')\")\n\
              \x20   except psycopg.Error as e:\n\
-             \x20       print('refused', e)\n",
+             \x20       print('refused', e)\n\
+             \x20   try:\n\
+             \x20       c.execute('SELECT %t::int AS n', ('dee@example.net',))\n\
+             \x20   except psycopg.Error as e:\n\
+             \x20       print('failed', e)\n",
         ])
         .env(
             "DSN",
@@ -556,6 +560,16 @@ fn recorded_statements_keep_their_bound_parameters() {
     );
     assert!(!shown.to_string().contains("ann@example.com"), "{shown}");
     assert!(out(&o).contains("refused"), "{}", out(&o));
+    // The server's error quotes the value it could not read: the record's
+    // error is redacted too.
+    assert!(out(&o).contains("failed"), "{}", out(&o));
+    assert!(
+        shown
+            .to_string()
+            .contains("invalid input syntax for type integer")
+            && !shown.to_string().contains("dee@example.net"),
+        "{shown}"
+    );
     assert!(
         shown
             .to_string()

@@ -964,6 +964,9 @@ fn detectors_redact_what_they_find_and_a_malformed_packet_after_login_ends_only_
         &format!("DELETE FROM {t} WHERE note = 'cy@example.net'"),
     );
     assert!(!ok_ && e.contains("no-writes"), "{e}");
+    // An error that quotes it (the table named is not there).
+    let (ok_, _, e) = via(&f.s, &f.bot, "SELECT 1 FROM `dan@example.org`");
+    assert!(!ok_ && e.contains("doesn't exist"), "{e}");
     let (ok_, got, e) = via(&f.s, &f.bot, "SELECT 'write to bob@example.org' AS x");
     assert!(ok_, "{e}");
     assert!(got.contains("[REDACTED:email]"), "{got}");
@@ -994,7 +997,10 @@ fn detectors_redact_what_they_find_and_a_malformed_packet_after_login_ends_only_
         all.push_str(&json(f.s.cli(&f.s.admin, &["sessions", "show", id, "--json"])).to_string());
     }
     assert!(
-        all.contains("WHERE note = '[REDACTED:email]'") && !all.contains("cy@example.net"),
+        all.contains("WHERE note = '[REDACTED:email]'")
+            && !all.contains("cy@example.net")
+            && all.contains("doesn't exist")
+            && !all.contains("dan@example.org"),
         "{all}"
     );
     // Logged in, then bytes that are no MySQL packet (a sequence id out of
