@@ -683,7 +683,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut sample = ResultSample::default();
         let mut text = String::new();
         sample.begin_row();
-        for (i, v) in exe.params.iter().enumerate() {
+        for (i, (v, t)) in exe.params.iter().zip(&exe.types).enumerate() {
             if i == PARAMS_KEPT || sample.value_bytes() >= RECORD_BYTES {
                 sample.truncated = true;
                 break;
@@ -706,7 +706,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                     text.push_str(&String::from_utf8_lossy(&b[..b.len().min(room)]));
                 }
-                other => value_text(other, &mut text),
+                other => value_text(other, *t, &mut text),
             }
             match detectors.and_then(|d| d.redact(&text)) {
                 Some(redacted) => sample.value(Some(&redacted)),
@@ -1791,10 +1791,14 @@ fn is_text(c: &ColumnDefinition) -> bool {
 /// At most this many of a statement's bound parameters are recorded.
 const PARAMS_KEPT: usize = 100;
 
-/// A binary-protocol value that is not a string, as MySQL writes it as
-/// text: numbers, `2024-02-29 13:14:15.500000`, `-1 02:03:04` (NULL and
-/// long data, which have no text, write nothing).
-fn value_text(v: &Value<'_>, out: &mut String) {
+/// A binary-protocol value of type `t` that is not a string, as MySQL
+/// writes it as text: numbers; a `DATE` as `2024-02-29`, a `DATETIME` or
+/// `TIMESTAMP` as `2024-02-29 13:14:15` and a `TIME` as `-26:03:04` (hours
+/// past a day, as MySQL counts them), with `.500000` when they have a
+/// fraction of a second (always six digits: the column's precision is not
+/// looked at). NULL and long data, which have no text, write nothing.
+fn value_text(v: &Value<'_>, t: BinaryType, out: &mut String) {
+    use crate::codec::result::FieldType;
     use std::fmt::Write;
     let _ = match v {
         Value::Null | Value::LongData => Ok(()),
@@ -1808,31 +1812,28 @@ fn value_text(v: &Value<'_>, out: &mut String) {
         }
         Value::DateTime(d) => {
             let r = write!(out, "{:04}-{:02}-{:02}", d.year, d.month, d.day);
-            if (d.hour, d.minute, d.second, d.micros) != (0, 0, 0, 0) {
+            let date_only = matches!(
+                FieldType::from_code(t.code),
+                Some(FieldType::Date | FieldType::NewDate)
+            );
+            if !date_only {
                 let _ = write!(out, " {:02}:{:02}:{:02}", d.hour, d.minute, d.second);
-            }
-            if d.micros != 0 {
-                let _ = write!(out, ".{:06}", d.micros);
+                if d.micros != 0 {
+                    let _ = write!(out, ".{:06}", d.micros);
+                }
             }
             r
         }
-        Value::Time(t) => {
-            let sign = if t.negative { "-" } else { "" };
-            let r = if t.days > 0 {
-                write!(
-                    out,
-                    "{sign}{} {:02}:{:02}:{:02}",
-                    t.days, t.hours, t.minutes, t.seconds
-                )
-            } else {
-                write!(
-                    out,
-                    "{sign}{:02}:{:02}:{:02}",
-                    t.hours, t.minutes, t.seconds
-                )
-            };
-            if t.micros != 0 {
-                let _ = write!(out, ".{:06}", t.micros);
+        Value::Time(time) => {
+            let sign = if time.negative { "-" } else { "" };
+            let hours = u64::from(time.days) * 24 + u64::from(time.hours);
+            let r = write!(
+                out,
+                "{sign}{hours:02}:{:02}:{:02}",
+                time.minutes, time.seconds
+            );
+            if time.micros != 0 {
+                let _ = write!(out, ".{:06}", time.micros);
             }
             r
         }
@@ -1850,12 +1851,13 @@ pub(crate) fn cells(
         match parse_binary_row(payload, types) {
             Ok(values) => values
                 .iter()
-                .map(|v| match v {
+                .zip(types)
+                .map(|(v, t)| match v {
                     Value::Null => None,
                     Value::Bytes(b) => Some(lossy(b)),
                     other => {
                         let mut text = String::new();
-                        value_text(other, &mut text);
+                        value_text(other, *t, &mut text);
                         Some(text)
                     }
                 })

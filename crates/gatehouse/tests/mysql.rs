@@ -287,6 +287,8 @@ out["connector_ids"] = [r[0] for r in cur.fetchall()]
 import datetime
 cur.execute("SELECT CONCAT(%s, ''), %s, %s, %s", ("héllo", datetime.datetime(2024, 2, 29, 13, 14, 15, 500000), -7, None))
 out["connector_params"] = [str(v) for v in cur.fetchall()[0]]
+cur.execute("SELECT %s, %s, %s", (datetime.datetime(2024, 1, 2), datetime.date(2024, 1, 3), datetime.timedelta(days=1, hours=2, minutes=3, seconds=4)))
+out["connector_times"] = [str(v) for v in cur.fetchall()[0]]
 # A parameter sent in pieces (COM_STMT_SEND_LONG_DATA).
 import io
 cur.execute("SELECT LENGTH(%s)", (io.BytesIO(b"x" * 100000),))
@@ -504,6 +506,25 @@ fn python_drivers_text_and_prepared_statements_masked() {
             serde_json::json!(["héllo", "2024-02-29 13:14:15.500000", "-7", null]),
             false
         )
+    );
+    // Dates and times as MySQL writes them: a DATETIME at midnight keeps
+    // its time, a DATE has none, a TIME counts its hours past a day.
+    assert_eq!(
+        params_of("SELECT ?, ?, ?"),
+        (
+            serde_json::json!(["2024-01-02 00:00:00", "2024-01-03", "26:03:04"]),
+            false
+        )
+    );
+    // And so are the binary result's, by each column's type.
+    let times = statements
+        .iter()
+        .find(|st| st["sql"] == "SELECT ?, ?, ?")
+        .unwrap();
+    assert_eq!(
+        times["result"],
+        serde_json::json!([["2024-01-02 00:00:00", "2024-01-03", "26:03:04"]]),
+        "{times}"
     );
     assert_eq!(
         params_of("SELECT LENGTH(?)"),
