@@ -1093,8 +1093,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut stmt = self.stmt(sql);
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
-                let detectors = stmt.detectors.clone();
-                stmt.params = self.bound_params(id, payload, detectors.as_deref());
+                stmt.params = self.bound_params(id, payload, stmt.detectors.as_deref());
                 if matches!(stmt.verdict, Verdict::Review { .. }) {
                     stmt.verdict = self.hold(&stmt, &payload[5.min(payload.len())..]).await;
                 }
@@ -1854,10 +1853,9 @@ pub(crate) fn cells(
                 .zip(types)
                 .map(|(v, t)| match v {
                     Value::Null => None,
-                    Value::Bytes(b) => Some(lossy(b)),
-                    other => {
+                    v => {
                         let mut text = String::new();
-                        value_text(other, *t, &mut text);
+                        value_text(v, *t, &mut text);
                         Some(text)
                     }
                 })

@@ -168,41 +168,48 @@ pub fn parse_query(body: &[u8]) -> Result<&str, CodecError> {
     cstr(&mut p).ok_or(CodecError::Malformed("Query"))
 }
 
-/// `Parse`: statement name, SQL text, and parameter type count.
-pub fn parse_parse(body: &[u8]) -> Result<(&str, &str, i16), CodecError> {
-    let mut p = body;
-    let name = name(&mut p).ok_or(CodecError::Malformed("Parse"))?;
-    let sql = cstr(&mut p).ok_or(CodecError::Malformed("Parse"))?;
-    let n = int16(&mut p).ok_or(CodecError::Malformed("Parse"))?;
-    if n < 0 || p.len() != usize::try_from(n).unwrap_or(0) * 4 {
-        return Err(CodecError::Malformed("Parse"));
-    }
-    Ok((name, sql, n))
-}
-
-/// `Parse`: the parameter types it declares (0: left to the server).
-pub fn parse_types(body: &[u8]) -> Result<Vec<u32>, CodecError> {
+/// `Parse`: statement name, SQL text, and the parameter types it declares
+/// (0: left to the server).
+pub fn parse_parse(body: &[u8]) -> Result<(&str, &str, Oids<'_>), CodecError> {
     let bad = || CodecError::Malformed("Parse");
     let mut p = body;
-    name(&mut p).ok_or_else(bad)?;
-    cstr(&mut p).ok_or_else(bad)?;
-    oids(p, bad)
+    let name = name(&mut p).ok_or_else(bad)?;
+    let sql = cstr(&mut p).ok_or_else(bad)?;
+    Ok((name, sql, oids(p, bad)?))
 }
 
 /// `ParameterDescription`: the types of a prepared statement's parameters.
-pub fn parse_parameter_description(body: &[u8]) -> Result<Vec<u32>, CodecError> {
+pub fn parse_parameter_description(body: &[u8]) -> Result<Oids<'_>, CodecError> {
     oids(body, || CodecError::Malformed("ParameterDescription"))
 }
 
+/// Type OIDs as a message carries them (4 bytes each, big-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oids<'a>(&'a [u8]);
+
+impl Oids<'_> {
+    pub fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+    }
+}
+
 /// A count (`int16`) and that many type OIDs (`int32` each), all of `p`.
-fn oids(mut p: &[u8], bad: impl Fn() -> CodecError) -> Result<Vec<u32>, CodecError> {
+fn oids(mut p: &[u8], bad: impl Fn() -> CodecError) -> Result<Oids<'_>, CodecError> {
     let n = usize::try_from(int16(&mut p).ok_or_else(&bad)?).map_err(|_| bad())?;
     if p.len() != 4 * n {
         return Err(bad());
     }
-    Ok(p.chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(Oids(p))
 }
 
 /// `Bind`: portal and statement names (the rest is passed through untouched).
@@ -1045,8 +1052,12 @@ mod tests {
         assert_eq!(parse_query(b"SELECT 1\0"), Ok("SELECT 1"));
         assert!(parse_query(b"SELECT 1").is_err());
         assert_eq!(
-            parse_parse(b"s1\0SELECT $1\0\0\x01\0\0\0\x17"),
-            Ok(("s1", "SELECT $1", 1))
+            parse_parse(b"s1\0SELECT $1\0\0\x01\0\0\0\x17").map(|(name, sql, types)| (
+                name,
+                sql,
+                types.iter().collect::<Vec<_>>()
+            )),
+            Ok(("s1", "SELECT $1", vec![23]))
         );
         assert!(parse_parse(b"s1\0SELECT\0\0\x05").is_err());
         assert_eq!(parse_bind(b"p\0s\0rest"), Ok(("p", "s")));

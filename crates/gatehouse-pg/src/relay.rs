@@ -151,13 +151,17 @@ const PARAMS_KEPT: usize = 100;
 /// format and its first bytes, copied when the `Bind` passes (its buffer is
 /// reused) and written as text when the statement is recorded
 /// ([`UpstreamSide::finish`], which knows the session's settings).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Bound {
     /// For each value kept, a kind byte (`Bound::NULL`, `Bound::TEXT` or
     /// `Bound::BINARY`, with `Bound::CUT` when only its first bytes were
     /// kept); for a value that is not NULL, then its length as kept (4
     /// bytes, little-endian) and those bytes.
     data: Vec<u8>,
+    /// How many values were bound (kept or not).
+    count: usize,
+    /// Bytes of values that may still be kept.
+    room: usize,
     /// More values or bytes were bound than kept.
     truncated: bool,
 }
@@ -168,8 +172,19 @@ impl Bound {
     const BINARY: u8 = 2;
     const CUT: u8 = 0x80;
 
-    fn push(&mut self, v: codec::BoundValue<'_>, budget: &mut usize, n: usize) {
-        if n >= PARAMS_KEPT {
+    /// Keeps at most [`PARAMS_KEPT`] values and `room` bytes of them.
+    fn new(room: usize) -> Self {
+        Self {
+            data: Vec::new(),
+            count: 0,
+            room,
+            truncated: false,
+        }
+    }
+
+    fn push(&mut self, v: codec::BoundValue<'_>) {
+        self.count += 1;
+        if self.count > PARAMS_KEPT {
             self.truncated = true;
             return;
         }
@@ -177,13 +192,17 @@ impl Bound {
             self.data.push(Self::NULL);
             return;
         };
-        let kept = v.len().min(*budget);
-        *budget -= kept;
+        let kept = v.len().min(self.room);
+        self.room -= kept;
         let cut = kept < v.len();
         self.truncated |= cut;
+        if self.data.capacity() == 0 {
+            // Room for a few short values at once.
+            self.data.reserve(64.max(5 + kept));
+        }
         let kind = if binary { Self::BINARY } else { Self::TEXT };
         self.data.push(kind | if cut { Self::CUT } else { 0 });
-        // `kept` is at most RECORD_BYTES.
+        // `kept` is at most the room given, RECORD_BYTES.
         self.data
             .extend_from_slice(&u32::try_from(kept).unwrap_or(0).to_le_bytes());
         self.data.extend_from_slice(&v[..kept]);
@@ -1628,7 +1647,7 @@ impl ClientSide {
                 }
             }
             b'P' => {
-                let (name, sql, ntypes) = codec::parse_parse(body).map_err(malformed)?;
+                let (name, sql, types) = codec::parse_parse(body).map_err(malformed)?;
                 // Decided now; admitted for recording when executed.
                 let (verdict, signals) = self.check(sql);
                 let verdict = self.shared(verdict);
@@ -1650,11 +1669,7 @@ impl ClientSide {
                             verdict,
                             generation: self.engine.generation(),
                             described: Arc::new(Description {
-                                declared: if ntypes > 0 {
-                                    codec::parse_types(body).map_err(malformed)?.into()
-                                } else {
-                                    Box::default()
-                                },
+                                declared: types.iter().collect(),
                                 ..Description::default()
                             }),
                             upstream,
@@ -1671,14 +1686,10 @@ impl ClientSide {
             }
             b'B' => {
                 // The parameters are kept for the recording as they are read.
-                let mut bound = Bound::default();
-                let mut budget = RECORD_BYTES;
-                let mut nparams = 0;
-                let (portal, stmt, formats) = codec::parse_bind_values(body, |v| {
-                    bound.push(v, &mut budget, nparams);
-                    nparams += 1;
-                })
-                .map_err(malformed)?;
+                let mut bound = Bound::new(RECORD_BYTES);
+                let (portal, stmt, formats) =
+                    codec::parse_bind_values(body, |v| bound.push(v)).map_err(malformed)?;
+                let nparams = bound.count;
                 let bound = (nparams > 0).then(|| Arc::new(bound));
                 let generation = self.engine.generation();
                 let mut known = self.statements.get(stmt);
@@ -2235,7 +2246,7 @@ impl UpstreamSide {
         };
         // Content detectors that apply to the caller's results apply to the
         // recorded text too (literals in statements can carry the same data).
-        let detectors = stmt.detectors.clone();
+        let detectors = stmt.detectors.take();
         let redacted = detectors.as_ref().and_then(|d| d.redact(&stmt.sql));
         let stmt_bound = stmt.bound.is_some();
         if let Some(bound) = &stmt.bound {
@@ -2494,7 +2505,7 @@ impl UpstreamSide {
         {
             // Its parameters' types, for the recording of their values.
             if let Ok(types) = codec::parse_parameter_description(body) {
-                let _ = described.params.set(types.into());
+                let _ = described.params.set(types.iter().collect());
             }
             return Ok(Step::Forward);
         }
@@ -2984,16 +2995,15 @@ mod tests {
 
     #[test]
     fn bound_values_are_kept_up_to_the_limits_and_read_back() {
-        let mut b = Bound::default();
-        let mut budget = 10;
+        let mut b = Bound::new(10);
         let values: [codec::BoundValue<'_>; 4] = [
             None,
             Some((false, b"abc".as_slice())),
             Some((true, b"\x00\x01".as_slice())),
             Some((false, b"0123456789".as_slice())),
         ];
-        for (i, v) in values.iter().enumerate() {
-            b.push(*v, &mut budget, i);
+        for v in values {
+            b.push(v);
         }
         let read: Vec<_> = b.values().collect();
         assert_eq!(
@@ -3006,14 +3016,14 @@ mod tests {
                 Some((false, false, b"01234".as_slice())),
             ]
         );
-        assert!(b.truncated && budget == 0);
+        assert!(b.truncated && b.room == 0);
         // Past the count kept, values are left out and the record says so.
-        let mut b = Bound::default();
-        let mut budget = RECORD_BYTES;
-        for i in 0..PARAMS_KEPT + 1 {
-            b.push(Some((false, b"1".as_slice())), &mut budget, i);
+        let mut b = Bound::new(RECORD_BYTES);
+        for _ in 0..PARAMS_KEPT + 1 {
+            b.push(Some((false, b"1".as_slice())));
         }
         assert_eq!(b.values().count(), PARAMS_KEPT);
+        assert_eq!(b.count, PARAMS_KEPT + 1);
         assert!(b.truncated);
     }
 

@@ -151,16 +151,14 @@ fn bodies(body: &[u8]) {
     if let Ok(sql) = codec::parse_query(body) {
         assert!(sql.len() < body.len() && !sql.contains('\0'));
     }
-    if let Ok((name, sql, n)) = codec::parse_parse(body) {
-        assert!(n >= 0);
-        assert_eq!(name.len() + sql.len() + 2 + 2 + 4 * n as usize, body.len());
-        // Its declared types: as many as it counts.
-        assert_eq!(codec::parse_types(body).map(|t| t.len()), Ok(n as usize));
-    } else {
-        assert!(codec::parse_types(body).is_err());
+    if let Ok((name, sql, types)) = codec::parse_parse(body) {
+        // Its declared types: as many as it counts, to the body's end.
+        assert_eq!(name.len() + sql.len() + 2 + 2 + 4 * types.len(), body.len());
+        assert_eq!(types.iter().count(), types.len());
     }
     if let Ok(types) = codec::parse_parameter_description(body) {
         assert_eq!(2 + 4 * types.len(), body.len());
+        assert_eq!(types.iter().count(), types.len());
     }
     // The values the data path keeps for the recording are those an
     // approval shows.
