@@ -2184,13 +2184,18 @@ impl UpstreamSide {
         let Some(columns) = stmt.result_columns() else {
             return Vec::new();
         };
-        let mut missing: Vec<u32> = (columns.types.iter().enumerate())
-            .filter(|&(i, t)| {
-                stmt.formats.binary(i)
-                    && crate::values::needs_catalog(*t)
-                    && !self.rendering.types.contains_key(t)
-            })
-            .map(|(_, t)| *t)
+        self.not_known(
+            (columns.types.iter().enumerate())
+                .filter(|&(i, _)| stmt.formats.binary(i))
+                .map(|(_, t)| *t),
+        )
+    }
+
+    /// Those of `types` that are created in the database and not yet
+    /// known to this session, each once.
+    fn not_known(&self, types: impl Iterator<Item = u32>) -> Vec<u32> {
+        let mut missing: Vec<u32> = types
+            .filter(|t| crate::values::needs_catalog(*t) && !self.rendering.types.contains_key(t))
             .collect();
         missing.sort_unstable();
         missing.dedup();
@@ -2503,8 +2508,15 @@ impl UpstreamSide {
         if let Some(Item::DescribeStmt(described)) = q.front()
             && tag == b't'
         {
-            // Its parameters' types, for the recording of their values.
+            // Its parameters' types, for the recording of their values:
+            // types created in the database are looked up first (once per
+            // session), as a binary result's are, so that an enum, a
+            // domain or a row bound in binary is recorded as text.
             if let Ok(types) = codec::parse_parameter_description(body) {
+                let missing = self.not_known(types.iter());
+                if !missing.is_empty() {
+                    return Ok(Step::Lookup(Lookup::Types(missing)));
+                }
                 let _ = described.params.set(types.iter().collect());
             }
             return Ok(Step::Forward);

@@ -437,6 +437,83 @@ async fn bound_parameters_are_recorded_with_their_statement() {
     assert!(!stmts[3].params_truncated);
 }
 
+/// A parameter value sent as these bytes, in binary, whatever its type.
+#[derive(Debug)]
+struct RawBinary(Vec<u8>);
+
+impl tokio_postgres::types::ToSql for RawBinary {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0);
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// Parameters of types created in the database (an enum, a domain, a row
+/// type) bound in binary are recorded as text, as their results are: the
+/// gateway looks their types up when the server describes the statement's
+/// parameters, before any result has had them.
+#[tokio::test]
+async fn binary_parameters_of_types_created_in_the_database_are_recorded_as_text() {
+    let gw = gateway().await;
+    let direct = connect("postgres://postgres@127.0.0.1:5432/test").await;
+    let s = format!("gh_ptypes_{}", std::process::id());
+    direct
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};
+             CREATE TYPE {s}.mood AS ENUM ('happy', 'so so');
+             CREATE DOMAIN {s}.positive AS int CHECK (VALUE > 0);
+             CREATE TYPE {s}.pt AS (n int, note text);"
+        ))
+        .await
+        .unwrap();
+    let sql = format!(
+        "SELECT $1::{s}.mood::text AS m, $2::{s}.positive::int AS p, $3::{s}.pt::text AS r"
+    );
+    // A row of two fields: int4 7 and text 'a b'.
+    let mut row = vec![0, 0, 0, 2, 0, 0, 0, 23, 0, 0, 0, 4, 0, 0, 0, 7];
+    row.extend_from_slice(&[0, 0, 0, 25, 0, 0, 0, 3]);
+    row.extend_from_slice(b"a b");
+    {
+        let c = connect(&gw.url).await;
+        let got = c
+            .query_one(
+                &sql,
+                &[
+                    &RawBinary(b"so so".to_vec()),
+                    &RawBinary(7i32.to_be_bytes().to_vec()),
+                    &RawBinary(row),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.get::<_, String>(0), "so so");
+        assert_eq!(got.get::<_, i32>(1), 7);
+        assert_eq!(got.get::<_, String>(2), "(7,\"a b\")");
+    }
+    let stmts = recorded(&gw).await;
+    direct
+        .batch_execute(&format!("DROP SCHEMA {s} CASCADE"))
+        .await
+        .unwrap();
+    let ours: Vec<_> = stmts.iter().filter(|x| x.sql == sql).collect();
+    assert_eq!(ours.len(), 1, "{stmts:?}");
+    let text = |v: &str| Some(v.to_string());
+    assert_eq!(
+        ours[0].params,
+        Some(vec![text("so so"), text("7"), text("(7,\"a b\")")])
+    );
+}
+
 /// Values that came in binary are recorded as the server writes them as
 /// text: the same statement's text-format result (a simple query, through
 /// the gateway) is the oracle.
