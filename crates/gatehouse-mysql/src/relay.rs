@@ -248,6 +248,37 @@ struct Prepared {
     /// Parameters sent with `COM_STMT_SEND_LONG_DATA` since its last
     /// execution or reset (their values are not in the execution).
     long_data: Vec<u16>,
+    /// The first bytes of those values, for the record (beside
+    /// `long_data`, at most [`RECORD_BYTES`] in all), and whether any was
+    /// cut.
+    long_values: Vec<Vec<u8>>,
+    long_cut: bool,
+}
+
+impl Prepared {
+    /// Forgets the values sent apart (at an execution or a reset).
+    fn clear_long_data(&mut self) {
+        self.long_data.clear();
+        self.long_values.clear();
+        self.long_cut = false;
+    }
+
+    /// Keeps a piece of parameter `param`'s value sent apart.
+    fn long_data(&mut self, param: u16, data: &[u8]) {
+        let i = match self.long_data.iter().position(|p| *p == param) {
+            Some(i) => i,
+            None if self.long_data.len() < codec::MAX_PARAMS => {
+                self.long_data.push(param);
+                self.long_values.push(Vec::new());
+                self.long_data.len() - 1
+            }
+            None => return,
+        };
+        let kept: usize = self.long_values.iter().map(Vec::len).sum();
+        let room = RECORD_BYTES.saturating_sub(kept);
+        self.long_cut |= data.len() > room;
+        self.long_values[i].extend_from_slice(&data[..data.len().min(room)]);
+    }
 }
 
 /// One statement on its way, for its record.
@@ -651,8 +682,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// as its record keeps them: at most [`PARAMS_KEPT`] and
     /// [`RECORD_BYTES`] of them, as text (strings as they came, numbers,
     /// dates and times as MySQL writes them), with what `detectors` find
-    /// redacted; a value sent apart with `COM_STMT_SEND_LONG_DATA` as NULL,
-    /// the sample marked cut. Notes the types it binds for the statement's
+    /// redacted; a value sent apart with `COM_STMT_SEND_LONG_DATA` by its
+    /// first bytes (the sample marked cut where they are not all). Notes the types it binds for the statement's
     /// next executions. `None` when it binds nothing or cannot be read
     /// (then it is not recorded; the server decides what it makes of it).
     fn bound_params(
@@ -672,7 +703,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 query_attributes,
             },
         );
-        p.long_data.clear();
+        let long_values = std::mem::take(&mut p.long_values);
+        let long_cut = p.long_cut;
+        let long_params = std::mem::take(&mut p.long_data);
+        p.clear_long_data();
         let exe = exe.ok()?;
         if exe.types_sent {
             p.types = Some(exe.types.clone());
@@ -695,9 +729,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     continue;
                 }
                 Value::LongData => {
-                    sample.truncated = true;
-                    sample.value(None);
-                    continue;
+                    let sent = long_params.iter().position(|p| usize::from(*p) == i);
+                    let b = sent.map_or(&[][..], |k| &long_values[k][..]);
+                    let room = RECORD_BYTES - sample.value_bytes();
+                    sample.truncated |= long_cut || b.len() > room;
+                    text.push_str(&String::from_utf8_lossy(&b[..b.len().min(room)]));
                 }
                 Value::Bytes(b) => {
                     let room = RECORD_BYTES - sample.value_bytes();
@@ -1145,13 +1181,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Ok(true)
             }
             Command::StmtSendLongData => {
-                // Its value is not recorded; which parameter it was for is.
+                // Its value is recorded with the execution that uses it.
                 if let Ok(d) = parse_send_long_data(payload)
                     && let Some(p) = self.prepared.get_mut(&d.statement_id)
-                    && !p.long_data.contains(&d.param)
-                    && p.long_data.len() < codec::MAX_PARAMS
                 {
-                    p.long_data.push(d.param);
+                    p.long_data(d.param, d.data);
                 }
                 self.forward(payload).await?;
                 Ok(true)
@@ -1197,7 +1231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         .prepared
                         .get_mut(&u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 {
-                    p.long_data.clear();
+                    p.clear_long_data();
                 }
                 self.forward(payload).await?;
                 self.one_reply().await?;
@@ -1415,6 +1449,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 params: usize::from(ok.params),
                 types: None,
                 long_data: Vec::new(),
+                long_values: Vec::new(),
+                long_cut: false,
             },
         );
         Ok(())

@@ -112,6 +112,58 @@ struct Fixture {
     table: String,
 }
 
+/// What a test made in MariaDB's `test` database is named after its table
+/// (`gh_my_NAME_PID`, `…_open`, `…_f`, …): it is dropped when the fixture
+/// goes, passed or failed, so that runs do not leave tables behind.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let t = &self.table;
+        let len = t.len();
+        let list = |what: &str| {
+            Command::new("mariadb")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-P",
+                    "3306",
+                    "-u",
+                    "root",
+                    "--batch",
+                    "--skip-column-names",
+                    "test",
+                    "-e",
+                    what,
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let mut drops = String::new();
+        for line in list(&format!(
+            "SELECT table_type, table_name FROM information_schema.TABLES WHERE table_schema = 'test' AND LEFT(table_name, {len}) = '{t}' ORDER BY table_type = 'VIEW' DESC"
+        ))
+        .lines()
+        {
+            if let Some((kind, name)) = line.split_once('\t') {
+                let kind = if kind == "VIEW" { "VIEW" } else { "TABLE" };
+                drops.push_str(&format!("DROP {kind} IF EXISTS `{name}`; "));
+            }
+        }
+        for line in list(&format!(
+            "SELECT routine_type, routine_name FROM information_schema.ROUTINES WHERE routine_schema = 'test' AND LEFT(routine_name, {len}) = '{t}'"
+        ))
+        .lines()
+        {
+            if let Some((kind, name)) = line.split_once('\t') {
+                drops.push_str(&format!("DROP {kind} IF EXISTS `{name}`; "));
+            }
+        }
+        if !drops.is_empty() {
+            let _ = list(&drops);
+        }
+    }
+}
+
 fn setup(name: &str) -> Fixture {
     let table = format!("gh_my_{name}_{}", std::process::id());
     direct_my(&format!(
@@ -293,6 +345,8 @@ out["connector_times"] = [str(v) for v in cur.fetchall()[0]]
 import io
 cur.execute("SELECT LENGTH(%s)", (io.BytesIO(b"x" * 100000),))
 out["long_data"] = cur.fetchall()[0][0]
+cur.execute("SELECT CHAR_LENGTH(%s)", (io.BytesIO("pièce courte".encode()),))
+out["long_short"] = cur.fetchall()[0][0]
 # COM_PING, COM_STATISTICS, COM_RESET_CONNECTION, COM_INIT_DB to the same database.
 c.ping()
 out["statistics"] = "Uptime" in str(c.cmd_statistics())
@@ -454,6 +508,8 @@ fn python_drivers_text_and_prepared_statements_masked() {
     );
     assert_eq!(v["connector_ids"], serde_json::json!([1, 2, 3]));
     assert_eq!(v["long_data"], 100000);
+    // 13 bytes: a value sent apart is binary to the server.
+    assert_eq!(v["long_short"], 13);
     assert_eq!(v["statistics"], true);
     assert_eq!(v["after_reset"], "test");
     // Recorded: statements with their masked results (the recorder writes
@@ -526,9 +582,14 @@ fn python_drivers_text_and_prepared_statements_masked() {
         serde_json::json!([["2024-01-02 00:00:00", "2024-01-03", "26:03:04"]]),
         "{times}"
     );
+    // Values sent apart (COM_STMT_SEND_LONG_DATA) by their first 16 KiB.
     assert_eq!(
         params_of("SELECT LENGTH(?)"),
-        (serde_json::json!([null]), true)
+        (serde_json::json!(["x".repeat(16 * 1024)]), true)
+    );
+    assert_eq!(
+        params_of("SELECT CHAR_LENGTH(?)"),
+        (serde_json::json!(["pièce courte"]), false)
     );
     assert!(texts.contains("SELECT id, email, score FROM"), "{texts}");
     assert!(
