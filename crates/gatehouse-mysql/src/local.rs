@@ -297,7 +297,7 @@ impl LocalClient {
             if answer.truncated {
                 continue;
             }
-            let row = cells(&p.payload, binary, &types, n);
+            let row = cells(&p.payload, binary, &types, &defs);
             bytes += row.iter().flatten().map(String::len).sum::<usize>();
             if answer.rows.len() >= usize::try_from(max_rows).unwrap_or(usize::MAX)
                 || bytes > max_bytes

@@ -742,7 +742,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                     text.push_str(&String::from_utf8_lossy(&b[..b.len().min(room)]));
                 }
-                other => value_text(other, *t, &mut text),
+                other => value_text(other, *t, None, &mut text),
             }
             match detectors.and_then(|d| d.redact(&text)) {
                 Some(redacted) => sample.value(Some(&redacted)),
@@ -1718,7 +1718,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             let shown: &[u8] = row.as_deref().unwrap_or(&p.payload);
             if stmt.sample.rows() < self.ctx.record_rows && !stmt.truncated {
-                let cells = cells(shown, binary, &types, columns.len());
+                let cells = cells(shown, binary, &types, columns);
                 let size: usize = cells.iter().flatten().map(String::len).sum();
                 if stmt.sample.value_bytes() + size > RECORD_BYTES {
                     stmt.truncated = true;
@@ -1829,10 +1829,13 @@ const PARAMS_KEPT: usize = 100;
 /// A binary-protocol value of type `t` that is not a string, as MySQL
 /// writes it as text: numbers; a `DATE` as `2024-02-29`, a `DATETIME` or
 /// `TIMESTAMP` as `2024-02-29 13:14:15` and a `TIME` as `-26:03:04` (hours
-/// past a day, as MySQL counts them), with `.500000` when they have a
-/// fraction of a second (always six digits: the column's precision is not
-/// looked at). NULL and long data, which have no text, write nothing.
-fn value_text(v: &Value<'_>, t: BinaryType, out: &mut String) {
+/// past a day, as MySQL counts them), with the fraction of a second in
+/// `digits` digits as a result column's precision gives them (`.500` for a
+/// `DATETIME(3)`, none for a `DATETIME`), or, where there is none (a bound
+/// parameter; an expression whose precision the server does not say), six
+/// digits when there is a fraction. NULL and long data, which have no
+/// text, write nothing.
+fn value_text(v: &Value<'_>, t: BinaryType, digits: Option<u8>, out: &mut String) {
     use crate::codec::result::FieldType;
     use std::fmt::Write;
     let _ = match v {
@@ -1853,9 +1856,7 @@ fn value_text(v: &Value<'_>, t: BinaryType, out: &mut String) {
             );
             if !date_only {
                 let _ = write!(out, " {:02}:{:02}:{:02}", d.hour, d.minute, d.second);
-                if d.micros != 0 {
-                    let _ = write!(out, ".{:06}", d.micros);
-                }
+                fraction(out, d.micros, digits);
             }
             r
         }
@@ -1867,31 +1868,53 @@ fn value_text(v: &Value<'_>, t: BinaryType, out: &mut String) {
                 "{sign}{hours:02}:{:02}:{:02}",
                 time.minutes, time.seconds
             );
-            if time.micros != 0 {
-                let _ = write!(out, ".{:06}", time.micros);
-            }
+            fraction(out, time.micros, digits);
             r
         }
     };
 }
 
-/// A row's values as text, for the recording.
+/// A fraction of a second (`micros`) in `digits` digits, or in six when
+/// there is one and `digits` is not known.
+fn fraction(out: &mut String, micros: u32, digits: Option<u8>) {
+    use std::fmt::Write;
+    let _ = match digits {
+        Some(d @ 1..=6) => {
+            let d = u32::from(d);
+            let shown = micros.min(999_999) / 10u32.pow(6 - d);
+            write!(out, ".{shown:0w$}", w = d as usize)
+        }
+        Some(_) => Ok(()),
+        None if micros != 0 => write!(out, ".{micros:06}"),
+        None => Ok(()),
+    };
+}
+
+/// The digits of a fraction of a second a result column has, if the
+/// server says (0 to 6; MySQL and MariaDB send 31 or 39 for "not fixed").
+fn fraction_digits(c: &ColumnDefinition) -> Option<u8> {
+    (c.decimals <= 6).then_some(c.decimals)
+}
+
+/// A row's values as text, for the recording (`types` are the binary
+/// types of `columns`, read in a binary row).
 pub(crate) fn cells(
     payload: &[u8],
     binary: bool,
     types: &[BinaryType],
-    n: usize,
+    columns: &[ColumnDefinition],
 ) -> Vec<Option<String>> {
+    let n = columns.len();
     if binary {
         match parse_binary_row(payload, types) {
             Ok(values) => values
                 .iter()
-                .zip(types)
-                .map(|(v, t)| match v {
+                .zip(types.iter().zip(columns))
+                .map(|(v, (t, c))| match v {
                     Value::Null => None,
                     v => {
                         let mut text = String::new();
-                        value_text(v, *t, &mut text);
+                        value_text(v, *t, fraction_digits(c), &mut text);
                         Some(text)
                     }
                 })
@@ -1909,6 +1932,23 @@ pub(crate) fn cells(
 #[cfg(test)]
 mod tests {
     use super::parse_kill;
+
+    #[test]
+    fn fractions_of_a_second_take_the_columns_precision() {
+        let f = |micros, digits| {
+            let mut s = String::new();
+            super::fraction(&mut s, micros, digits);
+            s
+        };
+        assert_eq!(f(500_000, Some(3)), ".500");
+        assert_eq!(f(0, Some(2)), ".00");
+        assert_eq!(f(1, Some(6)), ".000001");
+        assert_eq!(f(999_999, Some(1)), ".9");
+        assert_eq!(f(123_456, Some(0)), "");
+        // Not said (a parameter, or "not fixed"): six digits if any.
+        assert_eq!(f(250_000, None), ".250000");
+        assert_eq!(f(0, None), "");
+    }
 
     #[test]
     fn only_a_kill_of_one_id_is_read() {

@@ -341,6 +341,9 @@ cur.execute("SELECT CONCAT(%s, ''), %s, %s, %s", ("héllo", datetime.datetime(20
 out["connector_params"] = [str(v) for v in cur.fetchall()[0]]
 cur.execute("SELECT %s, %s, %s", (datetime.datetime(2024, 1, 2), datetime.date(2024, 1, 3), datetime.timedelta(days=1, hours=2, minutes=3, seconds=4)))
 out["connector_times"] = [str(v) for v in cur.fetchall()[0]]
+cur.execute("SELECT CAST(%s AS DATETIME(3)), CAST(%s AS TIME(2)), CAST(%s AS DATETIME), CAST(%s AS DATETIME(2))",
+            ("2024-01-02 03:04:05.5", "26:03:04.25", "2024-01-02 03:04:05", "2024-01-02 03:04:05"))
+out["connector_precision"] = [str(v) for v in cur.fetchall()[0]]
 # A parameter sent in pieces (COM_STMT_SEND_LONG_DATA).
 import io
 cur.execute("SELECT LENGTH(%s)", (io.BytesIO(b"x" * 100000),))
@@ -581,6 +584,34 @@ fn python_drivers_text_and_prepared_statements_masked() {
         times["result"],
         serde_json::json!([["2024-01-02 00:00:00", "2024-01-03", "26:03:04"]]),
         "{times}"
+    );
+    // A fraction of a second with the column's precision, as the text
+    // protocol writes the same values.
+    let precision = statements
+        .iter()
+        .find(|st| st["sql"].as_str().unwrap().contains("AS TIME(2)"))
+        .unwrap();
+    let as_text: Vec<String> = direct_my(
+        "SELECT CAST('2024-01-02 03:04:05.5' AS DATETIME(3)), CAST('26:03:04.25' AS TIME(2)), \
+         CAST('2024-01-02 03:04:05' AS DATETIME), CAST('2024-01-02 03:04:05' AS DATETIME(2))",
+    )
+    .trim_end()
+    .split('\t')
+    .map(String::from)
+    .collect();
+    assert_eq!(
+        as_text,
+        [
+            "2024-01-02 03:04:05.500",
+            "26:03:04.25",
+            "2024-01-02 03:04:05",
+            "2024-01-02 03:04:05.00"
+        ]
+    );
+    assert_eq!(
+        precision["result"],
+        serde_json::json!([as_text]),
+        "{precision}"
     );
     // Values sent apart (COM_STMT_SEND_LONG_DATA) by their first 16 KiB.
     assert_eq!(
