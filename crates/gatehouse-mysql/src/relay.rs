@@ -948,12 +948,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "session": self.ctx.session_id,
                 "protocol": "mysql",
             });
+            // The text as its record keeps it (see the PostgreSQL relay's
+            // `audit_refusal`).
+            let redacted = stmt.detectors.as_ref().and_then(|d| d.redact(&stmt.sql));
             let principal = &self.ctx.principal;
             self.ctx.proxy.access.audit().statement_denied_later(
                 principal,
                 &principal.subject,
                 rule,
-                &stmt.sql,
+                redacted.as_deref().unwrap_or(&stmt.sql),
                 detail,
             );
         }

@@ -1354,13 +1354,21 @@ impl ClientSide {
     }
 
     /// Puts a refusal in the audit trail: who, where, which rule, and the
-    /// statement's SHA-256 (its text, which may hold data, is in the
-    /// session's recording, not in the audit log).
-    fn audit_refusal(&self, sql: &str, rule: &str) {
+    /// SHA-256 of the statement's text as its record keeps it (the text,
+    /// which may hold data, is in the session's recording, not in the
+    /// audit log). The caller's content detectors redact the text first,
+    /// as they do the recorded one: a hash of the text as sent would let
+    /// whoever reads the audit log confirm a guessed value (an email
+    /// address) that the recording withholds.
+    fn audit_refusal(&mut self, sql: &str, rule: &str) {
         if rule == "recording" {
             // The recorder is behind: auditing each refusal would add load.
             return;
         }
+        let redacted = self
+            .mask_plan()
+            .and_then(|p| p.detectors.as_ref().and_then(|d| d.redact(sql)));
+        let sql = redacted.as_deref().unwrap_or(sql);
         let detail = serde_json::json!({
             "connection": self.ctx.connection,
             "session": self.ctx.session_id,

@@ -588,6 +588,15 @@ fn recorded_statements_keep_their_bound_parameters() {
         replay.contains("parameters: $1=note to [REDACTED:email], $2=41, $3=NULL"),
         "{replay}"
     );
+    // The refusal's audit event hashes the text as recorded, not as sent:
+    // its hash cannot confirm a guessed address.
+    let deny = audited_refusal(&s, &id);
+    assert_eq!(deny["detail"]["rule"], "no-writes", "{deny}");
+    assert_eq!(
+        deny["detail"]["statement_sha256"],
+        gatehouse_core::sigv4::sha256_hex(b"INSERT INTO nowhere VALUES ('[REDACTED:email]')"),
+        "{deny}"
+    );
 }
 
 #[test]

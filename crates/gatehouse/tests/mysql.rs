@@ -1116,6 +1116,26 @@ fn detectors_redact_what_they_find_and_a_malformed_packet_after_login_ends_only_
             && !all.contains("dan@example.org"),
         "{all}"
     );
+    // The refused DELETE's audit event hashes its text as recorded.
+    let refused_in = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .find(|id| {
+            json(f.s.cli(&f.s.admin, &["sessions", "show", id, "--json"]))
+                .to_string()
+                .contains("DELETE FROM")
+        })
+        .expect("the refused DELETE was recorded");
+    let deny = audited_refusal(&f.s, &refused_in);
+    assert_eq!(
+        deny["detail"]["statement_sha256"],
+        gatehouse_core::sigv4::sha256_hex(
+            format!("DELETE FROM {t} WHERE note = '[REDACTED:email]'").as_bytes()
+        ),
+        "{deny}"
+    );
     // Logged in, then bytes that are no MySQL packet (a sequence id out of
     // order): that session ends; the server and other sessions go on.
     let script = r#"

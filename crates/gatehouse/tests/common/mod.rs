@@ -359,3 +359,20 @@ impl Drop for Api {
         let _ = self.child.wait();
     }
 }
+
+/// The audit event (`statement.deny`) of a statement refused in session
+/// `session`, once it is written.
+pub fn audited_refusal(s: &Server, session: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let exported = ok(s.cli(&s.admin, &["audit", "export", "--since", "1h"]));
+        let found = exported
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["action"] == "statement.deny" && e["detail"]["session"] == session);
+        if let Some(e) = found {
+            return e;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no statement.deny audited for session {session}");
+}
