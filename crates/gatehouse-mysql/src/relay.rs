@@ -248,36 +248,54 @@ struct Prepared {
     /// Parameters sent with `COM_STMT_SEND_LONG_DATA` since its last
     /// execution or reset (their values are not in the execution).
     long_data: Vec<u16>,
-    /// The first bytes of those values, for the record (beside
-    /// `long_data`, at most [`RECORD_BYTES`] in all), and whether any was
-    /// cut.
-    long_values: Vec<Vec<u8>>,
-    long_cut: bool,
 }
 
-impl Prepared {
-    /// Forgets the values sent apart (at an execution or a reset).
-    fn clear_long_data(&mut self) {
-        self.long_data.clear();
-        self.long_values.clear();
-        self.long_cut = false;
-    }
+/// The first bytes of the values sent with `COM_STMT_SEND_LONG_DATA` for
+/// one prepared statement, for its execution's record. A session keeps
+/// them for one statement at a time (at most [`RECORD_BYTES`]), so that
+/// memory stays bounded whatever number of statements a client prepares;
+/// drivers send a statement's long data right before executing it. Values
+/// of a statement whose pieces were dropped for another's are recorded as
+/// NULL, the record marked cut.
+#[derive(Default)]
+struct LongValues {
+    statement: u32,
+    values: Vec<(u16, Vec<u8>)>,
+    cut: bool,
+}
 
-    /// Keeps a piece of parameter `param`'s value sent apart.
-    fn long_data(&mut self, param: u16, data: &[u8]) {
-        let i = match self.long_data.iter().position(|p| *p == param) {
+impl LongValues {
+    /// Keeps a piece of parameter `param` of `statement`.
+    fn add(&mut self, statement: u32, param: u16, data: &[u8]) {
+        if self.statement != statement {
+            *self = Self {
+                statement,
+                ..Self::default()
+            };
+        }
+        let i = match self.values.iter().position(|(p, _)| *p == param) {
             Some(i) => i,
-            None if self.long_data.len() < codec::MAX_PARAMS => {
-                self.long_data.push(param);
-                self.long_values.push(Vec::new());
-                self.long_data.len() - 1
+            None if self.values.len() < codec::MAX_PARAMS => {
+                self.values.push((param, Vec::new()));
+                self.values.len() - 1
             }
             None => return,
         };
-        let kept: usize = self.long_values.iter().map(Vec::len).sum();
+        let kept: usize = self.values.iter().map(|(_, v)| v.len()).sum();
         let room = RECORD_BYTES.saturating_sub(kept);
-        self.long_cut |= data.len() > room;
-        self.long_values[i].extend_from_slice(&data[..data.len().min(room)]);
+        self.cut |= data.len() > room;
+        self.values[i]
+            .1
+            .extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// Takes what is kept for `statement` (nothing if it is another's).
+    fn take(&mut self, statement: u32) -> Self {
+        if self.statement == statement {
+            std::mem::take(self)
+        } else {
+            Self::default()
+        }
     }
 }
 
@@ -361,6 +379,7 @@ struct Session<S> {
     log: SessionLog,
     seq: i64,
     prepared: HashMap<u32, Prepared>,
+    long_values: LongValues,
     /// The statements SQL's `PREPARE` defined in this session, by name,
     /// with their texts: an `EXECUTE` is decided as what it runs.
     sources: ResultSources,
@@ -395,6 +414,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         log,
         seq: 0,
         prepared: HashMap::new(),
+        long_values: LongValues::default(),
         sources: ResultSources::default(),
         running: None,
     };
@@ -683,8 +703,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// [`RECORD_BYTES`] of them, as text (strings as they came, numbers,
     /// dates and times as MySQL writes them), with what `detectors` find
     /// redacted; a value sent apart with `COM_STMT_SEND_LONG_DATA` by its
-    /// first bytes (the sample marked cut where they are not all). Notes the types it binds for the statement's
-    /// next executions. `None` when it binds nothing or cannot be read
+    /// first bytes (see [`LongValues`]; the sample marked cut where they
+    /// are not all). Notes the types it binds for the statement's next
+    /// executions. `None` when it binds nothing or cannot be read
     /// (then it is not recorded; the server decides what it makes of it).
     fn bound_params(
         &mut self,
@@ -703,10 +724,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 query_attributes,
             },
         );
-        let long_values = std::mem::take(&mut p.long_values);
-        let long_cut = p.long_cut;
-        let long_params = std::mem::take(&mut p.long_data);
-        p.clear_long_data();
+        p.long_data.clear();
+        let long = self.long_values.take(id);
         let exe = exe.ok()?;
         if exe.types_sent {
             p.types = Some(exe.types.clone());
@@ -729,10 +748,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     continue;
                 }
                 Value::LongData => {
-                    let sent = long_params.iter().position(|p| usize::from(*p) == i);
-                    let b = sent.map_or(&[][..], |k| &long_values[k][..]);
+                    let Some((_, b)) = long.values.iter().find(|(p, _)| usize::from(*p) == i)
+                    else {
+                        sample.truncated = true;
+                        sample.value(None);
+                        continue;
+                    };
                     let room = RECORD_BYTES - sample.value_bytes();
-                    sample.truncated |= long_cut || b.len() > room;
+                    sample.truncated |= long.cut || b.len() > room;
                     text.push_str(&String::from_utf8_lossy(&b[..b.len().min(room)]));
                 }
                 Value::Bytes(b) => {
@@ -1177,8 +1200,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Command::StmtClose => {
                 if let Some(b) = body.get(..4) {
-                    self.prepared
-                        .remove(&u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                    let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    self.prepared.remove(&id);
+                    self.long_values.take(id);
                 }
                 self.forward(payload).await?;
                 Ok(true)
@@ -1188,7 +1212,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Ok(d) = parse_send_long_data(payload)
                     && let Some(p) = self.prepared.get_mut(&d.statement_id)
                 {
-                    p.long_data(d.param, d.data);
+                    if !p.long_data.contains(&d.param) && p.long_data.len() < codec::MAX_PARAMS {
+                        p.long_data.push(d.param);
+                    }
+                    self.long_values.add(d.statement_id, d.param, d.data);
                 }
                 self.forward(payload).await?;
                 Ok(true)
@@ -1218,6 +1245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Command::ResetConnection => {
                 self.prepared.clear();
+                self.long_values = LongValues::default();
                 self.sources = ResultSources::default();
                 self.forward(payload).await?;
                 let reply = self.read_up().await?;
@@ -1234,7 +1262,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         .prepared
                         .get_mut(&u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 {
-                    p.clear_long_data();
+                    p.long_data.clear();
+                    self.long_values
+                        .take(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                 }
                 self.forward(payload).await?;
                 self.one_reply().await?;
@@ -1452,8 +1482,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 params: usize::from(ok.params),
                 types: None,
                 long_data: Vec::new(),
-                long_values: Vec::new(),
-                long_cut: false,
             },
         );
         Ok(())
@@ -1935,6 +1963,27 @@ pub(crate) fn cells(
 #[cfg(test)]
 mod tests {
     use super::parse_kill;
+
+    #[test]
+    fn long_data_is_kept_for_one_statement_and_bounded() {
+        use super::{LongValues, RECORD_BYTES};
+        let mut l = LongValues::default();
+        l.add(7, 0, b"abc");
+        l.add(7, 0, b"def");
+        l.add(7, 2, &vec![b'x'; RECORD_BYTES]);
+        let kept = l.take(7);
+        assert_eq!(kept.values[0], (0, b"abcdef".to_vec()));
+        assert_eq!(kept.values[1].1.len(), RECORD_BYTES - 6);
+        assert!(kept.cut);
+        assert!(l.take(7).values.is_empty(), "taken once");
+        // Another statement's pieces replace the first one's.
+        l.add(7, 0, b"first");
+        l.add(8, 1, b"second");
+        assert!(l.take(7).values.is_empty());
+        let kept = l.take(8);
+        assert_eq!(kept.values, vec![(1, b"second".to_vec())]);
+        assert!(!kept.cut);
+    }
 
     #[test]
     fn fractions_of_a_second_take_the_columns_precision() {
