@@ -15,7 +15,14 @@ const APP_PASSWORD: &str = "my-app-pw-Zq81-never-shown";
 
 /// Runs SQL on MariaDB directly as root (database `test`).
 fn direct_my(sql: &str) -> String {
-    let o = Command::new("mariadb")
+    let o = direct_my_output(sql);
+    assert!(o.status.success(), "{sql}: {}", err(&o));
+    out(&o)
+}
+
+/// The `mariadb` client's output for `sql`, run as root on `test`.
+fn direct_my_output(sql: &str) -> std::process::Output {
+    Command::new("mariadb")
         .args([
             "-h",
             "127.0.0.1",
@@ -30,9 +37,7 @@ fn direct_my(sql: &str) -> String {
             sql,
         ])
         .output()
-        .expect("mariadb");
-    assert!(o.status.success(), "{sql}: {}", err(&o));
-    out(&o)
+        .expect("mariadb")
 }
 
 /// `mariadb -e SQL` through the gateway; (success, stdout, stderr).
@@ -119,25 +124,8 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         let t = &self.table;
         let len = t.len();
-        let list = |what: &str| {
-            Command::new("mariadb")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-P",
-                    "3306",
-                    "-u",
-                    "root",
-                    "--batch",
-                    "--skip-column-names",
-                    "test",
-                    "-e",
-                    what,
-                ])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
+        // Not asserted: this may run while a failed test unwinds.
+        let list = |what: &str| out(&direct_my_output(what));
         let mut drops = String::new();
         for line in list(&format!(
             "SELECT table_type, table_name FROM information_schema.TABLES WHERE table_schema = 'test' AND LEFT(table_name, {len}) = '{t}' ORDER BY table_type = 'VIEW' DESC"
