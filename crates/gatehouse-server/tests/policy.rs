@@ -613,6 +613,11 @@ async fn a_view_replaced_through_the_gateway_is_masked_as_it_now_reads() {
     let masked = vec![vec![None, Some("[REDACTED]".to_string())]];
     assert_eq!(rows(&gw, &read).await, masked);
     assert_eq!(rows(&other, &read).await, masked);
+    connect(DIRECT)
+        .await
+        .batch_execute(&format!("DROP TABLE public.{t} CASCADE"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1320,6 +1325,12 @@ async fn masked_data_is_masked_in_partitions_and_is_not_copied_out_from_under_th
         rows(&direct, &format!("SELECT email FROM {t}_base WHERE id = 1")).await,
         vec![vec![r("bob@example.com")]]
     );
+    direct
+        .batch_execute(&format!(
+            "DROP TABLE public.{t}, public.{t}_base, public.{t}_copy CASCADE"
+        ))
+        .await
+        .unwrap();
 }
 
 /// Masked values do not come back by ways a column's origin does not tell:
@@ -1461,6 +1472,12 @@ async fn masked_values_do_not_come_back_through_whole_rows_functions_or_errors()
     // Built-in functions run as before, and a column that is not masked
     // is read through a whole-row-free query as it is.
     assert_eq!(psql(&format!("SELECT upper('a'), id FROM {t}")).0, "A|1");
+    direct
+        .batch_execute(&format!(
+            "DROP TABLE public.{t}, public.{t}_s CASCADE; DROP VIEW public.{t}_vs; DROP FUNCTION public.{t}_f, public.\"{t}_F2\" CASCADE"
+        ))
+        .await
+        .unwrap();
 }
 
 /// The server's errors and notices show values where quoting does not

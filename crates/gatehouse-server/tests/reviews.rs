@@ -651,4 +651,8 @@ async fn a_portal_bound_before_a_review_rule_is_refused_not_reviewed_without_its
         .await
         .unwrap();
     assert_eq!(left.get::<_, i64>(0), 2);
+    direct
+        .batch_execute(&format!("DROP TABLE {t}"))
+        .await
+        .unwrap();
 }
