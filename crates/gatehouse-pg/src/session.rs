@@ -125,9 +125,18 @@ pub fn read_startup_settings(params: &[(String, String)]) -> Result<Vec<(String,
     startup_settings(params).map_err(|r| r.message)
 }
 
-/// `SET name TO 'value'`: how the policy sees a start-up setting.
+/// `SET name TO 'value'`: how the policy sees a start-up setting. The
+/// parts of a custom setting's name (`app.user`) are quoted: they may be
+/// words SQL reserves, which would not parse (and be refused) unquoted.
+/// Names are ASCII letters, digits, `_` and `.` ([`startup_settings`]).
 fn set_statement(name: &str, value: &str) -> String {
-    format!("SET {name} TO '{}'", value.replace('\'', "''"))
+    let value = value.replace('\'', "''");
+    if name.contains('.') {
+        let parts: Vec<String> = name.split('.').map(|p| format!("\"{p}\"")).collect();
+        format!("SET {} TO '{value}'", parts.join("."))
+    } else {
+        format!("SET {name} TO '{value}'")
+    }
 }
 
 /// A failure shown to the client as a FATAL error with a SQLSTATE.
@@ -542,6 +551,22 @@ async fn connect(
         None
     };
     let grant = grant.as_ref().map(|(id, level)| (id.as_str(), *level));
+    // A setting's value may hold data (`-c app.user_email=…`): the
+    // caller's content detectors redact it in the recording and in the
+    // audit log's hash, as they do a statement's.
+    let detectors = if decide && !settings.is_empty() {
+        engine
+            .mask_plan(&principal, &rec.spec.name)
+            .and_then(|p| p.detectors.clone())
+    } else {
+        None
+    };
+    let as_recorded = |sql: &str| {
+        detectors
+            .as_ref()
+            .and_then(|d| d.redact(sql))
+            .unwrap_or_else(|| sql.to_string())
+    };
     for (name, value) in &settings {
         let sql = set_statement(name, value);
         let verdict = if !decide || driver_setting(name) {
@@ -555,7 +580,8 @@ async fn connect(
             Verdict::Allow { .. } => {}
             Verdict::Deny { rule, message } => {
                 tracing::info!(principal = %principal.subject, connection = %rec.spec.name, %rule, setting = %name, "a start-up setting was refused");
-                audit_refused_setting(proxy, &principal, &rec.spec.name, &sql, &rule).await;
+                audit_refused_setting(proxy, &principal, &rec.spec.name, &as_recorded(&sql), &rule)
+                    .await;
                 return Err(refuse(
                     "42501",
                     format!("Gatehouse refused the start-up setting {name}: {message}"),
@@ -563,7 +589,8 @@ async fn connect(
                 .hint(format!("rule: {rule}")));
             }
             Verdict::Review { rule, .. } => {
-                audit_refused_setting(proxy, &principal, &rec.spec.name, &sql, &rule).await;
+                audit_refused_setting(proxy, &principal, &rec.spec.name, &as_recorded(&sql), &rule)
+                    .await;
                 return Err(refuse(
                     "42501",
                     format!("the start-up setting {name} needs a review (rule {rule})"),
@@ -591,7 +618,7 @@ async fn connect(
             } else {
                 None
             };
-            recorded.push((sql, verdict, not_applied));
+            recorded.push((as_recorded(&sql), verdict, not_applied));
         }
     }
     // The connection's statement timeout is a limit the client does not set.
@@ -887,7 +914,16 @@ mod tests {
             ("app.note", "it's"),
         ]);
         assert_eq!(got, want);
-        assert_eq!(set_statement("app.note", "it's"), "SET app.note TO 'it''s'");
+        assert_eq!(
+            set_statement("app.note", "it's"),
+            "SET \"app\".\"note\" TO 'it''s'"
+        );
+        // A reserved word as a part parses, quoted.
+        assert_eq!(
+            set_statement("myapp.user", "x"),
+            "SET \"myapp\".\"user\" TO 'x'"
+        );
+        assert_eq!(set_statement("search_path", "a"), "SET search_path TO 'a'");
     }
 
     #[test]

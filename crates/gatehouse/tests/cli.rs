@@ -529,7 +529,12 @@ fn recorded_statements_keep_their_bound_parameters() {
         ])
         .env(
             "DSN",
-            format!("host={host} port={port} user=bot dbname=shop password={bot} sslmode=disable"),
+            // A start-up setting that holds an address (a custom setting,
+            // as applications pass their user to row-level security).
+            format!(
+                "host={host} port={port} user=bot dbname=shop password={bot} sslmode=disable \
+                 options='-c myapp.user=eve@example.com'"
+            ),
         )
         .output()
         .unwrap();
@@ -559,6 +564,14 @@ fn recorded_statements_keep_their_bound_parameters() {
         "{select}"
     );
     assert!(!shown.to_string().contains("ann@example.com"), "{shown}");
+    // The start-up setting is recorded as its SET, redacted.
+    assert!(
+        shown
+            .to_string()
+            .contains("SET \\\"myapp\\\".\\\"user\\\" TO '[REDACTED:email]'")
+            && !shown.to_string().contains("eve@example.com"),
+        "{shown}"
+    );
     assert!(out(&o).contains("refused"), "{}", out(&o));
     // The server's error quotes the value it could not read: the record's
     // error is redacted too.
