@@ -164,6 +164,8 @@ struct Bound {
     room: usize,
     /// More values or bytes were bound than kept.
     truncated: bool,
+    /// Some value kept is in binary.
+    binary: bool,
 }
 
 impl Bound {
@@ -179,6 +181,7 @@ impl Bound {
             count: 0,
             room,
             truncated: false,
+            binary: false,
         }
     }
 
@@ -200,6 +203,7 @@ impl Bound {
             // Room for a few short values at once.
             self.data.reserve(64.max(5 + kept));
         }
+        self.binary |= binary;
         let kind = if binary { Self::BINARY } else { Self::TEXT };
         self.data.push(kind | if cut { Self::CUT } else { 0 });
         // `kept` is at most the room given, RECORD_BYTES.
@@ -2049,6 +2053,8 @@ struct UpstreamSide {
     /// The statement (by number) whose columns' types were last looked at
     /// ([`UpstreamSide::types_due`]).
     types_checked: i64,
+    /// The last statement whose binary parameters' types were looked at.
+    param_types_checked: i64,
     /// The first rows of the result of the statement at the front of the
     /// queue (the one receiving rows), for its record; reused from
     /// statement to statement.
@@ -2197,6 +2203,29 @@ impl UpstreamSide {
                 .filter(|&(i, _)| stmt.formats.binary(i))
                 .map(|(_, t)| *t),
         )
+    }
+
+    /// When a statement is done (before it is recorded): the types to
+    /// look up first, if it bound values in binary whose types are created
+    /// in the database and not known to this session. Types the server
+    /// described are looked up when it describes them; this is for those
+    /// only the statement's `Parse` declared (looked at once per
+    /// statement, and only when some value came in binary).
+    fn param_types_due(&mut self, q: &VecDeque<Item>) -> Option<Vec<u32>> {
+        let Some(Item::Exec(stmt)) = q.front() else {
+            return None;
+        };
+        let bound = stmt.bound.as_ref()?;
+        if !bound.binary || stmt.seq == self.param_types_checked {
+            return None;
+        }
+        self.param_types_checked = stmt.seq;
+        let missing = self.not_known(
+            (bound.values().enumerate())
+                .filter(|(_, v)| v.is_some_and(|(binary, ..)| binary))
+                .filter_map(|(i, _)| stmt.param_type(i)),
+        );
+        (!missing.is_empty()).then_some(missing)
     }
 
     /// Those of `types` that are created in the database and not yet
@@ -2513,6 +2542,11 @@ impl UpstreamSide {
             }
             return Ok(Step::Forward);
         }
+        if matches!(tag, b'C' | b'I' | b's' | b'E')
+            && let Some(missing) = self.param_types_due(q)
+        {
+            return Ok(Step::Lookup(Lookup::Types(missing)));
+        }
         if let Some(Item::DescribeStmt(described)) = q.front()
             && tag == b't'
         {
@@ -2772,6 +2806,7 @@ async fn upstream_to_client(
         scratch: String::new(),
         rendering,
         types_checked: -1,
+        param_types_checked: -1,
         sample: ResultSample::default(),
         params: ResultSample::default(),
         command: String::new(),

@@ -516,8 +516,15 @@ fn recorded_statements_keep_their_bound_parameters() {
         .args([
             "-c",
             "import os, psycopg\n\
+             from psycopg.types.enum import EnumInfo, register_enum\n\
+             mood = os.environ['MOOD']\n\
+             with psycopg.connect(os.environ['DIRECT'], autocommit=True) as d:\n\
+             \x20   d.execute(f\"DROP TYPE IF EXISTS {mood}; CREATE TYPE {mood} AS ENUM ('happy', 'sad')\")\n\
              with psycopg.connect(os.environ['DSN'], autocommit=True) as c:\n\
              \x20   print(c.execute('SELECT %t::text AS a, %t::int + 1 AS b, %t::text AS c', ('note to ann@example.com', 41, None)).fetchone())\n\
+             \x20   info = EnumInfo.fetch(c, mood)\n\
+             \x20   register_enum(info, c)\n\
+             \x20   print(c.execute('SELECT %b::text AS mood', [info.enum.happy]).fetchone())\n\
              \x20   try:\n\
              \x20       c.execute(\"INSERT INTO nowhere VALUES ('bob@example.org')\")\n\
              \x20   except psycopg.Error as e:\n\
@@ -525,8 +532,12 @@ fn recorded_statements_keep_their_bound_parameters() {
              \x20   try:\n\
              \x20       c.execute('SELECT %t::int AS n', ('dee@example.net',))\n\
              \x20   except psycopg.Error as e:\n\
-             \x20       print('failed', e)\n",
+             \x20       print('failed', e)\n\
+             with psycopg.connect(os.environ['DIRECT'], autocommit=True) as d:\n\
+             \x20   d.execute(f'DROP TYPE {mood}')\n",
         ])
+        .env("DIRECT", pg_url())
+        .env("MOOD", format!("gh_cli_mood_{}", std::process::id()))
         .env(
             "DSN",
             // A start-up setting that holds an address (a custom setting,
@@ -564,6 +575,16 @@ fn recorded_statements_keep_their_bound_parameters() {
         "{select}"
     );
     assert!(!shown.to_string().contains("ann@example.com"), "{shown}");
+    // An enum sent in binary (psycopg's `%b`) by a statement never
+    // described: its type only in the Parse, looked up when it is done.
+    assert!(out(&o).contains("('happy',)"), "{}", out(&o));
+    let mood = shown["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["sql"] == "SELECT $1::text AS mood")
+        .unwrap_or_else(|| panic!("no enum statement recorded: {shown}"));
+    assert_eq!(mood["params"], serde_json::json!(["happy"]), "{mood}");
     // The start-up setting is recorded as its SET, redacted.
     assert!(
         shown
