@@ -696,3 +696,50 @@ fn sessions_replay_shows_statements_and_results_as_the_caller_saw_them() {
     assert!(!replay.contains("example.com") && !shown.to_string().contains("example.com"));
     direct(&format!("DROP TABLE {t}"));
 }
+
+/// What a session sent is shown escaped by `sessions show` and `sessions
+/// replay`: an escape sequence, a carriage return or a direction override
+/// in a statement, a parameter or a result cannot clear the screen,
+/// rewrite a line or reorder what the administrator reads.
+#[test]
+fn recordings_cannot_steer_the_terminal_that_shows_them() {
+    let s = Server::start();
+    let bot = token(&s, "bot", "agents");
+    apply(
+        &s,
+        &format!(
+            "[[connections]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{}\"\ngroups = [\"agents\"]\n",
+            pg_url()
+        ),
+    );
+    let (host, port) = s.pg.rsplit_once(':').unwrap();
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import os, psycopg\n\
+             with psycopg.connect(os.environ['DSN'], autocommit=True) as c:\n\
+             \x20   print(c.execute('SELECT %t::text AS v /* \\x1b[2J \\r\\x1b[1Ahidden */', ('\\x1b]0;owned\\x07\\u202eevil',)).fetchone())\n",
+        ])
+        .env(
+            "DSN",
+            format!("host={host} port={port} user=bot dbname=shop password={bot} sslmode=disable"),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = last_ended_session(&s, "bot");
+    for view in [
+        ok(s.cli(&s.admin, &["sessions", "show", &id])),
+        ok(s.cli(&s.admin, &["sessions", "replay", &id, "--no-wait"])),
+    ] {
+        assert!(
+            !view.contains('\x1b') && !view.contains('\r') && !view.contains('\u{202e}'),
+            "{view:?}"
+        );
+        assert!(
+            view.contains("/* \\x1b[2J \\r\\x1b[1Ahidden */")
+                && view.contains("\\x1b]0;owned\\x07\\u{202e}evil"),
+            "{view}"
+        );
+    }
+}

@@ -14,15 +14,7 @@ use crate::cli::{
     TokensCmd,
 };
 use crate::client::{self, Client, seg};
-use crate::output::{self, s, table, time};
-
-fn print(v: &Value, as_json: bool, human: impl FnOnce(&Value) -> String) {
-    if as_json {
-        println!("{}", output::json(v));
-    } else {
-        print!("{}", human(v));
-    }
-}
+use crate::output::{self, print, printable, s, table, time};
 
 fn read_stdin_secret(what: &str) -> anyhow::Result<Secret> {
     let mut text = String::new();
@@ -665,7 +657,7 @@ async fn replay(v: &Value, speed: f64, no_wait: bool) {
     use std::io::Write;
     let sess = &v["session"];
     let start = sess["started_at"].as_i64().unwrap_or(0);
-    println!(
+    let header = format!(
         "session {} · {} ({}) on {} via {} from {} · started {}",
         s(sess, "id"),
         s(sess, "principal"),
@@ -675,6 +667,7 @@ async fn replay(v: &Value, speed: f64, no_wait: bool) {
         s(sess, "client_addr"),
         time(Some(start))
     );
+    println!("{}", printable(&header, false));
     let mut last = start;
     for st in v["statements"]
         .as_array()
@@ -692,14 +685,17 @@ async fn replay(v: &Value, speed: f64, no_wait: bool) {
             .as_str()
             .map(|r| format!(" (rule {r})"))
             .unwrap_or_default();
+        // What the session sent, made printable: it cannot steer the
+        // terminal of whoever replays it.
         println!(
-            "\n[+{:.3}s] {}{rule}\n{}",
+            "\n[+{:.3}s] {}{}\n{}",
             (at - start) as f64 / 1000.0,
             s(st, "decision"),
-            st["sql"].as_str().unwrap_or_default()
+            printable(&rule, false),
+            printable(st["sql"].as_str().unwrap_or_default(), true)
         );
         if let Some(p) = params_text(st) {
-            println!("parameters: {p}");
+            println!("parameters: {}", printable(&p, false));
         }
         if let Some(cols) = st["columns"].as_array() {
             let headers: Vec<String> = cols
@@ -717,15 +713,15 @@ async fn replay(v: &Value, speed: f64, no_wait: bool) {
             .as_i64()
             .map_or(0.0, |us| us as f64 / 1000.0);
         match st["error"].as_str() {
-            Some(e) => println!("ERROR {e} ({ms:.1} ms)"),
-            None => println!("{} ({ms:.1} ms)", s(st, "command")),
+            Some(e) => println!("ERROR {} ({ms:.1} ms)", printable(e, false)),
+            None => println!("{} ({ms:.1} ms)", printable(&s(st, "command"), false)),
         }
     }
     if !sess["ended_at"].is_null() {
         println!(
             "\nsession ended {} ({})",
             time(sess["ended_at"].as_i64()),
-            s(sess, "end_reason")
+            printable(&s(sess, "end_reason"), false)
         );
     }
 }

@@ -7,15 +7,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{AccessCmd, ReviewsCmd};
 use crate::client::{Client, seg};
-use crate::output::{self, items, s, table, time};
-
-fn print(v: &Value, as_json: bool, human: impl FnOnce(&Value) -> String) {
-    if as_json {
-        println!("{}", output::json(v));
-    } else {
-        print!("{}", human(v));
-    }
-}
+use crate::output::{items, print, s, table, time};
 
 /// What a review asks for, in one line.
 fn subject(r: &Value) -> String {
