@@ -495,24 +495,47 @@ fn last_ended_session(s: &Server, user: &str) -> String {
     panic!("the session of {user} was not recorded as ended");
 }
 
-/// A statement's bound parameters are in its recording, as psycopg sent
-/// them (in text here), with what content detectors find redacted there
-/// too; `sessions show` and `sessions replay` show them.
-#[test]
-fn recorded_statements_keep_their_bound_parameters() {
+/// A server with the PostgreSQL connection `shop` open to the group
+/// `agents`, `policy` (TOML) after it, and the token of `bot`, an agent.
+fn shop_with(policy: &str) -> (Server, String) {
     let s = Server::start();
     let bot = token(&s, "bot", "agents");
     apply(
         &s,
         &format!(
-            "[[connections]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{}\"\ngroups = [\"agents\"]\n\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n\n[[rules]]\nname = \"no-writes\"\nstatements = [\"write\"]\naction = \"deny\"\n",
+            "[[connections]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{}\"\ngroups = [\"agents\"]\n{policy}",
             pg_url()
         ),
     );
+    (s, bot)
+}
+
+/// `python3`, with `DSN` in its environment: `shop` through the gateway as
+/// `bot` (conninfo `extra` appended), for a psycopg script.
+fn psycopg_through(s: &Server, bot: &str, extra: &str) -> Command {
     let (host, port) = s.pg.rsplit_once(':').unwrap();
+    let mut c = Command::new("python3");
+    c.env(
+        "DSN",
+        format!(
+            "host={host} port={port} user=bot dbname=shop password={bot} sslmode=disable {extra}"
+        ),
+    );
+    c
+}
+
+/// A statement's bound parameters are in its recording, as psycopg sent
+/// them (in text here), with what content detectors find redacted there
+/// too; `sessions show` and `sessions replay` show them.
+#[test]
+fn recorded_statements_keep_their_bound_parameters() {
+    let (s, bot) = shop_with(
+        "\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n\n[[rules]]\nname = \"no-writes\"\nstatements = [\"write\"]\naction = \"deny\"\n",
+    );
     // A refused statement's text is redacted in its record as an allowed
-    // one's is.
-    let o = Command::new("python3")
+    // one's is. A start-up setting holds an address (a custom setting, as
+    // applications pass their user to row-level security).
+    let o = psycopg_through(&s, &bot, "options='-c myapp.user=eve@example.com'")
         .args([
             "-c",
             "import os, psycopg\n\
@@ -538,15 +561,6 @@ fn recorded_statements_keep_their_bound_parameters() {
         ])
         .env("DIRECT", pg_url())
         .env("MOOD", format!("gh_cli_mood_{}", std::process::id()))
-        .env(
-            "DSN",
-            // A start-up setting that holds an address (a custom setting,
-            // as applications pass their user to row-level security).
-            format!(
-                "host={host} port={port} user=bot dbname=shop password={bot} sslmode=disable \
-                 options='-c myapp.user=eve@example.com'"
-            ),
-        )
         .output()
         .unwrap();
     assert!(
@@ -703,27 +717,14 @@ fn sessions_replay_shows_statements_and_results_as_the_caller_saw_them() {
 /// rewrite a line or reorder what the administrator reads.
 #[test]
 fn recordings_cannot_steer_the_terminal_that_shows_them() {
-    let s = Server::start();
-    let bot = token(&s, "bot", "agents");
-    apply(
-        &s,
-        &format!(
-            "[[connections]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{}\"\ngroups = [\"agents\"]\n",
-            pg_url()
-        ),
-    );
-    let (host, port) = s.pg.rsplit_once(':').unwrap();
-    let o = Command::new("python3")
+    let (s, bot) = shop_with("");
+    let o = psycopg_through(&s, &bot, "")
         .args([
             "-c",
             "import os, psycopg\n\
              with psycopg.connect(os.environ['DSN'], autocommit=True) as c:\n\
              \x20   print(c.execute('SELECT %t::text AS v /* \\x1b[2J \\r\\x1b[1Ahidden */', ('\\x1b]0;owned\\x07\\u202eevil',)).fetchone())\n",
         ])
-        .env(
-            "DSN",
-            format!("host={host} port={port} user=bot dbname=shop password={bot} sslmode=disable"),
-        )
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
