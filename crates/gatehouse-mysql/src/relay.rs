@@ -747,22 +747,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     sample.value(None);
                     continue;
                 }
-                Value::LongData => {
-                    let Some((_, b)) = long.values.iter().find(|(p, _)| usize::from(*p) == i)
-                    else {
-                        sample.truncated = true;
-                        sample.value(None);
-                        continue;
+                Value::Bytes(_) | Value::LongData => {
+                    let b: &[u8] = match v {
+                        Value::Bytes(b) => b,
+                        // Sent apart: its first bytes, if this session kept them.
+                        _ => match long.values.iter().find(|(p, _)| usize::from(*p) == i) {
+                            Some((_, b)) => {
+                                sample.truncated |= long.cut;
+                                b
+                            }
+                            None => {
+                                sample.truncated = true;
+                                sample.value(None);
+                                continue;
+                            }
+                        },
                     };
                     let room = RECORD_BYTES - sample.value_bytes();
-                    sample.truncated |= long.cut || b.len() > room;
-                    text.push_str(&String::from_utf8_lossy(&b[..b.len().min(room)]));
-                }
-                Value::Bytes(b) => {
-                    let room = RECORD_BYTES - sample.value_bytes();
-                    if b.len() > room {
-                        sample.truncated = true;
-                    }
+                    sample.truncated |= b.len() > room;
                     text.push_str(&String::from_utf8_lossy(&b[..b.len().min(room)]));
                 }
                 other => value_text(other, *t, None, &mut text),
@@ -794,7 +796,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             params: None,
             detectors: self
                 .engine
-                .get()
                 .mask_plan(&self.ctx.principal, &self.ctx.connection)
                 .and_then(|p| p.detectors.clone()),
         }
@@ -1258,13 +1259,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Command::Ping | Command::Statistics | Command::StmtReset | Command::SetOption => {
                 if cmd == Command::StmtReset
                     && let Some(b) = body.get(..4)
-                    && let Some(p) = self
-                        .prepared
-                        .get_mut(&u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 {
-                    p.long_data.clear();
-                    self.long_values
-                        .take(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                    let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    if let Some(p) = self.prepared.get_mut(&id) {
+                        p.long_data.clear();
+                    }
+                    self.long_values.take(id);
                 }
                 self.forward(payload).await?;
                 self.one_reply().await?;

@@ -841,10 +841,9 @@ struct ClientSide {
     /// SQL to run at the batch's `Sync`.
     refused: Option<(Stmt, String)>,
     /// The policy engine in force, looked at again before each batch of
-    /// messages read together (and after a hold).
+    /// messages read together (and after a hold), and the caller's mask
+    /// plan under it.
     engine: CachedEngine,
-    /// The caller's mask plan under the policy it was made from.
-    plan: Option<(Arc<Engine>, Option<Arc<MaskPlan>>)>,
     /// `Allow` with no rule, the common verdict, shared rather than
     /// allocated per statement.
     allow: Arc<Verdict>,
@@ -991,15 +990,8 @@ impl ClientSide {
 
     /// The caller's mask plan under the policy in force, if it has one.
     fn mask_plan(&mut self) -> Option<Arc<MaskPlan>> {
-        let engine = self.engine.get();
-        match &self.plan {
-            Some((e, plan)) if Arc::ptr_eq(e, engine) => plan.clone(),
-            _ => {
-                let plan = engine.mask_plan(&self.ctx.principal, &self.ctx.connection);
-                self.plan = Some((engine.clone(), plan.clone()));
-                plan
-            }
-        }
+        self.engine
+            .mask_plan(&self.ctx.principal, &self.ctx.connection)
     }
 
     /// The policy's decision and how the results are masked, unless the
@@ -1929,7 +1921,6 @@ async fn client_to_upstream(
         seq: first_seq,
         refused: None,
         engine,
-        plan: None,
         allow: Arc::new(Verdict::Allow { rule: None }),
         clock: WallClock::new(),
         gates,
@@ -2053,8 +2044,6 @@ struct UpstreamSide {
     /// The statement (by number) whose columns' types were last looked at
     /// ([`UpstreamSide::types_due`]).
     types_checked: i64,
-    /// The last statement whose binary parameters' types were looked at.
-    param_types_checked: i64,
     /// The first rows of the result of the statement at the front of the
     /// queue (the one receiving rows), for its record; reused from
     /// statement to statement.
@@ -2208,18 +2197,23 @@ impl UpstreamSide {
     /// When a statement is done (before it is recorded): the types to
     /// look up first, if it bound values in binary whose types are created
     /// in the database and not known to this session. Types the server
-    /// described are looked up when it describes them; this is for those
-    /// only the statement's `Parse` declared (looked at once per
-    /// statement, and only when some value came in binary).
-    fn param_types_due(&mut self, q: &VecDeque<Item>) -> Option<Vec<u32>> {
+    /// described were looked up when it described them; this is for those
+    /// only the statement's `Parse` declared (looked at only when some
+    /// value came in binary; once looked up, a type is known, or kept as
+    /// not rendered, for the rest of the session).
+    fn param_types_due(&self, q: &VecDeque<Item>) -> Option<Vec<u32>> {
         let Some(Item::Exec(stmt)) = q.front() else {
             return None;
         };
         let bound = stmt.bound.as_ref()?;
-        if !bound.binary || stmt.seq == self.param_types_checked {
+        if !bound.binary
+            || stmt
+                .described
+                .as_ref()
+                .is_some_and(|d| d.params.get().is_some())
+        {
             return None;
         }
-        self.param_types_checked = stmt.seq;
         let missing = self.not_known(
             (bound.values().enumerate())
                 .filter(|(_, v)| v.is_some_and(|(binary, ..)| binary))
@@ -2806,7 +2800,6 @@ async fn upstream_to_client(
         scratch: String::new(),
         rendering,
         types_checked: -1,
-        param_types_checked: -1,
         sample: ResultSample::default(),
         params: ResultSample::default(),
         command: String::new(),

@@ -1968,11 +1968,15 @@ pub trait PolicySource: Send + Sync + std::fmt::Debug {
     fn generation(&self) -> u64;
 }
 
-/// A session's copy of the engine in force.
+/// A session's copy of the engine in force, and its caller's mask plan
+/// under it.
 #[derive(Debug, Clone)]
 pub struct CachedEngine {
     generation: u64,
     engine: Arc<Engine>,
+    /// [`Engine::mask_plan`] for the session's caller, once asked under
+    /// this engine.
+    plan: Option<Option<Arc<MaskPlan>>>,
 }
 
 impl CachedEngine {
@@ -1981,6 +1985,7 @@ impl CachedEngine {
         Self {
             generation,
             engine: source.engine(),
+            plan: None,
         }
     }
 
@@ -1995,7 +2000,17 @@ impl CachedEngine {
         if generation != self.generation {
             self.engine = source.engine();
             self.generation = generation;
+            self.plan = None;
         }
+    }
+
+    /// The masks and detectors of the session's caller (`principal` on
+    /// `connection`: the same at every call) under the engine in force,
+    /// asked of the engine once per engine rather than per statement.
+    pub fn mask_plan(&mut self, principal: &Principal, connection: &str) -> Option<Arc<MaskPlan>> {
+        self.plan
+            .get_or_insert_with(|| self.engine.mask_plan(principal, connection))
+            .clone()
     }
 
     /// The engine as of the last [`CachedEngine::refresh`].
@@ -2052,6 +2067,36 @@ mod tests {
     fn engine(toml_rules: &str) -> Engine {
         let spec: PolicySpec = toml::from_str(toml_rules).expect("toml");
         Engine::new(spec).expect("valid")
+    }
+
+    /// A session asks its engine for the caller's mask plan once per
+    /// policy, and again once the policy in force changes.
+    #[test]
+    fn a_sessions_mask_plan_follows_the_policy_in_force() {
+        #[derive(Debug)]
+        struct Swapped(std::sync::Mutex<(u64, Arc<Engine>)>);
+        impl PolicySource for Swapped {
+            fn engine(&self) -> Arc<Engine> {
+                self.0.lock().unwrap().1.clone()
+            }
+            fn generation(&self) -> u64 {
+                self.0.lock().unwrap().0
+            }
+        }
+        let masked = Arc::new(engine(
+            "default = \"allow\"\n[[masks]]\ncolumns = [\"public.customers.email\"]\nmethod = \"redact\"",
+        ));
+        let source = Swapped(std::sync::Mutex::new((1, masked)));
+        let mut cached = CachedEngine::new(&source);
+        let first = cached.mask_plan(&who(&[]), "shop").expect("a plan");
+        let again = cached.mask_plan(&who(&[]), "shop").expect("a plan");
+        assert!(Arc::ptr_eq(&first, &again), "asked once");
+        *source.0.lock().unwrap() = (2, Arc::new(engine("default = \"allow\"")));
+        cached.refresh(&source);
+        assert!(
+            cached.mask_plan(&who(&[]), "shop").is_none(),
+            "the new policy masks nothing"
+        );
     }
 
     #[test]
