@@ -743,4 +743,20 @@ fn recordings_cannot_steer_the_terminal_that_shows_them() {
             "{view}"
         );
     }
+    // Nor can what `gatehouse exec` prints of a result: its notices.
+    let o = s.cli(
+        &bot,
+        &[
+            "exec",
+            "shop",
+            "-c",
+            "DO $$ BEGIN RAISE NOTICE 'note %', chr(27) || '[2J' || chr(8238); END $$",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !err.contains('\x1b') && err.contains("NOTICE: note \\x1b[2J\\u{202e}"),
+        "{err:?}"
+    );
 }

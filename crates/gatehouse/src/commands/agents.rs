@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::cli::ExecArgs;
 use crate::client::{Client, seg};
-use crate::output::table;
+use crate::output::{printable, table};
 
 /// Exit code of `exec` when a rule refused the statement.
 const EXIT_DENIED: u8 = 3;
@@ -68,7 +68,7 @@ fn print_rows(v: &Value, format: &str) -> anyhow::Result<()> {
             } else {
                 ""
             };
-            println!("{command}{truncated}");
+            println!("{}{truncated}", printable(command, false));
         }
     }
     for n in v["notices"]
@@ -76,7 +76,10 @@ fn print_rows(v: &Value, format: &str) -> anyhow::Result<()> {
         .map(Vec::as_slice)
         .unwrap_or_default()
     {
-        eprintln!("NOTICE: {}", n.as_str().unwrap_or_default());
+        eprintln!(
+            "NOTICE: {}",
+            printable(n.as_str().unwrap_or_default(), true)
+        );
     }
     Ok(())
 }
@@ -150,8 +153,8 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             403 if v["error"]["code"] == "denied" => {
                 eprintln!(
                     "{} (rule: {})",
-                    v["error"]["message"].as_str().unwrap_or_default(),
-                    v["error"]["rule"].as_str().unwrap_or_default()
+                    printable(v["error"]["message"].as_str().unwrap_or_default(), true),
+                    printable(v["error"]["rule"].as_str().unwrap_or_default(), false)
                 );
                 return Ok(ExitCode::from(EXIT_DENIED));
             }
@@ -163,7 +166,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
                     .as_str()
                     .map(|s| format!(" (SQLSTATE {s})"))
                     .unwrap_or_default();
-                bail!("{msg}{state} (HTTP {status})");
+                bail!("{}{state} (HTTP {status})", printable(&msg, true));
             }
         }
     }
