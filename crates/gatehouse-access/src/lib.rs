@@ -31,7 +31,7 @@ use gatehouse_core::model::Principal;
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::spec::{Level, PolicySpec};
 use gatehouse_store::reviews::{kind, new_id, state};
-use gatehouse_store::{GrantRecord, ReviewRecord, Store, StoreError, Vote, VoteError};
+use gatehouse_store::{GrantRecord, Redacted, ReviewRecord, Store, StoreError, Vote, VoteError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -87,6 +87,44 @@ pub struct HoldRequest<'a> {
     pub timeout_ms: u64,
     pub reason: Option<String>,
     pub session_id: Option<&'a str>,
+    /// What the caller's content detectors make of a text, if they find
+    /// anything: the audit log and webhooks get the statement, its
+    /// parameters and its reason as the recording keeps them; approvers
+    /// see them exact.
+    pub redact: Option<Redactor<'a>>,
+}
+
+/// A text as the caller's content detectors leave it (`None`: nothing
+/// found).
+#[derive(Clone, Copy)]
+pub struct Redactor<'a>(pub &'a (dyn Fn(&str) -> Option<String> + Sync));
+
+impl std::fmt::Debug for Redactor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redactor")
+    }
+}
+
+impl HoldRequest<'_> {
+    /// The statement, parameters and reason as the caller's content
+    /// detectors leave them, if they find anything in one of them.
+    fn redacted(&self) -> Option<Redacted> {
+        let redact = self.redact?.0;
+        let statement = redact(self.sql);
+        let params = self.params_text.as_deref().and_then(redact);
+        let reason = self.reason.as_deref().and_then(redact);
+        if statement.is_none() && params.is_none() && reason.is_none() {
+            return None;
+        }
+        Some(Redacted {
+            statement: Some(truncate(
+                statement.as_deref().unwrap_or(self.sql),
+                MAX_STATEMENT,
+            )),
+            params: params.or_else(|| self.params_text.clone()),
+            reason: reason.or_else(|| self.reason.clone()),
+        })
+    }
 }
 
 /// What became of a held statement at once.
@@ -343,11 +381,17 @@ impl Access {
             executed_at: None,
             session_id: req.session_id.map(str::to_string),
             grant_id: None,
+            redacted: req.redacted(),
             votes: Vec::new(),
         };
         self.store.insert_review(&r).await?;
         self.audit
-            .record(req.principal, "review.requested", &r.id, review_json(&r))
+            .record(
+                req.principal,
+                "review.requested",
+                &r.id,
+                review_json(&r.public()),
+            )
             .await;
         self.notify("review.requested", &r);
         Ok(Held::Pending {
@@ -645,6 +689,7 @@ impl Access {
             executed_at: None,
             session_id: None,
             grant_id: None,
+            redacted: None,
             votes: Vec::new(),
         };
         self.store.insert_review(&r).await?;

@@ -98,11 +98,14 @@ impl Notifier {
         })
     }
 
-    /// The generic JSON payload.
+    /// The generic JSON payload (`redacted`: the requester's content
+    /// detectors found something in the statement, its parameters or its
+    /// reason, which the review shows redacted).
     pub fn payload(&self, event: &str, r: &ReviewRecord) -> serde_json::Value {
         json!({
             "event": event,
-            "review": crate::review_json(r),
+            "review": crate::review_json(&r.public()),
+            "redacted": r.redacted.is_some(),
             "links": self.links(&r.id),
             "approve_command": format!("gatehouse reviews approve {}", r.id),
             "reject_command": format!("gatehouse reviews reject {} --reason \"…\"", r.id),
@@ -110,7 +113,8 @@ impl Notifier {
     }
 
     /// The Slack-compatible message.
-    pub fn slack_message(&self, event: &str, r: &ReviewRecord) -> serde_json::Value {
+    pub fn slack_message(&self, event: &str, exact: &ReviewRecord) -> serde_json::Value {
+        let r = &*exact.public();
         let what = match (r.kind.as_str(), &r.statement) {
             ("access", _) => format!(
                 "*{}* access to `{}` for {}",
@@ -150,8 +154,16 @@ impl Notifier {
             .as_deref()
             .map(|p| format!("\nParameters: {p}"))
             .unwrap_or_default();
+        let redacted = if exact.redacted.is_some() {
+            format!(
+                "\n(What content detectors found is redacted here: `gatehouse reviews show {}` shows the exact command.)",
+                r.id
+            )
+        } else {
+            String::new()
+        };
         let text = format!(
-            "{head} {what}{params}{reason}\nRule: {} · needs {} approval(s) from {}\nApprove: `gatehouse reviews approve {id}` or POST {}\nReject: `gatehouse reviews reject {id} --reason \"…\"` or POST {}",
+            "{head} {what}{params}{reason}{redacted}\nRule: {} · needs {} approval(s) from {}\nApprove: `gatehouse reviews approve {id}` or POST {}\nReject: `gatehouse reviews reject {id} --reason \"…\"` or POST {}",
             r.rule,
             r.approvals_needed,
             r.approvers.join(", "),
@@ -162,7 +174,8 @@ impl Notifier {
         json!({ "text": text })
     }
 
-    /// Sends `event` about `r` to every webhook, in the background.
+    /// Sends `event` about `r` to every webhook, in the background, with
+    /// what the requester's content detectors found redacted.
     pub fn send(self: &Arc<Self>, event: &str, r: &ReviewRecord) {
         for (i, hook) in self.hooks.iter().enumerate() {
             let body = match hook.format {

@@ -256,23 +256,30 @@ struct Prepared {
 /// memory stays bounded whatever number of statements a client prepares;
 /// drivers send a statement's long data right before executing it. Values
 /// of a statement whose pieces were dropped for another's are recorded as
-/// NULL, the record marked cut.
+/// NULL, the record marked cut. The digest of every piece, whole, binds a
+/// review to the values (they are not in the execution's packet).
 #[derive(Default)]
 struct LongValues {
     statement: u32,
     values: Vec<(u16, Vec<u8>)>,
     cut: bool,
+    /// SHA-256 of each piece in turn: its parameter, length and bytes.
+    digest: sha2::Sha256,
 }
 
 impl LongValues {
     /// Keeps a piece of parameter `param` of `statement`.
     fn add(&mut self, statement: u32, param: u16, data: &[u8]) {
-        if self.statement != statement {
+        use sha2::Digest;
+        if self.statement != statement || self.values.is_empty() {
             *self = Self {
                 statement,
                 ..Self::default()
             };
         }
+        self.digest.update(param.to_le_bytes());
+        self.digest.update((data.len() as u64).to_le_bytes());
+        self.digest.update(data);
         let i = match self.values.iter().position(|(p, _)| *p == param) {
             Some(i) => i,
             None if self.values.len() < codec::MAX_PARAMS => {
@@ -289,13 +296,9 @@ impl LongValues {
             .extend_from_slice(&data[..data.len().min(room)]);
     }
 
-    /// Takes what is kept for `statement` (nothing if it is another's).
-    fn take(&mut self, statement: u32) -> Self {
-        if self.statement == statement {
-            std::mem::take(self)
-        } else {
-            Self::default()
-        }
+    /// Takes what is kept for `statement` (`None`: nothing, or another's).
+    fn take(&mut self, statement: u32) -> Option<Self> {
+        (self.statement == statement && !self.values.is_empty()).then(|| std::mem::take(self))
     }
 }
 
@@ -707,11 +710,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// are not all). Notes the types it binds for the statement's next
     /// executions. `None` when it binds nothing or cannot be read
     /// (then it is not recorded; the server decides what it makes of it).
+    /// `exact` gets the values kept as they are, before the detectors (for
+    /// approvers).
     fn bound_params(
         &mut self,
         id: u32,
         payload: &[u8],
+        long: Option<&LongValues>,
         detectors: Option<&gatehouse_policy::detect::Detectors>,
+        mut exact: Option<&mut Vec<Option<String>>>,
     ) -> Option<ResultSample> {
         let query_attributes = self.ctx.capabilities & CLIENT_QUERY_ATTRIBUTES != 0;
         let p = self.prepared.get_mut(&id)?;
@@ -725,7 +732,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             },
         );
         p.long_data.clear();
-        let long = self.long_values.take(id);
         let exe = exe.ok()?;
         if exe.types_sent {
             p.types = Some(exe.types.clone());
@@ -745,20 +751,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             match v {
                 Value::Null => {
                     sample.value(None);
+                    if let Some(e) = exact.as_deref_mut() {
+                        e.push(None);
+                    }
                     continue;
                 }
                 Value::Bytes(_) | Value::LongData => {
                     let b: &[u8] = match v {
                         Value::Bytes(b) => b,
                         // Sent apart: its first bytes, if this session kept them.
-                        _ => match long.values.iter().find(|(p, _)| usize::from(*p) == i) {
-                            Some((_, b)) => {
-                                sample.truncated |= long.cut;
+                        _ => match long.and_then(|l| {
+                            let value = l.values.iter().find(|(p, _)| usize::from(*p) == i)?;
+                            Some((l.cut, value))
+                        }) {
+                            Some((cut, (_, b))) => {
+                                sample.truncated |= cut;
                                 b
                             }
                             None => {
                                 sample.truncated = true;
                                 sample.value(None);
+                                if let Some(e) = exact.as_deref_mut() {
+                                    e.push(None);
+                                }
                                 continue;
                             }
                         },
@@ -768,6 +783,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     text.push_str(&String::from_utf8_lossy(&b[..b.len().min(room)]));
                 }
                 other => value_text(other, *t, None, &mut text),
+            }
+            if let Some(e) = exact.as_deref_mut() {
+                e.push(Some(text.clone()));
             }
             match detectors.and_then(|d| d.redact(&text)) {
                 Some(redacted) => sample.value(Some(&redacted)),
@@ -894,7 +912,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Holds a statement for review until it is decided; returns the
     /// verdict it runs under.
-    async fn hold(&mut self, stmt: &Stmt, params: &[u8]) -> Verdict {
+    async fn hold(&mut self, stmt: &Stmt, params: &[u8], params_text: Option<String>) -> Verdict {
         let Verdict::Review {
             rule,
             message,
@@ -907,6 +925,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return stmt.verdict.clone();
         };
         let access = self.ctx.proxy.access.clone();
+        let detectors = stmt.detectors.clone();
+        let redact = move |t: &str| detectors.as_ref().and_then(|d| d.redact(t));
         let req = gatehouse_access::HoldRequest {
             connection: &self.ctx.connection,
             principal: &self.ctx.principal,
@@ -915,13 +935,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 .get()
                 .reviewed_text(SqlDialect::Mysql, &stmt.sql, &self.sources),
             params_raw: params,
-            params_text: None,
+            params_text,
             rule,
             approvers,
             approvals: *approvals,
             timeout_ms: *timeout_ms,
             reason: gatehouse_access::reason_in(&stmt.sql),
             session_id: Some(&self.ctx.session_id),
+            redact: Some(gatehouse_access::Redactor(&redact)),
         };
         let id = match access.start_hold(&req, message, *require_reason).await {
             gatehouse_access::Started::Pending(id) => id,
@@ -1044,7 +1065,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
                 if matches!(stmt.verdict, Verdict::Review { .. }) {
-                    stmt.verdict = self.hold(&stmt, &[]).await;
+                    stmt.verdict = self.hold(&stmt, &[], None).await;
                 }
                 if let Verdict::Deny { rule, message } = &stmt.verdict {
                     let (rule, message) = (rule.clone(), message.clone());
@@ -1156,9 +1177,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut stmt = self.stmt(sql);
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
-                stmt.params = self.bound_params(id, payload, stmt.detectors.as_deref());
-                if matches!(stmt.verdict, Verdict::Review { .. }) {
-                    stmt.verdict = self.hold(&stmt, &payload[5.min(payload.len())..]).await;
+                let review = matches!(stmt.verdict, Verdict::Review { .. });
+                let sent_long = self
+                    .prepared
+                    .get(&id)
+                    .is_some_and(|p| !p.long_data.is_empty());
+                let long = self.long_values.take(id);
+                let mut exact = review.then(Vec::new);
+                stmt.params = self.bound_params(
+                    id,
+                    payload,
+                    long.as_ref(),
+                    stmt.detectors.as_deref(),
+                    exact.as_mut(),
+                );
+                if review && sent_long && long.is_none() {
+                    // What the review would bind is not all known.
+                    if let Verdict::Review { rule, .. } = &stmt.verdict {
+                        let rule = rule.clone();
+                        self.refuse_stmt(
+                            stmt,
+                            &rule,
+                            "it is held for review, and values it sent in pieces (COM_STMT_SEND_LONG_DATA) were interleaved with another statement's, so no review can be bound to them; send a statement's pieces right before executing it",
+                        );
+                    }
+                    return Ok(true);
+                }
+                if review {
+                    // The values sent in pieces are part of what is approved.
+                    let mut raw = payload[5.min(payload.len())..].to_vec();
+                    if let Some(l) = &long {
+                        use sha2::Digest;
+                        raw.extend_from_slice(&l.digest.clone().finalize());
+                    }
+                    // Approvers see the values as they were bound.
+                    let values: Vec<Option<(bool, &[u8])>> = exact
+                        .iter()
+                        .flatten()
+                        .map(|v| v.as_deref().map(|t| (false, t.as_bytes())))
+                        .collect();
+                    let shown = gatehouse_access::params_text(&values);
+                    stmt.verdict = self.hold(&stmt, &raw, shown).await;
                 }
                 if let Verdict::Deny { rule, message } = &stmt.verdict {
                     let (rule, message) = (rule.clone(), message.clone());
@@ -1971,18 +2030,46 @@ mod tests {
         l.add(7, 0, b"abc");
         l.add(7, 0, b"def");
         l.add(7, 2, &vec![b'x'; RECORD_BYTES]);
-        let kept = l.take(7);
+        let kept = l.take(7).unwrap();
         assert_eq!(kept.values[0], (0, b"abcdef".to_vec()));
         assert_eq!(kept.values[1].1.len(), RECORD_BYTES - 6);
         assert!(kept.cut);
-        assert!(l.take(7).values.is_empty(), "taken once");
+        assert!(l.take(7).is_none(), "taken once");
         // Another statement's pieces replace the first one's.
         l.add(7, 0, b"first");
         l.add(8, 1, b"second");
-        assert!(l.take(7).values.is_empty());
-        let kept = l.take(8);
+        assert!(l.take(7).is_none());
+        let kept = l.take(8).unwrap();
         assert_eq!(kept.values, vec![(1, b"second".to_vec())]);
         assert!(!kept.cut);
+    }
+
+    /// The digest binding a review covers every byte of every piece, past
+    /// what the record keeps, and their order.
+    #[test]
+    fn long_data_digests_tell_values_apart_beyond_what_is_kept() {
+        use super::{LongValues, RECORD_BYTES};
+        use sha2::Digest;
+        let digest = |pieces: &[(u16, &[u8])]| {
+            let mut l = LongValues::default();
+            for (param, data) in pieces {
+                l.add(3, *param, data);
+            }
+            l.take(3).unwrap().digest.finalize()
+        };
+        let mut a = vec![b'a'; RECORD_BYTES + 10];
+        let same = digest(&[(0, &a)]);
+        assert_eq!(same, digest(&[(0, &a)]));
+        *a.last_mut().unwrap() = b'b';
+        assert_ne!(same, digest(&[(0, &a)]), "a byte past what is kept");
+        assert_ne!(
+            digest(&[(0, b"ab"), (1, b"c")]),
+            digest(&[(0, b"a"), (1, b"bc")])
+        );
+        assert_ne!(
+            digest(&[(0, b"x"), (1, b"y")]),
+            digest(&[(1, b"x"), (0, b"y")])
+        );
     }
 
     #[test]

@@ -282,11 +282,7 @@ impl Stmt {
 
     /// The type of its parameter `i` (from 0), as far as known.
     fn param_type(&self, i: usize) -> Option<u32> {
-        let d = self.described.as_ref()?;
-        let described = d.params.get().and_then(|p| p.get(i)).copied();
-        described
-            .or_else(|| d.declared.get(i).copied())
-            .filter(|&t| t != 0)
+        self.described.as_ref()?.param_type(i)
     }
 }
 
@@ -316,7 +312,51 @@ struct Description {
     columns: std::sync::OnceLock<Arc<Columns>>,
 }
 
+impl Description {
+    /// The type of parameter `i` (from 0), as far as known: as the server
+    /// described it, else as the `Parse` declared it.
+    fn param_type(&self, i: usize) -> Option<u32> {
+        let described = self.params.get().and_then(|p| p.get(i)).copied();
+        described
+            .or_else(|| self.declared.get(i).copied())
+            .filter(|&t| t != 0)
+    }
+}
+
 type Described = Arc<Description>;
+
+/// A held portal's parameters as its reviewers read them
+/// ([`gatehouse_access::params_text`]): values bound in binary are written
+/// as text by their type where it is known (text types as they are, built-in
+/// ones with the session's start-up settings), else as `\x` and hex.
+fn review_params(
+    values: &[codec::BoundValue<'_>],
+    described: Option<&Description>,
+    rendering: &crate::values::Rendering,
+) -> Option<String> {
+    let rendered: Vec<Option<String>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (true, v) = (*v)? else { return None };
+            let t = described?.param_type(i)?;
+            if crate::values::binary_is_text(t) {
+                return std::str::from_utf8(v).ok().map(str::to_string);
+            }
+            let mut out = String::new();
+            crate::values::render(t, v, rendering, &mut out).map(|()| out)
+        })
+        .collect();
+    let shown: Vec<codec::BoundValue<'_>> = values
+        .iter()
+        .zip(&rendered)
+        .map(|(v, r)| match r {
+            Some(text) => Some((false, text.as_bytes())),
+            None => *v,
+        })
+        .collect();
+    gatehouse_access::params_text(&shown)
+}
 
 /// What the client side forwarded, in order; the upstream side consumes
 /// these as responses arrive.
@@ -1281,6 +1321,8 @@ impl ClientSide {
                 .get()
                 .reviewed_text(SqlDialect::Postgres, &h.stmt.sql, &self.sources);
         let access = &self.ctx.proxy.access;
+        let detectors = h.stmt.detectors.clone();
+        let redact = move |t: &str| detectors.as_ref().and_then(|d| d.redact(t));
         let req = gatehouse_access::HoldRequest {
             connection: &self.ctx.connection,
             principal: &self.ctx.principal,
@@ -1293,6 +1335,7 @@ impl ClientSide {
             timeout_ms: *timeout_ms,
             reason: gatehouse_access::reason_in(&h.stmt.sql),
             session_id: Some(&self.ctx.session_id),
+            redact: Some(gatehouse_access::Redactor(&redact)),
         };
         let id = match access.start_hold(&req, message, *require_reason).await {
             gatehouse_access::Started::Pending(id) => id,
@@ -1745,7 +1788,11 @@ impl ClientSide {
                     if matches!(*entry.verdict, Verdict::Review { .. }) {
                         entry.params = Some(Arc::new(Params {
                             raw: raw.to_vec(),
-                            text: gatehouse_access::params_text(&values),
+                            text: review_params(
+                                &values,
+                                entry.described.as_deref(),
+                                &self.ctx.rendering,
+                            ),
                         }));
                     }
                 }

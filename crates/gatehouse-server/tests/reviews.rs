@@ -73,7 +73,7 @@ async fn parameters_are_part_of_what_is_approved() {
     let q = sql.clone();
     let run = tokio::spawn(async move { c.execute(q.as_str(), &[&1i32]).await });
     let r = pending(&s, &dba, &sql, &[]).await;
-    assert_eq!(r["params"], "$1=\\x00000001", "{r}");
+    assert_eq!(r["params"], "$1=1", "{r}");
     assert_eq!(r["requester"], "bot");
     let id = r["id"].as_str().unwrap().to_string();
     let (status, v) = s
@@ -87,7 +87,7 @@ async fn parameters_are_part_of_what_is_approved() {
     let q = sql.clone();
     let run = tokio::spawn(async move { c.execute(q.as_str(), &[&2i32]).await });
     let r2 = pending(&s, &dba, &sql, std::slice::from_ref(&id)).await;
-    assert_eq!(r2["params"], "$1=\\x00000002");
+    assert_eq!(r2["params"], "$1=2");
     let id2 = r2["id"].as_str().unwrap().to_string();
     // Long-poll: a waiter sees the decision as soon as it is made.
     let waiter = {
@@ -402,6 +402,129 @@ async fn webhooks_get_signed_payloads_and_slack_messages() {
     assert!(!audit.contains("secret-part") && !audit.contains("whsec-test-1"));
 }
 
+/// A held statement reaches the audit log and the webhooks as the recording
+/// keeps it: what the caller's content detectors find (here an email
+/// address in the text, in a bound value and in the reason) is redacted
+/// there. Approvers see the exact command, which is what runs.
+#[tokio::test]
+async fn held_statements_leave_the_gateway_with_detected_values_redacted() {
+    let (json_url, json_got) = receiver(0).await;
+    let (slack_url, slack_got) = receiver(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::config(dir.path());
+    c.notify_webhooks = vec![gatehouse_core::secret::Secret::new(format!(
+        "{json_url}/hooks"
+    ))];
+    c.notify_slack = vec![gatehouse_core::secret::Secret::new(format!(
+        "{slack_url}/services/T0/B0/x"
+    ))];
+    c.notify_secret = Some(gatehouse_core::secret::Secret::new("whsec-test-2"));
+    let s = TestServer::start_with(dir, c).await;
+    s.pg_connection("shop", DIRECT, None, &["agents"]).await;
+    let bot = s.token("bot", &["agents"]).await;
+    let dba = s.token("dba1", &["dba"]).await;
+    let t = unique("rv_redact");
+    let direct = connect(DIRECT).await;
+    direct
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (id int, note text); INSERT INTO {t} VALUES (1, ''), (2, '')"
+        ))
+        .await
+        .unwrap();
+    put_policy(
+        &s,
+        json!({
+            "rules": [{"name": "check-writes", "statements": ["write"], "action": "review", "approvers": ["dba"]}],
+            "detectors": [{"connections": ["shop"], "kinds": ["email"]}]
+        }),
+    )
+    .await;
+    let client = Arc::new(connect(&url(&s, &bot)).await);
+
+    // In the text and the reason (simple protocol).
+    let c = client.clone();
+    let sql = format!(
+        "-- reason: asked by carol@example.com\nUPDATE {t} SET note = 'eve@example.com' WHERE id = 1"
+    );
+    let q = sql.clone();
+    let run = tokio::spawn(async move { c.batch_execute(&q).await });
+    let r = pending(&s, &dba, &format!("UPDATE {t}"), &[]).await;
+    let id = r["id"].as_str().unwrap().to_string();
+    // Approvers see what they approve.
+    assert_eq!(r["statement"], sql.as_str());
+    assert_eq!(r["reason"], "asked by carol@example.com");
+
+    // In a bound value (extended protocol; text in binary, shown as text),
+    // from another session (the first one waits).
+    let c = Arc::new(connect(&url(&s, &bot)).await);
+    let q = format!("UPDATE {t} SET note = $1 WHERE id = 2");
+    let run2 = tokio::spawn(async move { c.execute(q.as_str(), &[&"mallory@example.com"]).await });
+    let r2 = pending(&s, &dba, "SET note = $1", &[]).await;
+    let id2 = r2["id"].as_str().unwrap().to_string();
+    assert_eq!(r2["params"], "$1=mallory@example.com", "{r2}");
+
+    // The approvals are of the exact commands: each runs as it was sent.
+    for id in [&id, &id2] {
+        let (status, v) = s
+            .post(&format!("/v1/reviews/{id}/approve"), &dba, json!({}))
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    run.await.unwrap().unwrap();
+    assert_eq!(run2.await.unwrap().unwrap(), 1);
+    let notes: Vec<String> = direct
+        .query(&format!("SELECT note FROM {t} ORDER BY id") as &str, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(notes, ["eve@example.com", "mallory@example.com"]);
+
+    // Requests and decisions alike reach the webhooks redacted.
+    let (hooks, slack) = (wait_for(&json_got, 4).await, wait_for(&slack_got, 4).await);
+    for (_, _, body) in hooks.iter().chain(&slack) {
+        assert!(body.contains("[REDACTED:email]"), "{body}");
+        assert!(!body.contains("example.com"), "{body}");
+    }
+    let payloads: Vec<Value> = hooks
+        .iter()
+        .map(|(_, _, b)| serde_json::from_str(b).unwrap())
+        .collect();
+    assert!(payloads.iter().all(|p| p["redacted"] == true));
+    let held = payloads
+        .iter()
+        .find(|p| p["review"]["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(
+        held["review"]["statement"],
+        format!(
+            "-- reason: asked by [REDACTED:email]\nUPDATE {t} SET note = '[REDACTED:email]' WHERE id = 1"
+        )
+    );
+    assert_eq!(held["review"]["reason"], "asked by [REDACTED:email]");
+    let bound = payloads
+        .iter()
+        .find(|p| p["review"]["id"] == id2.as_str())
+        .unwrap();
+    assert_eq!(bound["review"]["params"], "$1=[REDACTED:email]");
+    assert!(
+        slack
+            .iter()
+            .all(|(_, _, b)| b.contains("gatehouse reviews show")),
+        "{slack:?}"
+    );
+    // Nor does the audit log keep them.
+    let (_, audit) = s.get("/v1/audit?limit=200", &s.admin).await;
+    let audit = audit.to_string();
+    assert!(audit.contains("review.requested"), "{audit}");
+    assert!(!audit.contains("example.com"), "{audit}");
+    direct
+        .batch_execute(&format!("DROP TABLE {t}"))
+        .await
+        .unwrap();
+}
+
 /// Two replicas on one PostgreSQL store: a token or grant revoked through
 /// one ends the sessions that depend on it on the other.
 #[tokio::test]
@@ -635,7 +758,7 @@ async fn a_portal_bound_before_a_review_rule_is_refused_not_reviewed_without_its
     let q = sql.clone();
     let run = tokio::spawn(async move { c.query(q.as_str(), &[&2i32]).await });
     let r = pending(&s, &dba, &sql, &[]).await;
-    assert_eq!(r["params"], "$1=\\x00000002", "{r}");
+    assert_eq!(r["params"], "$1=2", "{r}");
     let id = r["id"].as_str().unwrap();
     let (status, v) = s
         .post(

@@ -26,7 +26,7 @@ use sqlx::{AnyPool, Row};
 pub use audit::{AuditEvent, ChainedEvent, Checkpoint, GENESIS, NewAuditEvent, chain_hash};
 pub use connections::ConnectionRecord;
 pub use policy::StoredPolicy;
-pub use reviews::{GrantRecord, ReviewRecord, Vote, VoteError};
+pub use reviews::{GrantRecord, Redacted, ReviewRecord, Vote, VoteError};
 pub use sessions::{
     RecordEvent, ResultSample, SessionChunk, SessionFilter, SessionRecord, StatementEntry,
     StatementRecord,

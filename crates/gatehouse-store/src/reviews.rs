@@ -62,7 +62,36 @@ pub struct ReviewRecord {
     pub session_id: Option<String>,
     /// The grant an approved access request created.
     pub grant_id: Option<String>,
+    /// The statement, parameters and reason as the requester's content
+    /// detectors leave them, if they found anything: what the audit log and
+    /// webhooks get ([`ReviewRecord::public`]). Approvers see the exact
+    /// text.
+    pub redacted: Option<Redacted>,
     pub votes: Vec<Vote>,
+}
+
+/// See [`ReviewRecord::redacted`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Redacted {
+    pub statement: Option<String>,
+    pub params: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl ReviewRecord {
+    /// The review as it may leave the gateway: with what the requester's
+    /// content detectors found redacted.
+    pub fn public(&self) -> std::borrow::Cow<'_, ReviewRecord> {
+        match &self.redacted {
+            None => std::borrow::Cow::Borrowed(self),
+            Some(r) => std::borrow::Cow::Owned(ReviewRecord {
+                statement: r.statement.clone(),
+                params: r.params.clone(),
+                reason: r.reason.clone(),
+                ..self.clone()
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +140,7 @@ pub enum VoteError {
 
 macro_rules! review_columns {
     () => {
-        "id, kind, connection, requester, binding, statement, params, rule, approvers, approvals_needed, reason, level, duration_ms, state, created_at, expires_at, decided_at, executed_at, session_id, grant_id"
+        "id, kind, connection, requester, binding, statement, params, rule, approvers, approvals_needed, reason, level, duration_ms, state, created_at, expires_at, decided_at, executed_at, session_id, grant_id, redacted"
     };
 }
 
@@ -143,6 +172,12 @@ fn review_from_row(row: &AnyRow) -> Result<ReviewRecord, StoreError> {
         executed_at: row.try_get("executed_at")?,
         session_id: row.try_get("session_id")?,
         grant_id: row.try_get("grant_id")?,
+        redacted: match row.try_get::<Option<String>, _>("redacted")? {
+            Some(j) => {
+                Some(serde_json::from_str(&j).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            }
+            None => None,
+        },
         votes: Vec::new(),
     })
 }
@@ -181,7 +216,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO reviews (",
             review_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         ))
         .bind(&r.id)
         .bind(&r.kind)
@@ -203,6 +238,7 @@ impl Store {
         .bind(r.executed_at)
         .bind(&r.session_id)
         .bind(&r.grant_id)
+        .bind(r.redacted.as_ref().map(to_json))
         .execute(&self.pool)
         .await?;
         Ok(())

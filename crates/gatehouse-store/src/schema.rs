@@ -124,6 +124,11 @@ const CANCEL_REQUESTS: &str = "CREATE TABLE cancel_requests (
     );
     CREATE INDEX cancel_requests_at ON cancel_requests (requested_at);";
 
+/// Step 10, the same in both dialects: a command's statement, parameters
+/// and reason as the requester's content detectors leave them (JSON; NULL
+/// when they found nothing), for the audit log and webhooks.
+const REVIEW_REDACTED: &str = "ALTER TABLE reviews ADD COLUMN redacted TEXT;";
+
 const SESSION_PLACES: &str = "CREATE TABLE session_places (
         connection TEXT NOT NULL,
         place BIGINT NOT NULL,
@@ -172,6 +177,7 @@ const SQLITE: &[&str] = &[
     RECORDING_FILES,
     CANCEL_REQUESTS,
     SESSION_PLACES,
+    REVIEW_REDACTED,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -211,6 +217,7 @@ const POSTGRES: &[&str] = &[
     RECORDING_FILES,
     CANCEL_REQUESTS,
     SESSION_PLACES,
+    REVIEW_REDACTED,
 ];
 
 pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {

@@ -508,6 +508,7 @@ fn review(id: &str, needed: i64, expires_at: i64) -> ReviewRecord {
         executed_at: None,
         session_id: None,
         grant_id: None,
+        redacted: None,
         votes: Vec::new(),
     }
 }

@@ -291,7 +291,9 @@ fn http_connections_inject_credentials_deny_hold_mask_and_record() {
     assert!(r.text().contains("finance"));
 
     // A POST held for review, approved from the CLI, then run once.
-    let body = r#"{"order": 1234, "amount": 120}"#;
+    // Its body names a customer: the approvers see it, the recording and the
+    // audit log do not (the detectors redact the address; checked below).
+    let body = r#"{"order": 1234, "amount": 120, "note": "for ann@example.com"}"#;
     let r = send("POST", &crm("/refunds"), Some(&bot), &[], Some(body));
     assert_eq!(r.status, 202, "{}", r.text());
     let held = r.json();
@@ -305,7 +307,9 @@ fn http_connections_inject_credentials_deny_hold_mask_and_record() {
     assert!(!own.status.success());
     let shown = ok(s.cli(&dana, &["reviews", "show", &review]));
     assert!(
-        shown.contains("POST /refunds") && shown.contains("1234"),
+        shown.contains("POST /refunds")
+            && shown.contains("1234")
+            && shown.contains("for ann@example.com"),
         "{shown}"
     );
     ok(s.cli(
@@ -333,6 +337,13 @@ fn http_connections_inject_credentials_deny_hold_mask_and_record() {
         refunds.len(),
         1,
         "the approved request ran exactly once: {refunds:?}"
+    );
+    assert!(
+        refunds[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("for ann@example.com"),
+        "it ran as sent: {refunds:?}"
     );
     // Used once: sending it again asks for a new review.
     let r = send("POST", &crm("/refunds"), Some(&bot), &[], Some(body));
@@ -371,6 +382,11 @@ fn http_connections_inject_credentials_deny_hold_mask_and_record() {
     assert!(
         !s.drain_log().contains(CRM_SECRET),
         "the upstream credential is never logged"
+    );
+    let audit = ok(s.cli(&s.admin, &["audit", "export", "--since", "1h"]));
+    assert!(
+        audit.contains("for [REDACTED:email]") && !audit.contains("ann@example.com"),
+        "{audit}"
     );
     // Users see no upstream credential settings.
     let c = json(s.cli(&bot, &["connections", "show", "crm", "--json"]));

@@ -655,6 +655,162 @@ fn node_mysql2_prepared_statements() {
     assert!(v["denied"].as_str().unwrap().contains("no-deletes"), "{v}");
 }
 
+/// The pending review whose statement names `table`, as `dba` sees it
+/// (waits until there is one).
+fn pending_review(s: &Server, dba: &str, table: &str) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let v = json(s.cli(dba, &["reviews", "list", "--pending", "--json"]));
+        if let Some(r) = v["reviews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["statement"].as_str().is_some_and(|x| x.contains(table)))
+        {
+            return r.clone();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the statement was never held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A prepared statement held for review shows its approvers the values it
+/// binds, exact; the audit log keeps them as the recording does, with what
+/// the caller's content detectors find redacted.
+#[test]
+fn a_held_prepared_statement_shows_approvers_its_bound_values() {
+    let f = setup("rvbound");
+    let notes = format!("{}_notes", f.table);
+    direct_my(&format!(
+        "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
+    ));
+    let file = f.s.path("review.toml");
+    write(
+        &file,
+        &format!(
+            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"writes-need-a-dba\"\nstatements = [\"write\"]\ntables = [\"{notes}\"]\naction = \"review\"\napprovers = [\"dba\"]\n\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n"
+        ),
+    );
+    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    let dba = token(&f.s, "dana", "dba");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let script = r#"
+import sys, mysql.connector
+c = mysql.connector.connect(host=sys.argv[1], port=int(sys.argv[2]), user="bot", password=sys.argv[3], database="shop",
+                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True, autocommit=True)
+cur = c.cursor(prepared=True)
+cur.execute(f"UPDATE {sys.argv[4]} SET note = %s WHERE id = %s", ("eve@example.com", 1))
+print("updated", cur.rowcount)
+"#;
+    let client = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args([host, port, &f.bot, &notes])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let r = pending_review(&f.s, &dba, &notes);
+    assert_eq!(r["params"], "$1=eve@example.com, $2=1", "{r}");
+    let id = r["id"].as_str().unwrap();
+    ok(f.s.cli(&dba, &["reviews", "approve", id]));
+    let o = client.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "updated 1");
+    assert_eq!(
+        direct_my(&format!("SELECT note FROM {notes}")).trim(),
+        "eve@example.com"
+    );
+    let audit = ok(f.s.cli(&f.s.admin, &["audit", "export", "--since", "1h"]));
+    assert!(
+        audit.contains("$1=[REDACTED:email], $2=1") && !audit.contains("eve@example.com"),
+        "{audit}"
+    );
+}
+
+/// A value sent in pieces (`COM_STMT_SEND_LONG_DATA`) is not in the
+/// execution's packet, yet it is part of what is approved: the same
+/// statement with another such value is another review, not a second
+/// waiter on the first one's approval.
+#[test]
+fn values_sent_in_pieces_are_part_of_what_is_approved() {
+    let f = setup("rvlong");
+    let notes = format!("{}_notes", f.table);
+    direct_my(&format!(
+        "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
+    ));
+    review_writes(&f.s, &notes);
+    let dba = token(&f.s, "dana", "dba");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let script = r#"
+import io, sys, mysql.connector
+c = mysql.connector.connect(host=sys.argv[1], port=int(sys.argv[2]), user="bot", password=sys.argv[3], database="shop",
+                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True, autocommit=True)
+cur = c.cursor(prepared=True)
+try:
+    cur.execute(f"UPDATE {sys.argv[4]} SET note = %s WHERE id = 1", (io.BytesIO(sys.argv[5].encode()),))
+    print("updated", cur.rowcount)
+except mysql.connector.Error as e:
+    print("refused", e.errno, e.msg)
+"#;
+    let run = |note: &str| {
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args([host, port, &f.bot, &notes, note])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let alice = run("to alice");
+    let first = pending_review(&f.s, &dba, &notes);
+    assert_eq!(first["params"], "$1=to alice", "{first}");
+    let mallory = run("to mallory");
+    let started = std::time::Instant::now();
+    let second = loop {
+        let v = json(f.s.cli(&dba, &["reviews", "list", "--pending", "--json"]));
+        let held: Vec<serde_json::Value> = v["reviews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["statement"].as_str().is_some_and(|x| x.contains(&notes)))
+            .cloned()
+            .collect();
+        if held.len() == 2 {
+            break held.into_iter().find(|r| r["id"] != first["id"]).unwrap();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the second value never got a review of its own: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(second["params"], "$1=to mallory", "{second}");
+    ok(f.s.cli(&dba, &["reviews", "approve", first["id"].as_str().unwrap()]));
+    ok(f.s.cli(
+        &dba,
+        &[
+            "reviews",
+            "reject",
+            second["id"].as_str().unwrap(),
+            "--reason",
+            "not that one",
+        ],
+    ));
+    let a = alice.wait_with_output().unwrap();
+    assert_eq!(out(&a).trim(), "updated 1", "{}", err(&a));
+    let m = mallory.wait_with_output().unwrap();
+    assert!(out(&m).contains("refused"), "{}", out(&m));
+    assert_eq!(
+        direct_my(&format!("SELECT note FROM {notes}")).trim(),
+        "to alice"
+    );
+}
+
 /// An UPDATE through the mariadb client, held for review.
 struct Held {
     client: std::process::Child,
@@ -683,23 +839,10 @@ fn hold_an_update(f: &Fixture, note: &str) -> Held {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    let review = loop {
-        let v = json(f.s.cli(&dba, &["reviews", "list", "--pending", "--json"]));
-        if let Some(r) = v["reviews"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["statement"].as_str().is_some_and(|x| x.contains(&notes)))
-        {
-            break r["id"].as_str().unwrap().to_string();
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "the statement was never held"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let review = pending_review(&f.s, &dba, &notes)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     Held {
         client,
         notes,

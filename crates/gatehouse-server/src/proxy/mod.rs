@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use gatehouse_access::connect::Authorized;
-use gatehouse_access::{HoldRequest, Started};
+use gatehouse_access::{HoldRequest, Redactor, Started};
 use gatehouse_core::model::{Authn, DEFAULT_RECORD_ROWS, Principal, RECORD_BYTES};
 use gatehouse_core::now_ms;
 use gatehouse_core::policy::Verdict;
@@ -402,6 +402,13 @@ pub async fn run(state: &AppState, ex: Exchange, mut body: ReqBody) -> Response 
         Some(b) => format!("{text}\n\n{b}"),
         None => text.clone(),
     };
+    // The caller's content detectors apply to what is recorded, held for
+    // review and audited of the request, as to the answer.
+    let detectors = engine
+        .mask_plan(&ex.principal, &conn)
+        .and_then(|p| p.detectors.clone());
+    let redact = move |t: &str| detectors.as_ref().and_then(|d| d.redact(t));
+    let recorded_text = redact(&recorded_text).unwrap_or(recorded_text);
     let mut rec = match Recording::start(state, &ex, recorded_text) {
         Ok(r) => r,
         Err(e) => {
@@ -460,6 +467,7 @@ pub async fn run(state: &AppState, ex: Exchange, mut body: ReqBody) -> Response 
             timeout_ms: *timeout_ms,
             reason,
             session_id: Some(&rec.id),
+            redact: Some(Redactor(&redact)),
         };
         match state.access.start_hold(&hold, message, false).await {
             Started::Pending(review) => {
