@@ -302,6 +302,31 @@ impl LongValues {
     }
 }
 
+/// What a held execution's approval is bound to besides its statement's
+/// text: the execution's packet (after the statement id), the types its
+/// values are read with (an execution may leave them to the statement's
+/// previous one: the same bytes are then another value under other types),
+/// and the digest of the values sent in pieces, which are not in the packet.
+fn review_binding(
+    packet: &[u8],
+    types: Option<&[BinaryType]>,
+    long: Option<&LongValues>,
+) -> Vec<u8> {
+    use sha2::Digest;
+    let types = types.unwrap_or_default();
+    let mut raw = Vec::with_capacity(8 + packet.len() + 2 * types.len() + 32);
+    raw.extend_from_slice(&(packet.len() as u64).to_le_bytes());
+    raw.extend_from_slice(packet);
+    raw.extend_from_slice(&(types.len() as u64).to_le_bytes());
+    for t in types {
+        raw.extend_from_slice(&[t.code, u8::from(t.unsigned)]);
+    }
+    if let Some(l) = long {
+        raw.extend_from_slice(&l.digest.clone().finalize());
+    }
+    raw
+}
+
 /// One statement on its way, for its record.
 struct Stmt {
     seq: i64,
@@ -1204,12 +1229,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Ok(true);
                 }
                 if review {
-                    // The values sent in pieces are part of what is approved.
-                    let mut raw = payload[5.min(payload.len())..].to_vec();
-                    if let Some(l) = &long {
-                        use sha2::Digest;
-                        raw.extend_from_slice(&l.digest.clone().finalize());
-                    }
+                    // Part of what is approved besides the execution's
+                    // packet: the types its values are read with (an
+                    // execution may leave them to its statement's previous
+                    // one) and the values sent in pieces.
+                    let raw = review_binding(
+                        &payload[5.min(payload.len())..],
+                        self.prepared.get(&id).and_then(|p| p.types.as_deref()),
+                        long.as_ref(),
+                    );
                     // Approvers see the values as they were bound.
                     let values: Vec<Option<(bool, &[u8])>> = exact
                         .iter()
@@ -2042,6 +2070,34 @@ mod tests {
         let kept = l.take(8).unwrap();
         assert_eq!(kept.values, vec![(1, b"second".to_vec())]);
         assert!(!kept.cut);
+    }
+
+    /// A review of an execution is bound to its packet, the types its values
+    /// are read with and its values sent in pieces.
+    #[test]
+    fn an_executions_review_binds_its_types_and_pieces() {
+        use super::{BinaryType, LongValues, review_binding};
+        let int = [BinaryType {
+            code: 3,
+            unsigned: false,
+        }];
+        let float = [BinaryType {
+            code: 4,
+            unsigned: false,
+        }];
+        let packet = [0u8, 1, 0, 0, 0, 0, 0x80, 0x3f];
+        let base = review_binding(&packet, Some(&int), None);
+        assert_eq!(base, review_binding(&packet, Some(&int), None));
+        assert_ne!(base, review_binding(&packet, Some(&float), None));
+        let mut pieces = LongValues::default();
+        pieces.add(1, 0, b"alice");
+        let with = review_binding(&packet, Some(&int), pieces.take(1).as_ref());
+        assert_ne!(base, with);
+        pieces.add(1, 0, b"mallory");
+        assert_ne!(
+            with,
+            review_binding(&packet, Some(&int), pieces.take(1).as_ref())
+        );
     }
 
     /// The digest binding a review covers every byte of every piece, past

@@ -325,6 +325,21 @@ impl Description {
 
 type Described = Arc<Description>;
 
+/// What a held portal's approval is bound to besides its text: its `Bind`'s
+/// parameters as sent (formats and bytes, self-delimiting), then each
+/// parameter's type as far as known (0: not known), since the same bytes
+/// are another value under another type (`3f800000` is 1065353216 as an
+/// `int4` and 1.0 as a `float4`).
+fn review_binding(raw: &[u8], params: usize, described: Option<&Description>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 4 * params);
+    out.extend_from_slice(raw);
+    for i in 0..params {
+        let t = described.and_then(|d| d.param_type(i)).unwrap_or(0);
+        out.extend_from_slice(&t.to_be_bytes());
+    }
+    out
+}
+
 /// A held portal's parameters as its reviewers read them
 /// ([`gatehouse_access::params_text`]): values bound in binary are written
 /// as text by their type where it is known (text types as they are, built-in
@@ -1787,7 +1802,7 @@ impl ClientSide {
                     }
                     if matches!(*entry.verdict, Verdict::Review { .. }) {
                         entry.params = Some(Arc::new(Params {
-                            raw: raw.to_vec(),
+                            raw: review_binding(raw, nparams, entry.described.as_deref()),
                             text: review_params(
                                 &values,
                                 entry.described.as_deref(),

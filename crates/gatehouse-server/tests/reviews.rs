@@ -15,6 +15,7 @@ use common::{TestServer, connect, db_error, put_policy, unique, url};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tokio_postgres::types::Type;
 
 const DIRECT: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -153,6 +154,60 @@ async fn parameters_are_part_of_what_is_approved() {
     assert_eq!(status, 200);
     run.await.unwrap().unwrap();
 
+    direct
+        .batch_execute(&format!("DROP TABLE {t}"))
+        .await
+        .unwrap();
+}
+
+/// The same bytes bound under another declared type are another value
+/// (`3f800000` is 1065353216 as an `int4`, 1.0 as a `float4`): the types are
+/// part of what is approved, so the second is another review rather than a
+/// second waiter on the first one's approval.
+#[tokio::test]
+async fn parameter_types_are_part_of_what_is_approved() {
+    let (s, bot, dba, t, direct) = reviewed_writes("rv_types", "check-writes").await;
+    let sql = format!("UPDATE {t} SET id = $1 WHERE id = 1");
+    let as_int = Arc::new(connect(&url(&s, &bot)).await);
+    let as_float = Arc::new(connect(&url(&s, &bot)).await);
+    let (c, q) = (as_int.clone(), sql.clone());
+    let big = tokio::spawn(async move {
+        let st = c.prepare_typed(&q, &[Type::INT4]).await.unwrap();
+        c.execute(&st, &[&1_065_353_216i32]).await
+    });
+    let first = pending(&s, &dba, &sql, &[]).await;
+    assert_eq!(first["params"], "$1=1065353216", "{first}");
+    let first_id = first["id"].as_str().unwrap().to_string();
+    let (c, q) = (as_float.clone(), sql.clone());
+    let one = tokio::spawn(async move {
+        let st = c.prepare_typed(&q, &[Type::FLOAT4]).await.unwrap();
+        c.execute(&st, &[&1.0f32]).await
+    });
+    let second = pending(&s, &dba, &sql, std::slice::from_ref(&first_id)).await;
+    assert_eq!(second["params"], "$1=1", "{second}");
+    let second_id = second["id"].as_str().unwrap();
+    let (status, v) = s
+        .post(&format!("/v1/reviews/{second_id}/approve"), &dba, json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(one.await.unwrap().unwrap(), 1);
+    let (status, v) = s
+        .post(
+            &format!("/v1/reviews/{first_id}/reject"),
+            &dba,
+            json!({"reason": "too big"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(big.await.unwrap().is_err());
+    let ids: Vec<i32> = direct
+        .query(&format!("SELECT id FROM {t} ORDER BY id") as &str, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, [1, 2]);
     direct
         .batch_execute(&format!("DROP TABLE {t}"))
         .await
