@@ -655,6 +655,15 @@ fn node_mysql2_prepared_statements() {
     assert!(v["denied"].as_str().unwrap().contains("no-deletes"), "{v}");
 }
 
+/// A new table named after the fixture's, with one row: id 1, note 'old'.
+fn notes_table(f: &Fixture) -> String {
+    let notes = format!("{}_notes", f.table);
+    direct_my(&format!(
+        "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
+    ));
+    notes
+}
+
 /// The pending review whose statement names `table`, as `dba` sees it
 /// (waits until there is one).
 fn pending_review(s: &Server, dba: &str, table: &str) -> serde_json::Value {
@@ -683,10 +692,7 @@ fn pending_review(s: &Server, dba: &str, table: &str) -> serde_json::Value {
 #[test]
 fn a_held_prepared_statement_shows_approvers_its_bound_values() {
     let f = setup("rvbound");
-    let notes = format!("{}_notes", f.table);
-    direct_my(&format!(
-        "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
-    ));
+    let notes = notes_table(&f);
     let file = f.s.path("review.toml");
     write(
         &file,
@@ -738,10 +744,7 @@ print("updated", cur.rowcount)
 #[test]
 fn values_sent_in_pieces_are_part_of_what_is_approved() {
     let f = setup("rvlong");
-    let notes = format!("{}_notes", f.table);
-    direct_my(&format!(
-        "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
-    ));
+    let notes = notes_table(&f);
     review_writes(&f.s, &notes);
     let dba = token(&f.s, "dana", "dba");
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
@@ -824,10 +827,7 @@ struct Held {
 /// Makes writes to a new table wait for a DBA, and starts the mariadb
 /// client setting its note to `note`; returns once the review is pending.
 fn hold_an_update(f: &Fixture, note: &str) -> Held {
-    let notes = format!("{}_notes", f.table);
-    direct_my(&format!(
-        "DROP TABLE IF EXISTS {notes}; CREATE TABLE {notes} (id INT, note TEXT); INSERT INTO {notes} VALUES (1, 'old')"
-    ));
+    let notes = notes_table(f);
     review_writes(&f.s, &notes);
     let dba = token(&f.s, "dana", "dba");
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
