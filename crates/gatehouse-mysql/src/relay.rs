@@ -248,6 +248,10 @@ struct Prepared {
     /// Parameters sent with `COM_STMT_SEND_LONG_DATA` since its last
     /// execution or reset (their values are not in the execution).
     long_data: Vec<u16>,
+    /// Some of those pieces were dropped from [`LongValues`] for another
+    /// statement's: its values are not all known (a review cannot be bound
+    /// to them).
+    long_dropped: bool,
 }
 
 /// The first bytes of the values sent with `COM_STMT_SEND_LONG_DATA` for
@@ -256,8 +260,10 @@ struct Prepared {
 /// memory stays bounded whatever number of statements a client prepares;
 /// drivers send a statement's long data right before executing it. Values
 /// of a statement whose pieces were dropped for another's are recorded as
-/// NULL, the record marked cut. The digest of every piece, whole, binds a
-/// review to the values (they are not in the execution's packet).
+/// NULL, or by the pieces sent after, the record marked cut either way
+/// ([`Prepared::long_dropped`]). The digest of every piece, whole, binds a
+/// review to the values (they are not in the execution's packet); a
+/// statement held for review whose pieces were dropped is refused.
 #[derive(Default)]
 struct LongValues {
     statement: u32,
@@ -294,6 +300,11 @@ impl LongValues {
         self.values[i]
             .1
             .extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// The statement whose pieces are kept, if any.
+    fn holder(&self) -> Option<u32> {
+        (!self.values.is_empty()).then_some(self.statement)
     }
 
     /// Takes what is kept for `statement` (`None`: nothing, or another's).
@@ -757,6 +768,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             },
         );
         p.long_data.clear();
+        let dropped = std::mem::take(&mut p.long_dropped);
         let exe = exe.ok()?;
         if exe.types_sent {
             p.types = Some(exe.types.clone());
@@ -818,6 +830,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         sample.end_row();
+        // Pieces dropped for another statement's: what is kept is not all.
+        sample.truncated |= dropped;
         Some(sample)
     }
 
@@ -1203,11 +1217,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
                 let review = matches!(stmt.verdict, Verdict::Review { .. });
-                let sent_long = self
+                let long = self.long_values.take(id);
+                // It sent values in pieces that are not all known (some
+                // were dropped for another statement's).
+                let long_unknown = self
                     .prepared
                     .get(&id)
-                    .is_some_and(|p| !p.long_data.is_empty());
-                let long = self.long_values.take(id);
+                    .is_some_and(|p| !p.long_data.is_empty() && (p.long_dropped || long.is_none()));
                 let mut exact = review.then(Vec::new);
                 stmt.params = self.bound_params(
                     id,
@@ -1216,7 +1232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     stmt.detectors.as_deref(),
                     exact.as_mut(),
                 );
-                if review && sent_long && long.is_none() {
+                if review && long_unknown {
                     // What the review would bind is not all known.
                     if let Verdict::Review { rule, .. } = &stmt.verdict {
                         let rule = rule.clone();
@@ -1303,6 +1319,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     if !p.long_data.contains(&d.param) && p.long_data.len() < codec::MAX_PARAMS {
                         p.long_data.push(d.param);
                     }
+                    if let Some(other) = self.long_values.holder()
+                        && other != d.statement_id
+                        && let Some(o) = self.prepared.get_mut(&other)
+                    {
+                        o.long_dropped = true;
+                    }
                     self.long_values.add(d.statement_id, d.param, d.data);
                 }
                 self.forward(payload).await?;
@@ -1350,6 +1372,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                     if let Some(p) = self.prepared.get_mut(&id) {
                         p.long_data.clear();
+                        p.long_dropped = false;
                     }
                     self.long_values.take(id);
                 }
@@ -1569,6 +1592,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 params: usize::from(ok.params),
                 types: None,
                 long_data: Vec::new(),
+                long_dropped: false,
             },
         );
         Ok(())

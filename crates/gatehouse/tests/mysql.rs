@@ -814,6 +814,62 @@ except mysql.connector.Error as e:
     );
 }
 
+/// A statement whose pieces were interleaved with another statement's is
+/// refused when it is held for review: Gatehouse kept only its later
+/// pieces, while the server joins them all, so a review could not be bound
+/// to the value that would run.
+#[test]
+fn pieces_interleaved_with_another_statements_are_refused_for_review() {
+    let f = setup("rvsplit");
+    let notes = notes_table(&f);
+    // A short review timeout: held instead of refused, the statement would
+    // come back refused for that, not for the pieces.
+    let file = f.s.path("review.toml");
+    write(
+        &file,
+        &format!(
+            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"writes-need-a-dba\"\nstatements = [\"write\"]\ntables = [\"{notes}\"]\naction = \"review\"\napprovers = [\"dba\"]\ntimeout = \"3s\"\n"
+        ),
+    );
+    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    let dba = token(&f.s, "dana", "dba");
+    let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
+    let script = r#"
+import io, sys, mysql.connector
+c = mysql.connector.connect(host=sys.argv[1], port=int(sys.argv[2]), user="bot", password=sys.argv[3], database="shop",
+                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True, autocommit=True)
+a = c.cmd_stmt_prepare(f"UPDATE {sys.argv[4]} SET note = ? WHERE id = 1".encode())
+b = c.cmd_stmt_prepare(b"SELECT LENGTH(?)")
+c.cmd_stmt_send_long_data(a["statement_id"], 0, io.BytesIO(b"hidden part, "))
+c.cmd_stmt_send_long_data(b["statement_id"], 0, io.BytesIO(b"other"))
+try:
+    # Sends one more piece of its own, then executes.
+    c.cmd_stmt_execute(a["statement_id"], data=(io.BytesIO(b"shown part"),), parameters=a["parameters"])
+    print("ran")
+except mysql.connector.Error as e:
+    print("refused", e.errno, e.msg)
+"#;
+    let (ok_run, stdout, stderr) = python(script, &[host, port, &f.bot, &notes]);
+    assert!(ok_run, "{stderr}");
+    assert!(
+        stdout.starts_with("refused") && stdout.contains("interleaved with another statement's"),
+        "{stdout}"
+    );
+    assert_eq!(
+        direct_my(&format!("SELECT note FROM {notes}")).trim(),
+        "old"
+    );
+    let v = json(f.s.cli(&dba, &["reviews", "list", "--json"]));
+    assert!(
+        !v["reviews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["statement"].as_str().is_some_and(|x| x.contains(&notes))),
+        "no review was made: {v}"
+    );
+}
+
 /// An UPDATE through the mariadb client, held for review.
 struct Held {
     client: std::process::Child,
