@@ -101,15 +101,30 @@ def run(sql):
 
 /// Replaces the policy: writes to `table` wait for a member of `dba`.
 fn review_writes(s: &Server, table: &str) {
+    review_writes_and(s, table, "");
+}
+
+/// The same, with `more` (TOML) after the rule's lines: more of the rule,
+/// or other tables of the policy.
+fn review_writes_and(s: &Server, table: &str, more: &str) {
     let file = s.path("review.toml");
     write(
         &file,
         &format!(
-            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"writes-need-a-dba\"\nstatements = [\"write\"]\ntables = [\"{table}\"]\naction = \"review\"\napprovers = [\"dba\"]\n"
+            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"writes-need-a-dba\"\nstatements = [\"write\"]\ntables = [\"{table}\"]\naction = \"review\"\napprovers = [\"dba\"]\n{more}"
         ),
     );
     ok(s.cli(&s.admin, &["apply", "-f", file.to_str().unwrap()]));
 }
+
+/// The start of a Python script for `python(script, [host, port, token,
+/// …])`: a mysql-connector-python session `c` on `shop` (over TLS: this
+/// driver sends a password in clear only over TLS).
+const CONNECTOR_SESSION: &str = r#"
+import io, sys, mysql.connector
+c = mysql.connector.connect(host=sys.argv[1], port=int(sys.argv[2]), user="bot", password=sys.argv[3], database="shop",
+                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True, autocommit=True)
+"#;
 
 struct Fixture {
     s: Server,
@@ -693,24 +708,20 @@ fn pending_review(s: &Server, dba: &str, table: &str) -> serde_json::Value {
 fn a_held_prepared_statement_shows_approvers_its_bound_values() {
     let f = setup("rvbound");
     let notes = notes_table(&f);
-    let file = f.s.path("review.toml");
-    write(
-        &file,
-        &format!(
-            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"writes-need-a-dba\"\nstatements = [\"write\"]\ntables = [\"{notes}\"]\naction = \"review\"\napprovers = [\"dba\"]\n\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n"
-        ),
+    review_writes_and(
+        &f.s,
+        &notes,
+        "\n[[detectors]]\nconnections = [\"shop\"]\nkinds = [\"email\"]\n",
     );
-    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
     let dba = token(&f.s, "dana", "dba");
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
-    let script = r#"
-import sys, mysql.connector
-c = mysql.connector.connect(host=sys.argv[1], port=int(sys.argv[2]), user="bot", password=sys.argv[3], database="shop",
-                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True, autocommit=True)
-cur = c.cursor(prepared=True)
+    let script = &format!(
+        "{CONNECTOR_SESSION}{}",
+        r#"cur = c.cursor(prepared=True)
 cur.execute(f"UPDATE {sys.argv[4]} SET note = %s WHERE id = %s", ("eve@example.com", 1))
 print("updated", cur.rowcount)
-"#;
+"#
+    );
     let client = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -748,17 +759,16 @@ fn values_sent_in_pieces_are_part_of_what_is_approved() {
     review_writes(&f.s, &notes);
     let dba = token(&f.s, "dana", "dba");
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
-    let script = r#"
-import io, sys, mysql.connector
-c = mysql.connector.connect(host=sys.argv[1], port=int(sys.argv[2]), user="bot", password=sys.argv[3], database="shop",
-                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True, autocommit=True)
-cur = c.cursor(prepared=True)
+    let script = &format!(
+        "{CONNECTOR_SESSION}{}",
+        r#"cur = c.cursor(prepared=True)
 try:
     cur.execute(f"UPDATE {sys.argv[4]} SET note = %s WHERE id = 1", (io.BytesIO(sys.argv[5].encode()),))
     print("updated", cur.rowcount)
 except mysql.connector.Error as e:
     print("refused", e.errno, e.msg)
-"#;
+"#
+    );
     let run = |note: &str| {
         Command::new("python3")
             .arg("-c")
@@ -824,21 +834,12 @@ fn pieces_interleaved_with_another_statements_are_refused_for_review() {
     let notes = notes_table(&f);
     // A short review timeout: held instead of refused, the statement would
     // come back refused for that, not for the pieces.
-    let file = f.s.path("review.toml");
-    write(
-        &file,
-        &format!(
-            "[policy]\ndefault = \"allow\"\n\n[[rules]]\nname = \"writes-need-a-dba\"\nstatements = [\"write\"]\ntables = [\"{notes}\"]\naction = \"review\"\napprovers = [\"dba\"]\ntimeout = \"3s\"\n"
-        ),
-    );
-    ok(f.s.cli(&f.s.admin, &["apply", "-f", file.to_str().unwrap()]));
+    review_writes_and(&f.s, &notes, "timeout = \"3s\"\n");
     let dba = token(&f.s, "dana", "dba");
     let (host, port) = f.s.mysql.rsplit_once(':').unwrap();
-    let script = r#"
-import io, sys, mysql.connector
-c = mysql.connector.connect(host=sys.argv[1], port=int(sys.argv[2]), user="bot", password=sys.argv[3], database="shop",
-                            ssl_disabled=False, ssl_verify_cert=False, ssl_verify_identity=False, use_pure=True, autocommit=True)
-a = c.cmd_stmt_prepare(f"UPDATE {sys.argv[4]} SET note = ? WHERE id = 1".encode())
+    let script = &format!(
+        "{CONNECTOR_SESSION}{}",
+        r#"a = c.cmd_stmt_prepare(f"UPDATE {sys.argv[4]} SET note = ? WHERE id = 1".encode())
 b = c.cmd_stmt_prepare(b"SELECT LENGTH(?)")
 c.cmd_stmt_send_long_data(a["statement_id"], 0, io.BytesIO(b"hidden part, "))
 c.cmd_stmt_send_long_data(b["statement_id"], 0, io.BytesIO(b"other"))
@@ -848,7 +849,8 @@ try:
     print("ran")
 except mysql.connector.Error as e:
     print("refused", e.errno, e.msg)
-"#;
+"#
+    );
     let (ok_run, stdout, stderr) = python(script, &[host, port, &f.bot, &notes]);
     assert!(ok_run, "{stderr}");
     assert!(
