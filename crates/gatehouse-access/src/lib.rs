@@ -117,10 +117,7 @@ impl HoldRequest<'_> {
             return None;
         }
         Some(Redacted {
-            statement: Some(truncate(
-                statement.as_deref().unwrap_or(self.sql),
-                MAX_STATEMENT,
-            )),
+            statement: truncate(statement.as_deref().unwrap_or(self.sql), MAX_STATEMENT),
             params: params.or_else(|| self.params_text.clone()),
             reason: reason.or_else(|| self.reason.clone()),
         })

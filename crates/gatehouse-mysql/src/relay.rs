@@ -964,8 +964,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return stmt.verdict.clone();
         };
         let access = self.ctx.proxy.access.clone();
-        let detectors = stmt.detectors.clone();
-        let redact = move |t: &str| detectors.as_ref().and_then(|d| d.redact(t));
+        let redact = |t: &str| stmt.detectors.as_ref().and_then(|d| d.redact(t));
         let req = gatehouse_access::HoldRequest {
             connection: &self.ctx.connection,
             principal: &self.ctx.principal,
@@ -1216,15 +1215,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let mut stmt = self.stmt(sql);
                 let (verdict, mask) = self.decide(&stmt.sql.clone(), stmt.admission.is_some());
                 stmt.verdict = verdict;
-                let review = matches!(stmt.verdict, Verdict::Review { .. });
+                let review = match &stmt.verdict {
+                    Verdict::Review { rule, .. } => Some(rule.clone()),
+                    _ => None,
+                };
+                // Values it sent in pieces are not all known: some were
+                // dropped for another statement's (read before
+                // `bound_params` starts the statement's next execution).
+                let long_unknown = self.prepared.get(&id).is_some_and(|p| p.long_dropped);
                 let long = self.long_values.take(id);
-                // It sent values in pieces that are not all known (some
-                // were dropped for another statement's).
-                let long_unknown = self
-                    .prepared
-                    .get(&id)
-                    .is_some_and(|p| !p.long_data.is_empty() && (p.long_dropped || long.is_none()));
-                let mut exact = review.then(Vec::new);
+                let mut exact = review.is_some().then(Vec::new);
                 stmt.params = self.bound_params(
                     id,
                     payload,
@@ -1232,19 +1232,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     stmt.detectors.as_deref(),
                     exact.as_mut(),
                 );
-                if review && long_unknown {
+                if let Some(rule) = review.as_deref()
+                    && long_unknown
+                {
                     // What the review would bind is not all known.
-                    if let Verdict::Review { rule, .. } = &stmt.verdict {
-                        let rule = rule.clone();
-                        self.refuse_stmt(
-                            stmt,
-                            &rule,
-                            "it is held for review, and values it sent in pieces (COM_STMT_SEND_LONG_DATA) were interleaved with another statement's, so no review can be bound to them; send a statement's pieces right before executing it",
-                        );
-                    }
+                    self.refuse_stmt(
+                        stmt,
+                        rule,
+                        "it is held for review, and values it sent in pieces (COM_STMT_SEND_LONG_DATA) were interleaved with another statement's, so no review can be bound to them; send a statement's pieces right before executing it",
+                    );
                     return Ok(true);
                 }
-                if review {
+                if review.is_some() {
                     // Part of what is approved besides the execution's
                     // packet: the types its values are read with (an
                     // execution may leave them to its statement's previous

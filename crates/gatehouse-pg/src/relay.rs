@@ -349,17 +349,14 @@ fn review_params(
     described: Option<&Description>,
     rendering: &crate::values::Rendering,
 ) -> Option<String> {
+    let mut scratch = String::new();
     let rendered: Vec<Option<String>> = values
         .iter()
         .enumerate()
         .map(|(i, v)| {
             let (true, v) = (*v)? else { return None };
-            let t = described?.param_type(i)?;
-            if crate::values::binary_is_text(t) {
-                return std::str::from_utf8(v).ok().map(str::to_string);
-            }
-            let mut out = String::new();
-            crate::values::render(t, v, rendering, &mut out).map(|()| out)
+            let t = described.and_then(|d| d.param_type(i));
+            param_text(true, true, v, t, rendering, &mut scratch).map(str::to_string)
         })
         .collect();
     let shown: Vec<codec::BoundValue<'_>> = values
@@ -371,6 +368,31 @@ fn review_params(
         })
         .collect();
     gatehouse_access::params_text(&shown)
+}
+
+/// A bound value as text, when it can be written so: one sent as text, or
+/// in binary of a text type, as its UTF-8 (of one cut short, its valid
+/// beginning); another binary value of a known type, whole, as PostgreSQL
+/// writes it (into `scratch`). `None`: it is shown as hex.
+fn param_text<'a>(
+    binary: bool,
+    whole: bool,
+    v: &'a [u8],
+    t: Option<u32>,
+    rendering: &crate::values::Rendering,
+    scratch: &'a mut String,
+) -> Option<&'a str> {
+    if !binary || t.is_some_and(crate::values::binary_is_text) {
+        return match std::str::from_utf8(v) {
+            Ok(t) => Some(t),
+            // Cut inside a character.
+            Err(e) if !whole => std::str::from_utf8(&v[..e.valid_up_to()]).ok(),
+            Err(_) => None,
+        };
+    }
+    scratch.clear();
+    crate::values::render(t.filter(|_| whole)?, v, rendering, scratch)?;
+    Some(scratch.as_str())
 }
 
 /// What the client side forwarded, in order; the upstream side consumes
@@ -1336,8 +1358,7 @@ impl ClientSide {
                 .get()
                 .reviewed_text(SqlDialect::Postgres, &h.stmt.sql, &self.sources);
         let access = &self.ctx.proxy.access;
-        let detectors = h.stmt.detectors.clone();
-        let redact = move |t: &str| detectors.as_ref().and_then(|d| d.redact(t));
+        let redact = |t: &str| h.stmt.detectors.as_ref().and_then(|d| d.redact(t));
         let req = gatehouse_access::HoldRequest {
             connection: &self.ctx.connection,
             principal: &self.ctx.principal,
@@ -2396,20 +2417,7 @@ impl UpstreamSide {
                 continue;
             };
             let t = if binary { stmt.param_type(i) } else { None };
-            let text = if !binary || t.is_some_and(crate::values::binary_is_text) {
-                match std::str::from_utf8(v) {
-                    Ok(t) => Some(t),
-                    // Cut inside a character.
-                    Err(e) if !whole => std::str::from_utf8(&v[..e.valid_up_to()]).ok(),
-                    Err(_) => None,
-                }
-            } else {
-                self.scratch.clear();
-                t.filter(|_| whole)
-                    .and_then(|t| crate::values::render(t, v, &self.rendering, &mut self.scratch))
-                    .map(|()| self.scratch.as_str())
-            };
-            match text {
+            match param_text(binary, whole, v, t, &self.rendering, &mut self.scratch) {
                 Some(t) => match detectors.and_then(|d| d.redact(t)) {
                     Some(redacted) => sample.value(Some(&redacted)),
                     None => sample.value(Some(t)),

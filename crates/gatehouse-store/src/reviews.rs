@@ -73,7 +73,7 @@ pub struct ReviewRecord {
 /// See [`ReviewRecord::redacted`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Redacted {
-    pub statement: Option<String>,
+    pub statement: String,
     pub params: Option<String>,
     pub reason: Option<String>,
 }
@@ -85,7 +85,7 @@ impl ReviewRecord {
         match &self.redacted {
             None => std::borrow::Cow::Borrowed(self),
             Some(r) => std::borrow::Cow::Owned(ReviewRecord {
-                statement: r.statement.clone(),
+                statement: Some(r.statement.clone()),
                 params: r.params.clone(),
                 reason: r.reason.clone(),
                 ..self.clone()
